@@ -1,0 +1,535 @@
+"""Customer service: create, read, change, consent, contacts, 360 view, export, erase."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Iterator, Mapping
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import attrs
+from sqlalchemy import Select, and_, delete, func, insert, or_, select, update
+
+from crmkit.core import tables as t
+from crmkit.core.entities import CONSENT_PURPOSES, Contact, Customer, Section
+from crmkit.errors import Conflict, CrmError, NotFound, ValidationError
+
+if TYPE_CHECKING:
+    from crmkit.crm import CRM
+
+#: Columns of ``customers`` a caller may set directly (everything else is custom attributes).
+PROFILE_FIELDS = (
+    "external_id", "type", "kind", "status", "name", "email", "phone", "address", "region",
+    "province", "city", "industry", "occupation", "birth_date", "owner",
+)  # fmt: skip
+
+
+@attrs.define
+class BulkResult:
+    """What a bulk write stored and what it skipped (nothing is dropped silently)."""
+
+    stored: int = 0
+    skipped: list[str] = attrs.field(factory=list)  # external ids already present
+
+
+@attrs.define
+class Customer360:
+    """Everything about one customer, for the 360 view."""
+
+    customer: Customer
+    contacts: list[Contact]
+    interactions: list[Any]
+    orders: list[Any]
+    workflows: list[Any]
+    sections: list[Section]
+    totals: dict[str, Any]
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return value
+
+
+class CustomerService:
+    def __init__(self, crm: CRM) -> None:
+        self.crm = crm
+
+    # -- conversion -------------------------------------------------------
+    def _encode_attributes(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        encoded: dict[str, Any] = {}
+        definitions = self.crm.attribute_definitions
+        for name, value in values.items():
+            definition = definitions.get(name)
+            if definition is not None:
+                value = definition.convert(value)
+            elif value is not None and not isinstance(value, str | int | bool):
+                value = str(value)
+            if value is not None:
+                encoded[name] = _json_value(value)
+        for name, definition in definitions.items():
+            if definition.required and name not in encoded:
+                raise ValidationError(f"attribute {name!r} is required", field=name)
+        return encoded
+
+    def _decode_attributes(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        definitions = self.crm.attribute_definitions
+        decoded = {}
+        for name, value in (values or {}).items():
+            definition = definitions.get(name)
+            try:
+                decoded[name] = definition.convert(value) if definition else value
+            except CrmError:  # declared after the value was stored: keep it as stored
+                decoded[name] = value
+        return decoded
+
+    def _entity(self, row: Any, consents: dict[str, bool] | None = None) -> Customer:
+        data = {f: getattr(row, f) for f in PROFILE_FIELDS}
+        return Customer(
+            **data,
+            attributes=self._decode_attributes(row.attributes),
+            consents=consents or {},
+            id=row.id,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+            erased_at=row.erased_at,
+        )
+
+    def _row(self, customer: Customer, now: dt.datetime) -> dict[str, Any]:
+        row = {f: getattr(customer, f) for f in PROFILE_FIELDS}
+        row["attributes"] = self._encode_attributes(customer.attributes)
+        row["created_at"] = customer.created_at or now
+        row["updated_at"] = now
+        return row
+
+    @staticmethod
+    def build(data: Customer | Mapping[str, Any]) -> Customer:
+        """A Customer from an entity or a mapping of profile fields plus attributes."""
+        if isinstance(data, Customer):
+            return data
+        values = dict(data)
+        attributes = dict(values.pop("attributes", None) or {})
+        consents = dict(values.pop("consents", None) or {})
+        for key in list(values):
+            if key not in PROFILE_FIELDS:
+                attributes[key] = values.pop(key)
+        if isinstance(values.get("birth_date"), str) and values["birth_date"]:
+            try:
+                values["birth_date"] = dt.date.fromisoformat(values["birth_date"])
+            except ValueError:
+                raise ValidationError(
+                    f"birth_date {values['birth_date']!r} is not a date like 1980-04-30",
+                    field="birth_date",
+                ) from None
+        clean = {k: (None if v == "" else v) for k, v in values.items()}
+        for required in ("name",):
+            if not clean.get(required):
+                raise ValidationError(f"{required} is required", field=required)
+        for key in ("type", "kind", "status"):
+            if clean.get(key) is None:
+                clean.pop(key, None)
+        return Customer(**clean, attributes=attributes, consents=consents)
+
+    # -- writes -----------------------------------------------------------
+    def add(self, customer: Customer | Mapping[str, Any] | None = None, /, *, actor: str | None = None, **fields: Any) -> Customer:
+        """Create one customer; returns it with its id. Fires ``crmkit_after_customers_created``."""
+        entity = self.build(customer if customer is not None else fields)
+        result = self._insert([entity], actor=actor, skip_existing=False)
+        return result[0]
+
+    def add_many(
+        self,
+        customers: Iterable[Customer | Mapping[str, Any]],
+        *,
+        batch_size: int = 2000,
+        skip_existing: bool = True,
+        actor: str | None = None,
+    ) -> BulkResult:
+        """Create many customers in batches, each batch one transaction and one event.
+
+        With ``skip_existing`` a customer whose ``external_id`` is already stored
+        is skipped and listed in the result; otherwise it is a Conflict.
+        """
+        result = BulkResult()
+        for batch in _chunks((self.build(c) for c in customers), batch_size):
+            with self.crm.transaction(actor=actor):
+                stored = self._insert(batch, actor=actor, skip_existing=skip_existing, result=result)
+            result.stored += len(stored)
+        return result
+
+    def _insert(
+        self,
+        batch: list[Customer],
+        *,
+        actor: str | None,
+        skip_existing: bool,
+        result: BulkResult | None = None,
+    ) -> list[Customer]:
+        with self.crm.transaction(actor=actor) as ctx:
+            connection = ctx.connection
+            ids = [c.external_id for c in batch if c.external_id]
+            if len(set(ids)) != len(ids):
+                seen: set[str] = set()
+                dupes = sorted({i for i in ids if i in seen or seen.add(i)})
+                raise Conflict(f"external_id {dupes[0]!r} appears twice in the same batch")
+            existing = set()
+            if ids:
+                existing = set(
+                    connection.scalars(
+                        select(t.customers.c.external_id).where(t.customers.c.external_id.in_(ids))
+                    )
+                )
+            if existing and not skip_existing:
+                raise Conflict(
+                    f"a customer with external_id {sorted(existing)[0]!r} already exists; "
+                    "edit it instead, or choose another external_id"
+                )
+            fresh = [c for c in batch if c.external_id not in existing or not c.external_id]
+            if result is not None:
+                result.skipped.extend(sorted(existing))
+            if not fresh:
+                return []
+            rows = [self._row(c, ctx.now) for c in fresh]
+            new_ids = connection.scalars(
+                insert(t.customers).returning(t.customers.c.id, sort_by_parameter_order=True),
+                rows,
+            ).all()
+            stored = []
+            consent_rows = []
+            for customer, new_id, row in zip(fresh, new_ids, rows, strict=True):
+                stored.append(
+                    attrs.evolve(
+                        customer,
+                        id=new_id,
+                        created_at=row["created_at"],
+                        updated_at=row["updated_at"],
+                        attributes=self._decode_attributes(row["attributes"]),
+                    )
+                )
+                for purpose, granted in customer.consents.items():
+                    consent_rows.append(self._consent_row(new_id, purpose, granted, ctx.now, "create"))
+            if consent_rows:
+                connection.execute(insert(t.consents), consent_rows)
+            self.crm.fire(ctx, "crmkit_after_customers_created", customers=stored)
+            ctx.changes.customers_created.extend(stored)
+            return stored
+
+    def update(self, customer_id: int, /, *, actor: str | None = None, **changes: Any) -> Customer:
+        """Change profile fields and attributes (``attributes={...}`` merges; None removes)."""
+        with self.crm.transaction(actor=actor) as ctx:
+            before = self.get(customer_id)
+            if before.erased_at is not None:
+                raise ValidationError(f"customer {customer_id} was erased and cannot be edited")
+            attributes = dict(before.attributes)
+            extra = changes.pop("attributes", None) or {}
+            for key in list(changes):
+                if key not in PROFILE_FIELDS:
+                    extra[key] = changes.pop(key)
+            for key, value in extra.items():
+                if value is None:
+                    attributes.pop(key, None)
+                else:
+                    attributes[key] = value
+            if "birth_date" in changes and isinstance(changes["birth_date"], str):
+                changes["birth_date"] = self.build({"name": "x", "birth_date": changes["birth_date"]}).birth_date
+            after = attrs.evolve(before, **changes, attributes=attributes)  # validates
+            row = self._row(after, ctx.now)
+            row.pop("created_at")
+            if after.external_id != before.external_id and after.external_id:
+                clash = ctx.connection.scalar(
+                    select(t.customers.c.id).where(t.customers.c.external_id == after.external_id)
+                )
+                if clash is not None:
+                    raise Conflict(f"external_id {after.external_id!r} belongs to customer {clash}")
+            ctx.connection.execute(update(t.customers).where(t.customers.c.id == customer_id).values(row))
+            after = self.get(customer_id)
+            self.crm.fire(ctx, "crmkit_after_customers_updated", customers=[after], previous=[before])
+            ctx.changes.customers_updated.append(after)
+            return after
+
+    @staticmethod
+    def _consent_row(customer_id: int, purpose: str, granted: bool, now: dt.datetime, source: str | None) -> dict[str, Any]:
+        if not purpose or not isinstance(purpose, str):
+            raise ValidationError("consent purpose must be a non-empty name such as 'marketing'")
+        return {
+            "customer_id": customer_id,
+            "purpose": purpose,
+            "granted": bool(granted),
+            "changed_at": now,
+            "source": source,
+        }
+
+    def set_consent(self, customer_id: int, purpose: str, granted: bool, *, source: str | None = None, actor: str | None = None) -> Customer:
+        """Record consent (or its withdrawal) for one purpose, e.g. ``marketing``."""
+        with self.crm.transaction(actor=actor) as ctx:
+            before = self.get(customer_id)
+            row = self._consent_row(customer_id, purpose, granted, ctx.now, source or actor)
+            ctx.connection.execute(
+                delete(t.consents).where(
+                    and_(t.consents.c.customer_id == customer_id, t.consents.c.purpose == purpose)
+                )
+            )
+            ctx.connection.execute(insert(t.consents), row)
+            after = self.get(customer_id)
+            self.crm.fire(ctx, "crmkit_after_customers_updated", customers=[after], previous=[before])
+            ctx.changes.customers_updated.append(after)
+            return after
+
+    def add_contact(self, customer_id: int, name: str, *, role: str | None = None, email: str | None = None, phone: str | None = None) -> Contact:
+        """Add a contact person to an organisation customer."""
+        with self.crm.transaction() as ctx:
+            customer = self.get(customer_id)
+            if customer.type != "organisation":
+                raise ValidationError(
+                    f"customer {customer_id} is a person; contacts belong to organisations"
+                )
+            contact = Contact(customer_id=customer_id, name=name, role=role, email=email, phone=phone)
+            new_id = ctx.connection.scalar(
+                insert(t.contacts).returning(t.contacts.c.id),
+                {k: v for k, v in attrs.asdict(contact).items() if k != "id"},
+            )
+            return attrs.evolve(contact, id=new_id)
+
+    # -- reads ------------------------------------------------------------
+    def get(self, customer_id: int) -> Customer:
+        with self.crm.reading() as connection:
+            row = connection.execute(select(t.customers).where(t.customers.c.id == customer_id)).first()
+            if row is None:
+                raise NotFound(f"customer {customer_id} not found; list customers with 'crmkit customer list'")
+            return self._entity(row, self._consents(connection, [row.id]).get(row.id))
+
+    def get_by_external_id(self, external_id: str) -> Customer:
+        with self.crm.reading() as connection:
+            row = connection.execute(
+                select(t.customers).where(t.customers.c.external_id == external_id)
+            ).first()
+            if row is None:
+                raise NotFound(f"no customer has external_id {external_id!r}")
+            return self._entity(row, self._consents(connection, [row.id]).get(row.id))
+
+    def resolve(self, ref: int | str) -> Customer:
+        """Find a customer by numeric id or by external id (``42`` or ``C-0042``)."""
+        if isinstance(ref, int):
+            return self.get(ref)
+        text = str(ref).strip()
+        with self.crm.reading() as connection:
+            row = connection.execute(
+                select(t.customers).where(t.customers.c.external_id == text)
+            ).first()
+            if row is None and text.isdigit():
+                row = connection.execute(select(t.customers).where(t.customers.c.id == int(text))).first()
+            if row is None:
+                raise NotFound(f"customer {text!r} not found (looked up as external id and as id)")
+            return self._entity(row, self._consents(connection, [row.id]).get(row.id))
+
+    def ids_by_external_id(self, external_ids: Iterable[str]) -> dict[str, int]:
+        """Map external ids to customer ids in one query (missing ones are absent)."""
+        wanted = list(set(external_ids))
+        if not wanted:
+            return {}
+        found: dict[str, int] = {}
+        with self.crm.reading() as connection:
+            for chunk in _chunks(iter(wanted), 5000):
+                found.update(
+                    connection.execute(
+                        select(t.customers.c.external_id, t.customers.c.id).where(
+                            t.customers.c.external_id.in_(chunk)
+                        )
+                    ).tuples()
+                )
+        return found
+
+    @staticmethod
+    def _consents(connection: Any, ids: list[int]) -> dict[int, dict[str, bool]]:
+        result: dict[int, dict[str, bool]] = {}
+        if not ids:
+            return result
+        rows = connection.execute(
+            select(t.consents.c.customer_id, t.consents.c.purpose, t.consents.c.granted).where(
+                t.consents.c.customer_id.in_(ids)
+            )
+        )
+        for customer_id, purpose, granted in rows:
+            result.setdefault(customer_id, {})[purpose] = bool(granted)
+        return result
+
+    def query(
+        self,
+        *,
+        text: str | None = None,
+        status: str | None = None,
+        owner: str | None = None,
+        region: str | None = None,
+        kind: str | None = None,
+        industry: str | None = None,
+        consent: str | None = None,
+    ) -> Select:
+        """A SELECT of customers with the given filters, for listing or for plugins."""
+        query = select(t.customers)
+        if text:
+            like = f"%{text.lower()}%"
+            query = query.where(
+                or_(
+                    func.lower(t.customers.c.name).like(like),
+                    func.lower(t.customers.c.email).like(like),
+                    func.lower(t.customers.c.external_id).like(like),
+                    t.customers.c.phone.like(f"%{text}%"),
+                )
+            )
+        for column, value in (("status", status), ("owner", owner), ("region", region), ("kind", kind), ("industry", industry)):
+            if value:
+                query = query.where(t.customers.c[column] == value)
+        if consent:
+            query = query.where(
+                t.customers.c.id.in_(
+                    select(t.consents.c.customer_id).where(
+                        and_(t.consents.c.purpose == consent, t.consents.c.granted.is_(True))
+                    )
+                )
+            )
+        return query
+
+    def list(self, *, limit: int | None = 50, offset: int = 0, **filters: Any) -> list[Customer]:
+        """Customers matching filters (text, status, owner, region, kind, industry, consent)."""
+        query = self.query(**filters).order_by(t.customers.c.id).offset(offset)
+        if limit is not None:
+            query = query.limit(limit)
+        with self.crm.reading() as connection:
+            rows = connection.execute(query).all()
+            consents = self._consents(connection, [r.id for r in rows])
+            return [self._entity(r, consents.get(r.id)) for r in rows]
+
+    def iterate(self, *, batch_size: int = 5000, **filters: Any) -> Iterator[Customer]:
+        """Every matching customer, read in batches by id (bounded memory)."""
+        last = 0
+        while True:
+            query = self.query(**filters).where(t.customers.c.id > last).order_by(t.customers.c.id).limit(batch_size)
+            with self.crm.reading() as connection:
+                rows = connection.execute(query).all()
+                consents = self._consents(connection, [r.id for r in rows])
+            if not rows:
+                return
+            for row in rows:
+                yield self._entity(row, consents.get(row.id))
+            last = rows[-1].id
+
+    def count(self, **filters: Any) -> int:
+        with self.crm.reading() as connection:
+            return connection.scalar(select(func.count()).select_from(self.query(**filters).subquery()))
+
+    def contacts(self, customer_id: int) -> list[Contact]:
+        with self.crm.reading() as connection:
+            rows = connection.execute(
+                select(t.contacts).where(t.contacts.c.customer_id == customer_id).order_by(t.contacts.c.id)
+            )
+            return [Contact(**row._mapping) for row in rows]
+
+    def view(self, customer_id: int, *, limit: int = 100) -> Customer360:
+        """The customer 360 view: profile, contacts, timeline, orders, workflows, plugin sections."""
+        customer = self.get(customer_id)
+        sections = [s for s in self.crm.call("crmkit_customer_360_section", crm=self.crm, customer=customer) if s]
+        with self.crm.reading() as connection:
+            totals_row = connection.execute(
+                select(func.count(), func.sum(t.orders.c.amount), func.max(t.orders.c.occurred_at)).where(
+                    and_(t.orders.c.customer_id == customer_id, t.orders.c.status == "paid")
+                )
+            ).one()
+        from crmkit.core.types import to_decimal
+
+        totals = {
+            "paid_orders": totals_row[0],
+            "revenue": to_decimal(totals_row[1]) if totals_row[1] is not None else Decimal(0),
+            "last_order": totals_row[2],
+        }
+        return Customer360(
+            customer=customer,
+            contacts=self.contacts(customer_id),
+            interactions=self.crm.interactions.list(customer_id=customer_id, limit=limit),
+            orders=self.crm.orders.list(customer_id=customer_id, limit=limit),
+            workflows=self.crm.workflows.list(customer_id=customer_id),
+            sections=sorted(sections, key=lambda s: (s.order, s.title)),
+            totals=totals,
+        )
+
+    # -- personal data ----------------------------------------------------
+    def export(self, customer_id: int) -> dict[str, Any]:
+        """Everything held on a customer, core and plugins, as JSON-ready data."""
+        from crmkit.core.serialize import jsonable
+
+        with self.crm.transaction() as ctx:
+            customer = self.get(customer_id)
+            data: dict[str, Any] = {
+                "customer": attrs.asdict(customer),
+                "contacts": [attrs.asdict(c) for c in self.contacts(customer_id)],
+                "interactions": [attrs.asdict(i) for i in self.crm.interactions.list(customer_id=customer_id, limit=None)],
+                "orders": [attrs.asdict(o) for o in self.crm.orders.list(customer_id=customer_id, limit=None)],
+                "workflows": [
+                    {**attrs.asdict(w), "history": [attrs.asdict(h) for h in self.crm.workflows.history(w.id)]}
+                    for w in self.crm.workflows.list(customer_id=customer_id)
+                ],
+                "plugins": {},
+            }
+            # called one by one so each part is filed under the plugin that gave it
+            for impl in self.crm.pm.hook.crmkit_export_personal_data.get_hookimpls():
+                try:
+                    part = impl.function(ctx=ctx, customer=customer)
+                except Exception as exc:
+                    raise CrmError(
+                        f"plugin {impl.plugin_name!r} failed to export customer {customer_id}: {exc}"
+                    ) from exc
+                if part:
+                    data["plugins"][impl.plugin_name] = part
+            return jsonable(data)
+
+    def erase(self, customer_id: int, *, actor: str | None = None) -> Customer:
+        """Erase a person's data everywhere; order totals stay (anonymised) for statistics."""
+        with self.crm.transaction(actor=actor) as ctx:
+            before = self.get(customer_id)
+            self.crm.call("crmkit_erase_personal_data", ctx=ctx, customer=before)
+            connection = ctx.connection
+            connection.execute(delete(t.contacts).where(t.contacts.c.customer_id == customer_id))
+            connection.execute(delete(t.consents).where(t.consents.c.customer_id == customer_id))
+            connection.execute(delete(t.interactions).where(t.interactions.c.customer_id == customer_id))
+            connection.execute(
+                update(t.workflow_instances)
+                .where(t.workflow_instances.c.customer_id == customer_id)
+                .values(title="(erased)", fields={})
+            )
+            connection.execute(
+                update(t.customers)
+                .where(t.customers.c.id == customer_id)
+                .values(
+                    name=f"erased customer {customer_id}",
+                    external_id=None,
+                    email=None,
+                    phone=None,
+                    address=None,
+                    birth_date=None,
+                    occupation=None,
+                    city=None,
+                    attributes={},
+                    status="inactive",
+                    updated_at=ctx.now,
+                    erased_at=ctx.now,
+                )
+            )
+            after = self.get(customer_id)
+            self.crm.fire(ctx, "crmkit_after_customers_updated", customers=[after], previous=[before])
+            ctx.changes.customers_updated.append(after)
+            return after
+
+
+def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    batch: list[Any] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+__all__ = ["BulkResult", "Customer360", "CustomerService", "CONSENT_PURPOSES"]

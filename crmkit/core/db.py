@@ -1,0 +1,78 @@
+"""Engine creation: SQLite file (WAL, foreign keys, immediate write locks) or PostgreSQL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from crmkit.errors import ConfigError
+
+#: Execution option a write transaction sets so SQLite takes the write lock
+#: at BEGIN (``BEGIN IMMEDIATE``): two writers then queue on the busy timeout
+#: instead of failing half-way with "database is locked".
+WRITE = {"crmkit_write": True}
+
+
+def normalise_url(url: str) -> str:
+    """Accept a plain file path as a SQLite database; map postgres URLs to psycopg 3."""
+    if "://" not in url:
+        return f"sqlite:///{Path(url).expanduser()}"
+    if url.startswith(("postgresql://", "postgres://")):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def create(url: str, **kwargs: Any) -> Engine:
+    """Create the engine for ``url``, with crmkit's SQLite settings applied."""
+    url = normalise_url(url)
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise ConfigError(
+            f"database URL {url!r} is not valid; use sqlite:///path/to/crm.db or "
+            "postgresql://user:password@host/dbname"
+        ) from exc
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        database = parsed.database or ""
+        if database and database != ":memory:":
+            folder = Path(database).expanduser().resolve().parent
+            if not folder.is_dir():
+                raise ConfigError(
+                    f"database folder {folder} does not exist; create it or choose another path"
+                )
+        engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
+        _configure_sqlite(engine)
+        return engine
+    if backend == "postgresql":
+        try:
+            return create_engine(url, pool_pre_ping=True, **kwargs)
+        except ModuleNotFoundError as exc:
+            raise ConfigError(
+                "PostgreSQL needs the psycopg driver; install it with pip install 'crmkit[postgres]'"
+            ) from exc
+    raise ConfigError(
+        f"database backend {backend!r} is not supported; use sqlite or postgresql"
+    )
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # take transaction control from the driver so BEGIN is ours (see WRITE)
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def on_begin(connection: Any) -> None:
+        write = connection.get_execution_options().get("crmkit_write", False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")

@@ -1,0 +1,174 @@
+"""The core's tables, SQLAlchemy Core, on the one shared :data:`metadata`.
+
+Plugins define their tables on the same ``metadata`` (so foreign keys to
+``customers.id`` resolve) and ship an Alembic branch that creates them. The
+core's own migration history lives in ``crmkit/core/migrations/versions``;
+a test checks these definitions against the migrated schema.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+from crmkit.core.types import Money, UTCDateTime
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+staff = Table(
+    "staff",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("username", String(100), nullable=False, unique=True),
+    Column("name", String(200), nullable=False, default=""),
+    Column("email", String(320)),
+    Column("roles", JSON, nullable=False, default=list),
+    Column("department", String(100)),
+    Column("manager", String(100)),
+)
+
+customers = Table(
+    "customers",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("external_id", String(100), unique=True),
+    Column("type", String(20), nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("name", String(300), nullable=False),
+    Column("email", String(320)),
+    Column("phone", String(50)),
+    Column("address", Text),
+    Column("region", String(100)),
+    Column("province", String(100)),
+    Column("city", String(100)),
+    Column("industry", String(100)),
+    Column("occupation", String(100)),
+    Column("birth_date", Date),
+    Column("owner", String(100)),
+    Column("attributes", JSON, nullable=False, default=dict),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("erased_at", UTCDateTime),
+    Index("ix_customers_owner", "owner"),
+    Index("ix_customers_region", "region"),
+)
+
+contacts = Table(
+    "contacts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("customer_id", Integer, ForeignKey("customers.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(300), nullable=False),
+    Column("role", String(100)),
+    Column("email", String(320)),
+    Column("phone", String(50)),
+    Index("ix_contacts_customer_id", "customer_id"),
+)
+
+consents = Table(
+    "consents",
+    metadata,
+    Column("customer_id", Integer, ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True),
+    Column("purpose", String(50), primary_key=True),
+    Column("granted", Boolean, nullable=False),
+    Column("changed_at", UTCDateTime, nullable=False),
+    Column("source", String(100)),
+)
+
+interactions = Table(
+    "interactions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("customer_id", Integer, ForeignKey("customers.id", ondelete="CASCADE"), nullable=False),
+    Column("channel", String(20), nullable=False),
+    Column("direction", String(10), nullable=False),
+    Column("subject", String(500), nullable=False, default=""),
+    Column("body", Text, nullable=False, default=""),
+    Column("occurred_at", UTCDateTime, nullable=False),
+    Column("staff", String(100)),
+    Index("ix_interactions_customer_time", "customer_id", "occurred_at"),
+)
+
+orders = Table(
+    "orders",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("external_id", String(100), unique=True),
+    Column("customer_id", Integer, ForeignKey("customers.id"), nullable=False),
+    Column("occurred_at", UTCDateTime, nullable=False),
+    Column("amount", Money, nullable=False),
+    Column("cost", Money),
+    Column("currency", String(3), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("channel", String(20)),
+    Index("ix_orders_customer_time", "customer_id", "occurred_at"),
+)
+
+order_lines = Table(
+    "order_lines",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("order_id", Integer, ForeignKey("orders.id", ondelete="CASCADE"), nullable=False),
+    Column("product", String(200), nullable=False),
+    Column("category", String(100)),
+    Column("quantity", Money, nullable=False),
+    Column("price", Money, nullable=False),
+    Index("ix_order_lines_order_id", "order_id"),
+)
+
+workflow_instances = Table(
+    "workflow_instances",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("workflow", String(100), nullable=False),
+    Column("customer_id", Integer, ForeignKey("customers.id", ondelete="CASCADE"), nullable=False),
+    Column("title", String(300), nullable=False),
+    Column("stage", String(100), nullable=False),
+    Column("value", Money),
+    Column("due_on", Date),
+    Column("owner", String(100)),
+    Column("fields", JSON, nullable=False, default=dict),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("stage_entered_at", UTCDateTime, nullable=False),
+    Column("closed_at", UTCDateTime),
+    Index("ix_workflow_instances_workflow_stage", "workflow", "stage"),
+    Index("ix_workflow_instances_customer_id", "customer_id"),
+)
+
+workflow_transitions = Table(
+    "workflow_transitions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column(
+        "instance_id",
+        Integer,
+        ForeignKey("workflow_instances.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("from_stage", String(100)),
+    Column("to_stage", String(100), nullable=False),
+    Column("actor", String(100)),
+    Column("at", UTCDateTime, nullable=False),
+    Column("reason", Text, nullable=False, default=""),
+    Index("ix_workflow_transitions_instance_at", "instance_id", "at"),
+)

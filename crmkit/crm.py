@@ -1,0 +1,313 @@
+"""The CRM object integrators embed: ``crm = crmkit.open("crmkit.toml")``."""
+
+from __future__ import annotations
+
+import contextvars
+import datetime as dt
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pluggy
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PrefixLoader, select_autoescape
+from sqlalchemy import Connection, Engine
+
+from crmkit import config as config_module
+from crmkit import plugins as plugin_loader
+from crmkit.core import db, migrate
+from crmkit.core.context import Changes, HookContext
+from crmkit.core.customers import CustomerService
+from crmkit.core.entities import AttributeDefinition, SettingsSpec
+from crmkit.core.interactions import InteractionService
+from crmkit.core.orders import OrderService
+from crmkit.core.staff import StaffService
+from crmkit.core.workflow import WorkflowDefinition
+from crmkit.core.workflows import WorkflowService
+from crmkit.errors import ConfigError, CrmError, PluginError, SchemaOutOfDate
+
+CORE_TEMPLATES = Path(__file__).parent / "templates"
+
+
+def open(  # noqa: A001 - the natural name: crmkit.open(...)
+    target: str | os.PathLike[str] | None = None,
+    *,
+    plugins: Sequence[str | Any] | None = None,
+    settings: dict[str, dict[str, Any]] | None = None,
+    upgrade: bool = False,
+    database: str | None = None,
+) -> CRM:
+    """Open a CRM.
+
+    ``target`` is a ``crmkit.toml`` path, a database URL (``sqlite:///crm.db``,
+    ``postgresql://...``), or None to read ``./crmkit.toml`` (or
+    ``$CRMKIT_CONFIG``). ``plugins`` overrides the enabled plugins (names, or
+    plugin objects registered directly); ``settings`` overrides plugin
+    settings by table; ``upgrade=True`` brings the schema to head first,
+    otherwise an out-of-date schema raises :class:`SchemaOutOfDate`.
+    """
+    text = os.fspath(target) if target is not None else None
+    if text is not None and ("://" in text or text.endswith((".db", ".sqlite", ".sqlite3"))):
+        # a database given directly: no config file, environment plugin list still applies
+        config = config_module.Config(database=text)
+        if "CRMKIT_PLUGINS" in os.environ:
+            config.plugins = config_module.parse_plugin_list(os.environ["CRMKIT_PLUGINS"])
+    else:
+        config = config_module.load(text, database=database)
+    if plugins is not None:
+        config.plugins = list(plugins)
+    for name, values in (settings or {}).items():
+        config.plugin_settings.setdefault(name, {}).update(values)
+    crm = CRM(config)
+    try:
+        if upgrade:
+            crm.upgrade()
+        else:
+            crm.check_schema()
+    except BaseException:
+        crm.close()
+        raise
+    return crm
+
+
+class CRM:
+    """An open CRM: services, plugins, settings and the database.
+
+    Services: :attr:`customers`, :attr:`interactions`, :attr:`orders`,
+    :attr:`staff`, :attr:`workflows`. Every public write is one transaction
+    together with the events it fires; a plugin raising in an event rolls the
+    whole write back and the error names the plugin.
+    """
+
+    def __init__(self, config: config_module.Config) -> None:
+        self.config = config
+        self.pm, self.plugin_statuses = plugin_loader.load(config.plugins, where=config.where)
+        self.engine: Engine = db.create(config.database)
+        self._current: contextvars.ContextVar[HookContext | None] = contextvars.ContextVar(
+            f"crmkit_transaction_{id(self)}", default=None
+        )
+        self.settings = self._collect_settings()
+        self.attribute_definitions = self._collect_attributes()
+        self.workflow_definitions = self._collect_workflows()
+        self._templates: Environment | None = None
+        self.customers = CustomerService(self)
+        self.interactions = InteractionService(self)
+        self.orders = OrderService(self)
+        self.staff = StaffService(self)
+        self.workflows = WorkflowService(self)
+
+    # -- plugins ----------------------------------------------------------
+    @property
+    def hook(self) -> Any:
+        return self.pm.hook
+
+    @property
+    def plugin_names(self) -> list[str]:
+        return plugin_loader.enabled_names(self.plugin_statuses)
+
+    def has_plugin(self, name: str) -> bool:
+        return name in self.plugin_names
+
+    def has_hook(self, name: str) -> bool:
+        """True when hook ``name`` exists and some plugin implements it."""
+        caller = getattr(self.pm.hook, name, None)
+        return caller is not None and bool(caller.get_hookimpls())
+
+    def call(self, hook_name: str, **kwargs: Any) -> Any:
+        """Call a hook; an exception from a plugin becomes a PluginError naming it."""
+        caller = getattr(self.pm.hook, hook_name)
+        try:
+            return caller(**kwargs)
+        except CrmError as exc:
+            if isinstance(exc, PluginError) and exc.plugin:
+                raise
+            plugin = plugin_loader.owner_of(self.pm, exc)
+            if plugin is None or plugin.startswith("crmkit."):
+                raise
+            raise type(exc)(f"plugin {plugin!r}: {exc}") from exc
+        except Exception as exc:
+            plugin = plugin_loader.owner_of(self.pm, exc) or "unknown"
+            raise PluginError(
+                f"plugin {plugin!r} failed in {hook_name}: {type(exc).__name__}: {exc}; "
+                "nothing of this change was stored",
+                plugin=plugin,
+            ) from exc
+
+    def fire(self, ctx: HookContext, hook_name: str, **kwargs: Any) -> None:
+        """Fire an event inside ``ctx``'s transaction and note it for after-commit."""
+        self.call(hook_name, ctx=ctx, **kwargs)
+
+    # -- transactions -----------------------------------------------------
+    @contextmanager
+    def transaction(self, actor: str | None = None, now: dt.datetime | None = None) -> Iterator[HookContext]:
+        """One unit of work. Nested calls join the outer transaction.
+
+        After the commit, ``crmkit_after_commit`` receives what was changed.
+        """
+        outer = self._current.get()
+        if outer is not None:
+            yield outer
+            return
+        with self.engine.connect().execution_options(**db.WRITE) as connection:
+            ctx = HookContext(crm=self, connection=connection, now=now or utcnow(), actor=actor)
+            token = self._current.set(ctx)
+            try:
+                with connection.begin():
+                    yield ctx
+            finally:
+                self._current.reset(token)
+        if ctx.changes:
+            self._after_commit(ctx.changes)
+
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        """A connection for reads: the running transaction's, or a fresh one."""
+        outer = self._current.get()
+        if outer is not None:
+            yield outer.connection
+            return
+        with self.engine.connect() as connection:
+            yield connection
+
+    def _after_commit(self, changes: Changes) -> None:
+        try:
+            self.call("crmkit_after_commit", crm=self, changes=changes)
+        except CrmError as exc:  # the change is durable; report, never undo
+            print(f"warning: after-commit hook failed: {exc}", file=sys.stderr)
+
+    # -- schema -----------------------------------------------------------
+    def _migration_dirs(self) -> list[str]:
+        return [d for d in self.call("crmkit_register_migrations") if d]
+
+    def alembic_config(self) -> Any:
+        return migrate.alembic_config(self.engine, self._migration_dirs())
+
+    def upgrade(self) -> None:
+        """Bring the core and every enabled plugin's tables to head."""
+        migrate.upgrade(self.engine, self.alembic_config())
+
+    def upgrade_sql(self) -> str:
+        """The SQL :meth:`upgrade` would run, without running it."""
+        return migrate.upgrade_sql(self.engine, self.alembic_config())
+
+    def current_revisions(self) -> tuple[str, ...]:
+        return migrate.current_revisions(self.engine)
+
+    def check_schema(self) -> None:
+        if migrate.pending(self.engine, self.alembic_config()):
+            raise SchemaOutOfDate(
+                f"the database {self.engine.url.render_as_string(hide_password=True)} is not "
+                "at the current schema; run 'crmkit db upgrade' (or open with upgrade=True)"
+            )
+
+    # -- contributions ----------------------------------------------------
+    def _collect_settings(self) -> dict[str, Any]:
+        specs: list[SettingsSpec] = [s for s in self.call("crmkit_register_settings") if s]
+        settings: dict[str, Any] = {
+            "timezone": self.config.timezone,
+            "currency": self.config.currency,
+        }
+        known = {spec.name for spec in specs}
+        installed = {s.name for s in self.plugin_statuses}
+        for table in self.config.plugin_settings:
+            if table not in known and table not in installed:
+                raise ConfigError(
+                    f"{self.config.where}: [{table}] is not a setting of any installed "
+                    "plugin; check the name or remove the table"
+                )
+        for spec in specs:
+            given = self.config.plugin_settings.get(spec.name, {})
+            unknown = set(given) - set(spec.defaults)
+            if unknown:
+                raise ConfigError(
+                    f"{self.config.where}: [{spec.name}] has unknown keys {sorted(unknown)}; "
+                    f"known keys: {sorted(spec.defaults)}"
+                )
+            values = {**spec.defaults, **given}
+            if spec.validate is not None:
+                try:
+                    spec.validate(values)
+                except (ValueError, TypeError) as exc:
+                    raise ConfigError(f"{self.config.where}: [{spec.name}] {exc}") from None
+            settings[spec.name] = values
+        return settings
+
+    def _collect_attributes(self) -> dict[str, AttributeDefinition]:
+        found: dict[str, AttributeDefinition] = {}
+        declared = list(self.config.attributes)
+        for batch in self.call("crmkit_register_attributes"):
+            declared.extend(batch or [])
+        for definition in declared:
+            other = found.get(definition.name)
+            if other is not None and other.type != definition.type:
+                raise ConfigError(
+                    f"custom attribute {definition.name!r} is declared as {other.type} by "
+                    f"{other.declared_by} and as {definition.type} by {definition.declared_by}"
+                )
+            found[definition.name] = definition
+        return found
+
+    def _collect_workflows(self) -> dict[str, WorkflowDefinition]:
+        found: dict[str, WorkflowDefinition] = {}
+        definitions: list[WorkflowDefinition] = []
+        for batch in self.call("crmkit_register_workflows"):
+            definitions.extend(batch or [])
+        definitions += [
+            WorkflowDefinition.from_dict(name, data, source=self.config.where)
+            for name, data in self.config.workflows.items()
+        ]
+        for definition in definitions:
+            if definition.name in found and found[definition.name].source != self.config.where:
+                if definition.source != self.config.where:
+                    raise ConfigError(
+                        f"workflow {definition.name!r} is defined twice: by "
+                        f"{found[definition.name].source} and by {definition.source}"
+                    )
+            # the configuration file may redefine a plugin's or the core's workflow
+            found[definition.name] = definition
+        return found
+
+    # -- templates --------------------------------------------------------
+    @property
+    def templates(self) -> Environment:
+        """Jinja2 environment for crmkit's own pages (autoescaped; not for user templates)."""
+        if self._templates is None:
+            folders: list[str] = []
+            if self.config.templates:
+                folders.append(self.config.templates)
+            for batch in self.call("crmkit_register_template_dirs"):
+                folders.extend(str(f) for f in batch or [])
+            folders.append(str(CORE_TEMPLATES))
+            loader = ChoiceLoader(
+                [
+                    PrefixLoader({"default": FileSystemLoader(str(CORE_TEMPLATES))}, delimiter=":"),
+                    FileSystemLoader(folders),
+                ]
+            )
+            self._templates = Environment(loader=loader, autoescape=select_autoescape(default=True))
+            self._templates.filters["money"] = lambda v: "" if v is None else f"{v:,.2f}"
+        return self._templates
+
+    def local_time(self, moment: dt.datetime) -> dt.datetime:
+        """``moment`` in the configured display time zone."""
+        import zoneinfo
+
+        return moment.astimezone(zoneinfo.ZoneInfo(self.config.timezone))
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> CRM:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+__all__ = ["CRM", "open", "pluggy"]

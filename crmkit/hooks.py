@@ -1,0 +1,349 @@
+"""The crmkit hook contract: every way a plugin can extend crmkit.
+
+This module is the plugin author's main page. A plugin is a module (or an
+object) registered under the entry-point group ``crmkit`` whose functions are
+decorated with :data:`crmkit.hookimpl` and named after one of the hooks below::
+
+    # crmkit_hello/__init__.py
+    import crmkit
+
+    CRMKIT_API = ">=1.0,<2"          # core API versions this plugin supports
+
+    @crmkit.hookimpl
+    def crmkit_after_orders_created(ctx, orders):
+        for order in orders:
+            ...
+
+Three kinds of hook, named by a grammar:
+
+* **contributions** — ``crmkit_register_<things>`` and a few ``crmkit_<noun>``
+  hooks; called at start-up or on demand; they *return* things (every
+  plugin's answer is collected into a list).
+* **events** — ``crmkit_after_<things>_<done>``; called inside the write's
+  transaction, after the rows are stored and before the commit; they receive a
+  **sequence** of entities (a bulk import calls them once per batch, never once
+  per row) and return nothing. Raising aborts the whole write: nothing of it is
+  stored, and the error names the plugin.
+* **vetoes** — ``crmkit_allow_<thing>``; ``firstresult``: the first plugin that
+  returns a reason (a non-empty string) refuses the change.
+
+Arguments are passed by name; an implementation may accept any subset of
+them. Hook arguments have no defaults (pluggy never passes defaults).
+
+Every event receives ``ctx``, a :class:`crmkit.core.context.HookContext`:
+``ctx.crm`` (the open CRM), ``ctx.connection`` (the SQLAlchemy connection of
+the running transaction: use it for your own reads and writes so they commit
+or roll back with the change), ``ctx.settings`` (all settings, yours under your
+plugin's name), ``ctx.now`` (timezone-aware time of the change) and
+``ctx.actor`` (the staff username acting, or ``None`` for the system).
+
+Plugins can publish their own hooks for other plugins: return a module or
+class of hookspecs from :func:`crmkit_register_hookspecs`; name them
+``crmkit_<plugin>_...``. Call them through ``ctx.crm.hook`` after checking
+``ctx.crm.has_hook(name)``, so you keep working when nobody implements them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:  # imported for annotations only; keeps this module import-light
+    import random
+
+    import click
+
+    from crmkit.core.context import HookContext
+    from crmkit.core.entities import (
+        AttributeDefinition,
+        Customer,
+        Interaction,
+        Order,
+        Section,
+        SettingsSpec,
+    )
+    from crmkit.core.workflow import Transition, WorkflowDefinition, WorkflowInstance
+    from crmkit.crm import CRM
+
+#: Version of this hook contract and of the public Python API. A plugin
+#: declares the versions it supports with ``CRMKIT_API = ">=1.0,<2"``; minor
+#: versions only add hooks or optional arguments, majors may break.
+API_VERSION = "1.0"
+
+hookspec = pluggy.HookspecMarker("crmkit")
+hookimpl = pluggy.HookimplMarker("crmkit")
+
+
+# --------------------------------------------------------------------------
+# Contributions: called at start-up or on demand; return things.
+# --------------------------------------------------------------------------
+
+
+@hookspec
+def crmkit_register_migrations() -> str | None:
+    """Return the folder of your Alembic migration branch, or ``None``.
+
+    When: once, whenever crmkit builds its migration environment (``crmkit db
+    upgrade``, ``crm.upgrade()``, ``crmkit.open(..., upgrade=True)``).
+    Transaction: none; migrations run later in their own transaction.
+    Returns: an absolute path to a ``versions`` folder whose revisions form one
+    branch: the first has ``branch_labels = ("<plugin>",)`` and ``depends_on =
+    "crmkit@head"``-style dependencies on the core revisions your foreign
+    keys need. Define your tables with SQLAlchemy Core on
+    :data:`crmkit.core.tables.metadata` so autogenerate sees them.
+
+    Example::
+
+        @crmkit.hookimpl
+        def crmkit_register_migrations():
+            return str(Path(__file__).parent / "migrations")
+    """
+
+
+@hookspec
+def crmkit_register_commands(cli: click.Group) -> None:
+    """Add click commands or groups to the ``crmkit`` command line.
+
+    When: once per CLI run, before the command line is parsed into a
+    subcommand, and only for enabled plugins. Transaction: none.
+    Returns: nothing; call ``cli.add_command(...)``. Inside a command, get the
+    open CRM with :func:`crmkit.cli.pass_crm`.
+
+    Example::
+
+        @crmkit.hookimpl
+        def crmkit_register_commands(cli):
+            @cli.group()
+            def loyalty():
+                "Points, tiers and rewards."
+    """
+
+
+@hookspec
+def crmkit_register_template_dirs() -> Sequence[str]:
+    """Return folders of Jinja2 templates to stack over the core's.
+
+    When: once, when the CRM's template environment is first built.
+    Transaction: none. Returns: a list of folder paths. Lookup order is the
+    integrator's ``templates`` setting, then plugins' folders, then the
+    core's; ``{% extends "default:customer_360.html" %}`` reaches the core's
+    own copy of a template you override.
+    """
+
+
+@hookspec
+def crmkit_register_workflows() -> Sequence[WorkflowDefinition]:
+    """Return workflow definitions (:class:`crmkit.core.workflow.WorkflowDefinition`).
+
+    When: once, when the CRM opens. Transaction: none. Returns: a list of
+    definitions; names must be unique across the core, the configuration
+    file and every plugin (a clash is a configuration error naming both).
+    ``WorkflowDefinition.from_dict`` builds one from TOML-shaped data.
+
+    Example::
+
+        @crmkit.hookimpl
+        def crmkit_register_workflows():
+            return [WorkflowDefinition.from_dict("complaint", COMPLAINT_FLOW)]
+    """
+
+
+@hookspec
+def crmkit_register_attributes() -> Sequence[AttributeDefinition]:
+    """Declare typed custom attributes of customers.
+
+    When: once, when the CRM opens. Transaction: none. Returns: a list of
+    :class:`crmkit.core.entities.AttributeDefinition` (type ``string``,
+    ``integer``, ``decimal``, ``date``, ``boolean`` or ``choice``). Declared
+    attributes are validated and converted on every write; undeclared ones
+    are stored as text. A name declared twice with different types is a
+    configuration error.
+    """
+
+
+@hookspec
+def crmkit_register_settings() -> SettingsSpec:
+    """Declare your settings: defaults and a validator.
+
+    When: once, when the CRM opens, before any other hook of yours runs.
+    Transaction: none. Returns: a :class:`crmkit.core.entities.SettingsSpec`
+    whose ``name`` is the ``crmkit.toml`` table the integrator overrides it
+    in. Unknown keys in that table, or a validator raising ``ValueError``,
+    stop start-up with an error naming the file, table and key.
+
+    Example::
+
+        @crmkit.hookimpl
+        def crmkit_register_settings():
+            return SettingsSpec("loyalty", {"points_per_unit": 1})
+    """
+
+
+@hookspec
+def crmkit_register_hookspecs() -> object:
+    """Return a module or class holding this plugin's own hookspecs.
+
+    When: once, at plugin loading, after every enabled plugin is registered
+    and before hook names are checked. Transaction: none. Returns: an object
+    for ``PluginManager.add_hookspecs``. Name the hooks ``crmkit_<plugin>_...``
+    and mark them with :data:`crmkit.hooks.hookspec`.
+    """
+
+
+@hookspec
+def crmkit_customer_360_section(crm: CRM, customer: Customer) -> Section | None:
+    """Contribute one section of the customer 360 view.
+
+    When: each time a customer's 360 view is built (``crmkit customer show``,
+    ``crm.customers.view(id)``). Transaction: a read-only connection; reads
+    never fire events. Returns: a :class:`crmkit.core.entities.Section` (title,
+    JSON-ready ``data``, optional template name rendered with ``data`` for
+    HTML) or ``None`` when you have nothing for this customer.
+    """
+
+
+@hookspec
+def crmkit_generate_demo_data(crm: CRM, rng: random.Random) -> str | None:
+    """Add this plugin's demo data after the core's demo set is built.
+
+    When: once per ``crmkit demo`` run, after the core's customers, orders,
+    interactions and deals exist. Transaction: open your own writes through
+    ``crm`` (each service call is its own transaction). ``rng`` is seeded:
+    use only it for randomness so the demo reproduces. Returns: one line
+    saying what you built, or ``None``.
+    """
+
+
+@hookspec
+def crmkit_export_personal_data(ctx: HookContext, customer: Customer) -> dict[str, Any] | None:
+    """Return everything this plugin holds about ``customer``, JSON-ready.
+
+    When: ``crm.customers.export(id)``. Transaction: the export's read
+    transaction (``ctx.connection``). Returns: a dict placed under your plugin's
+    name in the export, or ``None`` when you hold nothing.
+    """
+
+
+@hookspec
+def crmkit_erase_personal_data(ctx: HookContext, customer: Customer) -> None:
+    """Remove or anonymise this plugin's personal data about ``customer``.
+
+    When: ``crm.customers.erase(id)``, before the core anonymises the
+    customer. Transaction: the erasure's transaction; raising aborts the
+    whole erasure. Keep figures needed for statistics (amounts, counts) but
+    drop what identifies the person. Returns: nothing.
+    """
+
+
+# --------------------------------------------------------------------------
+# Events: inside the write's transaction, after the rows are stored.
+# --------------------------------------------------------------------------
+
+
+@hookspec
+def crmkit_after_customers_created(ctx: HookContext, customers: Sequence[Customer]) -> None:
+    """Customers were created (one call per batch on bulk paths).
+
+    Transaction: the creating transaction; raise to abort it. ``customers``
+    carry their new ids. Returns: nothing.
+    """
+
+
+@hookspec
+def crmkit_after_customers_updated(
+    ctx: HookContext, customers: Sequence[Customer], previous: Sequence[Customer]
+) -> None:
+    """Customers were changed; ``previous[i]`` is ``customers[i]`` before the change.
+
+    Transaction: the updating transaction; raise to abort it. Fired for
+    edits, consent changes and erasure. Returns: nothing.
+    """
+
+
+@hookspec
+def crmkit_after_interactions_created(
+    ctx: HookContext, interactions: Sequence[Interaction]
+) -> None:
+    """Interactions were logged (one call per batch on bulk paths).
+
+    Transaction: the logging transaction; raise to abort it. Returns: nothing.
+    """
+
+
+@hookspec
+def crmkit_after_orders_created(ctx: HookContext, orders: Sequence[Order]) -> None:
+    """Orders were stored (one call per batch of an import, never per row).
+
+    Transaction: the creating transaction; raise to abort it. Orders skipped
+    because their ``external_id`` already existed are not included. Returns:
+    nothing.
+
+    Example::
+
+        @crmkit.hookimpl
+        def crmkit_after_orders_created(ctx, orders):
+            paid = [o for o in orders if o.status == "paid"]
+            ctx.connection.execute(points.insert(), [...])
+    """
+
+
+@hookspec
+def crmkit_after_orders_updated(
+    ctx: HookContext, orders: Sequence[Order], previous: Sequence[Order]
+) -> None:
+    """Orders changed (status to paid, refunded, cancelled, ...).
+
+    ``previous[i]`` is ``orders[i]`` before the change. Transaction: the
+    updating transaction; raise to abort it. Returns: nothing.
+    """
+
+
+@hookspec
+def crmkit_after_workflow_transitions(
+    ctx: HookContext, transitions: Sequence[Transition]
+) -> None:
+    """Workflow instances moved (or started: ``from_stage`` is ``None``).
+
+    Transaction: the moving transaction; raise to abort it. Each
+    :class:`crmkit.core.workflow.Transition` names the instance, workflow,
+    stages, actor, time and reason. Returns: nothing.
+    """
+
+
+@hookspec
+def crmkit_after_commit(crm: CRM, changes: Any) -> None:
+    """A write committed; do side effects that must not happen on rollback.
+
+    When: right after the commit of any write that fired events. Transaction:
+    none (the change is durable). ``changes`` is a
+    :class:`crmkit.core.context.Changes` listing what the write stored, by
+    kind. Errors here are reported but cannot undo the commit. Returns:
+    nothing. Use it for notifications and e-mails.
+    """
+
+
+# --------------------------------------------------------------------------
+# Vetoes: firstresult; return a reason to refuse.
+# --------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def crmkit_allow_transition(
+    ctx: HookContext, instance: WorkflowInstance, to_stage: str
+) -> str | None:
+    """Refuse a workflow transition by returning the reason, or allow it with ``None``.
+
+    When: before a transition is stored, after the engine's own checks
+    (allowed move, roles, required fields). Transaction: the moving
+    transaction. Returns: ``None`` to allow; a non-empty string refuses, and
+    the user sees it as the reason. The first refusing plugin wins.
+
+    Example::
+
+        @crmkit.hookimpl
+        def crmkit_allow_transition(ctx, instance, to_stage):
+            if to_stage == "won" and not instance.value:
+                return "a won deal needs a value"
+    """
