@@ -25,8 +25,8 @@ from crmkit.core.entities import (
 from crmkit.core.workflow import Stage, Transition, WorkflowDefinition, WorkflowInstance
 from crmkit.crm import CRM, open
 from crmkit.errors import (
-    Conflict,
     ConfigError,
+    Conflict,
     CrmError,
     NotFound,
     PluginError,

@@ -171,7 +171,9 @@ def dump(config: Config, plugin_defaults: dict[str, dict[str, Any]]) -> str:
         "# crmkit configuration. Reference: README.md#configuration",
         f"database = {_toml(config.database)}",
         "plugins = "
-        + ("\"all\"" if config.plugins is None else "[" + ", ".join(map(_toml, config.plugins)) + "]"),
+        + (
+            '"all"' if config.plugins is None else "[" + ", ".join(map(_toml, config.plugins)) + "]"
+        ),
         f"timezone = {_toml(config.timezone)}",
         f"currency = {_toml(config.currency)}",
     ]

@@ -141,7 +141,9 @@ class CRM:
 
     # -- transactions -----------------------------------------------------
     @contextmanager
-    def transaction(self, actor: str | None = None, now: dt.datetime | None = None) -> Iterator[HookContext]:
+    def transaction(
+        self, actor: str | None = None, now: dt.datetime | None = None
+    ) -> Iterator[HookContext]:
         """One unit of work. Nested calls join the outer transaction.
 
         After the commit, ``crmkit_after_commit`` receives what was changed.

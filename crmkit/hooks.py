@@ -301,9 +301,7 @@ def crmkit_after_orders_updated(
 
 
 @hookspec
-def crmkit_after_workflow_transitions(
-    ctx: HookContext, transitions: Sequence[Transition]
-) -> None:
+def crmkit_after_workflow_transitions(ctx: HookContext, transitions: Sequence[Transition]) -> None:
     """Workflow instances moved (or started: ``from_stage`` is ``None``).
 
     Transaction: the moving transaction; raise to abort it. Each

@@ -97,9 +97,7 @@ def check_api(name: str, plugin: Any) -> str | None:
 
 
 def hook_names(pm: pluggy.PluginManager, plugin: Any) -> list[str]:
-    return sorted(
-        caller.name for caller in (pm.get_hookcallers(plugin) or []) if caller.name
-    )
+    return sorted(caller.name for caller in (pm.get_hookcallers(plugin) or []) if caller.name)
 
 
 def load(

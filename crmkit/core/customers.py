@@ -133,7 +133,14 @@ class CustomerService:
         return Customer(**clean, attributes=attributes, consents=consents)
 
     # -- writes -----------------------------------------------------------
-    def add(self, customer: Customer | Mapping[str, Any] | None = None, /, *, actor: str | None = None, **fields: Any) -> Customer:
+    def add(
+        self,
+        customer: Customer | Mapping[str, Any] | None = None,
+        /,
+        *,
+        actor: str | None = None,
+        **fields: Any,
+    ) -> Customer:
         """Create one customer; returns it with its id. Fires ``crmkit_after_customers_created``."""
         entity = self.build(customer if customer is not None else fields)
         result = self._insert([entity], actor=actor, skip_existing=False)
@@ -155,7 +162,9 @@ class CustomerService:
         result = BulkResult()
         for batch in _chunks((self.build(c) for c in customers), batch_size):
             with self.crm.transaction(actor=actor):
-                stored = self._insert(batch, actor=actor, skip_existing=skip_existing, result=result)
+                stored = self._insert(
+                    batch, actor=actor, skip_existing=skip_existing, result=result
+                )
             result.stored += len(stored)
         return result
 
@@ -209,7 +218,9 @@ class CustomerService:
                     )
                 )
                 for purpose, granted in customer.consents.items():
-                    consent_rows.append(self._consent_row(new_id, purpose, granted, ctx.now, "create"))
+                    consent_rows.append(
+                        self._consent_row(new_id, purpose, granted, ctx.now, "create")
+                    )
             if consent_rows:
                 connection.execute(insert(t.consents), consent_rows)
             self.crm.fire(ctx, "crmkit_after_customers_created", customers=stored)
@@ -233,7 +244,9 @@ class CustomerService:
                 else:
                     attributes[key] = value
             if "birth_date" in changes and isinstance(changes["birth_date"], str):
-                changes["birth_date"] = self.build({"name": "x", "birth_date": changes["birth_date"]}).birth_date
+                changes["birth_date"] = self.build(
+                    {"name": "x", "birth_date": changes["birth_date"]}
+                ).birth_date
             after = attrs.evolve(before, **changes, attributes=attributes)  # validates
             row = self._row(after, ctx.now)
             row.pop("created_at")
@@ -243,14 +256,20 @@ class CustomerService:
                 )
                 if clash is not None:
                     raise Conflict(f"external_id {after.external_id!r} belongs to customer {clash}")
-            ctx.connection.execute(update(t.customers).where(t.customers.c.id == customer_id).values(row))
+            ctx.connection.execute(
+                update(t.customers).where(t.customers.c.id == customer_id).values(row)
+            )
             after = self.get(customer_id)
-            self.crm.fire(ctx, "crmkit_after_customers_updated", customers=[after], previous=[before])
+            self.crm.fire(
+                ctx, "crmkit_after_customers_updated", customers=[after], previous=[before]
+            )
             ctx.changes.customers_updated.append(after)
             return after
 
     @staticmethod
-    def _consent_row(customer_id: int, purpose: str, granted: bool, now: dt.datetime, source: str | None) -> dict[str, Any]:
+    def _consent_row(
+        customer_id: int, purpose: str, granted: bool, now: dt.datetime, source: str | None
+    ) -> dict[str, Any]:
         if not purpose or not isinstance(purpose, str):
             raise ValidationError("consent purpose must be a non-empty name such as 'marketing'")
         return {
@@ -261,7 +280,15 @@ class CustomerService:
             "source": source,
         }
 
-    def set_consent(self, customer_id: int, purpose: str, granted: bool, *, source: str | None = None, actor: str | None = None) -> Customer:
+    def set_consent(
+        self,
+        customer_id: int,
+        purpose: str,
+        granted: bool,
+        *,
+        source: str | None = None,
+        actor: str | None = None,
+    ) -> Customer:
         """Record consent (or its withdrawal) for one purpose, e.g. ``marketing``."""
         with self.crm.transaction(actor=actor) as ctx:
             before = self.get(customer_id)
@@ -273,11 +300,21 @@ class CustomerService:
             )
             ctx.connection.execute(insert(t.consents), row)
             after = self.get(customer_id)
-            self.crm.fire(ctx, "crmkit_after_customers_updated", customers=[after], previous=[before])
+            self.crm.fire(
+                ctx, "crmkit_after_customers_updated", customers=[after], previous=[before]
+            )
             ctx.changes.customers_updated.append(after)
             return after
 
-    def add_contact(self, customer_id: int, name: str, *, role: str | None = None, email: str | None = None, phone: str | None = None) -> Contact:
+    def add_contact(
+        self,
+        customer_id: int,
+        name: str,
+        *,
+        role: str | None = None,
+        email: str | None = None,
+        phone: str | None = None,
+    ) -> Contact:
         """Add a contact person to an organisation customer."""
         with self.crm.transaction() as ctx:
             customer = self.get(customer_id)
@@ -285,7 +322,9 @@ class CustomerService:
                 raise ValidationError(
                     f"customer {customer_id} is a person; contacts belong to organisations"
                 )
-            contact = Contact(customer_id=customer_id, name=name, role=role, email=email, phone=phone)
+            contact = Contact(
+                customer_id=customer_id, name=name, role=role, email=email, phone=phone
+            )
             new_id = ctx.connection.scalar(
                 insert(t.contacts).returning(t.contacts.c.id),
                 {k: v for k, v in attrs.asdict(contact).items() if k != "id"},
@@ -295,9 +334,13 @@ class CustomerService:
     # -- reads ------------------------------------------------------------
     def get(self, customer_id: int) -> Customer:
         with self.crm.reading() as connection:
-            row = connection.execute(select(t.customers).where(t.customers.c.id == customer_id)).first()
+            row = connection.execute(
+                select(t.customers).where(t.customers.c.id == customer_id)
+            ).first()
             if row is None:
-                raise NotFound(f"customer {customer_id} not found; list customers with 'crmkit customer list'")
+                raise NotFound(
+                    f"customer {customer_id} not found; list customers with 'crmkit customer list'"
+                )
             return self._entity(row, self._consents(connection, [row.id]).get(row.id))
 
     def get_by_external_id(self, external_id: str) -> Customer:
@@ -319,7 +362,9 @@ class CustomerService:
                 select(t.customers).where(t.customers.c.external_id == text)
             ).first()
             if row is None and text.isdigit():
-                row = connection.execute(select(t.customers).where(t.customers.c.id == int(text))).first()
+                row = connection.execute(
+                    select(t.customers).where(t.customers.c.id == int(text))
+                ).first()
             if row is None:
                 raise NotFound(f"customer {text!r} not found (looked up as external id and as id)")
             return self._entity(row, self._consents(connection, [row.id]).get(row.id))
@@ -378,7 +423,13 @@ class CustomerService:
                     t.customers.c.phone.like(f"%{text}%"),
                 )
             )
-        for column, value in (("status", status), ("owner", owner), ("region", region), ("kind", kind), ("industry", industry)):
+        for column, value in (
+            ("status", status),
+            ("owner", owner),
+            ("region", region),
+            ("kind", kind),
+            ("industry", industry),
+        ):
             if value:
                 query = query.where(t.customers.c[column] == value)
         if consent:
@@ -405,7 +456,12 @@ class CustomerService:
         """Every matching customer, read in batches by id (bounded memory)."""
         last = 0
         while True:
-            query = self.query(**filters).where(t.customers.c.id > last).order_by(t.customers.c.id).limit(batch_size)
+            query = (
+                self.query(**filters)
+                .where(t.customers.c.id > last)
+                .order_by(t.customers.c.id)
+                .limit(batch_size)
+            )
             with self.crm.reading() as connection:
                 rows = connection.execute(query).all()
                 consents = self._consents(connection, [r.id for r in rows])
@@ -417,24 +473,32 @@ class CustomerService:
 
     def count(self, **filters: Any) -> int:
         with self.crm.reading() as connection:
-            return connection.scalar(select(func.count()).select_from(self.query(**filters).subquery()))
+            return connection.scalar(
+                select(func.count()).select_from(self.query(**filters).subquery())
+            )
 
     def contacts(self, customer_id: int) -> list[Contact]:
         with self.crm.reading() as connection:
             rows = connection.execute(
-                select(t.contacts).where(t.contacts.c.customer_id == customer_id).order_by(t.contacts.c.id)
+                select(t.contacts)
+                .where(t.contacts.c.customer_id == customer_id)
+                .order_by(t.contacts.c.id)
             )
             return [Contact(**row._mapping) for row in rows]
 
     def view(self, customer_id: int, *, limit: int = 100) -> Customer360:
         """The customer 360 view: profile, contacts, timeline, orders, workflows, plugin sections."""
         customer = self.get(customer_id)
-        sections = [s for s in self.crm.call("crmkit_customer_360_section", crm=self.crm, customer=customer) if s]
+        sections = [
+            s
+            for s in self.crm.call("crmkit_customer_360_section", crm=self.crm, customer=customer)
+            if s
+        ]
         with self.crm.reading() as connection:
             totals_row = connection.execute(
-                select(func.count(), func.sum(t.orders.c.amount), func.max(t.orders.c.occurred_at)).where(
-                    and_(t.orders.c.customer_id == customer_id, t.orders.c.status == "paid")
-                )
+                select(
+                    func.count(), func.sum(t.orders.c.amount), func.max(t.orders.c.occurred_at)
+                ).where(and_(t.orders.c.customer_id == customer_id, t.orders.c.status == "paid"))
             ).one()
         from crmkit.core.types import to_decimal
 
@@ -463,10 +527,19 @@ class CustomerService:
             data: dict[str, Any] = {
                 "customer": attrs.asdict(customer),
                 "contacts": [attrs.asdict(c) for c in self.contacts(customer_id)],
-                "interactions": [attrs.asdict(i) for i in self.crm.interactions.list(customer_id=customer_id, limit=None)],
-                "orders": [attrs.asdict(o) for o in self.crm.orders.list(customer_id=customer_id, limit=None)],
+                "interactions": [
+                    attrs.asdict(i)
+                    for i in self.crm.interactions.list(customer_id=customer_id, limit=None)
+                ],
+                "orders": [
+                    attrs.asdict(o)
+                    for o in self.crm.orders.list(customer_id=customer_id, limit=None)
+                ],
                 "workflows": [
-                    {**attrs.asdict(w), "history": [attrs.asdict(h) for h in self.crm.workflows.history(w.id)]}
+                    {
+                        **attrs.asdict(w),
+                        "history": [attrs.asdict(h) for h in self.crm.workflows.history(w.id)],
+                    }
                     for w in self.crm.workflows.list(customer_id=customer_id)
                 ],
                 "plugins": {},
@@ -491,7 +564,9 @@ class CustomerService:
             connection = ctx.connection
             connection.execute(delete(t.contacts).where(t.contacts.c.customer_id == customer_id))
             connection.execute(delete(t.consents).where(t.consents.c.customer_id == customer_id))
-            connection.execute(delete(t.interactions).where(t.interactions.c.customer_id == customer_id))
+            connection.execute(
+                delete(t.interactions).where(t.interactions.c.customer_id == customer_id)
+            )
             connection.execute(
                 update(t.workflow_instances)
                 .where(t.workflow_instances.c.customer_id == customer_id)
@@ -516,7 +591,9 @@ class CustomerService:
                 )
             )
             after = self.get(customer_id)
-            self.crm.fire(ctx, "crmkit_after_customers_updated", customers=[after], previous=[before])
+            self.crm.fire(
+                ctx, "crmkit_after_customers_updated", customers=[after], previous=[before]
+            )
             ctx.changes.customers_updated.append(after)
             return after
 

@@ -55,9 +55,7 @@ def create(url: str, **kwargs: Any) -> Engine:
             raise ConfigError(
                 "PostgreSQL needs the psycopg driver; install it with pip install 'crmkit[postgres]'"
             ) from exc
-    raise ConfigError(
-        f"database backend {backend!r} is not supported; use sqlite or postgresql"
-    )
+    raise ConfigError(f"database backend {backend!r} is not supported; use sqlite or postgresql")
 
 
 def _configure_sqlite(engine: Engine) -> None:

@@ -31,7 +31,17 @@ class InteractionService:
             values["occurred_at"] = now or dt.datetime.now(dt.UTC)
         return Interaction(**values)
 
-    def log(self, customer_id: int, channel: str, *, occurred_at: dt.datetime | None = None, direction: str = "inbound", subject: str = "", body: str = "", staff: str | None = None) -> Interaction:
+    def log(
+        self,
+        customer_id: int,
+        channel: str,
+        *,
+        occurred_at: dt.datetime | None = None,
+        direction: str = "inbound",
+        subject: str = "",
+        body: str = "",
+        staff: str | None = None,
+    ) -> Interaction:
         """Record one interaction; fires ``crmkit_after_interactions_created``."""
         with self.crm.transaction(actor=staff) as ctx:
             entity = Interaction(
@@ -45,7 +55,9 @@ class InteractionService:
             )
             return self._insert(ctx, [entity])[0]
 
-    def log_many(self, interactions: Iterable[Interaction | Mapping[str, Any]], *, batch_size: int = 2000) -> int:
+    def log_many(
+        self, interactions: Iterable[Interaction | Mapping[str, Any]], *, batch_size: int = 2000
+    ) -> int:
         """Record many interactions, one transaction and one event per batch."""
         stored = 0
         for batch in _chunks((self.build(i) for i in interactions), batch_size):
@@ -55,12 +67,17 @@ class InteractionService:
 
     def _insert(self, ctx: Any, batch: list[Interaction]) -> list[Interaction]:
         ids = {i.customer_id for i in batch}
-        known = set(ctx.connection.scalars(select(t.customers.c.id).where(t.customers.c.id.in_(ids))))
+        known = set(
+            ctx.connection.scalars(select(t.customers.c.id).where(t.customers.c.id.in_(ids)))
+        )
         if missing := ids - known:
-            raise NotFound(f"customer {sorted(missing)[0]} not found; interactions need an existing customer")
+            raise NotFound(
+                f"customer {sorted(missing)[0]} not found; interactions need an existing customer"
+            )
         rows = [{k: v for k, v in attrs.asdict(i).items() if k != "id"} for i in batch]
         new_ids = ctx.connection.scalars(
-            insert(t.interactions).returning(t.interactions.c.id, sort_by_parameter_order=True), rows
+            insert(t.interactions).returning(t.interactions.c.id, sort_by_parameter_order=True),
+            rows,
         ).all()
         stored = [attrs.evolve(i, id=n) for i, n in zip(batch, new_ids, strict=True)]
         self.crm.fire(ctx, "crmkit_after_interactions_created", interactions=stored)
@@ -69,12 +86,23 @@ class InteractionService:
 
     def get(self, interaction_id: int) -> Interaction:
         with self.crm.reading() as connection:
-            row = connection.execute(select(t.interactions).where(t.interactions.c.id == interaction_id)).first()
+            row = connection.execute(
+                select(t.interactions).where(t.interactions.c.id == interaction_id)
+            ).first()
         if row is None:
             raise NotFound(f"interaction {interaction_id} not found")
         return Interaction(**row._mapping)
 
-    def list(self, *, customer_id: int | None = None, channel: str | None = None, staff: str | None = None, text: str | None = None, limit: int | None = 50, offset: int = 0) -> list[Interaction]:
+    def list(
+        self,
+        *,
+        customer_id: int | None = None,
+        channel: str | None = None,
+        staff: str | None = None,
+        text: str | None = None,
+        limit: int | None = 50,
+        offset: int = 0,
+    ) -> list[Interaction]:
         """Interactions, newest first."""
         query = select(t.interactions)
         if customer_id is not None:
@@ -85,8 +113,12 @@ class InteractionService:
             query = query.where(t.interactions.c.staff == staff)
         if text:
             like = f"%{text}%"
-            query = query.where(t.interactions.c.subject.like(like) | t.interactions.c.body.like(like))
-        query = query.order_by(t.interactions.c.occurred_at.desc(), t.interactions.c.id.desc()).offset(offset)
+            query = query.where(
+                t.interactions.c.subject.like(like) | t.interactions.c.body.like(like)
+            )
+        query = query.order_by(
+            t.interactions.c.occurred_at.desc(), t.interactions.c.id.desc()
+        ).offset(offset)
         if limit is not None:
             query = query.limit(limit)
         with self.crm.reading() as connection:

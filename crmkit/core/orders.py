@@ -17,7 +17,16 @@ from crmkit.errors import Conflict, NotFound, ValidationError
 if TYPE_CHECKING:
     from crmkit.crm import CRM
 
-_ORDER_COLUMNS = ("external_id", "customer_id", "occurred_at", "amount", "cost", "currency", "status", "channel")
+_ORDER_COLUMNS = (
+    "external_id",
+    "customer_id",
+    "occurred_at",
+    "amount",
+    "cost",
+    "currency",
+    "status",
+    "channel",
+)
 
 
 class OrderService:
@@ -29,7 +38,10 @@ class OrderService:
             return data
         values = dict(data)
         values.setdefault("currency", self.crm.config.currency)
-        values["lines"] = [OrderLine(**line) if isinstance(line, Mapping) else line for line in values.get("lines", [])]
+        values["lines"] = [
+            OrderLine(**line) if isinstance(line, Mapping) else line
+            for line in values.get("lines", [])
+        ]
         return Order(**values)
 
     def add(self, order: Order | Mapping[str, Any] | None = None, /, **fields: Any) -> Order:
@@ -41,7 +53,9 @@ class OrderService:
                 raise Conflict(f"an order with external_id {entity.external_id!r} already exists")
             return stored[0]
 
-    def add_many(self, orders: Iterable[Order | Mapping[str, Any]], *, batch_size: int = 5000) -> BulkResult:
+    def add_many(
+        self, orders: Iterable[Order | Mapping[str, Any]], *, batch_size: int = 5000
+    ) -> BulkResult:
         """Store many orders: one transaction, one INSERT batch and one event per batch.
 
         Orders whose ``external_id`` is already stored are skipped (listed in
@@ -54,7 +68,9 @@ class OrderService:
             result.stored += len(stored)
         return result
 
-    def _insert(self, ctx: Any, batch: list[Order], result: BulkResult | None = None) -> list[Order]:
+    def _insert(
+        self, ctx: Any, batch: list[Order], result: BulkResult | None = None
+    ) -> list[Order]:
         connection = ctx.connection
         ids = [o.external_id for o in batch if o.external_id]
         if len(set(ids)) != len(ids):
@@ -63,16 +79,24 @@ class OrderService:
             raise Conflict(f"order external_id {dupes[0]!r} appears twice in the same batch")
         existing: set[str] = set()
         if ids:
-            existing = set(connection.scalars(select(t.orders.c.external_id).where(t.orders.c.external_id.in_(ids))))
+            existing = set(
+                connection.scalars(
+                    select(t.orders.c.external_id).where(t.orders.c.external_id.in_(ids))
+                )
+            )
         fresh = [o for o in batch if not o.external_id or o.external_id not in existing]
         if result is not None:
             result.skipped.extend(sorted(existing))
         if not fresh:
             return []
         customer_ids = {o.customer_id for o in fresh}
-        known = set(connection.scalars(select(t.customers.c.id).where(t.customers.c.id.in_(customer_ids))))
+        known = set(
+            connection.scalars(select(t.customers.c.id).where(t.customers.c.id.in_(customer_ids)))
+        )
         if missing := customer_ids - known:
-            raise NotFound(f"customer {sorted(missing)[0]} not found; orders need an existing customer")
+            raise NotFound(
+                f"customer {sorted(missing)[0]} not found; orders need an existing customer"
+            )
         rows = [{c: getattr(o, c) for c in _ORDER_COLUMNS} for o in fresh]
         new_ids = connection.scalars(
             insert(t.orders).returning(t.orders.c.id, sort_by_parameter_order=True), rows
@@ -92,12 +116,17 @@ class OrderService:
     def set_status(self, order_id: int, status: str, *, actor: str | None = None) -> Order:
         """Change an order's status (paid, refunded, cancelled); fires ``crmkit_after_orders_updated``."""
         if status not in ORDER_STATUSES:
-            raise ValidationError(f"status {status!r} is not valid; use one of: {', '.join(ORDER_STATUSES)}", field="status")
+            raise ValidationError(
+                f"status {status!r} is not valid; use one of: {', '.join(ORDER_STATUSES)}",
+                field="status",
+            )
         with self.crm.transaction(actor=actor) as ctx:
             before = self.get(order_id)
             if before.status == status:
                 return before
-            ctx.connection.execute(update(t.orders).where(t.orders.c.id == order_id).values(status=status))
+            ctx.connection.execute(
+                update(t.orders).where(t.orders.c.id == order_id).values(status=status)
+            )
             after = attrs.evolve(before, status=status)
             self.crm.fire(ctx, "crmkit_after_orders_updated", orders=[after], previous=[before])
             ctx.changes.orders_updated.append(after)
@@ -108,12 +137,22 @@ class OrderService:
         ids = [r.id for r in rows]
         for chunk in _chunks(iter(ids), 5000):
             for line in connection.execute(
-                select(t.order_lines).where(t.order_lines.c.order_id.in_(chunk)).order_by(t.order_lines.c.id)
+                select(t.order_lines)
+                .where(t.order_lines.c.order_id.in_(chunk))
+                .order_by(t.order_lines.c.id)
             ):
                 lines.setdefault(line.order_id, []).append(
-                    OrderLine(product=line.product, category=line.category, quantity=line.quantity, price=line.price)
+                    OrderLine(
+                        product=line.product,
+                        category=line.category,
+                        quantity=line.quantity,
+                        price=line.price,
+                    )
                 )
-        return [Order(**{c: getattr(r, c) for c in _ORDER_COLUMNS}, id=r.id, lines=lines.get(r.id, [])) for r in rows]
+        return [
+            Order(**{c: getattr(r, c) for c in _ORDER_COLUMNS}, id=r.id, lines=lines.get(r.id, []))
+            for r in rows
+        ]
 
     def get(self, order_id: int) -> Order:
         with self.crm.reading() as connection:
@@ -124,12 +163,23 @@ class OrderService:
 
     def get_by_external_id(self, external_id: str) -> Order:
         with self.crm.reading() as connection:
-            row = connection.execute(select(t.orders).where(t.orders.c.external_id == external_id)).first()
+            row = connection.execute(
+                select(t.orders).where(t.orders.c.external_id == external_id)
+            ).first()
             if row is None:
                 raise NotFound(f"no order has external_id {external_id!r}")
             return self._entities(connection, [row])[0]
 
-    def list(self, *, customer_id: int | None = None, status: str | None = None, since: dt.datetime | None = None, until: dt.datetime | None = None, limit: int | None = 50, offset: int = 0) -> list[Order]:
+    def list(
+        self,
+        *,
+        customer_id: int | None = None,
+        status: str | None = None,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        limit: int | None = 50,
+        offset: int = 0,
+    ) -> list[Order]:
         """Orders, newest first."""
         query = select(t.orders)
         if customer_id is not None:

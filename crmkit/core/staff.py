@@ -19,8 +19,24 @@ class StaffService:
     def __init__(self, crm: CRM) -> None:
         self.crm = crm
 
-    def add(self, username: str, name: str = "", *, roles: list[str] | None = None, email: str | None = None, department: str | None = None, manager: str | None = None) -> Staff:
-        member = Staff(username=username, name=name or username, email=email, roles=list(roles or []), department=department, manager=manager)
+    def add(
+        self,
+        username: str,
+        name: str = "",
+        *,
+        roles: list[str] | None = None,
+        email: str | None = None,
+        department: str | None = None,
+        manager: str | None = None,
+    ) -> Staff:
+        member = Staff(
+            username=username,
+            name=name or username,
+            email=email,
+            roles=list(roles or []),
+            department=department,
+            manager=manager,
+        )
         with self.crm.transaction() as ctx:
             if ctx.connection.scalar(select(t.staff.c.id).where(t.staff.c.username == username)):
                 raise Conflict(f"staff member {username!r} already exists")
@@ -34,14 +50,18 @@ class StaffService:
         with self.crm.transaction() as ctx:
             after = attrs.evolve(self.get(username), **changes)
             values = {k: v for k, v in attrs.asdict(after).items() if k != "id"}
-            ctx.connection.execute(update(t.staff).where(t.staff.c.username == username).values(values))
+            ctx.connection.execute(
+                update(t.staff).where(t.staff.c.username == username).values(values)
+            )
         return after
 
     def get(self, username: str) -> Staff:
         with self.crm.reading() as connection:
             row = connection.execute(select(t.staff).where(t.staff.c.username == username)).first()
         if row is None:
-            raise NotFound(f"staff member {username!r} not found; add them with crm.staff.add or 'crmkit staff add'")
+            raise NotFound(
+                f"staff member {username!r} not found; add them with crm.staff.add or 'crmkit staff add'"
+            )
         return Staff(**row._mapping)
 
     def find(self, username: str | None) -> Staff | None:

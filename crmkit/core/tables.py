@@ -88,7 +88,9 @@ contacts = Table(
 consents = Table(
     "consents",
     metadata,
-    Column("customer_id", Integer, ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True),
+    Column(
+        "customer_id", Integer, ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True
+    ),
     Column("purpose", String(50), primary_key=True),
     Column("granted", Boolean, nullable=False),
     Column("changed_at", UTCDateTime, nullable=False),

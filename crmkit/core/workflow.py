@@ -76,7 +76,9 @@ class WorkflowDefinition:
         return [s.name for s in self.stages]
 
     @classmethod
-    def from_dict(cls, name: str, data: dict[str, Any], source: str = "config") -> WorkflowDefinition:
+    def from_dict(
+        cls, name: str, data: dict[str, Any], source: str = "config"
+    ) -> WorkflowDefinition:
         """Build and check a definition from TOML-shaped data; errors name the key."""
         where = f"{source}: workflows.{name}"
 

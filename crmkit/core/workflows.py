@@ -29,14 +29,28 @@ class WorkflowService:
             return self.crm.workflow_definitions[name]
         except KeyError:
             known = ", ".join(sorted(self.crm.workflow_definitions)) or "none"
-            raise NotFound(f"workflow {name!r} is not defined; defined workflows: {known}") from None
+            raise NotFound(
+                f"workflow {name!r} is not defined; defined workflows: {known}"
+            ) from None
 
     @property
     def definitions(self) -> list[WorkflowDefinition]:
         return sorted(self.crm.workflow_definitions.values(), key=lambda d: d.name)
 
     # -- writes -----------------------------------------------------------
-    def start(self, workflow: str, customer_id: int, title: str, *, value: Decimal | str | None = None, due_on: dt.date | None = None, owner: str | None = None, fields: dict[str, Any] | None = None, actor: str | None = None, at: dt.datetime | None = None) -> WorkflowInstance:
+    def start(
+        self,
+        workflow: str,
+        customer_id: int,
+        title: str,
+        *,
+        value: Decimal | str | None = None,
+        due_on: dt.date | None = None,
+        owner: str | None = None,
+        fields: dict[str, Any] | None = None,
+        actor: str | None = None,
+        at: dt.datetime | None = None,
+    ) -> WorkflowInstance:
         """Start an instance at the workflow's initial stage (recorded as a transition from None)."""
         definition = self.definition(workflow)
         if not title or not title.strip():
@@ -61,12 +75,23 @@ class WorkflowService:
                 "stage_entered_at": ctx.now,
                 "closed_at": ctx.now if initial.terminal else None,
             }
-            new_id = ctx.connection.scalar(insert(t.workflow_instances).returning(t.workflow_instances.c.id), row)
+            new_id = ctx.connection.scalar(
+                insert(t.workflow_instances).returning(t.workflow_instances.c.id), row
+            )
             transition = self._record(ctx, new_id, workflow, None, definition.initial, "started")
             self.crm.fire(ctx, "crmkit_after_workflow_transitions", transitions=[transition])
             return self.get(new_id)
 
-    def move(self, instance_id: int, to_stage: str, *, actor: str | None = None, reason: str = "", fields: dict[str, Any] | None = None, at: dt.datetime | None = None) -> WorkflowInstance:
+    def move(
+        self,
+        instance_id: int,
+        to_stage: str,
+        *,
+        actor: str | None = None,
+        reason: str = "",
+        fields: dict[str, Any] | None = None,
+        at: dt.datetime | None = None,
+    ) -> WorkflowInstance:
         """Move an instance to ``to_stage``.
 
         Refused (TransitionRefused, nothing stored) when the move is not in the
@@ -99,11 +124,17 @@ class WorkflowService:
                     )
             merged = {**instance.fields, **(fields or {})}
             target = definition.stage(to_stage)
-            self._check_required(target.required_fields, merged, instance.value, instance.due_on, to_stage)
+            self._check_required(
+                target.required_fields, merged, instance.value, instance.due_on, to_stage
+            )
             candidate = WorkflowInstance(**{**_instance_values(instance), "fields": merged})
-            veto = self.crm.call("crmkit_allow_transition", ctx=ctx, instance=candidate, to_stage=to_stage)
+            veto = self.crm.call(
+                "crmkit_allow_transition", ctx=ctx, instance=candidate, to_stage=to_stage
+            )
             if veto:
-                raise TransitionRefused(f"moving #{instance_id} to {to_stage!r} was refused: {veto}")
+                raise TransitionRefused(
+                    f"moving #{instance_id} to {to_stage!r} was refused: {veto}"
+                )
             ctx.connection.execute(
                 update(t.workflow_instances)
                 .where(t.workflow_instances.c.id == instance_id)
@@ -114,11 +145,21 @@ class WorkflowService:
                     closed_at=ctx.now if target.terminal else None,
                 )
             )
-            transition = self._record(ctx, instance_id, instance.workflow, instance.stage, to_stage, reason)
+            transition = self._record(
+                ctx, instance_id, instance.workflow, instance.stage, to_stage, reason
+            )
             self.crm.fire(ctx, "crmkit_after_workflow_transitions", transitions=[transition])
             return self.get(instance_id)
 
-    def update(self, instance_id: int, *, value: Decimal | str | None = None, due_on: dt.date | None = None, owner: str | None = None, fields: dict[str, Any] | None = None) -> WorkflowInstance:
+    def update(
+        self,
+        instance_id: int,
+        *,
+        value: Decimal | str | None = None,
+        due_on: dt.date | None = None,
+        owner: str | None = None,
+        fields: dict[str, Any] | None = None,
+    ) -> WorkflowInstance:
         """Change an instance's value, due date, owner or fields without moving it."""
         with self.crm.transaction() as ctx:
             instance = self._lock(ctx, instance_id)
@@ -134,12 +175,16 @@ class WorkflowService:
                 changes["fields"] = {**instance.fields, **fields}
             if changes:
                 ctx.connection.execute(
-                    update(t.workflow_instances).where(t.workflow_instances.c.id == instance_id).values(changes)
+                    update(t.workflow_instances)
+                    .where(t.workflow_instances.c.id == instance_id)
+                    .values(changes)
                 )
             return self.get(instance_id)
 
     @staticmethod
-    def _check_required(required: tuple[str, ...], fields: dict[str, Any], value: Any, due_on: Any, stage: str) -> None:
+    def _check_required(
+        required: tuple[str, ...], fields: dict[str, Any], value: Any, due_on: Any, stage: str
+    ) -> None:
         present = {**fields, "value": value, "due_on": due_on}
         missing = [f for f in required if present.get(f) in (None, "")]
         if missing:
@@ -147,7 +192,15 @@ class WorkflowService:
                 f"stage {stage!r} needs {', '.join(missing)}; give them with fields={{...}} (--field NAME=VALUE)"
             )
 
-    def _record(self, ctx: Any, instance_id: int, workflow: str, from_stage: str | None, to_stage: str, reason: str) -> Transition:
+    def _record(
+        self,
+        ctx: Any,
+        instance_id: int,
+        workflow: str,
+        from_stage: str | None,
+        to_stage: str,
+        reason: str,
+    ) -> Transition:
         values = {
             "instance_id": instance_id,
             "from_stage": from_stage,
@@ -156,7 +209,9 @@ class WorkflowService:
             "at": ctx.now,
             "reason": reason or "",
         }
-        new_id = ctx.connection.scalar(insert(t.workflow_transitions).returning(t.workflow_transitions.c.id), values)
+        new_id = ctx.connection.scalar(
+            insert(t.workflow_transitions).returning(t.workflow_transitions.c.id), values
+        )
         transition = Transition(workflow=workflow, id=new_id, **values)
         ctx.changes.transitions.append(transition)
         return transition
@@ -173,12 +228,23 @@ class WorkflowService:
     # -- reads ------------------------------------------------------------
     def get(self, instance_id: int) -> WorkflowInstance:
         with self.crm.reading() as connection:
-            row = connection.execute(select(t.workflow_instances).where(t.workflow_instances.c.id == instance_id)).first()
+            row = connection.execute(
+                select(t.workflow_instances).where(t.workflow_instances.c.id == instance_id)
+            ).first()
         if row is None:
             raise NotFound(f"workflow instance {instance_id} not found; see 'crmkit workflow list'")
         return WorkflowInstance(**row._mapping)
 
-    def list(self, *, workflow: str | None = None, stage: str | None = None, customer_id: int | None = None, owner: str | None = None, open_only: bool = False, limit: int | None = None) -> list[WorkflowInstance]:
+    def list(
+        self,
+        *,
+        workflow: str | None = None,
+        stage: str | None = None,
+        customer_id: int | None = None,
+        owner: str | None = None,
+        open_only: bool = False,
+        limit: int | None = None,
+    ) -> list[WorkflowInstance]:
         query = select(t.workflow_instances)
         if workflow:
             query = query.where(t.workflow_instances.c.workflow == workflow)
@@ -200,7 +266,10 @@ class WorkflowService:
         """Every transition of an instance, oldest first: the audit trail."""
         query = (
             select(t.workflow_transitions, t.workflow_instances.c.workflow)
-            .join(t.workflow_instances, t.workflow_instances.c.id == t.workflow_transitions.c.instance_id)
+            .join(
+                t.workflow_instances,
+                t.workflow_instances.c.id == t.workflow_transitions.c.instance_id,
+            )
             .where(t.workflow_transitions.c.instance_id == instance_id)
             .order_by(t.workflow_transitions.c.at, t.workflow_transitions.c.id)
         )
@@ -227,14 +296,18 @@ class WorkflowService:
                 tr.c.instance_id,
                 tr.c.to_stage.label("stage"),
                 tr.c.at.label("entered_at"),
-                over(func.lead(tr.c.at), partition_by=tr.c.instance_id, order_by=(tr.c.at, tr.c.id)).label("left_at"),
+                over(
+                    func.lead(tr.c.at), partition_by=tr.c.instance_id, order_by=(tr.c.at, tr.c.id)
+                ).label("left_at"),
             )
             .join(wi, wi.c.id == tr.c.instance_id)
             .where(and_(wi.c.workflow == workflow, tr.c.at <= as_of))
             .subquery()
         )
         won_stages = [s.name for s in definition.stages if s.outcome == "won"]
-        won_instances = select(wi.c.id).where(and_(wi.c.workflow == workflow, wi.c.stage.in_(won_stages or ["\0"])))
+        won_instances = select(wi.c.id).where(
+            and_(wi.c.workflow == workflow, wi.c.stage.in_(won_stages or ["\0"]))
+        )
         with self.crm.reading() as connection:
             rows = connection.execute(
                 select(
@@ -246,10 +319,13 @@ class WorkflowService:
                 )
             ).all()
         stats: dict[str, dict[str, Any]] = {
-            s.name: {"entered": set(), "current": 0, "left": 0, "seconds": [], "won": set()} for s in definition.stages
+            s.name: {"entered": set(), "current": 0, "left": 0, "seconds": [], "won": set()}
+            for s in definition.stages
         }
         for stage, instance_id, entered_at, left_at, won in rows:
-            entry = stats.setdefault(stage, {"entered": set(), "current": 0, "left": 0, "seconds": [], "won": set()})
+            entry = stats.setdefault(
+                stage, {"entered": set(), "current": 0, "left": 0, "seconds": [], "won": set()}
+            )
             entry["entered"].add(instance_id)
             if won:
                 entry["won"].add(instance_id)
@@ -268,7 +344,9 @@ class WorkflowService:
                     entered=entered,
                     current=entry["current"],
                     left=entry["left"],
-                    mean_hours_in_stage=round(sum(seconds) / len(seconds) / 3600, 2) if seconds else None,
+                    mean_hours_in_stage=round(sum(seconds) / len(seconds) / 3600, 2)
+                    if seconds
+                    else None,
                     won=len(entry["won"]),
                     conversion=round(len(entry["won"]) / entered, 4) if entered else None,
                 )

@@ -91,9 +91,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
     )
-    op.create_index(
-        "ix_interactions_customer_time", "interactions", ["customer_id", "occurred_at"]
-    )
+    op.create_index("ix_interactions_customer_time", "interactions", ["customer_id", "occurred_at"])
     op.create_table(
         "orders",
         sa.Column("id", sa.Integer, primary_key=True),

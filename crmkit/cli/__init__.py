@@ -1,0 +1,185 @@
+"""The ``crmkit`` command line (click).
+
+Every command takes ``--config PATH`` and ``--database URL`` (on the main
+group, and on each command for convenience). Plugins add their command groups
+through ``crmkit_register_commands``; inside a command, ``@pass_crm`` hands
+over the open CRM. A user mistake prints one line to stderr and exits 1; the
+traceback only shows with ``--verbose``.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+import click
+
+import crmkit
+from crmkit import config as config_module
+from crmkit import plugins as plugin_loader
+from crmkit.errors import CrmError
+
+
+@attrs.define
+class CliState:
+    config: str | None = None
+    database: str | None = None
+    verbose: bool = False
+    crm: crmkit.CRM | None = None
+    plugins: list[str] | None = None  # overrides the configuration when set
+
+    def open(self, *, upgrade: bool = False) -> crmkit.CRM:
+        if self.crm is None:
+            self.crm = crmkit.open(
+                self.config, database=self.database, plugins=self.plugins, upgrade=upgrade
+            )
+            for status in self.crm.plugin_statuses:
+                if status.enabled and not status.ok:
+                    click.echo(
+                        f"warning: plugin {status.name!r} is not loaded: {status.reason}", err=True
+                    )
+        return self.crm
+
+    def close(self) -> None:
+        if self.crm is not None:
+            self.crm.close()
+            self.crm = None
+
+
+class CrmkitGroup(click.Group):
+    """The root group: adds enabled plugins' commands on first lookup, turns errors into one line."""
+
+    _plugin_commands_loaded = False
+
+    def _load_plugin_commands(self, ctx: click.Context) -> None:
+        if self._plugin_commands_loaded:
+            return
+        self._plugin_commands_loaded = True
+        state = ctx.find_object(CliState)
+        try:
+            config = config_module.load(state.config if state else None)
+            pm, _ = plugin_loader.load(config.plugins, where=config.where)
+        except CrmError:
+            return  # the error surfaces when a command opens the CRM
+        pm.hook.crmkit_register_commands(cli=self)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._load_plugin_commands(ctx)
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is None:
+            self._load_plugin_commands(ctx)
+            command = super().get_command(ctx, cmd_name)
+        return command
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except CrmError as exc:
+            if _verbose(ctx):
+                raise
+            raise UserError(str(exc)) from None
+        except Exception as exc:
+            if _verbose(ctx):
+                raise
+            raise UserError(
+                f"unexpected {type(exc).__name__}: {exc} (run with --verbose for the traceback)"
+            ) from None
+
+
+class UserError(click.ClickException):
+    """One line on stderr, exit status 1."""
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
+def _verbose(ctx: click.Context) -> bool:
+    state = ctx.find_object(CliState)
+    return bool(state and state.verbose)
+
+
+def _set_state(field: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    def callback(ctx: click.Context, _param: click.Parameter, value: Any) -> Any:
+        if value is not None:
+            state = ctx.ensure_object(CliState)
+            setattr(state, field, value)
+        return value
+
+    return callback
+
+
+def common_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--config`` and ``--database`` on a subcommand too (``crmkit customer list --database ...``)."""
+    command = click.option(
+        "--database",
+        "database_option",
+        expose_value=False,
+        callback=_set_state("database"),
+        help="Database URL; overrides the config file.",
+        is_eager=True,
+    )(command)
+    command = click.option(
+        "--config",
+        "config_option",
+        expose_value=False,
+        callback=_set_state("config"),
+        type=click.Path(dir_okay=False),
+        help="Path of crmkit.toml.",
+        is_eager=True,
+    )(command)
+    return command
+
+
+def pass_crm(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorator: call the command with the open CRM as first argument."""
+
+    @click.pass_context
+    @functools.wraps(command)
+    def wrapper(ctx: click.Context, *args: Any, **kwargs: Any) -> Any:
+        state = ctx.ensure_object(CliState)
+        crm = state.open()
+        ctx.call_on_close(state.close)
+        return command(crm, *args, **kwargs)
+
+    return common_options(wrapper)
+
+
+@click.group(cls=CrmkitGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    type=click.Path(dir_okay=False),
+    envvar="CRMKIT_CONFIG",
+    help="Path of crmkit.toml (default ./crmkit.toml).",
+)
+@click.option("--database", help="Database URL, e.g. sqlite:///crm.db; overrides the config file.")
+@click.option("--verbose", "-v", is_flag=True, help="Show tracebacks for errors.")
+@click.version_option(crmkit.__version__, prog_name="crmkit")
+@click.pass_context
+def cli(ctx: click.Context, config: str | None, database: str | None, verbose: bool) -> None:
+    """crmkit: a plugin-based CRM. Start with 'crmkit init' or 'crmkit demo'."""
+    state = ctx.ensure_object(CliState)
+    state.config = state.config or config
+    state.database = state.database or database
+    state.verbose = verbose
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    cli.main(args=argv, prog_name="crmkit", obj=CliState())
+
+
+# Register the core's command modules (each adds its commands to ``cli``).
+from crmkit.cli import admin as _admin  # noqa: E402,F401
+
+__all__ = ["CliState", "UserError", "cli", "common_options", "main", "pass_crm"]
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

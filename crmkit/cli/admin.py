@@ -1,0 +1,178 @@
+"""Administration commands: init, db upgrade/current/downgrade, plugins list."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from crmkit import config as config_module
+from crmkit import plugins as plugin_loader
+from crmkit.cli import CliState, UserError, cli, common_options, pass_crm
+from crmkit.cli.output import emit, format_option
+
+
+@cli.command()
+@click.option(
+    "--database",
+    "init_database",
+    default=None,
+    help="Database URL (default sqlite:///crm.db next to the file).",
+)
+@click.option(
+    "--plugins",
+    "plugin_list",
+    default=None,
+    help="Comma-separated plugins to enable (default: every installed one).",
+)
+@click.option(
+    "--path",
+    "path",
+    default="crmkit.toml",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="Where to write the config file.",
+)
+@click.option("--force", is_flag=True, help="Overwrite an existing config file.")
+@click.pass_context
+def init(
+    ctx: click.Context, init_database: str | None, plugin_list: str | None, path: str, force: bool
+) -> None:
+    """Write crmkit.toml and bring the database schema to head."""
+    state = ctx.ensure_object(CliState)
+    target = Path(state.config or path)
+    if target.exists() and not force:
+        raise UserError(f"{target} already exists; use --force to overwrite it")
+    database = init_database or state.database or config_module.DEFAULT_DATABASE
+    names = (
+        sorted(plugin_loader.installed())
+        if plugin_list is None
+        else config_module.parse_plugin_list(plugin_list)
+    )
+    config = config_module.Config(database=database, plugins=names)
+    pm, statuses = plugin_loader.load(names, where=str(target))
+    defaults = {
+        spec.name: spec.defaults
+        for spec in pm.hook.crmkit_register_settings()
+        if spec and spec.defaults
+    }
+    target.write_text(config_module.dump(config, defaults), encoding="utf-8")
+    state.config, state.database = str(target), None
+    crm = state.open(upgrade=True)
+    ctx.call_on_close(state.close)
+    click.echo(
+        f"wrote {target}; database {crm.engine.url.render_as_string(hide_password=True)} is at "
+        f"{', '.join(crm.current_revisions())}"
+    )
+    click.echo(f"plugins enabled: {', '.join(crm.plugin_names) or 'none'}")
+
+
+@cli.group()
+def db() -> None:
+    """Database schema: upgrade, current revision, downgrade a plugin's branch."""
+
+
+@db.command("upgrade")
+@click.option(
+    "--sql", is_flag=True, help="Print the SQL the upgrade would run, without running it."
+)
+@common_options
+@click.pass_context
+def db_upgrade(ctx: click.Context, sql: bool) -> None:
+    """Bring the core and every enabled plugin's tables to head."""
+    state = ctx.ensure_object(CliState)
+    import crmkit
+
+    crm = crmkit.CRM(config_module.load(state.config, database=state.database))
+    try:
+        if sql:
+            text = crm.upgrade_sql()
+            click.echo(text.rstrip() or "-- the database is already at head; nothing to run")
+            return
+        before = crm.current_revisions()
+        crm.upgrade()
+        after = crm.current_revisions()
+        click.echo(f"upgraded {', '.join(before) or 'empty database'} -> {', '.join(after)}")
+    finally:
+        crm.close()
+
+
+@db.command("current")
+@common_options
+@click.pass_context
+def db_current(ctx: click.Context) -> None:
+    """Show the revision of each migration branch and whether it is at head."""
+    state = ctx.ensure_object(CliState)
+    import crmkit
+    from crmkit.core import migrate
+
+    crm = crmkit.CRM(config_module.load(state.config, database=state.database))
+    try:
+        current = crm.current_revisions()
+        heads = migrate.head_revisions(crm.alembic_config())
+        click.echo(f"current: {', '.join(current) or '(empty database)'}")
+        click.echo(f"heads:   {', '.join(heads)}")
+        click.echo(
+            "status:  "
+            + (
+                "upgrade needed: run 'crmkit db upgrade'"
+                if migrate.pending(crm.engine, crm.alembic_config())
+                else "at head"
+            )
+        )
+    finally:
+        crm.close()
+
+
+@db.command("downgrade")
+@click.argument("target")
+@common_options
+@pass_crm
+def db_downgrade(crm, target: str) -> None:
+    """Downgrade to TARGET, e.g. 'loyalty@base' removes the loyalty plugin's tables."""
+    from crmkit.core import migrate
+
+    migrate.downgrade(crm.engine, crm.alembic_config(), target)
+    click.echo(f"downgraded to {target}; now at {', '.join(crm.current_revisions()) or 'base'}")
+
+
+@cli.group()
+def plugins() -> None:
+    """Installed plugins and their status."""
+
+
+@plugins.command("list")
+@format_option("table", "json", "csv")
+@common_options
+@click.pass_context
+def plugins_list(ctx: click.Context, fmt: str) -> None:
+    """Name, version, enabled, status (ok or why not) and hooks of every plugin."""
+    state = ctx.ensure_object(CliState)
+    config = config_module.load(state.config)
+    enabled = config.plugins
+    available = plugin_loader.installed()
+    missing = [n for n in (enabled or []) if n not in available]
+    _, statuses = plugin_loader.load(
+        [n for n in enabled if n in available] if enabled is not None else None, where=config.where
+    )
+    rows = [
+        {
+            "name": s.name,
+            "version": s.version or "",
+            "enabled": "yes" if s.enabled else "no",
+            "status": s.status if not s.reason else f"{s.status}: {s.reason}",
+            "hooks": ", ".join(h.removeprefix("crmkit_") for h in s.hooks),
+        }
+        for s in statuses
+    ]
+    rows += [
+        {
+            "name": n,
+            "version": "",
+            "enabled": "yes",
+            "status": "missing: enabled in the config but not installed",
+            "hooks": "",
+        }
+        for n in missing
+    ]
+    emit(rows, fmt, ["name", "version", "enabled", "status", "hooks"])

@@ -1,0 +1,70 @@
+"""Printing records as a table, JSON (an array of objects) or CSV (with a header row)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import click
+
+from crmkit.core.serialize import jsonable
+
+FORMATS = ("table", "json", "csv")
+
+
+def format_option(*formats: str, default: str = "table") -> Callable[[Any], Any]:
+    """``--format table|json|csv`` (or the given choices)."""
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(formats or FORMATS),
+        default=default,
+        show_default=True,
+        help="Output format.",
+    )
+
+
+def render(rows: Sequence[dict[str, Any]], fmt: str, columns: Sequence[str] | None = None) -> str:
+    """Render ``rows`` (dicts) in ``fmt``; ``columns`` picks and orders the table/CSV columns."""
+    data = [jsonable(r) for r in rows]
+    if fmt == "json":
+        return json.dumps(data, ensure_ascii=False, indent=2)
+    cols = list(columns or (data[0].keys() if data else []))
+    if fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(cols)
+        for row in data:
+            writer.writerow(["" if row.get(c) is None else _cell(row.get(c)) for c in cols])
+        return buffer.getvalue().rstrip("\n")
+    if not data:
+        return "(none)"
+    cells = [[_cell(row.get(c)) for c in cols] for row in data]
+    widths = [max(len(str(c)), *(len(r[i]) for r in cells)) for i, c in enumerate(cols)]
+    widths = [min(w, 40) for w in widths]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(cols, widths, strict=True)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    for row in cells:
+        lines.append(
+            "  ".join(_clip(v, w).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()
+        )
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+def _clip(value: str, width: int) -> str:
+    return value if len(value) <= width else value[: width - 1] + "…"
+
+
+def emit(rows: Sequence[dict[str, Any]], fmt: str, columns: Sequence[str] | None = None) -> None:
+    click.echo(render(rows, fmt, columns))

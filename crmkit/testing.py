@@ -1,0 +1,114 @@
+"""pytest fixtures for crmkit and for plugin authors (registered through ``pytest11``).
+
+Every test that uses :func:`database_url` (directly or through :func:`crm`
+or :func:`make_crm`) runs twice: on a fresh SQLite file and on a fresh
+PostgreSQL database. The PostgreSQL run needs ``CRMKIT_TEST_DATABASE_URL``
+naming a server where the user may create databases, for example
+``postgresql://postgres@127.0.0.1:54329/postgres``; without it that run is
+skipped, unless ``CRMKIT_REQUIRE_POSTGRES=1`` (set by CI) turns the skip into
+a failure.
+
+Use in a plugin's tests::
+
+    def test_points_are_earned(make_crm):
+        crm = make_crm(plugins=["loyalty"])
+        ...
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+import crmkit
+from crmkit.core.db import normalise_url
+
+BACKENDS = ("sqlite", "postgresql")
+
+
+def postgres_server_url() -> str | None:
+    """The server URL tests may create databases on, or None."""
+    url = os.environ.get("CRMKIT_TEST_DATABASE_URL")
+    return normalise_url(url) if url else None
+
+
+def create_postgres_database(server_url: str) -> str:
+    """Create an empty database on the server; return its URL."""
+    name = f"crmkit_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_postgres_database(server_url: str, url: str) -> None:
+    name = make_url(url).database
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+def crmkit_backend(request: pytest.FixtureRequest) -> str:
+    """``"sqlite"`` or ``"postgresql"``: the backend this run of the test uses."""
+    if request.param == "postgresql" and postgres_server_url() is None:
+        if os.environ.get("CRMKIT_REQUIRE_POSTGRES") == "1":
+            pytest.fail("CRMKIT_REQUIRE_POSTGRES=1 but CRMKIT_TEST_DATABASE_URL is not set")
+        pytest.skip("PostgreSQL run skipped: set CRMKIT_TEST_DATABASE_URL to a server URL")
+    return request.param
+
+
+@pytest.fixture
+def database_url(crmkit_backend: str, tmp_path: Any) -> Iterator[str]:
+    """URL of a fresh, empty database on the backend of this run."""
+    if crmkit_backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'crm.db'}"
+        return
+    server = postgres_server_url()
+    assert server is not None
+    url = create_postgres_database(server)
+    try:
+        yield url
+    finally:
+        drop_postgres_database(server, url)
+
+
+@pytest.fixture
+def make_crm(database_url: str) -> Iterator[Callable[..., crmkit.CRM]]:
+    """Factory: ``make_crm(plugins=[...], settings={...})`` opens a CRM on this run's database.
+
+    The schema is upgraded to head for the chosen plugins; every CRM opened is
+    closed at the end of the test. ``plugins`` takes names of installed
+    plugins and plugin objects (a module or class with hook implementations).
+    """
+    opened: list[crmkit.CRM] = []
+
+    def factory(
+        plugins: Sequence[str | Any] = (),
+        settings: dict[str, dict[str, Any]] | None = None,
+        upgrade: bool = True,
+        **config: Any,
+    ) -> crmkit.CRM:
+        crm = crmkit.open(database_url, plugins=list(plugins), settings=settings, upgrade=upgrade)
+        for key, value in config.items():
+            setattr(crm.config, key, value)
+        opened.append(crm)
+        return crm
+
+    yield factory
+    for crm in opened:
+        crm.close()
+
+
+@pytest.fixture
+def crm(make_crm: Callable[..., crmkit.CRM]) -> crmkit.CRM:
+    """A CRM with no plugins on a fresh database of this run's backend."""
+    return make_crm()
