@@ -1,0 +1,1 @@
+"""demo commands (being written)."""

@@ -1,0 +1,1 @@
+"""transfer commands (being written)."""
