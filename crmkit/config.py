@@ -91,9 +91,9 @@ def load(path: str | os.PathLike[str] | None = None, *, database: str | None = N
     if file is not None and config.database.startswith("sqlite:///"):
         # a relative SQLite path in a config file is relative to that file
         db_path = config.database.removeprefix("sqlite:///")
-        if db_path and db_path != ":memory:" and not Path(db_path).is_absolute():
-            if not database and not os.environ.get("CRMKIT_DATABASE_URL"):
-                config.database = f"sqlite:///{(file.parent / db_path).resolve()}"
+        relative = db_path and db_path != ":memory:" and not Path(db_path).is_absolute()
+        if relative and not database and not os.environ.get("CRMKIT_DATABASE_URL"):
+            config.database = f"sqlite:///{(file.parent / db_path).resolve()}"
     return config
 
 

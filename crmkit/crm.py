@@ -261,12 +261,15 @@ class CRM:
             for name, data in self.config.workflows.items()
         ]
         for definition in definitions:
-            if definition.name in found and found[definition.name].source != self.config.where:
-                if definition.source != self.config.where:
-                    raise ConfigError(
-                        f"workflow {definition.name!r} is defined twice: by "
-                        f"{found[definition.name].source} and by {definition.source}"
-                    )
+            previous = found.get(definition.name)
+            if previous is not None and self.config.where not in (
+                previous.source,
+                definition.source,
+            ):
+                raise ConfigError(
+                    f"workflow {definition.name!r} is defined twice: by "
+                    f"{previous.source} and by {definition.source}"
+                )
             # the configuration file may redefine a plugin's or the core's workflow
             found[definition.name] = definition
         return found

@@ -148,7 +148,7 @@ def load(
             continue
         _register(pm, name, plugin, status, loaded)
 
-    for name, plugin in loaded.items():
+    for name in loaded:
         status = statuses[name]
         for required in status.requires:
             if required not in loaded:

@@ -50,7 +50,7 @@ class CliState:
 
 
 class CrmkitGroup(click.Group):
-    """The root group: adds enabled plugins' commands on first lookup, turns errors into one line."""
+    """Root group: adds enabled plugins' commands on first lookup; errors become one line."""
 
     _plugin_commands_loaded = False
 
@@ -117,7 +117,7 @@ def _set_state(field: str) -> Callable[[click.Context, click.Parameter, Any], An
 
 
 def common_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """``--config`` and ``--database`` on a subcommand too (``crmkit customer list --database ...``)."""
+    """Accept ``--config`` and ``--database`` after a subcommand too."""
     command = click.option(
         "--database",
         "database_option",

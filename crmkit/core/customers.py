@@ -487,7 +487,7 @@ class CustomerService:
             return [Contact(**row._mapping) for row in rows]
 
     def view(self, customer_id: int, *, limit: int = 100) -> Customer360:
-        """The customer 360 view: profile, contacts, timeline, orders, workflows, plugin sections."""
+        """The 360 view: profile, contacts, timeline, orders, workflows, plugin sections."""
         customer = self.get(customer_id)
         sections = [
             s
@@ -550,7 +550,8 @@ class CustomerService:
                     part = impl.function(ctx=ctx, customer=customer)
                 except Exception as exc:
                     raise CrmError(
-                        f"plugin {impl.plugin_name!r} failed to export customer {customer_id}: {exc}"
+                        f"plugin {impl.plugin_name!r} failed to export customer "
+                        f"{customer_id}: {exc}"
                     ) from exc
                 if part:
                     data["plugins"][impl.plugin_name] = part

@@ -53,7 +53,7 @@ def create(url: str, **kwargs: Any) -> Engine:
             return create_engine(url, pool_pre_ping=True, **kwargs)
         except ModuleNotFoundError as exc:
             raise ConfigError(
-                "PostgreSQL needs the psycopg driver; install it with pip install 'crmkit[postgres]'"
+                "PostgreSQL needs the psycopg driver: pip install 'crmkit[postgres]'"
             ) from exc
     raise ConfigError(f"database backend {backend!r} is not supported; use sqlite or postgresql")
 

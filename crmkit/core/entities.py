@@ -61,7 +61,7 @@ def to_money(value: Any, field: str = "amount") -> Decimal:
     """Convert ``value`` to Decimal money, refusing floats and non-numbers."""
     if isinstance(value, Decimal):
         result = value
-    elif isinstance(value, bool) or isinstance(value, float):
+    elif isinstance(value, (bool, float)):
         raise ValidationError(
             f"{field} must be a Decimal or a string such as '12.50', not {type(value).__name__}",
             field=field,
@@ -229,7 +229,7 @@ class AttributeDefinition:
                 case "string":
                     return str(value)
                 case "integer":
-                    if isinstance(value, bool) or isinstance(value, float):
+                    if isinstance(value, (bool, float)):
                         raise bad
                     return int(str(value).strip())
                 case "decimal":

@@ -45,7 +45,7 @@ class OrderService:
         return Order(**values)
 
     def add(self, order: Order | Mapping[str, Any] | None = None, /, **fields: Any) -> Order:
-        """Store one order; a duplicate ``external_id`` is a Conflict. Fires ``crmkit_after_orders_created``."""
+        """Store one order (duplicate ``external_id``: Conflict); fires orders_created."""
         entity = self.build(order if order is not None else fields)
         with self.crm.transaction() as ctx:
             stored = self._insert(ctx, [entity])
@@ -114,7 +114,7 @@ class OrderService:
         return stored
 
     def set_status(self, order_id: int, status: str, *, actor: str | None = None) -> Order:
-        """Change an order's status (paid, refunded, cancelled); fires ``crmkit_after_orders_updated``."""
+        """Change an order's status (paid, refunded, cancelled); fires orders_updated."""
         if status not in ORDER_STATUSES:
             raise ValidationError(
                 f"status {status!r} is not valid; use one of: {', '.join(ORDER_STATUSES)}",

@@ -59,9 +59,7 @@ class StaffService:
         with self.crm.reading() as connection:
             row = connection.execute(select(t.staff).where(t.staff.c.username == username)).first()
         if row is None:
-            raise NotFound(
-                f"staff member {username!r} not found; add them with crm.staff.add or 'crmkit staff add'"
-            )
+            raise NotFound(f"staff member {username!r} not found; add them with 'crmkit staff add'")
         return Staff(**row._mapping)
 
     def find(self, username: str | None) -> Staff | None:

@@ -51,7 +51,7 @@ class WorkflowService:
         actor: str | None = None,
         at: dt.datetime | None = None,
     ) -> WorkflowInstance:
-        """Start an instance at the workflow's initial stage (recorded as a transition from None)."""
+        """Start an instance at the initial stage (recorded as a transition from None)."""
         definition = self.definition(workflow)
         if not title or not title.strip():
             raise ValidationError("a workflow instance needs a title", field="title")
@@ -106,7 +106,8 @@ class WorkflowService:
             current = definition.stage(instance.stage)
             if to_stage not in definition.stage_names:
                 raise TransitionRefused(
-                    f"{instance.workflow} has no stage {to_stage!r}; stages: {', '.join(definition.stage_names)}"
+                    f"{instance.workflow} has no stage {to_stage!r}; "
+                    f"stages: {', '.join(definition.stage_names)}"
                 )
             if to_stage not in current.to:
                 allowed = ", ".join(current.to) or "none (terminal stage)"
@@ -189,7 +190,8 @@ class WorkflowService:
         missing = [f for f in required if present.get(f) in (None, "")]
         if missing:
             raise TransitionRefused(
-                f"stage {stage!r} needs {', '.join(missing)}; give them with fields={{...}} (--field NAME=VALUE)"
+                f"stage {stage!r} needs {', '.join(missing)}; "
+                "give them with fields={...} (--field NAME=VALUE)"
             )
 
     def _record(
@@ -281,7 +283,7 @@ class WorkflowService:
         return self.definition(instance.workflow).stage(instance.stage).next_steps
 
     def figures(self, workflow: str, *, as_of: dt.datetime | None = None) -> list[StageFigures]:
-        """Per stage: how many entered, are in it now, left it; mean time in stage; conversion to won.
+        """Per stage: entered, in it now, left; mean time in stage; conversion to won.
 
         Computed in SQL: each transition's time in stage is the gap to the
         instance's next transition (a window function), so it scales with the
