@@ -378,11 +378,12 @@ class CustomerService:
         with self.crm.reading() as connection:
             for chunk in _chunks(iter(wanted), 5000):
                 found.update(
-                    connection.execute(
+                    (row[0], row[1])
+                    for row in connection.execute(
                         select(t.customers.c.external_id, t.customers.c.id).where(
                             t.customers.c.external_id.in_(chunk)
                         )
-                    ).tuples()
+                    )
                 )
         return found
 
