@@ -111,9 +111,9 @@ class CRM:
         return name in self.plugin_names
 
     def has_hook(self, name: str) -> bool:
-        """True when hook ``name`` exists and some plugin implements it."""
+        """True when hook ``name`` is declared (by the core or a loaded plugin) and implemented."""
         caller = getattr(self.pm.hook, name, None)
-        return caller is not None and bool(caller.get_hookimpls())
+        return caller is not None and caller.spec is not None and bool(caller.get_hookimpls())
 
     def call(self, hook_name: str, **kwargs: Any) -> Any:
         """Call a hook; an exception from a plugin becomes a PluginError naming it."""

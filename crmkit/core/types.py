@@ -2,9 +2,10 @@
 
 * :class:`UTCDateTime` stores timezone-aware datetimes as UTC and returns them
   aware (UTC) on every backend; naive datetimes are refused.
-* :class:`Money` is NUMERIC(18, 4) returning :class:`~decimal.Decimal`. SQLite
-  has no decimal type: values go in as text (NUMERIC affinity) and come back
-  quantised to 4 places, exact for amounts below 10^11.
+* :class:`Money` is NUMERIC(18, 4) returning :class:`~decimal.Decimal` with 2
+  to 4 decimal places on every backend. SQLite has no decimal type: values go
+  in as text (NUMERIC affinity, stored as a double) and come back exact for
+  amounts below 10^11 with at most 4 decimal places.
 """
 
 from __future__ import annotations
@@ -65,7 +66,19 @@ class Money(TypeDecorator):
     def process_result_value(self, value: Any, dialect: Any) -> Any:
         if value is None:
             return None
-        return to_decimal(value)
+        return money_scale(to_decimal(value))
+
+
+def money_scale(value: Decimal) -> Decimal:
+    """At least 2 and at most 4 decimal places, the same on every backend.
+
+    PostgreSQL returns NUMERIC(18, 4) as ``250.0000`` and SQLite as ``250``;
+    both read back as ``250.00``, and ``0.0001`` stays ``0.0001``.
+    """
+    value = value.quantize(_FOUR_PLACES)
+    exponent = value.normalize().as_tuple().exponent
+    places = max(2, -exponent if isinstance(exponent, int) and exponent < 0 else 0)
+    return value.quantize(Decimal(1).scaleb(-places))
 
 
 def to_decimal(value: Any) -> Decimal:

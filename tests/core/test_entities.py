@@ -83,3 +83,16 @@ def test_choice_attribute():
 def test_required_attribute():
     with pytest.raises(ValidationError, match="'x' is required"):
         AttributeDefinition("x", "string", required=True).convert("")
+
+
+@given(
+    st.decimals(
+        allow_nan=False, allow_infinity=False, places=4, min_value=-(10**9), max_value=10**9
+    )
+)
+def test_money_scale_keeps_value_and_uses_two_to_four_places(value):
+    from crmkit.core.types import money_scale
+
+    scaled = money_scale(value)
+    assert scaled == value
+    assert 2 <= -scaled.as_tuple().exponent <= 4

@@ -32,7 +32,9 @@ class Recorder:
 
     @crmkit.hookimpl
     def crmkit_after_orders_updated(self, ctx, orders, previous):
-        self.calls.append(("updated", [(p.status, o.status) for o, p in zip(orders, previous, strict=True)]))
+        self.calls.append(
+            ("updated", [(p.status, o.status) for o, p in zip(orders, previous, strict=True)])
+        )
 
     @crmkit.hookimpl
     def crmkit_register_attributes(self):
