@@ -22,9 +22,13 @@ def test_every_hookspec_says_when_where_and_what(name, spec):
     doc = inspect.getdoc(spec) or ""
     assert "Transaction" in doc, f"{name}: say in which transaction it runs"
     assert "Returns" in doc or "Return" in doc or "return" in doc, f"{name}: say what it may return"
-    assert "When" in doc or "when" in doc or name.startswith("crmkit_after_"), f"{name}: say when it fires"
+    assert "When" in doc or "when" in doc or name.startswith("crmkit_after_"), (
+        f"{name}: say when it fires"
+    )
     for parameter in inspect.signature(spec).parameters.values():
-        assert parameter.default is inspect.Parameter.empty, f"{name}: hook arguments have no defaults"
+        assert parameter.default is inspect.Parameter.empty, (
+            f"{name}: hook arguments have no defaults"
+        )
 
 
 def test_reference_is_fresh():

@@ -36,10 +36,14 @@ def sales(make_crm):
 
 def test_a_deal_goes_from_need_to_won_with_an_audit_trail(sales):
     crm, customer = sales
-    deal = crm.workflows.start("sales", customer.id, "Acme fleet", value="50000", owner="rep", actor="rep", at=T0)
+    deal = crm.workflows.start(
+        "sales", customer.id, "Acme fleet", value="50000", owner="rep", actor="rep", at=T0
+    )
     assert crm.workflows.next_steps(deal.id)[0] == "Find the decision maker"
     crm.workflows.move(deal.id, "presentation", actor="rep", reason="need confirmed", at=hours(24))
-    crm.workflows.move(deal.id, "tender", actor="rep", fields={"tender_reference": "T-9"}, at=hours(48))
+    crm.workflows.move(
+        deal.id, "tender", actor="rep", fields={"tender_reference": "T-9"}, at=hours(48)
+    )
     crm.workflows.move(deal.id, "negotiation", actor="acct", at=hours(96))
     crm.workflows.move(deal.id, "contract", actor="rep", at=hours(100))
     won = crm.workflows.move(deal.id, "won", actor="boss", reason="signed", at=hours(120))
@@ -61,7 +65,10 @@ def test_refusals_store_nothing(sales):
     deal = crm.workflows.start("sales", customer.id, "Deal", at=T0)
     with pytest.raises(TransitionRefused, match="allowed next stages: presentation, lost"):
         crm.workflows.move(deal.id, "contract")
-    with pytest.raises(TransitionRefused, match=r"'acct' \(roles: cost_accounting\) may not move .* needs one of: sales_rep"):
+    with pytest.raises(
+        TransitionRefused,
+        match=r"'acct' \(roles: cost_accounting\) may not move .* needs one of: sales_rep",
+    ):
         crm.workflows.move(deal.id, "presentation", actor="acct")
     crm.workflows.move(deal.id, "presentation", actor="rep")
     with pytest.raises(TransitionRefused, match="stage 'tender' needs tender_reference"):
@@ -131,7 +138,10 @@ outcome = "won"
         ({"stages": []}, "needs a non-empty list"),
         ({"stages": [{"name": "a", "to": ["b"]}]}, "goes to unknown stage 'b'"),
         ({"stages": [{"name": "a"}]}, "has no 'to' stages and is not terminal"),
-        ({"stages": [{"name": "a", "terminal": True, "colour": "red"}]}, "unknown keys \\['colour'\\]"),
+        (
+            {"stages": [{"name": "a", "terminal": True, "colour": "red"}]},
+            "unknown keys \\['colour'\\]",
+        ),
         ({"initial": "x", "stages": [{"name": "a", "terminal": True}]}, "initial stage 'x'"),
     ],
 )

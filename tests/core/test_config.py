@@ -1,0 +1,88 @@
+"""Configuration errors name file and key; templates stack; tracing prints hook calls."""
+
+import pytest
+
+import crmkit
+from crmkit import ConfigError
+from crmkit import config as config_module
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('timezone = "Mars/Olympus"', r"timezone: 'Mars/Olympus' is not an IANA time zone"),
+        ('currency = "EURO"', r"currency: 'EURO' is not a 3-letter ISO currency code"),
+        ("plugins = 3", r"plugins: must be a list of plugin names"),
+        (
+            '[attributes.size]\ntype = "colour"',
+            r"attributes.size: attribute type 'colour' is not valid",
+        ),
+        ('[attributes.size]\ntype = "choice"', r"attributes.size: .*no choices"),
+        ("database = [1]", r"database: must be a URL"),
+        ("this is not toml", r"is not valid TOML"),
+        ("colour = 3", r"colour: unknown setting"),
+    ],
+)
+def test_config_errors_name_file_and_key(tmp_path, text, message):
+    path = tmp_path / "crmkit.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message) as info:
+        config_module.load(path)
+    assert str(path) in str(info.value)
+
+
+def test_missing_config_file_says_how_to_create_it(tmp_path):
+    with pytest.raises(ConfigError, match="create it with 'crmkit init'"):
+        config_module.load(tmp_path / "nope.toml")
+
+
+def test_declared_attributes_from_config_are_validated(tmp_path):
+    path = tmp_path / "crmkit.toml"
+    path.write_text(
+        f'database = "sqlite:///{tmp_path}/c.db"\nplugins = []\n'
+        '[attributes.tier]\ntype = "choice"\nchoices = ["gold", "silver"]\n'
+    )
+    crm = crmkit.open(path, upgrade=True)
+    assert crm.customers.add(name="A", tier="gold").attributes == {"tier": "gold"}
+    with pytest.raises(crmkit.ValidationError, match="use one of: gold, silver"):
+        crm.customers.add(name="B", tier="bronze")
+    crm.close()
+
+
+def test_templates_stack_user_then_plugins_then_core(tmp_path):
+    user = tmp_path / "mine"
+    user.mkdir()
+    plugin_dir = tmp_path / "plugin"
+    plugin_dir.mkdir()
+    (plugin_dir / "hello.html").write_text("plugin hello")
+    (plugin_dir / "bye.html").write_text("plugin bye")
+    (user / "bye.html").write_text("user bye")
+    (user / "wrap.html").write_text('{% include "default:footer.html" %}!')
+    (user / "footer.html").write_text("user footer overrides the core's")
+
+    class Templates:
+        CRMKIT_NAME = "templates"
+
+        @crmkit.hookimpl
+        def crmkit_register_template_dirs(self):
+            return [str(plugin_dir)]
+
+    crm = crmkit.open(f"sqlite:///{tmp_path}/c.db", plugins=[Templates()], upgrade=True)
+    crm.config.templates = str(user)
+    env = crm.templates
+    assert env.get_template("hello.html").render() == "plugin hello"
+    assert env.get_template("bye.html").render() == "user bye"
+    assert env.get_template("footer.html").render() == "user footer overrides the core's"
+    assert env.get_template("wrap.html").render().strip() == (
+        '<footer class="crmkit-footer">Made with crmkit</footer>!'
+    )
+    assert env.from_string("{{ x }}").render(x="<b>") == "&lt;b&gt;"  # autoescaped
+    crm.close()
+
+
+def test_trace_plugins_prints_hook_calls(tmp_path, monkeypatch, capfd):
+    monkeypatch.setenv("CRMKIT_TRACE_PLUGINS", "1")
+    crm = crmkit.open(f"sqlite:///{tmp_path}/c.db", plugins=[], upgrade=True)
+    crm.customers.add(name="Traced")
+    crm.close()
+    assert "crmkit_after_customers_created" in capfd.readouterr().err
