@@ -48,7 +48,7 @@ def render() -> str:
         for name, fn in specs:
             if not belongs(name):
                 continue
-            options = {k: v for k, v in getattr(fn, "crmkit_spec").items() if v}
+            options = {k: v for k, v in fn.crmkit_spec.items() if v}
             signature = str(inspect.signature(fn)).replace("'", "")
             lines += [f"### `{name}`", "", "```python", f"def {name}{signature}", "```", ""]
             if options:
