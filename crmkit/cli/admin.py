@@ -176,3 +176,27 @@ def plugins_list(ctx: click.Context, fmt: str) -> None:
         for n in missing
     ]
     emit(rows, fmt, ["name", "version", "enabled", "status", "hooks"])
+
+
+@cli.group()
+def plugin() -> None:
+    """Tools for plugin authors."""
+
+
+@plugin.command("new")
+@click.argument("name")
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False),
+    help="Where to write it (default ./crmkit-NAME).",
+)
+@click.option("--description", default="", help="One line saying what the plugin does.")
+def plugin_new(name: str, directory: str | None, description: str) -> None:
+    """Generate an installable plugin package NAME with tests, a migration and a command."""
+    from crmkit.scaffold import generate
+
+    target = Path(directory or f"crmkit-{name}")
+    written = generate(name, target, description)
+    click.echo(f"wrote {len(written)} files to {target}")
+    click.echo(f"next: pip install -e {target} && cd {target} && pytest")

@@ -1,0 +1,47 @@
+"""``crmkit plugin new``: generate an installable plugin package from Jinja2 templates.
+
+The templates in ``template/`` mirror the generated tree; path parts and file
+contents are rendered with ``name`` and ``description``; the ``.jinja`` suffix
+is dropped.
+"""
+
+from __future__ import annotations
+
+import keyword
+import re
+from pathlib import Path
+
+from jinja2 import Environment, StrictUndefined
+
+from crmkit.errors import ValidationError
+
+TEMPLATE = Path(__file__).parent / "template"
+RESERVED = {"core", "cli", "db", "init", "plugins", "plugin", "customer", "order", "demo", "crmkit"}
+_NAME = re.compile(r"^[a-z][a-z0-9_]{1,30}$")
+
+
+def check_name(name: str) -> None:
+    if not _NAME.match(name) or keyword.iskeyword(name):
+        raise ValidationError(
+            f"plugin name {name!r} is not valid; use 2-31 lowercase letters, digits or _ "
+            "starting with a letter, such as 'visits'"
+        )
+    if name in RESERVED:
+        raise ValidationError(f"plugin name {name!r} is taken by crmkit itself; choose another")
+
+
+def generate(name: str, directory: Path, description: str = "") -> list[Path]:
+    """Write the plugin package for ``name`` into ``directory`` (which must not exist)."""
+    check_name(name)
+    if directory.exists() and any(directory.iterdir()):
+        raise ValidationError(f"{directory} already exists and is not empty; choose another --dir")
+    env = Environment(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False)
+    values = {"name": name, "description": description or f"Notes about customers ({name})."}
+    written = []
+    for source in sorted(TEMPLATE.rglob("*.jinja")):
+        relative = source.relative_to(TEMPLATE).as_posix().removesuffix(".jinja")
+        target = directory / env.from_string(relative).render(values)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(env.from_string(source.read_text(encoding="utf-8")).render(values))
+        written.append(target)
+    return written
