@@ -89,9 +89,12 @@ def crmkit_register_migrations() -> str | None:
     upgrade``, ``crm.upgrade()``, ``crmkit.open(..., upgrade=True)``).
     Transaction: none; migrations run later in their own transaction.
     Returns: an absolute path to a ``versions`` folder whose revisions form one
-    branch: the first has ``branch_labels = ("<plugin>",)`` and ``depends_on =
-    "crmkit@head"``-style dependencies on the core revisions your foreign
-    keys need. Define your tables with SQLAlchemy Core on
+    branch: the first has ``down_revision = None`` and ``branch_labels =
+    ("<plugin>",)``. Do not ``depends_on`` core revisions: crmkit upgrades the
+    core to head before any plugin branch, so your foreign keys to core
+    tables always resolve, and your branch stays independent (a disabled or
+    uninstalled plugin's revisions are set aside, never block the others).
+    Define your tables with SQLAlchemy Core on
     :data:`crmkit.core.tables.metadata` so autogenerate sees them.
 
     Example::

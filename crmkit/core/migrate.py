@@ -18,7 +18,7 @@ from alembic.config import Config
 from alembic.runtime.environment import EnvironmentContext
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Engine, column, table
 
 from crmkit.core.db import WRITE
 
@@ -46,25 +46,53 @@ def head_revisions(config: Config) -> tuple[str, ...]:
     return tuple(ScriptDirectory.from_config(config).get_heads())
 
 
+CORE_BRANCH = "crmkit@head"
+VERSION_TABLE = "alembic_version"
+
+
+def _known(config: Config) -> set[str]:
+    return {rev.revision for rev in ScriptDirectory.from_config(config).walk_revisions()}
+
+
 def pending(engine: Engine, config: Config) -> bool:
-    """True when some enabled branch is not at its head."""
+    """True when the core or an enabled plugin's branch is not at its head.
+
+    Revisions of plugins that are disabled or uninstalled are ignored: their
+    tables stay, and the core and the other plugins keep working.
+    """
     script = ScriptDirectory.from_config(config)
-    current = set(current_revisions(engine))
-    for head in script.get_heads():
-        if head in current:
-            continue
-        # a head counts as reached when the database is past it on a merged branch
-        ancestors = {rev.revision for c in current for rev in script.iterate_revisions(c, "base")}
-        if head not in ancestors:
-            return True
-    return False
+    known = _known(config)
+    current = [rev for rev in current_revisions(engine) if rev in known]
+    reached = {rev.revision for c in current for rev in script.iterate_revisions(c, "base")}
+    return any(head not in reached for head in script.get_heads())
 
 
 def upgrade(engine: Engine, config: Config, target: str = "heads") -> None:
+    """Upgrade the core first, then every enabled plugin branch, in one transaction.
+
+    Plugin branches start from their own base (no ``depends_on`` on core
+    revisions), so ordering is crmkit's job: the core reaches head before any
+    plugin migration runs. Revisions of plugins that are not enabled (or no
+    longer installed) are set aside while Alembic runs and put back after, so
+    a company can enable only some plugins and uninstall others.
+    """
+    known = _known(config)
     with engine.connect().execution_options(**WRITE) as connection:
         config.attributes["connection"] = connection
         try:
+            foreign = [
+                r
+                for r in MigrationContext.configure(connection).get_current_heads()
+                if r not in known
+            ]
+            version = table(VERSION_TABLE, column("version_num"))
+            if foreign:
+                connection.execute(version.delete().where(version.c.version_num.in_(foreign)))
+            if target == "heads":
+                command.upgrade(config, CORE_BRANCH)
             command.upgrade(config, target)
+            if foreign:
+                connection.execute(version.insert(), [{"version_num": r} for r in foreign])
             connection.commit()
         finally:
             config.attributes.pop("connection", None)
@@ -73,22 +101,27 @@ def upgrade(engine: Engine, config: Config, target: str = "heads") -> None:
 def upgrade_sql(engine: Engine, config: Config, target: str = "heads") -> str:
     """The SQL ``upgrade`` would run from the database's current revisions, as text."""
     script = ScriptDirectory.from_config(config)
-    start = list(current_revisions(engine)) or None
+    known = _known(config)
+    start = [r for r in current_revisions(engine) if r in known]
     buffer = io.StringIO()
+    core_head = script.get_revision(CORE_BRANCH).revision
+    core_revs = {r.revision for r in script.iterate_revisions(CORE_BRANCH, "base")}
+    after_core = [r for r in start if r not in core_revs] + [core_head]
+    for begin, destination in ((start, CORE_BRANCH), (after_core, target)):
 
-    def plan(rev, _context):
-        return script._upgrade_revs(target, rev)
+        def plan(rev, _context, destination=destination):
+            return script._upgrade_revs(destination, rev)
 
-    with EnvironmentContext(
-        config,
-        script,
-        fn=plan,
-        as_sql=True,
-        starting_rev=start,
-        destination_rev=target,
-        output_buffer=buffer,
-    ):
-        script.run_env()
+        with EnvironmentContext(
+            config,
+            script,
+            fn=plan,
+            as_sql=True,
+            starting_rev=list(begin) or None,
+            destination_rev=destination,
+            output_buffer=buffer,
+        ):
+            script.run_env()
     return buffer.getvalue()
 
 

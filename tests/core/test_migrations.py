@@ -116,7 +116,7 @@ def _plugin_with_branch(tmp_path):
             revision = "notes0001"
             down_revision = None
             branch_labels = ("notes",)
-            depends_on = "c0002"
+            depends_on = None  # crmkit upgrades the core first
 
 
             def upgrade():
@@ -151,9 +151,14 @@ def test_plugin_enabled_later_gets_its_tables_and_can_be_removed(database_url, t
     assert "notes_notes" not in inspect(with_notes.engine).get_table_names()
     assert "CREATE TABLE notes_notes" in with_notes.upgrade_sql()
     with_notes.upgrade()
-    # notes0001 depends on c0002, so Alembic records only notes0001 (c0002 is implied)
-    assert with_notes.current_revisions() == ("notes0001",)
+    assert set(with_notes.current_revisions()) == {"c0002", "notes0001"}
     with_notes.check_schema()  # at head
+    # disabled again: its tables stay, the core keeps working and upgrading
+    without = crmkit.open(database_url, plugins=[], upgrade=True)
+    without.customers.add(name="Still works")
+    assert set(without.current_revisions()) == {"c0002", "notes0001"}
+    assert "notes_notes" in inspect(without.engine).get_table_names()
+    without.close()
     assert "notes_notes" in inspect(with_notes.engine).get_table_names()
     migrate.downgrade(with_notes.engine, with_notes.alembic_config(), "notes@base")
     assert "notes_notes" not in inspect(with_notes.engine).get_table_names()
