@@ -126,7 +126,6 @@ def db_current(ctx: click.Context) -> None:
 
 @db.command("downgrade")
 @click.argument("target")
-@common_options
 @pass_crm
 def db_downgrade(crm, target: str) -> None:
     """Downgrade to TARGET, e.g. 'loyalty@base' removes the loyalty plugin's tables."""

@@ -42,3 +42,12 @@ def test_reference_lists_every_hook_with_its_signature():
     text = hookref.render()
     for name, spec in SPECS:
         assert f"def {name}{str(inspect.signature(spec)).replace(chr(39), '')}" in text
+
+
+def test_cli_reference_is_fresh():
+    from crmkit import clidoc
+
+    reference = Path(__file__).parents[2] / "docs" / "cli.md"
+    assert reference.read_text(encoding="utf-8") == clidoc.render(), (
+        "docs/cli.md is out of date: run python -m crmkit.clidoc > docs/cli.md"
+    )
