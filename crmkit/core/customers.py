@@ -11,6 +11,7 @@ import attrs
 from sqlalchemy import Select, and_, delete, func, insert, or_, select, update
 
 from crmkit.core import tables as t
+from crmkit.core.bulk import insert_many
 from crmkit.core.entities import CONSENT_PURPOSES, Contact, Customer, Section
 from crmkit.errors import Conflict, CrmError, NotFound, ValidationError
 
@@ -201,10 +202,7 @@ class CustomerService:
             if not fresh:
                 return []
             rows = [self._row(c, ctx.now) for c in fresh]
-            new_ids = connection.scalars(
-                insert(t.customers).returning(t.customers.c.id, sort_by_parameter_order=True),
-                rows,
-            ).all()
+            new_ids = insert_many(connection, t.customers, rows)
             stored = []
             consent_rows = []
             for customer, new_id, row in zip(fresh, new_ids, rows, strict=True):

@@ -7,9 +7,10 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
-from sqlalchemy import insert, select
+from sqlalchemy import select
 
 from crmkit.core import tables as t
+from crmkit.core.bulk import insert_many
 from crmkit.core.customers import _chunks
 from crmkit.core.entities import Interaction
 from crmkit.errors import NotFound
@@ -75,10 +76,7 @@ class InteractionService:
                 f"customer {sorted(missing)[0]} not found; interactions need an existing customer"
             )
         rows = [{k: v for k, v in attrs.asdict(i).items() if k != "id"} for i in batch]
-        new_ids = ctx.connection.scalars(
-            insert(t.interactions).returning(t.interactions.c.id, sort_by_parameter_order=True),
-            rows,
-        ).all()
+        new_ids = insert_many(ctx.connection, t.interactions, rows)
         stored = [attrs.evolve(i, id=n) for i, n in zip(batch, new_ids, strict=True)]
         self.crm.fire(ctx, "crmkit_after_interactions_created", interactions=stored)
         ctx.changes.interactions_created.extend(stored)

@@ -10,6 +10,7 @@ import attrs
 from sqlalchemy import insert, select, update
 
 from crmkit.core import tables as t
+from crmkit.core.bulk import insert_many
 from crmkit.core.customers import BulkResult, _chunks
 from crmkit.core.entities import ORDER_STATUSES, Order, OrderLine
 from crmkit.errors import Conflict, NotFound, ValidationError
@@ -98,9 +99,7 @@ class OrderService:
                 f"customer {sorted(missing)[0]} not found; orders need an existing customer"
             )
         rows = [{c: getattr(o, c) for c in _ORDER_COLUMNS} for o in fresh]
-        new_ids = connection.scalars(
-            insert(t.orders).returning(t.orders.c.id, sort_by_parameter_order=True), rows
-        ).all()
+        new_ids = insert_many(connection, t.orders, rows)
         line_rows = [
             {"order_id": new_id, **attrs.asdict(line)}
             for order, new_id in zip(fresh, new_ids, strict=True)
@@ -108,7 +107,9 @@ class OrderService:
         ]
         if line_rows:
             connection.execute(insert(t.order_lines), line_rows)
-        stored = [attrs.evolve(o, id=n) for o, n in zip(fresh, new_ids, strict=True)]
+        for order, new_id in zip(fresh, new_ids, strict=True):
+            order.id = new_id  # the stored entities carry their ids (no copy on bulk paths)
+        stored = fresh
         self.crm.fire(ctx, "crmkit_after_orders_created", orders=stored)
         ctx.changes.orders_created.extend(stored)
         return stored

@@ -97,3 +97,42 @@ def _add_customers(url, prefix):
     for i in range(50):
         crm.customers.add(name=f"{prefix}-{i}", external_id=f"{prefix}-{i}")
     crm.close()
+
+
+def test_bulk_ids_are_right_with_two_bulk_writers(tmp_path):
+    """Two processes bulk-insert into one SQLite file; every returned id names its own row."""
+    import multiprocessing
+
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    crmkit.open(url, plugins=[], upgrade=True).close()
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(2) as pool:
+        results = pool.starmap(_bulk_customers, [(url, "a"), (url, "b")])
+    crm = crmkit.open(url, plugins=[])
+    for pairs in results:
+        for customer_id, external_id in pairs:
+            assert crm.customers.get(customer_id).external_id == external_id
+    assert crm.customers.count() == 6000
+    crm.close()
+
+
+class _Collect:
+    CRMKIT_NAME = "collect"
+
+    def __init__(self):
+        self.pairs = []
+
+    @crmkit.hookimpl
+    def crmkit_after_customers_created(self, ctx, customers):
+        self.pairs.extend((c.id, c.external_id) for c in customers)
+
+
+def _bulk_customers(url, prefix):
+    collect = _Collect()
+    crm = crmkit.open(url, plugins=[collect])
+    crm.customers.add_many(
+        ({"name": f"{prefix}{i}", "external_id": f"{prefix}{i}"} for i in range(3000)),
+        batch_size=500,
+    )
+    crm.close()
+    return collect.pairs
