@@ -110,8 +110,15 @@ def db_current(ctx: click.Context) -> None:
     try:
         current = crm.current_revisions()
         heads = migrate.head_revisions(crm.alembic_config())
+        known = migrate.known_revisions(crm.alembic_config())
+        aside = [rev for rev in current if rev not in known]
         click.echo(f"current: {', '.join(current) or '(empty database)'}")
         click.echo(f"heads:   {', '.join(heads)}")
+        if aside:
+            click.echo(
+                f"set aside: {', '.join(aside)} (plugins not enabled or not installed; "
+                "their tables stay)"
+            )
         click.echo(
             "status:  "
             + (

@@ -50,7 +50,8 @@ CORE_BRANCH = "crmkit@head"
 VERSION_TABLE = "alembic_version"
 
 
-def _known(config: Config) -> set[str]:
+def known_revisions(config: Config) -> set[str]:
+    """Every revision of the core and the enabled plugins' branches."""
     return {rev.revision for rev in ScriptDirectory.from_config(config).walk_revisions()}
 
 
@@ -61,7 +62,7 @@ def pending(engine: Engine, config: Config) -> bool:
     tables stay, and the core and the other plugins keep working.
     """
     script = ScriptDirectory.from_config(config)
-    known = _known(config)
+    known = known_revisions(config)
     current = [rev for rev in current_revisions(engine) if rev in known]
     reached = {rev.revision for c in current for rev in script.iterate_revisions(c, "base")}
     return any(head not in reached for head in script.get_heads())
@@ -76,7 +77,7 @@ def upgrade(engine: Engine, config: Config, target: str = "heads") -> None:
     longer installed) are set aside while Alembic runs and put back after, so
     a company can enable only some plugins and uninstall others.
     """
-    known = _known(config)
+    known = known_revisions(config)
     with engine.connect().execution_options(**WRITE) as connection:
         config.attributes["connection"] = connection
         try:
@@ -101,7 +102,7 @@ def upgrade(engine: Engine, config: Config, target: str = "heads") -> None:
 def upgrade_sql(engine: Engine, config: Config, target: str = "heads") -> str:
     """The SQL ``upgrade`` would run from the database's current revisions, as text."""
     script = ScriptDirectory.from_config(config)
-    known = _known(config)
+    known = known_revisions(config)
     start = [r for r in current_revisions(engine) if r in known]
     buffer = io.StringIO()
     core_head = script.get_revision(CORE_BRANCH).revision

@@ -192,3 +192,97 @@ def test_plugins_list_command(installed, tmp_path):
     assert rows["broken"]["status"].startswith("failed: import failed")
     assert rows["gone"]["status"].startswith("missing")
     assert rows["listener"]["enabled"] == "no"
+
+
+def _install_plugin_with_tables(root):
+    versions = root / "stamps_versions"
+    versions.mkdir()
+    (versions / "stamps0001.py").write_text(
+        textwrap.dedent(
+            """
+            import sqlalchemy as sa
+            from alembic import op
+
+            revision = "stamps0001"
+            down_revision = None
+            branch_labels = ("stamps",)
+            depends_on = None
+
+
+            def upgrade():
+                op.create_table("stamps_cards", sa.Column("id", sa.Integer, primary_key=True))
+
+
+            def downgrade():
+                op.drop_table("stamps_cards")
+            """
+        )
+    )
+    (root / "crmkit_stamps.py").write_text(
+        textwrap.dedent(
+            f"""
+            import crmkit
+
+            @crmkit.hookimpl
+            def crmkit_register_migrations():
+                return {str(versions)!r}
+            """
+        )
+    )
+    info = root / "crmkit_stamps-0.3.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: crmkit-stamps\nVersion: 0.3.0\n")
+    (info / "entry_points.txt").write_text("[crmkit]\nstamps = crmkit_stamps\n")
+    return info
+
+
+def test_uninstalled_plugin_is_reported_and_leaves_the_rest_working(installed, tmp_path):
+    import shutil
+
+    from sqlalchemy import inspect
+
+    info = _install_plugin_with_tables(installed)
+    config = tmp_path / "crmkit.toml"
+    runner = CliRunner()
+    init = runner.invoke(
+        cli,
+        [
+            "init",
+            "--path",
+            str(config),
+            "--database",
+            f"sqlite:///{tmp_path}/crm.db",
+            "--plugins",
+            "good,stamps",
+        ],
+        obj=CliState(),
+    )
+    assert init.exit_code == 0, init.output
+    crm = crmkit.open(config)
+    assert "stamps_cards" in inspect(crm.engine).get_table_names()
+    crm.customers.add(name="Before")
+    crm.close()
+
+    shutil.rmtree(info)  # pip uninstall crmkit-stamps
+    listed = runner.invoke(
+        cli, ["--config", str(config), "plugins", "list", "--format", "csv"], obj=CliState()
+    )
+    assert "stamps,,yes,missing: enabled in the config but not installed," in listed.output
+    refused = runner.invoke(cli, ["--config", str(config), "db", "current"], obj=CliState())
+    assert refused.exit_code == 1
+    assert (
+        "plugin 'stamps' is enabled in" in refused.output
+        and "remove it from 'plugins'" in refused.output
+    )
+
+    config.write_text(config.read_text().replace('"good", "stamps"', '"good"'))
+    current = runner.invoke(cli, ["--config", str(config), "db", "current"], obj=CliState())
+    assert current.exit_code == 0, current.output
+    assert "set aside: stamps0001" in current.output and "at head" in current.output
+    upgraded = runner.invoke(cli, ["--config", str(config), "db", "upgrade"], obj=CliState())
+    assert upgraded.exit_code == 0, upgraded.output
+    crm = crmkit.open(config)
+    assert [c.name for c in crm.customers.list()] == ["Before"]
+    assert "stamps_cards" in inspect(crm.engine).get_table_names()  # its tables stay
+    assert crm.settings["good"] == {"greeting": "hello"}
+    crm.close()
