@@ -1,0 +1,209 @@
+"""Business-hours arithmetic on a working calendar.
+
+A :class:`Calendar` has a time zone (``zoneinfo``), for each weekday a list of
+working intervals in local wall time (several per day: split shifts, lunch
+breaks), and holidays (local dates without work). Working intervals are turned
+into absolute UTC intervals day by day, so DST changes are handled by the
+time zone database: a 09:00-17:00 day is 8 real hours on an ordinary day and
+still 8 on the day clocks change at 02:00; an interval that spans the change
+counts the real elapsed time.
+
+Two operations, exact to the microsecond (``timedelta`` arithmetic):
+
+* :meth:`Calendar.duration(a, b)` — working time between two moments;
+* :meth:`Calendar.add(start, d)` — the earliest moment where ``d`` of working
+  time has passed since ``start``. ``duration(start, add(start, d)) == d``,
+  and for ``d > 0`` the result lies inside a working interval (its end
+  included).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import attrs
+
+from crmkit.errors import ConfigError
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+ZERO = dt.timedelta(0)
+#: add() gives up after this many days without enough working time
+MAX_SEARCH_DAYS = 3 * 366
+
+
+def _parse_time(text: str, where: str) -> dt.timedelta:
+    """'HH:MM' as an offset from midnight; '24:00' is the end of the day."""
+    try:
+        hours, minutes = (int(part) for part in str(text).split(":"))
+    except ValueError:
+        raise ConfigError(f"{where}: {text!r} is not a time; write HH:MM, e.g. 09:00") from None
+    if not (0 <= hours <= 24 and 0 <= minutes < 60) or (hours == 24 and minutes):
+        raise ConfigError(f"{where}: {text!r} is not a time of day between 00:00 and 24:00")
+    return dt.timedelta(hours=hours, minutes=minutes)
+
+
+@attrs.frozen
+class Calendar:
+    """A working calendar. Build it with :meth:`from_dict` (validated)."""
+
+    timezone: str
+    week: tuple[tuple[tuple[dt.timedelta, dt.timedelta], ...], ...]  # 7 days, Monday first
+    holidays: frozenset[dt.date] = frozenset()
+
+    @property
+    def zone(self) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.timezone)
+
+    @classmethod
+    def always(cls) -> Calendar:
+        """Round the clock, every day (wall-clock targets)."""
+        day = ((ZERO, dt.timedelta(hours=24)),)
+        return cls(timezone="UTC", week=(day,) * 7)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str = "complaints.calendar") -> Calendar:
+        """``{"timezone": "Europe/Berlin", "week": {"mon": [["09:00", "12:00"], ...]},
+        "holidays": ["2026-12-25"]}``; raises ConfigError naming the bad key."""
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{where} must be a table with timezone, week and holidays")
+        unknown = set(data) - {"timezone", "week", "holidays"}
+        if unknown:
+            raise ConfigError(
+                f"{where}: unknown keys {sorted(unknown)}; use timezone, week, holidays"
+            )
+        tz = str(data.get("timezone", "UTC"))
+        try:
+            zoneinfo.ZoneInfo(tz)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(
+                f"{where}.timezone: {tz!r} is not a known time zone; use an IANA name "
+                "such as Europe/Berlin"
+            ) from None
+        week_data = data.get("week", {})
+        if not isinstance(week_data, Mapping):
+            raise ConfigError(f"{where}.week must map weekday names (mon..sun) to intervals")
+        if bad := set(week_data) - set(WEEKDAYS):
+            raise ConfigError(
+                f"{where}.week: unknown days {sorted(bad)}; use {', '.join(WEEKDAYS)}"
+            )
+        week = []
+        for day in WEEKDAYS:
+            intervals = []
+            for i, pair in enumerate(week_data.get(day, [])):
+                here = f"{where}.week.{day}[{i}]"
+                if not isinstance(pair, list | tuple) or len(pair) != 2:
+                    raise ConfigError(f'{here}: give an interval as ["09:00", "12:00"]')
+                start, end = _parse_time(pair[0], here), _parse_time(pair[1], here)
+                if end <= start:
+                    raise ConfigError(f"{here}: {pair[0]}-{pair[1]} ends before it starts")
+                if intervals and start < intervals[-1][1]:
+                    raise ConfigError(
+                        f"{here}: {pair[0]}-{pair[1]} overlaps or precedes the previous "
+                        "interval; list intervals in order without overlap"
+                    )
+                intervals.append((start, end))
+            week.append(tuple(intervals))
+        if not any(week):
+            raise ConfigError(f"{where}.week has no working interval on any day; add at least one")
+        holidays = set()
+        for text in data.get("holidays", []):
+            try:
+                holidays.add(dt.date.fromisoformat(str(text)))
+            except ValueError:
+                raise ConfigError(
+                    f"{where}.holidays: {text!r} is not a date; write YYYY-MM-DD"
+                ) from None
+        return cls(timezone=tz, week=tuple(week), holidays=frozenset(holidays))
+
+    # -- intervals ---------------------------------------------------------
+    def day_intervals(self, day: dt.date) -> list[tuple[dt.datetime, dt.datetime]]:
+        """The working intervals of local date ``day`` as UTC datetimes, ordered, disjoint."""
+        if day in self.holidays:
+            return []
+        zone = self.zone
+        midnight = dt.datetime.combine(day, dt.time())
+        result: list[tuple[dt.datetime, dt.datetime]] = []
+        for start, end in self.week[day.weekday()]:
+            a = _to_utc(midnight + start, zone)
+            b = _to_utc(midnight + end, zone)
+            if result and a < result[-1][1]:  # a DST gap can fold wall times together
+                a = result[-1][1]
+            if b > a:
+                result.append((a, b))
+        return result
+
+    def intervals(self, start: dt.datetime) -> Iterator[tuple[dt.datetime, dt.datetime]]:
+        """Working intervals (UTC) that end after ``start``, clipped to begin at ``start``."""
+        start = _utc(start)
+        day = start.astimezone(self.zone).date() - dt.timedelta(days=1)
+        empty_days = 0
+        last = start
+        while True:
+            found = False
+            for a, b in self.day_intervals(day):
+                found = True
+                a = max(a, last)
+                if b <= a:
+                    continue
+                last = b
+                yield (a, b)
+            empty_days = 0 if found else empty_days + 1
+            if empty_days > MAX_SEARCH_DAYS:
+                raise ConfigError(
+                    f"the SLA calendar has no working time for {MAX_SEARCH_DAYS} days after "
+                    f"{day.isoformat()}; check its holidays"
+                )
+            day += dt.timedelta(days=1)
+
+    # -- arithmetic ----------------------------------------------------------
+    def duration(self, a: dt.datetime, b: dt.datetime) -> dt.timedelta:
+        """Working time from ``a`` to ``b`` (zero when ``b <= a``)."""
+        a, b = _utc(a), _utc(b)
+        total = ZERO
+        if b <= a:
+            return total
+        for start, end in self.intervals(a):
+            if start >= b:
+                break
+            total += min(end, b) - start
+        return total
+
+    def add(self, start: dt.datetime, amount: dt.timedelta) -> dt.datetime:
+        """The earliest moment at which ``amount`` of working time has passed since ``start``."""
+        if amount < ZERO:
+            raise ValueError("amount must not be negative")
+        start = _utc(start)
+        if amount == ZERO:
+            return start
+        left = amount
+        for a, b in self.intervals(start):
+            if b - a >= left:
+                return a + left
+            left -= b - a
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def is_working(self, moment: dt.datetime) -> bool:
+        moment = _utc(moment)
+        day = moment.astimezone(self.zone).date()
+        for d in (day - dt.timedelta(days=1), day, day + dt.timedelta(days=1)):
+            if any(a <= moment < b for a, b in self.day_intervals(d)):
+                return True
+        return False
+
+
+def _utc(moment: dt.datetime) -> dt.datetime:
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"naive datetime {moment.isoformat()}: give a time zone")
+    return moment.astimezone(dt.UTC)
+
+
+def _to_utc(local: dt.datetime, zone: zoneinfo.ZoneInfo) -> dt.datetime:
+    """A local wall time in ``zone`` to UTC (the first reading of an ambiguous time)."""
+    return local.replace(tzinfo=zone).astimezone(dt.UTC)
+
+
+def hours(value: float | int) -> dt.timedelta:
+    return dt.timedelta(seconds=round(float(value) * 3600))
