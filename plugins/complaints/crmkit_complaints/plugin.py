@@ -1,0 +1,326 @@
+"""Hook implementations of the complaints plugin."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select, update
+
+import crmkit
+from crmkit.core.workflow import WorkflowDefinition
+from crmkit.errors import ConfigError, ValidationError
+from crmkit_complaints import tables as t
+from crmkit_complaints.businesshours import Calendar
+from crmkit_complaints.service import OPEN_STAGES, _check_policy, service
+
+CRMKIT_API = ">=1.0,<2"
+
+HANDLERS = ["complaint_handler", "manager"]
+
+COMPLAINT_FLOW: dict[str, Any] = {
+    "title": "Complaint",
+    "initial": "received",
+    "stages": [
+        {
+            "name": "received",
+            "next_steps": ["Acknowledge to the customer", "Check category and assignee"],
+            "to": ["acknowledged", "investigating", "waiting_on_customer", "resolved"],
+        },
+        {
+            "name": "acknowledged",
+            "roles": HANDLERS,
+            "next_steps": ["Investigate the cause"],
+            "to": ["investigating", "waiting_on_customer", "resolved"],
+        },
+        {
+            "name": "investigating",
+            "roles": HANDLERS,
+            "next_steps": ["Find the root cause", "Agree a resolution"],
+            "to": ["waiting_on_customer", "resolved"],
+        },
+        {
+            "name": "waiting_on_customer",
+            "title": "Waiting on customer",
+            "roles": HANDLERS,
+            "next_steps": ["Wait for the customer's answer (SLA clock paused)"],
+            "to": ["investigating", "resolved"],
+        },
+        {
+            "name": "resolved",
+            "roles": HANDLERS,
+            "next_steps": ["Send the satisfaction survey", "Close, or reopen if not solved"],
+            "to": ["closed", "investigating"],
+        },
+        {
+            "name": "closed",
+            "roles": HANDLERS,
+            "terminal": True,
+            "next_steps": ["Reopen if the customer comes back"],
+            "to": ["investigating"],
+        },
+    ],
+}
+
+DEFAULTS: dict[str, Any] = {
+    "categories": [
+        "product quality",
+        "product use",
+        "delivery",
+        "billing",
+        "staff attitude",
+        "process",
+    ],
+    "routing": {
+        "product quality": "R&D",
+        "product use": "R&D",
+        "delivery": "logistics",
+        "billing": "finance",
+        "staff attitude": "management",
+        "process": "management",
+    },
+    "severities": ["low", "medium", "high", "critical"],
+    "priorities": ["low", "normal", "high", "urgent"],
+    "vip_priority": "urgent",
+    "calendar": {
+        "timezone": "UTC",
+        "week": {
+            day: [["09:00", "12:00"], ["13:00", "18:00"]]
+            for day in ("mon", "tue", "wed", "thu", "fri")
+        },
+        "holidays": [],
+    },
+    "sla_policies": [
+        # the default: first answer within one working day, resolution within a week
+        {"priority": "*", "channel": "*", "first_response_hours": 8, "resolution_hours": 40},
+        # e-mail: customers expect an answer within a day; warn after 12 hours without reply
+        {
+            "priority": "*",
+            "channel": "email",
+            "first_response_hours": 24,
+            "resolution_hours": 120,
+            "warn_ratio": 0.5,
+            "clock": "wall",
+        },
+        # VIP and urgent complaints get the fastest reaction
+        {"priority": "urgent", "channel": "*", "first_response_hours": 1, "resolution_hours": 8},
+        {"priority": "high", "channel": "*", "first_response_hours": 4, "resolution_hours": 24},
+    ],
+}
+
+
+def _validate(values: dict[str, Any]) -> None:
+    try:
+        Calendar.from_dict(values["calendar"], "calendar")
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None
+    for name in ("categories", "severities", "priorities"):
+        if not values[name] or not all(isinstance(v, str) for v in values[name]):
+            raise ValueError(f"{name} must be a non-empty list of names")
+    if bad := set(values["routing"]) - set(values["categories"]):
+        raise ValueError(f"routing names unknown categories {sorted(bad)}")
+    if values["vip_priority"] not in values["priorities"]:
+        raise ValueError(f"vip_priority {values['vip_priority']!r} is not one of the priorities")
+    keys = set()
+    for i, raw in enumerate(values["sla_policies"]):
+        try:
+            policy = _check_policy(raw, values, f"sla_policies[{i}]")
+        except ValidationError as exc:
+            raise ValueError(str(exc)) from None
+        keys.add((policy.priority, policy.channel))
+    if ("*", "*") not in keys:
+        raise ValueError("sla_policies needs a fallback policy with priority '*' and channel '*'")
+
+
+class Hookspecs:
+    @crmkit.hookspec
+    def crmkit_complaints_propose_replies(crm: Any, complaint: Any, text: str) -> list[dict]:
+        """Propose replies to a complaint.
+
+        When: ``crmkit complaints propose ID`` / ``service(crm).propose(id)``, on demand.
+        Transaction: none (read-only). ``complaint`` is a
+        :class:`crmkit_complaints.service.Complaint` (``id, customer_id, category, channel,
+        description, tracking_code`` ...), ``text`` the text to answer. Returns: a list of
+        ``{"source": str, "title": str, "body": str, "score": float}``; all plugins'
+        proposals are merged and sorted by score, best first.
+        """
+
+    @crmkit.hookspec
+    def crmkit_complaints_sla_alerts(ctx: Any, alerts: Sequence[Any]) -> None:
+        """SLA warnings and breaches were raised (each exactly once).
+
+        When: ``crmkit complaints check-sla``, after the alerts and the default outbox rows
+        are stored. Transaction: the check's transaction (raise to roll the check back).
+        ``alerts`` are :class:`crmkit_complaints.service.Alert` (complaint_id, target,
+        level, due_at, assignee, manager, recipients, message). Use it to send SMS or
+        e-mail; returns nothing.
+        """
+
+
+@crmkit.hookimpl
+def crmkit_register_hookspecs() -> object:
+    return Hookspecs
+
+
+@crmkit.hookimpl
+def crmkit_register_migrations() -> str:
+    return str(Path(__file__).parent / "migrations" / "versions")
+
+
+@crmkit.hookimpl
+def crmkit_register_settings() -> crmkit.SettingsSpec:
+    return crmkit.SettingsSpec("complaints", DEFAULTS, _validate)
+
+
+@crmkit.hookimpl
+def crmkit_register_workflows() -> list[WorkflowDefinition]:
+    return [WorkflowDefinition.from_dict("complaint", COMPLAINT_FLOW, source="complaints")]
+
+
+@crmkit.hookimpl
+def crmkit_register_attributes() -> list[crmkit.AttributeDefinition]:
+    return [
+        crmkit.AttributeDefinition(
+            "vip",
+            "boolean",
+            description="VIP customer: complaints get the top priority",
+            declared_by="complaints",
+        )
+    ]
+
+
+@crmkit.hookimpl
+def crmkit_register_template_dirs() -> list[str]:
+    return [str(Path(__file__).parent / "templates")]
+
+
+@crmkit.hookimpl
+def crmkit_after_workflow_transitions(ctx: Any, transitions: Sequence[Any]) -> None:
+    if any(tr.workflow == "complaint" for tr in transitions):
+        service(ctx.crm).on_transitions(ctx, transitions)
+
+
+@crmkit.hookimpl
+def crmkit_register_commands(cli: Any) -> None:
+    from crmkit_complaints.cli import complaints
+
+    cli.add_command(complaints)
+
+
+@crmkit.hookimpl
+def crmkit_customer_360_section(crm: Any, customer: Any) -> crmkit.Section | None:
+    open_ones = service(crm).list(customer_id=customer.id, open_only=True, limit=None)
+    if not open_ones:
+        return None
+    return crmkit.Section(
+        title="Open complaints",
+        name="complaints",
+        template="complaints/section.html",
+        data={
+            "complaints": [
+                {
+                    "id": c.id,
+                    "category": c.category,
+                    "channel": c.channel,
+                    "stage": c.stage,
+                    "priority": c.priority,
+                    "assignee": c.assignee,
+                    "received_at": c.received_at.isoformat(),
+                    "resolution_due_at": c.resolution_due_at.isoformat()
+                    if c.resolution_due_at
+                    else None,
+                }
+                for c in open_ones
+            ]
+        },
+    )
+
+
+@crmkit.hookimpl
+def crmkit_export_personal_data(ctx: Any, customer: Any) -> dict[str, Any] | None:
+    rows = ctx.connection.execute(
+        select(t.complaints).where(t.complaints.c.customer_id == customer.id)
+    ).all()
+    if not rows:
+        return None
+    out = []
+    for row in rows:
+        replies = ctx.connection.execute(
+            select(t.replies.c.at, t.replies.c.body).where(
+                (t.replies.c.complaint_id == row.id) & t.replies.c.public.is_(True)
+            )
+        ).all()
+        out.append(
+            {
+                "id": row.id,
+                "tracking_code": row.tracking_code,
+                "category": row.category,
+                "channel": row.channel,
+                "stage": row.stage,
+                "description": row.description,
+                "received_at": row.received_at.isoformat(),
+                "public_replies": [{"at": r.at.isoformat(), "body": r.body} for r in replies],
+            }
+        )
+    return {"complaints": out}
+
+
+@crmkit.hookimpl
+def crmkit_erase_personal_data(ctx: Any, customer: Any) -> None:
+    ids = select(t.complaints.c.id).where(t.complaints.c.customer_id == customer.id)
+    ctx.connection.execute(
+        update(t.complaints)
+        .where(t.complaints.c.customer_id == customer.id)
+        .values(description="(erased)", root_cause="", resolution="")
+    )
+    ctx.connection.execute(
+        update(t.replies).where(t.replies.c.complaint_id.in_(ids)).values(body="(erased)")
+    )
+    ctx.connection.execute(
+        update(t.surveys).where(t.surveys.c.complaint_id.in_(ids)).values(comment="")
+    )
+
+
+@crmkit.hookimpl
+def crmkit_generate_demo_data(crm: Any, rng: Any) -> str | None:
+    svc = service(crm)
+    customers = crm.customers.list(limit=20)
+    if not customers:
+        return None
+    staff = [s.username for s in crm.staff.list()] or [None]
+    start = dt.datetime(2026, 11, 2, 9, 30, tzinfo=dt.UTC)
+    channels = ["phone", "email", "letter", "web", "chat", "visit"]
+    texts = {
+        "product quality": "The kettle stopped heating after two weeks.",
+        "delivery": "The parcel arrived three days late and the box was damaged.",
+        "billing": "I was charged twice for the same order.",
+        "staff attitude": "The agent on the phone was rude.",
+        "process": "Returning a product needs three different forms.",
+        "product use": "I cannot find how to descale the machine.",
+    }
+    made = 0
+    for i, channel in enumerate(channels):
+        customer = rng.choice(customers)
+        category = rng.choice(sorted(texts))
+        c = svc.log(
+            customer.id,
+            channel=channel,
+            category=category,
+            description=texts[category],
+            assignee=rng.choice(staff),
+            at=start + dt.timedelta(days=i, hours=rng.randint(0, 6)),
+        )
+        made += 1
+        if i % 2 == 0:
+            at = c.received_at + dt.timedelta(hours=2)
+            svc.reply(c.id, "Thank you, we are looking into it.", at=at)
+            svc.move(c.id, "investigating", root_cause="supplier batch", at=at)
+            if i % 4 == 0:
+                svc.move(c.id, "resolved", resolution="Replaced", at=at + dt.timedelta(days=1))
+                svc.survey(c.id, csat=rng.randint(3, 5), nps=rng.randint(6, 10), at=at)
+    return f"complaints: {made} complaints across {len(channels)} channels"
+
+
+__all__ = ["COMPLAINT_FLOW", "DEFAULTS", "OPEN_STAGES"]

@@ -1,0 +1,256 @@
+"""Complaints: logging, lifecycle through the core workflow, SLA, replies, status."""
+
+from __future__ import annotations
+
+import pytest
+from crmkit_complaints import tables as t
+from crmkit_complaints.service import service
+from sqlalchemy import func, select
+
+from crmkit.errors import NotFound, TransitionRefused, ValidationError
+
+from .conftest import at
+
+
+def count(crm, table) -> int:
+    with crm.reading() as c:
+        return c.scalar(select(func.count()).select_from(table))
+
+
+def test_log_creates_interaction_and_workflow(setup) -> None:
+    crm, alice, _ = setup
+    svc = service(crm)
+    # Monday 2026-11-23 10:00 UTC, phone: default policy 8 business hours, warn at 75%
+    c = svc.log(alice.id, channel="phone", category="delivery", description="late parcel",
+                assignee="ann", actor="sam", at=at(2026, 11, 23, 10))  # fmt: skip
+    assert c.department == "logistics"
+    assert c.stage == "received" and c.priority == "normal"
+    assert c.tracking_code.startswith("C-") and len(c.tracking_code) >= 18
+    interaction = crm.interactions.get(c.interaction_id)
+    assert interaction.customer_id == alice.id and interaction.channel == "phone"
+    assert interaction.body == "late parcel"
+    instance = crm.workflows.get(c.workflow_instance_id)
+    assert instance.workflow == "complaint" and instance.owner == "ann"
+    # 10-12 (2h), 13-18 (5h), next day 09:00 + 1h -> Tue 10:00; warn 6h -> Mon 17:00
+    assert c.first_response_due_at == at(2026, 11, 24, 10)
+    assert c.first_response_warn_at == at(2026, 11, 23, 17)
+    # resolution 40 business hours = 5 working days -> the following Monday 10:00
+    assert c.resolution_due_at == at(2026, 11, 30, 10)
+
+
+def test_vip_gets_urgent_priority(setup) -> None:
+    crm, _, vip = setup
+    c = service(crm).log(vip.id, channel="chat", category="billing", description="double charge",
+                         at=at(2026, 11, 23, 10))  # fmt: skip
+    assert c.priority == "urgent"
+    assert c.first_response_due_at == at(2026, 11, 23, 11)
+
+
+def test_email_warns_after_twelve_wall_clock_hours(setup) -> None:
+    crm, alice, _ = setup
+    svc = service(crm)
+    c = svc.log(alice.id, channel="email", category="billing", description="wrong invoice",
+                assignee="ann", at=at(2026, 11, 21, 20))  # Saturday evening  # fmt: skip
+    assert c.first_response_warn_at == at(2026, 11, 22, 8)
+    assert svc.check_sla(at(2026, 11, 22, 7, 59)) == []
+    alerts = svc.check_sla(at(2026, 11, 22, 8))
+    assert [(a.target, a.level, a.recipients) for a in alerts] == [
+        ("first_response", "warning", ["ann"])
+    ]
+    # re-running sends nothing twice
+    assert svc.check_sla(at(2026, 11, 22, 8, 30)) == []
+    breach = svc.check_sla(at(2026, 11, 23, 0))
+    assert [(a.level, a.recipients) for a in breach] == [("breach", ["ann", "boss"])]
+    assert svc.check_sla(at(2026, 11, 24)) == []
+    assert count(crm, t.sla_alerts) == 2
+    assert count(crm, t.outbox) == 3
+
+
+def test_sla_alert_hook_receives_alerts(make_crm) -> None:
+    got = []
+
+    class Notifier:
+        import crmkit
+
+        @crmkit.hookimpl(optionalhook=True)
+        def crmkit_complaints_sla_alerts(ctx, alerts):  # noqa: N805
+            got.extend(alerts)
+
+    crm = make_crm(plugins=["complaints", Notifier])
+    alice = crm.customers.add(name="Al")
+    service(crm).log(alice.id, channel="web", category="process", description="forms",
+                     at=at(2026, 11, 23, 9))  # fmt: skip
+    service(crm).check_sla(at(2026, 12, 31))
+    assert sorted((a.target, a.level) for a in got) == [
+        ("first_response", "breach"), ("first_response", "warning"),
+        ("resolution", "breach"), ("resolution", "warning"),
+    ]  # fmt: skip
+
+
+def test_lifecycle_pause_and_reopen(setup) -> None:
+    crm, alice, _ = setup
+    svc = service(crm)
+    c = svc.log(alice.id, channel="phone", category="product quality", description="broken",
+                assignee="ann", at=at(2026, 11, 23, 9))  # fmt: skip
+    c = svc.move(c.id, "acknowledged", actor="ann", at=at(2026, 11, 23, 10))
+    assert c.first_response_at == at(2026, 11, 23, 10)
+    assert c.first_response_due_at is None
+    due_before = c.resolution_due_at
+    assert due_before == at(2026, 11, 27, 18)
+    # waiting on the customer for 1 business day (Mon 12:00 -> Tue 12:00 = 8 business h)
+    c = svc.move(c.id, "waiting_on_customer", actor="ann", at=at(2026, 11, 23, 12))
+    assert c.resolution_due_at is None and c.paused_since == at(2026, 11, 23, 12)
+    c = svc.move(c.id, "investigating", actor="ann", at=at(2026, 11, 24, 12))
+    assert c.paused_us == 8 * 3600 * 10**6
+    assert c.resolution_due_at == at(2026, 11, 30, 18)
+    # a sales person may not move it (core roles)
+    with pytest.raises(TransitionRefused, match="complaint_handler"):
+        svc.move(c.id, "resolved", actor="sam", resolution="x")
+    with pytest.raises(TransitionRefused, match="resolution"):
+        svc.move(c.id, "resolved", actor="ann")
+    with pytest.raises(TransitionRefused, match="allowed next stages"):
+        svc.move(c.id, "received", actor="ann")
+    c = svc.move(c.id, "resolved", actor="ann", resolution="replaced", root_cause="bad batch",
+                 at=at(2026, 11, 25, 9))  # fmt: skip
+    assert c.resolved_at == at(2026, 11, 25, 9) and c.resolution_due_at is None
+    d = svc.durations(c)
+    # Mon 9-18 (8h) + Tue 9-18 (8h) + Wed 0h = 16 business hours, minus 8 paused
+    assert d["resolution_business_h"] == 8.0
+    assert d["resolution_wall_h"] == 48.0
+    assert d["first_response_business_h"] == 1.0
+    # reopen: resolved -> investigating; time in "resolved" does not count
+    c = svc.move(c.id, "investigating", actor="ann", reason="reopen", at=at(2026, 11, 26, 9))
+    assert c.resolved_at is None
+    assert c.paused_us == 16 * 3600 * 10**6
+    assert c.resolution_due_at == at(2026, 12, 1, 18)
+    c = svc.move(c.id, "resolved", actor="ann", at=at(2026, 11, 26, 10))
+    c = svc.move(c.id, "closed", actor="ann", at=at(2026, 11, 27, 10))
+    assert c.closed_at is not None and c.paused_since is None
+    history = [tr.to_stage for tr in crm.workflows.history(c.workflow_instance_id)]
+    assert history == ["received", "acknowledged", "waiting_on_customer", "investigating",
+                       "resolved", "investigating", "resolved", "closed"]  # fmt: skip
+
+
+def test_policy_change_recomputes_open_complaints(setup) -> None:
+    crm, alice, _ = setup
+    svc = service(crm)
+    c = svc.log(alice.id, channel="phone", category="delivery", description="late",
+                at=at(2026, 11, 23, 9))  # fmt: skip
+    svc.move(c.id, "waiting_on_customer", at=at(2026, 11, 23, 10))
+    svc.move(c.id, "investigating", at=at(2026, 11, 23, 12))  # 2h paused
+    n = svc.set_policy("*", "phone", first_response_hours=2, resolution_hours=10)
+    assert n == 1
+    c = svc.get(c.id)
+    assert c.resolution_target_s == 36000 and c.paused_us == 2 * 3600 * 10**6
+    # 10 + 2 paused = 12 business hours from Mon 09:00 -> Tue 14:00 (lunch 12-13)
+    assert c.resolution_due_at == at(2026, 11, 24, 14)
+    with pytest.raises(ValidationError, match="warn_ratio"):
+        svc.set_policy("*", "phone", first_response_hours=2, resolution_hours=10, warn_ratio=2)
+
+
+def test_replies_status_and_transparency(setup) -> None:
+    crm, alice, _ = setup
+    svc = service(crm)
+    c = svc.log(alice.id, channel="letter", category="staff attitude", description="rude",
+                at=at(2026, 11, 23, 9))  # fmt: skip
+    svc.reply(c.id, "internal: agent X again", public=False, actor="ann")
+    assert svc.get(c.id).first_response_at is None
+    svc.reply(c.id, "We are sorry and will call you.", actor="ann", at=at(2026, 11, 23, 11))
+    svc.reply(
+        c.id,
+        "Your case is with our manager.",
+        actor="boss",
+        show_author=True,
+        at=at(2026, 11, 23, 12),
+    )
+    assert svc.get(c.id).first_response_at == at(2026, 11, 23, 11)
+    s = svc.status(c.tracking_code)
+    assert s["stage"] == "received"
+    assert [r["body"] for r in s["replies"]] == [
+        "We are sorry and will call you.", "Your case is with our manager."
+    ]  # fmt: skip
+    assert [r["author"] for r in s["replies"]] == [None, "Bea Boss"]
+    page = svc.status_page(c.tracking_code)
+    assert "Bea Boss" in page and "Ann Agent" not in page and "agent X" not in page
+    with pytest.raises(NotFound, match="tracking code"):
+        svc.status("C-nope")
+
+
+def test_survey_and_reports(setup) -> None:
+    crm, alice, _ = setup
+    svc = service(crm)
+    a = svc.log(alice.id, channel="phone", category="delivery", description="late",
+                at=at(2026, 11, 23, 9))  # fmt: skip
+    b = svc.log(alice.id, channel="web", category="product quality", description="broken",
+                at=at(2026, 11, 23, 9))  # fmt: skip
+    with pytest.raises(ValidationError, match="after resolution"):
+        svc.survey(a.id, csat=5, nps=10)
+    svc.move(a.id, "resolved", resolution="sent again", at=at(2026, 11, 23, 13))
+    with pytest.raises(ValidationError, match="1 to 5"):
+        svc.survey(a.id, csat=6, nps=10)
+    with pytest.raises(ValidationError, match="0 to 10"):
+        svc.survey(a.id, csat=5, nps=11)
+    svc.survey(a.id, csat=4, nps=10, comment="ok")
+    svc.check_sla(at(2026, 12, 31))  # b breaches
+    rows = {r["category"]: r for r in svc.report("category", as_of=at(2027, 1, 1))}
+    assert rows["delivery"]["csat"] == 4.0 and rows["delivery"]["nps"] == 100.0
+    assert rows["delivery"]["sla_compliance"] == 1.0
+    assert rows["delivery"]["mean_resolution_business_h"] == 3.0
+    assert rows["delivery"]["mean_resolution_wall_h"] == 4.0
+    assert rows["product quality"]["sla_compliance"] == 0.0
+    assert rows["product quality"]["open"] == 1
+    deps = svc.departments()
+    assert [(d["department"], d["id"]) for d in deps] == [("R&D", b.id), ("logistics", a.id)]
+
+
+def test_bad_input_changes_nothing(setup) -> None:
+    crm, alice, _ = setup
+    svc = service(crm)
+    before = (count(crm, t.complaints), len(crm.interactions.list()), len(crm.workflows.list()))
+    with pytest.raises(NotFound, match="customer 9999"):
+        svc.log(9999, channel="phone", category="delivery", description="x")
+    with pytest.raises(ValidationError, match="category 'weather'"):
+        svc.log(alice.id, channel="phone", category="weather", description="x")
+    with pytest.raises(NotFound, match="staff member 'ghost'"):
+        svc.log(alice.id, channel="phone", category="delivery", description="x", assignee="ghost")
+    after = (count(crm, t.complaints), len(crm.interactions.list()), len(crm.workflows.list()))
+    assert before == after
+    with pytest.raises(NotFound, match="complaint 42"):
+        svc.move(42, "resolved")
+    c = svc.log(alice.id, channel="phone", category="delivery", description="x")
+    with pytest.raises(TransitionRefused):
+        svc.move(c.id, "closed", root_cause="should not be stored")
+    assert svc.get(c.id).root_cause == "" and svc.get(c.id).stage == "received"
+
+
+def test_propose_replies(make_crm) -> None:
+    import crmkit
+
+    class KB:
+        @crmkit.hookimpl(optionalhook=True)
+        def crmkit_complaints_propose_replies(crm, complaint, text):  # noqa: N805
+            return [{"source": "kb", "title": f"About {complaint.category}",
+                     "body": f"Re: {text}", "score": 0.9}]  # fmt: skip
+
+    crm = make_crm(plugins=["complaints"])
+    alice = crm.customers.add(name="Al")
+    c = service(crm).log(alice.id, channel="web", category="billing", description="twice")
+    assert service(crm).propose(c.id) is None
+    crm2 = make_crm(plugins=["complaints", KB])
+    assert service(crm2).propose(c.id) == [
+        {"source": "kb", "title": "About billing", "body": "Re: twice", "score": 0.9}
+    ]
+
+
+def test_360_section_export_and_erase(setup) -> None:
+    crm, alice, _ = setup
+    svc = service(crm)
+    c = svc.log(alice.id, channel="visit", category="process", description="queue too long")
+    view = crm.customers.view(alice.id)
+    section = next(s for s in view.sections if s.name == "complaints")
+    assert [x["id"] for x in section.data["complaints"]] == [c.id]
+    assert crm.customers.export(alice.id)["plugins"]["complaints"]["complaints"][0][
+        "description"
+    ] == ("queue too long")
+    crm.customers.erase(alice.id)
+    assert svc.get(c.id).description == "(erased)"
