@@ -484,6 +484,7 @@ class ComplaintService:
             for target in SLA_TARGETS:
                 for level in LEVELS:
                     column = c.c[f"{target}_{'warn' if level == 'warning' else 'due'}_at"]
+                    due = c.c[f"{target}_due_at"]
                     already = exists().where(
                         and_(a.c.complaint_id == c.c.id, a.c.target == target, a.c.level == level)
                     )
@@ -492,7 +493,7 @@ class ComplaintService:
                             c.c.id,
                             literal(target),
                             literal(level),
-                            column,
+                            due,
                             literal(as_of, t.sla_alerts.c.raised_at.type),
                             c.c.assignee,
                             s.c.manager,
@@ -678,13 +679,13 @@ class ComplaintService:
         """Counts, CSAT, NPS, SLA compliance and mean times, grouped by ``by``."""
         if by not in ("category", "department", "channel", "month"):
             raise ValidationError("report by category, department, channel or month")
-        as_of = as_of or dt.datetime.now(dt.UTC)
+        query = select(t.complaints, t.surveys.c.csat, t.surveys.c.nps).outerjoin(
+            t.surveys, t.surveys.c.complaint_id == t.complaints.c.id
+        )
+        if as_of is not None:
+            query = query.where(t.complaints.c.received_at <= as_of)
         with self.crm.reading() as connection:
-            rows = connection.execute(
-                select(t.complaints, t.surveys.c.csat, t.surveys.c.nps)
-                .outerjoin(t.surveys, t.surveys.c.complaint_id == t.complaints.c.id)
-                .where(t.complaints.c.received_at <= as_of)
-            ).all()
+            rows = connection.execute(query).all()
             breached = set(
                 connection.scalars(
                     select(t.sla_alerts.c.complaint_id).where(t.sla_alerts.c.level == "breach")
