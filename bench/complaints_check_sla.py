@@ -20,13 +20,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from sqlalchemy import insert
-
-import crmkit
 from crmkit_complaints import tables as t
 from crmkit_complaints.businesshours import Calendar
 from crmkit_complaints.plugin import DEFAULTS
 from crmkit_complaints.service import service
+from sqlalchemy import insert
+
+import crmkit
 
 
 def main() -> None:
