@@ -225,10 +225,18 @@ def survey_cmd(crm: Any, complaint_id: int, csat: int, nps: int, comment: str) -
     "--by", type=click.Choice(["category", "department", "channel", "month"]), default="category"
 )
 @click.option("--as-of", "as_of")
+@click.option("--html", "html_path", type=click.Path(dir_okay=False),
+              help="Write an HTML report with charts (all groupings) to this file.")  # fmt: skip
 @format_option()
 @pass_crm
-def report_cmd(crm: Any, by: str, as_of: str | None, fmt: str) -> None:
+def report_cmd(crm: Any, by: str, as_of: str | None, html_path: str | None, fmt: str) -> None:
     """Counts, CSAT, NPS, SLA compliance and mean response/resolution times."""
+    from crmkit_complaints.service import report_html
+
+    if html_path:
+        Path(html_path).write_text(report_html(service(crm), _when(as_of)), encoding="utf-8")
+        click.echo(f"report written to {html_path}")
+        return
     emit(service(crm).report(by, as_of=_when(as_of)), fmt)
 
 

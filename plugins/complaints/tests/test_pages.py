@@ -1,0 +1,56 @@
+"""HTML pages opened in headless Chromium: the report with charts, the status page."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from crmkit_complaints.service import report_html, service
+
+from .conftest import at
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parents[3] / "artifacts"
+
+
+def chromium(tmp_path: Path, *args: str) -> str:
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CRMKIT_REQUIRE_BROWSER") == "1":
+            pytest.fail("CRMKIT_REQUIRE_BROWSER=1 but /usr/bin/chromium is missing")
+        pytest.skip("headless Chromium not installed at /usr/bin/chromium")
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}"]  # fmt: skip
+    done = subprocess.run(
+        [CHROMIUM, *flags, *args], capture_output=True, text=True, timeout=60, check=True
+    )
+    return done.stdout
+
+
+@pytest.mark.browser
+def test_report_and_status_pages_in_chromium(setup: Any, tmp_path: Path) -> None:
+    crm, alice, _ = setup
+    svc = service(crm)
+    for category, channel in [("delivery", "phone"), ("delivery", "email"), ("billing", "web")]:
+        c = svc.log(alice.id, channel=channel, category=category, description="x",
+                    at=at(2026, 11, 23, 9))  # fmt: skip
+    svc.reply(c.id, "We refunded you <b>today</b>.", at=at(2026, 11, 23, 10))
+    page = tmp_path / "report.html"
+    page.write_text(report_html(svc), encoding="utf-8")
+    dom = chromium(tmp_path, "--dump-dom", page.as_uri())
+    assert 'data-label="delivery" data-value="2"' in dom
+    assert 'data-label="billing" data-value="1"' in dom
+    assert dom.count("<svg") == 4 and "http" not in dom.split("<body>")[1].replace(
+        'xmlns="http://www.w3.org/2000/svg"', ""
+    )
+    status = tmp_path / "status.html"
+    status.write_text(svc.status_page(c.tracking_code), encoding="utf-8")
+    dom = chromium(tmp_path, "--dump-dom", status.as_uri())
+    assert "Received" in dom and "&lt;b&gt;today&lt;/b&gt;" in dom  # escaped, not markup
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / f"complaints_report_{crm.engine.dialect.name}.png"
+    chromium(tmp_path, f"--screenshot={shot}", "--window-size=1200,1600", page.as_uri())
+    assert shot.exists() and shot.stat().st_size > 1000
