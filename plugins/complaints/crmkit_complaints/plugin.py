@@ -318,8 +318,9 @@ def crmkit_generate_demo_data(crm: Any, rng: Any) -> str | None:
             svc.reply(c.id, "Thank you, we are looking into it.", at=at)
             svc.move(c.id, "investigating", root_cause="supplier batch", at=at)
             if i % 4 == 0:
-                svc.move(c.id, "resolved", resolution="Replaced", at=at + dt.timedelta(days=1))
-                svc.survey(c.id, csat=rng.randint(3, 5), nps=rng.randint(6, 10), at=at)
+                later = at + dt.timedelta(days=1)
+                svc.move(c.id, "resolved", resolution="Replaced", at=later)
+                svc.survey(c.id, csat=rng.randint(3, 5), nps=rng.randint(6, 10), at=later)
     return f"complaints: {made} complaints across {len(channels)} channels"
 
 

@@ -254,3 +254,16 @@ def test_360_section_export_and_erase(setup) -> None:
     ] == ("queue too long")
     crm.customers.erase(alice.id)
     assert svc.get(c.id).description == "(erased)"
+
+
+def test_demo_data_is_reproducible(setup) -> None:
+    import random
+
+    from crmkit_complaints import plugin
+
+    crm, _, _ = setup
+    line = plugin.crmkit_generate_demo_data(crm=crm, rng=random.Random(1))
+    assert line == "complaints: 6 complaints across 6 channels"
+    made = service(crm).list()
+    assert sorted(c.channel for c in made) == ["chat", "email", "letter", "phone", "visit", "web"]
+    assert sum(1 for c in made if c.stage == "resolved") == 2
