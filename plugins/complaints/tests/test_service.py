@@ -267,3 +267,62 @@ def test_demo_data_is_reproducible(setup) -> None:
     made = service(crm).list()
     assert sorted(c.channel for c in made) == ["chat", "email", "letter", "phone", "visit", "web"]
     assert sum(1 for c in made if c.stage == "resolved") == 2
+
+
+def test_segmentation_vip_veto_and_core_moves(make_crm) -> None:
+    import crmkit
+
+    class SegSpecs:
+        @crmkit.hookspec(firstresult=True)
+        def crmkit_segmentation_current_segments(crm, customer_ids):  # noqa: N805
+            """test double of the segmentation plugin's hook"""
+
+    class Segmentation:
+        @crmkit.hookimpl
+        def crmkit_register_hookspecs():
+            return SegSpecs
+
+        @crmkit.hookimpl
+        def crmkit_segmentation_current_segments(crm, customer_ids):  # noqa: N805
+            return {cid: {"pyramid": "vip" if cid == 1 else "small"} for cid in customer_ids}
+
+    class Veto:
+        @crmkit.hookimpl
+        def crmkit_allow_transition(ctx, instance, to_stage):  # noqa: N805
+            if instance.workflow == "complaint" and to_stage == "closed":
+                return "complaints are closed by the quality team only"
+
+    crm = make_crm(plugins=["complaints", Segmentation, Veto])
+    top = crm.customers.add(name="Top")
+    small = crm.customers.add(name="Small")
+    svc = service(crm)
+    a = svc.log(top.id, channel="phone", category="billing", description="x")
+    b = svc.log(small.id, channel="phone", category="billing", description="x")
+    assert (a.priority, b.priority) == ("urgent", "normal")
+    # a move through the core engine updates the complaint and its SLA clock
+    crm.workflows.move(b.workflow_instance_id, "waiting_on_customer", at=at(2026, 11, 23, 10))
+    c = svc.get(b.id)
+    assert c.stage == "waiting_on_customer" and c.paused_since == at(2026, 11, 23, 10)
+    svc.move(b.id, "resolved", resolution="ok")
+    with pytest.raises(TransitionRefused, match="quality team"):
+        svc.move(b.id, "closed")
+    assert svc.get(b.id).stage == "resolved"
+
+
+def test_calendar_from_settings_with_time_zone(make_crm) -> None:
+    from crmkit.errors import ConfigError
+
+    cal = {
+        "timezone": "Europe/Berlin",
+        "week": {"mon": [["09:00", "17:00"]], "tue": [["09:00", "17:00"]]},
+        "holidays": [],
+    }
+    crm = make_crm(plugins=["complaints"], settings={"complaints": {"calendar": cal}})
+    alice = crm.customers.add(name="A")
+    # Sunday 29 March 2026 (DST starts): received Sunday, due Monday 09:00 CEST + 8h
+    c = service(crm).log(alice.id, channel="phone", category="billing", description="x",
+                         at=at(2026, 3, 29, 12))  # fmt: skip
+    assert c.first_response_due_at == at(2026, 3, 30, 15)  # 17:00 CEST
+    bad = {**cal, "week": {"mon": [["17:00", "09:00"]]}}
+    with pytest.raises(ConfigError, match="ends before it starts"):
+        make_crm(plugins=["complaints"], settings={"complaints": {"calendar": bad}})
