@@ -848,6 +848,9 @@ def report_html(svc: ComplaintService, as_of: dt.datetime | None = None) -> str:
     for by in ("category", "department", "channel", "month"):
         rows = svc.report(by, as_of=as_of)
         chart = bar_chart(rows, by, "complaints", f"Complaints by {by}")
+        surveyed = [r for r in rows if r["csat"] is not None]
+        if surveyed:
+            chart += bar_chart(surveyed, by, "csat", f"Mean CSAT (1-5) by {by}")
         blocks.append({"by": by, "rows": rows, "chart": chart})
     return svc.crm.templates.get_template("complaints/report.html").render(
         blocks=blocks, columns=REPORT_COLUMNS

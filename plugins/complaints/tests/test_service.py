@@ -249,6 +249,13 @@ def test_360_section_export_and_erase(setup) -> None:
     view = crm.customers.view(alice.id)
     section = next(s for s in view.sections if s.name == "complaints")
     assert [x["id"] for x in section.data["complaints"]] == [c.id]
+    html = crm.templates.get_template(section.template).render(**section.data)
+    assert "<td>process</td>" in html and "<td>visit</td>" in html
+    assert svc.assign(c.id, "ann").assignee == "ann"
+    assert crm.workflows.get(c.workflow_instance_id).owner == "ann"
+    with pytest.raises(NotFound, match="ghost"):
+        svc.assign(c.id, "ghost")
+    assert svc.get(c.id).assignee == "ann"
     assert crm.customers.export(alice.id)["plugins"]["complaints"]["complaints"][0][
         "description"
     ] == ("queue too long")
