@@ -270,6 +270,14 @@ def policy_cmd(crm: Any, priority: str, channel: str, first_response_hours: floa
     click.echo(f"policy {priority}/{channel} stored; {n} open complaint(s) recomputed")
 
 
+@complaints.command("recompute-sla")
+@pass_crm
+def recompute_cmd(crm: Any) -> None:
+    """Re-apply the SLA policies to open complaints (after editing crmkit.toml)."""
+    n = service(crm).recompute()
+    click.echo(f"{n} open complaint(s) recomputed")
+
+
 @complaints.command("propose")
 @click.argument("complaint_id", type=int)
 @format_option()

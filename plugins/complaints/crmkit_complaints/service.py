@@ -442,6 +442,15 @@ class ComplaintService:
                 )
             )
             ctx.connection.execute(insert(t.sla_policies), attrs.asdict(policy))
+            return self.recompute()
+
+    def recompute(self) -> int:
+        """Re-apply the current policies (settings and stored) to every open complaint.
+
+        Run it after editing the policies in crmkit.toml. Accrued and paused time is
+        kept; returns how many complaints got new targets.
+        """
+        with self.crm.transaction() as ctx:
             rows = ctx.connection.execute(
                 select(t.complaints).where(t.complaints.c.closed_at.is_(None))
             ).all()

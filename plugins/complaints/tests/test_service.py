@@ -131,7 +131,7 @@ def test_lifecycle_pause_and_reopen(setup) -> None:
                        "resolved", "investigating", "resolved", "closed"]  # fmt: skip
 
 
-def test_policy_change_recomputes_open_complaints(setup) -> None:
+def test_policy_change_recomputes_open_complaints(setup, make_crm) -> None:
     crm, alice, _ = setup
     svc = service(crm)
     c = svc.log(alice.id, channel="phone", category="delivery", description="late",
@@ -144,6 +144,14 @@ def test_policy_change_recomputes_open_complaints(setup) -> None:
     assert c.resolution_target_s == 36000 and c.paused_us == 2 * 3600 * 10**6
     # 10 + 2 paused = 12 business hours from Mon 09:00 -> Tue 14:00 (lunch 12-13)
     assert c.resolution_due_at == at(2026, 11, 24, 14)
+    # settings edited in crmkit.toml: a new CRM re-applies them with recompute()
+    policies = [{"priority": "*", "channel": "*", "first_response_hours": 1, "resolution_hours": 4}]
+    crm2 = make_crm(plugins=["complaints"], settings={"complaints": {"sla_policies": policies}})
+    with crm2.transaction() as ctx:
+        ctx.connection.execute(t.sla_policies.delete())
+    assert service(crm2).recompute() == 1
+    # 4 + 2 paused = 6 business hours from Mon 09:00 -> Mon 16:00
+    assert service(crm2).get(c.id).resolution_due_at == at(2026, 11, 23, 16)
     with pytest.raises(ValidationError, match="warn_ratio"):
         svc.set_policy("*", "phone", first_response_hours=2, resolution_hours=10, warn_ratio=2)
 
