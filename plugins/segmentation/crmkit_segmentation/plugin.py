@@ -49,7 +49,7 @@ def crmkit_register_commands(cli):
                 raise crmkit.errors.ValidationError(f"--scope {item!r}: expected field=value")
             key, value = item.split("=", 1)
             filters[key] = value
-        rows = rfm.rfm_scores(crm, as_of.date(), filters, bins)
+        rows = rfm.name_segments(rfm.rfm_scores(crm, as_of.date(), filters, bins), bins)
         for row in rows:
             row["monetary"] = str(row["monetary"])
         emit(rows, fmt)

@@ -77,3 +77,42 @@ def rfm_scores(
         }
         for r in rows
     ]
+
+
+# First matching rule wins: (segment, (r_min, r_max), (f_min, f_max)) on a 1..5 scale.
+DEFAULT_SEGMENT_MAP: tuple[tuple[str, tuple[int, int], tuple[int, int]], ...] = (
+    ("lost", (1, 1), (1, 1)),
+    ("hibernating", (1, 2), (1, 2)),
+    ("at risk", (1, 2), (3, 4)),
+    ("can't lose", (1, 2), (5, 5)),
+    ("about to sleep", (3, 3), (1, 2)),
+    ("need attention", (3, 3), (3, 3)),
+    ("loyal", (3, 4), (4, 5)),
+    ("promising", (4, 4), (1, 1)),
+    ("new", (5, 5), (1, 1)),
+    ("potential loyalists", (4, 5), (2, 3)),
+    ("champions", (5, 5), (4, 5)),
+)
+
+
+def _to5(score: int, bins: int) -> int:
+    return -(-score * 5 // bins)
+
+
+def name_segments(rows: list[dict[str, Any]], bins: int = 5, segment_map=DEFAULT_SEGMENT_MAP):
+    """Add ``segment`` to each RFM row from its R and F scores (rescaled to 1..5).
+
+    A row no rule matches is a configuration error (the map must cover the whole grid).
+    """
+    for row in rows:
+        r5, f5 = _to5(row["r"], bins), _to5(row["f"], bins)
+        for name, (rlo, rhi), (flo, fhi) in segment_map:
+            if rlo <= r5 <= rhi and flo <= f5 <= fhi:
+                row["segment"] = name
+                break
+        else:
+            raise ValidationError(
+                f"segmentation: the RFM segment map has no rule for R={r5}, F={f5}; "
+                "add a rule covering it"
+            )
+    return rows

@@ -28,6 +28,8 @@ def test_cli_rfm_json_and_error(make_crm, database_url):
     rows = {r["customer_id"]: r for r in json.loads(res.output)}
     assert rows[b.id]["monetary"] == "16.50"
     assert (rows[a.id]["f"], rows[b.id]["f"]) == (1, 2)
+    assert rows[b.id]["segment"] == "champions"
+    assert rows[a.id]["segment"] == "need attention"
     bad = ["--database", database_url, "segment", "rfm", "--as-of", "2020-01-01"]
     res = CliRunner().invoke(cli, bad, obj=CliState(), env=env)
     assert res.exit_code == 1

@@ -56,3 +56,20 @@ def test_bad_input(make_crm):
         rfm_scores(crm, dt.date(2023, 1, 1))
     with pytest.raises(ValidationError, match="unknown scope"):
         rfm_scores(crm, dt.date(2024, 1, 10), {"colour": "red"})
+
+
+def test_default_map_covers_grid_and_names():
+    from crmkit_segmentation.rfm import name_segments
+
+    rows = [{"r": r, "f": f} for r in range(1, 6) for f in range(1, 6)]
+    named = {(x["r"], x["f"]): x["segment"] for x in name_segments(rows)}
+    assert named[(5, 5)] == "champions"
+    assert named[(1, 1)] == "lost"
+    assert named[(1, 5)] == "can't lose"
+    assert named[(5, 1)] == "new"
+    assert named[(3, 3)] == "need attention"
+    assert len(set(named.values())) == 11
+    # bins=10 rescales: score 10 -> 5, 1 -> 1
+    assert name_segments([{"r": 10, "f": 10}], bins=10)[0]["segment"] == "champions"
+    with pytest.raises(ValidationError, match="no rule for R=5, F=5"):
+        name_segments([{"r": 5, "f": 5}], segment_map=(("x", (1, 1), (1, 1)),))
