@@ -1,0 +1,136 @@
+"""Benchmark: ``crmkit import orders`` against sqlite3's own ``.import`` of the same CSV.
+
+    python bench/import_orders.py                 # 200,000 orders
+    python bench/import_orders.py --orders 1000000
+
+Generates a seeded orders CSV (and the customers it references), creates a
+fresh crmkit SQLite database with those customers, then times
+
+* ``sqlite3 plain.db ".import --csv orders.csv t"`` (a plain table, no
+  types, no indexes, no validation: the floor for loading this file), and
+* ``crmkit import orders orders.csv`` (validation pass + storing pass,
+  batches through ``crm.orders.add_many``), as a subprocess, with its peak
+  RSS from ``resource.getrusage(RUSAGE_CHILDREN)``.
+
+Prints both times, the ratio and the peak memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import os
+import random
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def generate(path: Path, orders: int, customers: int, seed: int) -> None:
+    rng = random.Random(seed)
+    start = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+    span = 2 * 365 * 86400
+    statuses = ["paid"] * 18 + ["refunded", "cancelled"]
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(
+            ["external_id", "customer", "occurred_at", "amount", "cost", "currency", "status"]
+        )
+        for n in range(1, orders + 1):
+            moment = start + dt.timedelta(seconds=rng.randrange(span))
+            cents = int(rng.lognormvariate(8.5, 1.1))
+            writer.writerow(
+                [
+                    f"O{n:08d}",
+                    f"C{rng.randrange(1, customers + 1):06d}",
+                    moment.isoformat(),
+                    f"{cents // 100}.{cents % 100:02d}",
+                    f"{cents * 6 // 1000}.{cents * 6 // 10 % 100:02d}",
+                    "CNY",
+                    rng.choice(statuses),
+                ]
+            )
+
+
+def child_peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--orders", type=int, default=200_000)
+    parser.add_argument("--customers", type=int, default=20_000)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--keep", help="folder to keep the files in (default: a temp folder)")
+    args = parser.parse_args()
+
+    folder = Path(args.keep or tempfile.mkdtemp(prefix="crmkit-bench-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    csv_path = folder / "orders.csv"
+    t0 = time.perf_counter()
+    generate(csv_path, args.orders, args.customers, args.seed)
+    size_mb = csv_path.stat().st_size / 1e6
+    print(f"generated {args.orders:,} orders ({size_mb:.1f} MB) in {time.perf_counter() - t0:.1f}s")
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    import crmkit
+
+    db_path = folder / "crm.db"
+    for leftover in folder.glob("crm.db*"):
+        leftover.unlink()
+    url = f"sqlite:///{db_path}"
+    crm = crmkit.open(url, plugins=[], upgrade=True)
+    crm.customers.add_many(
+        {"external_id": f"C{n:06d}", "name": f"Customer {n}"} for n in range(1, args.customers + 1)
+    )
+    crm.close()
+    print(f"database {db_path} with {args.customers:,} customers")
+
+    sqlite3 = shutil.which("sqlite3")
+    plain_time = None
+    if sqlite3 is None:
+        print("sqlite3 CLI not found (apt-get install -y sqlite3): skipping the .import baseline")
+    else:
+        plain = folder / "plain.db"
+        plain.unlink(missing_ok=True)
+        t0 = time.perf_counter()
+        subprocess.run([sqlite3, str(plain), f".import --csv {csv_path} t"], check=True)
+        plain_time = time.perf_counter() - t0
+        print(f"sqlite3 .import --csv (plain table):   {plain_time:8.2f} s")
+
+    env = {**os.environ, "CRMKIT_PLUGINS": ""}
+    script = shutil.which("crmkit") or None
+    launcher = [script] if script else [sys.executable, "-c", "from crmkit.cli import main; main()"]
+    command = [*launcher, "--database", url, "import", "orders"]
+    before = child_peak_rss_mb()
+    t0 = time.perf_counter()
+    done = subprocess.run([*command, str(csv_path)], env=env, capture_output=True, text=True)
+    crm_time = time.perf_counter() - t0
+    if done.returncode != 0:
+        print(done.stdout, done.stderr)
+        raise SystemExit("crmkit import failed")
+    peak = child_peak_rss_mb()
+    print(f"crmkit import orders (validate+store):  {crm_time:8.2f} s   {done.stdout.strip()}")
+    print(
+        f"peak RSS of the crmkit process:         {peak:8.0f} MB"
+        + ("" if peak > before else " (at most; an earlier child peaked higher)")
+    )
+    if plain_time:
+        print(f"ratio crmkit / sqlite3 .import:         {crm_time / plain_time:8.2f}x")
+    t0 = time.perf_counter()
+    again = subprocess.run([*command, str(csv_path)], env=env, capture_output=True, text=True)
+    print(
+        f"second import of the same file:         {time.perf_counter() - t0:8.2f} s   "
+        f"{again.stdout.strip()}"
+    )
+    if not args.keep:
+        shutil.rmtree(folder)
+
+
+if __name__ == "__main__":
+    main()
