@@ -1,0 +1,213 @@
+"""Hook implementations of the loyalty plugin, and the hooks it offers other plugins."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select, update
+
+import crmkit
+from crmkit.core import tables as core
+from crmkit_loyalty import tables as t
+from crmkit_loyalty.service import loyalty
+
+CRMKIT_API = ">=1.0,<2"
+
+HERE = Path(__file__).parent
+EXAMPLES = HERE / "examples"
+
+DEFAULTS: dict[str, Any] = {
+    # the program CLI commands use when --program is not given ("" = the only enabled one)
+    "default_program": "",
+    # the customer 360 section shows the points that expire within this many days
+    "expiring_soon_days": 60,
+}
+
+
+def _validate(values: dict[str, Any]) -> None:
+    days = values["expiring_soon_days"]
+    if isinstance(days, bool) or not isinstance(days, int) or days < 0:
+        raise ValueError(f"expiring_soon_days must be a whole number of days >= 0, not {days!r}")
+    if not isinstance(values["default_program"], str):
+        raise ValueError("default_program must be a program name (text)")
+
+
+class Hookspecs:
+    """Hooks the loyalty plugin offers other plugins."""
+
+    @crmkit.hookspec
+    def crmkit_loyalty_register_earn_rule_types() -> dict[str, Any]:
+        """Contribute earn-rule types usable as ``[[earn]] type = "<name>"`` in programs.
+
+        When: the first time a program is parsed in an open CRM. Transaction: none.
+        Returns: ``{type_name: factory}``; ``factory(table: dict)`` receives the rule's
+        TOML table and returns an object with ``bonus(order, member) -> int`` (fixed
+        points for an order; ``member`` is a :class:`crmkit_loyalty.program.MemberView`)
+        and/or ``multiplier(order, category) -> Decimal`` (multiplies spend points of
+        the order's part in ``category``), and optionally a ``name`` attribute written
+        as the cause in the ledger. Raise ``ValueError`` for a bad table.
+
+        Example::
+
+            @crmkit.hookimpl(optionalhook=True)
+            def crmkit_loyalty_register_earn_rule_types():
+                return {"weekend": WeekendBonus.from_dict}
+        """
+
+    @crmkit.hookspec
+    def crmkit_loyalty_points_earned(ctx: Any, entries: Sequence[Any]) -> None:
+        """Points were earned (orders, sign-up, birthday, referral bonuses).
+
+        Transaction: the write that earned them (an order import batch: one call per
+        batch); raise to roll it back. ``entries`` are
+        :class:`crmkit_loyalty.service.LedgerEntry` (program, customer_id, points,
+        order_id, rule ...). Returns nothing.
+        """
+
+    @crmkit.hookspec
+    def crmkit_loyalty_points_redeemed(ctx: Any, entries: Sequence[Any]) -> None:
+        """Points were spent on a reward (``entries``: LedgerEntry with ``reward_code``).
+
+        Transaction: the redemption's; raise to refuse it. Returns nothing.
+        """
+
+    @crmkit.hookspec
+    def crmkit_loyalty_points_expired(ctx: Any, entries: Sequence[Any]) -> None:
+        """Points expired (``crmkit loyalty expire --as-of``; one call for the whole run).
+
+        Transaction: the expiry run's. Returns nothing.
+        """
+
+    @crmkit.hookspec
+    def crmkit_loyalty_tier_changed(ctx: Any, changes: Sequence[Any]) -> None:
+        """Members changed tier: upgrades as soon as a threshold is met (reason
+        ``"upgrade"``, inside the order write), up or down at the periodic review
+        (reason ``"review"``). ``changes`` are :class:`crmkit_loyalty.service.TierChange`
+        (program, customer_id, from_tier, to_tier, at, measure). Returns nothing.
+        """
+
+
+@crmkit.hookimpl
+def crmkit_register_hookspecs() -> object:
+    return Hookspecs
+
+
+@crmkit.hookimpl
+def crmkit_register_migrations() -> str:
+    return str(HERE / "migrations" / "versions")
+
+
+@crmkit.hookimpl
+def crmkit_register_settings() -> crmkit.SettingsSpec:
+    return crmkit.SettingsSpec("loyalty", dict(DEFAULTS), _validate)
+
+
+@crmkit.hookimpl
+def crmkit_register_template_dirs() -> list[str]:
+    return [str(HERE / "templates")]
+
+
+@crmkit.hookimpl
+def crmkit_register_commands(cli: Any) -> None:
+    from crmkit_loyalty.cli import loyalty_group
+
+    cli.add_command(loyalty_group)
+
+
+@crmkit.hookimpl
+def crmkit_after_orders_created(ctx: Any, orders: Sequence[Any]) -> None:
+    loyalty(ctx.crm).earn_orders(ctx, orders)
+
+
+@crmkit.hookimpl
+def crmkit_after_orders_updated(ctx: Any, orders: Sequence[Any], previous: Sequence[Any]) -> None:
+    service = loyalty(ctx.crm)
+    now_paid = [o for o, p in zip(orders, previous, strict=True) if o.status == "paid" != p.status]
+    undone = [
+        o
+        for o, p in zip(orders, previous, strict=True)
+        if p.status == "paid" and o.status in ("refunded", "cancelled")
+    ]
+    if now_paid:
+        service.earn_orders(ctx, now_paid, replay=True)
+    if undone:
+        service.reverse_orders(ctx, undone)
+
+
+@crmkit.hookimpl
+def crmkit_customer_360_section(crm: Any, customer: Any) -> crmkit.Section | None:
+    service = loyalty(crm)
+    memberships = service.memberships(customer.id)
+    if not memberships:
+        return None
+    days = crm.settings["loyalty"]["expiring_soon_days"]
+    items = []
+    for m in memberships:
+        program = service.program(m.program)
+        tier = program.tier(m.tier)
+        items.append(
+            {
+                "program": m.program,
+                "program_title": program.title,
+                "tier": m.tier,
+                "discount": tier.discount if tier else None,
+                "balance": m.balance,
+                "expiring_soon": service.expiring(customer.id, days, program=m.program),
+                "expiring_within_days": days,
+                "member_since": m.enrolled_at,
+            }
+        )
+    return crmkit.Section(
+        title="Loyalty",
+        data={"memberships": items},
+        template="loyalty/section.html",
+        name="loyalty",
+    )
+
+
+@crmkit.hookimpl
+def crmkit_export_personal_data(ctx: Any, customer: Any) -> dict[str, Any] | None:
+    return loyalty(ctx.crm).export(ctx.connection, customer.id)
+
+
+@crmkit.hookimpl
+def crmkit_erase_personal_data(ctx: Any, customer: Any) -> None:
+    # figures stay (balances, points); drop who referred whom and free-text reasons
+    ctx.connection.execute(
+        update(t.members).where(t.members.c.customer_id == customer.id).values(referred_by=None)
+    )
+    ctx.connection.execute(
+        update(t.members).where(t.members.c.referred_by == customer.id).values(referred_by=None)
+    )
+    member_ids = t.members.select().with_only_columns(t.members.c.id)
+    ctx.connection.execute(
+        update(t.ledger)
+        .where(t.ledger.c.member_id.in_(member_ids.where(t.members.c.customer_id == customer.id)))
+        .where(t.ledger.c.reason.is_not(None))
+        .values(reason="(erased)")
+    )
+
+
+@crmkit.hookimpl
+def crmkit_generate_demo_data(crm: Any, rng: Any) -> str | None:
+    """A retail club (three tiers, a catalogue); enrol demo customers, earn on their orders."""
+    service = loyalty(crm)
+    program = service.load_program_file(EXAMPLES / "retail_club.toml")
+    customers = [c.id for c in crm.customers.iterate()]
+    if not customers:
+        return f"loyalty: program {program.name!r} loaded (no customers to enrol)"
+    chosen = sorted(rng.sample(customers, max(1, int(len(customers) * 0.7))))
+    now = dt.datetime.now(dt.UTC)
+    with crm.reading() as connection:
+        first = connection.scalar(select(func.min(core.orders.c.occurred_at))) or now
+    service.enrol_many(chosen, program=program.name, at=min(first, now))
+    service.earn_existing(program=program.name, customer_ids=chosen)
+    changes = service.review_tiers(now, program=program.name)
+    return (
+        f"loyalty: program {program.name!r} with {len(program.tiers)} tiers and "
+        f"{len(program.rewards)} rewards; {len(chosen)} members enrolled, "
+        f"{len(changes)} tier changes at review"
+    )

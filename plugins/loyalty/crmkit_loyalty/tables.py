@@ -1,0 +1,126 @@
+"""The loyalty plugin's tables (SQLAlchemy Core on crmkit's shared metadata).
+
+* ``loyalty_programs`` — program definitions (the validated TOML as JSON), several
+  per company, each enabled or not.
+* ``loyalty_rewards`` — the rewards catalogue per program, with stock counters.
+* ``loyalty_members`` — one row per (program, customer): tier, the balance kept
+  equal to the sum of the member's ledger in the same transaction, the points
+  still to claw back, the count of earning orders.
+* ``loyalty_ledger`` — append-only points ledger. ``idem_key`` is unique per
+  program and makes earning idempotent (``order:<id>:<rule>``, ``reverse:order:<id>``,
+  ``signup:<member>``, ``birthday:<member>:<year>``, ``referral:<member>``).
+* ``loyalty_tier_changes`` — append-only history of tier moves.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+from crmkit.core.tables import metadata
+from crmkit.core.types import Money, UTCDateTime
+
+programs = Table(
+    "loyalty_programs",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(100), nullable=False, unique=True),
+    Column("title", String(200), nullable=False),
+    Column("definition", JSON, nullable=False),
+    Column("source", String(500), nullable=False),
+    Column("enabled", Boolean, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+rewards = Table(
+    "loyalty_rewards",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column(
+        "program_id", Integer, ForeignKey("loyalty_programs.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("code", String(100), nullable=False),
+    Column("title", String(300), nullable=False),
+    Column("points", Integer, nullable=False),
+    Column("stock", Integer),  # NULL: unlimited
+    Column("redeemed", Integer, nullable=False),
+    Column("valid_from", Date),
+    Column("valid_until", Date),
+    Column("value", Money),
+    Column("active", Boolean, nullable=False),
+    UniqueConstraint("program_id", "code", name="uq_loyalty_rewards_program_id"),
+)
+
+members = Table(
+    "loyalty_members",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column(
+        "program_id", Integer, ForeignKey("loyalty_programs.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("customer_id", Integer, ForeignKey("customers.id", ondelete="CASCADE"), nullable=False),
+    Column("tier", String(100)),
+    Column("tier_since", UTCDateTime),
+    Column("balance", BigInteger, nullable=False),
+    Column("clawback_due", BigInteger, nullable=False),
+    Column("orders_count", Integer, nullable=False),
+    Column("referred_by", Integer, ForeignKey("customers.id", ondelete="SET NULL")),
+    Column("enrolled_at", UTCDateTime, nullable=False),
+    UniqueConstraint("program_id", "customer_id", name="uq_loyalty_members_program_id"),
+    Index("ix_loyalty_members_customer_id", "customer_id"),
+)
+
+ledger = Table(
+    "loyalty_ledger",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column(
+        "program_id", Integer, ForeignKey("loyalty_programs.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column(
+        "member_id", Integer, ForeignKey("loyalty_members.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("kind", String(10), nullable=False),  # earn redeem expire adjust reverse
+    Column("points", BigInteger, nullable=False),  # signed
+    Column("occurred_at", UTCDateTime, nullable=False),  # when the cause happened
+    Column("recorded_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime),  # set on entries that add to or cut a points lot
+    Column("order_id", Integer),  # cause: an order (no FK: orders may be archived)
+    Column("reward_code", String(100)),  # cause: a reward
+    Column("rule", String(100)),  # cause: an earn rule, "expiry", "clawback" ...
+    Column("staff", String(100)),  # cause: a staff member ...
+    Column("reason", Text),  # ... with their reason
+    Column("idem_key", String(200)),
+    UniqueConstraint("program_id", "idem_key", name="uq_loyalty_ledger_program_id"),
+    Index("ix_loyalty_ledger_member_time", "member_id", "occurred_at"),
+    Index("ix_loyalty_ledger_order_id", "order_id"),
+)
+
+tier_changes = Table(
+    "loyalty_tier_changes",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column(
+        "member_id", Integer, ForeignKey("loyalty_members.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("from_tier", String(100)),
+    Column("to_tier", String(100)),
+    Column("at", UTCDateTime, nullable=False),
+    Column("reason", String(100), nullable=False),
+    Column("measure", Money, nullable=False),
+    Index("ix_loyalty_tier_changes_member_id", "member_id"),
+)
