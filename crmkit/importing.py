@@ -605,12 +605,19 @@ class _Rejects:
             raise ValidationError(f"cannot write {path}: {exc.strerror or exc}") from None
         if reader.format == "csv":
             self._csv = csv.writer(self._file, delimiter=reader.delimiter, lineterminator="\n")
-            self._csv.writerow(["line", "reason", *(reader.fieldnames or [])])
+        self._header = False
+
+    def _write_header(self) -> None:
+        # the header is known once the input's first row was read
+        if self._csv is not None and not self._header:
+            self._csv.writerow(["line", "reason", *(self.reader.fieldnames or [])])
+        self._header = True
 
     def write(self, line: int, problem: Problem, record: Any) -> None:
         if self._file is None:
             return
         reason = f"{problem.column}: {problem.reason}" if problem.column else problem.reason
+        self._write_header()
         if self._csv is not None:
             values = record if isinstance(record, list) else list((record or {}).values())
             self._csv.writerow([line, reason, *values])
@@ -622,6 +629,7 @@ class _Rejects:
 
     def close(self) -> None:
         if self._file is not None:
+            self._write_header()
             self._file.close()
 
 
@@ -690,12 +698,15 @@ def _validate(
     pending: list[tuple[int, str, Any]] = []  # (line, customer ref, record)
     bound = False
 
+    # rejects wait for the pending customer look-ups, so they are written in file order
+    waiting: list[tuple[int, Problem, Any]] = []
+
     def reject(line: int, problem: Problem, record: Any) -> None:
         result.rejected += 1
         bad_lines.add(line)
-        if len(result.problems) < MAX_LISTED:
-            result.problems.append(problem)
-        sink.write(line, problem, record)
+        waiting.append((line, problem, record))
+        if len(waiting) >= batch_size:
+            resolve_pending()
 
     def resolve_pending() -> None:
         unknown = {ref for _, ref, _ in pending if ref not in customers}
@@ -703,10 +714,17 @@ def _validate(
             customers.update(crm.customers.ids_by_external_id(unknown))
         for line, ref, record in pending:
             if ref not in customers:
-                reject(
-                    line, Problem(line, "customer", f"no customer has external_id {ref!r}"), record
-                )
+                result.rejected += 1
+                bad_lines.add(line)
+                problem = Problem(line, "customer", f"no customer has external_id {ref!r}")
+                waiting.append((line, problem, record))
         pending.clear()
+        waiting.sort(key=lambda item: item[0])
+        for line, problem, record in waiting:
+            if len(result.problems) < MAX_LISTED:
+                result.problems.append(problem)
+            sink.write(line, problem, record)
+        waiting.clear()
 
     convert = converter.convert
     for line, record in _records(reader, "validating", progress):
@@ -741,8 +759,6 @@ def _validate(
     if not bound:
         converter.check_header(reader.path, reader.fieldnames)
     resolve_pending()
-    # problems in file order (customer look-ups are resolved a batch later)
-    result.problems.sort(key=lambda p: p.line)
 
 
 def _store(
