@@ -1,0 +1,195 @@
+"""Hook implementations of the knowledgebase plugin."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select, update
+
+import crmkit
+from crmkit.errors import CrmError
+from crmkit_knowledgebase import tables as t
+from crmkit_knowledgebase.service import service
+
+CRMKIT_API = ">=1.0,<2"
+
+DEFAULTS: dict[str, Any] = {
+    "site_title": "Help centre",
+    "company": "",
+    "suggest_limit": 5,
+    "propose_limit": 3,
+}
+
+SAMPLES = Path(__file__).parent / "samples"
+
+
+def _validate(values: dict[str, Any]) -> None:
+    for key in ("site_title", "company"):
+        if not isinstance(values[key], str):
+            raise ValueError(f"{key} must be text")
+    for key in ("suggest_limit", "propose_limit"):
+        if not isinstance(values[key], int) or isinstance(values[key], bool) or values[key] < 1:
+            raise ValueError(f"{key} must be a whole number of at least 1")
+
+
+@crmkit.hookimpl
+def crmkit_register_migrations() -> str:
+    return str(Path(__file__).parent / "migrations" / "versions")
+
+
+@crmkit.hookimpl
+def crmkit_register_settings() -> crmkit.SettingsSpec:
+    return crmkit.SettingsSpec("knowledgebase", DEFAULTS, _validate)
+
+
+@crmkit.hookimpl
+def crmkit_register_template_dirs() -> list[str]:
+    return [str(Path(__file__).parent / "templates")]
+
+
+@crmkit.hookimpl
+def crmkit_register_commands(cli: Any) -> None:
+    from crmkit_knowledgebase.cli import kb
+
+    cli.add_command(kb)
+
+
+@crmkit.hookimpl
+def crmkit_customer_360_section(crm: Any, customer: Any) -> crmkit.Section | None:
+    sends = service(crm).sends(customer.id, limit=50)
+    if not sends:
+        return None
+    return crmkit.Section(
+        title="Knowledge base: articles and templates sent",
+        data={
+            "sends": [
+                {
+                    "at": s.at,
+                    "kind": s.kind,
+                    "title": s.title,
+                    "template_id": s.template_id,
+                    "article_id": s.article_id,
+                    "channel": s.channel,
+                    "staff": s.staff,
+                    "complaint_id": s.complaint_id,
+                }
+                for s in sends
+            ]
+        },
+        template="knowledgebase/section.html",
+        name="knowledgebase",
+    )
+
+
+@crmkit.hookimpl
+def crmkit_export_personal_data(ctx: Any, customer: Any) -> dict[str, Any] | None:
+    conn = ctx.connection
+    sends = [
+        dict(r._mapping)
+        for r in conn.execute(
+            select(t.sends).where(t.sends.c.customer_id == customer.id).order_by(t.sends.c.id)
+        )
+    ]
+    votes = [
+        dict(r._mapping)
+        for r in conn.execute(
+            select(t.votes).where(t.votes.c.customer_id == customer.id).order_by(t.votes.c.id)
+        )
+    ]
+    if not sends and not votes:
+        return None
+    return {"sends": sends, "votes": votes}
+
+
+@crmkit.hookimpl
+def crmkit_erase_personal_data(ctx: Any, customer: Any) -> None:
+    """Sent texts (which quote the customer) are blanked; votes keep their count, lose the link."""
+    conn = ctx.connection
+    conn.execute(
+        update(t.sends).where(t.sends.c.customer_id == customer.id).values(body="", title="")
+    )
+    conn.execute(
+        update(t.votes)
+        .where(t.votes.c.customer_id == customer.id)
+        .values(customer_id=None, comment="")
+    )
+
+
+@crmkit.hookimpl
+def crmkit_generate_demo_data(crm: Any, rng: Any) -> str | None:
+    from crmkit_knowledgebase.transfer import import_dir
+
+    kb = service(crm)
+    counts = import_dir(kb, SAMPLES, author="demo")
+    articles = kb.list(status="published", limit=None)
+    customers = crm.customers.list(limit=20)
+    for article in articles:
+        for _ in range(rng.randint(0, 30)):
+            kb.view(article.id)
+        for _ in range(rng.randint(0, 4)):
+            kb.vote(article.id, rng.random() < 0.8)
+    templates = kb.templates()
+    sent = 0
+    for customer in customers[:10]:
+        tpl = rng.choice(templates)
+        try:
+            kb.send(customer.id, template=tpl.name, channel="email", staff="demo")
+            sent += 1
+        except CrmError:
+            continue  # a template that needs a complaint
+    return (
+        f"knowledgebase: {counts['articles_created']} articles, "
+        f"{counts['templates_created']} reply templates, {sent} sends"
+    )
+
+
+@crmkit.hookimpl(optionalhook=True)
+def crmkit_complaints_propose_replies(crm: Any, complaint: Any, text: str) -> list[dict[str, Any]]:
+    """Reply proposals for a complaint: matching templates (rendered for the complaint's
+    customer and the complaint) and public published articles, best first.
+
+    A template that can not be rendered for this complaint (a field it needs is
+    missing) is left out rather than failing the whole proposal.
+    """
+    kb = service(crm)
+    limit = crm.settings.get("knowledgebase", DEFAULTS)["propose_limit"]
+    message = " ".join(
+        x for x in (text, getattr(complaint, "category", None)) if isinstance(x, str) and x
+    )
+    if not message.strip():
+        return []
+    proposals = []
+    for s in kb.suggest(message, limit=limit * 2, audience="public"):
+        if s.kind == "template":
+            try:
+                body = kb.render(s.ref, complaint=complaint)
+            except CrmError:
+                continue
+        else:
+            body = kb.get(s.ref).body
+        proposals.append(
+            {
+                "source": f"knowledgebase:{s.kind}:{s.ref}",
+                "title": s.title,
+                "body": body,
+                "score": round(s.score / (s.score + 10.0), 4),
+            }  # fmt: skip
+        )
+    return proposals[:limit]
+
+
+def counts(crm: Any) -> dict[str, int]:
+    """Row counts of the plugin's tables (for tests and `crmkit kb stats`)."""
+    with crm.reading() as connection:
+        return {
+            name: connection.execute(select(func.count()).select_from(table)).scalar_one()
+            for name, table in (
+                ("articles", t.articles),
+                ("revisions", t.revisions),
+                ("templates", t.templates),
+                ("sends", t.sends),
+                ("votes", t.votes),
+            )
+        }
+

@@ -1,0 +1,114 @@
+"""The full-text index behind one API: FTS5 on SQLite, tsvector on PostgreSQL.
+
+Both index the same analysed text (:mod:`crmkit_knowledgebase.text`), so
+matching is identical; ranking uses each backend's own function (FTS5
+``bm25`` with column weights, PostgreSQL ``ts_rank`` with setweight A/B/D).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, text
+
+from crmkit_knowledgebase.text import Term, fts5_query, index_text, tsquery
+
+#: FTS5 bm25 weights of the columns title, meta (tags, category, products), body
+BM25_WEIGHTS = (10.0, 4.0, 1.0)
+
+
+def document(title: str, tags: Sequence[str], products: Sequence[str], category: str, body: str):
+    """The analysed (title, meta, body) triple stored in the index."""
+    return (
+        index_text(title),
+        index_text(" ".join(tags), " ".join(products), category),
+        index_text(body),
+    )
+
+
+def upsert(connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+    """(Re)index articles: each row has ``id, title, tags, products, category, body``."""
+    if not rows:
+        return
+    docs = []
+    for row in rows:
+        title, meta, body = document(
+            row["title"], row["tags"], row["products"], row["category"], row["body"]
+        )
+        docs.append({"id": row["id"], "title": title, "meta": meta, "body": body})
+    if connection.dialect.name == "sqlite":
+        connection.execute(
+            text("DELETE FROM kb_fts WHERE rowid IN :ids").bindparams(
+                bindparam("ids", expanding=True)
+            ),
+            {"ids": [d["id"] for d in docs]},
+        )
+        connection.execute(
+            text(
+                "INSERT INTO kb_fts (rowid, title, meta, body) VALUES (:id, :title, :meta, :body)"
+            ),
+            docs,
+        )
+    else:
+        connection.execute(
+            text(
+                "INSERT INTO kb_search (article_id, document) VALUES (:id, "
+                "setweight(to_tsvector('simple', :title), 'A') || "
+                "setweight(to_tsvector('simple', :meta), 'B') || "
+                "setweight(to_tsvector('simple', :body), 'D')) "
+                "ON CONFLICT (article_id) DO UPDATE SET document = EXCLUDED.document"
+            ),
+            docs,
+        )
+
+
+def search(
+    connection: Connection,
+    terms: Sequence[Term],
+    *,
+    mode: str = "all",
+    category: str | None = None,
+    tag: str | None = None,
+    audience: str | None = None,
+    status: str | None = None,
+    limit: int = 20,
+    offset: int = 0,
+) -> list[tuple[int, float]]:
+    """Article ids and scores (higher is better), best first."""
+    where = []
+    params: dict[str, Any] = {"limit": limit, "offset": offset}
+    for name, value in (("category", category), ("audience", audience), ("status", status)):
+        if value is not None:
+            where.append(f"a.{name} = :{name}")
+            params[name] = value
+    if tag is not None:
+        where.append(
+            "EXISTS (SELECT 1 FROM kb_article_tags t WHERE t.article_id = a.id AND t.tag = :tag)"
+        )
+        params["tag"] = tag
+    extra = "".join(f" AND {w}" for w in where)
+    if connection.dialect.name == "sqlite":
+        params["q"] = fts5_query(terms, mode)
+        w = ", ".join(str(x) for x in BM25_WEIGHTS)
+        sql = (
+            f"SELECT a.id, -bm25(kb_fts, {w}) AS score FROM kb_fts "
+            f"JOIN kb_articles a ON a.id = kb_fts.rowid WHERE kb_fts MATCH :q{extra} "
+            "ORDER BY score DESC, a.id LIMIT :limit OFFSET :offset"
+        )
+    else:
+        params["q"] = tsquery(terms, mode)
+        sql = (
+            "SELECT a.id, ts_rank(s.document, q.query) AS score "
+            "FROM kb_search s JOIN kb_articles a ON a.id = s.article_id, "
+            "to_tsquery('simple', :q) AS q(query) "
+            f"WHERE s.document @@ q.query{extra} "
+            "ORDER BY score DESC, a.id LIMIT :limit OFFSET :offset"
+        )
+    return [(row[0], float(row[1])) for row in connection.execute(text(sql), params)]
+
+
+def erase_index(connection: Connection) -> None:
+    """Empty the index (before a rebuild)."""
+    table = "kb_fts" if connection.dialect.name == "sqlite" else "kb_search"
+    connection.execute(text(f"DELETE FROM {table}"))

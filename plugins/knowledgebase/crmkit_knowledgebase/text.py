@@ -1,0 +1,493 @@
+"""Text analysis shared by every search backend: one tokeniser, in Python.
+
+Both backends index the same *analysed* text, so a query finds the same
+articles on SQLite and PostgreSQL:
+
+* Text is NFKC-normalised (full-width letters and digits become ASCII),
+  case-folded and stripped of diacritics (``café`` → ``cafe``).
+* Latin words (runs of letters and digits) become one token each, passed
+  through a light suffix stemmer (:func:`stem`): ``refunds``, ``refunded`` and
+  ``refunding`` all index as ``refund``.
+* CJK runs (Chinese, Japanese kana, Korean) become overlapping **bigrams**
+  plus the run's last character as a unigram: ``退款政策`` → ``退款 款政 政策 策``.
+  A run of n characters gives exactly n tokens, so positions stay aligned with
+  characters and phrase queries work across scripts. A query of two or more
+  CJK characters is the phrase of its bigrams (``退款`` finds ``退款政策``); a
+  one-character query is the prefix ``退*``, which matches every bigram that
+  starts with it and the unigram at the end of a run, so it finds every
+  occurrence.
+
+The analysed text is space-separated tokens; SQLite FTS5 (``unicode61``)
+and PostgreSQL (``to_tsvector('simple', ...)``) only split it on spaces.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
+
+import attrs
+
+from crmkit.errors import ValidationError
+
+_CJK = (
+    "\u2e80-\u2fdf\u3040-\u30ff\u3100-\u312f\u31a0-\u31ff\u3400-\u4dbf\u4e00-\u9fff"
+    "\uac00-\ud7af\uf900-\ufaff"
+)
+_TOKEN = re.compile(rf"([{_CJK}]+)|([^\W_{_CJK}]+)")
+_CJK_CHAR = re.compile(rf"[{_CJK}]")
+
+STOP_WORDS = frozenset(
+    (
+        "a",
+        "about",
+        "above",
+        "after",
+        "again",
+        "all",
+        "also",
+        "am",
+        "an",
+        "and",
+        "any",
+        "are",
+        "as",
+        "at",
+        "be",
+        "been",
+        "before",
+        "being",
+        "below",
+        "between",
+        "both",
+        "but",
+        "by",
+        "can",
+        "could",
+        "did",
+        "do",
+        "does",
+        "doing",
+        "down",
+        "during",
+        "each",
+        "few",
+        "for",
+        "from",
+        "further",
+        "had",
+        "has",
+        "have",
+        "having",
+        "he",
+        "her",
+        "here",
+        "hers",
+        "herself",
+        "him",
+        "himself",
+        "his",
+        "how",
+        "i",
+        "if",
+        "in",
+        "into",
+        "is",
+        "it",
+        "its",
+        "itself",
+        "just",
+        "me",
+        "more",
+        "most",
+        "my",
+        "myself",
+        "no",
+        "nor",
+        "not",
+        "now",
+        "of",
+        "off",
+        "on",
+        "once",
+        "only",
+        "or",
+        "other",
+        "our",
+        "ours",
+        "ourselves",
+        "out",
+        "over",
+        "own",
+        "same",
+        "she",
+        "should",
+        "so",
+        "some",
+        "such",
+        "than",
+        "that",
+        "the",
+        "their",
+        "theirs",
+        "them",
+        "themselves",
+        "then",
+        "there",
+        "these",
+        "they",
+        "this",
+        "those",
+        "through",
+        "to",
+        "too",
+        "under",
+        "until",
+        "up",
+        "very",
+        "was",
+        "we",
+        "were",
+        "what",
+        "when",
+        "where",
+        "which",
+        "while",
+        "who",
+        "whom",
+        "why",
+        "will",
+        "with",
+        "would",
+        "you",
+        "your",
+        "yours",
+        "yourself",
+        "yourselves",
+        "hi",
+        "hello",
+        "dear",
+        "please",
+        "thanks",
+        "thank",
+        "regards",
+    )
+)
+
+
+def fold(text: str) -> str:
+    """NFKC, case-fold and strip diacritics (combining marks)."""
+    text = unicodedata.normalize("NFKC", text).casefold()
+    decomposed = unicodedata.normalize("NFD", text)
+    stripped = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return unicodedata.normalize("NFC", stripped)
+
+
+def _has_vowel(word: str) -> bool:
+    return any(c in "aeiouy" for c in word)
+
+
+def stem(word: str) -> str:
+    """A light English suffix stemmer (plural, -ed, -ing, -ly, final -y and -e).
+
+    Not Porter: small, predictable, and the same at index and query time,
+    which is all matching needs (``charge``/``charged``/``charges`` → ``charg``).
+    """
+    if len(word) <= 3 or not word.isascii() or not word.isalpha():
+        return word
+    w = word
+    if w.endswith("ies") and len(w) > 4:
+        w = w[:-3] + "y"
+    elif w.endswith("sses"):
+        w = w[:-2]
+    elif w.endswith("s") and not w.endswith(("ss", "us", "is")):
+        w = w[:-1]
+    for suffix in ("ingly", "edly", "ing", "ed"):
+        base = w[: -len(suffix)]
+        if w.endswith(suffix) and len(base) >= 3 and _has_vowel(base):
+            w = base
+            if w[-1] == w[-2] and w[-1] not in "sz" and not (w.endswith("ll") and len(w) <= 4):
+                w = w[:-1]
+            break
+    if w.endswith("ly") and len(w) > 5:
+        w = w[:-2]
+    if len(w) > 4 and w.endswith("y") and w[-2] not in "aeiou":
+        w = w[:-1]
+    if len(w) > 4 and w.endswith("e"):
+        w = w[:-1]
+    return w
+
+
+def prefix_stem(word: str) -> str:
+    """The stem to use as a prefix for a word still being typed.
+
+    Shorter than :func:`stem` when the word may be cut inside a suffix:
+    ``shipp`` → ``ship`` (matches ``shipping``'s token ``ship``), ``deliveri`` →
+    ``deliver``.
+    """
+    w = stem(word)
+    if len(w) > 3 and w[-1] in "eiy":
+        w = w[:-1]
+    if len(w) > 3 and w[-1] == w[-2] and w[-1] not in "ls":
+        w = w[:-1]
+    return w
+
+
+def cjk_tokens(run: str) -> list[str]:
+    """Bigrams of a CJK run plus its last character: ``退款政策`` → 退款 款政 政策 策."""
+    return [run[i : i + 2] for i in range(len(run) - 1)] + [run[-1]]
+
+
+@attrs.frozen
+class Piece:
+    """One word or CJK run of a text, folded, with its span in the folded text."""
+
+    text: str
+    cjk: bool
+    start: int
+    end: int
+
+
+def pieces(text: str) -> list[Piece]:
+    folded = fold(text)
+    return [
+        Piece(m.group(0), m.group(1) is not None, m.start(), m.end())
+        for m in _TOKEN.finditer(folded)
+    ]
+
+
+def analyse(text: str, *, stop_words: bool = False) -> list[str]:
+    """The index tokens of ``text`` in order (see the module docstring)."""
+    tokens: list[str] = []
+    for piece in pieces(text):
+        if piece.cjk:
+            tokens.extend(cjk_tokens(piece.text))
+        elif not (stop_words and piece.text in STOP_WORDS):
+            tokens.append(stem(piece.text))
+    return tokens
+
+
+def index_text(*parts: str | None) -> str:
+    """Analysed, space-separated text to store in the full-text index."""
+    return " ".join(" ".join(analyse(p)) for p in parts if p)
+
+
+# --------------------------------------------------------------------------
+# Queries
+# --------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Term:
+    """A query term: a phrase of index tokens (one token for a word), maybe a prefix."""
+
+    tokens: tuple[str, ...]
+    prefix: bool = False
+    #: what to highlight in the original text: folded words (Latin) or substrings (CJK)
+    words: tuple[str, ...] = ()
+    cjk: tuple[str, ...] = ()
+
+
+_QUERY_PART = re.compile(r'"([^"]*)"|(\S+)')
+
+
+def parse_query(query: str, *, implicit_prefix: bool = True) -> list[Term]:
+    """Parse a search query into terms (all must match in ``all`` mode).
+
+    Words are stemmed; ``word*`` is a prefix; the last word of the query is a
+    prefix too (search as you type) when ``implicit_prefix``. ``"two words"``
+    is a phrase. English stop words are dropped unless nothing else is left.
+    An empty query (or one without any word) is refused.
+    """
+    if query is None or not query.strip():
+        raise ValidationError(
+            "search query is empty; give at least one word (e.g. 'refund' or '退款')",
+            field="query",
+        )
+    raw: list[tuple[str, bool, bool]] = []  # (text, quoted, explicit prefix)
+    for m in _QUERY_PART.finditer(query):
+        if m.group(1) is not None:
+            raw.append((m.group(1), True, False))
+        else:
+            word = m.group(2)
+            star = word.endswith("*")
+            raw.append((word.rstrip("*"), False, star))
+    terms: list[Term] = []
+    last_latin: int | None = None
+    for text, quoted, star in raw:
+        found = pieces(text)
+        if not found:
+            continue
+        if quoted:
+            tokens: list[str] = []
+            for p in found:
+                tokens.extend(cjk_tokens(p.text) if p.cjk else [stem(p.text)])
+            terms.append(
+                Term(
+                    tuple(tokens),
+                    star,
+                    tuple(p.text for p in found if not p.cjk),
+                    tuple(p.text for p in found if p.cjk),
+                )
+            )
+            continue
+        for i, p in enumerate(found):
+            is_last_piece = i == len(found) - 1
+            if p.cjk:
+                if len(p.text) == 1:
+                    terms.append(Term((p.text,), True, (), (p.text,)))
+                else:
+                    bigrams = tuple(p.text[j : j + 2] for j in range(len(p.text) - 1))
+                    terms.append(Term(bigrams, False, (), (p.text,)))
+            else:
+                prefix = star and is_last_piece
+                token = prefix_stem(p.text) if prefix else stem(p.text)
+                terms.append(Term((token,), prefix, (p.text,), ()))
+                last_latin = len(terms) - 1
+    if not terms:
+        raise ValidationError(
+            f"search query {query!r} has no words to search for; use letters, digits or "
+            "Chinese characters",
+            field="query",
+        )
+    content = [
+        t for t in terms if not (len(t.tokens) == 1 and t.words and t.words[0] in STOP_WORDS)
+    ]
+    if content:
+        if last_latin is not None and terms[last_latin] not in content:
+            last_latin = None
+        terms = content
+    if implicit_prefix and last_latin is not None and query.rstrip()[-1:] not in ('"', " "):
+        last = terms[-1]
+        if last.words and len(last.tokens) == 1 and len(last.words[0]) >= 2:
+            terms[-1] = attrs.evolve(last, tokens=(prefix_stem(last.words[0]),), prefix=True)
+    # dedupe, keeping order
+    seen: set[Term] = set()
+    unique = []
+    for term in terms:
+        if term not in seen:
+            seen.add(term)
+            unique.append(term)
+    return unique
+
+
+def fts5_query(terms: Sequence[Term], mode: str = "all") -> str:
+    """The SQLite FTS5 MATCH expression for ``terms``."""
+    parts = []
+    for term in terms:
+        phrase = '"' + " ".join(t.replace('"', '""') for t in term.tokens) + '"'
+        parts.append(phrase + (" *" if term.prefix else ""))
+    return (" AND " if mode == "all" else " OR ").join(parts)
+
+
+def tsquery(terms: Sequence[Term], mode: str = "all") -> str:
+    """The PostgreSQL ``to_tsquery('simple', ...)`` text for ``terms``."""
+    parts = []
+    for term in terms:
+        quoted = ["'" + t.replace("\\", "\\\\").replace("'", "''") + "'" for t in term.tokens]
+        if term.prefix:
+            quoted[-1] += ":*"
+        part = " <-> ".join(quoted)
+        parts.append(f"({part})" if len(quoted) > 1 else part)
+    return (" & " if mode == "all" else " | ").join(parts)
+
+
+# --------------------------------------------------------------------------
+# Snippets
+# --------------------------------------------------------------------------
+
+_MD_LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
+_MD_BLOCK = re.compile(r"^\s*(?:#{1,6}\s+|>\s*|[-+*]\s+|\d+[.)]\s+|```.*$)", re.M)
+_MD_INLINE = re.compile(r"\*+|`+|(?<!\w)_+|_+(?!\w)")
+
+
+def plain_text(markdown: str) -> str:
+    """Markdown reduced to plain text for snippets and the site's search index."""
+    text = _MD_LINK.sub(r"\1", markdown)
+    text = _MD_BLOCK.sub(" ", text)
+    text = _MD_INLINE.sub("", text)
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def _hits(text: str, terms: Iterable[Term]) -> list[tuple[int, int]]:
+    """Spans of ``text`` (original, not folded) that match a term."""
+    spans: list[tuple[int, int]] = []
+    folded_chars: list[tuple[str, int]] = []
+    # map folded characters back to original offsets (fold is per character here)
+    for i, ch in enumerate(text):
+        for f in fold(ch):
+            folded_chars.append((f, i))
+    folded = "".join(f for f, _ in folded_chars)
+    offsets = [i for _, i in folded_chars] + [len(text)]
+    terms = list(terms)
+    stems: dict[str, bool] = {}
+    for t in terms:
+        if len(t.tokens) == 1 and t.words:
+            stems[t.tokens[0]] = stems.get(t.tokens[0], False) or t.prefix
+        else:
+            stems.update({stem(x): False for x in t.words if x not in stems})
+    raws = [w for t in terms if t.prefix for w in t.words]
+    cjk = [s for t in terms for s in t.cjk]
+    for m in _TOKEN.finditer(folded):
+        if m.group(1) is not None:
+            run = m.group(1)
+            for needle in cjk:
+                start = run.find(needle)
+                while start != -1:
+                    a = m.start() + start
+                    spans.append((offsets[a], offsets[a + len(needle) - 1] + 1))
+                    start = run.find(needle, start + len(needle))
+            continue
+        word = m.group(2)
+        s = stem(word)
+        if (
+            s in stems
+            or any(s.startswith(p) for p, pre in stems.items() if pre)
+            or any(word.startswith(r) for r in raws)
+        ):
+            spans.append((offsets[m.start()], offsets[m.end() - 1] + 1))
+    spans.sort()
+    merged: list[tuple[int, int]] = []
+    for a, b in spans:
+        if merged and a <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(b, merged[-1][1]))
+        else:
+            merged.append((a, b))
+    return merged
+
+
+def highlight(text: str, terms: Sequence[Term], *, width: int = 160) -> str:
+    """An HTML-escaped snippet of ``text`` around the best cluster of hits, hits in ``<mark>``."""
+    spans = _hits(text, terms)
+    if not spans:
+        cut = text[:width]
+        return html.escape(cut) + ("…" if len(text) > width else "")
+    best, best_count = 0, 0
+    for i, (a, _) in enumerate(spans):
+        count = sum(1 for x, _ in spans[i:] if x < a + width)
+        if count > best_count:
+            best, best_count = i, count
+    anchor = spans[best][0]
+    start = max(0, anchor - width // 4)
+    if start > 0:
+        space = text.rfind(" ", 0, start)
+        start = space + 1 if space != -1 and start - space < 20 else start
+    end = min(len(text), start + width)
+    out = ["…" if start > 0 else ""]
+    pos = start
+    for a, b in spans:
+        if b <= start or a >= end:
+            continue
+        a, b = max(a, start), min(b, end)
+        out.append(html.escape(text[pos:a]))
+        out.append("<mark>" + html.escape(text[a:b]) + "</mark>")
+        pos = b
+    out.append(html.escape(text[pos:end]))
+    out.append("…" if end < len(text) else "")
+    return "".join(out)
+
+
+def has_cjk(text: str) -> bool:
+    return bool(_CJK_CHAR.search(text))
