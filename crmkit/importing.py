@@ -653,13 +653,14 @@ def import_file(
     ``progress(label, reader)`` may return a context manager wrapping each
     pass's iteration (used by the CLI for its progress bar).
     """
+    if rejects is not None and not skip_invalid:
+        raise ValidationError("a rejects file needs skip_invalid (--skip-invalid)")
     converter = Converter(crm, kind)
     reader = RecordReader(path, encoding=encoding, input_format=input_format)
     result = ImportResult(kind=kind, path=reader.path)
     bad_lines: set[int] = set()
     customers: dict[str, int] = {}
-    # pass 1 may create the rejects file only when it will be used
-    sink = _Rejects(os.fspath(rejects) if rejects and skip_invalid else None, reader)
+    sink = _Rejects(os.fspath(rejects) if rejects is not None else None, reader)
     try:
         _validate(crm, converter, reader, result, bad_lines, customers, sink, batch_size, progress)
     finally:

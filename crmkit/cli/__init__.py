@@ -52,19 +52,23 @@ class CliState:
 class CrmkitGroup(click.Group):
     """Root group: adds enabled plugins' commands on first lookup; errors become one line."""
 
-    _plugin_commands_loaded = False
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # plugins whose commands are added; per plugin because one process (a test run, an
+        # integrator's script) may invoke the CLI several times with different plugin sets
+        self._registered_plugins: set[str] = set()
 
     def _load_plugin_commands(self, ctx: click.Context) -> None:
-        if self._plugin_commands_loaded:
-            return
-        self._plugin_commands_loaded = True
         state = ctx.find_object(CliState)
         try:
             config = config_module.load(state.config if state else None)
-            pm, _ = plugin_loader.load(config.plugins, where=config.where)
+            enabled = state.plugins if state and state.plugins is not None else config.plugins
+            pm, _ = plugin_loader.load(enabled, where=config.where)
         except CrmError:
             return  # the error surfaces when a command opens the CRM
-        pm.hook.crmkit_register_commands(cli=self)
+        done = [p for name, p in pm.list_name_plugin() if name in self._registered_plugins]
+        pm.subset_hook_caller("crmkit_register_commands", remove_plugins=done)(cli=self)
+        self._registered_plugins.update(name for name, _ in pm.list_name_plugin())
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         self._load_plugin_commands(ctx)

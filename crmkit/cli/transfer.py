@@ -57,7 +57,13 @@ def _progress_factory() -> Any:
     default=None,
     help="With --skip-invalid: write each bad row with its line and reason here.",
 )
-@click.option("--batch-size", type=click.IntRange(1, 100_000), default=10_000, show_default=True)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, 100_000),
+    default=10_000,
+    show_default=True,
+    help="Rows per stored batch (one transaction and one plugin event each).",
+)
 @pass_crm
 def import_command(
     crm: Any,

@@ -135,6 +135,7 @@ def _validate(values: dict[str, Any]) -> None:
 
 
 class Hookspecs:
+    @staticmethod
     @crmkit.hookspec
     def crmkit_complaints_propose_replies(crm: Any, complaint: Any, text: str) -> list[dict]:
         """Propose replies to a complaint.
@@ -147,6 +148,7 @@ class Hookspecs:
         proposals are merged and sorted by score, best first.
         """
 
+    @staticmethod
     @crmkit.hookspec
     def crmkit_complaints_sla_alerts(ctx: Any, alerts: Sequence[Any]) -> None:
         """SLA warnings and breaches were raised (each exactly once).

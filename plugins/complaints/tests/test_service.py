@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 from crmkit_complaints import tables as t
 from crmkit_complaints.service import service
@@ -9,7 +11,9 @@ from sqlalchemy import func, select
 
 from crmkit.errors import NotFound, TransitionRefused, ValidationError
 
-from .conftest import at
+
+def at(*args: int) -> dt.datetime:
+    return dt.datetime(*args, tzinfo=dt.UTC)
 
 
 def count(crm, table) -> int:
@@ -288,8 +292,9 @@ def test_segmentation_vip_veto_and_core_moves(make_crm) -> None:
     import crmkit
 
     class SegSpecs:
+        @staticmethod
         @crmkit.hookspec(firstresult=True)
-        def crmkit_segmentation_current_segments(crm, customer_ids):  # noqa: N805
+        def crmkit_segmentation_current_segments(crm, customer_ids):
             """test double of the segmentation plugin's hook"""
 
     class Segmentation:

@@ -192,4 +192,3 @@ def counts(crm: Any) -> dict[str, int]:
                 ("votes", t.votes),
             )
         }
-

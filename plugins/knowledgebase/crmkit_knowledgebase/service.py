@@ -40,6 +40,10 @@ if TYPE_CHECKING:
 AUDIENCES = ("internal", "public")
 STATUSES = ("draft", "published", "archived")
 CONTENT_FIELDS = ("slug", "title", "body", "category", "tags", "products", "audience", "status")
+#: weight of a trigger phrase (or an article tag) found whole in a message
+TRIGGER_WEIGHT = 3.0
+#: weight of a single word of a trigger or tag when the whole phrase is not found
+PARTIAL = 1.0
 _SLUG = re.compile(r"^[^\W_][\w-]*$")
 
 
@@ -866,7 +870,7 @@ class KnowledgeBase:
                     tpl = self._template(row)
                     trig = [match_tokens(x) for x in tpl.triggers]
                     fields = [
-                        ({tok for x in trig for tok in x}, 4.0),
+                        ({tok for x in trig for tok in x}, PARTIAL),
                         (set(match_tokens(tpl.title)), 3.0),
                         (set(match_tokens(tpl.category)), 1.5),
                         (set(match_tokens(tpl.body)), 0.5),
@@ -885,7 +889,7 @@ class KnowledgeBase:
                     art = self._article(row)
                     tags = [match_tokens(x) for x in art.tags]
                     fields = [
-                        ({tok for x in tags for tok in x}, 3.0),
+                        ({tok for x in tags for tok in x}, PARTIAL),
                         (set(match_tokens(art.title)), 3.0),
                         (set(match_tokens(" ".join(art.products) + " " + art.category)), 1.5),
                         (set(match_tokens(art.body)), 0.5),
@@ -911,7 +915,7 @@ class KnowledgeBase:
                     score += weight * math.log(1 + n / df[tok])
             for phrase, raw in phrases:
                 if phrase and _contains(sequence, phrase):
-                    score += 2.0 * len(phrase)
+                    score += TRIGGER_WEIGHT * sum(math.log(1 + n / df[tok]) for tok in set(phrase))
                     why.append(raw)
             if score > 0:
                 results.append(Suggestion(kind, ref, title, round(score, 4), why))

@@ -38,6 +38,7 @@ def _validate(values: dict[str, Any]) -> None:
 class Hookspecs:
     """Hooks the loyalty plugin offers other plugins."""
 
+    @staticmethod
     @crmkit.hookspec
     def crmkit_loyalty_register_earn_rule_types() -> dict[str, Any]:
         """Contribute earn-rule types usable as ``[[earn]] type = "<name>"`` in programs.
@@ -57,6 +58,7 @@ class Hookspecs:
                 return {"weekend": WeekendBonus.from_dict}
         """
 
+    @staticmethod
     @crmkit.hookspec
     def crmkit_loyalty_points_earned(ctx: Any, entries: Sequence[Any]) -> None:
         """Points were earned (orders, sign-up, birthday, referral bonuses).
@@ -67,6 +69,7 @@ class Hookspecs:
         order_id, rule ...). Returns nothing.
         """
 
+    @staticmethod
     @crmkit.hookspec
     def crmkit_loyalty_points_redeemed(ctx: Any, entries: Sequence[Any]) -> None:
         """Points were spent on a reward (``entries``: LedgerEntry with ``reward_code``).
@@ -74,6 +77,7 @@ class Hookspecs:
         Transaction: the redemption's; raise to refuse it. Returns nothing.
         """
 
+    @staticmethod
     @crmkit.hookspec
     def crmkit_loyalty_points_expired(ctx: Any, entries: Sequence[Any]) -> None:
         """Points expired (``crmkit loyalty expire --as-of``; one call for the whole run).
@@ -81,6 +85,7 @@ class Hookspecs:
         Transaction: the expiry run's. Returns nothing.
         """
 
+    @staticmethod
     @crmkit.hookspec
     def crmkit_loyalty_tier_changed(ctx: Any, changes: Sequence[Any]) -> None:
         """Members changed tier: upgrades as soon as a threshold is met (reason

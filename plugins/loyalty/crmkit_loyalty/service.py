@@ -1129,7 +1129,8 @@ class LoyaltyService:
         with self.crm.transaction(actor=staff, now=at) as ctx:
             program_id, prog = self._resolve(ctx.connection, program)
             member = self._member_row(ctx.connection, program_id, prog, customer_id, lock=True)
-            if int(member.balance) + points < 0:
+            # a correction may always raise a balance (even one still below zero after it)
+            if points < 0 and int(member.balance) + points < 0:
                 raise ValidationError(
                     f"customer {customer_id} has {int(member.balance)} points in {prog.name!r}; "
                     f"an adjustment of {points} would make the balance negative",

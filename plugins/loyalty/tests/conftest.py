@@ -1,47 +1,10 @@
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 import pytest
 from crmkit_loyalty import loyalty
-
-UTC = dt.UTC
-
-
-def at(*args: int) -> dt.datetime:
-    return dt.datetime(*args, tzinfo=UTC)
-
-
-#: a small program used by most tests: 1 point per 1.00, three tiers on points
-PROGRAM: dict[str, Any] = {
-    "name": "club",
-    "title": "Club",
-    "point_value": "0.01",
-    "expiry_months": 12,
-    "reversal_policy": "negative",
-    "qualification": {"measure": "points", "window_months": 12},
-    "tiers": [
-        {"name": "bronze", "threshold": 0},
-        {"name": "silver", "threshold": 1000, "earn_multiplier": "1.5", "discount": "0.05"},
-        {"name": "gold", "threshold": 5000, "earn_multiplier": "2"},
-    ],
-    "earn": [
-        {"type": "spend", "rate": 1, "min_spend": "10", "category_multipliers": {"books": 3},
-         "channel_multipliers": {"web": "2"}},
-        {"type": "nth_order", "n": 3, "points": 100},
-    ],
-    "rewards": [
-        {"code": "mug", "title": "Mug", "points": 100},
-        {"code": "bag", "title": "Bag", "points": 300, "stock": 1},
-        {"code": "old", "title": "Old", "points": 10, "valid_until": "2020-01-01"},
-        {"code": "future", "title": "Future", "points": 10, "valid_from": "2099-01-01"},
-    ],
-}  # fmt: skip
-
-
-def program(**changes: Any) -> dict[str, Any]:
-    return {**PROGRAM, **changes}
+from crmkit_loyalty.testing import at, program
 
 
 @pytest.fixture
@@ -53,12 +16,3 @@ def club(make_crm: Any) -> Any:
     alice = crm.customers.add(name="Alice Li", email="alice@example.com")
     service.enrol(alice.id, at=at(2025, 1, 1))
     return crm, service, alice
-
-
-def pay(crm: Any, customer_id: int, amount: str, when: dt.datetime, **more: Any) -> Any:
-    return crm.orders.add(customer_id=customer_id, amount=amount, occurred_at=when, **more)
-
-
-def assert_consistent(service: Any, program: str | None = None) -> None:
-    for customer_id, (balance, total) in service.ledger_sums(program=program).items():
-        assert balance == total, f"customer {customer_id}: balance {balance} != ledger {total}"

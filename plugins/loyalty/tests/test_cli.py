@@ -12,10 +12,9 @@ import pytest
 from click.testing import CliRunner
 from crmkit_loyalty import loyalty
 from crmkit_loyalty.plugin import EXAMPLES
+from crmkit_loyalty.testing import at, pay
 
 from crmkit.cli import CliState, cli
-
-from .conftest import at, pay
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[3] / "artifacts"

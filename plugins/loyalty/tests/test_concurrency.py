@@ -11,10 +11,9 @@ from typing import Any
 
 import pytest
 from crmkit_loyalty import loyalty
+from crmkit_loyalty.testing import assert_consistent, at, pay
 
 import crmkit
-
-from .conftest import assert_consistent, at, pay
 
 
 def _redeem(url: str, customer_id: int, barrier: Any, results: Any) -> None:

@@ -12,12 +12,11 @@ import pytest
 from crmkit_loyalty import loyalty
 from crmkit_loyalty import plugin as loyalty_plugin
 from crmkit_loyalty import tables as t
+from crmkit_loyalty.testing import assert_consistent, at, pay, program
 from sqlalchemy import inspect
 
 import crmkit
 from crmkit.errors import PluginError
-
-from .conftest import assert_consistent, at, pay, program
 
 
 @attrs.frozen

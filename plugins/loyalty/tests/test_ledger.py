@@ -8,11 +8,10 @@ from typing import Any
 import pytest
 from crmkit_loyalty import loyalty
 from crmkit_loyalty import tables as t
+from crmkit_loyalty.testing import assert_consistent, at, pay, program
 from sqlalchemy import func, select
 
 from crmkit.errors import Conflict, NotFound, ValidationError
-
-from .conftest import assert_consistent, at, pay, program
 
 
 def ledger(crm: Any) -> list[Any]:

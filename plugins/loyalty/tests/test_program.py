@@ -9,13 +9,12 @@ from pathlib import Path
 import pytest
 from crmkit_loyalty.plugin import EXAMPLES
 from crmkit_loyalty.program import MemberView, add_months, load_program_file, parse_program
+from crmkit_loyalty.testing import PROGRAM, at, program
 from hypothesis import given
 from hypothesis import strategies as st
 
 from crmkit.core.entities import Order, OrderLine
 from crmkit.errors import ValidationError
-
-from .conftest import PROGRAM, at, program
 
 
 def member(tier: str | None = "bronze", orders: int = 0) -> MemberView:

@@ -7,10 +7,9 @@ import itertools
 from typing import Any
 
 from crmkit_loyalty import loyalty
+from crmkit_loyalty.testing import assert_consistent, at, program
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from .conftest import assert_consistent, at, program
 
 SETTINGS = settings(
     max_examples=20,

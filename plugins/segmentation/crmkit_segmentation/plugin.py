@@ -12,10 +12,12 @@ CRMKIT_API = ">=1.0,<2"
 
 
 class Specs:
+    @staticmethod
     @crmkit.hookspec(firstresult=True)
     def crmkit_segmentation_current_segments(crm, customer_ids):
         """Return ``{customer_id: {scheme: segment_label}}`` from the latest snapshots."""
 
+    @staticmethod
     @crmkit.hookspec
     def crmkit_segmentation_segments_changed(ctx, changes):
         """Event: customers whose segment changed (fired inside the snapshot transaction)."""
