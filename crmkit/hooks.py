@@ -133,6 +133,12 @@ def crmkit_register_template_dirs() -> Sequence[str]:
     integrator's ``templates`` setting, then plugins' folders, then the
     core's; ``{% extends "default:customer_360.html" %}`` reaches the core's
     own copy of a template you override.
+
+    Example::
+
+        @crmkit.hookimpl
+        def crmkit_register_template_dirs():
+            return [str(Path(__file__).parent / "templates")]
     """
 
 
@@ -163,6 +169,12 @@ def crmkit_register_attributes() -> Sequence[AttributeDefinition]:
     attributes are validated and converted on every write; undeclared ones
     are stored as text. A name declared twice with different types is a
     configuration error.
+
+    Example::
+
+        @crmkit.hookimpl
+        def crmkit_register_attributes():
+            return [AttributeDefinition("vip", "boolean", description="VIP customer")]
     """
 
 
@@ -192,6 +204,18 @@ def crmkit_register_hookspecs() -> object:
     and before hook names are checked. Transaction: none. Returns: an object
     for ``PluginManager.add_hookspecs``. Name the hooks ``crmkit_<plugin>_...``
     and mark them with :data:`crmkit.hooks.hookspec`.
+
+    Example::
+
+        class Specs:
+            @staticmethod
+            @crmkit.hookspec
+            def crmkit_loyalty_tier_changed(ctx, changes):
+                "Members changed tier; fired in the earning transaction."
+
+        @crmkit.hookimpl
+        def crmkit_register_hookspecs():
+            return Specs
     """
 
 
@@ -204,6 +228,15 @@ def crmkit_customer_360_section(crm: CRM, customer: Customer) -> Section | None:
     never fire events. Returns: a :class:`crmkit.core.entities.Section` (title,
     JSON-ready ``data``, optional template name rendered with ``data`` for
     HTML) or ``None`` when you have nothing for this customer.
+
+    Example::
+
+        @crmkit.hookimpl
+        def crmkit_customer_360_section(crm, customer):
+            balance = points_balance(crm, customer.id)
+            if balance is not None:
+                return Section("Loyalty", {"balance": balance},
+                               template="loyalty/section.html")
     """
 
 
@@ -216,6 +249,15 @@ def crmkit_generate_demo_data(crm: CRM, rng: random.Random) -> str | None:
     ``crm`` (each service call is its own transaction). ``rng`` is seeded:
     use only it for randomness so the demo reproduces. Returns: one line
     saying what you built, or ``None``.
+
+    Example::
+
+        @crmkit.hookimpl
+        def crmkit_generate_demo_data(crm, rng):
+            ids = [c.id for c in crm.customers.iterate()]
+            for customer_id in rng.sample(ids, k=min(10, len(ids))):
+                enrol(crm, customer_id)
+            return "enrolled 10 customers in the demo program"
     """
 
 
@@ -226,6 +268,13 @@ def crmkit_export_personal_data(ctx: HookContext, customer: Customer) -> dict[st
     When: ``crm.customers.export(id)``. Transaction: the export's read
     transaction (``ctx.connection``). Returns: a dict placed under your plugin's
     name in the export, or ``None`` when you hold nothing.
+
+    Example::
+
+        @crmkit.hookimpl
+        def crmkit_export_personal_data(ctx, customer):
+            rows = ctx.connection.execute(select(notes).where(notes.c.customer_id == customer.id))
+            return {"notes": [row.text for row in rows]} or None
     """
 
 
@@ -237,6 +286,12 @@ def crmkit_erase_personal_data(ctx: HookContext, customer: Customer) -> None:
     customer. Transaction: the erasure's transaction; raising aborts the
     whole erasure. Keep figures needed for statistics (amounts, counts) but
     drop what identifies the person. Returns: nothing.
+
+    Example::
+
+        @crmkit.hookimpl
+        def crmkit_erase_personal_data(ctx, customer):
+            ctx.connection.execute(delete(notes).where(notes.c.customer_id == customer.id))
     """
 
 
@@ -251,6 +306,12 @@ def crmkit_after_customers_created(ctx: HookContext, customers: Sequence[Custome
 
     Transaction: the creating transaction; raise to abort it. ``customers``
     carry their new ids. Returns: nothing.
+
+    Example::
+
+        @crmkit.hookimpl
+        def crmkit_after_customers_created(ctx, customers):
+            ctx.connection.execute(members.insert(), [{"customer_id": c.id} for c in customers])
     """
 
 
@@ -262,6 +323,14 @@ def crmkit_after_customers_updated(
 
     Transaction: the updating transaction; raise to abort it. Fired for
     edits, consent changes and erasure. Returns: nothing.
+
+    Example::
+
+        @crmkit.hookimpl
+        def crmkit_after_customers_updated(ctx, customers, previous):
+            lost = [c.id for c, p in zip(customers, previous)
+                    if p.consent.get("marketing") and not c.consent.get("marketing")]
+            ctx.connection.execute(delete(mailing).where(mailing.c.customer_id.in_(lost)))
     """
 
 
@@ -272,6 +341,14 @@ def crmkit_after_interactions_created(
     """Interactions were logged (one call per batch on bulk paths).
 
     Transaction: the logging transaction; raise to abort it. Returns: nothing.
+
+    Example::
+
+        @crmkit.hookimpl
+        def crmkit_after_interactions_created(ctx, interactions):
+            for interaction in interactions:
+                if interaction.channel == "email" and "complaint" in interaction.subject.lower():
+                    ...  # open a complaint linked to the interaction
     """
 
 
@@ -300,6 +377,14 @@ def crmkit_after_orders_updated(
 
     ``previous[i]`` is ``orders[i]`` before the change. Transaction: the
     updating transaction; raise to abort it. Returns: nothing.
+
+    Example::
+
+        @crmkit.hookimpl
+        def crmkit_after_orders_updated(ctx, orders, previous):
+            refunded = [o for o, p in zip(orders, previous)
+                        if o.status == "refunded" and p.status != "refunded"]
+            reverse_points(ctx.connection, refunded)
     """
 
 
@@ -310,6 +395,13 @@ def crmkit_after_workflow_transitions(ctx: HookContext, transitions: Sequence[Tr
     Transaction: the moving transaction; raise to abort it. Each
     :class:`crmkit.core.workflow.Transition` names the instance, workflow,
     stages, actor, time and reason. Returns: nothing.
+
+    Example::
+
+        @crmkit.hookimpl
+        def crmkit_after_workflow_transitions(ctx, transitions):
+            won = [t for t in transitions if t.workflow == "sales" and t.to_stage == "won"]
+            ...
     """
 
 
@@ -322,6 +414,13 @@ def crmkit_after_commit(crm: CRM, changes: Any) -> None:
     :class:`crmkit.core.context.Changes` listing what the write stored, by
     kind. Errors here are reported but cannot undo the commit. Returns:
     nothing. Use it for notifications and e-mails.
+
+    Example::
+
+        @crmkit.hookimpl
+        def crmkit_after_commit(crm, changes):
+            for order in changes.orders_created:
+                send_receipt(order)
     """
 
 

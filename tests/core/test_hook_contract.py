@@ -25,6 +25,7 @@ def test_every_hookspec_says_when_where_and_what(name, spec):
     assert "When" in doc or "when" in doc or name.startswith("crmkit_after_"), (
         f"{name}: say when it fires"
     )
+    assert "Example::" in doc, f"{name}: give a short example implementation"
     for parameter in inspect.signature(spec).parameters.values():
         assert parameter.default is inspect.Parameter.empty, (
             f"{name}: hook arguments have no defaults"
