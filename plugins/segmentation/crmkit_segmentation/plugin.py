@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 import crmkit
 
 from . import rfm
+from .output import FORMATS, emit_report
 
 CRMKIT_API = ">=1.0,<2"
 
@@ -29,9 +32,14 @@ def crmkit_register_hookspecs():
 
 
 @crmkit.hookimpl
+def crmkit_register_template_dirs():
+    return [str(Path(__file__).parent / "templates")]
+
+
+@crmkit.hookimpl
 def crmkit_register_commands(cli):
     from crmkit.cli import pass_crm
-    from crmkit.cli.output import emit, format_option
+    from crmkit.cli.output import format_option
 
     @cli.group()
     def segment():
@@ -41,7 +49,7 @@ def crmkit_register_commands(cli):
     @click.option("--as-of", "as_of", required=True, type=click.DateTime(["%Y-%m-%d"]))
     @click.option("--scope", multiple=True, help="field=value filter, e.g. region=North")
     @click.option("--bins", default=5, show_default=True)
-    @format_option("table", "json", "csv")
+    @format_option(*FORMATS)
     @pass_crm
     def rfm_cmd(crm, as_of, scope, bins, fmt):
         "RFM scores (quintiles by default) computed in SQL."
@@ -54,4 +62,4 @@ def crmkit_register_commands(cli):
         rows = rfm.name_segments(rfm.rfm_scores(crm, as_of.date(), filters, bins), bins)
         for row in rows:
             row["monetary"] = str(row["monetary"])
-        emit(rows, fmt)
+        emit_report(rows, fmt, title=f"RFM as of {as_of.date().isoformat()}", crm=crm)
