@@ -65,7 +65,7 @@ def crmkit_customer_360_section(crm: Any, customer: Any) -> crmkit.Section | Non
         data={
             "sends": [
                 {
-                    "at": s.at,
+                    "at": s.at.isoformat(),
                     "kind": s.kind,
                     "title": s.title,
                     "template_id": s.template_id,

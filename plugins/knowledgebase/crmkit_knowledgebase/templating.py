@@ -71,12 +71,18 @@ COMPLAINT_FIELDS = (
 _ENVS: dict[str, SandboxedEnvironment] = {}
 
 
+def _blank_none(value: Any) -> Any:
+    # an empty field (no phone, no attribute value) prints as nothing, not "None"
+    return "" if value is None else value
+
+
 def environment(fmt: str) -> SandboxedEnvironment:
     if fmt not in _ENVS:
         _ENVS[fmt] = SandboxedEnvironment(
             undefined=jinja2.StrictUndefined,
             autoescape=fmt == "html",
             keep_trailing_newline=True,
+            finalize=_blank_none,
         )
     return _ENVS[fmt]
 

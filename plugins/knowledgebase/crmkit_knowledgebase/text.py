@@ -359,7 +359,9 @@ def parse_query(query: str, *, implicit_prefix: bool = True) -> list[Term]:
         if last_latin is not None and terms[last_latin] not in content:
             last_latin = None
         terms = content
-    if implicit_prefix and last_latin is not None and query.rstrip()[-1:] not in ('"', " "):
+    # a query ending in a space or a quote has its last word complete: no implicit prefix
+    complete = query[-1:].isspace() or query[-1:] == '"'
+    if implicit_prefix and last_latin is not None and not complete:
         last = terms[-1]
         if last.words and len(last.tokens) == 1 and len(last.words[0]) >= 2:
             terms[-1] = attrs.evolve(last, tokens=(prefix_stem(last.words[0]),), prefix=True)
@@ -471,9 +473,12 @@ def highlight(text: str, terms: Sequence[Term], *, width: int = 160) -> str:
             best, best_count = i, count
     anchor = spans[best][0]
     start = max(0, anchor - width // 4)
-    if start > 0:
-        space = text.rfind(" ", 0, start)
-        start = space + 1 if space != -1 and start - space < 20 else start
+    if start > 0:  # begin at a word (or the text's start) when one is near
+        space = text.rfind(" ", 0, start + 1)
+        if space == -1 and start < 20:
+            start = 0
+        elif space != -1 and start - space < 20:
+            start = space + 1
     end = min(len(text), start + width)
     out = ["…" if start > 0 else ""]
     pos = start
