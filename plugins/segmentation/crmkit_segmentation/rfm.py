@@ -7,14 +7,20 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from crmkit.core.tables import customers, orders
+from crmkit.core.tables import orders
 from crmkit.errors import ValidationError
 
-SCOPE_FIELDS = ("region", "industry", "kind", "type", "status", "occupation", "city", "province")
+from .scope import (
+    SCOPE_FIELDS,
+    check_scope,
+    counted_orders,
+    orders_in_scope,
+    require_orders_before,
+    scope_clauses,
+)
+from .scope import as_of_end as _as_of_end  # kept: older callers import it from here
 
-
-def _as_of_end(as_of: dt.date) -> dt.datetime:
-    return dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
+__all__ = ["DEFAULT_SEGMENT_MAP", "SCOPE_FIELDS", "name_segments", "rfm_scores"]
 
 
 def rfm_scores(
@@ -27,13 +33,7 @@ def rfm_scores(
     """
     if bins < 2:
         raise ValidationError(f"segmentation: bins must be at least 2, got {bins}")
-    scope = scope or {}
-    unknown = sorted(set(scope) - set(SCOPE_FIELDS))
-    if unknown:
-        raise ValidationError(
-            f"segmentation: unknown scope field(s) {', '.join(unknown)}; "
-            f"use one of {', '.join(SCOPE_FIELDS)}"
-        )
+    scope = check_scope(scope)
     end = _as_of_end(as_of)
     agg = (
         sa.select(
@@ -42,12 +42,10 @@ def rfm_scores(
             sa.func.count().label("frequency"),
             sa.func.sum(orders.c.amount).label("monetary"),
         )
-        .select_from(orders.join(customers, customers.c.id == orders.c.customer_id))
-        .where(orders.c.occurred_at < end, orders.c.status.in_(("placed", "paid")))
+        .select_from(orders_in_scope())
+        .where(*counted_orders(end), *scope_clauses(scope))
         .group_by(orders.c.customer_id)
     )
-    for field, value in scope.items():
-        agg = agg.where(customers.c[field] == value)
     a = agg.subquery("a")
     query = sa.select(
         a.c.cid,
@@ -59,12 +57,7 @@ def rfm_scores(
         sa.func.ntile(bins).over(order_by=(a.c.monetary.asc(), a.c.cid)).label("m"),
     ).order_by(a.c.cid)
     with crm.engine.connect() as conn:
-        first = conn.execute(sa.select(sa.func.min(orders.c.occurred_at))).scalar()
-        if first is None or first >= end:
-            raise ValidationError(
-                f"segmentation: --as-of {as_of.isoformat()} is before the first order; "
-                "choose a later date"
-            )
+        require_orders_before(conn, as_of)
         rows = conn.execute(query).all()
     return [
         {
