@@ -5,6 +5,7 @@ from typing import Any
 
 import pytest
 from crmkit_knowledgebase import service
+from crmkit_knowledgebase.evaluate import read_labelled
 from crmkit_knowledgebase.plugin import SAMPLES
 from crmkit_knowledgebase.transfer import import_dir
 
@@ -28,9 +29,4 @@ def samples(kb: Any) -> Any:
 @pytest.fixture(scope="session")
 def labelled() -> list[tuple[str, str]]:
     """(expected "kind:ref", message) pairs of the labelled suggestion set."""
-    rows = []
-    for line in (DATA / "suggest_messages.tsv").read_text(encoding="utf-8").splitlines():
-        if line.strip() and not line.startswith("#"):
-            expected, message = line.split("\t")
-            rows.append((expected, message))
-    return rows
+    return read_labelled(DATA / "suggest_messages.tsv")
