@@ -1,0 +1,85 @@
+"""The schemes a snapshot can store: ``rfm``, ``abc``, ``pyramid`` and every industry pack.
+
+Each scheme turns (crm, as_of, scope) into rows with ``customer_id`` and ``segment``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Any
+
+from crmkit.errors import ValidationError
+
+from . import rfm
+from .settings import rfm_map, settings_of
+
+Classifier = Callable[[Any, dt.date, dict[str, str]], list[dict[str, Any]]]
+
+
+def rfm_rows(
+    crm: Any, as_of: dt.date, scope: dict[str, str], bins: int | None = None
+) -> list[dict[str, Any]]:
+    """RFM rows with named segments; bins and map from the settings (``bins`` overrides)."""
+    bins = bins or settings_of(crm)["rfm_bins"]
+    return rfm.name_segments(rfm.rfm_scores(crm, as_of, scope, bins), bins, rfm_map(crm))
+
+
+def _analysis(name: str) -> Classifier | None:
+    """ABC and pyramid come from the analyses modules when they are installed."""
+    return None
+
+
+def builtin(crm: Any) -> dict[str, Classifier]:
+    found: dict[str, Classifier] = {"rfm": rfm_rows}
+    for name in ("abc", "pyramid"):
+        fn = _analysis(name)
+        if fn is not None:
+            found[name] = fn
+    return found
+
+
+def names(crm: Any) -> list[str]:
+    from .packs import all_packs
+
+    return [*builtin(crm), *sorted(all_packs(crm))]
+
+
+def check_scheme(crm: Any, scheme: str) -> None:
+    if scheme not in names(crm):
+        raise ValidationError(
+            f"segmentation: unknown scheme {scheme!r}; known schemes: {', '.join(names(crm))}"
+        )
+
+
+def classify(
+    crm: Any, scheme: str, as_of: dt.date, scope: dict[str, str]
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Rows (``customer_id``, ``segment``, ...) of ``scheme`` and the parameters it used."""
+    from .packs import all_packs, run_pack
+
+    own = builtin(crm)
+    if scheme in own:
+        rows = own[scheme](crm, as_of, scope)
+        params: dict[str, Any] = {}
+        if scheme == "rfm":
+            params["bins"] = settings_of(crm)["rfm_bins"]
+        return rows, params
+    if scheme in all_packs(crm):
+        return run_pack(crm, scheme, as_of, scope), {"pack": scheme}
+    check_scheme(crm, scheme)
+    raise AssertionError("unreachable")
+
+
+def known_labels(crm: Any, scheme: str) -> list[str]:
+    """Segment names in display order (best first) when the scheme declares them."""
+    from .packs import all_packs
+
+    if scheme == "rfm":
+        return list(dict.fromkeys(name for name, _, _ in reversed(rfm_map(crm))))
+    if scheme == "abc":
+        return ["A", "B", "C"]
+    if scheme == "pyramid":
+        return ["vip", "major", "ordinary", "small"]
+    pack = all_packs(crm).get(scheme)
+    return list(pack.labels) if pack is not None else []

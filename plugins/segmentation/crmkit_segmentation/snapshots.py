@@ -1,0 +1,332 @@
+"""Dated snapshots of a scheme (customer → segment), movement matrices, current segments.
+
+A snapshot stores what a scheme (``rfm``, ``abc``, ``pyramid`` or any pack) said about each
+customer as of a date. Taking one compares it with the previous snapshot of the same scheme
+and scope (the latest one as of the same date or earlier) and announces every customer whose
+segment changed through ``crmkit_segmentation_segments_changed``, inside the snapshot's
+transaction, so a listener's failure stores nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import attrs
+import sqlalchemy as sa
+
+from crmkit.core.tables import consents, customers
+from crmkit.errors import NotFound, ValidationError
+
+from . import schemes
+from .settings import settings_of
+from .tables import memberships, snapshots
+
+BATCH = 5000
+NONE = "(none)"
+
+
+@attrs.frozen
+class SegmentChange:
+    """One customer's move between two snapshots of a scheme (``None``: not in that one)."""
+
+    customer_id: int
+    scheme: str
+    from_segment: str | None
+    to_segment: str | None
+    snapshot_id: int
+    previous_snapshot_id: int
+    as_of: dt.date
+
+
+@attrs.frozen
+class Snapshot:
+    id: int
+    scheme: str
+    as_of: dt.date
+    created_at: dt.datetime
+    params: dict[str, Any]
+    customers: int = 0
+    changed: int = 0
+
+
+def _snapshot(row: Any, customers_: int = 0, changed: int = 0) -> Snapshot:
+    return Snapshot(
+        row.id, row.scheme, row.as_of, row.created_at, dict(row.params), customers_, changed
+    )
+
+
+def take_snapshot(
+    crm: Any,
+    scheme: str,
+    as_of: dt.date,
+    scope: dict[str, str] | None = None,
+    *,
+    actor: str | None = None,
+) -> Snapshot:
+    """Classify every in-scope customer with ``scheme`` as of ``as_of`` and store it."""
+    rows, params = schemes.classify(crm, scheme, as_of, scope or {})
+    labels = {int(r["customer_id"]): str(r["segment"]) for r in rows}
+    params = {"scope": dict(scope or {}), **params}
+    with crm.transaction(actor=actor) as ctx:
+        conn = ctx.connection
+        previous = _previous(conn, scheme, as_of, params["scope"])
+        snap_id = conn.scalar(
+            sa.insert(snapshots).returning(snapshots.c.id),
+            {"scheme": scheme, "as_of": as_of, "created_at": ctx.now, "params": params},
+        )
+        items = sorted(labels.items())
+        for start in range(0, len(items), BATCH):
+            conn.execute(
+                sa.insert(memberships),
+                [
+                    {"snapshot_id": snap_id, "customer_id": cid, "segment": seg}
+                    for cid, seg in items[start : start + BATCH]
+                ],
+            )
+        changes: list[SegmentChange] = []
+        if previous is not None:
+            old = dict(
+                conn.execute(
+                    sa.select(memberships.c.customer_id, memberships.c.segment).where(
+                        memberships.c.snapshot_id == previous
+                    )
+                ).all()
+            )
+            changes = [
+                SegmentChange(cid, scheme, old.get(cid), labels.get(cid), snap_id, previous, as_of)
+                for cid in sorted(old.keys() | labels.keys())
+                if old.get(cid) != labels.get(cid)
+            ]
+        if changes:
+            crm.fire(ctx, "crmkit_segmentation_segments_changed", changes=changes)
+        ctx.changes.other.setdefault("segmentation_snapshots", []).append(snap_id)
+        row = conn.execute(sa.select(snapshots).where(snapshots.c.id == snap_id)).one()
+        return _snapshot(row, len(labels), len(changes))
+
+
+def _previous(conn: Any, scheme: str, as_of: dt.date, scope: dict[str, str]) -> int | None:
+    candidates = conn.execute(
+        sa.select(snapshots.c.id, snapshots.c.params)
+        .where(snapshots.c.scheme == scheme, snapshots.c.as_of <= as_of)
+        .order_by(snapshots.c.as_of.desc(), snapshots.c.id.desc())
+    )
+    for snap_id, params in candidates:
+        if dict((params or {}).get("scope") or {}) == scope:
+            return int(snap_id)
+    return None
+
+
+def get_snapshot(crm: Any, snapshot_id: int) -> Snapshot:
+    with crm.reading() as conn:
+        row = conn.execute(sa.select(snapshots).where(snapshots.c.id == snapshot_id)).first()
+        if row is None:
+            raise NotFound(
+                f"segmentation: no snapshot {snapshot_id}; 'crmkit segment snapshots' lists them"
+            )
+        count = conn.scalar(
+            sa.select(sa.func.count()).where(memberships.c.snapshot_id == snapshot_id)
+        )
+    return _snapshot(row, int(count or 0))
+
+
+def list_snapshots(crm: Any, scheme: str | None = None) -> list[Snapshot]:
+    counts = (
+        sa.select(memberships.c.snapshot_id, sa.func.count().label("n"))
+        .group_by(memberships.c.snapshot_id)
+        .subquery()
+    )
+    query = (
+        sa.select(snapshots, counts.c.n)
+        .outerjoin(counts, counts.c.snapshot_id == snapshots.c.id)
+        .order_by(snapshots.c.as_of, snapshots.c.id)
+    )
+    if scheme:
+        query = query.where(snapshots.c.scheme == scheme)
+    with crm.reading() as conn:
+        return [_snapshot(r, int(r.n or 0)) for r in conn.execute(query)]
+
+
+def latest_snapshot(crm: Any, scheme: str) -> Snapshot:
+    with crm.reading() as conn:
+        row = conn.execute(
+            sa.select(snapshots)
+            .where(snapshots.c.scheme == scheme)
+            .order_by(snapshots.c.as_of.desc(), snapshots.c.id.desc())
+            .limit(1)
+        ).first()
+    if row is None:
+        schemes.check_scheme(crm, scheme)
+        raise NotFound(
+            f"segmentation: no snapshot of scheme {scheme!r} yet; "
+            f"run 'crmkit segment snapshot {scheme} --as-of YYYY-MM-DD' first"
+        )
+    return get_snapshot(crm, row.id)
+
+
+def movement(crm: Any, snapshot_a: int, snapshot_b: int) -> dict[str, Any]:
+    """How many customers moved from each segment of A to each segment of B (SQL counts)."""
+    a, b = get_snapshot(crm, snapshot_a), get_snapshot(crm, snapshot_b)
+    if a.scheme != b.scheme:
+        raise ValidationError(
+            f"segmentation: snapshot {a.id} is {a.scheme!r} and {b.id} is {b.scheme!r}; "
+            "compare two snapshots of the same scheme"
+        )
+    ma, mb = memberships.alias("ma"), memberships.alias("mb")
+    stayed_or_left = (
+        sa.select(ma.c.segment, mb.c.segment, sa.func.count())
+        .select_from(
+            ma.outerjoin(
+                mb, sa.and_(mb.c.customer_id == ma.c.customer_id, mb.c.snapshot_id == b.id)
+            )
+        )
+        .where(ma.c.snapshot_id == a.id)
+        .group_by(ma.c.segment, mb.c.segment)
+    )
+    entered = (
+        sa.select(mb.c.segment, sa.func.count())
+        .where(
+            mb.c.snapshot_id == b.id,
+            ~sa.exists().where(ma.c.snapshot_id == a.id, ma.c.customer_id == mb.c.customer_id),
+        )
+        .group_by(mb.c.segment)
+    )
+    with crm.reading() as conn:
+        moves = [(f, t or NONE, int(n)) for f, t, n in conn.execute(stayed_or_left)]
+        moves += [(NONE, t, int(n)) for t, n in conn.execute(entered)]
+    order = _label_order(crm, a.scheme, {f for f, _, _ in moves} | {t for _, t, _ in moves})
+    cells = {(f, t): n for f, t, n in moves}
+    matrix = []
+    for f in order:
+        if not any(k[0] == f for k in cells):
+            continue
+        row: dict[str, Any] = {"from": f}
+        row.update({t: cells.get((f, t), 0) for t in order})
+        row["total"] = sum(n for (ff, _), n in cells.items() if ff == f)
+        matrix.append(row)
+    moved = sum(n for (f, t), n in cells.items() if f != t)
+    return {
+        "snapshots": {
+            "from": f"{a.id} ({a.scheme} as of {a.as_of.isoformat()})",
+            "to": f"{b.id} ({b.scheme} as of {b.as_of.isoformat()})",
+            "moved": moved,
+            "stayed": sum(n for (f, t), n in cells.items() if f == t),
+        },
+        "moves": [
+            {"from": f, "to": t, "customers": n}
+            for (f, t), n in sorted(cells.items(), key=lambda kv: (-kv[1], kv[0]))
+            if f != t
+        ],
+        "rows": matrix,
+    }
+
+
+def _label_order(crm: Any, scheme: str, labels: set[str]) -> list[str]:
+    known = schemes.known_labels(crm, scheme)
+    ordered = [x for x in known if x in labels]
+    rest = sorted(x for x in labels if x not in ordered and x != NONE)
+    return ordered + rest + ([NONE] if NONE in labels else [])
+
+
+def latest_memberships(crm: Any, customer_ids: Iterable[int]) -> list[dict[str, Any]]:
+    """Each customer's segment in the latest snapshot (by as-of) of every scheme they are in."""
+    ids = sorted({int(c) for c in customer_ids})
+    out: list[dict[str, Any]] = []
+    for start in range(0, len(ids), 1000):
+        chunk = ids[start : start + 1000]
+        ranked = (
+            sa.select(
+                memberships.c.customer_id,
+                memberships.c.segment,
+                snapshots.c.scheme,
+                snapshots.c.as_of,
+                snapshots.c.id.label("snapshot_id"),
+                sa.func.row_number()
+                .over(
+                    partition_by=(memberships.c.customer_id, snapshots.c.scheme),
+                    order_by=(snapshots.c.as_of.desc(), snapshots.c.id.desc()),
+                )
+                .label("rank"),
+            )
+            .select_from(memberships.join(snapshots, snapshots.c.id == memberships.c.snapshot_id))
+            .where(memberships.c.customer_id.in_(chunk))
+            .subquery()
+        )
+        query = (
+            sa.select(ranked)
+            .where(ranked.c.rank == 1)
+            .order_by(ranked.c.customer_id, ranked.c.scheme)
+        )
+        with crm.reading() as conn:
+            out += [dict(r._mapping) for r in conn.execute(query)]
+    for row in out:
+        row.pop("rank", None)
+    return out
+
+
+def current_segments(crm: Any, customer_ids: Sequence[int]) -> dict[int, dict[str, str]]:
+    """``{customer_id: {scheme: segment}}`` from the latest snapshots ({} when in none)."""
+    found: dict[int, dict[str, str]] = {int(c): {} for c in customer_ids}
+    for row in latest_memberships(crm, customer_ids):
+        found[row["customer_id"]][row["scheme"]] = row["segment"]
+    return found
+
+
+CAMPAIGN_COLUMNS = ("customer_id", "external_id", "name", "email", "phone", "region", "city")
+
+
+def campaign_list(
+    crm: Any, segment: str, scheme: str, snapshot_id: int | None = None
+) -> dict[str, Any]:
+    """Customers of ``segment`` in a snapshot who granted the campaign consent purpose.
+
+    Erased customers are never listed. Returns ``rows`` and the count left out for lack of
+    consent, so the caller can say how many were dropped.
+    """
+    snap = latest_snapshot(crm, scheme) if snapshot_id is None else get_snapshot(crm, snapshot_id)
+    if snap.scheme != scheme:
+        raise ValidationError(
+            f"segmentation: snapshot {snap.id} is of scheme {snap.scheme!r}, not {scheme!r}"
+        )
+    purpose = settings_of(crm)["campaign_consent"]
+    with crm.reading() as conn:
+        present = list(
+            conn.scalars(
+                sa.select(memberships.c.segment)
+                .where(memberships.c.snapshot_id == snap.id)
+                .distinct()
+                .order_by(memberships.c.segment)
+            )
+        )
+        if segment not in present and segment not in schemes.known_labels(crm, scheme):
+            raise ValidationError(
+                f"segmentation: segment {segment!r} is not in snapshot {snap.id} ({scheme} as of "
+                f"{snap.as_of.isoformat()}); its segments: {', '.join(present) or '(none)'}"
+            )
+        members = (
+            sa.select(memberships.c.customer_id)
+            .where(memberships.c.snapshot_id == snap.id, memberships.c.segment == segment)
+            .scalar_subquery()
+        )
+        consented = (
+            sa.select(consents.c.customer_id)
+            .where(consents.c.purpose == purpose, consents.c.granted.is_(True))
+            .scalar_subquery()
+        )
+        base = sa.and_(customers.c.id.in_(members), customers.c.erased_at.is_(None))
+        rows = conn.execute(
+            sa.select(*(customers.c[c] for c in CAMPAIGN_COLUMNS[1:]), customers.c.id)
+            .where(base, customers.c.id.in_(consented))
+            .order_by(customers.c.id)
+        ).all()
+        in_segment = conn.scalar(sa.select(sa.func.count()).where(base))
+    out = [
+        {
+            "customer_id": r.id,
+            **{c: getattr(r, c) for c in CAMPAIGN_COLUMNS[1:]},
+            "segment": segment,
+        }
+        for r in rows
+    ]
+    return {"snapshot": snap, "purpose": purpose, "rows": out, "left_out": in_segment - len(out)}
