@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import attrs
-from sqlalchemy import Select, and_, delete, func, insert, or_, select, update
+from sqlalchemy import Select, Text, and_, cast, delete, func, insert, or_, select, update
 
 from crmkit.core import tables as t
 from crmkit.core.bulk import insert_many
@@ -409,8 +409,13 @@ class CustomerService:
         kind: str | None = None,
         industry: str | None = None,
         consent: str | None = None,
+        attributes: Mapping[str, Any] | None = None,
     ) -> Select:
-        """A SELECT of customers with the given filters, for listing or for plugins."""
+        """A SELECT of customers with the given filters, for listing or for plugins.
+
+        ``attributes`` keeps customers whose custom attribute equals the given
+        value; a declared attribute's value is converted (and validated) first.
+        """
         query = select(t.customers)
         if text:
             like = f"%{text.lower()}%"
@@ -439,10 +444,31 @@ class CustomerService:
                     )
                 )
             )
+        for name, value in (attributes or {}).items():
+            query = query.where(self._attribute_equals(name, value))
         return query
 
+    def _attribute_equals(self, name: str, value: Any) -> Any:
+        """SQL condition: attribute ``name`` equals ``value`` (typed when declared)."""
+        element = t.customers.c.attributes[name]
+        definition = self.crm.attribute_definitions.get(name)
+        if definition is None:  # free-form: compare the stored text
+            return cast(element.as_string(), Text) == str(value)
+        converted = definition.convert(value)
+        if converted is None:
+            raise ValidationError(f"give a value to filter attribute {name!r} by", field=name)
+        match definition.type:
+            case "boolean":
+                return element.as_boolean() == converted
+            case "integer":
+                return element.as_integer() == converted
+            case "decimal":  # numeric, so 12.5 matches a stored 12.50
+                return element.as_numeric(18, 4) == converted
+        return element.as_string() == _json_value(converted)
+
     def list(self, *, limit: int | None = 50, offset: int = 0, **filters: Any) -> list[Customer]:
-        """Customers matching filters (text, status, owner, region, kind, industry, consent)."""
+        """Customers matching filters (text, status, owner, region, kind, industry, consent,
+        attributes)."""
         query = self.query(**filters).order_by(t.customers.c.id).offset(offset)
         if limit is not None:
             query = query.limit(limit)

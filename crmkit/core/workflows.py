@@ -246,6 +246,7 @@ class WorkflowService:
         owner: str | None = None,
         open_only: bool = False,
         limit: int | None = None,
+        offset: int = 0,
     ) -> list[WorkflowInstance]:
         query = select(t.workflow_instances)
         if workflow:
@@ -258,7 +259,7 @@ class WorkflowService:
             query = query.where(t.workflow_instances.c.owner == owner)
         if open_only:
             query = query.where(t.workflow_instances.c.closed_at.is_(None))
-        query = query.order_by(t.workflow_instances.c.id)
+        query = query.order_by(t.workflow_instances.c.id).offset(offset)
         if limit is not None:
             query = query.limit(limit)
         with self.crm.reading() as connection:
