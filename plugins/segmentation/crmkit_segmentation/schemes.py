@@ -6,7 +6,9 @@ Each scheme turns (crm, as_of, scope) into rows with ``customer_id`` and ``segme
 from __future__ import annotations
 
 import datetime as dt
+import importlib.util
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 from crmkit.errors import ValidationError
@@ -25,9 +27,29 @@ def rfm_rows(
     return rfm.name_segments(rfm.rfm_scores(crm, as_of, scope, bins), bins, rfm_map(crm))
 
 
+def _abc(crm: Any, as_of: dt.date, scope: dict[str, str]) -> list[dict[str, Any]]:
+    from .abc import abc_classes
+
+    cfg = settings_of(crm)
+    classes = [(k, Decimal(str(v))) for k, v in cfg["abc_thresholds"].items()] + [("C", None)]
+    rows = abc_classes(crm, as_of, scope, cfg["abc_measure"], classes)
+    return [{**r, "segment": r["class"]} for r in rows]
+
+
+def _pyramid(crm: Any, as_of: dt.date, scope: dict[str, str]) -> list[dict[str, Any]]:
+    from .pyramid import value_pyramid
+
+    cfg = settings_of(crm)
+    tiers = [(k, Decimal(str(v))) for k, v in cfg["pyramid_shares"].items()]
+    rows = value_pyramid(crm, as_of, scope, cfg["pyramid_measure"], [*tiers, ("small", None)])
+    return [{**r, "segment": r["tier"]} for r in rows]
+
+
 def _analysis(name: str) -> Classifier | None:
-    """ABC and pyramid come from the analyses modules when they are installed."""
-    return None
+    """ABC and pyramid come from their analysis modules when those are installed."""
+    if importlib.util.find_spec(f"crmkit_segmentation.{name}") is None:
+        return None
+    return {"abc": _abc, "pyramid": _pyramid}[name]
 
 
 def builtin(crm: Any) -> dict[str, Classifier]:

@@ -1,0 +1,216 @@
+"""Snapshots, the movement matrix, the segments-changed event, current segments, campaign lists."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+from collections import Counter
+from decimal import Decimal
+
+import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner
+from crmkit_segmentation import snapshots as snaps
+from crmkit_segmentation.schemes import rfm_rows
+from crmkit_segmentation.tables import memberships, snapshots
+
+import crmkit
+from crmkit.cli import CliState, cli
+from crmkit.errors import NotFound, PluginError, ValidationError
+
+D1, D2 = dt.date(2024, 1, 31), dt.date(2024, 3, 31)
+BINS2 = {"segmentation": {"rfm_bins": 2}}
+
+
+def day(month: int, d: int) -> dt.datetime:
+    return dt.datetime(2024, month, d, 12, tzinfo=dt.UTC)
+
+
+def buy(crm, cid: int, *days: tuple[int, int], amount: str = "10") -> None:
+    crm.orders.add_many(
+        {"customer_id": cid, "occurred_at": day(m, d), "amount": Decimal(amount)} for m, d in days
+    )
+
+
+class Recorder:
+    """A plugin listening to the segments-changed event."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.calls: list[list] = []
+        self.fail = fail
+
+    @crmkit.hookimpl
+    def crmkit_segmentation_segments_changed(self, ctx, changes):
+        self.calls.append(list(changes))
+        # the event runs inside the snapshot's transaction: the new snapshot is visible
+        assert ctx.connection.scalar(sa.select(sa.func.count()).select_from(snapshots)) >= 2
+        if self.fail:
+            raise RuntimeError("listener broke")
+
+
+def seed(crm) -> dict[str, int]:
+    """Five customers whose 2-bin RFM segments are worked out by hand in the test."""
+    ids = {n: crm.customers.add(name=n).id for n in "ABCDE"}
+    buy(crm, ids["A"], (1, 27), (1, 28), (1, 29), (1, 30))  # F4, last Jan 30
+    buy(crm, ids["B"], (1, 1))  # F1, last Jan 1
+    buy(crm, ids["C"], (1, 3), (1, 4), (1, 5))  # F3, last Jan 5
+    buy(crm, ids["D"], (1, 19), (1, 20))  # F2, last Jan 20
+    return ids
+
+
+def after_d1(crm, ids) -> None:
+    buy(crm, ids["A"], (3, 28), (3, 29))  # F6, last Mar 29
+    buy(crm, ids["B"], (3, 27), (3, 28), (3, 29), (3, 30))  # F5, last Mar 30
+    ids["E"] = crm.customers.add(name="E2").id  # new customer, one order on Mar 1
+    buy(crm, ids["E"], (3, 1))
+
+
+def test_snapshot_diff_and_changed_event(make_crm) -> None:
+    recorder = Recorder()
+    crm = make_crm(plugins=["segmentation", recorder], settings=BINS2)
+    ids = seed(crm)
+    first = snaps.take_snapshot(crm, "rfm", D1)
+    assert (first.customers, first.changed) == (4, 0)
+    assert recorder.calls == []  # no baseline: nothing is announced
+    # by hand: R and F halves of 4 customers (ties split by id) on the 1..5 scale (3 or 5)
+    assert snaps.current_segments(crm, list(ids.values())) == {
+        ids["A"]: {"rfm": "champions"},
+        ids["B"]: {"rfm": "need attention"},
+        ids["C"]: {"rfm": "loyal"},
+        ids["D"]: {"rfm": "potential loyalists"},
+        ids["E"]: {},
+    }
+    after_d1(crm, ids)
+    second = snaps.take_snapshot(crm, "rfm", D2)
+    assert (second.customers, second.changed) == (5, 4)
+    # A stays a champion; B rises; C and D sink; E arrives
+    assert len(recorder.calls) == 1
+    got = {(c.customer_id, c.from_segment, c.to_segment) for c in recorder.calls[0]}
+    assert got == {
+        (ids["B"], "need attention", "champions"),
+        (ids["C"], "loyal", "need attention"),
+        (ids["D"], "potential loyalists", "need attention"),
+        (ids["E"], None, "need attention"),
+    }
+    change = recorder.calls[0][0]
+    assert (change.scheme, change.snapshot_id, change.previous_snapshot_id, change.as_of) == (
+        "rfm", second.id, first.id, D2
+    )  # fmt: skip
+    report = snaps.movement(crm, first.id, second.id)
+    matrix = {r["from"]: r for r in report["rows"]}
+    assert matrix["champions"]["champions"] == 1 and matrix["champions"]["total"] == 1
+    assert matrix["need attention"]["champions"] == 1
+    assert matrix["loyal"]["need attention"] == 1
+    assert matrix["potential loyalists"]["need attention"] == 1
+    assert matrix["(none)"]["need attention"] == 1
+    assert sum(r["total"] for r in report["rows"]) == 5
+    assert report["snapshots"]["moved"] == 4 and report["snapshots"]["stayed"] == 1
+    # the SQL matrix equals counting pairs of the two runs in Python
+    a = {r["customer_id"]: r["segment"] for r in rfm_rows(crm, D1, {})}
+    b = {r["customer_id"]: r["segment"] for r in rfm_rows(crm, D2, {})}
+    pairs = Counter((a.get(c, "(none)"), b.get(c, "(none)")) for c in a.keys() | b.keys())
+    cells = {
+        (r["from"], k): v
+        for r in report["rows"]
+        for k, v in r.items()
+        if k not in ("from", "total") and v
+    }
+    assert cells == dict(pairs)  # fmt: skip
+    # a third snapshot with nothing new announces nothing
+    third = snaps.take_snapshot(crm, "rfm", D2)
+    assert third.changed == 0 and len(recorder.calls) == 1
+
+
+def test_listener_failure_stores_nothing(make_crm) -> None:
+    crm = make_crm(plugins=["segmentation", Recorder(fail=True)], settings=BINS2)
+    ids = seed(crm)
+    snaps.take_snapshot(crm, "rfm", D1)
+    after_d1(crm, ids)
+    with pytest.raises(PluginError, match="listener broke"):
+        snaps.take_snapshot(crm, "rfm", D2)
+    with crm.engine.connect() as conn:
+        assert conn.scalar(sa.select(sa.func.count()).select_from(snapshots)) == 1
+        assert conn.scalar(sa.select(sa.func.count()).select_from(memberships)) == 4
+
+
+def test_current_segments_hook_uses_latest_as_of(make_crm) -> None:
+    crm = make_crm(plugins=["segmentation"], settings=BINS2)
+    ids = seed(crm)
+    after_d1(crm, ids)
+    snaps.take_snapshot(crm, "rfm", D2)
+    snaps.take_snapshot(crm, "rfm", D1)  # taken later, but about an earlier date
+    snaps.take_snapshot(crm, "retail", D2)
+    found = crm.call("crmkit_segmentation_current_segments", crm=crm, customer_ids=[ids["B"], 999])
+    assert found == {ids["B"]: {"rfm": "champions", "retail": "best customers"}, 999: {}}
+
+
+def test_pyramid_vip_reaches_complaints(make_crm) -> None:
+    pytest.importorskip("crmkit_complaints")
+    from crmkit_complaints.service import service
+
+    crm = make_crm(plugins=["segmentation", "complaints"])
+    ids = seed(crm)
+    snap = snaps.take_snapshot(crm, "pyramid", D1)
+    current = snaps.current_segments(crm, list(ids.values()))
+    assert current[ids["A"]] == {"pyramid": "vip"}  # top 1% of 4 customers: the biggest
+    # ranked ahead of C: 1 of 4 = 25 %, beyond vip+major+ordinary (20 %): small
+    assert [current[ids[n]]["pyramid"] for n in "BCD"] == ["small"] * 3 and snap.customers == 4
+    svc = service(crm)
+    top = svc.log(ids["A"], channel="phone", category="billing", description="x")
+    other = svc.log(ids["B"], channel="phone", category="billing", description="x")
+    assert (top.priority, other.priority) == ("urgent", "normal")
+
+
+def test_campaign_export_respects_consent(make_crm, database_url, tmp_path) -> None:
+    crm = make_crm(plugins=["segmentation"], settings=BINS2)
+    ids = seed(crm)
+    after_d1(crm, ids)
+    snap = snaps.take_snapshot(crm, "rfm", D2)
+    # need attention at D2: C, D, E; only C and E consented (E later withdrew), D never did
+    crm.customers.set_consent(ids["C"], "marketing", True)
+    crm.customers.set_consent(ids["E"], "marketing", True)
+    crm.customers.set_consent(ids["E"], "marketing", False)
+    crm.customers.set_consent(ids["D"], "phone_calls", True)
+    crm.customers.set_consent(ids["A"], "marketing", True)  # consented, other segment
+    found = snaps.campaign_list(crm, "need attention", "rfm")
+    assert [r["customer_id"] for r in found["rows"]] == [ids["C"]]
+    assert found["left_out"] == 2 and found["snapshot"].id == snap.id
+    out = tmp_path / "list.csv"
+    env = {"CRMKIT_PLUGINS": "segmentation"}
+    args = ["--database", database_url, "segment", "export", "need attention", "--scheme", "rfm"]
+    res = CliRunner().invoke(
+        cli, [*args, "--snapshot", str(snap.id), "--output", str(out)], obj=CliState(), env=env
+    )
+    assert res.exit_code == 0, res.output
+    assert "1 customers" in res.output and "2 left out" in res.output
+    with out.open(encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["customer_id"], r["name"], r["segment"]) for r in rows] == [
+        (str(ids["C"]), "C", "need attention")
+    ]
+    # bad input: unknown segment, wrong scheme for the snapshot, no snapshot yet, unknown scheme
+    with pytest.raises(ValidationError, match="segment 'VIPs' is not in snapshot"):
+        snaps.campaign_list(crm, "VIPs", "rfm")
+    with pytest.raises(ValidationError, match="not 'retail'"):
+        snaps.campaign_list(crm, "lost", "retail", snap.id)
+    with pytest.raises(NotFound, match="no snapshot of scheme 'retail'"):
+        snaps.campaign_list(crm, "lost", "retail")
+    with pytest.raises(ValidationError, match="unknown scheme 'colour'; known schemes: rfm"):
+        snaps.campaign_list(crm, "red", "colour")
+    assert not (tmp_path / "none.csv").exists()
+
+
+def test_diff_errors_and_unknown_scheme(make_crm) -> None:
+    crm = make_crm(plugins=["segmentation"], settings=BINS2)
+    seed(crm)
+    a = snaps.take_snapshot(crm, "rfm", D1)
+    b = snaps.take_snapshot(crm, "retail", D1)
+    with pytest.raises(ValidationError, match="same scheme"):
+        snaps.movement(crm, a.id, b.id)
+    with pytest.raises(NotFound, match="no snapshot 99"):
+        snaps.movement(crm, a.id, 99)
+    with pytest.raises(ValidationError, match="unknown scheme 'rfn'"):
+        snaps.take_snapshot(crm, "rfn", D1)
+    with pytest.raises(ValidationError, match="before the first order"):
+        snaps.take_snapshot(crm, "rfm", dt.date(2020, 1, 1))
+    assert len(snaps.list_snapshots(crm)) == 2
