@@ -30,15 +30,17 @@ def read_labelled(path: str | Path) -> list[tuple[str, str]]:
 
 
 def accuracy(kb: Any, rows: list[tuple[str, str]], k: int = 3) -> dict[str, Any]:
-    """Share of messages whose expected answer is among the top ``k``: all, English, Chinese."""
+    """Share of messages whose expected answer is among the top ``k`` (all, English, Chinese)
+    and first (``top1``)."""
     found = []
     for expected, message in rows:
         refs = [f"{s.kind}:{s.ref}" for s in kb.suggest(message, limit=k)]
-        found.append((has_cjk(message), expected in refs))
-    out: dict[str, Any] = {"messages": len(found), "misses": len(found) - sum(f for _, f in found)}
+        found.append((has_cjk(message), expected in refs, refs[:1] == [expected]))
+    out: dict[str, Any] = {"messages": len(found), "misses": sum(not f[1] for f in found)}
     for name, keep in (("all", None), ("english", False), ("chinese", True)):
-        part = [ok for cjk, ok in found if keep is None or cjk == keep]
+        part = [ok for cjk, ok, _ in found if keep is None or cjk == keep]
         out[name] = round(sum(part) / len(part), 4) if part else None
+    out["top1"] = round(sum(f[2] for f in found) / len(found), 4) if found else None
     return out
 
 
@@ -65,7 +67,7 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"top-{args.k} accuracy on {result['messages']} messages: {result['all']:.1%} "
         f"(English {result['english']:.1%}, Chinese {result['chinese']:.1%}; "
-        f"{result['misses']} missed)"
+        f"{result['misses']} missed; top-1 {result['top1']:.1%})"
     )
 
 

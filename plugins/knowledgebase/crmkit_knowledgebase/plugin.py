@@ -125,8 +125,7 @@ def crmkit_generate_demo_data(crm: Any, rng: Any) -> str | None:
     articles = kb.list(status="published", limit=None)
     customers = crm.customers.list(limit=20)
     for article in articles:
-        for _ in range(rng.randint(0, 30)):
-            kb.view(article.id)
+        kb.view(article.id, count=rng.randint(1, 30))
         for _ in range(rng.randint(0, 4)):
             kb.vote(article.id, rng.random() < 0.8)
     templates = kb.templates()

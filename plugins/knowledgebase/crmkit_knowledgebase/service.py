@@ -559,14 +559,16 @@ class KnowledgeBase:
         )
 
     # -- views and votes --------------------------------------------------
-    def view(self, ref: int | str) -> Article:
-        """Return an article and count one view."""
+    def view(self, ref: int | str, *, count: int = 1) -> Article:
+        """Return an article and count ``count`` views (more than one: imported figures)."""
+        if not isinstance(count, int) or count < 1:
+            raise ValidationError("view count must be a whole number of at least 1", field="count")
         with self.crm.transaction() as ctx:
             row = self._row(ctx.connection, ref)
             ctx.connection.execute(
                 update(t.articles)
                 .where(t.articles.c.id == row.id)
-                .values(views=t.articles.c.views + 1)
+                .values(views=t.articles.c.views + count)
             )
             return self._article(self._row(ctx.connection, row.id))
 

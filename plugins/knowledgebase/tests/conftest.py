@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -8,6 +9,9 @@ from crmkit_knowledgebase import service
 from crmkit_knowledgebase.evaluate import read_labelled
 from crmkit_knowledgebase.plugin import SAMPLES
 from crmkit_knowledgebase.transfer import import_dir
+
+import crmkit
+from crmkit.testing import create_postgres_database, drop_postgres_database, postgres_server_url
 
 DATA = Path(__file__).parent / "data"
 
@@ -24,6 +28,23 @@ def samples(kb: Any) -> Any:
     counts = import_dir(kb, SAMPLES, author="setup")
     assert counts["articles_created"] == 23 and counts["templates_created"] == 21
     return kb
+
+
+@pytest.fixture
+def second_kb(crmkit_backend: str, tmp_path: Path) -> Iterator[Any]:
+    """A knowledge base on a second, empty database of the same backend (for round trips)."""
+    server = postgres_server_url()
+    if crmkit_backend == "sqlite" or server is None:
+        url = f"sqlite:///{tmp_path / 'second.db'}"
+    else:
+        url = create_postgres_database(server)
+    crm = crmkit.open(url, plugins=["knowledgebase"], upgrade=True)
+    try:
+        yield service(crm)
+    finally:
+        crm.close()
+        if url.startswith("postgresql"):
+            drop_postgres_database(server, url)
 
 
 @pytest.fixture(scope="session")

@@ -68,10 +68,14 @@ def test_views_and_votes(kb: Any, make_crm: Any) -> None:
     for _ in range(3):
         kb.view(a.slug)
     assert kb.get(a.id).views == 3  # get does not count
+    assert kb.view(a.id, count=4).views == 7  # imported figures
+    with pytest.raises(ValidationError, match="view count must be a whole number"):
+        kb.view(a.id, count=0)
+    assert kb.get(a.id).views == 7
     kb.vote(a.id, True, customer_id=ann.id, comment="clear")
     kb.vote(a.id, True)
     got = kb.vote(a.slug, False, comment="too short")
-    assert (got.views, got.helpful_yes, got.helpful_no) == (3, 2, 1)
+    assert (got.views, got.helpful_yes, got.helpful_no) == (7, 2, 1)
     exported = crm.customers.export(ann.id)["plugins"]["knowledgebase"]
     assert [(v["helpful"], v["comment"]) for v in exported["votes"]] == [(True, "clear")]
     crm.customers.erase(ann.id)
