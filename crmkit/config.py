@@ -25,7 +25,9 @@ The environment overrides the file: ``CRMKIT_DATABASE_URL`` the database,
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import tomllib
 import zoneinfo
 from pathlib import Path
@@ -165,6 +167,9 @@ def from_dict(data: dict[str, Any], path: Path | None = None) -> Config:
     return config
 
 
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
 def dump(config: Config, plugin_defaults: dict[str, dict[str, Any]]) -> str:
     """Render a commented ``crmkit.toml`` for ``crmkit init``."""
     lines = [
@@ -179,8 +184,14 @@ def dump(config: Config, plugin_defaults: dict[str, dict[str, Any]]) -> str:
     ]
     for name, defaults in sorted(plugin_defaults.items()):
         lines += ["", f"[{name}]"]
-        lines += [f"{key} = {_toml(value)}" for key, value in defaults.items()]
+        lines += [f"{_toml_key(key)} = {_toml(value)}" for key, value in defaults.items()]
     return "\n".join(lines) + "\n"
+
+
+def _toml_key(key: Any) -> str:
+    """A bare key when TOML allows one, otherwise a quoted key ("product quality")."""
+    key = str(key)
+    return key if _BARE_KEY.fullmatch(key) else _toml(key)
 
 
 def _toml(value: Any) -> str:
@@ -189,9 +200,10 @@ def _toml(value: Any) -> str:
     if isinstance(value, int | float):
         return repr(value)
     if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        # a TOML basic string: JSON's escapes are valid TOML escapes
+        return json.dumps(value, ensure_ascii=False)
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_toml(v) for v in value) + "]"
     if isinstance(value, dict):
-        return "{ " + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + " }"
+        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml(v)}" for k, v in value.items()) + " }"
     return _toml(str(value))

@@ -86,3 +86,32 @@ def test_trace_plugins_prints_hook_calls(tmp_path, monkeypatch, capfd):
     crm.customers.add(name="Traced")
     crm.close()
     assert "crmkit_after_customers_created" in capfd.readouterr().err
+
+
+def test_init_writes_a_config_that_reads_back_with_every_plugins_defaults(tmp_path, monkeypatch):
+    """`crmkit init` with every installed plugin: the file is valid TOML (keys with spaces are
+    quoted) and opening it yields exactly the settings each plugin declares as defaults."""
+    import tomllib
+
+    from click.testing import CliRunner
+
+    import crmkit
+    from crmkit.cli import CliState, cli
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CRMKIT_PLUGINS", raising=False)
+    url = f"sqlite:///{tmp_path / 'crm.db'}"
+    result = CliRunner().invoke(cli, ["init", "--database", url], obj=CliState())
+    assert result.exit_code == 0, result.output
+    written = tomllib.loads((tmp_path / "crmkit.toml").read_text(encoding="utf-8"))
+    crm = crmkit.open(str(tmp_path / "crmkit.toml"))
+    try:
+        enabled = [s.name for s in crm.plugin_statuses if s.enabled and s.ok]
+        assert enabled == written["plugins"]
+        for name in enabled:
+            if name in written:
+                alone = crmkit.open(url, plugins=[name])
+                assert crm.settings[name] == alone.settings[name]
+                alone.close()
+    finally:
+        crm.close()
