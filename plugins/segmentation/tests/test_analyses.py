@@ -1,4 +1,4 @@
-"""ABC classes and the value pyramid (SQL window functions) on both backends."""
+"""ABC, value pyramid, value matrix and market breakdowns on both backends."""
 
 import datetime as dt
 import random
@@ -7,6 +7,8 @@ from decimal import Decimal
 import pytest
 import sqlalchemy as sa
 from crmkit_segmentation.abc import abc_classes
+from crmkit_segmentation.breakdown import market_breakdown
+from crmkit_segmentation.matrix import value_matrix
 from crmkit_segmentation.pyramid import value_pyramid
 
 from crmkit.core.tables import customers
@@ -246,3 +248,133 @@ def test_bad_input(make_crm):
         value_pyramid(crm, AS_OF, relationships={"vip": "friendly"})
     with pytest.raises(ValidationError, match="no customer has a positive revenue"):
         abc_classes(crm, AS_OF, {"region": "Neg"})
+
+
+def test_matrix_quadrants_potential_sources_and_relationships(make_crm):
+    crm = make_crm(plugins=["segmentation"])
+    y23, y24 = dt.datetime(2023, 6, 1, tzinfo=dt.UTC), dt.datetime(2024, 6, 1, tzinfo=dt.UTC)
+    old = dt.datetime(2022, 6, 1, tzinfo=dt.UTC)
+    ids = _seed(
+        crm,
+        [
+            ({"name": "grower"}, [(y23, "200", "100"), (y24, "1000", "400")]),
+            ({"name": "steady"}, [(y23, "900", "100"), (y24, "900", "100")]),
+            ({"name": "small, big wallet", "potential_value": 5000}, [(y24, "100", "50")]),
+            ({"name": "shrinking"}, [(y23, "500", "100"), (y24, "50", "10")]),
+            ({"name": "gone"}, [(old, "70", "10")]),
+        ],
+    )
+    as_of = dt.date(2024, 12, 31)
+    rows = value_matrix(crm, as_of)
+    by = {r["customer_id"]: r for r in rows}
+    assert [by[c]["current"] for c in ids] == [1000, 900, 100, 50, 0]
+    assert [by[c]["previous"] for c in ids] == [200, 900, 0, 500, 0]
+    assert [by[c]["potential"] for c in ids] == [800, 0, 4900, 0, 0]
+    assert by[ids[2]]["potential_source"] == "attribute"
+    assert by[ids[0]]["potential_source"] == "trend"
+    # medians: current 100, potential 0; high means strictly above
+    quadrants = [by[c]["quadrant"] for c in ids]
+    assert quadrants == ["invest", "maintain", "develop", "harvest", "harvest"]
+    levels = [by[c]["relationship"] for c in ids]
+    assert levels == ["partnership", "proactive", "accountable", "basic", "basic"]
+    rows = value_matrix(
+        crm,
+        as_of,
+        measure="margin",
+        current_split=Decimal("450"),
+        relationships={"develop": "proactive", "harvest": "reactive"},
+    )
+    by = {r["customer_id"]: r for r in rows}
+    assert [by[c]["current"] for c in ids] == [600, 800, 50, 40, 0]
+    assert [by[c]["quadrant"] for c in ids] == [
+        "invest",
+        "maintain",
+        "develop",
+        "harvest",
+        "harvest",
+    ]
+    assert by[ids[2]]["relationship"] == "proactive"
+    assert by[ids[4]]["relationship"] == "reactive"
+    # a 24-month window makes 2023 current too (and 2022 previous)
+    wide = {r["customer_id"]: r for r in value_matrix(crm, as_of, months=24)}
+    assert wide[ids[3]]["current"] == 550 and wide[ids[4]]["previous"] == 70
+
+
+def test_matrix_bad_input(make_crm):
+    crm = make_crm(plugins=["segmentation"])
+    _seed(crm, [({"name": "x", "potential_value": "lots"}, [(T0, "10", "1")])])
+    with pytest.raises(ValidationError, match="potential_value = 'lots', not a number"):
+        value_matrix(crm, AS_OF)
+    with pytest.raises(ValidationError, match="unknown measure 'clv'; use one of revenue, margin"):
+        value_matrix(crm, AS_OF, measure="clv")
+    with pytest.raises(ValidationError, match="before the first order"):
+        value_matrix(crm, dt.date(2020, 1, 1))
+    assert value_matrix(crm, AS_OF, potential_attribute="wallet")[0]["potential_source"] == "trend"
+
+
+def test_breakdown_sums_age_bands_and_unknown_margin(make_crm):
+    crm = make_crm(plugins=["segmentation"])
+    born = dt.date.fromisoformat
+    profiles = [
+        {"name": "a", "industry": "retail", "region": "North", "birth_date": born("2000-12-31")},
+        {"name": "b", "industry": "retail", "region": "South", "birth_date": born("1999-12-31")},
+        {
+            "name": "c",
+            "industry": "banking",
+            "occupation": "clerk",
+            "birth_date": born("2007-01-01"),
+        },
+        {"name": "d", "industry": "banking", "region": "North", "birth_date": born("1950-02-28")},
+        {"name": "e", "region": "South"},
+        {"name": "f", "industry": "retail", "region": "North"},  # orders only after as-of
+    ]
+    late = dt.datetime(2025, 3, 1, tzinfo=dt.UTC)
+    buys = [
+        [(T0, "100", "60"), (T0, "50", "20")],
+        [(T0, "300", "100")],
+        [(T0, "20", None)],
+        [(T0, "1000", "900")],
+        [(T0, "7.5", "2.5")],
+        [(late, "999", "1")],
+    ]
+    _seed(crm, list(zip(profiles, buys, strict=True)))
+    rows = market_breakdown(crm, dt.date(2024, 12, 31))
+    assert {r["dimension"] for r in rows} == {"industry", "occupation", "age_band", "region"}
+    for dimension in ("industry", "occupation", "age_band", "region"):
+        mine = [r for r in rows if r["dimension"] == dimension]
+        assert sum(r["customers"] for r in mine) == 5
+        assert sum(r["orders"] for r in mine) == 6
+        assert sum(r["revenue"] for r in mine) == Decimal("1477.50")
+        assert sum(r["revenue_share"] for r in mine) == pytest.approx(
+            Decimal(1), abs=Decimal("0.00001")
+        )
+    industry = [(r["group"], r["customers"], r["revenue"], r["margin"]) for r in rows[:3]]
+    assert industry == [
+        ("banking", 2, Decimal("1020.00"), None),  # c's order has no cost
+        ("retail", 2, Decimal("450.00"), Decimal("270.00")),
+        ("(unknown)", 1, Decimal("7.50"), Decimal("5.00")),
+    ]
+    ages = {r["group"]: r["customers"] for r in rows if r["dimension"] == "age_band"}
+    # on 2024-12-31: a is 24, b 25, c 17, d 74, e unknown
+    assert ages == {"under 18": 1, "18-24": 1, "25-34": 1, "65+": 1, "(unknown)": 1}
+    order = [r["group"] for r in rows if r["dimension"] == "age_band"]
+    assert order == ["under 18", "18-24", "25-34", "65+", "(unknown)"]
+    # custom bands, a scope and a window of months
+    rows = market_breakdown(
+        crm, dt.date(2024, 12, 31), {"region": "North"}, ["age_band"], age_bands=[30, 60]
+    )
+    assert {r["group"]: r["revenue"] for r in rows} == {"under 30": 150, "60+": 1000}
+    assert market_breakdown(crm, dt.date(2025, 3, 31), None, ["region"], months=2)[0] == {
+        "dimension": "region",
+        "group": "North",
+        "customers": 1,
+        "orders": 1,
+        "revenue": Decimal("999.00"),
+        "margin": Decimal("998.00"),
+        "customer_share": Decimal("1.000000"),
+        "revenue_share": Decimal("1.000000"),
+    }
+    with pytest.raises(ValidationError, match="unknown breakdown dimension\\(s\\) colour"):
+        market_breakdown(crm, dt.date(2024, 12, 31), None, ["colour"])
+    with pytest.raises(ValidationError, match="age bands"):
+        market_breakdown(crm, dt.date(2024, 12, 31), None, ["age_band"], age_bands=[30, 20])
