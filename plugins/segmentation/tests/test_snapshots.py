@@ -26,9 +26,12 @@ def day(month: int, d: int) -> dt.datetime:
     return dt.datetime(2024, month, d, 12, tzinfo=dt.UTC)
 
 
-def buy(crm, cid: int, *days: tuple[int, int], amount: str = "10") -> None:
+def buy(crm, plan: dict[int, list[tuple[int, int]]]) -> None:
+    """One batch of 10.00 orders: ``{customer_id: [(month, day), ...]}``."""
     crm.orders.add_many(
-        {"customer_id": cid, "occurred_at": day(m, d), "amount": Decimal(amount)} for m, d in days
+        {"customer_id": cid, "occurred_at": day(m, d), "amount": Decimal("10")}
+        for cid, days in plan.items()
+        for m, d in days
     )
 
 
@@ -51,18 +54,28 @@ class Recorder:
 def seed(crm) -> dict[str, int]:
     """Five customers whose 2-bin RFM segments are worked out by hand in the test."""
     ids = {n: crm.customers.add(name=n).id for n in "ABCDE"}
-    buy(crm, ids["A"], (1, 27), (1, 28), (1, 29), (1, 30))  # F4, last Jan 30
-    buy(crm, ids["B"], (1, 1))  # F1, last Jan 1
-    buy(crm, ids["C"], (1, 3), (1, 4), (1, 5))  # F3, last Jan 5
-    buy(crm, ids["D"], (1, 19), (1, 20))  # F2, last Jan 20
+    buy(
+        crm,
+        {
+            ids["A"]: [(1, 27), (1, 28), (1, 29), (1, 30)],  # F4, last Jan 30
+            ids["B"]: [(1, 1)],  # F1, last Jan 1
+            ids["C"]: [(1, 3), (1, 4), (1, 5)],  # F3, last Jan 5
+            ids["D"]: [(1, 19), (1, 20)],  # F2, last Jan 20
+        },
+    )
     return ids
 
 
 def after_d1(crm, ids) -> None:
-    buy(crm, ids["A"], (3, 28), (3, 29))  # F6, last Mar 29
-    buy(crm, ids["B"], (3, 27), (3, 28), (3, 29), (3, 30))  # F5, last Mar 30
     ids["E"] = crm.customers.add(name="E2").id  # new customer, one order on Mar 1
-    buy(crm, ids["E"], (3, 1))
+    buy(
+        crm,
+        {
+            ids["A"]: [(3, 28), (3, 29)],  # F6, last Mar 29
+            ids["B"]: [(3, 27), (3, 28), (3, 29), (3, 30)],  # F5, last Mar 30
+            ids["E"]: [(3, 1)],
+        },
+    )
 
 
 def test_snapshot_diff_and_changed_event(make_crm) -> None:
