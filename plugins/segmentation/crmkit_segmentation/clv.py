@@ -203,17 +203,17 @@ def _fit(name, names, loglik, data, theta0, maxiter) -> Fit:
     value, gradient = obj(res.x)
     gnorm = float(np.max(np.abs(gradient)))
     diag = f"{res.nit} iterations, gradient {gnorm:.2e}, message {_msg(res)!r}"
+    params = dict(zip(names, np.exp(res.x).tolist(), strict=True))
+    edge = [k for k, t in zip(names, res.x, strict=True) if abs(t) > LOG_BOUND - EDGE]
+    if edge:  # checked first: running off to 0 or infinity also upsets the optimizer
+        raise ValidationError(
+            f"segmentation: the {name} fit is degenerate: {', '.join(edge)} ran to the edge of "
+            f"the search range ({_fmt(params)}); the data do not identify the model"
+        )
     if not res.success or not np.isfinite(value) or gnorm > GRADIENT_TOLERANCE:
         raise ValidationError(
             f"segmentation: the {name} fit did not converge ({diag}); its parameters are not "
             "shown. Fit on more customers (--sample), or another --time-unit"
-        )
-    params = dict(zip(names, np.exp(res.x).tolist(), strict=True))
-    edge = [k for k, t in zip(names, res.x, strict=True) if abs(t) > LOG_BOUND - EDGE]
-    if edge:
-        raise ValidationError(
-            f"segmentation: the {name} fit is degenerate: {', '.join(edge)} ran to the edge of "
-            f"the search range ({_fmt(params)}); the data do not identify the model"
         )
     se = _std_errors(obj, res.x)
     if se is None:
