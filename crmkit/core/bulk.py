@@ -51,7 +51,11 @@ def _executemany(connection: Connection, table: Table, rows: Sequence[dict[str, 
         return
     dialect = connection.dialect
     sql = str(insert(table).compile(dialect=dialect, column_keys=columns))
-    processors = [table.c[name].type.bind_processor(dialect) for name in columns]
+    # the dialect's own processors: on SQLite a datetime becomes the same text SQLAlchemy's
+    # INSERT writes, so stored times compare correctly with bound ones in WHERE clauses
+    processors = [
+        table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in columns
+    ]
     pairs = list(zip(columns, processors, strict=True))
     values = [
         tuple(process(row[name]) if process else row[name] for name, process in pairs)
