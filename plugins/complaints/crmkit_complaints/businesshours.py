@@ -20,6 +20,7 @@ Two operations, exact to the microsecond (``timedelta`` arithmetic):
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import zoneinfo
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -45,13 +46,22 @@ def _parse_time(text: str, where: str) -> dt.timedelta:
     return dt.timedelta(hours=hours, minutes=minutes)
 
 
-@attrs.frozen
+ALL_DAY = ((ZERO, dt.timedelta(hours=24)),)
+
+
+@attrs.frozen(cache_hash=True)
 class Calendar:
     """A working calendar. Build it with :meth:`from_dict` (validated)."""
 
     timezone: str
     week: tuple[tuple[tuple[dt.timedelta, dt.timedelta], ...], ...]  # 7 days, Monday first
     holidays: frozenset[dt.date] = frozenset()
+    #: every day 00:00-24:00 without holidays: working time is wall time (fast path)
+    round_the_clock: bool = attrs.field(init=False, eq=False, repr=False)
+
+    @round_the_clock.default
+    def _round_the_clock(self) -> bool:
+        return not self.holidays and all(day == ALL_DAY for day in self.week)
 
     @property
     def zone(self) -> zoneinfo.ZoneInfo:
@@ -60,8 +70,7 @@ class Calendar:
     @classmethod
     def always(cls) -> Calendar:
         """Round the clock, every day (wall-clock targets)."""
-        day = ((ZERO, dt.timedelta(hours=24)),)
-        return cls(timezone="UTC", week=(day,) * 7)
+        return cls(timezone="UTC", week=(ALL_DAY,) * 7)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str = "complaints.calendar") -> Calendar:
@@ -119,21 +128,9 @@ class Calendar:
         return cls(timezone=tz, week=tuple(week), holidays=frozenset(holidays))
 
     # -- intervals ---------------------------------------------------------
-    def day_intervals(self, day: dt.date) -> list[tuple[dt.datetime, dt.datetime]]:
+    def day_intervals(self, day: dt.date) -> tuple[tuple[dt.datetime, dt.datetime], ...]:
         """The working intervals of local date ``day`` as UTC datetimes, ordered, disjoint."""
-        if day in self.holidays:
-            return []
-        zone = self.zone
-        midnight = dt.datetime.combine(day, dt.time())
-        result: list[tuple[dt.datetime, dt.datetime]] = []
-        for start, end in self.week[day.weekday()]:
-            a = _to_utc(midnight + start, zone)
-            b = _to_utc(midnight + end, zone)
-            if result and a < result[-1][1]:  # a DST gap can fold wall times together
-                a = result[-1][1]
-            if b > a:
-                result.append((a, b))
-        return result
+        return _day_intervals(self, day)
 
     def intervals(self, start: dt.datetime) -> Iterator[tuple[dt.datetime, dt.datetime]]:
         """Working intervals (UTC) that end after ``start``, clipped to begin at ``start``."""
@@ -165,6 +162,8 @@ class Calendar:
         total = ZERO
         if b <= a:
             return total
+        if self.round_the_clock:
+            return b - a
         for start, end in self.intervals(a):
             if start >= b:
                 break
@@ -176,8 +175,8 @@ class Calendar:
         if amount < ZERO:
             raise ValueError("amount must not be negative")
         start = _utc(start)
-        if amount == ZERO:
-            return start
+        if amount == ZERO or self.round_the_clock:
+            return start + amount
         left = amount
         for a, b in self.intervals(start):
             if b - a >= left:
@@ -192,6 +191,24 @@ class Calendar:
             if any(a <= moment < b for a, b in self.day_intervals(d)):
                 return True
         return False
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _day_intervals(cal: Calendar, day: dt.date) -> tuple[tuple[dt.datetime, dt.datetime], ...]:
+    # cached: recomputing due moments for many complaints walks the same days again and again
+    if day in cal.holidays:
+        return ()
+    zone = cal.zone
+    midnight = dt.datetime.combine(day, dt.time())
+    result: list[tuple[dt.datetime, dt.datetime]] = []
+    for start, end in cal.week[day.weekday()]:
+        a = _to_utc(midnight + start, zone)
+        b = _to_utc(midnight + end, zone)
+        if result and a < result[-1][1]:  # a DST gap can fold wall times together
+            a = result[-1][1]
+        if b > a:
+            result.append((a, b))
+    return tuple(result)
 
 
 def _utc(moment: dt.datetime) -> dt.datetime:

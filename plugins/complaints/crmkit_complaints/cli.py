@@ -182,11 +182,16 @@ def reply_cmd(crm: Any, complaint_id: int, text: str, internal: bool, show_autho
 @format_option()
 @pass_crm
 def check_sla_cmd(crm: Any, as_of: str, fmt: str) -> None:
-    """Raise SLA warnings and breaches due by --as-of (each only once) and notify."""
+    """Raise SLA warnings and breaches due by --as-of (each only once) and notify.
+
+    The default notifier stores one outbox row per recipient; this command also prints
+    them, one line each (the Python API prints nothing).
+    """
     alerts = service(crm).check_sla(_when(as_of))
     if fmt == "table":
         for alert in alerts:
-            click.echo(f"to {', '.join(alert.recipients)}: {alert.message}")
+            for recipient in alert.recipients:
+                click.echo(f"to {recipient}: {alert.message}")
         click.echo(f"{len(alerts)} new alert(s)")
         return
     emit([{**attrs.asdict(a), "recipients": a.recipients} for a in alerts], fmt)
@@ -213,10 +218,12 @@ def status_cmd(crm: Any, code: str, html_path: str | None) -> None:
 @click.option("--csat", type=int, required=True, help="Satisfaction 1-5.")
 @click.option("--recommend", "nps", type=int, required=True, help="Likelihood to recommend 0-10.")
 @click.option("--comment", default="")
+@click.option("--at", "at_text", help="When it was answered (ISO date-time).")
 @pass_crm
-def survey_cmd(crm: Any, complaint_id: int, csat: int, nps: int, comment: str) -> None:
+def survey_cmd(crm: Any, complaint_id: int, csat: int, nps: int, comment: str,
+               at_text: str | None) -> None:  # fmt: skip
     """Record the satisfaction survey after resolution."""
-    service(crm).survey(complaint_id, csat=csat, nps=nps, comment=comment)
+    service(crm).survey(complaint_id, csat=csat, nps=nps, comment=comment, at=_when(at_text))
     click.echo(f"survey recorded for complaint #{complaint_id}")
 
 
@@ -224,7 +231,7 @@ def survey_cmd(crm: Any, complaint_id: int, csat: int, nps: int, comment: str) -
 @click.option(
     "--by", type=click.Choice(["category", "department", "channel", "month"]), default="category"
 )
-@click.option("--as-of", "as_of")
+@click.option("--as-of", "as_of", help="Figures as of this moment (default: now).")
 @click.option("--html", "html_path", type=click.Path(dir_okay=False),
               help="Write an HTML report with charts (all groupings) to this file.")  # fmt: skip
 @format_option()

@@ -81,6 +81,9 @@ DEFAULTS: dict[str, Any] = {
         "staff attitude": "management",
         "process": "management",
     },
+    # department -> username of the staff member who gets alerts of unassigned complaints
+    # ("*": every other department); empty: such alerts go to "(unassigned)" in the outbox
+    "responsible": {},
     "severities": ["low", "medium", "high", "critical"],
     "priorities": ["low", "normal", "high", "urgent"],
     "vip_priority": "urgent",
@@ -121,6 +124,17 @@ def _validate(values: dict[str, Any]) -> None:
             raise ValueError(f"{name} must be a non-empty list of names")
     if bad := set(values["routing"]) - set(values["categories"]):
         raise ValueError(f"routing names unknown categories {sorted(bad)}")
+    responsible = values["responsible"]
+    if not isinstance(responsible, dict) or not all(
+        isinstance(v, str) and v.strip() for v in responsible.values()
+    ):
+        raise ValueError('responsible must map departments to usernames, e.g. {"R&D" = "rita"}')
+    departments = set(values["routing"].values())
+    if bad := set(responsible) - departments - {"*"}:
+        raise ValueError(
+            f"responsible names unknown departments {sorted(bad)}; departments are the "
+            f"values of routing: {sorted(departments)}, or '*' for any other"
+        )
     if values["vip_priority"] not in values["priorities"]:
         raise ValueError(f"vip_priority {values['vip_priority']!r} is not one of the priorities")
     keys = set()

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
-from sqlalchemy import and_, exists, func, insert, literal, select, update
+from sqlalchemy import and_, bindparam, case, exists, func, insert, literal, null, select, update
 
 from crmkit.core import tables as core
 from crmkit.core.entities import CHANNELS
@@ -30,7 +30,12 @@ if TYPE_CHECKING:
 
 WORKFLOW = "complaint"
 OPEN_STAGES = ("received", "acknowledged", "investigating", "waiting_on_customer")
+#: stages that stop the SLA clock; each stay in one is a row of the pause log
+PAUSING = ("waiting_on_customer", "resolved", "closed")
 SLA_TARGETS = ("first_response", "resolution")
+ZERO = dt.timedelta(0)
+#: complaints read and written per round trip by :meth:`ComplaintService.recompute`
+RECOMPUTE_PAGE = 5000
 LEVELS = ("warning", "breach")
 
 
@@ -92,12 +97,16 @@ class Alert:
     raised_at: dt.datetime
     assignee: str | None
     manager: str | None
+    responsible: str | None = None
     tracking_code: str = ""
 
     @property
     def recipients(self) -> list[str]:
-        people = [self.assignee or "(unassigned)"]
-        if self.level == "breach" and self.manager:
+        """The assignee (or, unassigned, the department's responsible staff member from the
+        ``responsible`` setting), then for a breach that person's manager."""
+        first = self.assignee or self.responsible or "(unassigned)"
+        people = [first]
+        if self.level == "breach" and self.manager and self.manager != first:
             people.append(self.manager)
         return people
 
@@ -151,13 +160,7 @@ class ComplaintService:
         return found
 
     def policy_for(self, priority: str, channel: str, connection: Any = None) -> Policy:
-        table = self.policies(connection)
-        for key in ((priority, channel), (priority, "*"), ("*", channel), ("*", "*")):
-            if key in table:
-                return table[key]
-        raise ValidationError(  # settings validation guarantees a ("*", "*") policy
-            "no SLA policy matches; add one for priority '*' and channel '*'"
-        )
+        return _governing(self.policies(connection), priority, channel)
 
     def _check_choice(self, field: str, value: str, allowed: Iterable[str]) -> None:
         allowed = list(allowed)
@@ -242,10 +245,7 @@ class ComplaintService:
                 "stage": instance.stage,
                 "received_at": ctx.now,
                 "paused_us": 0,
-                "first_response_target_s": int(policy.first_response_hours * 3600),
-                "resolution_target_s": int(policy.resolution_hours * 3600),
-                "warn_ratio": policy.warn_ratio,
-                "clock": policy.clock,
+                **_targets(policy),
                 "created_by": actor,
             }
             row.update(self._dues(Complaint(id=0, **row)))
@@ -254,18 +254,28 @@ class ComplaintService:
             return self.get(new_id)
 
     def _is_vip(self, customer: Any) -> bool:
+        """The ``vip`` attribute, or the segmentation plugin's value tier when it is installed.
+
+        Contract expected of segmentation (optional): ``crmkit_segmentation_current_segments(
+        crm, customer_ids)`` returns ``{customer_id: {scheme: label}}``; the customer is VIP
+        when ``label`` of scheme ``"pyramid"`` is ``"VIP"`` (any case). No hook, no result
+        or no snapshot for the customer: the attribute alone decides.
+        """
         flag = customer.attributes.get("vip")
         if flag is True or str(flag).lower() in ("true", "yes", "1"):
             return True
-        if self.crm.has_hook("crmkit_segmentation_current_segments"):
-            found = self.crm.call(
-                "crmkit_segmentation_current_segments", crm=self.crm, customer_ids=[customer.id]
-            )
-            if isinstance(found, list):  # not firstresult when declared elsewhere
-                found = next((f for f in found if f), None)
-            segments = (found or {}).get(customer.id, {})
-            return segments.get("pyramid") == "vip"
-        return False
+        if not self.crm.has_hook("crmkit_segmentation_current_segments"):
+            return False
+        found = self.crm.call(
+            "crmkit_segmentation_current_segments", crm=self.crm, customer_ids=[customer.id]
+        )
+        if isinstance(found, list):  # declared without firstresult: one result per plugin
+            found = next((f for f in found if f), None)
+        if not isinstance(found, Mapping):
+            return False
+        segments = found.get(customer.id) or found.get(str(customer.id))
+        tier = segments.get("pyramid") if isinstance(segments, Mapping) else None
+        return isinstance(tier, str) and tier.strip().casefold() == "vip"
 
     def _dues(self, c: Complaint) -> dict[str, dt.datetime | None]:
         """Warning and due moments of both targets (None when met, paused or closed)."""
@@ -335,7 +345,7 @@ class ComplaintService:
             return self.get(complaint_id)
 
     def on_transitions(self, ctx: Any, transitions: Iterable[Any]) -> None:
-        """Follow the workflow: stage, first response, pauses, resolution, dues."""
+        """Follow the workflow: stage, first response, pause log, resolution, dues."""
         for tr in transitions:
             if tr.workflow != WORKFLOW or tr.from_stage is None:
                 continue
@@ -347,20 +357,27 @@ class ComplaintService:
             c = _as_complaint(row)
             at = tr.at
             values: dict[str, Any] = {"stage": tr.to_stage}
-            closing = tr.from_stage == "resolved" and tr.to_stage == "closed"
-            if c.paused_since is not None and not closing:  # resumed: accrue the pause
+            if c.paused_since is not None:  # the stay in a pausing stage ends: accrue it
                 paused = self.clock(c.clock).duration(c.paused_since, at)
-                values["paused_us"] = c.paused_us + paused // dt.timedelta(microseconds=1)
+                values["paused_us"] = c.paused_us + _us(paused)
                 values["paused_since"] = None
+                ctx.connection.execute(
+                    update(t.pauses)
+                    .where(and_(t.pauses.c.complaint_id == c.id, t.pauses.c.ended_at.is_(None)))
+                    .values(ended_at=at)
+                )
+            if tr.to_stage in PAUSING:  # closed too, so a reopen never counts the quiet time
+                values["paused_since"] = at
+                ctx.connection.execute(
+                    insert(t.pauses),
+                    {"complaint_id": c.id, "stage": tr.to_stage, "started_at": at},
+                )
             if c.first_response_at is None:
                 values["first_response_at"] = at
-            if tr.to_stage in ("waiting_on_customer", "resolved"):
-                values["paused_since"] = at
             if tr.to_stage == "resolved":
                 values["resolved_at"] = at
             elif tr.to_stage == "closed":
                 values["closed_at"] = at
-                values["paused_since"] = None
             elif tr.from_stage in ("resolved", "closed"):  # reopened
                 values["resolved_at"] = None
                 values["closed_at"] = None
@@ -442,38 +459,80 @@ class ComplaintService:
                 )
             )
             ctx.connection.execute(insert(t.sla_policies), attrs.asdict(policy))
-            return self.recompute()
+            # the calendar is unchanged: complaints whose targets stay the same keep their dues
+            return self.recompute(priority=priority, channel=channel, targets_only=True)
 
-    def recompute(self) -> int:
-        """Re-apply the current policies (settings and stored) to every open complaint.
+    def recompute(
+        self,
+        *,
+        priority: str = "*",
+        channel: str = "*",
+        targets_only: bool = False,
+        page: int = RECOMPUTE_PAGE,
+    ) -> int:
+        """Re-apply the current policies and calendar to open complaints; returns how many
+        changed.
 
-        Run it after editing the policies in crmkit.toml. Accrued and paused time is
-        kept; returns how many complaints got new targets.
+        Run it after editing the policies or the calendar in crmkit.toml. Nothing accrued
+        or paused is lost: the paused time is re-measured from the pause log on the
+        governing policy's clock, and each due moment is ``add(received, target +
+        paused)``. ``priority``/``channel`` narrow the candidates in SQL (a policy change
+        only touches what it may govern); ``targets_only`` skips complaints whose targets
+        did not change (the calendar is known to be the same). Complaints are read a page
+        at a time and written with one executemany per page.
         """
+        c = t.complaints
         with self.crm.transaction() as ctx:
-            rows = ctx.connection.execute(
-                select(t.complaints).where(t.complaints.c.closed_at.is_(None))
-            ).all()
-            changed = 0
-            for row in rows:
-                c = _as_complaint(row)
-                p = self.policy_for(c.priority, c.channel, ctx.connection)
-                targets = {
-                    "first_response_target_s": int(p.first_response_hours * 3600),
-                    "resolution_target_s": int(p.resolution_hours * 3600),
-                    "warn_ratio": p.warn_ratio,
-                    "clock": p.clock,
-                }
-                if all(getattr(c, k) == v for k, v in targets.items()):
-                    continue
-                updated = attrs.evolve(c, **targets)
-                ctx.connection.execute(
-                    update(t.complaints)
-                    .where(t.complaints.c.id == c.id)
-                    .values(**targets, **self._dues(updated))
-                )
-                changed += 1
+            conn = ctx.connection
+            table = self.policies(conn)
+            query = select(c).where(c.c.closed_at.is_(None)).order_by(c.c.id).limit(page)
+            if priority != "*":
+                query = query.where(c.c.priority == priority)
+            if channel != "*":
+                query = query.where(c.c.channel == channel)
+            changed, last = 0, 0
+            while rows := conn.execute(query.where(c.c.id > last)).all():
+                last = rows[-1].id
+                log = self._pause_log(conn, rows[0].id, last, ended_only=True)
+                updates = []
+                for row in rows:
+                    old = _as_complaint(row)
+                    targets = _targets(_governing(table, old.priority, old.channel))
+                    if targets_only and all(getattr(old, k) == v for k, v in targets.items()):
+                        continue
+                    cal = self.clock(targets["clock"])
+                    paused = sum((cal.duration(a, b) for a, b, _ in log.get(old.id, ())), ZERO)
+                    new = attrs.evolve(old, **targets, paused_us=_us(paused))
+                    values = {**targets, "paused_us": new.paused_us, **self._dues(new)}
+                    if any(getattr(old, k) != v for k, v in values.items()):
+                        updates.append({"_id": old.id, **values})
+                if updates:
+                    keys = [k for k in updates[0] if k != "_id"]
+                    conn.execute(
+                        update(c)
+                        .where(c.c.id == bindparam("_id"))
+                        .values({k: bindparam(k) for k in keys}),
+                        updates,
+                    )
+                changed += len(updates)
             return changed
+
+    def _pause_log(
+        self, conn: Any, first_id: int, last_id: int, *, ended_only: bool = False
+    ) -> dict[int, list[tuple[dt.datetime, dt.datetime | None, str]]]:
+        """Pause rows of complaints ``first_id..last_id``: ``{id: [(start, end, stage)]}``."""
+        p = t.pauses
+        query = (
+            select(p.c.complaint_id, p.c.started_at, p.c.ended_at, p.c.stage)
+            .where(p.c.complaint_id.between(first_id, last_id))
+            .order_by(p.c.complaint_id, p.c.started_at, p.c.id)
+        )
+        if ended_only:
+            query = query.where(p.c.ended_at.is_not(None))
+        found: dict[int, list[tuple[dt.datetime, dt.datetime | None, str]]] = defaultdict(list)
+        for complaint_id, started, ended, stage in conn.execute(query):
+            found[complaint_id].append((started, ended, stage))
+        return found
 
     def check_sla(self, as_of: dt.datetime) -> list[Alert]:
         """Raise every warning and breach due by ``as_of`` that was not raised yet.
@@ -481,13 +540,19 @@ class ComplaintService:
         Most of the work is SQL: one ``INSERT ... SELECT`` per target and level
         compares the stored due moments (indexed) with ``as_of``; the unique
         constraint on (complaint, target, level) and ``NOT EXISTS`` make re-runs
-        raise nothing twice. Outbox rows go to the assignee, and for breaches
-        also to the assignee's manager; then ``crmkit_complaints_sla_alerts``
-        fires with the new alerts.
+        raise nothing twice. Outbox rows (the default notifier) go to the
+        assignee — or, unassigned, to the department's responsible staff member
+        (``responsible`` setting) — and for breaches also to that person's
+        manager; then ``crmkit_complaints_sla_alerts`` fires with the new alerts.
+        Nothing is printed: the CLI prints what was sent.
         """
         if as_of.tzinfo is None:
             raise ValidationError("--as-of needs a time zone, e.g. 2026-11-23T09:00+00:00")
         c, a, s = t.complaints, t.sla_alerts, core.staff
+        # unassigned complaints go to their department's responsible staff member
+        fallback = self._responsible_sql(c.c.department)
+        responsible = case((c.c.assignee.is_(None), fallback), else_=null())
+        first = func.coalesce(c.c.assignee, fallback)
         with self.crm.transaction(now=as_of) as ctx:
             before = ctx.connection.scalar(select(func.coalesce(func.max(a.c.id), 0)))
             for target in SLA_TARGETS:
@@ -506,8 +571,9 @@ class ComplaintService:
                             literal(as_of, t.sla_alerts.c.raised_at.type),
                             c.c.assignee,
                             s.c.manager,
+                            responsible,
                         )
-                        .select_from(c.outerjoin(s, s.c.username == c.c.assignee))
+                        .select_from(c.outerjoin(s, s.c.username == first))
                         .where(and_(column <= as_of, ~already))
                     )
                     ctx.connection.execute(
@@ -520,6 +586,7 @@ class ComplaintService:
                                 "raised_at",
                                 "assignee",
                                 "manager",
+                                "responsible",
                             ],
                             source,
                         )
@@ -542,6 +609,18 @@ class ComplaintService:
                 self.crm.call("crmkit_complaints_sla_alerts", ctx=ctx, alerts=alerts)
             ctx.changes.other.setdefault("complaints_sla_alerts", []).extend(alerts)
             return alerts
+
+    def _responsible_sql(self, department: Any) -> Any:
+        """SQL for the ``responsible`` setting: department -> username, ``*`` for the rest."""
+        table: Mapping[str, str] = self.settings["responsible"]
+        default = table.get("*")
+        otherwise = literal(default, core.staff.c.username.type) if default else null()
+        whens = [
+            (department == name, literal(user, core.staff.c.username.type))
+            for name, user in sorted(table.items())
+            if name != "*"
+        ]
+        return case(*whens, else_=otherwise) if whens else otherwise
 
     def survey(
         self,
@@ -668,62 +747,102 @@ class ComplaintService:
 
     def durations(self, c: Complaint) -> dict[str, float | None]:
         """Time to first response and to resolution, in business and wall-clock hours."""
+        with self.crm.reading() as connection:
+            log = self._pause_log(connection, c.id, c.id).get(c.id, [])
+        found = self.measure(c, log)
+        return {k: v for k, v in found.items() if k.endswith("_h")}
+
+    def measure(
+        self,
+        c: Complaint,
+        log: Iterable[tuple[dt.datetime, dt.datetime | None, str]],
+        as_of: dt.datetime | None = None,
+    ) -> dict[str, Any]:
+        """A complaint's SLA figures from its stored timestamps and pause log, as of a moment.
+
+        Time counted toward a target ("accrued") is working time on the complaint's clock
+        from receipt, minus its pauses. A target is met when the first response (or the
+        resolution in force at ``as_of``) came before ``target`` accrued, breached when it
+        came later or has not come and ``target`` has accrued by ``as_of`` — the same rule
+        ``check-sla`` applies, but independent of whether it ran. Without ``as_of``: the
+        stored state, and no breach flags.
+        """
         cal = self.clock(c.clock)
-        out: dict[str, float | None] = {}
-        for name, end, paused in (
-            ("first_response", c.first_response_at, dt.timedelta(0)),
-            ("resolution", c.resolved_at, dt.timedelta(microseconds=c.paused_us)),
-        ):
-            if end is None:
-                out[f"{name}_business_h"] = out[f"{name}_wall_h"] = None
-                continue
-            business = cal.duration(c.received_at, end) - paused
-            out[f"{name}_business_h"] = round(business.total_seconds() / 3600, 2)
-            out[f"{name}_wall_h"] = round((end - c.received_at).total_seconds() / 3600, 2)
+        log = list(log)
+
+        def accrued(until: dt.datetime) -> dt.timedelta:
+            total = cal.duration(c.received_at, until)
+            for start, end, _ in log:
+                a, b = max(start, c.received_at), until if end is None else min(end, until)
+                if b > a:
+                    total -= cal.duration(a, b)
+            return total
+
+        if as_of is None:
+            responded, resolved = c.first_response_at, c.resolved_at
+        else:
+            responded = _at_or_before(c.first_response_at, as_of)
+            resolved = _resolved_as_of(log, as_of)
+        out: dict[str, Any] = {}
+        for name, end in (("first_response", responded), ("resolution", resolved)):
+            target = dt.timedelta(seconds=getattr(c, f"{name}_target_s"))
+            used = accrued(end) if end is not None else None
+            out[f"{name}_business_h"] = None if used is None else _hours(used)
+            out[f"{name}_wall_h"] = None if end is None else _hours(end - c.received_at)
+            if as_of is not None:
+                late = used > target if used is not None else accrued(as_of) >= target
+                out[f"{name}_breached"] = late
+        out["open"] = resolved is None
         return out
 
     def report(
         self, by: str = "category", *, as_of: dt.datetime | None = None
     ) -> list[dict[str, Any]]:
-        """Counts, CSAT, NPS, SLA compliance and mean times, grouped by ``by``."""
+        """Counts, CSAT, NPS, SLA compliance and mean times as of a moment, grouped by ``by``.
+
+        Everything comes from stored timestamps (receipt, first response, pause log,
+        surveys) up to ``as_of`` (default: now), so the figures do not depend on
+        ``check-sla`` having run, and a past ``as_of`` reproduces a past report.
+        Compliance is the share of complaints with neither target breached.
+        """
         if by not in ("category", "department", "channel", "month"):
             raise ValidationError("report by category, department, channel or month")
-        query = select(t.complaints, t.surveys.c.csat, t.surveys.c.nps).outerjoin(
-            t.surveys, t.surveys.c.complaint_id == t.complaints.c.id
+        if as_of is None:
+            as_of = dt.datetime.now(dt.UTC)
+        elif as_of.tzinfo is None:
+            raise ValidationError("--as-of needs a time zone, e.g. 2026-11-23T09:00+00:00")
+        sv = t.surveys
+        query = (
+            select(t.complaints, sv.c.csat, sv.c.nps)
+            .outerjoin(sv, and_(sv.c.complaint_id == t.complaints.c.id, sv.c.at <= as_of))
+            .where(t.complaints.c.received_at <= as_of)
+            .order_by(t.complaints.c.id)
         )
-        if as_of is not None:
-            query = query.where(t.complaints.c.received_at <= as_of)
         with self.crm.reading() as connection:
             rows = connection.execute(query).all()
-            breached = set(
-                connection.scalars(
-                    select(t.sla_alerts.c.complaint_id).where(t.sla_alerts.c.level == "breach")
-                )
-            )
-        groups: dict[str, list[Any]] = defaultdict(list)
+            log = self._pause_log(connection, rows[0].id, rows[-1].id) if rows else {}
+        groups: dict[str, list[tuple[Any, Any, Any]]] = defaultdict(list)
         for row in rows:
             c = Complaint(**{k: v for k, v in row._mapping.items() if k not in ("csat", "nps")})
             key = c.received_at.strftime("%Y-%m") if by == "month" else getattr(c, by) or "-"
-            groups[key].append((c, row.csat, row.nps))
+            groups[key].append((self.measure(c, log.get(c.id, ()), as_of), row.csat, row.nps))
         report = []
         for key in sorted(groups):
             items = groups[key]
             csats = [x[1] for x in items if x[1] is not None]
-            npss = [x[2] for x in items if x[2] is not None]
-            times = [self.durations(x[0]) for x in items]
+            times = [x[0] for x in items]
+            kept = [m for m in times if not m["first_response_breached"] | m["resolution_breached"]]
             report.append(
                 {
                     by: key,
                     "complaints": len(items),
-                    "open": sum(1 for x in items if x[0].stage in OPEN_STAGES),
+                    "open": sum(1 for m in times if m["open"]),
                     "surveys": len(csats),
                     "csat": round(sum(csats) / len(csats), 2) if csats else None,
-                    "nps": _nps(npss),
-                    "sla_compliance": round(
-                        sum(1 for x in items if x[0].id not in breached) / len(items), 4
-                    ),
+                    "nps": _nps([x[2] for x in items if x[2] is not None]),
+                    "sla_compliance": round(len(kept) / len(items), 4),
                     **{
-                        f"mean_{k}": _mean([tm[k] for tm in times])
+                        f"mean_{k}": _mean([m[k] for m in times])
                         for k in (
                             "first_response_business_h",
                             "first_response_wall_h",
@@ -761,6 +880,52 @@ class ComplaintService:
         )
         found = [p for batch in batches or [] for p in batch or []]
         return sorted(found, key=lambda p: -float(p.get("score", 0)))
+
+
+def _hours(delta: dt.timedelta) -> float:
+    return round(delta.total_seconds() / 3600, 2)
+
+
+def _at_or_before(moment: dt.datetime | None, as_of: dt.datetime) -> dt.datetime | None:
+    return moment if moment is not None and moment <= as_of else None
+
+
+def _resolved_as_of(
+    log: Iterable[tuple[dt.datetime, dt.datetime | None, str]], as_of: dt.datetime
+) -> dt.datetime | None:
+    """When the resolution in force at ``as_of`` was given (None when not resolved then)."""
+    resolved_at = None
+    for start, end, stage in log:  # ordered by start
+        if start > as_of:
+            break
+        if stage == "resolved":
+            resolved_at = start
+        if end is None or end > as_of:  # the stay at as_of
+            return resolved_at if stage in ("resolved", "closed") else None
+    return None
+
+
+def _us(delta: dt.timedelta) -> int:
+    return delta // dt.timedelta(microseconds=1)
+
+
+def _targets(policy: Policy) -> dict[str, Any]:
+    """A policy's targets as stored on a complaint (round: 0.29 h is 1044 s, not 1043)."""
+    return {
+        "first_response_target_s": round(policy.first_response_hours * 3600),
+        "resolution_target_s": round(policy.resolution_hours * 3600),
+        "warn_ratio": policy.warn_ratio,
+        "clock": policy.clock,
+    }
+
+
+def _governing(table: Mapping[tuple[str, str], Policy], priority: str, channel: str) -> Policy:
+    for key in ((priority, channel), (priority, "*"), ("*", channel), ("*", "*")):
+        if key in table:
+            return table[key]
+    raise ValidationError(  # settings validation guarantees a ("*", "*") policy
+        "no SLA policy matches; add one for priority '*' and channel '*'"
+    )
 
 
 def _mean(values: list[float | None]) -> float | None:

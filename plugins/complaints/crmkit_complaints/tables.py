@@ -90,7 +90,24 @@ sla_alerts = Table(
     Column("raised_at", UTCDateTime, nullable=False),
     Column("assignee", String(100)),
     Column("manager", String(100)),
+    # the department's responsible staff member when the complaint has no assignee
+    Column("responsible", String(100)),
     UniqueConstraint("complaint_id", "target", "level", name="uq_complaints_sla_alerts_once"),
+)
+
+pauses = Table(
+    "complaints_pauses",
+    metadata,
+    # one row per stay in a stage that stops the SLA clock (waiting on the customer,
+    # resolved, closed); the log lets targets be re-measured on another clock or calendar
+    Column("id", Integer, primary_key=True),
+    Column(
+        "complaint_id", Integer, ForeignKey("complaints.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("stage", String(40), nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("ended_at", UTCDateTime),
+    Index("ix_complaints_pauses_complaint_id", "complaint_id"),
 )
 
 outbox = Table(

@@ -129,10 +129,31 @@ def test_lifecycle_pause_and_reopen(setup) -> None:
     assert c.resolution_due_at == at(2026, 12, 1, 18)
     c = svc.move(c.id, "resolved", actor="ann", at=at(2026, 11, 26, 10))
     c = svc.move(c.id, "closed", actor="ann", at=at(2026, 11, 27, 10))
-    assert c.closed_at is not None and c.paused_since is None
+    assert c.closed_at == at(2026, 11, 27, 10) and c.resolution_due_at is None
+    assert c.paused_since == at(2026, 11, 27, 10)  # the clock stays stopped while closed
+    # reopen from closed: resolved Thu 10:00 -> closed Fri -> reopened Mon 10:00 is paused
+    # (Thu 7h + Fri 8h + Mon 1h = 16h), so 32h paused in all; due = 40 + 32 = 72 business
+    # hours after Mon 23 09:00 = Thu 3 Dec 18:00
+    c = svc.move(c.id, "investigating", actor="ann", reason="reopen", at=at(2026, 11, 30, 10))
+    assert (c.closed_at, c.resolved_at, c.paused_since) == (None, None, None)
+    assert c.paused_us == 32 * 3600 * 10**6
+    assert c.resolution_due_at == at(2026, 12, 3, 18)
     history = [tr.to_stage for tr in crm.workflows.history(c.workflow_instance_id)]
     assert history == ["received", "acknowledged", "waiting_on_customer", "investigating",
-                       "resolved", "investigating", "resolved", "closed"]  # fmt: skip
+                       "resolved", "investigating", "resolved", "closed",
+                       "investigating"]  # fmt: skip
+    with crm.reading() as connection:
+        log = connection.execute(
+            select(t.pauses.c.stage, t.pauses.c.started_at, t.pauses.c.ended_at)
+            .where(t.pauses.c.complaint_id == c.id)
+            .order_by(t.pauses.c.id)
+        ).all()
+    assert [tuple(r) for r in log] == [
+        ("waiting_on_customer", at(2026, 11, 23, 12), at(2026, 11, 24, 12)),
+        ("resolved", at(2026, 11, 25, 9), at(2026, 11, 26, 9)),
+        ("resolved", at(2026, 11, 26, 10), at(2026, 11, 27, 10)),
+        ("closed", at(2026, 11, 27, 10), at(2026, 11, 30, 10)),
+    ]
 
 
 def test_policy_change_recomputes_open_complaints(setup, make_crm) -> None:
