@@ -156,7 +156,7 @@ def render_html(
             continue
         else:
             items = [(key, _text(value))]
-        blocks.append({"title": key, "items": items})
+        blocks.append({"title": key, "pairs": items})
     env = crm.templates if crm is not None else _environment()
     return env.get_template("segmentation/report.html").render(
         title=title,

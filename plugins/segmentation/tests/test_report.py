@@ -1,0 +1,148 @@
+"""The HTML report (opened in headless Chromium), emit_report's formats, the 360 section."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from crmkit_segmentation import snapshots as snaps
+from crmkit_segmentation.output import Chart, render_report
+
+from crmkit.cli import CliState, cli
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parents[3] / "artifacts"
+
+
+def chromium(tmp_path: Path, *args: str) -> str:
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CRMKIT_REQUIRE_BROWSER") == "1":
+            pytest.fail("CRMKIT_REQUIRE_BROWSER=1 but /usr/bin/chromium is missing")
+        pytest.skip("headless Chromium not installed at /usr/bin/chromium")
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}"]  # fmt: skip
+    done = subprocess.run(
+        [CHROMIUM, *flags, *args], capture_output=True, text=True, timeout=60, check=True
+    )
+    return done.stdout
+
+
+def seed(crm) -> list[int]:
+    """Six customers; customer i buys i+1 times, 10.00 each, the last on day 10+i."""
+    ids = [crm.customers.add(name=f"Customer <{i}>").id for i in range(6)]
+    crm.orders.add_many(
+        {
+            "customer_id": cid,
+            "occurred_at": dt.datetime(2024, 1, 10 + i - k, tzinfo=dt.UTC),
+            "amount": "10.00",
+            "cost": "6.00",
+        }
+        for i, cid in enumerate(ids)
+        for k in range(i + 1)
+    )
+    return ids
+
+
+def run(database_url: str, *args: str) -> str:
+    res = CliRunner().invoke(
+        cli,
+        ["--database", database_url, "segment", *args],
+        obj=CliState(),
+        env={"CRMKIT_PLUGINS": "segmentation"},
+    )
+    assert res.exit_code == 0, res.output
+    return res.output
+
+
+@pytest.mark.browser
+def test_html_report_in_chromium(make_crm, database_url, tmp_path) -> None:
+    crm = make_crm(plugins=["segmentation"], settings={"segmentation": {"rfm_bins": 2}})
+    seed(crm)
+    html = run(database_url, "rfm", "--as-of", "2024-02-01", "--format", "html")
+    rows = json.loads(run(database_url, "rfm", "--as-of", "2024-02-01", "--format", "json"))
+    page = tmp_path / "rfm.html"
+    page.write_text(html, encoding="utf-8")
+    dom = chromium(tmp_path, "--dump-dom", page.as_uri())
+    counts: dict[str, int] = {}
+    money: dict[str, int] = {}
+    for r in rows:
+        counts[r["segment"]] = counts.get(r["segment"], 0) + 1
+        money[r["segment"]] = money.get(r["segment"], 0) + int(float(r["monetary"]))
+    assert counts and sum(counts.values()) == 6
+    for segment, n in counts.items():  # one bar per segment in each chart, with its figure
+        label = segment.replace("'", "&#39;")
+        assert f'data-label="{label}" data-value="{n}"' in dom
+        assert re.search(rf'data-label="{label}" data-value="{money[segment]}(\.0+)?"', dom)
+    assert dom.count("<svg") == 2 and dom.count('class="bar"') == 2 * len(counts)
+    table = dom.split('id="rows"')[1]
+    assert table.count("<tr>") == 7  # header and six customers
+    body = dom.split("<body>")[1].replace('xmlns="http://www.w3.org/2000/svg"', "")
+    assert "http" not in body and "<script" not in body and "<link" not in dom
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "segmentation_report.png"
+    chromium(tmp_path, f"--screenshot={shot}", "--window-size=1000,1200", page.as_uri())
+    assert shot.exists() and shot.stat().st_size > 1000
+
+
+def test_render_formats_escape_and_extras() -> None:
+    rows = [
+        {"customer_id": 1, "segment": "<b>top</b>", "monetary": "5.50"},
+        {"customer_id": 2, "segment": "<b>top</b>", "monetary": "4.50"},
+        {"customer_id": 3, "segment": "low", "monetary": "1.00"},
+    ]
+    report = {"fit": {"r": 0.25, "converged": True}, "rows": rows}
+    html = render_report(report, "html", title="T & <x>")
+    assert "<title>T &amp; &lt;x&gt;</title>" in html and "<b>top</b>" not in html
+    assert 'data-label="&lt;b&gt;top&lt;/b&gt;" data-value="2"' in html
+    assert 'data-label="&lt;b&gt;top&lt;/b&gt;" data-value="10.00"' in html  # Decimal sum
+    assert "<th>r</th><td>0.25</td>" in html
+    assert json.loads(render_report(report, "json"))["fit"] == {"r": 0.25, "converged": True}
+    assert render_report(report, "csv").splitlines() == [
+        "customer_id,segment,monetary",
+        "1,<b>top</b>,5.50",
+        "2,<b>top</b>,4.50",
+        "3,low,1.00",
+    ]
+    bars = render_report(rows, "html", chart=Chart("given", (("x", 3), ("y", 1))))
+    assert bars.count("<svg") == 1 and 'data-label="y" data-value="1"' in bars
+    assert render_report(rows, "html", chart=False).count("<svg") == 0
+    assert "(no rows)" in render_report([], "html")
+
+
+def test_diff_html_and_customer_360(make_crm, database_url) -> None:
+    crm = make_crm(plugins=["segmentation"], settings={"segmentation": {"rfm_bins": 2}})
+    ids = seed(crm)
+    a = snaps.take_snapshot(crm, "rfm", dt.date(2024, 1, 12))
+    crm.orders.add_many(  # the smallest customer buys ten times and overtakes customer 3
+        {"customer_id": ids[0], "occurred_at": dt.datetime(2024, 1, 20, tzinfo=dt.UTC),
+         "amount": "10.00"}
+        for _ in range(10)
+    )  # fmt: skip
+    b = snaps.take_snapshot(crm, "rfm", dt.date(2024, 2, 1))
+    html = run(database_url, "diff", str(a.id), str(b.id), "--format", "html")
+    report = snaps.movement(crm, a.id, b.id)
+    for move in report["moves"]:
+        assert f'data-value="{move["customers"]}"' in html
+    assert {(m["from"], m["to"], m["customers"]) for m in report["moves"]} == {
+        ("need attention", "champions", 1),
+        ("champions", "need attention", 1),
+    }
+    assert html.count('class="bar-row"') == 2 and "need attention → champions" in html
+    view = crm.customers.view(ids[5])
+    section = next(s for s in view.sections if s.name == "segmentation")
+    assert section.title == "Segments and value"
+    assert [(s["scheme"], s["segment"], s["as_of"]) for s in section.data["segments"]] == [
+        ("rfm", "champions", "2024-02-01")
+    ]
+    assert section.data["historical"] == {"orders": "6", "revenue": "60.00", "margin": "24.00"}
+    page = crm.templates.get_template(section.template).render(**section.data)
+    assert "<td>champions</td>" in page and "60.00" in page
+    fresh = crm.customers.add(name="No orders")
+    assert not [s for s in crm.customers.view(fresh.id).sections if s.name == "segmentation"]
