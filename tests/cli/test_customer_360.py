@@ -1,0 +1,257 @@
+"""The customer 360 page (``crmkit customer show --format html``), also in headless Chromium."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+import crmkit
+from crmkit.cli import CliState, cli
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
+CORE_SECTIONS = [
+    "section-profile", "section-attributes", "section-consent", "section-contacts",
+    "section-timeline", "section-orders", "section-workflows",
+]  # fmt: skip
+
+
+def at(*args: int) -> dt.datetime:
+    return dt.datetime(*args, tzinfo=dt.UTC)
+
+
+def visits_plugin(folder: Path) -> type:
+    """A test plugin: a 360 section rendered from its own template folder."""
+    (folder / "visits").mkdir(parents=True)
+    (folder / "visits" / "section.html").write_text(
+        '<ul class="visits">{% for v in visits %}<li data-store="{{ v.store }}">{{ v.store }}: '
+        "{{ v.note }}</li>{% endfor %}</ul>",
+        encoding="utf-8",
+    )
+
+    class Visits:
+        @staticmethod
+        @crmkit.hookimpl
+        def crmkit_register_template_dirs() -> list[str]:
+            return [str(folder)]
+
+        @staticmethod
+        @crmkit.hookimpl
+        def crmkit_customer_360_section(crm: Any, customer: Any) -> crmkit.Section | None:
+            if customer.type != "organisation":
+                return None
+            return crmkit.Section(
+                title="Store visits",
+                name="visits",
+                template="visits/section.html",
+                data={"visits": [
+                    {"store": "Shanghai <One>", "note": "<script>alert(1)</script> asked for samples"},
+                    {"store": "Hangzhou", "note": "signed the visit book"},
+                ]},
+                order=10,
+            )  # fmt: skip
+
+    return Visits
+
+
+class Notes:
+    """A test plugin whose section has no template: the page renders its data."""
+
+    @staticmethod
+    @crmkit.hookimpl
+    def crmkit_customer_360_section(crm: Any, customer: Any) -> crmkit.Section:
+        return crmkit.Section(
+            title="Notes & flags",
+            data={"flags": ["key account", "pays late"], "score": 7,
+                  "history": [{"when": "2026-01-02", "what": "upgraded"}]},
+            order=20,
+        )  # fmt: skip
+
+
+class Elements(HTMLParser):
+    """Collects the text inside each element that has an id."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.order: list[str] = []
+        self.text: dict[str, str] = {}
+        self.tags: list[str] = []
+        self._open: list[tuple[str, str | None]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        ident = dict(attrs).get("id")
+        if ident:
+            self.order.append(ident)
+            self.text[ident] = ""
+        if tag not in ("meta", "br", "img", "link", "input"):
+            self._open.append((tag, ident))
+
+    def handle_endtag(self, tag: str) -> None:
+        while self._open:
+            open_tag, _ = self._open.pop()
+            if open_tag == tag:
+                break
+
+    def handle_data(self, data: str) -> None:
+        for _, ident in self._open:
+            if ident:
+                self.text[ident] += data
+
+
+def parse(page: str) -> Elements:
+    parser = Elements()
+    parser.feed(page)
+    return parser
+
+
+@pytest.fixture
+def shop(make_crm: Any, database_url: str, tmp_path: Path) -> Any:
+    plugins = [visits_plugin(tmp_path / "templates"), Notes]
+    crm = make_crm(plugins=plugins)
+    crm.staff.add("ann", "Ann Lee", roles=["sales_rep"])
+    acme = crm.customers.add(
+        name="Acme <Trading> 有限公司", type="organisation", external_id="C-1", region="华东",
+        owner="ann", email="info@acme.example", attributes={"segment": "wholesale"},
+        consents={"marketing": True},
+    )  # fmt: skip
+    crm.customers.set_consent(acme.id, "profiling", False)
+    crm.customers.add_contact(acme.id, "Wang Fang", role="buyer", phone="+86 21 5555 0101")
+    crm.interactions.log(acme.id, "phone", subject="First call", occurred_at=at(2026, 1, 5, 9))
+    crm.interactions.log(
+        acme.id, "email", subject="Quote <b>sent</b>", body="Line one\nline two",
+        occurred_at=at(2026, 2, 1, 10), direction="outbound", staff="ann",
+    )  # fmt: skip
+    crm.orders.add(customer_id=acme.id, external_id="O-100", amount="1234.50",
+                   occurred_at=at(2026, 2, 3), lines=[{"product": "Tea", "quantity": "3",
+                                                       "price": "411.50"}])  # fmt: skip
+    crm.orders.add(customer_id=acme.id, external_id="O-101", amount="99.00",
+                   occurred_at=at(2026, 2, 4), status="refunded")  # fmt: skip
+    deal = crm.workflows.start("sales", acme.id, "Fleet renewal", value="50000", owner="ann")
+    crm.workflows.move(deal.id, "presentation", actor="ann")
+    return crm, database_url, plugins, tmp_path
+
+
+def show(url: str, plugins: list[Any], *args: str) -> Any:
+    return CliRunner().invoke(
+        cli, ["--database", url, "customer", "show", *args], obj=CliState(plugins=plugins),
+        env={"CRMKIT_PLUGINS": ""},
+    )  # fmt: skip
+
+
+def write_page(shop: Any) -> Path:
+    _, url, plugins, tmp_path = shop
+    page = tmp_path / "acme.html"
+    result = show(url, plugins, "C-1", "--format", "html", "--output", str(page))
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == f"wrote {page}"
+    return page
+
+
+def test_page_has_every_section_with_a_stable_id(shop: Any) -> None:
+    page = write_page(shop).read_text(encoding="utf-8")
+    found = parse(page)
+    sections = [i for i in found.order if i.startswith("section-")]
+    assert sections == [*CORE_SECTIONS, "section-plugin-visits", "section-plugin-notes-flags"]
+    text = found.text
+    profile = " ".join(text["section-profile"].split())
+    assert "Paid orders1 Revenue1,234.50 Last order2026-02-03 00:00" in profile  # paid only
+    assert "region华东" in profile and "ownerann" in profile
+    assert "segment" in text["section-attributes"] and "wholesale" in text["section-attributes"]
+    consent = " ".join(text["section-consent"].split())
+    assert "marketing given" in consent and "profiling withdrawn" in consent
+    assert "contact not given" in consent
+    assert "Wang Fang" in text["section-contacts"] and "buyer" in text["section-contacts"]
+    timeline = text["section-timeline"]
+    assert timeline.index("Quote <b>sent</b>") < timeline.index("First call")  # newest first
+    assert "O-100" in text["section-orders"] and "Tea × 3.00" in text["section-orders"]
+    assert "refunded" in text["section-orders"]
+    assert "Fleet renewal" in text["section-workflows"]
+    assert "Product presentation" in text["section-workflows"]
+    assert "Present the products that meet the need" in text["section-workflows"]
+    assert "Shanghai <One>: <script>alert(1)</script> asked" in text["section-plugin-visits"]
+    notes = text["section-plugin-notes-flags"]
+    assert "key account, pays late" in notes and "upgraded" in notes and "7" in notes
+    # autoescaped: customer text and plugin data are text, never markup
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "<script" not in page
+    assert "Acme &lt;Trading&gt; 有限公司" in page and "Quote &lt;b&gt;sent&lt;/b&gt;" in page
+    # self-contained: inline CSS only, nothing fetched
+    assert "<style>" in page
+    assert not {"script", "link", "img", "iframe"} & set(found.tags)
+    assert "http://" not in page and "https://" not in page and "url(" not in page
+
+
+def test_page_without_plugins_has_only_the_core_sections(shop: Any) -> None:
+    _, url, _, tmp_path = shop
+    result = show(url, [], "1", "--format", "html")
+    assert result.exit_code == 0, result.output
+    found = parse(result.stdout)
+    assert [i for i in found.order if i.startswith("section-")] == CORE_SECTIONS
+
+
+def test_text_and_json_include_plugin_sections(shop: Any) -> None:
+    _, url, plugins, _ = shop
+    data = json.loads(show(url, plugins, "C-1", "--format", "json").stdout)
+    assert [s["title"] for s in data["sections"]] == ["Store visits", "Notes & flags"]
+    assert data["sections"][0]["data"]["visits"][1]["store"] == "Hangzhou"
+    assert data["totals"]["revenue"] == "1234.50" and len(data["orders"]) == 2
+    assert [i["subject"] for i in data["interactions"]] == ["Quote <b>sent</b>", "First call"]
+    text = show(url, plugins, "C-1").stdout
+    assert "Store visits:" in text and "Notes & flags:" in text
+    assert "contacts:\n  Wang Fang, buyer, +86 21 5555 0101" in text
+
+
+def test_section_naming_a_missing_template_is_one_line(make_crm: Any, database_url: str) -> None:
+    class Broken:
+        @staticmethod
+        @crmkit.hookimpl
+        def crmkit_customer_360_section(crm: Any, customer: Any) -> crmkit.Section:
+            return crmkit.Section(title="Broken", name="broken", template="broken/nope.html")
+
+    crm = make_crm(plugins=[Broken])
+    crm.customers.add(name="Ann")
+    result = show(database_url, [Broken], "1", "--format", "html")
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ")
+    assert "'broken/nope.html'" in lines[0] and "crmkit_register_template_dirs" in lines[0]
+
+
+def chromium(tmp_path: Path, *args: str) -> str:
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CRMKIT_REQUIRE_BROWSER") == "1":
+            pytest.fail("CRMKIT_REQUIRE_BROWSER=1 but /usr/bin/chromium is missing")
+        pytest.skip("headless Chromium not installed at /usr/bin/chromium")
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}"]  # fmt: skip
+    done = subprocess.run(
+        [CHROMIUM, *flags, *args], capture_output=True, text=True, timeout=60, check=True
+    )
+    return done.stdout
+
+
+@pytest.mark.browser
+def test_page_in_headless_chromium(shop: Any) -> None:
+    crm, _, _, tmp_path = shop
+    page = write_page(shop)
+    dom = chromium(tmp_path, "--dump-dom", page.as_uri())
+    found = parse(dom)
+    sections = [i for i in found.order if i.startswith("section-")]
+    assert sections == [*CORE_SECTIONS, "section-plugin-visits", "section-plugin-notes-flags"]
+    assert "Shanghai <One>: <script>alert(1)</script> asked" in found.text["section-plugin-visits"]
+    assert 'data-store="Hangzhou"' in dom
+    assert "Fleet renewal" in found.text["section-workflows"]
+    ARTIFACTS.mkdir(exist_ok=True)
+    suffix = "" if crm.engine.dialect.name == "sqlite" else f"_{crm.engine.dialect.name}"
+    shot = ARTIFACTS / f"customer_360{suffix}.png"
+    chromium(tmp_path, f"--screenshot={shot}", "--window-size=1200,1800", page.as_uri())
+    assert shot.exists() and shot.stat().st_size > 10_000
