@@ -148,6 +148,8 @@ def portions(order: Any) -> list[Portion]:
     after discounts); an order without lines is one uncategorised portion.
     """
     amount = order.amount
+    if not order.lines:
+        return [Portion(amount, None)]
     lines = [(line.quantity * line.price, line.category) for line in order.lines]
     total = sum((value for value, _ in lines), Decimal(0))
     if not lines or total <= 0:
@@ -364,19 +366,27 @@ class Program:
     description: str = ""
     source: str = "<python>"
     data: dict[str, Any] = attrs.field(factory=dict, eq=False)  # the definition as given
+    # rule views and tiers by name, built once: order_points runs once per order of an import
+    _views: dict[str, Any] = attrs.field(factory=dict, eq=False, repr=False, init=False)
+
+    def _view(self, key: str, build: Callable[[], Any]) -> Any:
+        found = self._views.get(key)
+        if found is None:
+            found = self._views[key] = build()
+        return found
 
     # -- rule views ---------------------------------------------------------
     @property
     def spend_rules(self) -> list[SpendRule]:
-        return [r for r in self.rules if isinstance(r, SpendRule)]
+        return self._view("spend", lambda: [r for r in self.rules if isinstance(r, SpendRule)])
 
     @property
     def multiplier_rules(self) -> list[Any]:
-        return [r for r in self.rules if hasattr(r, "multiplier")]
+        return self._view("mult", lambda: [r for r in self.rules if hasattr(r, "multiplier")])
 
     @property
     def bonus_rules(self) -> list[Any]:
-        return [r for r in self.rules if hasattr(r, "bonus")]
+        return self._view("bonus", lambda: [r for r in self.rules if hasattr(r, "bonus")])
 
     def fixed(self, kind: str) -> FixedBonusRule | None:
         for rule in self.rules:
@@ -385,10 +395,7 @@ class Program:
         return None
 
     def tier(self, name: str | None) -> Tier | None:
-        for tier in self.tiers:
-            if tier.name == name:
-                return tier
-        return None
+        return self._view("tiers", lambda: {tier.name: tier for tier in self.tiers}).get(name)
 
     @property
     def base_tier(self) -> str | None:

@@ -20,11 +20,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import attrs
-from sqlalchemy import and_, bindparam, case, func, insert, select, update
+from sqlalchemy import and_, bindparam, case, delete, func, insert, select, update
+from sqlalchemy.schema import CreateTable
 
 from crmkit.core import tables as core
 from crmkit.core.bulk import insert_many
 from crmkit.core.entities import Order, OrderLine
+from crmkit.core.types import to_decimal
 from crmkit.errors import Conflict, NotFound, ValidationError
 from crmkit_loyalty import tables as t
 from crmkit_loyalty.program import (
@@ -148,6 +150,10 @@ class LoyaltyService:
             self._rule_types = found
         return self._rule_types
 
+    def _listened(self, name: str) -> bool:
+        """Does anyone receive event ``name`` (its hook, or after-commit through ctx.changes)?"""
+        return self.crm.has_hook(name) or self.crm.has_hook("crmkit_after_commit")
+
     def _fire(self, ctx: HookContext, name: str, **kwargs: Any) -> None:
         values = next(iter(kwargs.values()))
         if values and self.crm.has_hook(name):
@@ -240,12 +246,15 @@ class LoyaltyService:
         rows: list[dict[str, Any]],
         customers: Mapping[int, int],
         extra: Mapping[int, dict[str, Any]] | None = None,
+        *,
+        entries: bool = True,
     ) -> list[LedgerEntry]:
         """Append ``rows`` to the ledger and move the members' balances by their sums.
 
         ``customers`` maps member id → customer id (for the returned entries);
         ``extra`` sets other member columns (``orders_count``, ``clawback_due``).
         One INSERT batch and one UPDATE batch, whatever the number of rows.
+        ``entries=False`` returns nothing (a bulk earn nobody listens to).
         """
         connection = ctx.connection
         full = [
@@ -294,6 +303,8 @@ class LoyaltyService:
                 )
             )
             connection.execute(statement, params)
+        if not entries:
+            return []
         return [
             LedgerEntry(
                 id=new_id,
@@ -662,8 +673,10 @@ class LoyaltyService:
     ) -> None:
         connection = ctx.connection
         customer_ids = sorted({o.customer_id for o in paid})
+        m = t.members.c
+        columns = (m.id, m.customer_id, m.tier, m.orders_count, m.clawback_due, m.referred_by)
         query = (
-            select(t.members)
+            select(*columns, m.enrolled_at)
             .where(t.members.c.program_id == program_id, t.members.c.customer_id.in_(customer_ids))
             .with_for_update()
         )
@@ -793,7 +806,8 @@ class LoyaltyService:
                         }
                     )
         extra = {rows[cid].id: st for cid, st in state.items() if cid in last_time}
-        entries = self._post(ctx, program_id, prog, out, customers, extra)
+        listened = self._listened("crmkit_loyalty_points_earned")
+        entries = self._post(ctx, program_id, prog, out, customers, extra, entries=listened)
         self._fire(
             ctx, "crmkit_loyalty_points_earned", entries=[e for e in entries if e.kind == "earn"]
         )
@@ -832,35 +846,52 @@ class LoyaltyService:
         rows: Mapping[int, Any],
         ends: Mapping[int, dt.datetime],
     ) -> dict[int, Decimal]:
-        """Each member's qualifying measure over the window ending at ``ends[customer]``."""
-        starts = {cid: add_months(end, -prog.window_months) for cid, end in ends.items()}
-        low, high = min(starts.values()), max(ends.values())
+        """Each member's qualifying measure over the window ending at ``ends[customer]``.
+
+        Set-based: the windows go into a temporary table (one executemany) joined
+        to the ledger (points) or the orders (spend, orders) and summed by the
+        database in one statement, whatever the members' history.
+        """
         totals: dict[int, Decimal] = {cid: Decimal(0) for cid in ends}
-        if prog.measure == "points":
-            by_member = {rows[cid].id: cid for cid in ends}
-            query = select(t.ledger.c.member_id, t.ledger.c.occurred_at, t.ledger.c.points).where(
-                t.ledger.c.member_id.in_(list(by_member)),
-                t.ledger.c.kind.in_(("earn", "reverse")),
-                t.ledger.c.occurred_at > low,
-                t.ledger.c.occurred_at <= high,
-            )
-            for member_id, when, points in connection.execute(query):
-                cid = by_member[member_id]
-                if starts[cid] < when <= ends[cid]:
-                    totals[cid] += points
+        if not ends:
+            return totals
+        w = t.windows
+        points = prog.measure == "points"
+        connection.execute(CreateTable(w, if_not_exists=True))
+        connection.execute(delete(w))
+        connection.execute(
+            insert(w),
+            [
+                {
+                    "key": rows[cid].id if points else cid,
+                    "lo": add_months(end, -prog.window_months),
+                    "hi": end,
+                }
+                for cid, end in ends.items()
+            ],
+        )
+        if points:
+            table, key = t.ledger, t.ledger.c.member_id
+            value = func.sum(t.ledger.c.points)
+            where = t.ledger.c.kind.in_(("earn", "reverse"))
         else:
-            query = select(
-                core.orders.c.customer_id, core.orders.c.occurred_at, core.orders.c.amount
-            ).where(
-                core.orders.c.customer_id.in_(list(ends)),
-                core.orders.c.status == "paid",
-                core.orders.c.occurred_at > low,
-                core.orders.c.occurred_at <= high,
+            table, key = core.orders, core.orders.c.customer_id
+            value = func.sum(core.orders.c.amount) if prog.measure == "spend" else func.count()
+            where = core.orders.c.status == "paid"
+        query = (
+            select(w.c.key, value)
+            .select_from(w)
+            .join(
+                table,
+                and_(key == w.c.key, table.c.occurred_at > w.c.lo, table.c.occurred_at <= w.c.hi),
             )
-            spend = prog.measure == "spend"
-            for cid, when, amount in connection.execute(query):
-                if starts[cid] < when <= ends[cid]:
-                    totals[cid] += amount if spend else 1
+            .where(where)
+            .group_by(w.c.key)
+        )
+        by_key = {rows[cid].id: cid for cid in ends} if points else {cid: cid for cid in ends}
+        for found, total in connection.execute(query):
+            totals[by_key[found]] = to_decimal(total or 0)
+        connection.execute(delete(w))
         return totals
 
     def _apply_tier_changes(self, ctx: HookContext, changes: list[TierChange]) -> None:
@@ -1306,7 +1337,7 @@ class LoyaltyService:
                         .group_by(core.orders.c.customer_id)
                     )
                 for cid, total in connection.execute(query):
-                    measure[cid] = Decimal(str(total or 0))
+                    measure[cid] = to_decimal(total or 0)
                 for cid, row in rows.items():
                     new = prog.tier_for(measure[cid])
                     if new != row.tier:

@@ -23,6 +23,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    MetaData,
     String,
     Table,
     Text,
@@ -123,4 +124,15 @@ tier_changes = Table(
     Column("reason", String(100), nullable=False),
     Column("measure", Money, nullable=False),
     Index("ix_loyalty_tier_changes_member_id", "member_id"),
+)
+
+#: A per-connection scratch table (not in crmkit's metadata, no migration): the
+#: qualifying windows of the members of one earning batch, joined in SQL.
+windows = Table(
+    "loyalty_tmp_windows",
+    MetaData(),
+    Column("key", Integer, nullable=False),
+    Column("lo", UTCDateTime, nullable=False),
+    Column("hi", UTCDateTime, nullable=False),
+    prefixes=["TEMPORARY"],
 )

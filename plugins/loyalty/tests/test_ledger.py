@@ -172,6 +172,21 @@ def test_tiers_on_spend_and_order_count(make_crm) -> None:
     assert [(ch.to_tier, ch.measure) for ch in changes] == [("a", Decimal(0))]
 
 
+def test_spend_meeting_a_threshold_exactly_keeps_the_tier_at_review(make_crm) -> None:
+    # 472.84 + 20.52 + 6.64 == 500.00, but as binary doubles (SQLite's SUM) 499.99999999999994
+    crm = make_crm(plugins=["loyalty"])
+    service = loyalty(crm)
+    tiers = [{"name": "a", "threshold": 0}, {"name": "b", "threshold": 500}]
+    service.load_program(program(qualification={"measure": "spend"}, tiers=tiers))
+    c = crm.customers.add(name="Exa")
+    service.enrol(c.id)
+    for day, amount in ((1, "472.84"), (2, "20.52"), (3, "6.64")):
+        pay(crm, c.id, amount, at(2025, 4, day))
+    assert service.member(c.id).tier == "b"
+    assert service.review_tiers("2025-06-30") == []
+    assert service.member(c.id).tier == "b"
+
+
 def test_signup_birthday_and_referral_bonuses(make_crm) -> None:
     crm = make_crm(plugins=["loyalty"])
     service = loyalty(crm)

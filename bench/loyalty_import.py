@@ -1,0 +1,212 @@
+"""Benchmark: ``crmkit import orders`` with the loyalty plugin enabled vs without it.
+
+    python bench/loyalty_import.py                    # 1,000,000 orders, SQLite
+    python bench/loyalty_import.py --orders 100000    # a quicker run
+    python bench/loyalty_import.py --postgres postgresql://postgres@127.0.0.1:54329/postgres
+
+Generates one seeded orders CSV (with a channel column) and the customers it
+references, then builds two fresh databases with the same customers:
+
+* **core**: no plugins;
+* **loyalty**: the loyalty plugin enabled, the retail-club example program
+  loaded (spend rule with category/channel multipliers and a minimum spend, a
+  December campaign, a bonus on every 10th order, three tiers on spend over
+  12 months) and every customer enrolled before the import.
+
+Each database then gets the same file through ``crmkit import orders`` as a
+subprocess (the command a user runs). Earning rides on the core's
+``crmkit_after_orders_created`` event: one call per imported batch (10,000
+orders), a handful of set-based statements per batch. The script prints both
+times side by side and the ratio (target: loyalty <= 2x core), then checks the
+result: ledger entries written, every balance equal to the sum of its ledger,
+and that a second import of the same file earns nothing more.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+CHANNELS = ["store"] * 6 + ["web"] * 3 + ["phone"]
+
+
+def generate(path: Path, orders: int, customers: int, seed: int) -> None:
+    rng = random.Random(seed)
+    start = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
+    span = 2 * 365 * 86400
+    statuses = ["paid"] * 18 + ["refunded", "cancelled"]
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(
+            ["external_id", "customer", "occurred_at", "amount", "currency", "status", "channel"]
+        )
+        for n in range(1, orders + 1):
+            moment = start + dt.timedelta(seconds=rng.randrange(span))
+            cents = int(rng.lognormvariate(8.0, 1.1))
+            writer.writerow(
+                [
+                    f"O{n:08d}",
+                    f"C{rng.randrange(1, customers + 1):06d}",
+                    moment.isoformat(),
+                    f"{cents // 100}.{cents % 100:02d}",
+                    "EUR",
+                    rng.choice(statuses),
+                    rng.choice(CHANNELS),
+                ]
+            )
+
+
+def fresh_database(kind: str, folder: Path, postgres: str | None) -> tuple[str, Any]:
+    """A new empty database URL and a function that drops it (PostgreSQL) or nothing."""
+    if not postgres:
+        path = folder / f"{kind}.db"
+        for leftover in folder.glob(f"{kind}.db*"):
+            leftover.unlink()
+        return f"sqlite:///{path}", lambda: None
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = f"crmkit_bench_{kind}_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(postgres, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+
+    def drop() -> None:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+    url = make_url(postgres).set(database=name).render_as_string(hide_password=False)
+    return url, drop
+
+
+def prepare(url: str, plugins: list[str], customers: int) -> None:
+    import crmkit
+
+    crm = crmkit.open(url, plugins=plugins, upgrade=True)
+    try:
+        crm.customers.add_many(
+            {"external_id": f"C{n:06d}", "name": f"Customer {n}"} for n in range(1, customers + 1)
+        )
+        if plugins:
+            from crmkit_loyalty import loyalty
+            from crmkit_loyalty.plugin import EXAMPLES
+
+            service = loyalty(crm)
+            service.load_program_file(EXAMPLES / "retail_club.toml")
+            ids = [c.id for c in crm.customers.iterate()]
+            service.enrol_many(ids, at=dt.datetime(2024, 12, 1, tzinfo=dt.UTC))
+    finally:
+        crm.close()
+
+
+def run_import(url: str, plugins: str, csv_path: Path) -> tuple[float, str]:
+    env = {**os.environ, "CRMKIT_PLUGINS": plugins}
+    script = shutil.which("crmkit") or str(Path(sys.executable).parent / "crmkit")
+    command = [script, "--database", url, "import", "orders", str(csv_path)]
+    t0 = time.perf_counter()
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    elapsed = time.perf_counter() - t0
+    if done.returncode != 0:
+        print(done.stdout, done.stderr)
+        raise SystemExit(f"crmkit import failed ({plugins or 'no plugins'})")
+    return elapsed, done.stdout.strip().splitlines()[-1]
+
+
+def check(url: str) -> tuple[int, int, int]:
+    """(ledger entries, members, members whose balance differs from their ledger sum)."""
+    from crmkit_loyalty import tables as t
+    from sqlalchemy import func, select
+
+    import crmkit
+
+    crm = crmkit.open(url, plugins=["loyalty"])
+    try:
+        with crm.reading() as connection:
+            entries = connection.scalar(select(func.count()).select_from(t.ledger))
+            sums = (
+                select(t.ledger.c.member_id, func.sum(t.ledger.c.points).label("total"))
+                .group_by(t.ledger.c.member_id)
+                .subquery()
+            )
+            rows = connection.execute(
+                select(t.members.c.balance, sums.c.total).outerjoin(
+                    sums, sums.c.member_id == t.members.c.id
+                )
+            ).all()
+    finally:
+        crm.close()
+    wrong = sum(1 for balance, total in rows if int(balance) != int(total or 0))
+    return int(entries), len(rows), wrong
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--orders", type=int, default=1_000_000)
+    parser.add_argument("--customers", type=int, default=50_000)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--postgres", help="server URL: run on PostgreSQL instead of SQLite")
+    parser.add_argument("--keep", help="folder to keep the files in (default: a temp folder)")
+    args = parser.parse_args()
+    sys.path.insert(0, str(ROOT))
+
+    folder = Path(args.keep or tempfile.mkdtemp(prefix="crmkit-loyalty-bench-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    csv_path = folder / "orders.csv"
+    t0 = time.perf_counter()
+    generate(csv_path, args.orders, args.customers, args.seed)
+    size_mb = csv_path.stat().st_size / 1e6
+    print(f"generated {args.orders:,} orders ({size_mb:.1f} MB) for {args.customers:,} customers "
+          f"in {time.perf_counter() - t0:.1f}s")  # fmt: skip
+    backend = "PostgreSQL" if args.postgres else "SQLite"
+
+    drops = []
+    try:
+        core_url, drop = fresh_database("core", folder, args.postgres)
+        drops.append(drop)
+        loyalty_url, drop = fresh_database("loyalty", folder, args.postgres)
+        drops.append(drop)
+        prepare(core_url, [], args.customers)
+        prepare(loyalty_url, ["loyalty"], args.customers)
+        print(f"{backend}: two databases with {args.customers:,} customers "
+              "(the loyalty one: retail-club program, every customer enrolled)")  # fmt: skip
+
+        core_time, core_out = run_import(core_url, "", csv_path)
+        print(f"crmkit import orders, no plugins:       {core_time:8.2f} s   {core_out}")
+        loyalty_time, loyalty_out = run_import(loyalty_url, "loyalty", csv_path)
+        print(f"crmkit import orders, loyalty enabled:  {loyalty_time:8.2f} s   {loyalty_out}")
+        ratio = loyalty_time / core_time
+        verdict = "within" if ratio <= 2 else "OVER"
+        print(f"ratio loyalty / core:                   {ratio:8.2f}x  ({verdict} the 2x target)")
+        print(f"orders per second: core {args.orders / core_time:,.0f}, "
+              f"loyalty {args.orders / loyalty_time:,.0f}")  # fmt: skip
+
+        entries, members, wrong = check(loyalty_url)
+        print(f"ledger entries written: {entries:,}; members: {members:,}; "
+              f"balances != ledger sum: {wrong}")  # fmt: skip
+        again_time, again_out = run_import(loyalty_url, "loyalty", csv_path)
+        entries_after, _, wrong_after = check(loyalty_url)
+        print(f"second import of the same file:         {again_time:8.2f} s   {again_out}; "
+              f"new ledger entries: {entries_after - entries}")  # fmt: skip
+        if wrong or wrong_after or entries_after != entries:
+            raise SystemExit("ledger check failed")
+    finally:
+        for drop in drops:
+            drop()
+        if not args.keep:
+            shutil.rmtree(folder)
+
+
+if __name__ == "__main__":
+    main()
