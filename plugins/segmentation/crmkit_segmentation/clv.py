@@ -402,11 +402,10 @@ def simulate(rng: np.random.Generator, T, bgnbd: dict[str, float], gg: dict[str,
 
 # -- running on a CRM -----------------------------------------------------------------------
 
-CENT = Decimal("0.01")
-
 
 def money(value: float) -> Decimal:
-    return Decimal(f"{value:.2f}").quantize(CENT)
+    """A float figure as Decimal cents (``+ 0`` turns a rounded ``-0.00`` into ``0.00``)."""
+    return Decimal(f"{value:.2f}") + 0
 
 
 @dataclass(frozen=True)
@@ -457,24 +456,24 @@ class Model:
             chunk.T,
             chunk.m,
         )
-        hist = chunk.historical(self.margin)
+        cols = {
+            "x": chunk.x.astype(np.int64).tolist(),
+            "t_x": np.round(chunk.t_x, 6).tolist(),
+            "T": np.round(chunk.T, 6).tolist(),
+            "expected_purchases": np.round(out["expected_purchases"], 6).tolist(),
+            "p_alive": np.round(out["p_alive"], 6).tolist(),
+            "expected_spend": [money(v) for v in out["expected_spend"].tolist()],
+            "clv": [money(v) for v in out["clv"].tolist()],
+            "historical_clv": [money(v) for v in chunk.historical(self.margin).tolist()],
+        }
+        names = list(cols)
         rows = []
-        for i, cid in enumerate(chunk.customer_id.tolist()):
-            ext = chunk.external_id[i]
-            rows.append(
-                {
-                    "customer_id": cid,
-                    "customer": ext if ext is not None else f"id:{cid}",
-                    "x": int(chunk.x[i]),
-                    "t_x": round(float(chunk.t_x[i]), 6),
-                    "T": round(float(chunk.T[i]), 6),
-                    "expected_purchases": round(float(out["expected_purchases"][i]), 6),
-                    "p_alive": round(float(out["p_alive"][i]), 6),
-                    "expected_spend": money(out["expected_spend"][i]),
-                    "clv": money(out["clv"][i]),
-                    "historical_clv": money(hist[i]),
-                }
-            )
+        for cid, ext, *values in zip(
+            chunk.customer_id.tolist(), chunk.external_id, *cols.values(), strict=True
+        ):
+            row = {"customer_id": cid, "customer": ext if ext is not None else f"id:{cid}"}
+            row.update(zip(names, values, strict=True))
+            rows.append(row)
         return rows
 
 
