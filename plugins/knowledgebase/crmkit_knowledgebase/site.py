@@ -30,7 +30,9 @@ STATIC = Path(__file__).parent / "static"
 
 
 def _file(name: str) -> str:
-    return quote(name, safe="") + ".html"
+    """The page's file name: the slug as is (letters of any script, digits, '-'); links to it
+    are percent-encoded (``|urlencode`` in the templates), which browsers decode back."""
+    return name.replace("/", "-") + ".html"
 
 
 def export_site(kb: Any, directory: str | Path, *, title: str | None = None) -> dict[str, int]:
@@ -90,7 +92,7 @@ def export_site(kb: Any, directory: str | Path, *, title: str | None = None) -> 
     )
     index = [
         {
-            "url": "articles/" + _file(a.slug),
+            "url": "articles/" + quote(_file(a.slug)),
             "title": a.title,
             "category": a.category,
             "tags": a.tags,

@@ -56,7 +56,27 @@
     var text = doc.text, low = fold(text), at = -1;
     for (var i = 0; i < ts.length && at === -1; i++) at = low.indexOf(ts[i].text);
     var start = Math.max(0, at - 40);
+    var space = text.lastIndexOf(" ", start);
+    if (start > 0 && space !== -1 && start - space < 20) start = space + 1;  // begin at a word
     return (start > 0 ? "…" : "") + text.slice(start, start + 160) + (text.length > start + 160 ? "…" : "");
+  }
+  // Fill `p` with `text`, query terms wrapped in <mark> (text nodes only: no markup injected).
+  function highlight(p, text, ts) {
+    var low = text.toLowerCase(), pos = 0;  // keeps offsets, unlike NFKC ("…" → "...")
+    while (pos < text.length) {
+      var best = -1, len = 0;
+      ts.forEach(function (t) {
+        var at = low.indexOf(t.text, pos);
+        if (at !== -1 && (best === -1 || at < best)) { best = at; len = t.text.length; }
+      });
+      if (best === -1 || low.length !== text.length) break;  // folding changed lengths: plain
+      p.appendChild(document.createTextNode(text.slice(pos, best)));
+      var mark = document.createElement("mark");
+      mark.textContent = text.slice(best, best + len);
+      p.appendChild(mark);
+      pos = best + len;
+    }
+    p.appendChild(document.createTextNode(text.slice(pos)));
   }
   function render(query, list, count) {
     while (list.firstChild) list.removeChild(list.firstChild);
@@ -66,7 +86,7 @@
       a.href = r.doc.url;
       a.className = "result";
       a.textContent = r.doc.title;
-      p.textContent = snippet(r.doc, ts);
+      highlight(p, snippet(r.doc, ts), ts);
       li.appendChild(a);
       li.appendChild(p);
       list.appendChild(li);
