@@ -269,10 +269,12 @@ def band_case(ahead: Any, whole: Any, bands: Sequence[tuple[str, Fraction]]) -> 
 
 def relationship_map(
     scheme: str, labels: Sequence[str], overrides: Mapping[str, str] | None = None
-) -> dict[str, str]:
+) -> dict[str, str | None]:
     """The relationship level per label: the scheme's defaults, then ``overrides``.
 
-    Every label must end up with one of :data:`RELATIONSHIP_LEVELS`.
+    Levels must be one of :data:`RELATIONSHIP_LEVELS`. When the caller gives overrides,
+    every label must end up with a level; otherwise a label the defaults do not know
+    (renamed classes) gets ``None`` rather than a guess.
     """
     mapping = {**DEFAULT_RELATIONSHIPS.get(scheme, {}), **dict(overrides or {})}
     for label, level in mapping.items():
@@ -281,13 +283,19 @@ def relationship_map(
                 f"segmentation: relationship level {level!r} for {label!r} is unknown; "
                 f"use one of {', '.join(RELATIONSHIP_LEVELS)}"
             )
+    stray = [label for label in dict(overrides or {}) if label not in labels]
+    if stray:
+        raise ValidationError(
+            f"segmentation: relationship given for {', '.join(map(repr, stray))}, which is not "
+            f"a class here; the classes are {', '.join(labels)}"
+        )
     missing = [label for label in labels if label not in mapping]
-    if missing:
+    if missing and overrides:
         raise ValidationError(
             f"segmentation: no relationship level for {', '.join(map(repr, missing))}; "
             f"add --relationship {missing[0]}=<{'|'.join(RELATIONSHIP_LEVELS)}>"
         )
-    return {label: mapping[label] for label in labels}
+    return {label: mapping.get(label) for label in labels}
 
 
 def parse_pairs(items: Sequence[str], option: str) -> dict[str, str]:

@@ -242,8 +242,12 @@ def test_bad_input(make_crm):
         abc_classes(crm, AS_OF, classes=[("A", Decimal("0.8")), ("B", Decimal("0.9"))])
     with pytest.raises(ValidationError, match="keep the running total increasing"):
         abc_classes(crm, AS_OF, classes=[("A", Decimal("0.8")), ("B", Decimal("0.7")), ("C", None)])
+    gold = [("gold", Decimal("0.1")), ("small", None)]
+    assert value_pyramid(crm, AS_OF, tiers=gold)[0]["relationship"] is None  # no guess
     with pytest.raises(ValidationError, match="no relationship level for 'gold'"):
-        value_pyramid(crm, AS_OF, tiers=[("gold", Decimal("0.1")), ("small", None)])
+        value_pyramid(crm, AS_OF, tiers=gold, relationships={"small": "basic"})
+    with pytest.raises(ValidationError, match="given for 'platinum', which is not a class"):
+        value_pyramid(crm, AS_OF, relationships={"platinum": "basic"})
     with pytest.raises(ValidationError, match="level 'friendly' for 'vip' is unknown"):
         value_pyramid(crm, AS_OF, relationships={"vip": "friendly"})
     with pytest.raises(ValidationError, match="no customer has a positive revenue"):

@@ -1,0 +1,354 @@
+"""``crmkit segment abc|pyramid|matrix|clusters|breakdown``.
+
+Each command has a ``*_report`` function returning JSON-ready rows (or, for clusters, a
+mapping with ``rows`` and the fit's figures), so other front ends can reuse it; the
+command only parses options and hands the result to :func:`.output.emit_report`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import click
+
+from crmkit.core.serialize import jsonable
+from crmkit.errors import ValidationError
+
+from .abc import DEFAULT_CLASSES, abc_classes
+from .analyses import (
+    DEFAULT_DISCOUNT_RATE,
+    MEASURES,
+    cumulative_bands,
+    parse_bands,
+    parse_pairs,
+    relationship_map,
+    summarise,
+)
+from .breakdown import DEFAULT_AGE_BANDS, DEFAULT_DIMENSIONS, DIMENSIONS, market_breakdown
+from .clusters import cluster_customers
+from .matrix import QUADRANTS, value_matrix
+from .output import FORMATS, Chart, emit_report
+from .pyramid import DEFAULT_TIERS, value_pyramid
+from .scope import parse_scope
+
+Rows = list[dict[str, Any]]
+
+
+def _bands(text: str | None, default: Any, option: str) -> list[tuple[str, Decimal | None]]:
+    return list(default) if not text else parse_bands(text, option)
+
+
+def abc_report(
+    crm: Any,
+    as_of: dt.date,
+    scope: Mapping[str, str] | None = None,
+    *,
+    measure: str = "revenue",
+    classes: str | None = None,
+    discount_rate: Decimal = DEFAULT_DISCOUNT_RATE,
+    relationships: Mapping[str, str] | None = None,
+    summary: bool = False,
+) -> Rows:
+    """ABC rows (or one row per class with ``summary``); ``classes`` like ``"A=80,B=95,C"``."""
+    bands = _bands(classes, DEFAULT_CLASSES, "--classes")
+    rows = abc_classes(
+        crm, as_of, scope, measure, bands, discount_rate=discount_rate, relationships=relationships
+    )
+    if summary:
+        labels = [label for label, _ in cumulative_bands(bands, cumulative=True, option="")]
+        rows = summarise(rows, "class", labels, relationship_map("abc", labels, relationships))
+    return jsonable(rows)
+
+
+def pyramid_report(
+    crm: Any,
+    as_of: dt.date,
+    scope: Mapping[str, str] | None = None,
+    *,
+    measure: str = "revenue",
+    tiers: str | None = None,
+    discount_rate: Decimal = DEFAULT_DISCOUNT_RATE,
+    relationships: Mapping[str, str] | None = None,
+    summary: bool = False,
+) -> Rows:
+    """Pyramid rows (or one row per tier); ``tiers`` like ``"vip=1,major=4,ordinary=15,small"``."""
+    bands = _bands(tiers, DEFAULT_TIERS, "--tiers")
+    rows = value_pyramid(
+        crm, as_of, scope, measure, bands, discount_rate=discount_rate, relationships=relationships
+    )
+    if summary:
+        labels = [label for label, _ in bands]
+        levels = relationship_map("pyramid", labels, relationships)
+        rows = summarise(rows, "tier", labels, levels)
+    return jsonable(rows)
+
+
+def matrix_report(
+    crm: Any,
+    as_of: dt.date,
+    scope: Mapping[str, str] | None = None,
+    *,
+    summary: bool = False,
+    **options: Any,
+) -> Rows:
+    """Matrix rows (see :func:`.matrix.value_matrix` for ``options``), or one per quadrant."""
+    rows = value_matrix(crm, as_of, scope, **options)
+    if summary:
+        levels = relationship_map("matrix", QUADRANTS, options.get("relationships"))
+        out = []
+        for quadrant in QUADRANTS:
+            mine = [r for r in rows if r["quadrant"] == quadrant]
+            out.append(
+                {
+                    "quadrant": quadrant,
+                    "customers": len(mine),
+                    "current": sum((r["current"] for r in mine), Decimal(0)),
+                    "potential": sum((r["potential"] for r in mine), Decimal(0)),
+                    "relationship": levels[quadrant],
+                }
+            )
+        rows = out
+    return jsonable(rows)
+
+
+def clusters_report(
+    crm: Any,
+    as_of: dt.date,
+    scope: Mapping[str, str] | None = None,
+    *,
+    members: bool = False,
+    **options: Any,
+) -> dict[str, Any]:
+    """``{k, silhouette, silhouette_by_k, features, rows}``: profiles, or members."""
+    result = cluster_customers(crm, as_of, scope, **options)
+    return jsonable(
+        {
+            "k": result.k,
+            "silhouette": result.silhouette,
+            "silhouette_by_k": result.silhouette_by_k,
+            "features": list(result.features),
+            "rows": result.members if members else result.profiles,
+        }
+    )
+
+
+def breakdown_report(
+    crm: Any,
+    as_of: dt.date,
+    scope: Mapping[str, str] | None = None,
+    dimensions: Sequence[str] = DEFAULT_DIMENSIONS,
+    **options: Any,
+) -> Rows:
+    """Breakdown rows (``dimension, group, customers, orders, revenue, margin, ...``)."""
+    return jsonable(
+        market_breakdown(crm, as_of, scope, dimensions or DEFAULT_DIMENSIONS, **options)
+    )
+
+
+# -- options ------------------------------------------------------------------------------
+
+
+def _common(func: Any) -> Any:
+    func = click.option(
+        "--scope", multiple=True, help="field=value filter, e.g. region=North (ANDed)"
+    )(func)
+    return click.option(
+        "--as-of",
+        "as_of",
+        required=True,
+        type=click.DateTime(["%Y-%m-%d"]),
+        help="Ignore orders after this date (YYYY-MM-DD).",
+    )(func)
+
+
+def _decimal(value: str | None, option: str) -> Decimal | None:
+    if value is None:
+        return None
+    try:
+        return Decimal(value)
+    except InvalidOperation:
+        raise ValidationError(f"{option} {value!r}: expected a number, e.g. 0.10") from None
+
+
+def _value_options(func: Any) -> Any:
+    func = click.option(
+        "--relationship",
+        multiple=True,
+        help="label=level (basic, reactive, accountable, proactive, partnership).",
+    )(func)
+    func = click.option("--summary", is_flag=True, help="One row per class with totals.")(func)
+    func = click.option(
+        "--discount-rate",
+        default=str(DEFAULT_DISCOUNT_RATE),
+        show_default=True,
+        help="Yearly rate compounding past margin for --measure clv.",
+    )(func)
+    return click.option(
+        "--measure",
+        type=click.Choice(MEASURES),
+        default="revenue",
+        show_default=True,
+        help="clv = historical CLV (margin compounded to as-of).",
+    )(func)
+
+
+def _day(as_of: dt.datetime) -> str:
+    return as_of.date().isoformat()
+
+
+def add_commands(segment: click.Group) -> None:
+    """Add ``abc``, ``pyramid``, ``matrix``, ``clusters`` and ``breakdown`` to ``segment``."""
+    from crmkit.cli import pass_crm
+    from crmkit.cli.output import format_option
+
+    @segment.command("abc")
+    @_common
+    @_value_options
+    @click.option("--classes", help="Cumulative % limits, last takes the rest [A=80,B=95,C].")
+    @format_option(*FORMATS)
+    @pass_crm
+    def abc_cmd(crm, as_of, scope, measure, discount_rate, summary, relationship, classes, fmt):
+        "ABC classes by cumulative share of value, computed in SQL."
+        rows = abc_report(
+            crm,
+            as_of.date(),
+            parse_scope(scope),
+            measure=measure,
+            classes=classes,
+            discount_rate=_decimal(discount_rate, "--discount-rate"),
+            relationships=parse_pairs(relationship, "--relationship"),
+            summary=summary,
+        )
+        emit_report(rows, fmt, title=f"ABC by {measure} as of {_day(as_of)}", crm=crm)
+
+    @segment.command("pyramid")
+    @_common
+    @_value_options
+    @click.option(
+        "--tiers", help="% of customers per tier, top first [vip=1,major=4,ordinary=15,small]."
+    )
+    @format_option(*FORMATS)
+    @pass_crm
+    def pyramid_cmd(crm, as_of, scope, measure, discount_rate, summary, relationship, tiers, fmt):
+        "Value pyramid: tiers by share of customers ranked by value, computed in SQL."
+        rows = pyramid_report(
+            crm,
+            as_of.date(),
+            parse_scope(scope),
+            measure=measure,
+            tiers=tiers,
+            discount_rate=_decimal(discount_rate, "--discount-rate"),
+            relationships=parse_pairs(relationship, "--relationship"),
+            summary=summary,
+        )
+        emit_report(rows, fmt, title=f"Value pyramid by {measure} as of {_day(as_of)}", crm=crm)
+
+    @segment.command("matrix")
+    @_common
+    @click.option(
+        "--measure", type=click.Choice(("revenue", "margin")), default="revenue", show_default=True
+    )
+    @click.option("--months", default=12, show_default=True, help="Current-value window.")
+    @click.option(
+        "--potential-attribute",
+        default="potential_value",
+        show_default=True,
+        help="Customer attribute with the estimated yearly wallet.",
+    )
+    @click.option("--current-split", help="High current value above this [median].")
+    @click.option("--potential-split", help="High potential above this [median].")
+    @click.option("--relationship", multiple=True, help="quadrant=level.")
+    @click.option("--summary", is_flag=True, help="One row per quadrant with totals.")
+    @format_option(*FORMATS)
+    @pass_crm
+    def matrix_cmd(
+        crm, as_of, scope, measure, months, potential_attribute, current_split,
+        potential_split, relationship, summary, fmt,
+    ):  # fmt: skip
+        "Current × potential value quadrants with a relationship level each."
+        rows = matrix_report(
+            crm,
+            as_of.date(),
+            parse_scope(scope),
+            summary=summary,
+            measure=measure,
+            months=months,
+            potential_attribute=potential_attribute,
+            current_split=_decimal(current_split, "--current-split"),
+            potential_split=_decimal(potential_split, "--potential-split"),
+            relationships=parse_pairs(relationship, "--relationship"),
+        )
+        emit_report(rows, fmt, title=f"Value matrix as of {_day(as_of)}", crm=crm)
+
+    @segment.command("clusters")
+    @_common
+    @click.option("--k", "k", type=int, help="Number of clusters [chosen by silhouette, 2..8].")
+    @click.option("--attribute", multiple=True, help="Numeric custom attribute to add.")
+    @click.option(
+        "--seed", default=0, show_default=True, help="Random seed (same seed, same result)."
+    )
+    @click.option("--members", is_flag=True, help="List each customer's cluster instead.")
+    @format_option(*FORMATS)
+    @pass_crm
+    def clusters_cmd(crm, as_of, scope, k, attribute, seed, members, fmt):
+        "k-means clusters on standardised RFM (+ attributes), with a profile of each."
+        report = clusters_report(
+            crm,
+            as_of.date(),
+            parse_scope(scope),
+            members=members,
+            k=k,
+            attributes=attribute,
+            seed=seed,
+        )
+        title = f"Clusters (k={report['k']}) as of {_day(as_of)}"
+        chart = None if members else {"title": "customers per cluster", "bars": [
+            (f"cluster {p['cluster']}", p["customers"]) for p in report["rows"]
+        ]}  # fmt: skip
+        emit_report(report, fmt, title=title, chart=chart, crm=crm)
+
+    @segment.command("breakdown")
+    @_common
+    @click.option(
+        "--by",
+        "dimensions",
+        multiple=True,
+        type=click.Choice(DIMENSIONS),
+        help="Dimension (repeat) [industry, occupation, age_band, region].",
+    )
+    @click.option(
+        "--age-bands",
+        default=",".join(map(str, DEFAULT_AGE_BANDS)),
+        show_default=True,
+        help="Band lower bounds in years.",
+    )
+    @click.option("--months", type=int, help="Only orders of the last N months [all].")
+    @format_option(*FORMATS)
+    @pass_crm
+    def breakdown_cmd(crm, as_of, scope, dimensions, age_bands, months, fmt):
+        "Customers, orders, revenue and margin by industry, occupation, age band, region."
+        try:
+            bands = [int(x) for x in age_bands.split(",") if x.strip()]
+        except ValueError:
+            raise ValidationError(
+                f"--age-bands {age_bands!r}: expected whole years, e.g. 18,25,35"
+            ) from None
+        rows = breakdown_report(
+            crm,
+            as_of.date(),
+            parse_scope(scope),
+            list(dimensions),
+            age_bands=bands,
+            months=months,
+        )
+        charts = [
+            Chart(
+                f"revenue by {d}",
+                tuple((r["group"], Decimal(r["revenue"])) for r in rows if r["dimension"] == d),
+            )
+            for d in dict.fromkeys(r["dimension"] for r in rows)
+        ]
+        emit_report(rows, fmt, title=f"Market breakdown as of {_day(as_of)}", chart=charts, crm=crm)
