@@ -14,7 +14,7 @@ import crmkit
 from crmkit.core.tables import orders
 from crmkit.core.types import Money
 
-from . import clv_cli
+from . import analyses_cli, clv_cli
 from . import settings as seg_settings
 from . import snapshots as snaps
 from .output import FORMATS, emit_report
@@ -227,6 +227,7 @@ def crmkit_register_commands(cli):
         "Customer segmentation: RFM, snapshots, movement, campaign lists, industry packs."
 
     clv_cli.add_commands(segment)
+    analyses_cli.add_commands(segment)
 
     @segment.command("rfm")
     @_as_of_option
