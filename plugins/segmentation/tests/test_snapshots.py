@@ -16,6 +16,7 @@ from crmkit_segmentation.tables import memberships, snapshots
 
 import crmkit
 from crmkit.cli import CliState, cli
+from crmkit.core.tables import orders
 from crmkit.errors import NotFound, PluginError, ValidationError
 
 D1, D2 = dt.date(2024, 1, 31), dt.date(2024, 3, 31)
@@ -227,3 +228,46 @@ def test_diff_errors_and_unknown_scheme(make_crm) -> None:
     with pytest.raises(ValidationError, match="before the first order"):
         snaps.take_snapshot(crm, "rfm", dt.date(2020, 1, 1))
     assert len(snaps.list_snapshots(crm)) == 2
+
+
+def test_demo_snapshots_and_personal_data(make_crm) -> None:
+    from crmkit.demo_data import generate
+
+    crm = make_crm(plugins=["segmentation"], settings={"segmentation": {
+        "demo_snapshot_schemes": ["rfm"]}})  # fmt: skip
+    summary = generate(crm, customers=40, seed=7, today=dt.date(2026, 11, 23))
+    made = snaps.list_snapshots(crm)
+    assert [s.scheme for s in made] == ["rfm", "rfm"]
+    assert made[1].as_of - made[0].as_of == dt.timedelta(days=91)
+    line = next(x for x in summary.plugin_lines if x.startswith("segmentation:"))
+    assert f"rfm #{made[1].id}" in line and made[1].as_of.isoformat() in line
+    with crm.engine.connect() as conn:
+        last = conn.scalar(sa.select(sa.func.max(orders.c.occurred_at)))
+        member = conn.scalar(
+            sa.select(sa.func.min(memberships.c.customer_id)).where(
+                memberships.c.snapshot_id == made[0].id
+            )
+        )
+    assert made[1].as_of == last.date() and made[1].customers > made[0].customers > 0
+    exported = crm.customers.export(member)["plugins"]["segmentation"]["segments"]
+    assert [e["snapshot_id"] for e in exported] == [made[0].id, made[1].id]
+
+
+def test_migration_matches_tables(make_crm) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from crmkit.core.tables import metadata
+
+    crm = make_crm(plugins=["segmentation"])
+    ours = {"segmentation_snapshots", "segmentation_memberships"}
+
+    def only_ours(obj, name, type_, reflected, compare_to):  # noqa: ARG001
+        table = obj if type_ == "table" else getattr(obj, "table", None)
+        return table is not None and table.name in ours
+
+    with crm.engine.connect() as conn:
+        context = MigrationContext.configure(
+            conn, opts={"include_object": only_ours, "compare_type": True}
+        )
+        assert compare_metadata(context, metadata) == []
