@@ -100,10 +100,10 @@ def test_same_results_on_both_backends(samples: Any) -> None:
         assert slugs(kb, query)[:1] == top, query
 
 
-@pytest.mark.parametrize("query", ["", "   ", "!!!", "*", '""'])
-def test_empty_queries_are_refused(kb: Any, query: str) -> None:
-    with pytest.raises(ValidationError, match="search query"):
-        kb.search(query)
+def test_empty_queries_are_refused(kb: Any) -> None:
+    for query in ["", "   ", "!!!", "*", '""']:
+        with pytest.raises(ValidationError, match="search query"):
+            kb.search(query)
 
 
 cjk_text = st.text(alphabet=st.characters(min_codepoint=0x4E00, max_codepoint=0x4E40),

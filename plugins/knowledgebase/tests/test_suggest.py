@@ -37,7 +37,7 @@ def test_suggestions_explain_themselves(samples: Any) -> None:
     )
 
 
-@pytest.mark.parametrize("text", ["", "   ", "?!", "the and of"])
-def test_empty_messages_are_refused(kb: Any, text: str) -> None:
-    with pytest.raises(ValidationError, match="message"):
-        kb.suggest(text)
+def test_empty_messages_are_refused(kb: Any) -> None:
+    for text in ["", "   ", "?!", "the and of"]:
+        with pytest.raises(ValidationError, match="message"):
+            kb.suggest(text)

@@ -39,9 +39,7 @@ def test_html_template_escapes_every_field(kb: Any) -> None:
                     "<p>parcel &lt;late&gt;</p>")  # fmt: skip
 
 
-@pytest.mark.parametrize(
-    ("body", "message"),
-    [
+UNSAFE_OR_UNKNOWN = [
         ("{{ ''.__class__.__mro__ }}", "tried to reach outside the sandbox"),
         ("{{ customer.name.__class__.__base__.__subclasses__() }}", "outside the sandbox"),
         ("{{ cycler.__init__.__globals__ }}", "outside the sandbox"),
@@ -51,15 +49,17 @@ def test_html_template_escapes_every_field(kb: Any) -> None:
         ("{{ complaint.mood }}", "field that does not exist"),
         ("{{ shop }}", r"uses unknown name\(s\) shop; templates can use: customer"),
         ("{% if %}", "does not compile: line 1"),
-    ],
-)  # fmt: skip
-def test_unsafe_or_unknown_templates_are_refused(kb: Any, body: str, message: str) -> None:
+    ]  # fmt: skip
+
+
+def test_unsafe_or_unknown_templates_are_refused(kb: Any) -> None:
     kb.add_template("ok", "Hello {{ customer.name }}")
     before = counts(kb.crm)
-    with pytest.raises(ValidationError, match=message):
-        kb.add_template("bad", body)
-    with pytest.raises(ValidationError, match=message):
-        kb.edit_template("ok", body=body)
+    for body, message in UNSAFE_OR_UNKNOWN:
+        with pytest.raises(ValidationError, match=message):
+            kb.add_template("bad", body)
+        with pytest.raises(ValidationError, match=message):
+            kb.edit_template("ok", body=body)
     assert counts(kb.crm) == before and kb.template("ok").body == "Hello {{ customer.name }}"
 
 
