@@ -597,7 +597,10 @@ class ComplaintService:
                 .where(a.c.id > before)
                 .order_by(a.c.id)
             ).all()
-            alerts = [Alert(**row._mapping) for row in rows]
+            alerts = sorted(
+                (Alert(**row._mapping) for row in rows),  # per complaint, in a stable order
+                key=lambda x: (x.complaint_id, SLA_TARGETS.index(x.target), LEVELS.index(x.level)),
+            )
             outbox = [
                 {"alert_id": al.id, "recipient": who, "message": al.message, "created_at": as_of}
                 for al in alerts
