@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 from sqlalchemy import and_, bindparam, case, delete, func, insert, select, update
 from sqlalchemy.schema import CreateTable
+from sqlalchemy.types import NullType
 
 from crmkit.core import tables as core
 from crmkit.core.bulk import insert_many
@@ -713,33 +714,32 @@ class LoyaltyService:
         out: list[dict[str, Any]] = []
         first_orders: list[tuple[Any, Order]] = []
         last_time: dict[int, dt.datetime] = {}
+        append = out.append
+        order_points, expires_at = prog.order_points, prog.expires_at
         for order in sorted(paid, key=lambda o: (o.occurred_at, o.id)):
-            row = rows.get(order.customer_id)
+            cid = order.customer_id
+            row = rows.get(cid)
             if row is None:
                 continue
-            st = state[order.customer_id]
-            view = MemberView(
-                id=row.id,
-                customer_id=order.customer_id,
-                tier=tiers[order.customer_id],
-                orders_count=st["orders_count"],
-                enrolled_at=row.enrolled_at,
-            )
-            earned = prog.order_points(order, view)
-            st["orders_count"] += 1
-            if st["orders_count"] == 1 and row.referred_by is not None:
+            st = state[cid]
+            count = st["orders_count"]
+            view = MemberView(row.id, cid, tiers[cid], count, row.enrolled_at)
+            earned = order_points(order, view)
+            st["orders_count"] = count + 1
+            if count == 0 and row.referred_by is not None:
                 first_orders.append((row, order))
-            last_time[order.customer_id] = order.occurred_at
-            expires = prog.expires_at(order.occurred_at)
+            when = order.occurred_at
+            last_time[cid] = when
+            expires = expires_at(when)
             total = 0
             for rule, points in earned:
                 total += points
-                out.append(
+                append(
                     {
                         "member_id": row.id,
                         "kind": "earn",
                         "points": points,
-                        "occurred_at": order.occurred_at,
+                        "occurred_at": when,
                         "expires_at": expires,
                         "order_id": order.id,
                         "rule": rule,
@@ -859,14 +859,12 @@ class LoyaltyService:
         points = prog.measure == "points"
         connection.execute(CreateTable(w, if_not_exists=True))
         connection.execute(delete(w))
-        connection.execute(
-            insert(w),
+        months = -prog.window_months
+        insert_many(
+            connection,
+            w,
             [
-                {
-                    "key": rows[cid].id if points else cid,
-                    "lo": add_months(end, -prog.window_months),
-                    "hi": end,
-                }
+                {"key": rows[cid].id if points else cid, "lo": add_months(end, months), "hi": end}
                 for cid, end in ends.items()
             ],
         )
@@ -876,7 +874,9 @@ class LoyaltyService:
             where = t.ledger.c.kind.in_(("earn", "reverse"))
         else:
             table, key = core.orders, core.orders.c.customer_id
-            value = func.sum(core.orders.c.amount) if prog.measure == "spend" else func.count()
+            # untyped sum: to_decimal below reads it exactly without Money's per-row scaling
+            amount = func.sum(core.orders.c.amount, type_=NullType())
+            value = amount if prog.measure == "spend" else func.count()
             where = core.orders.c.status == "paid"
         query = (
             select(w.c.key, value)

@@ -131,6 +131,7 @@ tier_changes = Table(
 windows = Table(
     "loyalty_tmp_windows",
     MetaData(),
+    Column("id", Integer, primary_key=True),  # for crmkit.core.bulk.insert_many
     Column("key", Integer, nullable=False),
     Column("lo", UTCDateTime, nullable=False),
     Column("hi", UTCDateTime, nullable=False),
