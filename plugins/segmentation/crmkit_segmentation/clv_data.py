@@ -56,10 +56,10 @@ class Summaries:
         """Compounded margin to date; orders without a cost count at ``margin`` of revenue."""
         return self.margin_costed + margin * self.revenue_uncosted
 
-    def take(self, keep: np.ndarray) -> Summaries:
-        ext = [self.external_id[i] for i in np.flatnonzero(keep)]
+    def take(self, index: np.ndarray) -> Summaries:
+        ext = [self.external_id[i] for i in index.tolist()]
         arrays = {
-            k: getattr(self, k)[keep]
+            k: getattr(self, k)[index]
             for k in self.__dataclass_fields__
             if k not in ("external_id",)
         }
@@ -69,7 +69,8 @@ class Summaries:
     def concat(parts: list[Summaries]) -> Summaries:
         fields = [k for k in Summaries.__dataclass_fields__ if k != "external_id"]
         if not parts:
-            return Summaries(external_id=[], **{k: np.zeros(0) for k in fields})
+            empty = {k: np.zeros(0, dtype=int if k == "customer_id" else float) for k in fields}
+            return Summaries(external_id=[], **empty)
         ext = [e for p in parts for e in p.external_id]
         return Summaries(
             external_id=ext, **{k: np.concatenate([getattr(p, k) for p in parts]) for k in fields}
@@ -176,11 +177,6 @@ class Extractor:
                 raw.create_function("power", 2, math.pow, deterministic=True)
         return conn
 
-    def count(self) -> int:
-        sub = self._orders().subquery()
-        with self.crm.engine.connect() as conn:
-            return int(conn.execute(sa.select(sa.func.count(sa.distinct(sub.c.cid)))).scalar())
-
     def observed_margin(self) -> float | None:
         """Share of revenue kept as margin over the in-scope orders that record a cost."""
         sub = self._orders().subquery()
@@ -221,18 +217,16 @@ class Extractor:
     def sample(self, size: int, seed: int, chunk_size: int = 10_000) -> tuple[Summaries, int]:
         """A seeded uniform sample of ``size`` customers (all when fewer), and the total.
 
-        Positions are drawn up front and picked out of the stream, so memory holds the
-        sample and one chunk only.
+        One pass: every customer draws a random key and the ``size`` smallest keys are kept
+        (a uniform sample without replacement), so memory holds the sample and one chunk.
         """
-        total = self.count()
-        if total <= size:
-            return Summaries.concat(list(self.chunks(chunk_size))), total
-        picked = np.sort(np.random.default_rng(seed).choice(total, size, replace=False))
-        parts, offset = [], 0
+        rng = np.random.default_rng(seed)
+        kept, keys, total = Summaries.concat([]), np.zeros(0), 0
         for chunk in self.chunks(chunk_size):
-            lo, hi = np.searchsorted(picked, [offset, offset + len(chunk)])
-            keep = np.zeros(len(chunk), dtype=bool)
-            keep[picked[lo:hi] - offset] = True
-            parts.append(chunk.take(keep))
-            offset += len(chunk)
-        return Summaries.concat(parts), total
+            total += len(chunk)
+            kept = Summaries.concat([kept, chunk])
+            keys = np.concatenate([keys, rng.random(len(chunk))])
+            if len(keys) > size:
+                best = np.sort(np.argpartition(keys, size)[:size])  # stays in customer order
+                kept, keys = kept.take(best), keys[best]
+        return kept, total

@@ -10,6 +10,8 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 from crmkit_segmentation import clv
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from crmkit.cli import CliState, cli
 from crmkit.core.tables import customers
@@ -131,6 +133,37 @@ def test_expected_purchases_and_p_alive_match_hand_computation():
     assert clv.expected_purchases(BGP, t, zero, zero, zero)[0] == pytest.approx(unconditional)
 
 
+positive = st.floats(0.05, 20.0)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    r=positive,
+    alpha=positive,
+    a=st.floats(0.05, 20.0).filter(lambda v: abs(v - 1) > 0.01),
+    b=positive,
+    x=st.integers(0, 25),
+    recency=st.floats(0.0, 1.0),
+    T=st.floats(0.1, 200.0),
+    t=st.floats(0.1, 100.0),
+)
+def test_formulas_agree_with_hand_computation_everywhere(r, alpha, a, b, x, recency, T, t):
+    """Log-likelihood, P(alive) and E[Y(t)] against the papers' forms over a wide range."""
+    t_x = recency * T if x else 0.0
+    params = (r, alpha, a, b)
+    z = t / (alpha + T + t)
+    if z > 0.9:  # the hand series converges too slowly near 1
+        t = 9 * (alpha + T)  # z = 0.9
+    one = (np.array([float(x)]), np.array([t_x]), np.array([T]))
+    ll = clv.bgnbd_loglik(np.array(params), *one)[0]
+    assert ll == pytest.approx(math.log(hand_likelihood(*params, x, t_x, T)), rel=1e-9, abs=1e-9)
+    alive = clv.p_alive(params, *one)[0]
+    assert alive == pytest.approx(hand_p_alive(*params, x, t_x, T), rel=1e-9, abs=1e-300)
+    got = clv.expected_purchases(params, t, *one)[0]
+    assert got == pytest.approx(hand_expected(*params, x, t_x, T, t), rel=1e-6, abs=1e-12)
+    assert got >= 0 and clv.expected_purchases(params, 2 * t, *one)[0] >= got
+
+
 def test_gamma_gamma_formulas_match_hand_computation():
     x = np.array([1.0, 2.0, 6.0])
     m = np.array([20.0, 35.5, 12.25])
@@ -156,18 +189,8 @@ def test_gamma_gamma_formulas_match_hand_computation():
 def test_discounted_clv_by_hand():
     """Monthly steps: margin x spend x sum_k (E(k) - E(k-1)) / 1.1^(k/12), k = 1..12 months."""
     params_months = (BG["r"], BG["alpha"] * 12 / 52, BG["a"], BG["b"])  # rescale alpha
-    bg = clv.Fit(
-        "BG/NBD",
-        dict(zip(["r", "alpha", "a", "b"], params_months, strict=True)),
-        0,
-        1,
-        0,
-        0,
-        0,
-        {},
-        "",
-    )
-    gg = clv.Fit("Gamma-Gamma", GG, 0, 1, 0, 0, 0, {}, "")
+    bg = given_fit("BG/NBD", dict(zip(["r", "alpha", "a", "b"], params_months, strict=True)))
+    gg = given_fit("Gamma-Gamma", GG)
     settings = clv.Settings("month", 12, 0.10, 0.3)
     c = (3, 5.0, 9.0)
     out = clv.predict(bg, gg, settings, 0.3, *(np.array([v], dtype=float) for v in c), [40.0])
@@ -180,6 +203,10 @@ def test_discounted_clv_by_hand():
     flat = clv.predict(bg, gg, clv.Settings("month", 12, 0.0, 0.3), 0.3, *out_args(c), [40.0])
     assert flat["clv"][0] == pytest.approx(0.3 * spend * cum[12], rel=1e-9)
     assert out["clv"][0] < flat["clv"][0]
+
+
+def given_fit(name, params):
+    return clv.Fit(name, params, 0.0, 1, 0, 0, 0.0, 0.0, {}, "given")
 
 
 def out_args(c):
