@@ -43,30 +43,38 @@ class Chart:
     bars: tuple[tuple[str, Any], ...]
 
 
-def chart_of(rows: Sequence[Mapping[str, Any]], by: str, value: str | None = None) -> Chart:
-    """Count of rows per ``by`` label, or the sum of ``value`` per label (first-seen order)."""
-    totals: dict[str, Any] = {}
+def chart_of(
+    rows: Sequence[Mapping[str, Any]],
+    by: str,
+    value: str | None = None,
+    order: Sequence[str] = (),
+) -> Chart:
+    """Count of rows per ``by`` label, or the sum of ``value`` per label.
+
+    Bars follow ``order`` (labels not in it follow, in first-seen order)."""
+    totals: dict[str, Any] = {label: None for label in order}
     for row in rows:
         label = "" if row.get(by) is None else str(row.get(by))
         add = 1 if value is None else (row.get(value) or 0)
         if isinstance(add, str):
             add = Decimal(add)
-        totals[label] = totals.get(label, 0) + add
+        totals[label] = (totals.get(label) or 0) + add
     title = f"customers by {by}" if value is None else f"{value} by {by}"
-    return Chart(title, tuple(totals.items()))
+    return Chart(title, tuple((k, v) for k, v in totals.items() if v is not None))
 
 
-def _auto_charts(rows: Sequence[Mapping[str, Any]]) -> list[Chart]:
+def auto_charts(rows: Sequence[Mapping[str, Any]], order: Sequence[str] = ()) -> list[Chart]:
+    """Customers per label column and, when there is a money column, its sum per label."""
     if not rows:
         return []
     keys = rows[0].keys()
     by = next((c for c in LABEL_COLUMNS if c in keys), None)
     if by is None:
         return []
-    charts = [chart_of(rows, by)]
+    charts = [chart_of(rows, by, order=order)]
     value = next((c for c in VALUE_COLUMNS if c in keys), None)
     if value is not None:
-        charts.append(chart_of(rows, by, value))
+        charts.append(chart_of(rows, by, value, order))
     return charts
 
 
@@ -75,7 +83,7 @@ def _charts(chart: Any, rows: Sequence[Mapping[str, Any]]) -> list[Chart]:
     ``{"by": ..., "value": ..., "title": ...}`` or ``{"title": ..., "bars": [...]}`` dict,
     or a list of those."""
     if chart is None:
-        return _auto_charts(rows)
+        return auto_charts(rows)
     if chart is False:
         return []
     if isinstance(chart, list | tuple):

@@ -17,9 +17,9 @@ from crmkit.core.types import Money
 from . import analyses_cli, clv_cli
 from . import settings as seg_settings
 from . import snapshots as snaps
-from .output import FORMATS, emit_report
+from .output import FORMATS, auto_charts, emit_report
 from .packs import BUILTIN, all_packs, run_pack
-from .schemes import builtin, rfm_rows
+from .schemes import builtin, known_labels, rfm_rows
 from .scope import parse_scope
 from .tables import memberships, snapshots
 
@@ -238,7 +238,9 @@ def crmkit_register_commands(cli):
     def rfm_cmd(crm, as_of, scope, bins, fmt):
         "RFM scores (quintiles by default) computed in SQL, named through the RFM map."
         rows = rfm_rows(crm, as_of.date(), parse_scope(scope), bins)
-        emit_report(rows, fmt, title=f"RFM as of {as_of.date().isoformat()}", crm=crm)
+        chart = auto_charts(rows, known_labels(crm, "rfm")) if fmt == "html" else None
+        title = f"RFM as of {as_of.date().isoformat()}"
+        emit_report(rows, fmt, title=title, chart=chart, crm=crm)
 
     @segment.command("snapshot")
     @click.argument("scheme")
@@ -328,9 +330,11 @@ def crmkit_register_commands(cli):
     def pack_cmd(crm, name, as_of, scope, save, fmt):
         "Run industry pack NAME (see 'segment packs')."
         filters = parse_scope(scope)
-        if save:
-            snap = snaps.take_snapshot(crm, name, as_of.date(), filters)
-            click.echo(f"saved snapshot {snap.id} ({snap.changed} changed)", err=True)
         rows = run_pack(crm, name, as_of.date(), filters)
+        if save:
+            snap = snaps.take_snapshot(crm, name, as_of.date(), filters, rows=rows)
+            click.echo(f"saved snapshot {snap.id} ({snap.changed} changed)", err=True)
         pack = all_packs(crm)[name]
-        emit_report(rows, fmt, title=f"{pack.title} as of {as_of.date().isoformat()}", crm=crm)
+        chart = auto_charts(rows, pack.labels) if fmt == "html" else None
+        title = f"{pack.title} as of {as_of.date().isoformat()}"
+        emit_report(rows, fmt, title=title, chart=chart, crm=crm)

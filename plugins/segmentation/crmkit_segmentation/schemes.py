@@ -82,15 +82,23 @@ def classify(
 
     own = builtin(crm)
     if scheme in own:
-        rows = own[scheme](crm, as_of, scope)
-        params: dict[str, Any] = {}
-        if scheme == "rfm":
-            params["bins"] = settings_of(crm)["rfm_bins"]
-        return rows, params
+        return own[scheme](crm, as_of, scope), params_of(crm, scheme)
     if scheme in all_packs(crm):
-        return run_pack(crm, scheme, as_of, scope), {"pack": scheme}
+        return run_pack(crm, scheme, as_of, scope), params_of(crm, scheme)
     check_scheme(crm, scheme)
     raise AssertionError("unreachable")
+
+
+def params_of(crm: Any, scheme: str) -> dict[str, Any]:
+    """The settings a scheme ran with, stored with its snapshot."""
+    cfg = settings_of(crm)
+    if scheme == "rfm":
+        return {"bins": cfg["rfm_bins"], "map": cfg["rfm_map"]}
+    if scheme == "abc":
+        return {"measure": cfg["abc_measure"], "thresholds": cfg["abc_thresholds"]}
+    if scheme == "pyramid":
+        return {"measure": cfg["pyramid_measure"], "shares": cfg["pyramid_shares"]}
+    return {"pack": scheme}
 
 
 def known_labels(crm: Any, scheme: str) -> list[str]:

@@ -64,9 +64,17 @@ def take_snapshot(
     scope: dict[str, str] | None = None,
     *,
     actor: str | None = None,
+    rows: Sequence[dict[str, Any]] | None = None,
 ) -> Snapshot:
-    """Classify every in-scope customer with ``scheme`` as of ``as_of`` and store it."""
-    rows, params = schemes.classify(crm, scheme, as_of, scope or {})
+    """Classify every in-scope customer with ``scheme`` as of ``as_of`` and store it.
+
+    ``rows`` lets a caller that has just run the scheme (``segment pack --snapshot``) store
+    that result instead of computing it again."""
+    if rows is None:
+        rows, params = schemes.classify(crm, scheme, as_of, scope or {})
+    else:
+        schemes.check_scheme(crm, scheme)
+        params = schemes.params_of(crm, scheme)
     labels = {int(r["customer_id"]): str(r["segment"]) for r in rows}
     params = {"scope": dict(scope or {}), **params}
     with crm.transaction(actor=actor) as ctx:

@@ -196,6 +196,13 @@ def test_plugin_pack_through_cli_and_snapshot(make_crm, database_url) -> None:
     assert [(r["customer_id"], r["segment"]) for r in json.loads(res.output)] == [
         (ann.id, "lost")  # one customer: every score is the lowest
     ]
+    res = CliRunner().invoke(
+        cli, [*base, "pack", "retail", "--as-of", "2024-12-31", "--snapshot"], obj=CliState(),
+        env=env,
+    )  # fmt: skip
+    assert res.exit_code == 0 and "lost" in res.output
+    saved = snaps.latest_snapshot(crm, "retail")
+    assert (saved.customers, saved.params) == (1, {"scope": {}, "pack": "retail"})
     res = CliRunner().invoke(cli, [*base, "packs", "--format", "csv"], obj=CliState(), env=env)
     assert res.output.splitlines()[0] == "pack,title,description" and "travel," in res.output
 
