@@ -129,3 +129,28 @@ def test_duration_splits_at_any_point(
     a, m, c = sorted((a, m, c))
     assert cal.duration(a, c) == cal.duration(a, m) + cal.duration(m, c)
     assert cal.duration(a, c) <= c.astimezone(dt.UTC) - a.astimezone(dt.UTC)
+
+
+ALL_DAY = {d: [["00:00", "24:00"]] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
+FAST = Calendar.from_dict({"timezone": "Europe/Berlin", "week": ALL_DAY})
+# the same working time, but a holiday long ago forces the day-by-day walk
+SLOW = Calendar.from_dict(
+    {"timezone": "Europe/Berlin", "week": ALL_DAY, "holidays": ["1990-01-01"]}
+)
+
+
+def test_round_the_clock_is_wall_time_across_dst() -> None:
+    assert FAST.round_the_clock and not SLOW.round_the_clock
+    assert not Calendar.from_dict(SPLIT).round_the_clock
+    # 28 -> 29 March 2026 in Berlin: 23 real hours between the two noons
+    assert FAST.duration(b(2026, 3, 28, 12), b(2026, 3, 29, 12)) == dt.timedelta(hours=23)
+    assert SLOW.duration(b(2026, 3, 28, 12), b(2026, 3, 29, 12)) == dt.timedelta(hours=23)
+
+
+@settings(max_examples=100, deadline=None)
+@given(start=moments, d=durations, end=moments)
+def test_round_the_clock_fast_path_agrees_with_the_walk(
+    start: dt.datetime, d: dt.timedelta, end: dt.datetime
+) -> None:
+    assert FAST.add(start, d) == SLOW.add(start, d)
+    assert FAST.duration(start, end) == SLOW.duration(start, end)

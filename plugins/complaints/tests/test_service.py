@@ -325,7 +325,8 @@ def test_segmentation_vip_veto_and_core_moves(make_crm) -> None:
 
         @crmkit.hookimpl
         def crmkit_segmentation_current_segments(crm, customer_ids):  # noqa: N805
-            return {cid: {"pyramid": "vip" if cid == 1 else "small"} for cid in customer_ids}
+            # the contract: {customer_id: {scheme: label}}; "VIP" in any case
+            return {cid: {"pyramid": "VIP" if cid == 1 else "small"} for cid in customer_ids}
 
     class Veto:
         @crmkit.hookimpl
@@ -367,3 +368,45 @@ def test_calendar_from_settings_with_time_zone(make_crm) -> None:
     bad = {**cal, "week": {"mon": [["17:00", "09:00"]]}}
     with pytest.raises(ConfigError, match="ends before it starts"):
         make_crm(plugins=["complaints"], settings={"complaints": {"calendar": bad}})
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        (None, ["urgent", "normal", "normal"]),  # no snapshot yet: the attribute decides
+        ({}, ["urgent", "normal", "normal"]),
+        ({"2": {"pyramid": "vip"}}, ["urgent", "urgent", "normal"]),  # string keys
+        ({2: {"rfm": "champions"}, 3: {"pyramid": "major"}}, ["urgent", "normal", "normal"]),
+        ({2: "vip"}, ["urgent", "normal", "normal"]),  # not the contract's shape: ignored
+    ],
+)
+def test_vip_tolerates_whatever_segmentation_answers(make_crm, answer, expected) -> None:
+    import crmkit
+
+    class SegSpecs:
+        @staticmethod
+        @crmkit.hookspec(firstresult=True)
+        def crmkit_segmentation_current_segments(crm, customer_ids):
+            """test double of the segmentation plugin's hook"""
+
+    class Segmentation:
+        @crmkit.hookimpl
+        def crmkit_register_hookspecs():
+            return SegSpecs
+
+        @crmkit.hookimpl
+        def crmkit_segmentation_current_segments(crm, customer_ids):  # noqa: N805
+            return answer
+
+    crm = make_crm(plugins=["complaints", Segmentation])
+    people = [
+        crm.customers.add(name="Attr VIP", attributes={"vip": True}),
+        crm.customers.add(name="Two"),
+        crm.customers.add(name="Three"),
+    ]
+    assert [p.id for p in people] == [1, 2, 3]
+    got = [
+        service(crm).log(p.id, channel="web", category="billing", description="x").priority
+        for p in people
+    ]
+    assert got == expected
