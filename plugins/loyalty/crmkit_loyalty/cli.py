@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -152,16 +153,36 @@ def balance(crm: Any, customer_id: int, program: str | None, fmt: str) -> None:
     """A member's tier and balance."""
     service = loyalty(crm)
     m = service.member(customer_id, program=program)
+    tier = service.program(m.program).tier(m.tier)
     days = crm.settings["loyalty"]["expiring_soon_days"]
     row = {
         "customer_id": customer_id,
         "program": m.program,
         "tier": m.tier,
         "balance": m.balance,
+        "discount": tier.discount if tier else Decimal(0),
         f"expiring_in_{days}_days": service.expiring(customer_id, days, program=m.program),
         "clawback_due": m.clawback_due,
     }
     emit([row], fmt)
+
+
+@loyalty_group.command("price")
+@click.argument("customer_id", type=int)
+@click.argument("amount")
+@program_option
+@format_option()
+@pass_crm
+def price(crm: Any, customer_id: int, amount: str, program: str | None, fmt: str) -> None:
+    """The member price of AMOUNT for a member: their tier's discount taken off."""
+    result = loyalty(crm).member_price(customer_id, amount, program=program)
+    if fmt == "table":
+        click.echo(
+            f"member price {result['price']} ({result['tier'] or '-'}: "
+            f"{(result['discount'] * 100).normalize():f}% off {result['amount']})"
+        )
+    else:
+        emit([result], fmt)
 
 
 @loyalty_group.command("statement")

@@ -15,7 +15,7 @@ import datetime as dt
 import weakref
 from collections import defaultdict, deque
 from collections.abc import Iterable, Mapping, Sequence
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +26,7 @@ from sqlalchemy.types import NullType
 
 from crmkit.core import tables as core
 from crmkit.core.bulk import insert_many
-from crmkit.core.entities import Order, OrderLine
+from crmkit.core.entities import Order, OrderLine, to_money
 from crmkit.core.types import to_decimal
 from crmkit.errors import Conflict, NotFound, ValidationError
 from crmkit_loyalty import tables as t
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
 KINDS = ("earn", "redeem", "expire", "adjust", "reverse")
 _CHUNK = 5000
+_CENT = Decimal("0.01")
 
 _services: weakref.WeakKeyDictionary[Any, LoyaltyService] = weakref.WeakKeyDictionary()
 
@@ -617,6 +618,28 @@ class LoyaltyService:
         )
         with self.crm.reading() as connection:
             return [self._member(r, r.program_name) for r in connection.execute(query)]
+
+    def member_price(
+        self, customer_id: int, amount: Decimal | str | int, *, program: str | None = None
+    ) -> dict[str, Any]:
+        """The member price of ``amount``: the member's tier discount taken off, to the cent
+        (half up). Returns tier, discount (a fraction), the discount amount and the price."""
+        value = to_money(amount, "amount")
+        if value < 0:
+            raise ValidationError(f"amount must be 0 or more, not {value}", field="amount")
+        member = self.member(customer_id, program=program)
+        tier = self.program(member.program).tier(member.tier)
+        rate = tier.discount if tier else Decimal(0)
+        off = (value * rate).quantize(_CENT, ROUND_HALF_UP)
+        return {
+            "customer_id": customer_id,
+            "program": member.program,
+            "tier": member.tier,
+            "discount": rate,
+            "amount": value,
+            "discount_amount": off,
+            "price": value - off,
+        }
 
     def balance(self, customer_id: int, *, program: str | None = None) -> int:
         return self.member(customer_id, program=program).balance
