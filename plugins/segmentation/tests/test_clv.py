@@ -381,9 +381,14 @@ def test_fit_score_chunks_sample_and_customer_clv(make_crm):
         "horizon": 26,
     }
     # a seeded sample: the same customers each time, fewer than the base
+    ex = model.extractor(crm)
+    picked, total = ex.sample(120, seed=3, chunk_size=25)
+    assert total == 160 and len(picked) == 120
+    assert picked.customer_id.tolist() == ex.sample(120, seed=3)[0].customer_id.tolist()
+    assert picked.customer_id.tolist() != ex.sample(120, seed=4)[0].customer_id.tolist()
+    assert sorted(picked.customer_id.tolist()) == picked.customer_id.tolist()
     a = clv.fit_model(crm, AS_OF, sample=120, seed=3)
-    b = clv.fit_model(crm, AS_OF, sample=120, seed=3)
-    assert a.fitted_on == 120 and a.bgnbd.params == b.bgnbd.params
+    assert a.fitted_on == 120 and a.bgnbd.customers == 120
     assert a.bgnbd.params != model.bgnbd.params
     lonely = crm.customers.add(name="no orders")
     assert clv.customer_clv(crm, lonely.id, model=model) is None
