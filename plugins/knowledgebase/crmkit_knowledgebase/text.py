@@ -23,6 +23,7 @@ and PostgreSQL (``to_tsvector('simple', ...)``) only split it on spaces.
 
 from __future__ import annotations
 
+import functools
 import html
 import re
 import unicodedata
@@ -189,6 +190,7 @@ def _has_vowel(word: str) -> bool:
     return any(c in "aeiouy" for c in word)
 
 
+@functools.lru_cache(maxsize=65536)
 def stem(word: str) -> str:
     """A light English suffix stemmer (plural, -ed, -ing, -ly, final -y and -e).
 
@@ -413,16 +415,33 @@ def plain_text(markdown: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
 
+#: snippets look for hits in this many first characters of an article's text
+SNIPPET_SCAN = 20_000
+
+
+@functools.lru_cache(maxsize=65536)
+def _fold_char(ch: str) -> str:
+    return fold(ch)
+
+
+def _fold_with_offsets(text: str) -> tuple[str, Sequence[int]]:
+    """The folded text and, per folded character, its offset in ``text`` (plus the end)."""
+    if text.isascii():  # the common case: folding is lower-casing, offsets do not move
+        return text.lower(), range(len(text) + 1)
+    chars: list[str] = []
+    offsets: list[int] = []
+    for i, ch in enumerate(text):  # per character, so every folded one maps back
+        f = _fold_char(ch)
+        chars.append(f)
+        offsets.extend([i] * len(f))
+    offsets.append(len(text))
+    return "".join(chars), offsets
+
+
 def _hits(text: str, terms: Iterable[Term]) -> list[tuple[int, int]]:
     """Spans of ``text`` (original, not folded) that match a term."""
     spans: list[tuple[int, int]] = []
-    folded_chars: list[tuple[str, int]] = []
-    # map folded characters back to original offsets (fold is per character here)
-    for i, ch in enumerate(text):
-        for f in fold(ch):
-            folded_chars.append((f, i))
-    folded = "".join(f for f, _ in folded_chars)
-    offsets = [i for _, i in folded_chars] + [len(text)]
+    folded, offsets = _fold_with_offsets(text)
     terms = list(terms)
     stems: dict[str, bool] = {}
     for t in terms:
@@ -432,6 +451,8 @@ def _hits(text: str, terms: Iterable[Term]) -> list[tuple[int, int]]:
             stems.update({stem(x): False for x in t.words if x not in stems})
     raws = [w for t in terms if t.prefix for w in t.words]
     cjk = [s for t in terms for s in t.cjk]
+    prefixes = [p for p, pre in stems.items() if pre]
+    decided: dict[str, bool] = {}
     for m in _TOKEN.finditer(folded):
         if m.group(1) is not None:
             run = m.group(1)
@@ -443,12 +464,15 @@ def _hits(text: str, terms: Iterable[Term]) -> list[tuple[int, int]]:
                     start = run.find(needle, start + len(needle))
             continue
         word = m.group(2)
-        s = stem(word)
-        if (
-            s in stems
-            or any(s.startswith(p) for p, pre in stems.items() if pre)
-            or any(word.startswith(r) for r in raws)
-        ):
+        hit = decided.get(word)
+        if hit is None:  # decide once per distinct word: texts repeat their words
+            s = stem(word)
+            hit = decided[word] = (
+                s in stems
+                or any(s.startswith(p) for p in prefixes)
+                or any(word.startswith(r) for r in raws)
+            )
+        if hit:
             spans.append((offsets[m.start()], offsets[m.end() - 1] + 1))
     spans.sort()
     merged: list[tuple[int, int]] = []
@@ -462,6 +486,7 @@ def _hits(text: str, terms: Iterable[Term]) -> list[tuple[int, int]]:
 
 def highlight(text: str, terms: Sequence[Term], *, width: int = 160) -> str:
     """An HTML-escaped snippet of ``text`` around the best cluster of hits, hits in ``<mark>``."""
+    text = text[:SNIPPET_SCAN]
     spans = _hits(text, terms)
     if not spans:
         cut = text[:width]

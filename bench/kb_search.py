@@ -1,0 +1,278 @@
+"""Benchmark: knowledge base search over 50,000 articles (English and Chinese), seeded.
+
+    python bench/kb_search.py                       # SQLite, 50,000 articles
+    KB_BENCH_POSTGRES_URL=postgresql://postgres@127.0.0.1:54329/postgres python bench/kb_search.py
+
+Side by side in the same run, on the same articles and queries:
+
+* ``fts``    — ``kb.search(query)``: the full API (query parsing, FTS5 ``MATCH`` or
+  PostgreSQL ``@@`` with ranking, the top 20 loaded and given highlighted snippets);
+  ``index`` is the ranked index query alone, to show what the snippets cost;
+* ``like``   — what one would write without a full-text index: ``title LIKE '%w%' OR
+  body LIKE '%w%'`` for every word, newest first, 20 rows (no ranking, no stemming, no
+  snippets), which must read every article.
+
+Queries (seeded): single English words of every frequency, two words, prefixes as typed
+(``refu``), Chinese words of two and four characters, mixed, and with filters. With a
+PostgreSQL server URL in ``KB_BENCH_POSTGRES_URL`` a throw-away database is created on it
+and the same run is made there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from crmkit_knowledgebase import search as fts
+from crmkit_knowledgebase import service
+from crmkit_knowledgebase.text import parse_query
+from sqlalchemy import text
+
+import crmkit
+from crmkit.testing import create_postgres_database, drop_postgres_database
+
+SYLLABLES = [
+    "ra",
+    "fun",
+    "de",
+    "li",
+    "ver",
+    "ship",
+    "pay",
+    "ment",
+    "war",
+    "ran",
+    "ty",
+    "in",
+    "stal",
+    "la",
+    "tion",
+    "ac",
+    "count",
+    "pass",
+    "word",
+    "fil",
+    "ter",
+    "wash",
+    "er",
+    "cool",
+    "heat",
+    "box",
+    "port",
+    "al",
+    "con",
+    "tract",
+    "ser",
+    "vice",
+    "mo",
+    "bile",
+]
+REAL = [
+    "refund",
+    "delivery",
+    "warranty",
+    "invoice",
+    "password",
+    "filter",
+    "installation",
+    "payment",
+    "shipping",
+    "return",
+    "repair",
+    "account",
+    "order",
+    "points",
+    "voucher",
+    "screen",
+    "battery",
+    "charger",
+    "fridge",
+    "kettle",
+    "washer",
+    "dryer",
+    "noise",
+]
+HANZI = (
+    "退款政策配送时间保修条款发票支付方式会员积分安装服务洗衣机故障代码空调滤网清洗重置密码"
+    "订单物流快递售后维修电池屏幕冰箱噪音充电器优惠券地址修改取消申请到账质量投诉"
+)
+CATEGORIES = ["billing", "delivery", "warranty", "account", "products", "service", "returns"]
+
+
+def vocabulary(rng: random.Random) -> tuple[list[str], list[str]]:
+    english = list(REAL)
+    while len(english) < 3000:
+        word = "".join(rng.choice(SYLLABLES) for _ in range(rng.randint(2, 4)))
+        if word not in english:
+            english.append(word)
+    chinese = []
+    while len(chinese) < 1500:
+        word = "".join(rng.choice(HANZI) for _ in range(rng.choice((2, 2, 3, 4))))
+        if word not in chinese:
+            chinese.append(word)
+    return english, chinese
+
+
+def zipf(rng: random.Random, words: list[str]) -> str:
+    # rank r drawn with weight ~1/r: a few very common words, a long tail
+    return words[min(int(rng.paretovariate(1.1)) - 1, len(words) - 1)]
+
+
+def article(rng: random.Random, n: int, english: list[str], chinese: list[str]) -> dict[str, Any]:
+    if rng.random() < 0.5:
+        title = " ".join(zipf(rng, english) for _ in range(rng.randint(2, 6))).capitalize()
+        body = " ".join(zipf(rng, english) for _ in range(rng.randint(60, 160))) + "."
+        tags = [zipf(rng, english) for _ in range(rng.randint(0, 3))]
+    else:
+        title = "".join(zipf(rng, chinese) for _ in range(rng.randint(2, 4)))
+        sentences = ["".join(zipf(rng, chinese) for _ in range(rng.randint(4, 12)))
+                     for _ in range(rng.randint(5, 12))]  # fmt: skip
+        body = "。".join(sentences) + "。"
+        tags = [zipf(rng, chinese) for _ in range(rng.randint(0, 3))]
+    return {
+        "slug": f"a{n}",
+        "title": title,
+        "body": body,
+        "category": rng.choice(CATEGORIES),
+        "tags": tags,
+        "audience": rng.choice(("public", "public", "internal")),
+        "status": rng.choice(("published", "published", "published", "draft", "archived")),
+    }
+
+
+def queries(rng: random.Random, english: list[str], chinese: list[str], n: int) -> list[tuple]:
+    out: list[tuple[str, str, dict[str, str]]] = []
+    kinds = ["en word", "en common", "en two words", "en prefix", "zh 2 chars", "zh 4 chars",
+             "mixed", "filtered"]  # fmt: skip
+    for i in range(n):
+        kind = kinds[i % len(kinds)]
+        filters: dict[str, str] = {}
+        if kind == "en word":
+            q = zipf(rng, english)
+        elif kind == "en common":
+            q = rng.choice(english[:20])
+        elif kind == "en two words":
+            q = f"{zipf(rng, english)} {zipf(rng, english)}"
+        elif kind == "en prefix":
+            word = rng.choice([w for w in english[:300] if len(w) >= 6])
+            q = word[: rng.randint(3, len(word) - 1)]
+        elif kind == "zh 2 chars":
+            q = zipf(rng, [w for w in chinese if len(w) >= 2])[:2]
+        elif kind == "zh 4 chars":
+            q = zipf(rng, [w for w in chinese if len(w) == 4])
+        elif kind == "mixed":
+            q = f"{zipf(rng, english)} {zipf(rng, chinese)[:2]}"
+        else:
+            q = zipf(rng, english)
+            filters = {"status": "published", "audience": "public",
+                       "category": rng.choice(CATEGORIES)}  # fmt: skip
+        out.append((kind, q, filters))
+    return out
+
+
+def like_search(crm: Any, query: str, filters: dict[str, str]) -> list[int]:
+    where, params = [], {}
+    for i, word in enumerate(query.split()):
+        where.append(f"(lower(title) LIKE :w{i} OR lower(body) LIKE :w{i})")
+        params[f"w{i}"] = f"%{word.lower()}%"
+    for name, value in filters.items():
+        where.append(f"{name} = :{name}")
+        params[name] = value
+    sql = (f"SELECT id FROM kb_articles WHERE {' AND '.join(where)} "
+           "ORDER BY updated_at DESC, id LIMIT 20")  # fmt: skip
+    with crm.reading() as connection:
+        return [r[0] for r in connection.execute(text(sql), params)]
+
+
+def index_only(crm: Any, query: str, filters: dict[str, str]) -> list[tuple[int, float]]:
+    """The ranked index query without loading articles or making snippets."""
+    with crm.reading() as connection:
+        return fts.search(connection, parse_query(query), limit=20, **filters)
+
+
+def timed(fn: Any, runs: list[tuple]) -> tuple[list[float], int]:
+    times, found = [], 0
+    for _, q, filters in runs:
+        t0 = time.perf_counter()
+        result = fn(q, filters)
+        times.append((time.perf_counter() - t0) * 1000)
+        found += bool(result)
+    return times, found
+
+
+def pct(values: list[float], p: float) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[int(p) - 1]
+
+
+def bench(url: str, size: int, n_queries: int, seed: int) -> None:
+    rng = random.Random(seed)
+    english, chinese = vocabulary(rng)
+    crm = crmkit.open(url, plugins=["knowledgebase"], upgrade=True)
+    try:
+        kb = service(crm)
+        t0 = time.perf_counter()
+        for start in range(0, size, 2000):
+            kb.add_many([article(rng, n, english, chinese)
+                         for n in range(start, min(size, start + 2000))])  # fmt: skip
+        load = time.perf_counter() - t0
+        if crm.engine.dialect.name == "sqlite":
+            with crm.engine.begin() as connection:
+                connection.execute(text("INSERT INTO kb_fts(kb_fts) VALUES ('optimize')"))
+                connection.execute(text("ANALYZE"))
+        else:
+            with crm.engine.begin() as connection:
+                connection.execute(text("ANALYZE"))
+        runs = queries(rng, english, chinese, n_queries)
+        timed(lambda q, f: kb.search(q, **f), runs[:20])  # warm the caches
+        timed(lambda q, f: like_search(crm, q, f), runs[:5])
+        fts_times, fts_found = timed(lambda q, f: kb.search(q, **f), runs)
+        like_times, like_found = timed(lambda q, f: like_search(crm, q, f), runs)
+        index_times, index_found = timed(lambda q, f: index_only(crm, q, f), runs)
+        name = crm.engine.dialect.name
+        print(
+            f"\n{name}: {size:,} articles loaded in {load:.1f} s "
+            f"({size / load:,.0f}/s, analysis and index included); {len(runs)} queries"
+        )
+        print(f"{'method':<34}{'p50 ms':>9}{'p95 ms':>9}{'max ms':>9}{'with hits':>11}")
+        for label, times, found in (
+            (f"kb.search ({'FTS5' if name == 'sqlite' else 'tsvector + GIN'})", fts_times,
+             fts_found),
+            ("  of which the index query alone", index_times, index_found),
+            ("plain LIKE scan", like_times, like_found),
+        ):  # fmt: skip
+            print(f"{label:<34}{pct(times, 50):>9.2f}{pct(times, 95):>9.2f}{max(times):>9.1f}"
+                  f"{found:>11}")  # fmt: skip
+        by_kind = {}
+        for kind in dict.fromkeys(r[0] for r in runs):
+            mine = [t for t, r in zip(fts_times, runs, strict=True) if r[0] == kind]
+            by_kind[kind] = pct(mine, 95)
+        print("kb.search p95 ms by kind: " + ", ".join(f"{k} {v:.1f}" for k, v in by_kind.items()))
+    finally:
+        crm.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--articles", type=int, default=50_000)
+    parser.add_argument("--queries", type=int, default=400)
+    parser.add_argument("--seed", type=int, default=42)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        bench(f"sqlite:///{Path(tmp) / 'kb.db'}", args.articles, args.queries, args.seed)
+    server = os.environ.get("KB_BENCH_POSTGRES_URL")
+    if server:
+        url = create_postgres_database(server)
+        try:
+            bench(url, args.articles, args.queries, args.seed)
+        finally:
+            drop_postgres_database(server, url)
+
+
+if __name__ == "__main__":
+    main()
