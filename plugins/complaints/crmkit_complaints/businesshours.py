@@ -184,6 +184,30 @@ class Calendar:
             left -= b - a
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def add_many(self, start: dt.datetime, amounts: list[dt.timedelta]) -> list[dt.datetime]:
+        """``[add(start, d) for d in amounts]`` in one walk over the intervals."""
+        if any(d < ZERO for d in amounts):
+            raise ValueError("amount must not be negative")
+        start = _utc(start)
+        if self.round_the_clock:
+            return [start + d for d in amounts]
+        order = sorted(range(len(amounts)), key=amounts.__getitem__)
+        out: list[dt.datetime] = [start] * len(amounts)
+        pending = [i for i in order if amounts[i] > ZERO]
+        if not pending:
+            return out
+        passed = ZERO  # working time before the current interval
+        k = 0
+        for a, b in self.intervals(start):
+            span = b - a
+            while k < len(pending) and amounts[pending[k]] - passed <= span:
+                out[pending[k]] = a + (amounts[pending[k]] - passed)
+                k += 1
+            if k == len(pending):
+                return out
+            passed += span
+        raise AssertionError("unreachable")  # pragma: no cover
+
     def is_working(self, moment: dt.datetime) -> bool:
         moment = _utc(moment)
         day = moment.astimezone(self.zone).date()

@@ -36,6 +36,12 @@ SLA_TARGETS = ("first_response", "resolution")
 ZERO = dt.timedelta(0)
 #: complaints read and written per round trip by :meth:`ComplaintService.recompute`
 RECOMPUTE_PAGE = 5000
+DUE_COLUMNS = (
+    "first_response_warn_at",
+    "first_response_due_at",
+    "resolution_warn_at",
+    "resolution_due_at",
+)
 LEVELS = ("warning", "breach")
 
 
@@ -279,23 +285,22 @@ class ComplaintService:
 
     def _dues(self, c: Complaint) -> dict[str, dt.datetime | None]:
         """Warning and due moments of both targets (None when met, paused or closed)."""
-        cal = self.clock(c.clock)
-        paused = dt.timedelta(microseconds=c.paused_us)
         running = c.paused_since is None and c.closed_at is None
-        out: dict[str, dt.datetime | None] = {}
+        paused = dt.timedelta(microseconds=c.paused_us)
+        names, amounts = [], []
         for target, done in (
             ("first_response", c.first_response_at),
             ("resolution", c.resolved_at),
         ):
-            seconds = getattr(c, f"{target}_target_s")
             if running and done is None:
+                seconds = getattr(c, f"{target}_target_s")
                 warn = dt.timedelta(seconds=round(seconds * c.warn_ratio))
-                out[f"{target}_warn_at"] = cal.add(c.received_at, warn + paused)
-                out[f"{target}_due_at"] = cal.add(
-                    c.received_at, dt.timedelta(seconds=seconds) + paused
-                )
-            else:
-                out[f"{target}_warn_at"] = out[f"{target}_due_at"] = None
+                names += [f"{target}_warn_at", f"{target}_due_at"]
+                amounts += [warn + paused, dt.timedelta(seconds=seconds) + paused]
+        out: dict[str, dt.datetime | None] = dict.fromkeys(DUE_COLUMNS)
+        if names:  # one walk over the calendar for all four moments
+            moments = self.clock(c.clock).add_many(c.received_at, amounts)
+            out.update(zip(names, moments, strict=True))
         return out
 
     def assign(self, complaint_id: int, username: str, *, actor: str | None = None) -> Complaint:

@@ -154,3 +154,9 @@ def test_round_the_clock_fast_path_agrees_with_the_walk(
 ) -> None:
     assert FAST.add(start, d) == SLOW.add(start, d)
     assert FAST.duration(start, end) == SLOW.duration(start, end)
+
+
+@settings(max_examples=100, deadline=None)
+@given(cal=calendars, start=moments, ds=st.lists(durations, max_size=5))
+def test_add_many_is_add_for_each(cal: Calendar, start: dt.datetime, ds: list) -> None:
+    assert cal.add_many(start, ds) == [cal.add(start, d) for d in ds]
