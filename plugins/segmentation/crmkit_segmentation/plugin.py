@@ -113,6 +113,15 @@ def _historical_value(crm: Any, customer_id: int) -> dict[str, Any]:
     return {"orders": int(count), "revenue": revenue or 0, "margin": margin or 0}
 
 
+CLV_FIELDS = (
+    ("clv", "CLV (discounted)"),
+    ("expected_purchases", "expected purchases"),
+    ("p_alive", "P(alive)"),
+    ("expected_spend", "expected spend per purchase"),
+    ("historical_clv", "historical CLV"),
+)
+
+
 def _clv_figures(crm: Any, customer: Any) -> dict[str, Any] | None:
     """Per-customer lifetime value from the CLV module when it offers one."""
     try:
@@ -126,7 +135,14 @@ def _clv_figures(crm: Any, customer: Any) -> dict[str, Any] | None:
         found = fn(crm, customer.id)
     except crmkit.CrmError:
         return None  # too few customers, no convergence: show the historical value only
-    return dict(found) if found else None
+    if not found:
+        return None
+    figures = {label: str(found[key]) for key, label in CLV_FIELDS if key in found}
+    if "horizon" in found and "time_unit" in found:
+        figures["horizon"] = f"{float(found['horizon']):g} {found['time_unit']}s"
+    if "as_of" in found:
+        figures["as of"] = str(found["as_of"])
+    return figures
 
 
 @crmkit.hookimpl

@@ -235,7 +235,7 @@ def test_demo_snapshots_and_personal_data(make_crm) -> None:
 
     crm = make_crm(plugins=["segmentation"], settings={"segmentation": {
         "demo_snapshot_schemes": ["rfm"]}})  # fmt: skip
-    summary = generate(crm, customers=40, seed=7, today=dt.date(2026, 11, 23))
+    summary = generate(crm, customers=200, seed=7, today=dt.date(2026, 11, 23))
     made = snaps.list_snapshots(crm)
     assert [s.scheme for s in made] == ["rfm", "rfm"]
     assert made[1].as_of - made[0].as_of == dt.timedelta(days=91)
@@ -251,6 +251,13 @@ def test_demo_snapshots_and_personal_data(make_crm) -> None:
     assert made[1].as_of == last.date() and made[1].customers > made[0].customers > 0
     exported = crm.customers.export(member)["plugins"]["segmentation"]["segments"]
     assert [e["snapshot_id"] for e in exported] == [made[0].id, made[1].id]
+    # 200 demo customers are enough to fit the CLV models: the 360 section shows their figures
+    section = next(s for s in crm.customers.view(member).sections if s.name == "segmentation")
+    assert section.data["segments"][0]["as_of"] == made[1].as_of.isoformat()
+    assert 0 <= float(section.data["clv"]["P(alive)"]) <= 1
+    assert Decimal(section.data["clv"]["CLV (discounted)"]) >= 0
+    page = crm.templates.get_template(section.template).render(**section.data)
+    assert "<th>P(alive)</th>" in page and "Revenue to date" in page
 
 
 def test_migration_matches_tables(make_crm) -> None:
