@@ -476,6 +476,14 @@ class Model:
             chunk.T,
             chunk.m,
         )
+        bad = ~np.isfinite(np.stack(list(out.values()))).all(axis=0)
+        if bad.any():  # never print a number the formulas could not produce
+            i = int(np.flatnonzero(bad)[0])
+            raise ValidationError(
+                f"segmentation: the CLV formulas overflow for customer {chunk.customer_id[i]} "
+                f"(x={chunk.x[i]:g}, t_x={chunk.t_x[i]:g}, T={chunk.T[i]:g}); try a coarser "
+                "--time-unit or a shorter --horizon"
+            )
         cols = {
             "x": chunk.x.astype(np.int64).tolist(),
             "t_x": np.round(chunk.t_x, 6).tolist(),
