@@ -13,6 +13,8 @@ from click.testing import CliRunner
 from crmkit_segmentation import snapshots as snaps
 from crmkit_segmentation.schemes import rfm_rows
 from crmkit_segmentation.tables import memberships, snapshots
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import crmkit
 from crmkit.cli import CliState, cli
@@ -278,3 +280,63 @@ def test_migration_matches_tables(make_crm) -> None:
             conn, opts={"include_object": only_ours, "compare_type": True}
         )
         assert compare_metadata(context, metadata) == []
+
+
+class Given:
+    """A pack whose answer the test sets: any assignment of customers to segments."""
+
+    def __init__(self) -> None:
+        self.answer: dict[int, str] = {}
+
+    @crmkit.hookimpl(optionalhook=True)
+    def crmkit_segmentation_packs(self):
+        return {
+            "name": "given",
+            "classify": lambda crm, as_of, scope: [
+                {"customer_id": c, "segment": s} for c, s in self.answer.items()
+            ],
+        }
+
+
+assignments = st.dictionaries(st.integers(0, 24), st.sampled_from(["a", "b", "c", "d"]))
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(before=assignments, after=assignments)
+def test_movement_and_changes_match_python(make_crm, before, after) -> None:
+    state = make_crm.__dict__.setdefault("segmentation_state", {})  # one CRM for all examples
+    if not state:
+        given_pack, recorder = Given(), Recorder()
+        crm = make_crm(plugins=["segmentation", given_pack, recorder])
+        crm.customers.add_many([{"name": f"P{i}"} for i in range(25)])
+        ids = [c.id for c in crm.customers.list(limit=None)]
+        state.update(crm=crm, pack=given_pack, recorder=recorder, ids=ids)
+    crm, pack, recorder, ids = state["crm"], state["pack"], state["recorder"], state["ids"]
+    pack.answer = {ids[k]: v for k, v in before.items()}
+    a = snaps.take_snapshot(crm, "given", D1)
+    recorder.calls.clear()
+    pack.answer = {ids[k]: v for k, v in after.items()}
+    b = snaps.take_snapshot(crm, "given", D1)
+    old, new = {ids[k]: v for k, v in before.items()}, pack.answer
+    expected = Counter(
+        (old.get(c, "(none)"), new.get(c, "(none)")) for c in old.keys() | new.keys()
+    )
+    report = snaps.movement(crm, a.id, b.id)
+    cells = Counter(
+        {(r["from"], k): v for r in report["rows"] for k, v in r.items() if k not in ("from", "total") and v}
+    )  # fmt: skip
+    assert cells == expected
+    assert all(
+        r["total"] == sum(n for (f, _), n in expected.items() if f == r["from"])
+        for r in report["rows"]
+    )
+    changed = {c for c in old.keys() | new.keys() if old.get(c) != new.get(c)}
+    announced = [ch for call in recorder.calls for ch in call]
+    assert sorted(ch.customer_id for ch in announced) == sorted(changed)
+    assert all(
+        (ch.from_segment, ch.to_segment) == (old.get(ch.customer_id), new.get(ch.customer_id))
+        for ch in announced
+    )
+    assert b.changed == len(changed) and report["snapshots"]["moved"] == len(changed)
