@@ -360,7 +360,8 @@ class KnowledgeBase:
             dupes = [s for s, n in Counter(given).items() if n > 1]
             if dupes:
                 raise ValidationError(f"slug {dupes[0]!r} is given twice", field="slug")
-            taken = self._taken_slugs(conn, given + [slugify(c["title"]) for c in cleaned])
+            auto = [slugify(c["title"]) for c in cleaned if "slug" not in c]
+            taken = self._taken_slugs(conn, given, auto)
             existing = taken & set(given)
             if existing:
                 raise ValidationError(
@@ -428,21 +429,25 @@ class KnowledgeBase:
             ]
 
     @staticmethod
-    def _taken_slugs(conn: Any, candidates: Iterable[str]) -> set[str]:
-        wanted = set(candidates)
-        prefixes = {re.sub(r"-\d+$", "", s) for s in wanted}
+    def _taken_slugs(conn: Any, given: Sequence[str], auto: Sequence[str]) -> set[str]:
+        """Slugs already stored among ``given`` and the ``auto`` bases, plus the numbered
+        variants (``refund-policy-2``) of each base that is taken or wanted twice."""
         taken: set[str] = set()
-        for chunk in _chunks(sorted(wanted | prefixes), 500):
+        for chunk in _chunks(sorted(set(given) | set(auto)), 500):
             taken.update(
                 conn.execute(
                     select(t.articles.c.slug).where(t.articles.c.slug.in_(chunk))
                 ).scalars()
             )
-        # numbered variants of auto slugs (refund-policy-2, ...)
-        for prefix in prefixes:
+        # only colliding bases need their variants: LIKE scans, so keep it to the few
+        repeated = {s for s, n in Counter(auto).items() if n > 1}
+        for base in sorted((taken | set(given)) & set(auto) | repeated):
+            pattern = base.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             taken.update(
                 conn.execute(
-                    select(t.articles.c.slug).where(t.articles.c.slug.like(f"{prefix}-%"))
+                    select(t.articles.c.slug).where(
+                        t.articles.c.slug.like(f"{pattern}-%", escape="\\")
+                    )
                 ).scalars()
             )
         return taken
