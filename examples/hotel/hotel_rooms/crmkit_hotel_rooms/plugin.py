@@ -1,0 +1,90 @@
+"""Hook implementations of crmkit-hotel-rooms."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import delete, select
+
+import crmkit
+from crmkit_hotel_rooms import service
+from crmkit_hotel_rooms.tables import preferences
+
+CRMKIT_API = ">=1.0,<2"
+CRMKIT_NAME = "hotel_rooms"  # also when registered as an object (tests, scripts)
+CRMKIT_USES = ("loyalty",)  # adds the `nights` earn rule when loyalty is enabled
+
+HERE = Path(__file__).parent
+
+DEFAULTS: dict[str, Any] = {
+    "floors": ["low", "middle", "high"],
+    "pillows": ["soft", "medium", "firm", "hypoallergenic"],
+    "beds": ["double", "king", "twin"],
+    "room_category": "room",
+}
+
+
+def _validate(values: dict[str, Any]) -> None:
+    for key in ("floors", "pillows", "beds"):
+        choices = values[key]
+        if not choices or not all(isinstance(c, str) and c for c in choices):
+            raise ValueError(f"{key} must be a non-empty list of names")
+    if not isinstance(values["room_category"], str) or not values["room_category"]:
+        raise ValueError("room_category must be the order line category of a room night")
+
+
+@crmkit.hookimpl
+def crmkit_register_settings() -> crmkit.SettingsSpec:
+    return crmkit.SettingsSpec("hotel_rooms", dict(DEFAULTS), _validate)
+
+
+@crmkit.hookimpl
+def crmkit_register_migrations() -> str:
+    return str(HERE / "migrations" / "versions")
+
+
+@crmkit.hookimpl
+def crmkit_register_template_dirs() -> list[str]:
+    return [str(HERE / "templates")]
+
+
+@crmkit.hookimpl
+def crmkit_register_commands(cli: Any) -> None:
+    from crmkit_hotel_rooms.cli import rooms
+
+    cli.add_command(rooms)
+
+
+@crmkit.hookimpl
+def crmkit_customer_360_section(crm: Any, customer: Any) -> crmkit.Section | None:
+    found = service.profile(crm, customer.id)
+    if found is None:
+        return None
+    return crmkit.Section(
+        title="Room preferences",
+        data={**found, "stays": service.stays(crm, customer.id)},
+        template="hotel_rooms/section.html",
+        name="hotel_rooms",
+        order=20,
+    )
+
+
+@crmkit.hookimpl
+def crmkit_export_personal_data(ctx: Any, customer: Any) -> dict[str, Any] | None:
+    row = ctx.connection.execute(
+        select(preferences).where(preferences.c.customer_id == customer.id)
+    ).first()
+    if row is None:
+        return None
+    return {"room_preferences": {k: getattr(row, k) for k in service.FIELDS}}
+
+
+@crmkit.hookimpl
+def crmkit_erase_personal_data(ctx: Any, customer: Any) -> None:
+    ctx.connection.execute(delete(preferences).where(preferences.c.customer_id == customer.id))
+
+
+@crmkit.hookimpl(optionalhook=True)
+def crmkit_loyalty_register_earn_rule_types() -> dict[str, Any]:
+    return {"nights": service.NightsRule.from_dict}
