@@ -56,6 +56,10 @@ def test_slugs_are_unique_and_generated_from_titles(kb: Any) -> None:
     assert (first.slug, second.slug, chinese.slug) == ("delivery-times", "delivery-times-2",
                                                       "退款政策")  # fmt: skip
     assert kb.get("退款政策").id == chinese.id
+    batch = kb.add_many([{"title": "Delivery times"}, {"title": "delivery_times"},
+                         {"title": "Given", "slug": "delivery-times-4"}, {"title": "Q&A"}])  # fmt: skip
+    assert [a.slug for a in batch] == ["delivery-times-3", "delivery-times-5",
+                                       "delivery-times-4", "q-a"]  # fmt: skip
     with pytest.raises(ValidationError, match="slug 'delivery-times' already exists"):
         kb.edit(second.id, slug="delivery-times")
     assert kb.get(second.id).slug == "delivery-times-2"
