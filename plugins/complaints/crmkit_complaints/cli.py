@@ -248,11 +248,12 @@ def report_cmd(crm: Any, by: str, as_of: str | None, html_path: str | None, fmt:
 
 
 @complaints.command("departments")
+@click.option("--department", help="Only this department (e.g. R&D).")
 @format_option()
 @pass_crm
-def departments_cmd(crm: Any, fmt: str) -> None:
+def departments_cmd(crm: Any, department: str | None, fmt: str) -> None:
     """Per department: its complaints and their root causes."""
-    emit(service(crm).departments(), fmt)
+    emit(service(crm).departments(department), fmt)
 
 
 @complaints.command("sla-policy")

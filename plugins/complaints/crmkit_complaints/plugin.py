@@ -170,8 +170,9 @@ class Hookspecs:
         When: ``crmkit complaints check-sla``, after the alerts and the default outbox rows
         are stored. Transaction: the check's transaction (raise to roll the check back).
         ``alerts`` are :class:`crmkit_complaints.service.Alert` (complaint_id, target,
-        level, due_at, assignee, manager, recipients, message). Use it to send SMS or
-        e-mail; returns nothing.
+        level, due_at, assignee, responsible — the department's fallback when unassigned —,
+        manager, recipients, message), ordered by complaint. Use it to send SMS or e-mail
+        to ``recipients``; returns nothing.
         """
 
 

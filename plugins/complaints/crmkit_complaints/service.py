@@ -862,10 +862,11 @@ class ComplaintService:
             )
         return report
 
-    def departments(self) -> list[dict[str, Any]]:
-        """Per department: its complaints with their categories and root causes."""
+    def departments(self, department: str | None = None) -> list[dict[str, Any]]:
+        """Per department (or just ``department``): its complaints with their categories and
+        root causes, so R&D and management see what to change."""
         rows = []
-        for c in self.list(limit=None):
+        for c in self.list(department=department, limit=None):
             rows.append(
                 {
                     "department": c.department or "-",

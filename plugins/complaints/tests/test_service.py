@@ -234,6 +234,7 @@ def test_survey_and_reports(setup) -> None:
     assert rows["product quality"]["open"] == 1
     deps = svc.departments()
     assert [(d["department"], d["id"]) for d in deps] == [("R&D", b.id), ("logistics", a.id)]
+    assert [d["id"] for d in svc.departments("logistics")] == [a.id]
 
 
 def test_bad_input_changes_nothing(setup) -> None:
