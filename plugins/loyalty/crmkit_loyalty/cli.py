@@ -248,7 +248,8 @@ def redeem(
     click.echo(f"redeemed {reward!r} for {-entry.points} points; balance {left}")
 
 
-@loyalty_group.command("adjust")
+# a negative POINTS (-20) is an argument, not an unknown option
+@loyalty_group.command("adjust", context_settings={"ignore_unknown_options": True})
 @click.argument("customer_id", type=int)
 @click.argument("points", type=int)
 @click.option("--reason", required=True, help="Why (required; shown on the statement).")

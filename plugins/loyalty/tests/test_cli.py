@@ -124,6 +124,17 @@ def test_adjust_requires_a_reason_option(shop: Any) -> None:
     assert r.exit_code == 2 and "Missing option '--reason'" in r.output
 
 
+def test_adjust_takes_points_away_with_a_negative_number(shop: Any) -> None:
+    crm, url, ann, _ = shop
+    loyalty(crm).enrol(ann.id)  # 50 sign-up points
+    r = run(url, "adjust", str(ann.id), "-20", "--reason", "duplicate bonus", "--staff", "sam")
+    assert r.exit_code == 0, r.output
+    assert "adjusted customer" in r.output and "by -20 points; balance 30" in r.output
+    r = run(url, "adjust", str(ann.id), "-31", "--reason", "too much", "--staff", "sam")
+    assert r.exit_code == 1 and "would make the balance negative" in r.output
+    assert loyalty(crm).balance(ann.id) == 30
+
+
 def test_invalid_program_file_names_the_field_and_file(shop: Any, tmp_path: Path) -> None:
     crm, url, *_ = shop
     bad = tmp_path / "bad.toml"
