@@ -30,6 +30,8 @@ from .scope import check_scope, scope_clauses
 from .settings import RETAIL_NAMES, rfm_map, settings_of
 
 COUNTED = ("placed", "paid")
+#: scheme names of the built-in analyses, which a pack cannot take
+RESERVED = ("rfm", "abc", "pyramid")
 
 
 @attrs.frozen
@@ -69,6 +71,11 @@ def all_packs(crm: Any) -> dict[str, Pack]:
             pack = _as_pack(item)
             if pack.name in found:
                 raise ConfigError(f"segmentation: two plugins declare the pack {pack.name!r}")
+            if pack.name in RESERVED:
+                raise ConfigError(
+                    f"segmentation: a pack may not be called {pack.name!r}, the name of a "
+                    f"built-in scheme ({', '.join(RESERVED)}); rename the pack"
+                )
             found[pack.name] = pack
     return dict(sorted(found.items()))
 

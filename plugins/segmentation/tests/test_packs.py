@@ -159,9 +159,12 @@ class EducationPack:
 
 
 class Clash:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
     @crmkit.hookimpl(optionalhook=True)
     def crmkit_segmentation_packs(self):
-        return [{"name": "retail", "classify": lambda crm, as_of, scope: []}]
+        return [{"name": self.name, "classify": lambda crm, as_of, scope: []}]
 
 
 def test_plugin_pack_through_cli_and_snapshot(make_crm, database_url) -> None:
@@ -207,7 +210,10 @@ def test_plugin_pack_through_cli_and_snapshot(make_crm, database_url) -> None:
     assert res.output.splitlines()[0] == "pack,title,description" and "travel," in res.output
 
 
-def test_duplicate_pack_name_is_refused(make_crm) -> None:
-    crm = make_crm(plugins=["segmentation", Clash()])
+def test_duplicate_or_reserved_pack_name_is_refused(make_crm) -> None:
+    crm = make_crm(plugins=["segmentation", Clash("retail")])
     with pytest.raises(ConfigError, match="two plugins declare the pack 'retail'"):
+        all_packs(crm)
+    crm = make_crm(plugins=["segmentation", Clash("pyramid")])
+    with pytest.raises(ConfigError, match="may not be called 'pyramid'"):
         all_packs(crm)
