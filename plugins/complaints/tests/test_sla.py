@@ -298,3 +298,30 @@ def test_compliance_from_stored_timestamps_as_of_any_date(setup: Any) -> None:
     }
     html_rows = json.loads(json.dumps(svc.report("month", as_of=at(2026, 11, 27, 18))))
     assert html_rows[0]["sla_compliance"] == 0.5
+
+
+def test_after_commit_sees_the_alerts_for_side_effects(make_crm: Any) -> None:
+    """A notifier that must never send for a rolled-back check uses crmkit_after_commit."""
+    import crmkit
+
+    sent: list[tuple[str, str]] = []
+
+    class Sms:
+        @crmkit.hookimpl
+        def crmkit_after_commit(crm, changes):  # noqa: N805
+            for alert in changes.other.get("complaints_sla_alerts", []):
+                sent.extend((who, alert.message) for who in alert.recipients)
+
+    crm = make_crm(plugins=["complaints", Sms])
+    crm.staff.add("ann", roles=["complaint_handler"])
+    alice = crm.customers.add(name="Alice")
+    service(crm).log(alice.id, channel="web", category="billing", description="x",
+                     assignee="ann", at=at(2026, 11, 23, 9))  # fmt: skip
+    service(crm).check_sla(at(2026, 11, 23, 16))  # 6 business hours: the 75% warning
+    assert (
+        sent
+        == outbox(crm)
+        == [("ann", "SLA warning: complaint #1 first response is due at 2026-11-23T18:00+00:00")]
+    )
+    service(crm).check_sla(at(2026, 11, 23, 16, 30))
+    assert len(sent) == 1
