@@ -34,6 +34,7 @@ from crmkit.errors import ValidationError
 from .scope import (
     check_scope,
     counted_orders,
+    customer_key,
     describe_scope,
     orders_in_scope,
     require_orders_before,
@@ -123,7 +124,7 @@ def refuse_missing_costs(
         return
     missing = conn.execute(
         sa.select(sa.func.count())
-        .select_from(orders_in_scope())
+        .select_from(orders_in_scope(scope))
         .where(*counted_orders(end), *scope_clauses(scope), orders.c.cost.is_(None))
     ).scalar()
     if missing:
@@ -139,10 +140,10 @@ def customer_values(
     """``(cid, units)``: each in-scope customer's value up to ``end`` (customers with orders)."""
     units = sa.func.sum(order_units(measure, end, dialect, discount_rate))
     return (
-        sa.select(orders.c.customer_id.label("cid"), units.label("units"))
-        .select_from(orders_in_scope())
+        sa.select(customer_key().label("cid"), units.label("units"))
+        .select_from(orders_in_scope(scope))
         .where(*counted_orders(end), *scope_clauses(scope))
-        .group_by(orders.c.customer_id)
+        .group_by(customer_key())
         .subquery("v")
     )
 
@@ -170,15 +171,28 @@ def no_customers(as_of: dt.date, scope: Mapping[str, str]) -> ValidationError:
 
 
 def money(units: Any) -> Decimal:
-    """Integer ten-thousandths (int or integral Decimal from SQL) → Money-scaled Decimal."""
-    return money_scale(Decimal(int(units)) / UNITS)
+    """Integer ten-thousandths (int or integral Decimal from SQL) → Money-scaled Decimal.
+
+    The same as ``money_scale(units / 10000)`` (2 to 4 places), in integer steps because
+    it runs once per customer row.
+    """
+    u = int(units)
+    if u % 100 == 0:
+        return Decimal(u // 100).scaleb(-2)
+    if u % 10 == 0:
+        return Decimal(u // 10).scaleb(-3)
+    return Decimal(u).scaleb(-4)
 
 
 def share(part: Any, total: Any) -> Decimal:
-    """``part / total`` as a Decimal with 6 places (0 when the total is not positive)."""
-    if not total or total <= 0:
-        return Decimal("0.000000")
-    return (Decimal(int(part)) / Decimal(int(total))).quantize(Decimal("0.000001"))
+    """``part / total`` as a Decimal with 6 places, half up (0 when the total is not positive)."""
+    part, total = int(part), int(total or 0)
+    if total <= 0:
+        return _ZERO_SHARE
+    return Decimal((part * 2_000_000 + total) // (2 * total)).scaleb(-6)
+
+
+_ZERO_SHARE = Decimal("0.000000")
 
 
 def with_customer(query_source: sa.Subquery) -> Any:

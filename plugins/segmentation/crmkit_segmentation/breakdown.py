@@ -26,6 +26,7 @@ from .scope import (
     as_of_end,
     check_scope,
     counted_orders,
+    customer_key,
     orders_in_scope,
     require_orders_before,
     scope_clauses,
@@ -96,15 +97,15 @@ def market_breakdown(
         require_orders_before(conn, as_of)
         per_customer = (
             sa.select(
-                orders.c.customer_id.label("cid"),
+                customer_key().label("cid"),
                 sa.func.count().label("orders"),
                 sa.func.sum(order_units("revenue", end, conn.dialect.name)).label("revenue"),
                 sa.func.sum(order_units("margin", end, conn.dialect.name)).label("margin"),
                 sa.func.count(orders.c.cost).label("costed"),
             )
-            .select_from(orders_in_scope())
+            .select_from(orders_in_scope(scope))
             .where(*counted_orders(end, start), *scope_clauses(scope))
-            .group_by(orders.c.customer_id)
+            .group_by(customer_key())
             .subquery("p")
         )
         for dimension in dimensions:

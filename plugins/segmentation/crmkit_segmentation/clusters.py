@@ -39,6 +39,7 @@ from .scope import (
     as_of_end,
     check_scope,
     counted_orders,
+    customer_key,
     orders_in_scope,
     require_orders_before,
     scope_clauses,
@@ -75,14 +76,14 @@ def _features(
     end = as_of_end(as_of)
     agg = (
         sa.select(
-            orders.c.customer_id.label("cid"),
+            customer_key().label("cid"),
             sa.func.max(orders.c.occurred_at).label("last_at"),
             sa.func.count().label("frequency"),
             sa.func.sum(orders.c.amount).label("monetary"),
         )
-        .select_from(orders_in_scope())
+        .select_from(orders_in_scope(scope))
         .where(*counted_orders(end), *scope_clauses(scope))
-        .group_by(orders.c.customer_id)
+        .group_by(customer_key())
         .subquery("a")
     )
     query = (

@@ -41,7 +41,14 @@ from .analyses import (
     prepare,
     relationship_map,
 )
-from .scope import add_months, as_of_end, counted_orders, orders_in_scope, scope_clauses
+from .scope import (
+    add_months,
+    as_of_end,
+    counted_orders,
+    customer_key,
+    orders_in_scope,
+    scope_clauses,
+)
 
 QUADRANTS = ("invest", "maintain", "develop", "harvest")
 DEFAULT_POTENTIAL_ATTRIBUTE = "potential_value"
@@ -87,13 +94,13 @@ def value_matrix(
         )
         per_customer = (
             sa.select(
-                orders.c.customer_id.label("cid"),
+                customer_key().label("cid"),
                 sa.func.sum(in_window).label("current"),
                 sa.func.sum(in_previous).label("previous"),
             )
-            .select_from(orders_in_scope())
+            .select_from(orders_in_scope(scope))
             .where(*counted_orders(end), *scope_clauses(scope))
-            .group_by(orders.c.customer_id)
+            .group_by(customer_key())
             .subquery("m")
         )
         query = (

@@ -14,6 +14,7 @@ from .scope import (
     SCOPE_FIELDS,
     check_scope,
     counted_orders,
+    customer_key,
     orders_in_scope,
     require_orders_before,
     scope_clauses,
@@ -37,14 +38,14 @@ def rfm_scores(
     end = _as_of_end(as_of)
     agg = (
         sa.select(
-            orders.c.customer_id.label("cid"),
+            customer_key().label("cid"),
             sa.func.max(orders.c.occurred_at).label("last_at"),
             sa.func.count().label("frequency"),
             sa.func.sum(orders.c.amount).label("monetary"),
         )
-        .select_from(orders_in_scope())
+        .select_from(orders_in_scope(scope))
         .where(*counted_orders(end), *scope_clauses(scope))
-        .group_by(orders.c.customer_id)
+        .group_by(customer_key())
     )
     a = agg.subquery("a")
     query = sa.select(
