@@ -80,17 +80,27 @@ class Fit:
 # -- BG/NBD ---------------------------------------------------------------------------------
 
 
-def bgnbd_loglik(params, x, t_x, T, grad: bool = False):
+def _per_x(x, groups):
+    """Apply f to x, or once per distinct x (``groups = np.unique(x, return_inverse=True)``):
+    special functions of x dominate the cost and x takes few distinct values."""
+    if groups is None:
+        return lambda f: f(x)
+    distinct, inverse = groups
+    return lambda f: f(distinct)[inverse]
+
+
+def bgnbd_loglik(params, x, t_x, T, grad: bool = False, groups=None):
     """Per-customer BG/NBD log-likelihood (FHL 2005, eq. 6), combined by log-sum-exp.
 
     With ``grad`` also returns the gradient w.r.t. (r, alpha, a, b), shape (4, n).
     """
     r, alpha, a, b = params
+    by_x = _per_x(x, groups)
     rx = r + x
     rep = x > 0
     bx1 = np.where(rep, b + x - 1, 1.0)
-    ln_a1 = gammaln(rx) - gammaln(r) + r * np.log(alpha)
-    ln_a2 = gammaln(a + b) + gammaln(b + x) - gammaln(b) - gammaln(a + b + x)
+    ln_a1 = by_x(lambda u: gammaln(r + u)) - gammaln(r) + r * np.log(alpha)
+    ln_a2 = gammaln(a + b) - gammaln(b) + by_x(lambda u: gammaln(b + u) - gammaln(a + b + u))
     ln_a3 = -rx * np.log(alpha + T)
     ln_a4 = np.where(rep, np.log(a) - np.log(bx1) - rx * np.log(alpha + t_x), -np.inf)
     lse = np.logaddexp(ln_a3, ln_a4)
@@ -100,12 +110,12 @@ def bgnbd_loglik(params, x, t_x, T, grad: bool = False):
     w3 = np.exp(ln_a3 - lse)
     w4 = 1.0 - w3
     g = np.empty((4, len(x)))
-    g[0] = digamma(rx) - digamma(r) + np.log(alpha)
+    g[0] = by_x(lambda u: digamma(r + u)) - digamma(r) + np.log(alpha)
     g[0] -= w3 * np.log(alpha + T) + w4 * np.log(alpha + t_x)
     g[1] = r / alpha - w3 * rx / (alpha + T) - w4 * rx / (alpha + t_x)
-    dab = digamma(a + b) - digamma(a + b + x)
+    dab = digamma(a + b) - by_x(lambda u: digamma(a + b + u))
     g[2] = dab + w4 / a
-    g[3] = dab + digamma(b + x) - digamma(b) - w4 / bx1
+    g[3] = dab + by_x(lambda u: digamma(b + u)) - digamma(b) - w4 / bx1
     return ll, g
 
 
@@ -139,14 +149,14 @@ def expected_purchases(params, t, x, t_x, T):
 # -- Gamma-Gamma ----------------------------------------------------------------------------
 
 
-def gg_loglik(params, x, m, grad: bool = False):
+def gg_loglik(params, x, m, grad: bool = False, groups=None):
     """Per-customer Gamma-Gamma log-likelihood of the mean spend ``m`` over ``x`` purchases."""
     p, q, g = params
+    by_x = _per_x(x, groups)
     px = p * x
     lmx = np.log(g + m * x)
     ll = (
-        gammaln(px + q)
-        - gammaln(px)
+        by_x(lambda u: gammaln(p * u + q) - gammaln(p * u))
         - gammaln(q)
         + q * np.log(g)
         + (px - 1) * np.log(m)
@@ -155,9 +165,9 @@ def gg_loglik(params, x, m, grad: bool = False):
     )
     if not grad:
         return ll
-    dpq = digamma(px + q)
+    dpq = by_x(lambda u: digamma(p * u + q))
     out = np.empty((3, len(x)))
-    out[0] = x * (dpq - digamma(px) + np.log(m) + np.log(x) - lmx)
+    out[0] = x * (dpq - by_x(lambda u: digamma(p * u)) + np.log(m) + np.log(x) - lmx)
     out[1] = dpq - digamma(q) + np.log(g) - lmx
     out[2] = q / g - (px + q) / (g + m * x)
     return ll, out
@@ -185,18 +195,22 @@ class _Objective:
     data: tuple[np.ndarray, ...]
     weights: np.ndarray = field(init=False)
     n: int = field(init=False)
+    groups: tuple[np.ndarray, np.ndarray] = field(init=False)
 
     def __post_init__(self) -> None:
         rows, counts = np.unique(np.column_stack(self.data), axis=0, return_counts=True)
         self.data = tuple(rows.T.copy())
         self.weights = counts.astype(float)
         self.n = int(counts.sum())
+        self.groups = np.unique(self.data[0], return_inverse=True)
 
     def __call__(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         params = np.exp(theta)
-        ll, g = self.loglik(params, *self.data, grad=True)
-        value = -float(ll @ self.weights) / self.n
-        gradient = -(g @ self.weights) * params / self.n
+        ll, g = self.loglik(params, *self.data, grad=True, groups=self.groups)
+        # multiply-and-sum, not `@`: a threaded BLAS call per evaluation costs more than
+        # the whole likelihood (OpenBLAS threads spin, badly so on a busy machine)
+        value = -float((ll * self.weights).sum()) / self.n
+        gradient = -(g * self.weights).sum(axis=1) * params / self.n
         if not np.isfinite(value):
             return 1e10, np.zeros_like(theta)
         return value, gradient
