@@ -40,6 +40,21 @@ CASES = [
 UTC = dt.UTC
 
 
+@pytest.fixture(autouse=True)
+def _core_commands_only():
+    """Remove the plugin commands this test adds to the process-wide ``cli`` group.
+
+    crmkit's CLI adds a plugin's commands once per process; left in place they would show in
+    the CLI reference another test renders from ``cli.commands`` in the same worker.
+    """
+    commands, registered = dict(cli.commands), set(cli._registered_plugins)
+    yield
+    cli.commands.clear()
+    cli.commands.update(commands)
+    cli._registered_plugins.clear()
+    cli._registered_plugins.update(registered)
+
+
 def _plugin_hooks(name: str) -> set[str]:
     """Hook names a shipped plugin implements (read from its entry-point module)."""
     from importlib.metadata import entry_points

@@ -11,7 +11,12 @@ crmkit=${CRMKIT:-crmkit}
 export CRMKIT_CONFIG="$PWD/crmkit.toml"
 unset CRMKIT_PLUGINS CRMKIT_DATABASE_URL
 
-step() { printf '\n$ crmkit %s\n' "$*"; "$crmkit" "$@"; }
+step() {  # show the command (arguments with spaces quoted), then run it
+  local shown=() arg
+  for arg in "$@"; do [[ $arg == *" "* ]] && arg="\"$arg\""; shown+=("$arg"); done
+  printf '\n$ crmkit %s\n' "${shown[*]}"
+  "$crmkit" "$@"
+}
 
 if ! "$crmkit" plugins list --format csv | grep -q '^hotel_rooms,.*,yes,ok'; then
   echo "the hotel_rooms plugin is not installed: pip install ./hotel_rooms" >&2
