@@ -986,8 +986,14 @@ class LoyaltyService:
             out = []
             for e in items:
                 points = int(e.points)
-                take = points
                 reason = "order refunded or cancelled"
+                if e.expires_at is not None and e.expires_at <= ctx.now:
+                    # points that expired are gone already: never take them a second time
+                    expired = min(points, _expired_of_lot(connection, e.member_id, e.expires_at))
+                    if expired > 0:
+                        points -= expired
+                        reason += f"; {expired} points had already expired"
+                take = points
                 if prog.reversal_policy == "clawback" and points > balance[e.member_id]:
                     take = max(balance[e.member_id], 0)
                     due[e.member_id] += points - take
@@ -1624,6 +1630,38 @@ class LoyaltyService:
                 }
             )
         return {"memberships": result}
+
+
+def _expired_of_lot(connection: Any, member_id: int, expires_at: dt.datetime) -> int:
+    """How many points of the member's lot expiring at ``expires_at`` expiry runs took.
+
+    Replays the member's ledger in recording order with the same FIFO rule as
+    :meth:`LoyaltyService._expirable`: entries with ``expires_at`` add to or cut
+    their lot; every other entry is a debit consuming the oldest lots first, and
+    what ``expire`` entries consume is what expired.
+    """
+    lots: dict[dt.datetime, list[int]] = {}  # expires_at -> [points, consumed]
+    expired: dict[dt.datetime, int] = defaultdict(int)
+    query = (
+        select(t.ledger.c.kind, t.ledger.c.points, t.ledger.c.expires_at)
+        .where(t.ledger.c.member_id == member_id)
+        .order_by(t.ledger.c.id)
+    )
+    for kind, points, lot_end in connection.execute(query):
+        if lot_end is not None:
+            lots.setdefault(lot_end, [0, 0])[0] += int(points)
+            continue
+        debit = -int(points)
+        for end in sorted(lots):
+            if debit <= 0:
+                break
+            lot = lots[end]
+            take = min(max(lot[0] - lot[1], 0), debit)
+            lot[1] += take
+            debit -= take
+            if kind == "expire":
+                expired[end] += take
+    return expired.get(expires_at, 0)
 
 
 def _cause(e: Any) -> str:

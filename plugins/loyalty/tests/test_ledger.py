@@ -102,6 +102,31 @@ def test_refund_claws_back_from_future_earnings(make_crm) -> None:
     assert_consistent(service)
 
 
+@pytest.mark.parametrize("policy", ["negative", "clawback"])
+def test_refund_does_not_take_points_that_already_expired(make_crm, policy: str) -> None:
+    crm = make_crm(plugins=["loyalty"])
+    service = loyalty(crm)
+    service.load_program(program(reversal_policy=policy))  # points live 12 months
+    cy = crm.customers.add(name="Cy")
+    service.enrol(cy.id, at=at(2025, 1, 1))
+    old = pay(crm, cy.id, "300", at(2025, 1, 5))
+    service.redeem(cy.id, "mug", at=at(2025, 6, 1))  # 100 of the lot spent, 200 left
+    pay(crm, cy.id, "40", at(2025, 12, 1))
+    assert [-e.points for e in service.expire("2026-02-01")] == [200]  # the rest expired
+    assert service.balance(cy.id) == 40
+    crm.orders.set_status(old.id, "refunded")
+    # the spent 100 come back under the policy; the expired 200 are not taken a second time
+    member = service.member(cy.id)
+    if policy == "negative":
+        assert (member.balance, member.clawback_due) == (-60, 0)
+    else:
+        assert (member.balance, member.clawback_due) == (0, 60)
+    (entry,) = [e for e in ledger(crm) if e.kind == "reverse"]
+    assert "200 points had already expired" in entry.reason
+    assert service.expire("2027-06-01") == []  # nothing left to expire twice
+    assert_consistent(service)
+
+
 def test_expiry_takes_oldest_points_first_and_only_once(club) -> None:
     crm, service, alice = club
     pay(crm, alice.id, "100", at(2025, 1, 10))  # expires 2026-01-10
