@@ -119,9 +119,19 @@ def vocabulary(rng: random.Random) -> tuple[list[str], list[str]]:
     return english, chinese
 
 
+_CUM: dict[int, list[float]] = {}
+
+
 def zipf(rng: random.Random, words: list[str]) -> str:
-    # rank r drawn with weight ~1/r: a few very common words, a long tail
-    return words[min(int(rng.paretovariate(1.1)) - 1, len(words) - 1)]
+    """A word drawn by Zipf's law (weight 1/rank): a few very common words, a long tail."""
+    cum = _CUM.get(len(words))
+    if cum is None:
+        total, cum = 0.0, []
+        for rank in range(1, len(words) + 1):
+            total += 1 / rank
+            cum.append(total)
+        _CUM[len(words)] = cum
+    return rng.choices(words, cum_weights=cum)[0]
 
 
 def article(rng: random.Random, n: int, english: list[str], chinese: list[str]) -> dict[str, Any]:
@@ -153,23 +163,23 @@ def queries(rng: random.Random, english: list[str], chinese: list[str], n: int) 
     for i in range(n):
         kind = kinds[i % len(kinds)]
         filters: dict[str, str] = {}
-        if kind == "en word":
-            q = zipf(rng, english)
-        elif kind == "en common":
+        if kind == "en word":  # a content word a user would type: any of the 1,000 commonest
+            q = rng.choice(english[:1000])
+        elif kind == "en common":  # the worst case: one of the 20 commonest (in most articles)
             q = rng.choice(english[:20])
         elif kind == "en two words":
-            q = f"{zipf(rng, english)} {zipf(rng, english)}"
-        elif kind == "en prefix":
-            word = rng.choice([w for w in english[:300] if len(w) >= 6])
+            q = f"{rng.choice(english[:1000])} {rng.choice(english[:1000])}"
+        elif kind == "en prefix":  # a word being typed
+            word = rng.choice([w for w in english[:1000] if len(w) >= 6])
             q = word[: rng.randint(3, len(word) - 1)]
         elif kind == "zh 2 chars":
-            q = zipf(rng, [w for w in chinese if len(w) >= 2])[:2]
+            q = rng.choice(chinese[:500])[:2]
         elif kind == "zh 4 chars":
-            q = zipf(rng, [w for w in chinese if len(w) == 4])
+            q = rng.choice([w for w in chinese[:800] if len(w) == 4])
         elif kind == "mixed":
-            q = f"{zipf(rng, english)} {zipf(rng, chinese)[:2]}"
+            q = f"{rng.choice(english[:1000])} {rng.choice(chinese[:500])[:2]}"
         else:
-            q = zipf(rng, english)
+            q = rng.choice(english[:1000])
             filters = {"status": "published", "audience": "public",
                        "category": rng.choice(CATEGORIES)}  # fmt: skip
         out.append((kind, q, filters))

@@ -91,10 +91,13 @@ def search(
     if connection.dialect.name == "sqlite":
         params["q"] = fts5_query(terms, mode)
         w = ", ".join(str(x) for x in BM25_WEIGHTS)
+        # unfiltered: the index alone; filtered: CROSS JOIN keeps the matches as the outer
+        # loop, and each lookup stays inside the covering index ix_kb_articles_filter
+        join = " CROSS JOIN kb_articles a ON a.id = kb_fts.rowid" if where else ""
         sql = (
-            f"SELECT a.id, -bm25(kb_fts, {w}) AS score FROM kb_fts "
-            f"JOIN kb_articles a ON a.id = kb_fts.rowid WHERE kb_fts MATCH :q{extra} "
-            "ORDER BY score DESC, a.id LIMIT :limit OFFSET :offset"
+            f"SELECT kb_fts.rowid, -bm25(kb_fts, {w}) AS score FROM kb_fts{join} "
+            f"WHERE kb_fts MATCH :q{extra} "
+            "ORDER BY score DESC, kb_fts.rowid LIMIT :limit OFFSET :offset"
         )
     else:
         params["q"] = tsquery(terms, mode)

@@ -46,6 +46,8 @@ articles = Table(
     Column("updated_by", String(100)),
     Index("ix_kb_articles_status_audience", "status", "audience"),
     Index("ix_kb_articles_category", "category"),
+    # covers the search's join from a full-text match to the filter columns
+    Index("ix_kb_articles_filter", "id", "status", "audience", "category"),
 )
 
 article_tags = Table(
