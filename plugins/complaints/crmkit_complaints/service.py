@@ -441,9 +441,8 @@ class ComplaintService:
     ) -> int:
         """Store a policy and recompute the targets of the open complaints it now governs.
 
-        Time already accrued and paused is kept: due moments are recomputed from the
-        received time, the stored paused time and the new target. Returns how many
-        open complaints were recomputed.
+        Time already accrued and paused is kept: see :meth:`recompute`. Returns how many
+        open complaints got new targets.
         """
         policy = _check_policy(
             {
