@@ -77,12 +77,13 @@ def _units(expr: Any) -> Any:
     return sa.cast(sa.func.round(expr * sa.literal_column(str(UNITS))), sa.BigInteger)
 
 
-def _days_before(end: dt.datetime, dialect: str) -> Any:
-    """Days from each order to ``end``, as a float SQL expression."""
+def days_before(end: dt.datetime, dialect: str, column: Any = None) -> Any:
+    """Days from ``column`` (default: each order's time) to ``end``, a float SQL expression."""
+    column = orders.c.occurred_at if column is None else column
     if dialect == "sqlite":
         julian_end = end.timestamp() / 86400 + 2440587.5
-        return sa.literal_column(repr(julian_end)) - sa.func.julianday(orders.c.occurred_at)
-    epoch = sa.extract("epoch", orders.c.occurred_at)
+        return sa.literal_column(repr(julian_end)) - sa.func.julianday(column)
+    epoch = sa.extract("epoch", column)
     return (sa.literal_column(repr(end.timestamp())) - epoch) / sa.literal_column("86400.0")
 
 
@@ -101,7 +102,7 @@ def order_units(
             f"segmentation: discount rate {rate} must be a yearly rate between 0 and 10 "
             "(0.10 means 10%)"
         )
-    years = _days_before(end, dialect) / sa.literal_column("365.25")
+    years = days_before(end, dialect) / sa.literal_column("365.25")
     factor = sa.func.power(sa.literal_column(repr(float(1 + rate))), years)
     return sa.cast(sa.func.round(margin * factor), sa.BigInteger)
 

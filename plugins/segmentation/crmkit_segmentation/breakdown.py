@@ -80,6 +80,7 @@ def market_breakdown(
 
     ``months``: only orders in the last ``months`` before as-of (default: all up to it).
     Within a dimension, customers, orders and revenue add up to the scope's totals.
+    One SQL statement groups by every dimension at once; the roll-up per dimension is Python.
     """
     unknown = [d for d in dimensions if d not in DIMENSIONS]
     if unknown or not dimensions:
@@ -89,6 +90,7 @@ def market_breakdown(
         )
     if months is not None and not 1 <= months <= 1200:
         raise ValidationError(f"segmentation: --months must be 1..1200, got {months}")
+    dimensions = list(dict.fromkeys(dimensions))
     scope = check_scope(scope)
     end = as_of_end(as_of)
     start = as_of_end(add_months(as_of, -months)) if months else None
@@ -108,51 +110,65 @@ def market_breakdown(
             .group_by(customer_key())
             .subquery("p")
         )
-        for dimension in dimensions:
+        keys, band_order = [], {}
+        for i, dimension in enumerate(dimensions):
             if dimension == "age_band":
                 key = age_band(as_of, age_bands)
-                order = {label: i for i, label in enumerate(age_band_labels(age_bands))}
+                labels = age_band_labels(age_bands)
+                band_order[dimension] = {label: j for j, label in enumerate(labels)}
             else:
                 key = sa.func.coalesce(customers.c[dimension], UNKNOWN)
-                order = None
-            query = (
-                sa.select(
-                    key.label("grp"),
-                    sa.func.count().label("customers"),
-                    sa.func.sum(per_customer.c.orders).label("orders"),
-                    sa.func.sum(per_customer.c.revenue).label("revenue"),
-                    sa.func.sum(per_customer.c.margin).label("margin"),
-                    sa.func.sum(per_customer.c.orders - per_customer.c.costed).label("uncosted"),
-                )
-                .select_from(per_customer.join(customers, customers.c.id == per_customer.c.cid))
-                # by the output name: PostgreSQL would see the CASE's bind parameters in a
-                # repeated GROUP BY expression as a different expression
-                .group_by(sa.literal_column("grp"))
+            keys.append(key.label(f"d{i}"))
+        # one pass over the orders: group by every dimension at once, roll up in Python
+        query = (
+            sa.select(
+                *keys,
+                sa.func.count().label("customers"),
+                sa.func.sum(per_customer.c.orders).label("orders"),
+                sa.func.sum(per_customer.c.revenue).label("revenue"),
+                sa.func.sum(per_customer.c.margin).label("margin"),
+                sa.func.sum(per_customer.c.orders - per_customer.c.costed).label("uncosted"),
             )
-            groups = conn.execute(query).all()
-            if not groups:
-                raise no_customers(as_of, scope)
-            out.extend(_rows(dimension, groups, order))
+            .select_from(per_customer.join(customers, customers.c.id == per_customer.c.cid))
+            # by output names: PostgreSQL would see the CASE's bind parameters in a repeated
+            # GROUP BY expression as a different expression
+            .group_by(*(sa.literal_column(f"d{i}") for i in range(len(keys))))
+        )
+        cells = conn.execute(query).all()
+    if not cells:
+        raise no_customers(as_of, scope)
+    for i, dimension in enumerate(dimensions):
+        groups: dict[str, dict[str, int]] = {}
+        for cell in cells:
+            g = groups.setdefault(cell[i], dict.fromkeys(_SUMMED, 0))
+            for name in _SUMMED:
+                g[name] += int(getattr(cell, name) or 0)
+        out.extend(_rows(dimension, groups, band_order.get(dimension)))
     return out
 
 
-def _rows(dimension: str, groups: Sequence[Any], order: dict[str, int] | None) -> list[dict]:
-    n = sum(int(g.customers) for g in groups)
-    revenue = sum(int(g.revenue) for g in groups)
+_SUMMED = ("customers", "orders", "revenue", "margin", "uncosted")
+
+
+def _rows(
+    dimension: str, groups: dict[str, dict[str, int]], order: dict[str, int] | None
+) -> list[dict[str, Any]]:
+    n = sum(g["customers"] for g in groups.values())
+    revenue = sum(g["revenue"] for g in groups.values())
     if order is None:
-        groups = sorted(groups, key=lambda g: (-int(g.revenue), str(g.grp)))
+        names = sorted(groups, key=lambda k: (-groups[k]["revenue"], k))
     else:
-        groups = sorted(groups, key=lambda g: order.get(g.grp, len(order)))
+        names = sorted(groups, key=lambda k: order.get(k, len(order)))
     return [
         {
             "dimension": dimension,
-            "group": g.grp,
-            "customers": int(g.customers),
-            "orders": int(g.orders),
-            "revenue": money(g.revenue),
-            "margin": None if int(g.uncosted) else money(g.margin or 0),
-            "customer_share": share(g.customers, n),
-            "revenue_share": share(g.revenue, revenue),
+            "group": name,
+            "customers": groups[name]["customers"],
+            "orders": groups[name]["orders"],
+            "revenue": money(groups[name]["revenue"]),
+            "margin": None if groups[name]["uncosted"] else money(groups[name]["margin"]),
+            "customer_share": share(groups[name]["customers"], n),
+            "revenue_share": share(groups[name]["revenue"], revenue),
         }
-        for g in groups
+        for name in names
     ]
