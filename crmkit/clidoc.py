@@ -18,13 +18,15 @@ from crmkit.cli import CliState, cli
 def _walk(command: click.Command, ctx: click.Context, path: list[str]):
     yield path, command, ctx
     if isinstance(command, click.Group):
-        for name in sorted(command.commands):  # the core's own, not plugins'
+        for name in sorted(command.commands):
+            if command is cli and name in cli.plugin_command_names:
+                continue  # the core's own commands only: plugins document theirs
             sub = command.commands[name]
             yield from _walk(sub, click.Context(sub, info_name=name, parent=ctx), [*path, name])
 
 
 def render() -> str:
-    root = click.Context(cli, info_name="crmkit", obj=CliState())
+    root = click.Context(cli, info_name="crmkit", obj=CliState(), **cli.context_settings)
     lines = [
         "# crmkit command-line reference",
         "",

@@ -57,6 +57,8 @@ class CrmkitGroup(click.Group):
         # plugins whose commands are added; per plugin because one process (a test run, an
         # integrator's script) may invoke the CLI several times with different plugin sets
         self._registered_plugins: set[str] = set()
+        #: top-level commands added by plugins (the CLI reference lists only the core's)
+        self.plugin_command_names: set[str] = set()
 
     def _load_plugin_commands(self, ctx: click.Context) -> None:
         state = ctx.find_object(CliState)
@@ -67,7 +69,9 @@ class CrmkitGroup(click.Group):
         except CrmError:
             return  # the error surfaces when a command opens the CRM
         done = [p for name, p in pm.list_name_plugin() if name in self._registered_plugins]
+        before = set(self.commands)
         pm.subset_hook_caller("crmkit_register_commands", remove_plugins=done)(cli=self)
+        self.plugin_command_names.update(set(self.commands) - before)
         self._registered_plugins.update(name for name, _ in pm.list_name_plugin())
 
     def list_commands(self, ctx: click.Context) -> list[str]:

@@ -52,3 +52,34 @@ def test_cli_reference_is_fresh():
     assert reference.read_text(encoding="utf-8") == clidoc.render(), (
         "docs/cli.md is out of date: run python -m crmkit.clidoc > docs/cli.md"
     )
+
+
+def test_cli_reference_ignores_plugin_commands_and_earlier_runs(tmp_path):
+    """Rendering after a plugin's command ran in the same process gives the same reference."""
+    from click.testing import CliRunner
+
+    import crmkit
+    from crmkit import clidoc
+    from crmkit.cli import CliState, cli
+
+    before = clidoc.render()
+
+    class Hello:
+        @staticmethod
+        @crmkit.hookimpl
+        def crmkit_register_commands(cli):
+            @cli.command("hello-doc-test")
+            def hello():
+                "Say hello."
+                print("hello")
+
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    args = ["--database", url, "hello-doc-test"]
+    result = CliRunner().invoke(cli, args, obj=CliState(plugins=[Hello()]))
+    try:
+        assert result.exit_code == 0, result.output
+        assert "hello-doc-test" in cli.commands
+        assert clidoc.render() == before
+    finally:
+        cli.commands.pop("hello-doc-test", None)
+        cli.plugin_command_names.discard("hello-doc-test")
