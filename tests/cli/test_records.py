@@ -145,6 +145,9 @@ def _population(crm: crmkit.CRM) -> None:
             region="East" if i % 2 else "West",
             status="active" if i % 3 else "lead",
             owner="ann" if i <= 6 else "bob",
+            kind="enterprise" if i in (2, 3) else "end",
+            industry="retail" if i > 10 else None,
+            consents={"marketing": i % 5 == 1},
             attributes={
                 "vip": i % 4 == 0,
                 "visits": i,
@@ -167,6 +170,9 @@ def test_customer_list_filters(db: Any) -> None:
     assert ids("--text", "c11@") == ["C11"]
     assert ids("--status", "lead") == ["C03", "C06", "C09", "C12"]
     assert ids("--owner", "bob", "--region", "West") == ["C08", "C10", "C12"]
+    assert ids("--kind", "enterprise") == ["C02", "C03"]
+    assert ids("--industry", "retail") == ["C11", "C12"]
+    assert ids("--consent", "marketing") == ["C01", "C06", "C11"]  # granted only
     assert ids("--attr", "vip=true") == ["C04", "C08", "C12"]
     assert ids("--attr", "vip=no", "--owner", "ann") == ["C01", "C02", "C03", "C05", "C06"]
     assert ids("--attr", "visits=11") == ["C11"]
