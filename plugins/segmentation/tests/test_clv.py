@@ -273,6 +273,30 @@ def test_refuses_degenerate_fit():
         clv.fit_bgnbd(x, t_x, T)
 
 
+def test_refuses_infinite_mean_spend():
+    # customer mean spends with a Pareto(0.6) tail: the fitted q falls below 1
+    rng = np.random.default_rng(2)
+    x = rng.integers(1, 6, 3000).astype(float)
+    m = rng.gamma(5 * x, 1 / (5 * x)) * (rng.pareto(0.6, 3000) + 0.01) * 10
+    with pytest.raises(ValidationError, match=r"q = 0\.\d+ <= 1, so the mean spend"):
+        clv.fit_gamma_gamma(x, m)
+
+
+def test_time_unit_only_rescales_alpha():
+    rng = np.random.default_rng(9)
+    T = rng.uniform(30, 39, 3000)
+    x, t_x, _ = clv.simulate(rng, T, BG, GG)
+    weeks = clv.fit_bgnbd(x, t_x, T)
+    days = clv.fit_bgnbd(x, t_x * 7, T * 7)
+    for k in ("r", "a", "b"):
+        assert days.params[k] == pytest.approx(weeks.params[k], rel=1e-4)
+    assert days.params["alpha"] == pytest.approx(7 * weeks.params["alpha"], rel=1e-4)
+    assert days.log_likelihood == pytest.approx(weeks.log_likelihood - x.sum() * math.log(7))
+    w = clv.expected_purchases(tuple(weeks.params.values()), 52.0, x, t_x, T)
+    d = clv.expected_purchases(tuple(days.params.values()), 364.0, x, t_x * 7, T * 7)
+    assert d == pytest.approx(w, rel=1e-3)
+
+
 # -- on a CRM (both backends) ----------------------------------------------------------------
 
 AS_OF = dt.date(2024, 12, 31)
