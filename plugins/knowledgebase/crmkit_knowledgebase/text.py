@@ -39,6 +39,7 @@ _CJK = (
 )
 _TOKEN = re.compile(rf"([{_CJK}]+)|([^\W_{_CJK}]+)")
 _CJK_CHAR = re.compile(rf"[{_CJK}]")
+_LATIN = rf"[^\W_{_CJK}]"  # a character of a (non-CJK) word
 
 STOP_WORDS = frozenset(
     (
@@ -409,10 +410,11 @@ _MD_INLINE = re.compile(r"\*+|`+|(?<!\w)_+|_+(?!\w)")
 
 def plain_text(markdown: str) -> str:
     """Markdown reduced to plain text for snippets and the site's search index."""
-    text = _MD_LINK.sub(r"\1", markdown)
+    text = _MD_LINK.sub(r"\1", markdown) if "](" in markdown else markdown
     text = _MD_BLOCK.sub(" ", text)
-    text = _MD_INLINE.sub("", text)
-    return re.sub(r"\s+", " ", text).strip()
+    if "*" in text or "`" in text or "_" in text:
+        text = _MD_INLINE.sub("", text)
+    return " ".join(text.split())
 
 
 #: snippets look for hits in this many first characters of an article's text
@@ -450,30 +452,32 @@ def _hits(text: str, terms: Iterable[Term]) -> list[tuple[int, int]]:
         else:
             stems.update({stem(x): False for x in t.words if x not in stems})
     raws = [w for t in terms if t.prefix for w in t.words]
-    cjk = [s for t in terms for s in t.cjk]
+    cjk = {s for t in terms for s in t.cjk}
     prefixes = [p for p, pre in stems.items() if pre]
-    decided: dict[str, bool] = {}
-    for m in _TOKEN.finditer(folded):
-        if m.group(1) is not None:
-            run = m.group(1)
-            for needle in cjk:
-                start = run.find(needle)
-                while start != -1:
-                    a = m.start() + start
-                    spans.append((offsets[a], offsets[a + len(needle) - 1] + 1))
-                    start = run.find(needle, start + len(needle))
-            continue
-        word = m.group(2)
-        hit = decided.get(word)
-        if hit is None:  # decide once per distinct word: texts repeat their words
-            s = stem(word)
-            hit = decided[word] = (
-                s in stems
-                or any(s.startswith(p) for p in prefixes)
-                or any(word.startswith(r) for r in raws)
-            )
-        if hit:
-            spans.append((offsets[m.start()], offsets[m.end() - 1] + 1))
+    for needle in cjk:  # CJK: the query's runs as substrings
+        start = folded.find(needle)
+        while start != -1:
+            spans.append((offsets[start], offsets[start + len(needle) - 1] + 1))
+            start = folded.find(needle, start + len(needle))
+    # Latin: only words starting like a stem or a query word are candidates (one regex pass);
+    # each distinct candidate is then stemmed once and checked exactly
+    starts = sorted({*stems, *(w for t in terms for w in t.words)}, key=len, reverse=True)
+    if starts:
+        alternatives = "|".join(re.escape(x) for x in starts)
+        candidates = re.compile(rf"(?<!{_LATIN})(?:{alternatives}){_LATIN}*")
+        decided: dict[str, bool] = {}
+        for m in candidates.finditer(folded):
+            word = m.group(0)
+            hit = decided.get(word)
+            if hit is None:
+                s = stem(word)
+                hit = decided[word] = (
+                    s in stems
+                    or any(s.startswith(p) for p in prefixes)
+                    or any(word.startswith(r) for r in raws)
+                )
+            if hit:
+                spans.append((offsets[m.start()], offsets[m.end() - 1] + 1))
     spans.sort()
     merged: list[tuple[int, int]] = []
     for a, b in spans:
