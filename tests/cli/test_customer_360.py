@@ -229,6 +229,34 @@ def test_section_naming_a_missing_template_is_one_line(make_crm: Any, database_u
     assert "'broken/nope.html'" in lines[0] and "crmkit_register_template_dirs" in lines[0]
 
 
+def test_integrator_extends_the_core_page(make_crm: Any, database_url: str, tmp_path: Path) -> None:
+    crm = make_crm()
+    crm.customers.add(name="Guest <1>", attributes={"room": "1204"})
+    folder = tmp_path / "pages"
+    folder.mkdir()
+    (folder / "customer_360.html").write_text(
+        '{% extends "default:customer_360.html" %}'
+        "{% block style %}#section-rooms { border-color: gold; }{% endblock %}"
+        '{% block after_sections %}<section id="section-rooms"><h2>Rooms</h2>'
+        "<p>{{ customer.name }} in {{ customer.attributes.room }}</p></section>{% endblock %}",
+        encoding="utf-8",
+    )
+    config = tmp_path / "crmkit.toml"
+    config.write_text(
+        f'database = "{database_url}"\nplugins = []\ntemplates = "pages"\n', encoding="utf-8"
+    )
+    result = CliRunner().invoke(
+        cli, ["--config", str(config), "customer", "show", "1", "--format", "html"],
+        obj=CliState(), env={"CRMKIT_PLUGINS": ""},
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    found = parse(result.stdout)
+    assert [i for i in found.order if i.startswith("section-")] == [*CORE_SECTIONS, "section-rooms"]
+    assert found.text["section-rooms"] == "RoomsGuest <1> in 1204"
+    assert "#section-rooms { border-color: gold; }" in result.stdout
+    assert "Guest &lt;1&gt; in 1204" in result.stdout
+
+
 def chromium(tmp_path: Path, *args: str) -> str:
     if not Path(CHROMIUM).exists():
         if os.environ.get("CRMKIT_REQUIRE_BROWSER") == "1":
