@@ -3,8 +3,9 @@
 Pure numpy/scipy on per-customer summaries (see :mod:`clv_data` for the SQL side):
 ``x`` repeat purchases, ``t_x`` time of the last purchase and ``T`` age, both measured
 from the first purchase in the chosen time unit, and ``m`` the mean spend per repeat
-purchase. Every fit is checked (optimizer success, gradient, information matrix,
-parameters away from the search bounds) and refused with the reason when it fails.
+purchase. Every fit is checked (gradient, remaining Newton step in standard errors,
+information matrix, parameters away from the search bounds) and refused with the reason
+when it fails.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from decimal import Decimal
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy.optimize import minimize
 from scipy.special import digamma, expit, gammaln, hyp2f1
 
@@ -64,7 +66,7 @@ class Fit:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            **{k: round(v, 8) for k, v in self.params.items()},
+            **{k: float(f"{v:.10g}") for k, v in self.params.items()},
             "log_likelihood": round(self.log_likelihood, 6),
             "converged": self.converged,
             "customers": self.customers,
@@ -72,7 +74,7 @@ class Fit:
             "evaluations": self.evaluations,
             "gradient_norm": float(f"{self.gradient_norm:.3e}"),
             "remaining_step_se": float(f"{self.step_se:.3e}"),
-            "std_errors": {k: round(v, 8) for k, v in self.std_errors.items()},
+            "std_errors": {k: float(f"{v:.6g}") for k, v in self.std_errors.items()},
             "message": self.message,
         }
 
@@ -89,7 +91,14 @@ def _per_x(x, groups):
     return lambda f: f(distinct)[inverse]
 
 
-def bgnbd_loglik(params, x, t_x, T, grad: bool = False, groups=None):
+def bgnbd_loglik(
+    params: ArrayLike,
+    x: np.ndarray,
+    t_x: np.ndarray,
+    T: np.ndarray,
+    grad: bool = False,
+    groups: Any = None,
+) -> Any:
     """Per-customer BG/NBD log-likelihood (FHL 2005, eq. 6), combined by log-sum-exp.
 
     With ``grad`` also returns the gradient w.r.t. (r, alpha, a, b), shape (4, n).
@@ -119,7 +128,7 @@ def bgnbd_loglik(params, x, t_x, T, grad: bool = False, groups=None):
     return ll, g
 
 
-def p_alive(params, x, t_x, T):
+def p_alive(params: ArrayLike, x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> np.ndarray:
     """P(still alive | x, t_x, T) (FHL 2005, eq. 13); 1 for customers with no repeat."""
     r, alpha, a, b = params
     rep = x > 0
@@ -133,7 +142,9 @@ def p_alive(params, x, t_x, T):
     return expit(-log_odds)
 
 
-def expected_purchases(params, t, x, t_x, T):
+def expected_purchases(
+    params: ArrayLike, t: float, x: np.ndarray, t_x: np.ndarray, T: np.ndarray
+) -> np.ndarray:
     """E[purchases in (T, T + t] | x, t_x, T] (FHL 2005, eq. 10).
 
     The Gauss term ((alpha+T)/(alpha+T+t))^(r+x) 2F1(r+x, b+x; a+b+x-1; z) is rewritten by
@@ -149,7 +160,9 @@ def expected_purchases(params, t, x, t_x, T):
 # -- Gamma-Gamma ----------------------------------------------------------------------------
 
 
-def gg_loglik(params, x, m, grad: bool = False, groups=None):
+def gg_loglik(
+    params: ArrayLike, x: np.ndarray, m: np.ndarray, grad: bool = False, groups: Any = None
+) -> Any:
     """Per-customer Gamma-Gamma log-likelihood of the mean spend ``m`` over ``x`` purchases."""
     p, q, g = params
     by_x = _per_x(x, groups)
@@ -173,7 +186,7 @@ def gg_loglik(params, x, m, grad: bool = False, groups=None):
     return ll, out
 
 
-def conditional_spend(params, x, m):
+def conditional_spend(params: ArrayLike, x: np.ndarray, m: ArrayLike) -> np.ndarray:
     """E[spend per purchase | x, m] (FHL 2005 'RFM and CLV', eq. 5); prior mean when x = 0."""
     p, q, g = params
     m = np.where(x > 0, np.maximum(np.nan_to_num(m), 0.0), 0.0)
@@ -181,6 +194,9 @@ def conditional_spend(params, x, m):
 
 
 # -- fitting --------------------------------------------------------------------------------
+
+
+_UNDEFINED = 1e10  # the objective where the likelihood is not finite (the optimizer needs a number)
 
 
 @dataclass
@@ -212,7 +228,7 @@ class _Objective:
         value = -float((ll * self.weights).sum()) / self.n
         gradient = -(g * self.weights).sum(axis=1) * params / self.n
         if not np.isfinite(value):
-            return 1e10, np.zeros_like(theta)
+            return _UNDEFINED, np.zeros_like(theta)
         return value, gradient
 
 
@@ -237,14 +253,15 @@ def _fit(name, names, loglik, data, theta0, maxiter) -> Fit:
             f"segmentation: the {name} fit is degenerate: {', '.join(edge)} ran to the edge of "
             f"the search range ({_fmt(params)}); the data do not identify the model"
         )
-    cov = _covariance(obj, res.x) if np.isfinite(value) else None
+    finite = value < _UNDEFINED
+    cov = _covariance(obj, res.x) if finite else None
     # How far a Newton step would still move, in standard errors: the optimizer's own stop
     # (e.g. an 'ABNORMAL' line search at machine precision) does not decide convergence.
     distance = np.inf
     if cov is not None:
         se = np.sqrt(np.diag(cov))
         distance = float(np.max(np.abs(cov @ (gradient * obj.n)) / se))
-    if gnorm > GRADIENT_TOLERANCE or (cov is not None and distance > MAX_STEP_SE):
+    if not finite or gnorm > GRADIENT_TOLERANCE or (cov is not None and distance > MAX_STEP_SE):
         raise ValidationError(
             f"segmentation: the {name} fit did not converge ({diag}, remaining step "
             f"{distance:.2g} standard errors); its parameters are not shown. Fit on more "
@@ -304,7 +321,7 @@ def _need(name: str, k: int, total: int, repeaters: int, what: str) -> None:
         )
 
 
-def fit_bgnbd(x, t_x, T, maxiter: int = 500) -> Fit:
+def fit_bgnbd(x: ArrayLike, t_x: ArrayLike, T: ArrayLike, maxiter: int = 500) -> Fit:
     """Fit BG/NBD (r, alpha, a, b) by maximum likelihood."""
     x, t_x, T = (np.asarray(v, dtype=float) for v in (x, t_x, T))
     _need("BG/NBD", 4, len(x), int((x > 0).sum()), "with a repeat purchase")
@@ -314,7 +331,7 @@ def fit_bgnbd(x, t_x, T, maxiter: int = 500) -> Fit:
     return _fit("BG/NBD", BGNBD_PARAMS, bgnbd_loglik, (x, t_x, T), theta0, maxiter)
 
 
-def fit_gamma_gamma(x, m, maxiter: int = 500) -> Fit:
+def fit_gamma_gamma(x: ArrayLike, m: ArrayLike, maxiter: int = 500) -> Fit:
     """Fit Gamma-Gamma (p, q, gamma) on customers with repeat purchases and positive spend."""
     x, m = np.asarray(x, dtype=float), np.asarray(m, dtype=float)
     keep = (x > 0) & (np.nan_to_num(m) > 0)
@@ -379,7 +396,16 @@ def discount_steps(settings: Settings) -> tuple[np.ndarray, np.ndarray]:
     return ends, factors
 
 
-def predict(bgnbd: Fit, gg: Fit, settings: Settings, margin: float, x, t_x, T, m):
+def predict(
+    bgnbd: Fit,
+    gg: Fit,
+    settings: Settings,
+    margin: float,
+    x: np.ndarray,
+    t_x: np.ndarray,
+    T: np.ndarray,
+    m: ArrayLike,
+) -> dict[str, np.ndarray]:
     """Per-customer expected purchases over the horizon, P(alive), spend and discounted CLV.
 
     CLV = margin x E[spend] x sum over months of E[purchases in the month] x (1+d)^-years,
@@ -406,7 +432,9 @@ def predict(bgnbd: Fit, gg: Fit, settings: Settings, margin: float, x, t_x, T, m
 # -- simulation (tests and benchmark) -------------------------------------------------------
 
 
-def simulate(rng: np.random.Generator, T, bgnbd: dict[str, float], gg: dict[str, float]):
+def simulate(
+    rng: np.random.Generator, T: ArrayLike, bgnbd: dict[str, float], gg: dict[str, float]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Draw (x, t_x, m) for customers of ages ``T`` from the two models' generative stories.
 
     Purchase rate lambda ~ Gamma(r, alpha), dropout p ~ Beta(a, b): purchases follow a
