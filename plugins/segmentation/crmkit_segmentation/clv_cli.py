@@ -94,11 +94,17 @@ def add_commands(segment: click.Group) -> None:
     from crmkit.cli.output import format_option
 
     @segment.command("clv")
-    @click.option("--as-of", "as_of", required=True, type=click.DateTime(["%Y-%m-%d"]))
-    @click.option("--scope", multiple=True, help="field=value filter, e.g. region=North")
+    @click.option(
+        "--as-of",
+        "as_of",
+        required=True,
+        type=click.DateTime(["%Y-%m-%d"]),
+        help="Ignore orders after this date (YYYY-MM-DD).",
+    )
+    @click.option("--scope", multiple=True, help="field=value filter, e.g. region=North (ANDed)")
     @click.option(
         "--time-unit",
-        type=click.Choice(sorted(clv.TIME_UNIT_DAYS)),
+        type=click.Choice(list(clv.TIME_UNIT_DAYS)),
         default="week",
         show_default=True,
     )
