@@ -388,6 +388,12 @@ class Program:
     def bonus_rules(self) -> list[Any]:
         return self._view("bonus", lambda: [r for r in self.rules if hasattr(r, "bonus")])
 
+    @property
+    def has_plugin_rules(self) -> bool:
+        """Does any rule come from another plugin (and may read more of the member)?"""
+        builtin = (SpendRule, CampaignRule, NthOrderRule, FixedBonusRule)
+        return self._view("plugin", lambda: any(not isinstance(r, builtin) for r in self.rules))
+
     def fixed(self, kind: str) -> FixedBonusRule | None:
         for rule in self.rules:
             if isinstance(rule, FixedBonusRule) and rule.kind == kind:
@@ -452,8 +458,13 @@ def add_months(moment: dt.datetime, months: int) -> dt.datetime:
     """``moment`` plus ``months`` calendar months (the day clamped to the month's end)."""
     index = moment.month - 1 + months
     year, month = moment.year + index // 12, index % 12 + 1
-    last = [31, 29 if _leap(year) else 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][month - 1]
-    return moment.replace(year=year, month=month, day=min(moment.day, last))
+    day = moment.day
+    if day > 28:  # only the last days of a month can fall off the end of the target month
+        day = min(day, 29 if month == 2 and _leap(year) else _DAYS[month - 1])
+    return moment.replace(year=year, month=month, day=day)
+
+
+_DAYS = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 
 
 def _leap(year: int) -> bool:

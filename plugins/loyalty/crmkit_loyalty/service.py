@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import attrs
-from sqlalchemy import and_, bindparam, case, delete, func, insert, select, update
+from sqlalchemy import and_, bindparam, case, delete, func, insert, null, select, update
 from sqlalchemy.schema import CreateTable
 from sqlalchemy.types import NullType
 
@@ -699,8 +699,10 @@ class LoyaltyService:
         customer_ids = sorted({o.customer_id for o in paid})
         m = t.members.c
         columns = (m.id, m.customer_id, m.tier, m.orders_count, m.clawback_due, m.referred_by)
+        # enrolled_at is read (and converted) only for plugin rule types that may use it
+        enrolled = m.enrolled_at if prog.has_plugin_rules else null().label("enrolled_at")
         query = (
-            select(*columns, m.enrolled_at)
+            select(*columns, enrolled)
             .where(t.members.c.program_id == program_id, t.members.c.customer_id.in_(customer_ids))
             .with_for_update()
         )
