@@ -238,7 +238,7 @@ def survey_cmd(crm: Any, complaint_id: int, csat: int, nps: int, comment: str,
 @pass_crm
 def report_cmd(crm: Any, by: str, as_of: str | None, html_path: str | None, fmt: str) -> None:
     """Counts, CSAT, NPS, SLA compliance and mean response/resolution times."""
-    from crmkit_complaints.service import report_html
+    from crmkit_complaints.reports import report_html
 
     if html_path:
         Path(html_path).write_text(report_html(service(crm), _when(as_of)), encoding="utf-8")

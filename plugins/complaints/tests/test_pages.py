@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from crmkit_complaints.service import report_html, service
+from crmkit_complaints.reports import report_html
+from crmkit_complaints.service import service
 
 
 def at(*args: int) -> dt.datetime:
