@@ -2,7 +2,7 @@
 
 Default: 10,000 customers / 100,000 orders. Full size:
 
-    .venv/bin/python bench/segmentation_value.py --customers 100000 --orders 1000000
+    .venv/bin/python bench/segmentation_value.py --customers 100000 --orders 1000000 --others
 
 pandas reads the counted orders (placed/paid, up to as-of) and computes the same classes
 with the same rules (integer ten-thousandths, ties together, the crossing customer in the
@@ -116,6 +116,7 @@ def main() -> None:
     ap.add_argument("--customers", type=int, default=10_000)
     ap.add_argument("--orders", type=int, default=100_000)
     ap.add_argument("--db", help="SQLite file to reuse (loaded when it does not exist)")
+    ap.add_argument("--others", action="store_true", help="also time matrix/breakdown/clusters")
     args = ap.parse_args()
     from crmkit_segmentation.abc import abc_classes
     from crmkit_segmentation.pyramid import value_pyramid
@@ -150,6 +151,18 @@ def main() -> None:
             )
     counts = pd.Series([r[key] for r in rows]).value_counts().to_dict()
     print(f"customers classified: {len(rows)}; pyramid by margin {counts}")
+    if args.others:
+        from crmkit_segmentation.breakdown import market_breakdown
+        from crmkit_segmentation.clusters import cluster_customers
+        from crmkit_segmentation.matrix import value_matrix
+
+        for name, fn in (
+            ("matrix (12 months)", value_matrix),
+            ("breakdown (4 dims)", market_breakdown),
+            ("clusters (k 2..8)", cluster_customers),
+        ):
+            _, wall, cpu = timed(fn, crm, AS_OF)
+            print(f"{name:<22}{wall:>8.2f} /{cpu:>6.2f}")
     crm.close()
 
 
