@@ -494,6 +494,8 @@ class ComplaintService:
                 query = query.where(c.c.priority == priority)
             if channel != "*":
                 query = query.where(c.c.channel == channel)
+            if conn.dialect.name == "postgresql":  # a concurrent move must not be overwritten
+                query = query.with_for_update()
             changed, last = 0, 0
             while rows := conn.execute(query.where(c.c.id > last)).all():
                 last = rows[-1].id
