@@ -1,0 +1,87 @@
+"""Earning on the core's bulk import: one pass per batch, the same result as order by order."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import random
+from pathlib import Path
+from typing import Any
+
+from crmkit_loyalty import loyalty
+from crmkit_loyalty import tables as t
+from crmkit_loyalty.testing import assert_consistent, at, program
+from sqlalchemy import event, select
+
+import crmkit
+from crmkit.importing import import_file
+
+# no earn multipliers on tiers: earning does not depend on when an upgrade lands
+TIERS = [{"name": "bronze", "threshold": 0}, {"name": "silver", "threshold": 1900}]
+
+
+class Counter:
+    """Counts the points-earned events (one per imported batch that earned)."""
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    @crmkit.hookimpl(optionalhook=True)
+    def crmkit_loyalty_points_earned(self, ctx: Any, entries: Any) -> None:
+        self.calls.append(len(entries))
+
+
+def _orders(rng: random.Random, customers: int, count: int) -> list[tuple[Any, ...]]:
+    start = at(2025, 1, 1)
+    rows = [
+        (
+            f"O{n}",
+            f"{rng.randrange(customers)}",
+            start + dt.timedelta(minutes=rng.randrange(400_000)),
+            f"{rng.randint(1, 300)}.{rng.randint(0, 99):02d}",
+        )
+        for n in range(count)
+    ]
+    return sorted(rows, key=lambda r: r[2])  # in time order: the Nth order is the same both ways
+
+
+def test_import_earns_once_per_batch_like_single_orders(make_crm: Any, tmp_path: Path) -> None:
+    rng = random.Random(11)
+    rows = _orders(rng, customers=12, count=150)
+    counter = Counter()
+    crm = make_crm(plugins=["loyalty", counter])
+    service = loyalty(crm)
+    service.load_program(program(tiers=TIERS, auto_enrol=True))
+    # the same order history twice: B customers through the importer, S customers one by one
+    crm.customers.add_many(
+        {"external_id": f"{side}{i}", "name": f"{side}{i}"} for side in "BS" for i in range(12)
+    )
+    ids = {c.external_id: c.id for c in crm.customers.iterate()}
+    path = tmp_path / "orders.csv"
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["external_id", "customer", "occurred_at", "amount"])
+        writer.writerows([(e, "B" + c, when.isoformat(), amount) for e, c, when, amount in rows])
+
+    statements: list[str] = []
+    event.listen(crm.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    result = import_file(crm, "orders", str(path), batch_size=20)
+    assert result.stored == 150
+    assert len(counter.calls) == 8  # ceil(150 / 20) batches, one event each
+    assert sum(counter.calls) == len(_earn_entries(crm))
+    # the plugin's writes per batch do not grow with the batch: no statement per order
+    ledger = [s for s in statements if s.lstrip().startswith("INSERT INTO loyalty_ledger")]
+    assert len(ledger) <= 8 * 2  # SQLite: one executemany; PostgreSQL: a page or two
+
+    for _, customer, when, amount in rows:
+        crm.orders.add(customer_id=ids["S" + customer], amount=amount, occurred_at=when)
+    for i in range(12):
+        b, s = service.member(ids[f"B{i}"]), service.member(ids[f"S{i}"])
+        assert (b.balance, b.tier, b.orders_count) == (s.balance, s.tier, s.orders_count), i
+    assert {service.member(ids[f"B{i}"]).tier for i in range(12)} == {"bronze", "silver"}
+    assert_consistent(service)
+
+
+def _earn_entries(crm: Any) -> list[Any]:
+    with crm.reading() as connection:
+        return connection.execute(select(t.ledger).where(t.ledger.c.kind == "earn")).all()
