@@ -354,9 +354,12 @@ class ComplaintService:
         for tr in transitions:
             if tr.workflow != WORKFLOW or tr.from_stage is None:
                 continue
-            row = ctx.connection.execute(
-                select(t.complaints).where(t.complaints.c.workflow_instance_id == tr.instance_id)
-            ).first()
+            query = select(t.complaints).where(
+                t.complaints.c.workflow_instance_id == tr.instance_id
+            )
+            if ctx.connection.dialect.name == "postgresql":  # as _lock: no lost update
+                query = query.with_for_update()
+            row = ctx.connection.execute(query).first()
             if row is None:
                 continue
             c = _as_complaint(row)
