@@ -165,6 +165,22 @@ def test_formulas_agree_with_hand_computation_everywhere(r, alpha, a, b, x, rece
     assert got >= 0 and clv.expected_purchases(params, 2 * t, *one)[0] >= got
 
 
+@settings(max_examples=100, deadline=None)
+@given(
+    p=positive,
+    q=st.floats(1.05, 20.0),
+    g=st.floats(0.1, 1000.0),
+    x=st.integers(1, 200),
+    m=st.floats(0.01, 10_000.0),
+)
+def test_gamma_gamma_agrees_with_hand_computation_everywhere(p, q, g, x, m):
+    ll = clv.gg_loglik(np.array([p, q, g]), np.array([float(x)]), np.array([m]))[0]
+    assert ll == pytest.approx(hand_gg_loglik(p, q, g, x, m), rel=1e-9, abs=1e-9)
+    spend = clv.conditional_spend((p, q, g), np.array([float(x)]), np.array([m]))[0]
+    assert spend == pytest.approx(hand_spend(p, q, g, x, m), rel=1e-9)
+    assert min(m, p * g / (q - 1)) * (1 - 1e-9) <= spend <= max(m, p * g / (q - 1)) * (1 + 1e-9)
+
+
 def test_gamma_gamma_formulas_match_hand_computation():
     x = np.array([1.0, 2.0, 6.0])
     m = np.array([20.0, 35.5, 12.25])
