@@ -237,6 +237,22 @@ def test_hotel_rooms_works_without_loyalty_and_has_its_own_branch(make_crm, room
     assert service.profile(crm, guest.id)["pillow"] == "soft"
     assert service.stays(crm, guest.id) == {"count": 1, "nights": 3}
 
+    # its migration and tables.py agree
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from crmkit.core.tables import metadata
+
+    def ours(obj, name, type_, reflected, compare_to):
+        table = name if type_ == "table" else getattr(getattr(obj, "table", None), "name", "")
+        return bool(table) and table.startswith("hotel_rooms")
+
+    with crm.engine.connect() as connection:
+        context = MigrationContext.configure(
+            connection, opts={"include_object": ours, "compare_type": True}
+        )
+        assert compare_metadata(context, metadata) == []
+
 
 @pytest.mark.slow
 def test_run_script_in_a_fresh_environment_with_the_plugin_installed(tmp_path):
