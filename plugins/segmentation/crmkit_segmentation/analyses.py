@@ -244,6 +244,10 @@ def cumulative_bands(
         if value is None:
             if not last:
                 raise ValidationError(f"{option}: only the last class may omit its share")
+            if running >= 1:
+                raise ValidationError(
+                    f"{option}: the classes before {label!r} already cover 100%; drop it"
+                )
             out.append((label, Fraction(1)))
             continue
         part = Fraction(Decimal(str(value)))

@@ -10,6 +10,8 @@ from crmkit_segmentation.abc import abc_classes
 from crmkit_segmentation.breakdown import market_breakdown
 from crmkit_segmentation.matrix import value_matrix
 from crmkit_segmentation.pyramid import value_pyramid
+from hypothesis import given
+from hypothesis import strategies as st
 
 from crmkit.core.tables import customers
 from crmkit.errors import ValidationError
@@ -199,14 +201,20 @@ def test_as_of_scope_and_clv_measure(make_crm):
         crm,
         [
             ({"name": "N1", "region": "North"}, [(T0, "10", "4"), (late, "1000", "0")]),
-            ({"name": "N2", "region": "North"}, [(T0, "20", "4")]),
-            ({"name": "S1", "region": "South"}, [(T0, "500", "100")]),
+            ({"name": "N2", "region": "North", "tier": "gold"}, [(T0, "20", "4")]),
+            ({"name": "S1", "region": "South", "tier": "gold"}, [(T0, "500", "100")]),
             ({"name": "S2", "region": "South"}, [(late, "5", "1")]),
         ],
     )
     rows = abc_classes(crm, AS_OF, {"region": "North"})
     assert [(r["customer_id"], r["value"]) for r in rows] == [(ids[1], 20), (ids[0], 10)]
     assert [r["class"] for r in rows] == ["A", "A"]  # 66.7% is ahead of N1: still A
+    # a custom attribute as scope, ANDed with a profile field
+    gold = abc_classes(crm, AS_OF, {"attributes.tier": "gold"})
+    assert [r["customer_id"] for r in gold] == [ids[2], ids[1]]
+    assert [r["class"] for r in gold] == ["A", "C"]  # 500/520 = 96% is ahead of N2
+    both = value_pyramid(crm, AS_OF, {"attributes.tier": "gold", "region": "North"})
+    assert [r["customer_id"] for r in both] == [ids[1]]
     everyone = value_pyramid(crm, AS_OF)
     assert ids[3] not in {r["customer_id"] for r in everyone}  # only ordered after as-of
     later = value_pyramid(crm, (late + dt.timedelta(days=1)).date())
@@ -382,3 +390,42 @@ def test_breakdown_sums_age_bands_and_unknown_margin(make_crm):
         market_breakdown(crm, dt.date(2024, 12, 31), None, ["colour"])
     with pytest.raises(ValidationError, match="age bands"):
         market_breakdown(crm, dt.date(2024, 12, 31), None, ["age_band"], age_bands=[30, 20])
+
+
+@given(st.integers(-(10**15), 10**15))
+def test_money_matches_money_scale(units):
+    from crmkit_segmentation.analyses import money
+
+    from crmkit.core.types import money_scale
+
+    expected = money_scale(Decimal(units) / 10_000)
+    assert money(units) == expected and str(money(units)) == str(expected)
+
+
+@given(st.integers(0, 10**15), st.integers(1, 10**15))
+def test_share_rounds_half_up_to_six_places(part, total):
+    from decimal import ROUND_HALF_UP
+
+    from crmkit_segmentation.analyses import share
+
+    exact = (Decimal(part) / Decimal(total)).quantize(Decimal("0.000001"), ROUND_HALF_UP)
+    assert share(part, total) == exact
+
+
+@given(st.lists(st.integers(1, 40), min_size=1, max_size=5))
+def test_band_shares_accumulate_to_one(percents):
+    from crmkit_segmentation.analyses import cumulative_bands, parse_bands
+
+    text = ",".join(f"t{i}={p}" for i, p in enumerate(percents)) + ",rest"
+    bands = parse_bands(text, "--tiers")
+    if sum(percents) >= 100:
+        with pytest.raises(ValidationError):
+            cumulative_bands(bands, cumulative=False, option="--tiers")
+        return
+    out = cumulative_bands(bands, cumulative=False, option="--tiers")
+    assert [label for label, _ in out] == [f"t{i}" for i in range(len(percents))] + ["rest"]
+    running = 0
+    for (_, upper), p in zip(out, percents, strict=False):
+        running += p
+        assert upper * 100 == running
+    assert out[-1][1] == 1
