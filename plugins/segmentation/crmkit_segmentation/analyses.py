@@ -61,6 +61,20 @@ DEFAULT_RELATIONSHIPS: dict[str, dict[str, str]] = {
         "develop": "accountable",
         "harvest": "basic",
     },
+    # the named RFM segments: the best and the valuable-but-lapsing get personal attention
+    "rfm": {
+        "champions": "partnership",
+        "can't lose": "partnership",
+        "loyal": "proactive",
+        "at risk": "proactive",
+        "potential loyalists": "accountable",
+        "need attention": "accountable",
+        "new": "accountable",
+        "promising": "reactive",
+        "about to sleep": "reactive",
+        "hibernating": "basic",
+        "lost": "basic",
+    },
 }
 
 

@@ -429,3 +429,21 @@ def test_band_shares_accumulate_to_one(percents):
         running += p
         assert upper * 100 == running
     assert out[-1][1] == 1
+
+
+def test_default_relationship_maps_cover_every_named_class():
+    from crmkit_segmentation.analyses import RELATIONSHIP_LEVELS, relationship_map
+    from crmkit_segmentation.matrix import QUADRANTS
+    from crmkit_segmentation.rfm import DEFAULT_SEGMENT_MAP
+
+    rfm_names = [name for name, _, _ in DEFAULT_SEGMENT_MAP]
+    for scheme, labels in (
+        ("abc", ["A", "B", "C"]),
+        ("pyramid", ["vip", "major", "ordinary", "small"]),
+        ("matrix", list(QUADRANTS)),
+        ("rfm", rfm_names),
+    ):
+        levels = relationship_map(scheme, labels)
+        assert set(levels) == set(labels) and set(levels.values()) <= set(RELATIONSHIP_LEVELS)
+    rfm = relationship_map("rfm", rfm_names, {"new": "proactive"})
+    assert (rfm["champions"], rfm["lost"], rfm["new"]) == ("partnership", "basic", "proactive")
