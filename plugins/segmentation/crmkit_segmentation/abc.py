@@ -62,7 +62,7 @@ def abc_classes(
     levels = relationship_map("abc", [label for label, _ in bands], relationships)
     end = as_of_end(as_of)
     with crm.engine.connect() as conn:
-        scope = prepare(crm, conn, as_of, scope, measure)
+        scope = prepare(conn, as_of, scope, measure)
         v = customer_values(measure, end, scope, conn.dialect.name, discount_rate)
         positive = sa.case((v.c.units > 0, v.c.units), else_=0)
         w = sa.select(

@@ -27,11 +27,12 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from crmkit.core.tables import customers, orders
+from crmkit.core.tables import orders
 from crmkit.core.types import money_scale
 from crmkit.errors import ValidationError
 
 from .scope import (
+    as_of_end,
     check_scope,
     counted_orders,
     customer_key,
@@ -164,11 +165,9 @@ def customer_values(
 
 
 def prepare(
-    crm: Any, conn: sa.Connection, as_of: dt.date, scope: Mapping[str, str] | None, measure: str
+    conn: sa.Connection, as_of: dt.date, scope: Mapping[str, str] | None, measure: str
 ) -> dict[str, str]:
     """Check scope, measure, as-of and costs before an analysis runs; return the scope."""
-    from .scope import as_of_end
-
     scope = check_scope(scope)
     check_measure(measure)
     require_orders_before(conn, as_of)
@@ -208,11 +207,6 @@ def share(part: Any, total: Any) -> Decimal:
 
 
 _ZERO_SHARE = Decimal("0.000000")
-
-
-def with_customer(query_source: sa.Subquery) -> Any:
-    """Join a ``cid`` subquery to customers (for external ids)."""
-    return query_source.join(customers, customers.c.id == query_source.c.cid)
 
 
 # -- bands ------------------------------------------------------------------------------

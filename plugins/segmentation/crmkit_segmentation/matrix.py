@@ -85,7 +85,7 @@ def value_matrix(
     start = as_of_end(add_months(as_of, -months))
     before = as_of_end(add_months(as_of, -2 * months))
     with crm.engine.connect() as conn:
-        scope = prepare(crm, conn, as_of, scope, measure)
+        scope = prepare(conn, as_of, scope, measure)
         units = order_units(measure, end, conn.dialect.name)
         in_window = sa.case((orders.c.occurred_at >= start, units), else_=0)
         in_previous = sa.case(
