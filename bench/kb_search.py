@@ -31,7 +31,7 @@ from typing import Any
 
 from crmkit_knowledgebase import search as fts
 from crmkit_knowledgebase import service
-from crmkit_knowledgebase.text import parse_query
+from crmkit_knowledgebase.text import STOP_WORDS, parse_query
 from sqlalchemy import text
 
 import crmkit
@@ -106,8 +106,10 @@ CATEGORIES = ["billing", "delivery", "warranty", "account", "products", "service
 
 
 def vocabulary(rng: random.Random) -> tuple[list[str], list[str]]:
-    english = list(REAL)
-    while len(english) < 3000:
+    """English: the stop words first (the commonest words of real text, which a query drops),
+    then content words; Chinese: words of 2-4 characters. Both are drawn by Zipf's law."""
+    english = sorted(STOP_WORDS, key=lambda w: (len(w), w)) + list(REAL)
+    while len(english) < 5000:
         word = "".join(rng.choice(SYLLABLES) for _ in range(rng.randint(2, 4)))
         if word not in english:
             english.append(word)
@@ -158,6 +160,7 @@ def article(rng: random.Random, n: int, english: list[str], chinese: list[str]) 
 
 def queries(rng: random.Random, english: list[str], chinese: list[str], n: int) -> list[tuple]:
     out: list[tuple[str, str, dict[str, str]]] = []
+    english = [w for w in english if w not in STOP_WORDS]  # what people search for
     kinds = ["en word", "en common", "en two words", "en prefix", "zh 2 chars", "zh 4 chars",
              "mixed", "filtered"]  # fmt: skip
     for i in range(n):
@@ -165,7 +168,7 @@ def queries(rng: random.Random, english: list[str], chinese: list[str], n: int) 
         filters: dict[str, str] = {}
         if kind == "en word":  # a content word a user would type: any of the 1,000 commonest
             q = rng.choice(english[:1000])
-        elif kind == "en common":  # the worst case: one of the 20 commonest (in most articles)
+        elif kind == "en common":  # the worst case: one of the 20 commonest content words
             q = rng.choice(english[:20])
         elif kind == "en two words":
             q = f"{rng.choice(english[:1000])} {rng.choice(english[:1000])}"
