@@ -28,7 +28,6 @@ from .analyses import (
     summarise,
 )
 from .breakdown import DEFAULT_AGE_BANDS, DEFAULT_DIMENSIONS, DIMENSIONS, market_breakdown
-from .clusters import cluster_customers
 from .matrix import QUADRANTS, value_matrix
 from .output import FORMATS, Chart, emit_report
 from .pyramid import DEFAULT_TIERS, value_pyramid
@@ -123,6 +122,8 @@ def clusters_report(
     **options: Any,
 ) -> dict[str, Any]:
     """``{k, silhouette, silhouette_by_k, features, rows}``: profiles, or members."""
+    from .clusters import cluster_customers  # numpy/scipy only when clustering
+
     result = cluster_customers(crm, as_of, scope, **options)
     return jsonable(
         {
