@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,7 +103,7 @@ class Extractor:
         self.discount_rate = discount_rate
         self.end = as_of_end(as_of)
         self.as_of_day = (as_of - EPOCH).days
-        with crm.engine.connect() as conn:
+        with crm.reading() as conn:
             require_orders_before(conn, as_of)
 
     def _orders(self, customer_id: int | None = None) -> sa.Select:
@@ -167,20 +168,22 @@ class Extractor:
             .order_by(ranked.c.cid)
         )
 
-    def _connect(self) -> Any:
-        conn = self.crm.engine.connect()
-        if conn.dialect.name == "sqlite" and self.discount_rate:
-            try:
-                conn.exec_driver_sql("SELECT power(2, 0.5)")
-            except sa.exc.OperationalError:  # SQLite built without math functions
-                raw = conn.connection.driver_connection
-                raw.create_function("power", 2, math.pow, deterministic=True)
-        return conn
+    @contextmanager
+    def _reading(self) -> Iterator[sa.Connection]:
+        """``crm.reading()`` (joins a running transaction), with power() on any SQLite."""
+        with self.crm.reading() as conn:
+            if conn.dialect.name == "sqlite" and self.discount_rate:
+                try:
+                    conn.exec_driver_sql("SELECT power(2, 0.5)")
+                except sa.exc.OperationalError:  # SQLite built without math functions
+                    raw = conn.connection.driver_connection
+                    raw.create_function("power", 2, math.pow, deterministic=True)
+            yield conn
 
     def observed_margin(self) -> float | None:
         """Share of revenue kept as margin over the in-scope orders that record a cost."""
         sub = self._orders().subquery()
-        with self.crm.engine.connect() as conn:
+        with self.crm.reading() as conn:
             row = conn.execute(sa.select(sa.func.sum(sub.c.cm), sa.func.sum(sub.c.cr))).one()
         margin, revenue = (float(v or 0) for v in row)
         return margin / revenue if revenue > 0 else None
@@ -189,10 +192,15 @@ class Extractor:
         self, chunk_size: int = 10_000, customer_id: int | None = None
     ) -> Iterator[Summaries]:
         """Stream summaries ordered by customer id, ``chunk_size`` customers at a time."""
-        with self._connect() as conn:
-            result = conn.execution_options(yield_per=chunk_size).execute(self.query(customer_id))
-            for rows in result.partitions():
-                yield self._arrays(rows)
+        with self._reading() as conn:
+            # per statement: the connection may be a running transaction's
+            options = {"yield_per": chunk_size}
+            result = conn.execute(self.query(customer_id), execution_options=options)
+            try:
+                for rows in result.partitions():
+                    yield self._arrays(rows)
+            finally:
+                result.close()  # also when the consumer stops early
 
     def _arrays(self, rows: list[Any]) -> Summaries:
         cols = list(zip(*rows, strict=True))

@@ -412,6 +412,8 @@ def test_fit_score_chunks_sample_and_customer_clv(make_crm):
     small = list(clv.score(crm, model, chunk_size=7))
     assert [len(rows) for rows in small][:2] == [7, 7]
     assert [r for rows in small for r in rows] == whole
+    with crm.transaction():  # reads join a running transaction (e.g. a hook's)
+        assert [r for rows in clv.score(crm, model, chunk_size=9) for r in rows] == whole
     assert [r["customer_id"] for r in whole] == ids
     row = whole[5]
     assert isinstance(row["clv"], Decimal) and row["clv"] == row["clv"].quantize(Decimal("0.01"))
