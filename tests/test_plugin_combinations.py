@@ -158,7 +158,12 @@ def test_plugins_work_in_every_combination(subset, database_url, tmp_path, monke
         assert sent["kind"] == "article" and sent["channel"] == "email"
     for section in view.sections:
         assert section.template is None or crm.templates.get_template(section.template)
-    assert {s.name for s in crm.customers.view(other.id).sections} <= set(subset)
+    # demo customers' views build too, with enabled plugins' sections only (a sample: the
+    # segmentation section fits its CLV model on every view, ~0.2 s each)
+    seen: set[str] = set()
+    for customer in [*crm.customers.list(limit=4), other]:
+        seen |= {s.name for s in crm.customers.view(customer.id, limit=5).sections}
+    assert seen <= set(subset)
 
     # personal data: each enabled plugin contributes to the export, then erases its part
     if "loyalty" in subset:
