@@ -43,6 +43,13 @@ class CliState:
                     )
         return self.crm
 
+    def load_config(self) -> config_module.Config:
+        """The configuration with this run's --config, --database and plugin override."""
+        config = config_module.load(self.config, database=self.database)
+        if self.plugins is not None:
+            config.plugins = list(self.plugins)
+        return config
+
     def close(self) -> None:
         if self.crm is not None:
             self.crm.close()
@@ -57,33 +64,50 @@ class CrmkitGroup(click.Group):
         # plugins whose commands are added; per plugin because one process (a test run, an
         # integrator's script) may invoke the CLI several times with different plugin sets
         self._registered_plugins: set[str] = set()
-        #: top-level commands added by plugins (the CLI reference lists only the core's)
-        self.plugin_command_names: set[str] = set()
+        self._command_plugin: dict[str, str] = {}  # top-level command -> plugin that added it
 
     def _load_plugin_commands(self, ctx: click.Context) -> None:
+        """Add the commands of this run's enabled plugins (once per plugin and process)."""
+        if "crmkit_enabled_plugins" in ctx.meta:
+            return
+        ctx.meta["crmkit_enabled_plugins"] = set()
         state = ctx.find_object(CliState)
         try:
-            config = config_module.load(state.config if state else None)
-            enabled = state.plugins if state and state.plugins is not None else config.plugins
-            pm, _ = plugin_loader.load(enabled, where=config.where)
+            config = (state or CliState()).load_config()
+            pm, _ = plugin_loader.load(config.plugins, where=config.where)
         except CrmError:
             return  # the error surfaces when a command opens the CRM
-        done = [p for name, p in pm.list_name_plugin() if name in self._registered_plugins]
-        before = set(self.commands)
-        pm.subset_hook_caller("crmkit_register_commands", remove_plugins=done)(cli=self)
-        self.plugin_command_names.update(set(self.commands) - before)
-        self._registered_plugins.update(name for name, _ in pm.list_name_plugin())
+        named = pm.list_name_plugin()
+        for name, plugin in named:
+            if name not in self._registered_plugins:
+                before = set(self.commands)
+                others = [p for _, p in named if p is not plugin]
+                pm.subset_hook_caller("crmkit_register_commands", remove_plugins=others)(cli=self)
+                for command in set(self.commands) - before:
+                    self._command_plugin[command] = name
+                self._registered_plugins.add(name)
+        ctx.meta["crmkit_enabled_plugins"] = {name for name, _ in named}
+
+    def _visible(self, ctx: click.Context, name: str) -> bool:
+        # a process may run the CLI several times (tests, an integrator's script): commands
+        # of a plugin registered by an earlier run stay hidden unless enabled in this one
+        owner = self._command_plugin.get(name)
+        return owner is None or owner in ctx.meta.get("crmkit_enabled_plugins", ())
+
+    @property
+    def plugin_command_names(self) -> set[str]:
+        """Top-level commands added by plugins (the CLI reference lists only the core's)."""
+        return set(self._command_plugin)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         self._load_plugin_commands(ctx)
-        return super().list_commands(ctx)
+        return [name for name in super().list_commands(ctx) if self._visible(ctx, name)]
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        command = super().get_command(ctx, cmd_name)
-        if command is None:
-            self._load_plugin_commands(ctx)
-            command = super().get_command(ctx, cmd_name)
-        return command
+        self._load_plugin_commands(ctx)
+        if not self._visible(ctx, cmd_name):
+            return None
+        return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -165,9 +189,16 @@ def pass_crm(command: Callable[..., Any]) -> Callable[..., Any]:
     "--config",
     type=click.Path(dir_okay=False),
     envvar="CRMKIT_CONFIG",
+    is_eager=True,  # read before --help, which lists the plugins this config enables
+    callback=_set_state("config"),
     help="Path of crmkit.toml (default ./crmkit.toml).",
 )
-@click.option("--database", help="Database URL, e.g. sqlite:///crm.db; overrides the config file.")
+@click.option(
+    "--database",
+    is_eager=True,
+    callback=_set_state("database"),
+    help="Database URL, e.g. sqlite:///crm.db; overrides the config file.",
+)
 @click.option("--verbose", "-v", is_flag=True, help="Show tracebacks for errors.")
 @click.version_option(crmkit.__version__, prog_name="crmkit")
 @click.pass_context

@@ -83,7 +83,7 @@ def db_upgrade(ctx: click.Context, sql: bool) -> None:
     state = ctx.ensure_object(CliState)
     import crmkit
 
-    crm = crmkit.CRM(config_module.load(state.config, database=state.database))
+    crm = crmkit.CRM(state.load_config())
     try:
         if sql:
             text = crm.upgrade_sql()
@@ -106,7 +106,7 @@ def db_current(ctx: click.Context) -> None:
     import crmkit
     from crmkit.core import migrate
 
-    crm = crmkit.CRM(config_module.load(state.config, database=state.database))
+    crm = crmkit.CRM(state.load_config())
     try:
         current = crm.current_revisions()
         heads = migrate.head_revisions(crm.alembic_config())
@@ -154,12 +154,15 @@ def plugins() -> None:
 def plugins_list(ctx: click.Context, fmt: str) -> None:
     """Name, version, enabled, status (ok or why not) and hooks of every plugin."""
     state = ctx.ensure_object(CliState)
-    config = config_module.load(state.config)
+    config = state.load_config()
     enabled = config.plugins
     available = plugin_loader.installed()
-    missing = [n for n in (enabled or []) if n not in available]
+    missing = [n for n in (enabled or []) if isinstance(n, str) and n not in available]
     _, statuses = plugin_loader.load(
-        [n for n in enabled if n in available] if enabled is not None else None, where=config.where
+        [n for n in enabled if not isinstance(n, str) or n in available]
+        if enabled is not None
+        else None,
+        where=config.where,
     )
     rows = [
         {
