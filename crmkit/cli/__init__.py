@@ -29,7 +29,7 @@ class CliState:
     database: str | None = None
     verbose: bool = False
     crm: crmkit.CRM | None = None
-    plugins: list[str] | None = None  # overrides the configuration when set
+    plugins: list[str | Any] | None = None  # names or plugin objects; overrides the config
 
     def open(self, *, upgrade: bool = False) -> crmkit.CRM:
         if self.crm is None:

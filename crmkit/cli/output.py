@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import unicodedata
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -43,13 +44,13 @@ def render(rows: Sequence[dict[str, Any]], fmt: str, columns: Sequence[str] | No
     if not data:
         return "(none)"
     cells = [[_cell(row.get(c)) for c in cols] for row in data]
-    widths = [max(len(str(c)), *(len(r[i]) for r in cells)) for i, c in enumerate(cols)]
+    widths = [max(_width(str(c)), *(_width(r[i]) for r in cells)) for i, c in enumerate(cols)]
     widths = [min(w, 40) for w in widths]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(cols, widths, strict=True)).rstrip()]
+    lines = ["  ".join(_pad(str(c), w) for c, w in zip(cols, widths, strict=True)).rstrip()]
     lines.append("  ".join("-" * w for w in widths))
     for row in cells:
         lines.append(
-            "  ".join(_clip(v, w).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()
+            "  ".join(_pad(_clip(v, w), w) for v, w in zip(row, widths, strict=True)).rstrip()
         )
     return "\n".join(lines)
 
@@ -62,8 +63,26 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def _width(text: str) -> int:
+    """Columns a terminal gives ``text``: wide (CJK) characters take two."""
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def _pad(text: str, width: int) -> str:
+    return text + " " * max(width - _width(text), 0)
+
+
 def _clip(value: str, width: int) -> str:
-    return value if len(value) <= width else value[: width - 1] + "…"
+    if _width(value) <= width:
+        return value
+    out, used = [], 0
+    for ch in value:
+        size = _width(ch)
+        if used + size > width - 1:
+            break
+        out.append(ch)
+        used += size
+    return "".join(out) + "…"
 
 
 def emit(rows: Sequence[dict[str, Any]], fmt: str, columns: Sequence[str] | None = None) -> None:

@@ -16,7 +16,11 @@ from jinja2 import Environment, StrictUndefined
 from crmkit.errors import ValidationError
 
 TEMPLATE = Path(__file__).parent / "template"
-RESERVED = {"core", "cli", "db", "init", "plugins", "plugin", "customer", "order", "demo", "crmkit"}
+#: names of the core's own commands and packages: a plugin group of the same name would clash
+RESERVED = {
+    "core", "cli", "crmkit", "db", "init", "plugins", "plugin", "customer", "contact", "staff",
+    "interaction", "order", "workflow", "import", "export", "demo",
+}  # fmt: skip
 _NAME = re.compile(r"^[a-z][a-z0-9_]{1,30}$")
 
 

@@ -1,0 +1,26 @@
+"""Tables line up with wide (Chinese) characters; JSON and CSV keep them as they are."""
+
+from crmkit.cli.output import render
+
+
+def test_table_columns_line_up_with_wide_characters():
+    rows = [{"name": "李娜", "region": "华东"}, {"name": "Li Na", "region": "East"}]
+    lines = render(rows, "table").splitlines()
+    # the second column starts in the same terminal column on every line (CJK is 2 wide)
+    values = ["region", "华东", "East"]
+    starts = [
+        _display_width(line[: line.index(value)])
+        for line, value in zip([lines[0], *lines[2:]], values, strict=True)
+    ]
+    assert starts == [starts[0]] * 3, lines
+
+
+def _display_width(text):
+    return sum(2 if "\u4e00" <= ch <= "\u9fff" else 1 for ch in text)
+
+
+def test_long_wide_values_are_clipped_to_the_column_width():
+    rows = [{"title": "退款政策" * 20}]
+    line = render(rows, "table").splitlines()[2]
+    assert line.endswith("…")
+    assert _display_width(line) <= 40
