@@ -282,9 +282,11 @@ def main() -> None:
     parser.add_argument("--articles", type=int, default=50_000)
     parser.add_argument("--queries", type=int, default=400)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--no-sqlite", action="store_true", help="only the PostgreSQL run")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        bench(f"sqlite:///{Path(tmp) / 'kb.db'}", args.articles, args.queries, args.seed)
+    if not args.no_sqlite:
+        with tempfile.TemporaryDirectory() as tmp:
+            bench(f"sqlite:///{Path(tmp) / 'kb.db'}", args.articles, args.queries, args.seed)
     server = os.environ.get("KB_BENCH_POSTGRES_URL")
     if server:
         url = create_postgres_database(server)
