@@ -33,7 +33,10 @@ export CRMKIT_REQUIRE_BROWSER=1
 echo "PostgreSQL for the tests: $CRMKIT_TEST_DATABASE_URL"
 
 # --- lint and tests --------------------------------------------------------------------------
-.venv/bin/ruff check .
-.venv/bin/ruff format --check .
+# lint failures fail the run, but after the tests, so one run reports both
+lint=0
+.venv/bin/ruff check . || lint=1
+.venv/bin/ruff format --check . || lint=1
 mkdir -p artifacts
-.venv/bin/python -m pytest -n 2 -q "$@"
+.venv/bin/python -m pytest -n 2 -q --durations=15 "$@"
+if [ "$lint" != 0 ]; then echo "ruff found problems (see above)"; exit 1; fi
