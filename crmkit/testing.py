@@ -13,13 +13,20 @@ Use in a plugin's tests::
     def test_points_are_earned(make_crm):
         crm = make_crm(plugins=["loyalty"])
         ...
+
+HTML pages are checked in a real browser with :func:`chromium` (headless
+Debian Chromium): the test is skipped when it is missing, unless
+``CRMKIT_REQUIRE_BROWSER=1`` (set by CI). Screenshots go to
+:func:`artifacts_dir`.
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,6 +37,38 @@ import crmkit
 from crmkit.core.db import normalise_url
 
 BACKENDS = ("sqlite", "postgresql")
+
+#: the browser :func:`chromium` runs (Debian's ``chromium`` package)
+CHROMIUM = os.environ.get("CRMKIT_CHROMIUM", "/usr/bin/chromium")
+
+
+def chromium(tmp_path: Path, *args: str, timeout: float = 60) -> str:
+    """Run headless Chromium with ``args`` (e.g. ``"--dump-dom", page.as_uri()``); return stdout.
+
+    Skips the calling test when Chromium is not installed, or fails it when
+    ``CRMKIT_REQUIRE_BROWSER=1``. Each call gets its own profile under ``tmp_path``
+    and no network services (updates, sync), so runs are repeatable offline.
+    """
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CRMKIT_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"CRMKIT_REQUIRE_BROWSER=1 but {CHROMIUM} is missing")
+        pytest.skip(f"headless Chromium not installed at {CHROMIUM}")
+    flags = [
+        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+    ]  # fmt: skip
+    done = subprocess.run(
+        [CHROMIUM, *flags, *args], capture_output=True, text=True, timeout=timeout, check=True
+    )
+    return done.stdout
+
+
+def artifacts_dir() -> Path:
+    """Folder for files a test run keeps (screenshots): ``$CRMKIT_ARTIFACTS`` or ./artifacts."""
+    folder = Path(os.environ.get("CRMKIT_ARTIFACTS", "artifacts")).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def postgres_server_url() -> str | None:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -15,9 +13,8 @@ from click.testing import CliRunner
 
 import crmkit
 from crmkit.cli import CliState, cli
+from crmkit.testing import artifacts_dir, chromium
 
-CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 CORE_SECTIONS = [
     "section-profile", "section-attributes", "section-consent", "section-contacts",
     "section-timeline", "section-orders", "section-workflows",
@@ -257,20 +254,6 @@ def test_integrator_extends_the_core_page(make_crm: Any, database_url: str, tmp_
     assert "Guest &lt;1&gt; in 1204" in result.stdout
 
 
-def chromium(tmp_path: Path, *args: str) -> str:
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("CRMKIT_REQUIRE_BROWSER") == "1":
-            pytest.fail("CRMKIT_REQUIRE_BROWSER=1 but /usr/bin/chromium is missing")
-        pytest.skip("headless Chromium not installed at /usr/bin/chromium")
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={tmp_path / 'profile'}"]  # fmt: skip
-    done = subprocess.run(
-        [CHROMIUM, *flags, *args], capture_output=True, text=True, timeout=60, check=True
-    )
-    return done.stdout
-
-
 @pytest.mark.browser
 def test_page_in_headless_chromium(tmp_path: Path) -> None:
     # once, on SQLite: the page's content is checked on both backends above
@@ -287,7 +270,6 @@ def test_page_in_headless_chromium(tmp_path: Path) -> None:
     assert 'data-store="Hangzhou"' in dom and "<script>" not in dom
     assert "Fleet renewal" in found.text["section-workflows"]
     assert "1,234.50 EUR" in found.text["section-orders"]
-    ARTIFACTS.mkdir(exist_ok=True)
-    shot = ARTIFACTS / "customer_360.png"
+    shot = artifacts_dir() / "customer_360.png"
     chromium(tmp_path, f"--screenshot={shot}", "--window-size=1200,1800", page.as_uri())
     assert shot.exists() and shot.stat().st_size > 10_000

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -12,27 +10,11 @@ import pytest
 from crmkit_complaints.reports import report_html
 from crmkit_complaints.service import service
 
+from crmkit.testing import artifacts_dir, chromium
+
 
 def at(*args: int) -> dt.datetime:
     return dt.datetime(*args, tzinfo=dt.UTC)
-
-
-CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).resolve().parents[3] / "artifacts"
-
-
-def chromium(tmp_path: Path, *args: str) -> str:
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("CRMKIT_REQUIRE_BROWSER") == "1":
-            pytest.fail("CRMKIT_REQUIRE_BROWSER=1 but /usr/bin/chromium is missing")
-        pytest.skip("headless Chromium not installed at /usr/bin/chromium")
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={tmp_path / 'profile'}"]  # fmt: skip
-    done = subprocess.run(
-        [CHROMIUM, *flags, *args], capture_output=True, text=True, timeout=60, check=True
-    )
-    return done.stdout
 
 
 @pytest.mark.browser
@@ -58,7 +40,6 @@ def test_report_and_status_pages_in_chromium(setup: Any, tmp_path: Path) -> None
     status.write_text(svc.status_page(c.tracking_code), encoding="utf-8")
     dom = chromium(tmp_path, "--dump-dom", status.as_uri())
     assert "Resolved" in dom and "&lt;b&gt;today&lt;/b&gt;" in dom  # escaped, not markup
-    ARTIFACTS.mkdir(exist_ok=True)
-    shot = ARTIFACTS / f"complaints_report_{crm.engine.dialect.name}.png"
+    shot = artifacts_dir() / f"complaints_report_{crm.engine.dialect.name}.png"
     chromium(tmp_path, f"--screenshot={shot}", "--window-size=1200,1600", page.as_uri())
     assert shot.exists() and shot.stat().st_size > 1000
