@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +13,7 @@ from crmkit_loyalty.plugin import EXAMPLES
 from crmkit_loyalty.testing import at, pay
 
 from crmkit.cli import CliState, cli
-
-CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).resolve().parents[3] / "artifacts"
+from crmkit.testing import artifacts_dir, chromium
 
 
 def run(url: str, *args: str) -> Any:
@@ -145,20 +141,6 @@ def test_invalid_program_file_names_the_field_and_file(shop: Any, tmp_path: Path
     assert [p["name"] for p in loyalty(crm).programs()] == ["retail-club"]
 
 
-def chromium(tmp_path: Path, *args: str) -> str:
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("CRMKIT_REQUIRE_BROWSER") == "1":
-            pytest.fail("CRMKIT_REQUIRE_BROWSER=1 but /usr/bin/chromium is missing")
-        pytest.skip("headless Chromium not installed at /usr/bin/chromium")
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={tmp_path / 'profile'}"]  # fmt: skip
-    done = subprocess.run(
-        [CHROMIUM, *flags, *args], capture_output=True, text=True, timeout=60, check=True
-    )
-    return done.stdout
-
-
 @pytest.mark.browser
 def test_html_statement_in_chromium(shop: Any, tmp_path: Path) -> None:
     crm, url, ann, _ = shop
@@ -172,7 +154,6 @@ def test_html_statement_in_chromium(shop: Any, tmp_path: Path) -> None:
     assert '<strong id="value">1.70</strong>' in dom
     assert "Ann &lt;b&gt;Lee&lt;/b&gt;" in dom  # escaped, never markup
     assert dom.count('<td class="points">+') == 2
-    ARTIFACTS.mkdir(exist_ok=True)
-    shot = ARTIFACTS / f"loyalty_statement_{crm.engine.dialect.name}.png"
+    shot = artifacts_dir() / f"loyalty_statement_{crm.engine.dialect.name}.png"
     chromium(tmp_path, f"--screenshot={shot}", "--window-size=1000,700", page.as_uri())
     assert shot.exists() and shot.stat().st_size > 1000
