@@ -88,6 +88,40 @@ def _table(model: clv.Model, chunks: Iterator[list[dict[str, Any]]]) -> Iterator
             yield "\n".join(lines)
 
 
+def _html(model: clv.Model, chunks: Iterator[list[dict[str, Any]]], crm: Any) -> Iterator[str]:
+    """The HTML report: fit, CLV per P(alive) band (every customer), first rows (bounded)."""
+    from decimal import Decimal
+
+    from .output import MAX_HTML_ROWS, Chart, render_report
+
+    h = model.header()
+    bands = ("0-0.25", "0.25-0.5", "0.5-0.75", "0.75-1")
+    counts, sums = dict.fromkeys(bands, 0), dict.fromkeys(bands, Decimal(0))
+    listed: list[dict[str, Any]] = []
+    scored = 0
+    for rows in chunks:
+        for row in rows:
+            band = bands[min(int(float(row["p_alive"]) * 4), 3)]
+            counts[band] += 1
+            sums[band] += Decimal(str(row["clv"]))
+            scored += 1
+            if len(listed) < MAX_HTML_ROWS:
+                listed.append({"customer_id": row["customer_id"], **{c: row[c] for c in COLUMNS}})
+    report = {
+        "fit": {k: v for k, v in h.items() if k not in ("bgnbd", "gamma_gamma")},
+        "BG/NBD": h["bgnbd"],
+        "Gamma-Gamma": h["gamma_gamma"],
+        "customers": {"scored": scored, "listed below": len(listed)},
+        "rows": listed,
+    }
+    charts = [
+        Chart("customers by P(alive)", tuple(counts.items())),
+        Chart("CLV by P(alive)", tuple(sums.items())),
+    ]
+    title = f"Lifetime value as of {h['as_of']}"
+    yield render_report(report, "html", title=title, chart=charts, crm=crm)
+
+
 def add_commands(segment: click.Group) -> None:
     """Add ``clv`` to the ``segment`` group."""
     from crmkit.cli import pass_crm
@@ -126,7 +160,7 @@ def add_commands(segment: click.Group) -> None:
     )
     @click.option("--seed", type=int, default=0, show_default=True)
     @click.option("--chunk-size", type=int, default=10_000, show_default=True)
-    @format_option("table", "json", "csv")
+    @format_option("table", "json", "csv", "html")
     @pass_crm
     def clv_cmd(
         crm, as_of, scope, time_unit, horizon, discount_rate, margin, sample, seed, chunk_size, fmt
@@ -143,6 +177,8 @@ def add_commands(segment: click.Group) -> None:
             parts = _json(model, chunks)
         elif fmt == "csv":
             parts = _csv(chunks)
+        elif fmt == "html":
+            parts = _html(model, chunks, crm)
         else:
             parts = _table(model, chunks)
         for part in parts:

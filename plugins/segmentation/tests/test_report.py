@@ -146,3 +146,19 @@ def test_diff_html_and_customer_360(make_crm, database_url) -> None:
     assert "<td>champions</td>" in page and "60.00" in page
     fresh = crm.customers.add(name="No orders")
     assert not [s for s in crm.customers.view(fresh.id).sections if s.name == "segmentation"]
+
+
+def test_clv_html_report(make_crm, database_url) -> None:
+    from crmkit.demo_data import generate
+
+    crm = make_crm(plugins=["segmentation"], settings={"segmentation": {
+        "demo_snapshot_schemes": []}})  # fmt: skip
+    generate(crm, customers=200, seed=7, today=dt.date(2026, 11, 23))
+    html = run(database_url, "clv", "--as-of", "2026-11-22", "--format", "html")
+    scored = len(json.loads(run(database_url, "clv", "--as-of", "2026-11-22", "--format",
+                                "json"))["customers"])  # fmt: skip
+    first_chart = html.split("<h2>customers by P(alive)</h2>")[1].split("</svg>")[0]
+    counts = re.findall(r'data-label="[0-9.-]+" data-value="(\d+)"', first_chart)
+    assert len(counts) == 4 and sum(map(int, counts)) == scored > 0  # every customer in a band
+    assert html.count("<svg") == 2 and "<th>alpha</th>" in html
+    assert html.split('id="rows"')[1].count("<tr>") == scored + 1
