@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +123,10 @@ CLV_FIELDS = (
 )
 
 
+#: the CLV model fitted for each open CRM, with the day it was fitted for
+_CLV_MODELS: weakref.WeakKeyDictionary[Any, tuple[dt.date, Any]] = weakref.WeakKeyDictionary()
+
+
 def _clv_figures(crm: Any, customer: Any) -> dict[str, Any] | None:
     """Per-customer lifetime value from the CLV module when it offers one."""
     try:
@@ -131,8 +136,15 @@ def _clv_figures(crm: Any, customer: Any) -> dict[str, Any] | None:
     fn = getattr(clv, "customer_clv", None)
     if fn is None:
         return None
+    today = dt.datetime.now(dt.UTC).date()
+    cached = _CLV_MODELS.get(crm)
     try:
-        found = fn(crm, customer.id)
+        if cached is None or cached[0] != today:
+            # one fit per CRM and day (a pass over every customer's summary): a process
+            # showing many 360 pages, such as a web front end, fits once and scores each view
+            cached = (today, clv.fit_model(crm, today, sample=10_000))
+            _CLV_MODELS[crm] = cached
+        found = fn(crm, customer.id, model=cached[1])
     except crmkit.CrmError:
         return None  # too few customers, no convergence: show the historical value only
     if not found:
@@ -192,6 +204,16 @@ def crmkit_export_personal_data(ctx: Any, customer: Any) -> dict[str, Any] | Non
             for r in rows
         ]  # fmt: skip
     }
+
+
+@crmkit.hookimpl
+def crmkit_erase_personal_data(ctx: Any, customer: Any) -> None:
+    """Segment memberships are profiling data about the person: they go with the erasure.
+
+    Snapshots keep their counts (``customers`` per snapshot) for statistics; later diffs
+    simply no longer see the erased customer.
+    """
+    ctx.connection.execute(memberships.delete().where(memberships.c.customer_id == customer.id))
 
 
 @crmkit.hookimpl

@@ -260,6 +260,18 @@ def test_demo_snapshots_and_personal_data(make_crm) -> None:
     assert Decimal(section.data["clv"]["CLV (discounted)"]) >= 0
     page = crm.templates.get_template(section.template).render(**section.data)
     assert "<th>P(alive)</th>" in page and "Revenue to date" in page
+    # a second view scores with the model fitted (and kept) for the first
+    from crmkit_segmentation.plugin import _CLV_MODELS
+
+    assert _CLV_MODELS[crm][0] == dt.datetime.now(dt.UTC).date()
+    again = next(s for s in crm.customers.view(member).sections if s.name == "segmentation")
+    assert again.data["clv"] == section.data["clv"]
+    # erasure removes the customer's memberships (profiling data); the export is then empty
+    crm.customers.erase(member)
+    assert "segmentation" not in crm.customers.export(member).get("plugins", {})
+    with crm.engine.connect() as conn:
+        left = conn.scalar(sa.select(sa.func.count()).where(memberships.c.customer_id == member))
+    assert left == 0
 
 
 def test_migration_matches_tables(make_crm) -> None:
