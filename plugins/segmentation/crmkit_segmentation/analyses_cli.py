@@ -17,7 +17,7 @@ import click
 from crmkit.core.serialize import jsonable
 from crmkit.errors import ValidationError
 
-from .abc import DEFAULT_CLASSES, abc_classes
+from .abc import abc_classes
 from .analyses import (
     DEFAULT_DISCOUNT_RATE,
     MEASURES,
@@ -30,8 +30,9 @@ from .analyses import (
 from .breakdown import DEFAULT_AGE_BANDS, DEFAULT_DIMENSIONS, DIMENSIONS, market_breakdown
 from .matrix import QUADRANTS, value_matrix
 from .output import FORMATS, Chart, emit_report
-from .pyramid import DEFAULT_TIERS, value_pyramid
+from .pyramid import value_pyramid
 from .scope import parse_scope
+from .settings import settings_of
 
 Rows = list[dict[str, Any]]
 
@@ -45,14 +46,21 @@ def abc_report(
     as_of: dt.date,
     scope: Mapping[str, str] | None = None,
     *,
-    measure: str = "revenue",
+    measure: str | None = None,
     classes: str | None = None,
     discount_rate: Decimal = DEFAULT_DISCOUNT_RATE,
     relationships: Mapping[str, str] | None = None,
     summary: bool = False,
 ) -> Rows:
-    """ABC rows (or one row per class with ``summary``); ``classes`` like ``"A=80,B=95,C"``."""
-    bands = _bands(classes, DEFAULT_CLASSES, "--classes")
+    """ABC rows (or one row per class with ``summary``); ``classes`` like ``"A=80,B=95,C"``.
+
+    Without ``measure`` or ``classes``, the ``abc_measure`` and ``abc_thresholds`` settings
+    apply (the same ones snapshots use).
+    """
+    cfg = settings_of(crm)
+    measure = measure or cfg["abc_measure"]
+    configured = [(k, Decimal(str(v))) for k, v in cfg["abc_thresholds"].items()] + [("C", None)]
+    bands = _bands(classes, configured, "--classes")
     rows = abc_classes(
         crm, as_of, scope, measure, bands, discount_rate=discount_rate, relationships=relationships
     )
@@ -67,14 +75,21 @@ def pyramid_report(
     as_of: dt.date,
     scope: Mapping[str, str] | None = None,
     *,
-    measure: str = "revenue",
+    measure: str | None = None,
     tiers: str | None = None,
     discount_rate: Decimal = DEFAULT_DISCOUNT_RATE,
     relationships: Mapping[str, str] | None = None,
     summary: bool = False,
 ) -> Rows:
-    """Pyramid rows (or one row per tier); ``tiers`` like ``"vip=1,major=4,ordinary=15,small"``."""
-    bands = _bands(tiers, DEFAULT_TIERS, "--tiers")
+    """Pyramid rows (or one row per tier); ``tiers`` like ``"vip=1,major=4,ordinary=15,small"``.
+
+    Without ``measure`` or ``tiers``, the ``pyramid_measure`` and ``pyramid_shares`` settings
+    apply (the same ones snapshots use).
+    """
+    cfg = settings_of(crm)
+    measure = measure or cfg["pyramid_measure"]
+    configured = [(k, Decimal(str(v))) for k, v in cfg["pyramid_shares"].items()]
+    bands = _bands(tiers, [*configured, ("small", None)], "--tiers")
     rows = value_pyramid(
         crm, as_of, scope, measure, bands, discount_rate=discount_rate, relationships=relationships
     )
@@ -190,9 +205,9 @@ def _value_options(func: Any) -> Any:
     return click.option(
         "--measure",
         type=click.Choice(MEASURES),
-        default="revenue",
-        show_default=True,
-        help="clv = historical CLV (margin compounded to as-of).",
+        default=None,
+        help="revenue, margin or clv = historical CLV (margin compounded to as-of); "
+        "default: the abc_measure / pyramid_measure setting.",
     )(func)
 
 
@@ -208,7 +223,11 @@ def add_commands(segment: click.Group) -> None:
     @segment.command("abc")
     @_common
     @_value_options
-    @click.option("--classes", help="Cumulative % limits, last takes the rest [A=80,B=95,C].")
+    @click.option(
+        "--classes",
+        help="Cumulative % limits, last takes the rest, e.g. A=80,B=95,C "
+        "[default: the abc_thresholds setting].",
+    )
     @format_option(*FORMATS)
     @pass_crm
     def abc_cmd(crm, as_of, scope, measure, discount_rate, summary, relationship, classes, fmt):
@@ -223,13 +242,16 @@ def add_commands(segment: click.Group) -> None:
             relationships=parse_pairs(relationship, "--relationship"),
             summary=summary,
         )
+        measure = measure or settings_of(crm)["abc_measure"]
         emit_report(rows, fmt, title=f"ABC by {measure} as of {_day(as_of)}", crm=crm)
 
     @segment.command("pyramid")
     @_common
     @_value_options
     @click.option(
-        "--tiers", help="% of customers per tier, top first [vip=1,major=4,ordinary=15,small]."
+        "--tiers",
+        help="% of customers per tier, top first, e.g. vip=1,major=4,ordinary=15,small "
+        "[default: the pyramid_shares setting].",
     )
     @format_option(*FORMATS)
     @pass_crm
@@ -245,6 +267,7 @@ def add_commands(segment: click.Group) -> None:
             relationships=parse_pairs(relationship, "--relationship"),
             summary=summary,
         )
+        measure = measure or settings_of(crm)["pyramid_measure"]
         emit_report(rows, fmt, title=f"Value pyramid by {measure} as of {_day(as_of)}", crm=crm)
 
     @segment.command("matrix")

@@ -120,3 +120,28 @@ def test_errors_are_one_line(make_crm, database_url):
         code, out = _run(database_url, *args)
         assert code == 1, (args, out)
         assert out.startswith("error: ") and message in out and out.count("\n") == 1, out
+
+
+def test_abc_and_pyramid_default_to_the_configured_thresholds(make_crm, database_url, tmp_path):
+    """Without --classes/--tiers/--measure the commands use the same settings as snapshots."""
+    _seed(make_crm(plugins=["segmentation"]))
+    config = tmp_path / "crmkit.toml"
+    config.write_text(
+        f'database = "{database_url}"\nplugins = ["segmentation"]\n[segmentation]\n'
+        'abc_measure = "margin"\nabc_thresholds = { A = 0.5, B = 0.9 }\n'
+        "pyramid_shares = { vip = 0.25, major = 0.25, ordinary = 0.25 }\n",
+        encoding="utf-8",
+    )
+    as_of = ("--as-of", "2024-12-31", "--format", "json")
+
+    def run(*args):
+        res = CliRunner().invoke(cli, ["--config", str(config), "segment", *args], obj=CliState())
+        assert res.exit_code == 0, res.output
+        return json.loads(res.output)
+
+    configured = run("abc", *as_of)
+    explicit = run("abc", *as_of, "--measure", "margin", "--classes", "A=50,B=90,C")
+    assert configured == explicit
+    assert configured != run("abc", *as_of, "--measure", "revenue", "--classes", "A=80,B=95,C")
+    tiers = [row["tier"] for row in run("pyramid", *as_of)]
+    assert tiers.count("vip") == 3 and tiers.count("small") == 3  # a quarter of 12 each
