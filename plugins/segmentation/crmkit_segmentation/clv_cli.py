@@ -6,14 +6,19 @@ import csv
 import io
 import json
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from crmkit.errors import ValidationError
 
-from . import clv
 from .scope import parse_scope
+
+if TYPE_CHECKING:
+    from . import clv
+
+#: clv.TIME_UNIT_DAYS's keys; numpy and scipy load only when ``segment clv`` runs
+TIME_UNITS = ("day", "week", "month")
 
 COLUMNS = (
     "customer",
@@ -138,7 +143,7 @@ def add_commands(segment: click.Group) -> None:
     @click.option("--scope", multiple=True, help="field=value filter, e.g. region=North (ANDed)")
     @click.option(
         "--time-unit",
-        type=click.Choice(list(clv.TIME_UNIT_DAYS)),
+        type=click.Choice(TIME_UNITS),
         default="week",
         show_default=True,
     )
@@ -168,6 +173,8 @@ def add_commands(segment: click.Group) -> None:
         """Lifetime value: BG/NBD purchases and P(alive), Gamma-Gamma spend, discounted CLV."""
         if chunk_size < 1:
             raise ValidationError(f"--chunk-size must be at least 1, got {chunk_size}")
+        from . import clv
+
         settings = clv.Settings(time_unit, horizon, discount_rate, margin)
         model = clv.fit_model(
             crm, as_of.date(), parse_scope(scope), settings, sample, seed, chunk_size

@@ -495,3 +495,21 @@ def test_cli_refusals(make_crm, database_url):
     assert res.exit_code == 1 and "--margin is a share of spend" in res.output
     res = run_cli(database_url, "--as-of", "2024-12-31", "--scope", "colour=red")
     assert res.exit_code == 1 and "unknown scope" in res.output
+
+
+def test_cli_time_units_are_the_models():
+    from crmkit_segmentation import clv, clv_cli
+
+    assert list(clv_cli.TIME_UNITS) == list(clv.TIME_UNIT_DAYS)
+
+
+def test_loading_the_plugin_does_not_import_scipy():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, crmkit_segmentation.plugin; "
+        "print('scipy' in sys.modules, 'numpy' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split()[0] == "False", out.stdout
