@@ -10,7 +10,7 @@ import click
 from crmkit.cli import UserError, cli, pass_crm
 from crmkit.cli import params as p
 from crmkit.cli.output import emit, format_option
-from crmkit.core.entities import CHANNELS, ORDER_STATUSES, Order, OrderLine
+from crmkit.core.entities import CHANNELS, DIRECTIONS, ORDER_STATUSES, Order, OrderLine
 from crmkit.core.serialize import jsonable
 from crmkit.errors import NotFound
 
@@ -89,6 +89,9 @@ def interaction_log(
 @click.option("--channel", default=None, help=f"One of: {', '.join(CHANNELS)}.")
 @click.option("--staff", "staff_name", default=None, help="Username of the staff member.")
 @click.option("--text", default=None, help="Text in the subject or body.")
+@click.option("--direction", default=None, help="inbound or outbound.")
+@click.option("--since", default=None, help="From this date or time (inclusive).")
+@click.option("--until", default=None, help="Before this date or time.")
 @p.paging
 @format_option()
 @pass_crm
@@ -98,6 +101,9 @@ def interaction_list(
     channel: str | None,
     staff_name: str | None,
     text: str | None,
+    direction: str | None,
+    since: str | None,
+    until: str | None,
     limit: int,
     offset: int | None,
     page: int | None,
@@ -107,8 +113,12 @@ def interaction_list(
     p.choice(channel, "--channel", CHANNELS)
     customer_id = p.customer(crm, ref).id if ref else None
     size, start = p.window(limit, offset, page)
+    p.choice(direction, "--direction", DIRECTIONS)
     found = crm.interactions.list(
         customer_id=customer_id, channel=channel, staff=staff_name, text=text,
+        direction=direction,
+        since=p.moment(since, "--since", crm.config.timezone),
+        until=p.moment(until, "--until", crm.config.timezone),
         limit=size, offset=start,
     )  # fmt: skip
     columns = ["id", "customer_id", "occurred_at", "channel", "direction", "subject", "staff"]

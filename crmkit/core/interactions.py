@@ -98,11 +98,20 @@ class InteractionService:
         channel: str | None = None,
         staff: str | None = None,
         text: str | None = None,
+        direction: str | None = None,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
         limit: int | None = 50,
         offset: int = 0,
     ) -> list[Interaction]:
-        """Interactions, newest first."""
+        """Interactions, newest first; ``since`` is inclusive, ``until`` exclusive."""
         query = select(t.interactions)
+        if direction:
+            query = query.where(t.interactions.c.direction == direction)
+        if since is not None:
+            query = query.where(t.interactions.c.occurred_at >= since)
+        if until is not None:
+            query = query.where(t.interactions.c.occurred_at < until)
         if customer_id is not None:
             query = query.where(t.interactions.c.customer_id == customer_id)
         if channel:
