@@ -90,8 +90,7 @@ def interaction_log(
 @click.option("--staff", "staff_name", default=None, help="Username of the staff member.")
 @click.option("--text", default=None, help="Text in the subject or body.")
 @click.option("--direction", default=None, help="inbound or outbound.")
-@click.option("--since", default=None, help="From this date or time (inclusive).")
-@click.option("--until", default=None, help="Before this date or time.")
+@p.time_range
 @p.paging
 @format_option()
 @pass_crm
@@ -111,9 +110,9 @@ def interaction_list(
 ) -> None:
     """List interactions, newest first."""
     p.choice(channel, "--channel", CHANNELS)
+    p.choice(direction, "--direction", DIRECTIONS)
     customer_id = p.customer(crm, ref).id if ref else None
     size, start = p.window(limit, offset, page)
-    p.choice(direction, "--direction", DIRECTIONS)
     found = crm.interactions.list(
         customer_id=customer_id, channel=channel, staff=staff_name, text=text,
         direction=direction,
@@ -208,8 +207,7 @@ def order_add(
 @order.command("list")
 @click.option("--customer", "ref", default=None, help="Customer id or external id.")
 @click.option("--status", default=None, help=f"One of: {', '.join(ORDER_STATUSES)}.")
-@click.option("--since", default=None, help="From this date or time (inclusive).")
-@click.option("--until", default=None, help="Before this date or time.")
+@p.time_range
 @p.paging
 @format_option()
 @pass_crm

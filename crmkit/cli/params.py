@@ -45,6 +45,14 @@ def paging(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
+def time_range(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--since`` (inclusive) and ``--until`` (exclusive); read them with :func:`moment`."""
+    command = click.option("--until", default=None, help="Before this date or time.")(command)
+    return click.option("--since", default=None, help="From this date or time (inclusive).")(
+        command
+    )
+
+
 def window(limit: int, offset: int | None, page: int | None) -> tuple[int | None, int]:
     """(limit or None for all, offset) from the paging options."""
     if offset is not None and page is not None:
