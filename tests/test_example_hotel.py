@@ -44,26 +44,6 @@ def script_steps() -> list[list[str]]:
     ]
 
 
-@pytest.fixture(autouse=True)
-def _core_commands_only():
-    """Run with only the core's commands in the process-wide ``cli`` group, then restore it.
-
-    crmkit's CLI adds a plugin's commands to that group once per process, so commands added by
-    earlier tests in this worker would otherwise stay (and ours would show in the CLI
-    reference another test renders from ``cli.commands``).
-    """
-    commands, registered = dict(cli.commands), set(cli._registered_plugins)
-    core = {n: c for n, c in commands.items() if c.callback.__module__.startswith("crmkit.")}
-    cli.commands.clear()
-    cli.commands.update(core)
-    cli._registered_plugins.clear()
-    yield
-    cli.commands.clear()
-    cli.commands.update(commands)
-    cli._registered_plugins.clear()
-    cli._registered_plugins.update(registered)
-
-
 @pytest.fixture
 def rooms_plugin(monkeypatch):
     monkeypatch.syspath_prepend(str(EXAMPLE / "hotel_rooms"))

@@ -82,4 +82,3 @@ def test_cli_reference_ignores_plugin_commands_and_earlier_runs(tmp_path):
         assert clidoc.render() == before
     finally:
         cli.commands.pop("hello-doc-test", None)
-        cli.plugin_command_names.discard("hello-doc-test")
