@@ -104,6 +104,25 @@ fifo_ops = st.lists(
 )
 
 
+def _a_year_later(moment: dt.datetime) -> dt.datetime:
+    """12 calendar months later; 29 February falls back to the month's end, 28 February."""
+    try:
+        return moment.replace(year=moment.year + 1)
+    except ValueError:
+        return moment.replace(year=moment.year + 1, day=28)
+
+
+def test_points_earned_on_29_february_expire_on_28_february(make_crm: Any) -> None:
+    crm = _crm(make_crm)
+    service = loyalty(crm)
+    customer = crm.customers.add(name="Leap Day")
+    service.enrol(customer.id, program="neg", at=at(2024, 1, 1))
+    crm.orders.add(customer_id=customer.id, amount="40", occurred_at=at(2024, 2, 29, 12))
+    assert service.expire(at(2025, 2, 28, 11), program="neg") == []
+    expired = service.expire(at(2025, 2, 28, 12), program="neg")
+    assert [e.points for e in expired if e.customer_id == customer.id] == [-40]
+
+
 @SETTINGS
 @given(
     ops=fifo_ops, gaps=st.lists(st.integers(min_value=1, max_value=200), min_size=16, max_size=16)
@@ -121,7 +140,7 @@ def test_expiry_matches_a_fifo_lot_model(make_crm: Any, ops, gaps) -> None:
         day += dt.timedelta(days=gap)
         if kind == "earn":
             crm.orders.add(customer_id=customer.id, amount=str(value), occurred_at=day)
-            lots.append([day.replace(year=day.year + 1), value])
+            lots.append([_a_year_later(day), value])
         elif kind == "spend":
             balance = sum(r for _, r in lots)
             value = min(value, balance)
