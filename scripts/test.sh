@@ -30,6 +30,7 @@ export CRMKIT_TEST_DATABASE_URL
 CRMKIT_TEST_DATABASE_URL=$("$root/.ci/postgres.sh" start "$pgdir" "$port")
 export CRMKIT_REQUIRE_POSTGRES=1
 export CRMKIT_REQUIRE_BROWSER=1
+export HYPOTHESIS_PROFILE=${HYPOTHESIS_PROFILE:-ci}  # reproducible examples (conftest.py)
 echo "PostgreSQL for the tests: $CRMKIT_TEST_DATABASE_URL"
 
 # --- lint and tests --------------------------------------------------------------------------
