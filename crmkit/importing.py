@@ -8,18 +8,20 @@ Reusable from Python::
     result = import_file(crm, "orders", "orders.csv", skip_invalid=True, rejects="bad.csv")
     print(result.summary())       # read N, stored N, already present N, rejected N
 
-Import reads the file twice and never holds it in memory:
+Import reads the file once and never holds it in memory:
 
 * pass 1 reads every record, converts and validates it (types, required
   columns, declared custom attributes, external ids repeated in the file,
-  customers that are not stored); it keeps only the set of external ids
-  seen, the customers resolved so far and the numbers of the bad lines;
+  customers that are not stored, looked up a batch at a time) and spools the
+  good records, converted and with their customers' ids, to a temporary file
+  (pickled batches); it keeps only the set of external ids seen and the
+  customers resolved so far;
 * pass 2 (only when pass 1 found nothing wrong, or with ``skip_invalid``)
-  reads the file again and stores the good records in batches through
-  ``crm.customers.add_many`` / ``crm.orders.add_many`` /
-  ``crm.interactions.log_many``, so plugins' lifecycle events fire once per
-  batch. Records whose external id is already stored are counted as
-  "already present" (importing the same file twice stores nothing new).
+  reads the spool back and stores it a batch at a time through
+  ``crm.orders.add_rows`` / ``crm.customers.add_many`` /
+  ``crm.interactions.log_many``: one transaction and one lifecycle event per
+  batch for plugins. Records whose external id is already stored are counted
+  as "already present" (importing the same file twice stores nothing new).
 
 Accounting: ``read == stored + already_present + rejected``, always.
 """
@@ -32,6 +34,8 @@ import datetime as dt
 import io
 import json
 import os
+import pickle
+import tempfile
 import zoneinfo
 from collections.abc import Callable, Iterator
 from decimal import Decimal, InvalidOperation
@@ -48,7 +52,6 @@ from crmkit.core.entities import (
     DIRECTIONS,
     ORDER_STATUSES,
     Interaction,
-    Order,
     to_money,
 )
 from crmkit.errors import CrmError, ValidationError
@@ -57,7 +60,11 @@ KINDS = ("customers", "orders", "interactions")
 FORMATS = ("csv", "jsonl")
 #: problems listed one by one; beyond that only counted
 MAX_LISTED = 100
-BATCH_SIZE = 10_000
+#: rows per stored batch: one transaction and one plugin event each (on SQLite a commit
+#: rewrites the index pages the batch touched, so few large batches import fastest)
+BATCH_SIZE = 50_000
+#: records checked per look-up of their customers in pass 1
+LOOKUP_BATCH = 10_000
 _SAMPLE_BYTES = 64 * 1024
 _DELIMITERS = ",;\t|"
 
@@ -421,6 +428,26 @@ class Converter:
             return value[1]
         return value[0] if self.kind == "interactions" else None
 
+    def spooled(self, value: tuple[Any, ...], customer_id: int) -> tuple[Any, ...]:
+        """A converted order or interaction, its customer resolved, in the spool's form.
+
+        Orders keep their amounts as decimal text there (pickling Decimal
+        objects costs several times more than the text round trip).
+        """
+        if self.kind == "orders":
+            ext, _ref, at, amount, cost, currency, status, channel = value
+            cost = None if cost is None else str(cost)
+            return (ext, customer_id, at, str(amount), cost, currency, status, channel)
+        return (customer_id, *value[1:])
+
+    @staticmethod
+    def order_rows(spooled: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        """Spooled orders as ``crm.orders.add_rows`` takes them (ORDER_COLUMNS order)."""
+        return [
+            (ext, cid, at, Decimal(amount), None if cost is None else Decimal(cost), *rest)
+            for ext, cid, at, amount, cost, *rest in spooled
+        ]
+
     def convert(self, record: list[str] | dict[str, Any]) -> Any:
         """The record converted: a tuple for orders and interactions, a Customer for customers."""
         if isinstance(record, list):
@@ -633,6 +660,37 @@ class _Rejects:
             self._file.close()
 
 
+class _Spool:
+    """The converted good records between the two passes, pickled batch by batch to a temp file.
+
+    Storing then needs neither the input file nor the conversion again; the
+    file holds one batch in memory at a time and is deleted when closed.
+    """
+
+    def __init__(self) -> None:
+        self._file = tempfile.TemporaryFile(prefix="crmkit-import-")  # noqa: SIM115
+        self.batches = 0
+        self.size = 0
+
+    def write(self, batch: list[Any]) -> None:
+        if batch:
+            pickle.dump(batch, self._file, protocol=pickle.HIGHEST_PROTOCOL)
+            self.batches += 1
+
+    @property
+    def bytes_read(self) -> int:  # progress, as RecordReader.bytes_read
+        return self._file.tell()
+
+    def __iter__(self) -> Iterator[list[Any]]:
+        self.size = self._file.tell()
+        self._file.seek(0)
+        for _ in range(self.batches):
+            yield pickle.load(self._file)  # noqa: S301 - our own file, written above
+
+    def close(self) -> None:
+        self._file.close()
+
+
 def import_file(
     crm: Any,
     kind: str,
@@ -643,41 +701,46 @@ def import_file(
     skip_invalid: bool = False,
     rejects: str | os.PathLike[str] | None = None,
     batch_size: int = BATCH_SIZE,
-    progress: Callable[[str, RecordReader], Any] | None = None,
+    progress: Callable[[str, Any], Any] | None = None,
 ) -> ImportResult:
     """Import ``kind`` records from ``path`` (see the module docstring).
 
     Atomic by default: when any record is bad nothing is stored and the
     result lists the problems (``committed`` False). With ``skip_invalid``
     the good records are stored and the bad ones written to ``rejects``.
-    ``progress(label, reader)`` may return a context manager wrapping each
-    pass's iteration (used by the CLI for its progress bar).
+    ``progress(label, source)`` may return a context manager wrapping each
+    pass (used by the CLI for its progress bar); ``source.size`` and
+    ``source.bytes_read`` tell how far the pass is.
     """
     if rejects is not None and not skip_invalid:
         raise ValidationError("a rejects file needs skip_invalid (--skip-invalid)")
     converter = Converter(crm, kind)
     reader = RecordReader(path, encoding=encoding, input_format=input_format)
     result = ImportResult(kind=kind, path=reader.path)
-    bad_lines: set[int] = set()
-    customers: dict[str, int] = {}
     sink = _Rejects(os.fspath(rejects) if rejects is not None else None, reader)
+    spool = _Spool()
     try:
-        _validate(crm, converter, reader, result, bad_lines, customers, sink, batch_size, progress)
+        try:
+            _validate(
+                crm, converter, reader, result, sink, spool, skip_invalid, batch_size, progress
+            )
+        finally:
+            sink.close()
+        if result.rejected and not skip_invalid:
+            return result
+        _store(crm, kind, spool, result, batch_size, progress)
     finally:
-        sink.close()
-    if result.rejected and not skip_invalid:
-        return result
-    _store(crm, converter, reader, result, bad_lines, customers, batch_size, progress)
+        spool.close()
     result.committed = True
     return result
 
 
-def _records(reader: RecordReader, label: str, progress: Any) -> Iterator[Any]:
+def _records(source: Any, label: str, progress: Any) -> Iterator[Any]:
     if progress is None:
-        yield from reader
+        yield from source
         return
-    with progress(label, reader) as tick:
-        for count, item in enumerate(reader, start=1):
+    with progress(label, source) as tick:
+        for count, item in enumerate(source, start=1):
             yield item
             if count & 4095 == 0:
                 tick()
@@ -689,45 +752,53 @@ def _validate(
     converter: Converter,
     reader: RecordReader,
     result: ImportResult,
-    bad_lines: set[int],
-    customers: dict[str, int],
     sink: _Rejects,
+    spool: _Spool,
+    skip_invalid: bool,
     batch_size: int,
     progress: Any,
 ) -> None:
+    """Pass 1: convert and check every record; spool the good ones, ready to store."""
     seen: set[str] = set()
-    pending: list[tuple[int, str, Any]] = []  # (line, customer ref, record)
-    bound = False
+    customers: dict[str, int] = {}  # customer external id -> id, resolved a batch at a time
+    # records wait here until their batch's customers are looked up, so that good records
+    # reach the spool and bad ones the rejects file in file order
+    pending: list[tuple[int, Any, Any]] = []  # (line, converted value or Problem, record)
+    customer_ref = converter.customer_ref
+    spooled = converter.spooled
 
-    # rejects wait for the pending customer look-ups, so they are written in file order
-    waiting: list[tuple[int, Problem, Any]] = []
-
-    def reject(line: int, problem: Problem, record: Any) -> None:
-        result.rejected += 1
-        bad_lines.add(line)
-        waiting.append((line, problem, record))
-        if len(waiting) >= batch_size:
-            resolve_pending()
-
-    def resolve_pending() -> None:
-        unknown = {ref for _, ref, _ in pending if ref not in customers}
+    def flush() -> None:
+        unknown = {
+            ref
+            for _, value, _ in pending
+            if not isinstance(value, Problem)
+            and (ref := customer_ref(value)) is not None
+            and ref not in customers
+        }
         if unknown:
             customers.update(crm.customers.ids_by_external_id(unknown))
-        for line, ref, record in pending:
-            if ref not in customers:
-                result.rejected += 1
-                bad_lines.add(line)
-                problem = Problem(line, "customer", f"no customer has external_id {ref!r}")
-                waiting.append((line, problem, record))
-        pending.clear()
-        waiting.sort(key=lambda item: item[0])
-        for line, problem, record in waiting:
+        good: list[Any] = []
+        for line, value, record in pending:
+            if not isinstance(value, Problem):
+                ref = customer_ref(value)
+                if ref is None:
+                    good.append(value)
+                    continue
+                if ref in customers:
+                    good.append(spooled(value, customers[ref]))
+                    continue
+                value = Problem(line, "customer", f"no customer has external_id {ref!r}")
+            result.rejected += 1
             if len(result.problems) < MAX_LISTED:
-                result.problems.append(problem)
-            sink.write(line, problem, record)
-        waiting.clear()
+                result.problems.append(value)
+            sink.write(line, value, record)
+        pending.clear()
+        if skip_invalid or not result.rejected:  # atomic mode stores nothing once a row is bad
+            spool.write(good)
 
     convert = converter.convert
+    key_of = converter.key
+    bound = False
     for line, record in _records(reader, "validating", progress):
         if not bound:
             converter.check_header(reader.path, reader.fieldnames)
@@ -735,51 +806,36 @@ def _validate(
             bound = True
         result.read += 1
         if isinstance(record, RowError):
-            reject(line, Problem(line, record.column, record.reason), None)
-            continue
-        try:
-            value = convert(record)
-        except RowError as exc:
-            reject(line, Problem(line, exc.column, exc.reason), record)
-            continue
-        key = converter.key(value)
-        if key is not None:
-            if key in seen:
-                reject(
-                    line,
-                    Problem(line, "external_id", f"{key!r} appears earlier in the file"),
-                    record,
-                )
-                continue
-            seen.add(key)
-        ref = converter.customer_ref(value)
-        if ref is not None and ref not in customers:
-            pending.append((line, ref, record))
-            if len(pending) >= batch_size:
-                resolve_pending()
+            pending.append((line, Problem(line, record.column, record.reason), None))
+        else:
+            try:
+                value = convert(record)
+            except RowError as exc:
+                value = Problem(line, exc.column, exc.reason)
+            else:
+                key = key_of(value)
+                if key is not None:
+                    if key in seen:
+                        value = Problem(line, "external_id", f"{key!r} appears earlier in the file")
+                    else:
+                        seen.add(key)
+            pending.append((line, value, record))
+        if len(pending) >= LOOKUP_BATCH:
+            flush()
     if not bound:
         converter.check_header(reader.path, reader.fieldnames)
-    resolve_pending()
+    flush()
 
 
 def _store(
-    crm: Any,
-    converter: Converter,
-    reader: RecordReader,
-    result: ImportResult,
-    bad_lines: set[int],
-    customers: dict[str, int],
-    batch_size: int,
-    progress: Any,
+    crm: Any, kind: str, spool: _Spool, result: ImportResult, batch_size: int, progress: Any
 ) -> None:
+    """Pass 2: store the spooled records, one transaction and one event per ``batch_size``."""
     batch: list[Any] = []
-    kind = converter.kind
 
     def flush() -> None:
-        if not batch:
-            return
         if kind == "orders":
-            outcome = crm.orders.add_many(batch, batch_size=len(batch))
+            outcome = crm.orders.add_rows(Converter.order_rows(batch))
             result.stored += outcome.stored
             result.already_present += len(outcome.skipped)
         elif kind == "customers":
@@ -787,38 +843,9 @@ def _store(
             result.stored += outcome.stored
             result.already_present += len(outcome.skipped)
         else:
-            result.stored += crm.interactions.log_many(batch, batch_size=len(batch))
-        batch.clear()
-
-    convert = converter.convert
-    append = batch.append
-    bound = False
-    for line, record in _records(reader, "storing", progress):
-        if not bound:
-            converter.bind(reader.fieldnames)
-            bound = True
-        if line in bad_lines:
-            continue
-        value = convert(record)
-        if kind == "orders":
-            ext, ref, occurred_at, amount, cost, currency, status, channel = value
-            append(
-                Order(
-                    customer_id=customers[ref],
-                    occurred_at=occurred_at,
-                    amount=amount,
-                    external_id=ext,
-                    cost=cost,
-                    currency=currency,
-                    status=status,
-                    channel=channel,
-                )
-            )
-        elif kind == "interactions":
-            ref, channel, occurred_at, direction, subject, body, staff = value
-            append(
+            interactions = [
                 Interaction(
-                    customer_id=customers[ref],
+                    customer_id=customer_id,
                     channel=channel,
                     occurred_at=occurred_at,
                     direction=direction,
@@ -826,12 +853,20 @@ def _store(
                     body=body,
                     staff=staff,
                 )
-            )
-        else:
-            append(value)
-        if len(batch) >= batch_size:
-            flush()
-    flush()
+                for customer_id, channel, occurred_at, direction, subject, body, staff in batch
+            ]
+            result.stored += crm.interactions.log_many(interactions, batch_size=len(batch))
+        batch.clear()
+
+    for chunk in _records(spool, "storing", progress):
+        while chunk:
+            room = batch_size - len(batch)
+            batch.extend(chunk[:room])
+            chunk = chunk[room:]
+            if len(batch) >= batch_size:
+                flush()
+    if batch:
+        flush()
 
 
 # -- export --------------------------------------------------------------------------------

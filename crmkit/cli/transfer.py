@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from crmkit.cli import UserError, cli, pass_crm
-from crmkit.importing import FORMATS, KINDS, RecordReader, export_file, import_file
+from crmkit.importing import BATCH_SIZE, FORMATS, KINDS, RecordReader, export_file, import_file
 
 
 def _progress_factory() -> Any:
@@ -59,8 +59,8 @@ def _progress_factory() -> Any:
 )
 @click.option(
     "--batch-size",
-    type=click.IntRange(1, 100_000),
-    default=10_000,
+    type=click.IntRange(1, 1_000_000),
+    default=BATCH_SIZE,
     show_default=True,
     help="Rows per stored batch (one transaction and one plugin event each).",
 )
