@@ -29,6 +29,7 @@ from crmkit.core.bulk import insert_many
 from crmkit.core.entities import Order, OrderLine, to_money
 from crmkit.core.types import to_decimal
 from crmkit.errors import Conflict, NotFound, ValidationError
+from crmkit_loyalty import setbased
 from crmkit_loyalty import tables as t
 from crmkit_loyalty.program import (
     MemberView,
@@ -139,6 +140,8 @@ class LoyaltyService:
         self.crm = crm
         self._parsed: dict[int, tuple[int, Program]] = {}
         self._rule_types: dict[str, Any] | None = None
+        #: earn on imported batches in SQL where that is exact (False: always order by order)
+        self.set_based = True
 
     # -- helpers --------------------------------------------------------------------
     @property
@@ -689,12 +692,99 @@ class LoyaltyService:
         paid = [o for o in orders if o.status == "paid" and o.id is not None]
         if not paid:
             return
+        # new orders (the event path) may earn set-based: they are all in the orders table
+        batch = None if replay else [o.id for o in orders if o.id is not None]
         for program_id, prog in self._programs(ctx.connection):
-            self._earn_program(ctx, program_id, prog, paid, replay=replay)
+            self._earn_program(ctx, program_id, prog, paid, replay=replay, batch=batch)
 
     def _earn_program(
-        self, ctx: HookContext, program_id: int, prog: Program, paid: list[Order], *, replay: bool
+        self,
+        ctx: HookContext,
+        program_id: int,
+        prog: Program,
+        paid: list[Order],
+        *,
+        replay: bool,
+        batch: list[int] | None = None,
     ) -> None:
+        """Earn on ``paid`` in one program: one points-earned event, then tier upgrades.
+
+        ``batch`` (the ids of all the event's new orders) allows the set-based path
+        when SQL computes this program's rules exactly (``crmkit_loyalty.setbased``).
+        """
+        plan = prog._view("setbased", lambda: (setbased.plan(prog),))[0]
+        if self.set_based and batch and plan is not None and setbased.orders_fit(plan, paid):
+            entries, changes = self._earn_set_based(ctx, program_id, prog, plan, paid, batch)
+        else:
+            entries, changes = self._earn_rows(ctx, program_id, prog, paid, replay=replay)
+        self._fire(
+            ctx, "crmkit_loyalty_points_earned", entries=[e for e in entries if e.kind == "earn"]
+        )
+        self._apply_tier_changes(ctx, changes)
+
+    def _earn_set_based(
+        self,
+        ctx: HookContext,
+        program_id: int,
+        prog: Program,
+        plan: setbased.Plan,
+        paid: list[Order],
+        batch: list[int],
+    ) -> tuple[list[LedgerEntry], list[TierChange]]:
+        """Earn in SQL; members needing sequential handling go through :meth:`_earn_rows`."""
+        connection = ctx.connection
+        o, m = core.orders.c, t.members.c
+        in_batch = setbased.batch_filter(o.id, batch)
+        customers = select(o.customer_id).where(in_batch, o.status == "paid")
+        if prog.auto_enrol:
+            member = select(m.id).where(m.program_id == program_id, m.customer_id == o.customer_id)
+            first = dict(
+                connection.execute(
+                    select(o.customer_id, func.min(o.occurred_at))
+                    .where(in_batch, o.status == "paid", ~member.exists())
+                    .group_by(o.customer_id)
+                ).all()
+            )
+            if first:
+                self._enrol_rows(ctx, program_id, prog, sorted(first), {}, first)
+        if connection.dialect.name != "sqlite":  # SQLite: the write transaction locks already
+            members = and_(m.program_id == program_id, m.customer_id.in_(customers))
+            connection.execute(select(m.id).where(members).with_for_update()).all()
+        if not setbased.fill(connection, program_id, prog, in_batch):
+            return [], []
+        # members with points to claw back, or a referral bonus on this first order, earn
+        # order by order (before the set-based rows, so those are the rows after `before`)
+        slow = setbased.take_sequential(connection, prog)
+        entries: list[LedgerEntry] = []
+        changes: list[TierChange] = []
+        if slow:
+            slow_orders = [order for order in paid if order.customer_id in slow]
+            entries, changes = self._earn_rows(ctx, program_id, prog, slow_orders, replay=False)
+        before = connection.scalar(select(func.max(t.ledger.c.id))) or 0
+        setbased.write_ledger(connection, program_id, plan, ctx.now)
+        if self._listened("crmkit_loyalty_points_earned"):
+            ledger_batch = setbased.batch_filter(t.ledger.c.order_id, batch)
+            for row in setbased.new_entries(connection, program_id, before, ledger_batch):
+                entries.append(_entry(row, prog.name))
+        if prog.tiers:
+            for member_id, customer_id, tier, end, total in setbased.upgrade_candidates(
+                connection, prog
+            ):
+                measure = to_decimal(total or 0)
+                new = prog.tier_for(measure)
+                if prog.rank(new) > prog.rank(tier):
+                    changes.append(
+                        TierChange(
+                            member_id, customer_id, prog.name, tier, new, end, "upgrade", measure
+                        )
+                    )
+        setbased.clear(connection)
+        return entries, changes
+
+    def _earn_rows(
+        self, ctx: HookContext, program_id: int, prog: Program, paid: list[Order], *, replay: bool
+    ) -> tuple[list[LedgerEntry], list[TierChange]]:
+        """Earn order by order in Python (any rule type, order lines, claw-backs, referrals)."""
         connection = ctx.connection
         customer_ids = sorted({o.customer_id for o in paid})
         m = t.members.c
@@ -718,7 +808,7 @@ class LoyaltyService:
                 self._enrol_rows(ctx, program_id, prog, sorted(first_order), {}, first_order)
                 rows = {r.customer_id: r for r in connection.execute(query)}
         if not rows:
-            return
+            return [], []
         if replay:
             done = set(
                 connection.scalars(
@@ -833,25 +923,22 @@ class LoyaltyService:
         extra = {rows[cid].id: st for cid, st in state.items() if cid in last_time}
         listened = self._listened("crmkit_loyalty_points_earned")
         entries = self._post(ctx, program_id, prog, out, customers, extra, entries=listened)
-        self._fire(
-            ctx, "crmkit_loyalty_points_earned", entries=[e for e in entries if e.kind == "earn"]
-        )
-        if prog.tiers and last_time:
-            self._upgrade(ctx, program_id, prog, rows, last_time)
+        changes = self._upgrades(ctx, program_id, prog, rows, last_time) if prog.tiers else []
+        return entries, changes
 
-    def _upgrade(
+    def _upgrades(
         self,
         ctx: HookContext,
         program_id: int,
         prog: Program,
         rows: Mapping[int, Any],
         last_time: Mapping[int, dt.datetime],
-    ) -> None:
-        """Upgrade members whose qualifying measure now meets a higher tier's threshold."""
+    ) -> list[TierChange]:
+        """Members whose qualifying measure now meets a higher tier's threshold."""
         top = prog.tiers[-1].name
         ends = {cid: when for cid, when in last_time.items() if rows[cid].tier != top}
         if not ends:
-            return
+            return []
         measures = self._measures(ctx.connection, program_id, prog, rows, ends)
         changes = []
         for cid, measure in measures.items():
@@ -861,7 +948,7 @@ class LoyaltyService:
                 changes.append(
                     TierChange(row.id, cid, prog.name, row.tier, new, ends[cid], "upgrade", measure)
                 )
-        self._apply_tier_changes(ctx, changes)
+        return changes
 
     def _measures(
         self,
@@ -1679,6 +1766,24 @@ def _cause(e: Any) -> str:
     if e.reason:
         parts.append(e.reason)
     return "; ".join(parts)
+
+
+def _entry(row: Any, program: str) -> LedgerEntry:
+    return LedgerEntry(
+        id=row.id,
+        program=program,
+        member_id=row.member_id,
+        customer_id=row.customer_id,
+        kind=row.kind,
+        points=int(row.points),
+        occurred_at=row.occurred_at,
+        expires_at=row.expires_at,
+        order_id=row.order_id,
+        reward_code=row.reward_code,
+        rule=row.rule,
+        staff=row.staff,
+        reason=row.reason,
+    )
 
 
 def _load_orders(connection: Any, ids: Sequence[int]) -> list[Order]:

@@ -137,3 +137,20 @@ windows = Table(
     Column("hi", UTCDateTime, nullable=False),
     prefixes=["TEMPORARY"],
 )
+
+#: A per-connection scratch table (no migration): one earning batch's paid orders of
+#: members, with what set-based earning needs (crmkit_loyalty.setbased).
+batch_orders = Table(
+    "loyalty_tmp_batch_orders",
+    MetaData(),
+    Column("order_id", Integer, primary_key=True, autoincrement=False),
+    Column("member_id", Integer, nullable=False),
+    Column("customer_id", Integer, nullable=False),
+    Column("occurred_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime),
+    Column("seq", Integer, nullable=False),  # the member's earning order number, 1 = first
+    Column("units", BigInteger, nullable=False),  # the amount in 1/10,000
+    Column("channel", String(20)),
+    Column("tier", String(100)),  # the member's tier before the batch
+    prefixes=["TEMPORARY"],
+)

@@ -1,0 +1,449 @@
+"""Set-based earning for a batch of new orders: the bulk import's fast path.
+
+The order-by-order path (``LoyaltyService._earn_rows``) evaluates every rule
+in Python; an import of a million orders then spends most of its time
+building, converting and inserting Python rows. Here the database does it:
+the batch's paid orders are joined to their members into a scratch table
+(with each member's order number and the points' expiry computed in SQL),
+then one ``INSERT ... SELECT`` per earn rule writes the ledger, one
+``UPDATE ... FROM`` moves balances and order counts, and one grouped query
+finds the members whose qualifying measure now meets a higher tier.
+
+Only what SQL computes *exactly like the Python rules* goes this way (see
+:func:`plan`): built-in rules only (spend, campaign, nth_order), orders
+without lines, UTC times, amounts with at most 4 decimals, multipliers whose
+products are exact decimals. Anything else (a plugin's rule type, order
+lines, a campaign day boundary inside a DST switch ...) takes the Python
+path, and so do the few members that need sequential handling (points to
+claw back, a referral bonus on their first order).
+
+Spend points are integer arithmetic on the amount in 1/10,000 units:
+``floor(units * N / (D * 10000))`` where ``N / D`` is the exact product of
+rate/per, the channel, tier and campaign multipliers, as Python's Decimal
+computes it when no intermediate result is rounded.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+from collections.abc import Sequence
+from fractions import Fraction
+from typing import Any
+
+import attrs
+from sqlalchemy import (
+    BigInteger,
+    Integer,
+    String,
+    and_,
+    case,
+    cast,
+    delete,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    type_coerce,
+    update,
+)
+from sqlalchemy.schema import CreateTable
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.types import NullType
+
+from crmkit.core import tables as core
+from crmkit.core.entities import Order
+from crmkit.core.types import UTCDateTime
+from crmkit_loyalty import tables as t
+from crmkit_loyalty.program import CampaignRule, NthOrderRule, Program, SpendRule
+
+#: money is stored with at most 4 decimals: amounts become integers of 1/10,000
+SCALE = 10_000
+_INT64 = 2**63 - 1
+#: beyond this an amount's double on SQLite may not round-trip to its 4 decimals
+_MAX_UNITS = 10**15
+#: Decimal's default context: products longer than this are rounded by Python
+_PRECISION = 28
+
+
+@attrs.frozen
+class Factor:
+    """A multiplier chosen by a CASE: ``{value: Fraction}``, 1 for anything else."""
+
+    options: dict[str, Fraction]
+
+    @property
+    def max_numerator(self) -> int:
+        return max([1, *(f.numerator for f in self.options.values())])
+
+    def parts(self, column: Any) -> tuple[ColumnElement[Any], ColumnElement[Any]]:
+        """(numerator, denominator) SQL expressions for ``column``'s value."""
+        if not self.options:
+            return literal(1, BigInteger), literal(1, BigInteger)
+        value = func.coalesce(column, "")
+        nums = {k: f.numerator for k, f in self.options.items() if f.numerator != 1}
+        dens = {k: f.denominator for k, f in self.options.items() if f.denominator != 1}
+        return _case(value, nums), _case(value, dens)
+
+
+def _case(value: Any, mapping: dict[str, int]) -> ColumnElement[Any]:
+    if not mapping:
+        return literal(1, BigInteger)
+    return case(mapping, value=value, else_=literal(1, BigInteger))
+
+
+@attrs.frozen
+class Window:
+    """A campaign as a UTC half-open interval [lo, hi) (and an optional channel list)."""
+
+    lo: dt.datetime
+    hi: dt.datetime
+    channels: tuple[str, ...]
+    factor: Fraction
+
+
+@attrs.frozen
+class Plan:
+    """How to compute a program's order points in SQL (built once per program)."""
+
+    spend: tuple[tuple[SpendRule, Fraction, Factor], ...]
+    tiers: Factor
+    campaigns: tuple[Window, ...]
+    nth: tuple[NthOrderRule, ...]
+    max_numerator: int  # the largest N any order can get: bounds units * N
+
+
+def _exact(value: Fraction) -> bool:
+    """Is ``value`` a decimal Python's context holds exactly (no rounding anywhere)?"""
+    den = value.denominator
+    while den % 2 == 0:
+        den //= 2
+    while den % 5 == 0:
+        den //= 5
+    return den == 1 and len(str(abs(value.numerator))) <= 12
+
+
+def _day_start(day: dt.date, zone: zoneinfo.ZoneInfo) -> dt.datetime | None:
+    """The UTC instant a local day starts, or None if midnight is skipped or repeated there."""
+    local = dt.datetime.combine(day, dt.time(0), zone)
+    if local.utcoffset() != local.replace(fold=1).utcoffset():
+        return None
+    return local.astimezone(dt.UTC)
+
+
+def plan(prog: Program) -> Plan | None:
+    """The SQL plan of ``prog``'s order rules, or None when SQL cannot match Python exactly."""
+    spend: list[tuple[SpendRule, Fraction, Factor]] = []
+    campaigns: list[Window] = []
+    nth: list[NthOrderRule] = []
+    for rule in prog.rules:
+        if isinstance(rule, SpendRule):
+            # channel multipliers apply to the whole order; category ones never apply to
+            # an order without lines (its one portion has no category)
+            channel = Factor({k: Fraction(v) for k, v in rule.channel_multipliers.items()})
+            spend.append((rule, Fraction(rule.rate) / Fraction(rule.per), channel))
+        elif isinstance(rule, CampaignRule):
+            if rule.categories:
+                continue  # only multiplies categorised portions: none without lines
+            zone = zoneinfo.ZoneInfo(rule.timezone)
+            lo = _day_start(rule.starts, zone)
+            hi = _day_start(rule.ends + dt.timedelta(days=1), zone)
+            if lo is None or hi is None:
+                return None
+            campaigns.append(Window(lo, hi, rule.channels, Fraction(rule.factor)))
+        elif isinstance(rule, NthOrderRule):
+            nth.append(rule)
+        elif hasattr(rule, "bonus") or hasattr(rule, "multiplier"):
+            return None  # a rule type from another plugin: only Python knows it
+    tiers = Factor({tier.name: Fraction(tier.earn_multiplier) for tier in prog.tiers})
+    # every product of factors must be exact, as Decimal computes it
+    largest = 1
+    for _, base, channel in spend:
+        values = [base]
+        for factor in (channel, tiers):
+            values = [v * f for v in values for f in [Fraction(1), *factor.options.values()]]
+        for window in campaigns:
+            values += [v * window.factor for v in values]
+        if not all(_exact(v) for v in values):
+            return None
+        nums = base.numerator * channel.max_numerator * tiers.max_numerator
+        for window in campaigns:
+            nums *= max(window.factor.numerator, 1)
+        largest = max(largest, nums)
+    return Plan(tuple(spend), tiers, tuple(campaigns), tuple(nth), largest)
+
+
+def orders_fit(p: Plan, orders: Sequence[Order]) -> bool:
+    """Can SQL earn on these orders exactly like Python (no lines, UTC, 4 decimals, no overflow)?"""
+    largest = 0
+    for order in orders:
+        amount = order.amount
+        if order.lines or order.occurred_at.tzinfo is not dt.UTC:
+            return False
+        exponent = amount.as_tuple().exponent
+        if not isinstance(exponent, int) or exponent < -4:
+            return False
+        if amount > largest:
+            largest = amount
+    units = int(largest * SCALE)
+    return units < _MAX_UNITS and 2 * units * p.max_numerator < _INT64
+
+
+# -- SQL pieces -------------------------------------------------------------------
+
+
+def add_months(column: Any, months: int, dialect: str) -> ColumnElement[Any]:
+    """``column + months`` calendar months in SQL, the day clamped to the month's end
+    (what :func:`crmkit_loyalty.program.add_months` does to a UTC time)."""
+    if dialect == "sqlite":
+        # stored as 'YYYY-MM-DD HH:MM:SS.ffffff' (UTC): SQLite's date() rolls Jan 31 + 1 month
+        # over to March, so take the earlier of that and the target month's last day
+        rolled = func.date(column, f"{months:+d} months")
+        last = func.date(column, "start of month", f"{months + 1:+d} months", "-1 day")
+        text = func.min(rolled, last).op("||")(func.substr(column, 11))
+        return type_coerce(text, UTCDateTime)
+    # PostgreSQL: adding a month interval to a timestamp clamps the day already
+    naive = func.timezone("UTC", column) + func.make_interval(0, months)
+    return type_coerce(func.timezone("UTC", naive), UTCDateTime)
+
+
+def _units(amount: Any, dialect: str) -> ColumnElement[Any]:
+    if dialect == "sqlite":  # NUMERIC affinity keeps a double: round it back to 4 decimals
+        return cast(func.round(type_coerce(amount, NullType()) * SCALE), BigInteger)
+    return cast(amount * SCALE, BigInteger)
+
+
+def _spend_points(
+    p: Plan, rule: SpendRule, base: Fraction, channel: Factor, b: Any
+) -> ColumnElement[Any]:
+    """The rule's points for each row of the scratch table (0 below the minimum spend)."""
+    chan_num, chan_den = channel.parts(b.c.channel)
+    tier_num, tier_den = p.tiers.parts(b.c.tier)
+    num: ColumnElement[Any] = literal(base.numerator, BigInteger) * chan_num * tier_num
+    den: ColumnElement[Any] = literal(base.denominator * SCALE, BigInteger) * chan_den * tier_den
+    for window in p.campaigns:
+        active = and_(b.c.occurred_at >= window.lo, b.c.occurred_at < window.hi)
+        if window.channels:
+            active = and_(active, b.c.channel.in_(window.channels))
+        if window.factor.numerator != 1:
+            num = num * case((active, window.factor.numerator), else_=1)
+        if window.factor.denominator != 1:
+            den = den * case((active, window.factor.denominator), else_=1)
+    value = b.c.units * num
+    if rule.rounding == "up":
+        points = (value + den - 1) // den
+    elif rule.rounding == "nearest":  # half up
+        points = (2 * value + den) // (2 * den)
+    else:
+        points = value // den
+    minimum = Fraction(rule.min_spend) * SCALE
+    floor_units = max(-(-minimum.numerator // minimum.denominator), 1)  # ceil, and amount > 0
+    return case((b.c.units >= floor_units, points), else_=0)
+
+
+def _nth_points(rule: NthOrderRule, b: Any) -> ColumnElement[Any]:
+    hit = (b.c.seq % rule.n == 0) if rule.repeat else (b.c.seq == rule.n)
+    return case((hit, rule.points), else_=0)
+
+
+def rule_points(p: Plan, b: Any) -> list[tuple[str, ColumnElement[Any]]]:
+    """``[(rule name, points expression), ...]`` in the order Python lists them."""
+    found = [(rule.name, _spend_points(p, rule, base, ch, b)) for rule, base, ch in p.spend]
+    return found + [(rule.name, _nth_points(rule, b)) for rule in p.nth]
+
+
+# -- the batch ----------------------------------------------------------------------
+
+
+def batch_filter(column: Any, ids: Sequence[int]) -> ColumnElement[bool]:
+    """``column`` is one of ``ids``: a range when the ids are consecutive (an import batch)."""
+    low, high = min(ids), max(ids)
+    if high - low + 1 == len(set(ids)):
+        return column.between(low, high)
+    return column.in_(sorted(set(ids)))
+
+
+def fill(
+    connection: Any,
+    program_id: int,
+    prog: Program,
+    in_batch: ColumnElement[bool],
+) -> int:
+    """Put the batch's paid orders of (non-skipped) members into the scratch table."""
+    b, o, m = t.batch_orders, core.orders, t.members
+    dialect = connection.dialect.name
+    connection.execute(CreateTable(b, if_not_exists=True))
+    connection.execute(delete(b))
+    seq = m.c.orders_count + func.row_number().over(
+        partition_by=m.c.id, order_by=(o.c.occurred_at, o.c.id)
+    )
+    expires: Any = (
+        add_months(o.c.occurred_at, prog.expiry_months, dialect)
+        if prog.expiry_months
+        else literal(None, UTCDateTime)
+    )
+    where = [in_batch, o.c.status == "paid"]
+    source = (
+        select(
+            o.c.id,
+            m.c.id,
+            o.c.customer_id,
+            o.c.occurred_at,
+            expires,
+            seq,
+            _units(o.c.amount, dialect),
+            o.c.channel,
+            m.c.tier,
+        )
+        .select_from(o)
+        # "+ 0": without statistics SQLite would walk every member and probe the orders by
+        # customer; the batch is a slice of the orders: read it, look each member up
+        .join(m, and_(m.c.customer_id == o.c.customer_id + 0, m.c.program_id == program_id))
+        .where(*where)
+    )
+    columns = [
+        "order_id", "member_id", "customer_id", "occurred_at", "expires_at", "seq", "units",
+        "channel", "tier",
+    ]  # fmt: skip
+    return connection.execute(insert(b).from_select(columns, source)).rowcount
+
+
+def take_sequential(connection: Any, prog: Program) -> set[int]:
+    """Remove the members who must earn order by order from the scratch table; their
+    customer ids: points still to claw back, or a referral bonus due on a first order."""
+    b, m = t.batch_orders, t.members
+    sequential = [m.c.clawback_due > 0]
+    if prog.fixed("referral"):
+        sequential.append(and_(m.c.orders_count == 0, m.c.referred_by.is_not(None)))
+    found = set(
+        connection.scalars(
+            select(m.c.customer_id)
+            .where(m.c.id.in_(select(b.c.member_id)), or_(*sequential))
+            .distinct()
+        )
+    )
+    if found:
+        connection.execute(delete(b).where(b.c.customer_id.in_(sorted(found))))
+    return found
+
+
+def write_ledger(connection: Any, program_id: int, p: Plan, now: dt.datetime) -> None:
+    """One INSERT ... SELECT per rule (rows with points only), then the members' totals."""
+    b = t.batch_orders
+    rules = rule_points(p, b)
+    for name, points in rules:
+        idem = literal("order:", String) + cast(b.c.order_id, String) + literal(f":{name}", String)
+        source = select(
+            literal(program_id, Integer),
+            b.c.member_id,
+            literal("earn", String),
+            points,
+            b.c.occurred_at,
+            literal(now, UTCDateTime),
+            b.c.expires_at,
+            b.c.order_id,
+            literal(name, String),
+            idem,
+        ).where(points > 0)
+        columns = [
+            "program_id", "member_id", "kind", "points", "occurred_at", "recorded_at",
+            "expires_at", "order_id", "rule", "idem_key",
+        ]  # fmt: skip
+        connection.execute(insert(t.ledger).from_select(columns, source))
+    total: ColumnElement[Any] = literal(0, BigInteger)
+    for _, points in rules:
+        total = total + points
+    sums = (
+        select(
+            b.c.member_id,
+            func.count().label("orders"),
+            func.sum(total).label("points"),
+        )
+        .group_by(b.c.member_id)
+        .subquery()
+    )
+    m = t.members
+    connection.execute(
+        update(m)
+        .where(m.c.id == sums.c.member_id)
+        .values(balance=m.c.balance + sums.c.points, orders_count=m.c.orders_count + sums.c.orders)
+    )
+
+
+def upgrade_candidates(connection: Any, prog: Program) -> list[Any]:
+    """Members of the batch whose measure over the window ending at their last order in it
+    may meet a higher tier: rows (member_id, customer_id, tier, end, measure)."""
+    b = t.batch_orders
+    top = prog.tiers[-1].name
+    ends = (
+        select(
+            b.c.member_id,
+            b.c.customer_id,
+            b.c.tier,
+            func.max(b.c.occurred_at).label("hi"),
+        )
+        .where(or_(b.c.tier.is_(None), b.c.tier != top))
+        .group_by(b.c.member_id, b.c.customer_id, b.c.tier)
+        .subquery()
+    )
+    lo = add_months(ends.c.hi, -prog.window_months, connection.dialect.name)
+    if prog.measure == "points":
+        table, key = t.ledger, t.ledger.c.member_id == ends.c.member_id
+        value: Any = func.sum(t.ledger.c.points)
+        where = t.ledger.c.kind.in_(("earn", "reverse"))
+    else:
+        table, key = core.orders, core.orders.c.customer_id == ends.c.customer_id
+        amount = func.sum(core.orders.c.amount, type_=NullType())
+        value = amount if prog.measure == "spend" else func.count()
+        where = core.orders.c.status == "paid"
+    query = (
+        select(ends.c.member_id, ends.c.customer_id, ends.c.tier, ends.c.hi, value)
+        .select_from(ends)
+        .join(table, and_(key, table.c.occurred_at > lo, table.c.occurred_at <= ends.c.hi))
+        .where(where)
+        .group_by(ends.c.member_id, ends.c.customer_id, ends.c.tier, ends.c.hi)
+    )
+    names = [tier.name for tier in prog.tiers]
+    unknown = connection.scalar(
+        select(exists().where(or_(b.c.tier.is_(None), b.c.tier.not_in(names))))
+    )
+    if unknown:  # a member outside the ladder moves to its base whatever the measure
+        return _with_zero_measures(connection, ends, list(connection.execute(query)))
+    # only members at or above the second tier's threshold can move up (less a cent:
+    # SQLite sums money as floating point; Python decides exactly below)
+    lowest = min(tier.threshold for tier in prog.tiers[1:]) if len(prog.tiers) > 1 else None
+    if lowest is None:
+        return []
+    return list(connection.execute(query.having(value >= float(lowest) - 0.01)))
+
+
+def _with_zero_measures(connection: Any, ends: Any, found: list[Any]) -> list[Any]:
+    seen = {row[0] for row in found}
+    rest = connection.execute(select(ends.c.member_id, ends.c.customer_id, ends.c.tier, ends.c.hi))
+    return found + [(*row, 0) for row in rest if row[0] not in seen]
+
+
+def clear(connection: Any) -> None:
+    connection.execute(delete(t.batch_orders))
+
+
+def new_entries(
+    connection: Any, program_id: int, after_id: int, in_batch: ColumnElement[bool]
+) -> list[Any]:
+    """The earn rows just written (for the points-earned event), with their customer."""
+    ledger = t.ledger
+    return list(
+        connection.execute(
+            select(ledger, t.members.c.customer_id)
+            .join(t.members, t.members.c.id == ledger.c.member_id)
+            .where(
+                ledger.c.id > after_id,
+                ledger.c.program_id == program_id,
+                ledger.c.kind == "earn",
+                in_batch,
+            )
+            .order_by(ledger.c.id)
+        )
+    )

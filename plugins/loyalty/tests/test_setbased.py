@@ -1,0 +1,251 @@
+"""Set-based earning (the import's fast path) writes exactly what order-by-order earning writes.
+
+Each test imports the same random order history twice in one database: for the
+"A" customers with set-based earning on, for their mirror "B" customers with it
+off, then compares every member, ledger row and tier change.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from typing import Any
+
+import pytest
+from crmkit_loyalty import loyalty
+from crmkit_loyalty import tables as t
+from crmkit_loyalty.testing import assert_consistent, at
+from sqlalchemy import event, select, update
+
+CUSTOMERS = 14
+
+SPEND_CLUB: dict[str, Any] = {
+    "name": "spend-club",
+    "title": "Spend club",
+    "point_value": "0.01",
+    "expiry_months": 1,  # month ends clamp: 31 January + 1 month is 28 February
+    "reversal_policy": "clawback",
+    "qualification": {"measure": "spend", "window_months": 2},
+    "tiers": [
+        {"name": "member", "threshold": 0},
+        {"name": "silver", "threshold": 400, "earn_multiplier": "1.25"},
+        {"name": "gold", "threshold": 1200, "earn_multiplier": "1.5"},
+    ],
+    "earn": [
+        {"type": "spend", "rate": 1, "per": "1.00", "min_spend": "5.00",
+         "category_multipliers": {"fresh": 2}, "channel_multipliers": {"web": "1.1"}},
+        {"type": "campaign", "name": "paris-december", "starts": "2025-12-01",
+         "ends": "2025-12-24", "multiplier": 2, "channels": ["web", "store"],
+         "timezone": "Europe/Paris"},
+        {"type": "nth_order", "name": "third", "n": 3, "points": 40, "repeat": True},
+        {"type": "signup", "points": 10},
+        {"type": "referral", "points": 200, "referee_points": 50},
+    ],
+}  # fmt: skip
+
+POINTS_CLUB: dict[str, Any] = {
+    "name": "points-club",
+    "title": "Points club",
+    "point_value": "0.01",
+    "auto_enrol": True,
+    "qualification": {"measure": "points", "window_months": 12},
+    "tiers": [
+        {"name": "blue", "threshold": 0},
+        {"name": "red", "threshold": 300, "earn_multiplier": "2"},
+    ],
+    "earn": [
+        {"type": "spend", "rate": "2.5", "per": 10, "rounding": "nearest"},
+        {"type": "spend", "name": "round-up", "rate": "0.1", "rounding": "up",
+         "channel_multipliers": {"phone": "0.5"}},
+        {"type": "campaign", "name": "summer", "starts": "2025-07-01", "ends": "2025-08-31",
+         "multiplier": "1.5"},
+        {"type": "campaign", "name": "books-only", "starts": "2025-01-01", "ends": "2026-12-31",
+         "multiplier": 3, "categories": ["books"]},
+        {"type": "nth_order", "name": "second", "n": 2, "points": 25},
+    ],
+}  # fmt: skip
+
+#: rate / per = 1/3 is not a finite decimal: the whole program earns order by order
+THIRDS: dict[str, Any] = {
+    "name": "thirds",
+    "title": "Thirds",
+    "point_value": "0.01",
+    "expiry_months": 12,
+    "qualification": {"measure": "orders", "window_months": 6},
+    "tiers": [{"name": "one", "threshold": 0}, {"name": "two", "threshold": 5}],
+    "earn": [{"type": "spend", "rate": 1, "per": 3, "rounding": "up"}],
+}
+
+
+def _history(rng: random.Random, count: int) -> list[dict[str, Any]]:
+    """Orders in random time order, many at month ends and around the campaigns' edges."""
+    rows = []
+    for n in range(count):
+        day = rng.choice([1, 2, 15, 28, 29, 30, 31])
+        month = rng.randint(1, 12)
+        year = rng.choice([2025, 2025, 2026])
+        while True:
+            try:
+                when = at(year, month, day, rng.choice([0, 12, 22, 23]), rng.randint(0, 59))
+                break
+            except ValueError:
+                day -= 1
+        if rng.random() < 0.15:  # the night the Paris campaign starts or ends (UTC+1)
+            when = at(2025, rng.choice([11, 12]), rng.choice([24, 30]), 23, rng.randint(0, 59))
+        cents = rng.choice([0, 499, 500, 501, rng.randint(100, 90000)])
+        amount = f"{cents // 100}.{cents % 100:02d}"
+        if rng.random() < 0.1:
+            amount += f"{rng.randint(0, 99):02d}"  # four decimals
+        rows.append(
+            {
+                "customer": rng.randrange(CUSTOMERS),
+                "occurred_at": when,
+                "amount": amount,
+                "channel": rng.choice(["web", "store", "phone", None]),
+                "status": rng.choice(["paid"] * 8 + ["refunded"]),
+                "n": n,
+            }
+        )
+    return rows
+
+
+def _import_twice(make_crm: Any, definition: dict[str, Any], seed: int) -> tuple[Any, Any, dict]:
+    crm = make_crm(plugins=["loyalty"])
+    service = loyalty(crm)
+    service.load_program(definition)
+    crm.customers.add_many(
+        {"external_id": f"{side}{i}", "name": f"{side}{i}"}
+        for side in "AB"
+        for i in range(CUSTOMERS)
+    )
+    ids = {c.external_id: c.id for c in crm.customers.iterate()}
+    for side in "AB":
+        for i in range(CUSTOMERS - 3):  # the last three join through auto_enrol (or never)
+            referred = ids[f"{side}0"] if i in (4, 5) else None
+            service.enrol(ids[f"{side}{i}"], referred_by=referred, at=at(2024, 12, 1))
+    # claw-backs still due: these members earn order by order on the set-based path
+    with crm.transaction() as ctx:
+        for side in "AB":
+            ctx.connection.execute(
+                update(t.members)
+                .where(t.members.c.customer_id == ids[f"{side}1"])
+                .values(clawback_due=120)
+            )
+    history = _history(random.Random(seed), 260)
+    statements: list[str] = []
+    event.listen(crm.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    for side, fast in (("A", True), ("B", False)):
+        service.set_based = fast
+        crm.orders.add_many(
+            (
+                {
+                    "external_id": f"{side}-{o['n']}",
+                    "customer_id": ids[f"{side}{o['customer']}"],
+                    "occurred_at": o["occurred_at"],
+                    "amount": o["amount"],
+                    "channel": o["channel"],
+                    "status": o["status"],
+                }
+                for o in history
+            ),
+            batch_size=37,
+        )
+        if fast:
+            set_based = sum(
+                "INSERT INTO loyalty_ledger" in s and "loyalty_tmp" in s for s in statements
+            )
+    service.set_based = True
+    return crm, service, {"ids": ids, "set_based": set_based}
+
+
+def _ledger(crm: Any, customer_id: int) -> list[tuple[Any, ...]]:
+    """A member's ledger with order ids replaced by the order's number in the history."""
+    from crmkit.core import tables as core
+
+    with crm.reading() as connection:
+        rows = connection.execute(
+            select(t.ledger, core.orders.c.external_id)
+            .join(t.members, t.members.c.id == t.ledger.c.member_id)
+            .outerjoin(core.orders, core.orders.c.id == t.ledger.c.order_id)
+            .where(t.members.c.customer_id == customer_id)
+        ).all()
+    out = []
+    for r in rows:
+        number = r.external_id.split("-")[1] if r.external_id else None
+        key = r.idem_key
+        if key and r.order_id is not None:
+            key = key.replace(f":{r.order_id}:", ":#:")
+        if key and not key.startswith("order:"):
+            key = key.split(":")[0]  # signup:<member id> ...
+        out.append((number, r.kind, int(r.points), r.occurred_at, r.expires_at, r.rule, key))
+    return sorted(out, key=repr)
+
+
+@pytest.mark.parametrize(
+    ("definition", "seed", "fast"),
+    [(SPEND_CLUB, 1, True), (SPEND_CLUB, 2, True), (POINTS_CLUB, 3, True), (THIRDS, 4, False)],
+)
+def test_set_based_earning_equals_order_by_order(
+    make_crm: Any, definition: dict[str, Any], seed: int, fast: bool
+) -> None:
+    crm, service, info = _import_twice(make_crm, definition, seed)
+    ids = info["ids"]
+    assert (info["set_based"] > 0) == fast
+    earned = 0
+    for i in range(CUSTOMERS):
+        a, b = ids[f"A{i}"], ids[f"B{i}"]
+        enrolled = [m.program for m in service.memberships(a)]
+        assert enrolled == [m.program for m in service.memberships(b)], i
+        if not enrolled:
+            continue
+        ma, mb = service.member(a), service.member(b)
+        assert (ma.balance, ma.orders_count, ma.tier, ma.clawback_due) == (
+            mb.balance,
+            mb.orders_count,
+            mb.tier,
+            mb.clawback_due,
+        ), i
+        assert _ledger(crm, a) == _ledger(crm, b), i
+        assert service.tier_history(a) == service.tier_history(b), i
+        earned += ma.balance
+    assert earned > 1000  # the history earned something worth comparing
+    assert_consistent(service)
+
+
+def test_set_based_import_is_idempotent_and_fires_one_event_per_batch(make_crm: Any) -> None:
+    import crmkit
+
+    class Listener:
+        calls: list[list[Any]] = []
+
+        @crmkit.hookimpl(optionalhook=True)
+        def crmkit_loyalty_points_earned(self, ctx: Any, entries: Any) -> None:
+            self.calls.append(list(entries))
+
+    listener = Listener()
+    crm = make_crm(plugins=["loyalty", listener])
+    service = loyalty(crm)
+    service.load_program({**SPEND_CLUB, "earn": SPEND_CLUB["earn"][:3]})
+    customers = [crm.customers.add(name=f"C{i}").id for i in range(5)]
+    service.enrol_many(customers, at=at(2024, 12, 1))
+    orders = [
+        {
+            "external_id": f"O{n}",
+            "customer_id": customers[n % 5],
+            "occurred_at": at(2025, 3, 1) + dt.timedelta(hours=n),
+            "amount": "20.00",
+        }
+        for n in range(30)
+    ]
+    crm.orders.add_many(orders, batch_size=10)
+    assert len(listener.calls) == 3 and all(listener.calls)  # one event per batch
+    entries = [e for call in listener.calls for e in call]
+    assert {e.rule for e in entries} == {"spend", "third"}
+    assert sum(e.points for e in entries) == sum(service.member(c).balance for c in customers)
+    assert all(e.customer_id in customers and e.id is not None for e in entries)
+    before = {c: service.member(c).balance for c in customers}
+    result = crm.orders.add_many(orders, batch_size=10)  # the same orders again
+    assert result.stored == 0
+    assert {c: service.member(c).balance for c in customers} == before
+    assert len(listener.calls) == 3
+    assert_consistent(service)
