@@ -107,7 +107,7 @@ ledger = Table(
     Column("reason", Text),  # ... with their reason
     Column("idem_key", String(200)),
     UniqueConstraint("program_id", "idem_key", name="uq_loyalty_ledger_program_id"),
-    Index("ix_loyalty_ledger_member_time", "member_id", "occurred_at"),
+    Index("ix_loyalty_ledger_member_id", "member_id"),
     Index("ix_loyalty_ledger_order_id", "order_id"),
 )
 
@@ -143,7 +143,7 @@ windows = Table(
 batch_orders = Table(
     "loyalty_tmp_batch_orders",
     MetaData(),
-    Column("order_id", Integer, primary_key=True, autoincrement=False),
+    Column("order_id", Integer, nullable=False),  # no key: rows arrive in member order
     Column("member_id", Integer, nullable=False),
     Column("customer_id", Integer, nullable=False),
     Column("occurred_at", UTCDateTime, nullable=False),
