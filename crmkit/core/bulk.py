@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterable, Sequence
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Column, Connection, Table, any_, bindparam, func, insert, select
@@ -36,10 +37,16 @@ def insert_many(connection: Connection, table: Table, rows: Sequence[dict[str, A
 
 
 def insert_rows(
-    connection: Connection, table: Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
+    connection: Connection,
+    table: Table,
+    columns: Sequence[str],
+    rows: Sequence[tuple[Any, ...]],
+    *,
+    driver_form: bool = False,
 ) -> list[int]:
     """INSERT ``rows`` (tuples in ``columns`` order) into ``table``; return the new ids in order.
 
+    ``driver_form``: the rows were already converted by :class:`RowFormat`.
     PostgreSQL: one ``INSERT ... RETURNING`` per page of rows (SQLAlchemy's
     insertmanyvalues, ordered by parameter). SQLite: one driver-level
     ``executemany`` — RETURNING with a guaranteed order would cost one
@@ -50,38 +57,67 @@ def insert_rows(
     """
     if not rows:
         return []
+    if not driver_form:
+        rows = RowFormat(connection.dialect, table, columns).to_driver(rows)
     if connection.dialect.name != "sqlite":
         statement = insert(table).returning(table.c.id, sort_by_parameter_order=True)
         return list(
             connection.scalars(statement, [dict(zip(columns, row, strict=True)) for row in rows])
         )
     before = _last_id(connection, table)
-    # the compiled INSERT lists the columns in table order
-    order = [c.name for c in table.columns if c.name in set(columns)]
-    sql = str(insert(table).compile(dialect=connection.dialect, column_keys=order))
-    position = {name: i for i, name in enumerate(columns)}
-    processors = [sqlite_processor(table.c[name], connection) for name in order]
-    if list(columns) == order and all(p is None for p in processors):
-        values = rows if isinstance(rows, list) else list(rows)
-    else:
-        # column by column: the transposition and map() run in C, a per-row genexpr does not
-        by_column = list(zip(*rows, strict=True))
-        values = list(
-            zip(
-                *(
-                    by_column[position[name]]
-                    if process is None
-                    else map(process, by_column[position[name]])
-                    for name, process in zip(order, processors, strict=True)
-                ),
-                strict=True,
-            )
-        )
-    connection.exec_driver_sql(sql, values)
+    quote = connection.dialect.identifier_preparer.quote
+    names = ", ".join(quote(name) for name in columns)
+    marks = ", ".join("?" * len(columns))
+    sql = f"INSERT INTO {quote(table.name)} ({names}) VALUES ({marks})"  # noqa: S608
+    connection.exec_driver_sql(sql, rows if isinstance(rows, list) else list(rows))
     return _derived_ids(connection, table, before, len(rows))
 
 
-def sqlite_processor(column: Column[Any], connection: Connection) -> Callable[[Any], Any] | None:
+class RowFormat:
+    """How rows of some of a table's columns travel to and from the database driver.
+
+    ``to_driver`` turns rows of Python values (tuples in ``columns`` order:
+    aware datetimes, Decimals ...) into the driver's parameters, in the same
+    order; ``to_python`` is its inverse. On PostgreSQL psycopg adapts the
+    values itself and both are the identity. On SQLite crmkit's types become
+    text (see :func:`sqlite_processor`), so rows in driver form are plain
+    strings and numbers: cheap to pickle, and ready for ``executemany``.
+    """
+
+    def __init__(self, dialect: Any, table: Table, columns: Sequence[str]) -> None:
+        self.columns = tuple(columns)
+        self.is_identity = dialect.name != "sqlite"
+        self._to: list[Callable[[Any], Any] | None] = []
+        self._back: list[Callable[[Any], Any] | None] = []
+        if self.is_identity:
+            return
+        for name in self.columns:
+            column = table.c[name]
+            self._to.append(sqlite_processor(column, dialect))
+            self._back.append(_sqlite_reader(column, dialect))
+        self.is_identity = all(p is None for p in self._to)
+
+    def to_driver(self, rows: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        return self._convert(rows, self._to)
+
+    def to_python(self, rows: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        return self._convert(rows, self._back)
+
+    def _convert(
+        self, rows: Sequence[tuple[Any, ...]], functions: list[Callable[[Any], Any] | None]
+    ) -> list[tuple[Any, ...]]:
+        if self.is_identity or not rows:
+            return rows if isinstance(rows, list) else list(rows)
+        # column by column: the transposition and map() run in C, a per-row genexpr does not
+        by_column = zip(*rows, strict=True)
+        converted = (
+            values if function is None else map(function, values)
+            for values, function in zip(by_column, functions, strict=True)
+        )
+        return list(zip(*converted, strict=True))
+
+
+def sqlite_processor(column: Column[Any], dialect: Any) -> Callable[[Any], Any] | None:
     """What SQLAlchemy's bind processing does to a value of ``column`` on SQLite, done fast.
 
     crmkit's own types get a direct implementation (a datetime becomes the
@@ -94,8 +130,27 @@ def sqlite_processor(column: Column[Any], connection: Connection) -> Callable[[A
         return sqlite_utc_text
     if isinstance(kind, Money):
         return _money_text
-    dialect = connection.dialect
     return kind.dialect_impl(dialect).bind_processor(dialect)
+
+
+def _sqlite_reader(column: Column[Any], dialect: Any) -> Callable[[Any], Any] | None:
+    """The inverse of :func:`sqlite_processor` for the values it produced."""
+    kind = column.type
+    if isinstance(kind, UTCDateTime):
+        return _utc_from_text
+    if isinstance(kind, Money):
+        return _decimal_or_none
+    if kind.dialect_impl(dialect).bind_processor(dialect) is None:
+        return None
+    return kind.dialect_impl(dialect).result_processor(dialect, None)
+
+
+def _utc_from_text(value: str | None) -> dt.datetime | None:
+    return None if value is None else dt.datetime.fromisoformat(value).replace(tzinfo=dt.UTC)
+
+
+def _decimal_or_none(value: str | None) -> Decimal | None:
+    return None if value is None else Decimal(value)
 
 
 def sqlite_utc_text(value: dt.datetime | None) -> str | None:

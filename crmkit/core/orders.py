@@ -10,7 +10,7 @@ import attrs
 from sqlalchemy import insert, select, update
 
 from crmkit.core import tables as t
-from crmkit.core.bulk import existing_values, insert_rows
+from crmkit.core.bulk import RowFormat, existing_values, insert_rows
 from crmkit.core.customers import BulkResult, _chunks
 from crmkit.core.entities import ORDER_STATUSES, Order, OrderLine
 from crmkit.errors import Conflict, NotFound, ValidationError
@@ -85,29 +85,38 @@ class OrderService:
             result.stored += len(stored)
         return result
 
-    def add_rows(self, rows: Sequence[tuple[Any, ...]]) -> BulkResult:
+    def add_rows(self, rows: Sequence[tuple[Any, ...]], *, driver_form: bool = False) -> BulkResult:
         """Store already validated order rows in one transaction: the importer's fast path.
 
         Each row is a tuple in :data:`ORDER_COLUMNS` order holding what an
         :class:`Order` holds (a stored customer id, an aware datetime,
-        Decimal amounts, a valid status); the values are not validated again
-        and orders have no lines. Rows whose ``external_id`` is already
-        stored are skipped, as in :meth:`add_many`. Plugins get the usual
-        ``crmkit_after_orders_created`` event; its Order entities are built
-        only when some plugin listens to it or to ``crmkit_after_commit``.
+        Decimal amounts, a valid status) or, with ``driver_form``, those
+        values converted by :meth:`row_format` ahead of time. The values are
+        not validated again and the orders have no lines. Rows whose
+        ``external_id`` is already stored are skipped, as in
+        :meth:`add_many`. Plugins get the usual ``crmkit_after_orders_created``
+        event; its Order entities are built only when some plugin listens to
+        it or to ``crmkit_after_commit``.
         """
         result = BulkResult()
         with self.crm.transaction() as ctx:
             connection = ctx.connection
             existing = existing_values(connection, t.orders.c.external_id, (r[0] for r in rows))
-            fresh = [r for r in rows if r[0] not in existing] if existing else list(rows)
+            fresh = [r for r in rows if r[0] not in existing] if existing else rows
             result.skipped.extend(sorted(existing))
-            new_ids = insert_rows(connection, t.orders, ORDER_COLUMNS, fresh)
+            if not driver_form:
+                fresh = self.row_format().to_driver(fresh)
+            new_ids = insert_rows(connection, t.orders, ORDER_COLUMNS, fresh, driver_form=True)
             result.stored = len(new_ids)
-            if fresh and self._observed():
-                stored = [_trusted_order(r, i) for r, i in zip(fresh, new_ids, strict=True)]
+            if new_ids and self._observed():
+                values = self.row_format().to_python(fresh)
+                stored = [_trusted_order(r, i) for r, i in zip(values, new_ids, strict=True)]
                 self._announce(ctx, stored)
         return result
+
+    def row_format(self) -> RowFormat:
+        """How :meth:`add_rows` rows travel to the database driver (see RowFormat)."""
+        return RowFormat(self.crm.engine.dialect, t.orders, ORDER_COLUMNS)
 
     def _observed(self) -> bool:
         return self.crm.has_hook("crmkit_after_orders_created") or self.crm.has_hook(
