@@ -207,6 +207,12 @@ def order_add(
 @order.command("list")
 @click.option("--customer", "ref", default=None, help="Customer id or external id.")
 @click.option("--status", default=None, help=f"One of: {', '.join(ORDER_STATUSES)}.")
+@click.option(
+    "--text", default=None, help="Text in the order number or the customer's name or external id."
+)
+@click.option("--owner", default=None, help="Orders of customers with this owner (username).")
+@click.option("--region", default=None, help="Orders of customers in this region.")
+@click.option("--channel", default=None, help="Sales channel the order came through.")
 @p.time_range
 @p.paging
 @format_option()
@@ -215,6 +221,10 @@ def order_list(
     crm: Any,
     ref: str | None,
     status: str | None,
+    text: str | None,
+    owner: str | None,
+    region: str | None,
+    channel: str | None,
     since: str | None,
     until: str | None,
     limit: int,
@@ -231,6 +241,10 @@ def order_list(
         status=status,
         since=p.moment(since, "--since", crm.config.timezone),
         until=p.moment(until, "--until", crm.config.timezone),
+        text=text,
+        owner=owner,
+        region=region,
+        channel=channel,
         limit=size,
         offset=start,
     )

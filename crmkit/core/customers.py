@@ -417,14 +417,13 @@ class CustomerService:
         value; a declared attribute's value is converted (and validated) first.
         """
         query = select(t.customers)
-        if text:
-            like = f"%{text.lower()}%"
+        if text:  # a case-insensitive substring; % and _ are plain characters
             query = query.where(
                 or_(
-                    func.lower(t.customers.c.name).like(like),
-                    func.lower(t.customers.c.email).like(like),
-                    func.lower(t.customers.c.external_id).like(like),
-                    t.customers.c.phone.like(f"%{text}%"),
+                    t.customers.c.name.icontains(text, autoescape=True),
+                    t.customers.c.email.icontains(text, autoescape=True),
+                    t.customers.c.external_id.icontains(text, autoescape=True),
+                    t.customers.c.phone.contains(text, autoescape=True),
                 )
             )
         for column, value in (

@@ -118,10 +118,10 @@ class InteractionService:
             query = query.where(t.interactions.c.channel == channel)
         if staff:
             query = query.where(t.interactions.c.staff == staff)
-        if text:
-            like = f"%{text}%"
+        if text:  # a case-insensitive substring; % and _ are plain characters
             query = query.where(
-                t.interactions.c.subject.like(like) | t.interactions.c.body.like(like)
+                t.interactions.c.subject.icontains(text, autoescape=True)
+                | t.interactions.c.body.icontains(text, autoescape=True)
             )
         query = query.order_by(
             t.interactions.c.occurred_at.desc(), t.interactions.c.id.desc()

@@ -226,19 +226,43 @@ class OrderService:
         status: str | None = None,
         since: dt.datetime | None = None,
         until: dt.datetime | None = None,
+        text: str | None = None,
+        owner: str | None = None,
+        region: str | None = None,
+        channel: str | None = None,
         limit: int | None = 50,
         offset: int = 0,
     ) -> list[Order]:
-        """Orders, newest first."""
+        """Orders, newest first; ``since`` is inclusive, ``until`` exclusive.
+
+        ``text`` matches (case-insensitively, as a substring) the order's
+        external id or the customer's name or external id; ``owner`` and
+        ``region`` select the orders of customers with that owner or region.
+        """
         query = select(t.orders)
         if customer_id is not None:
             query = query.where(t.orders.c.customer_id == customer_id)
         if status:
             query = query.where(t.orders.c.status == status)
+        if channel:
+            query = query.where(t.orders.c.channel == channel)
         if since is not None:
             query = query.where(t.orders.c.occurred_at >= since)
         if until is not None:
             query = query.where(t.orders.c.occurred_at < until)
+        if text or owner or region:
+            customer = t.customers.c
+            query = query.join(t.customers, customer.id == t.orders.c.customer_id)
+            if owner:
+                query = query.where(customer.owner == owner)
+            if region:
+                query = query.where(customer.region == region)
+            if text:
+                query = query.where(
+                    t.orders.c.external_id.icontains(text, autoescape=True)
+                    | customer.name.icontains(text, autoescape=True)
+                    | customer.external_id.icontains(text, autoescape=True)
+                )
         query = query.order_by(t.orders.c.occurred_at.desc(), t.orders.c.id.desc()).offset(offset)
         if limit is not None:
             query = query.limit(limit)
