@@ -750,7 +750,7 @@ class LoyaltyService:
         if connection.dialect.name != "sqlite":  # SQLite: the write transaction locks already
             members = and_(m.program_id == program_id, m.customer_id.in_(customers))
             connection.execute(select(m.id).where(members).with_for_update()).all()
-        if not setbased.fill(connection, program_id, prog, in_batch):
+        if not setbased.fill(connection, program_id, prog, plan, in_batch):
             return [], []
         # members with points to claw back, or a referral bonus on this first order, earn
         # order by order (before the set-based rows, so those are the rows after `before`)

@@ -269,39 +269,47 @@ def fill(
     connection: Any,
     program_id: int,
     prog: Program,
+    p: Plan,
     in_batch: ColumnElement[bool],
 ) -> int:
-    """Put the batch's paid orders of (non-skipped) members into the scratch table."""
+    """Put the batch's paid orders of members into the scratch table."""
     b, o, m = t.batch_orders, core.orders, t.members
     dialect = connection.dialect.name
     connection.execute(CreateTable(b, if_not_exists=True))
     connection.execute(delete(b))
-    seq = m.c.orders_count + func.row_number().over(
-        partition_by=m.c.id, order_by=(o.c.occurred_at, o.c.id)
+    # each order's number among the customer's paid orders of the batch, in time order
+    # (only the nth-order rules need it; sorting these narrow rows is the cheap place)
+    rank: Any = (
+        func.row_number().over(partition_by=o.c.customer_id, order_by=(o.c.occurred_at, o.c.id))
+        if p.nth
+        else literal(0, Integer)
+    )
+    paid = (
+        select(o.c.id, o.c.customer_id, o.c.occurred_at, o.c.amount, o.c.channel, rank.label("n"))
+        .where(in_batch, o.c.status == "paid")
+        .subquery()
     )
     expires: Any = (
-        add_months(o.c.occurred_at, prog.expiry_months, dialect)
+        add_months(paid.c.occurred_at, prog.expiry_months, dialect)
         if prog.expiry_months
         else literal(None, UTCDateTime)
     )
-    where = [in_batch, o.c.status == "paid"]
     source = (
         select(
-            o.c.id,
+            paid.c.id,
             m.c.id,
-            o.c.customer_id,
-            o.c.occurred_at,
+            paid.c.customer_id,
+            paid.c.occurred_at,
             expires,
-            seq,
-            _units(o.c.amount, dialect),
-            o.c.channel,
+            m.c.orders_count + paid.c.n,
+            _units(paid.c.amount, dialect),
+            paid.c.channel,
             m.c.tier,
         )
-        .select_from(o)
-        # "+ 0": without statistics SQLite would walk every member and probe the orders by
-        # customer; the batch is a slice of the orders: read it, look each member up
-        .join(m, and_(m.c.customer_id == o.c.customer_id + 0, m.c.program_id == program_id))
-        .where(*where)
+        .select_from(paid)
+        # "+ 0": without statistics SQLite would walk every member and probe the batch by
+        # customer; read the batch and look each member up instead
+        .join(m, and_(m.c.customer_id == paid.c.customer_id + 0, m.c.program_id == program_id))
     )
     columns = [
         "order_id", "member_id", "customer_id", "occurred_at", "expires_at", "seq", "units",
