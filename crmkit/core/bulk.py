@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Column, Connection, Table, any_, bindparam, func, insert, select
+from sqlalchemy import Column, Connection, Table, any_, bindparam, func, insert, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from crmkit.core.types import Money, UTCDateTime
@@ -59,6 +59,8 @@ def insert_rows(
         return []
     if not driver_form:
         rows = RowFormat(connection.dialect, table, columns).to_driver(rows)
+    if connection.dialect.name == "postgresql":
+        return _copy_rows(connection, table, columns, rows)
     if connection.dialect.name != "sqlite":
         statement = insert(table).returning(table.c.id, sort_by_parameter_order=True)
         return list(
@@ -73,29 +75,67 @@ def insert_rows(
     return _derived_ids(connection, table, before, len(rows))
 
 
+def _copy_rows(
+    connection: Connection, table: Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
+) -> list[int]:
+    """PostgreSQL: take the ids from the table's sequence, then ``COPY`` the rows in.
+
+    COPY streams rows without building statements: several times faster than
+    multi-row ``INSERT ... RETURNING`` for large batches. It runs on the
+    transaction's own connection, so it commits or rolls back with it.
+    """
+    sequence = connection.scalar(
+        text("SELECT pg_get_serial_sequence(:table, 'id')"), {"table": table.name}
+    )
+    if sequence is None:  # no sequence behind the id: let INSERT ... RETURNING do it
+        statement = insert(table).returning(table.c.id, sort_by_parameter_order=True)
+        return list(
+            connection.scalars(statement, [dict(zip(columns, row, strict=True)) for row in rows])
+        )
+    ids = list(
+        connection.scalars(
+            text("SELECT nextval(CAST(:sequence AS regclass)) FROM generate_series(1, :count)"),
+            {"sequence": sequence, "count": len(rows)},
+        )
+    )
+    quote = connection.dialect.identifier_preparer.quote
+    names = ", ".join(quote(name) for name in ("id", *columns))
+    raw = connection.connection.driver_connection
+    statement = f"COPY {quote(table.name)} ({names}) FROM STDIN"
+    with raw.cursor() as cursor, cursor.copy(statement) as copy:  # type: ignore[union-attr]
+        for new_id, row in zip(ids, rows, strict=True):
+            copy.write_row((new_id, *row))
+    return ids
+
+
 class RowFormat:
     """How rows of some of a table's columns travel to and from the database driver.
 
     ``to_driver`` turns rows of Python values (tuples in ``columns`` order:
-    aware datetimes, Decimals ...) into the driver's parameters, in the same
-    order; ``to_python`` is its inverse. On PostgreSQL psycopg adapts the
-    values itself and both are the identity. On SQLite crmkit's types become
-    text (see :func:`sqlite_processor`), so rows in driver form are plain
-    strings and numbers: cheap to pickle, and ready for ``executemany``.
+    aware datetimes, Decimals, dicts for JSON ...) into the driver's
+    parameters, in the same order: what SQLAlchemy's bind processing makes
+    of them. ``to_python`` is its inverse for crmkit's own types and plain
+    columns. On SQLite crmkit's types become text (see
+    :func:`sqlite_processor`), so rows in driver form are plain strings and
+    numbers: cheap to pickle, and ready for ``executemany``.
     """
 
     def __init__(self, dialect: Any, table: Table, columns: Sequence[str]) -> None:
         self.columns = tuple(columns)
-        self.is_identity = dialect.name != "sqlite"
+        on_sqlite = dialect.name == "sqlite"
         self._to: list[Callable[[Any], Any] | None] = []
         self._back: list[Callable[[Any], Any] | None] = []
-        if self.is_identity:
-            return
         for name in self.columns:
             column = table.c[name]
-            self._to.append(sqlite_processor(column, dialect))
-            self._back.append(_sqlite_reader(column, dialect))
-        self.is_identity = all(p is None for p in self._to)
+            if on_sqlite:
+                self._to.append(sqlite_processor(column, dialect))
+                self._back.append(_sqlite_reader(column, dialect))
+                continue
+            process = column.type.dialect_impl(dialect).bind_processor(dialect)
+            self._to.append(process)
+            # crmkit's types stay Python values (aware UTC datetimes, Decimals) on the server
+            plain = process is None or isinstance(column.type, UTCDateTime | Money)
+            self._back.append(None if plain else _not_readable(name))
 
     def to_driver(self, rows: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
         return self._convert(rows, self._to)
@@ -106,7 +146,7 @@ class RowFormat:
     def _convert(
         self, rows: Sequence[tuple[Any, ...]], functions: list[Callable[[Any], Any] | None]
     ) -> list[tuple[Any, ...]]:
-        if self.is_identity or not rows:
+        if all(f is None for f in functions) or not rows:
             return rows if isinstance(rows, list) else list(rows)
         # column by column: the transposition and map() run in C, a per-row genexpr does not
         by_column = zip(*rows, strict=True)
@@ -143,6 +183,13 @@ def _sqlite_reader(column: Column[Any], dialect: Any) -> Callable[[Any], Any] | 
     if kind.dialect_impl(dialect).bind_processor(dialect) is None:
         return None
     return kind.dialect_impl(dialect).result_processor(dialect, None)
+
+
+def _not_readable(name: str) -> Callable[[Any], Any]:
+    def refuse(_value: Any) -> Any:
+        raise TypeError(f"column {name!r} cannot be read back from its driver form here")
+
+    return refuse
 
 
 def _utc_from_text(value: str | None) -> dt.datetime | None:
