@@ -2,6 +2,7 @@
 
     python bench/import_orders.py                 # 200,000 orders
     python bench/import_orders.py --orders 1000000
+    python bench/import_orders.py --postgres postgresql://postgres@127.0.0.1:54329/postgres
 
 Generates a seeded orders CSV (and the customers it references), creates a
 fresh crmkit SQLite database with those customers, then times
@@ -70,6 +71,11 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--keep", help="folder to keep the files in (default: a temp folder)")
+    parser.add_argument(
+        "--postgres",
+        metavar="URL",
+        help="also import into fresh databases on this PostgreSQL server, against psql \\copy",
+    )
     args = parser.parse_args()
 
     folder = Path(args.keep or tempfile.mkdtemp(prefix="crmkit-bench-"))
@@ -152,8 +158,69 @@ def main() -> None:
         f"second import of the same file:         {time.perf_counter() - t0:8.2f} s   "
         f"{again.stdout.strip()}"
     )
+    if args.postgres:
+        postgres(args.postgres, csv_path, args.customers, launcher, env)
     if not args.keep:
         shutil.rmtree(folder)
+
+
+def postgres(server: str, csv_path: Path, customers: int, launcher: list[str], env: dict) -> None:
+    """The same file into PostgreSQL: ``psql \\copy`` + INSERT..SELECT vs ``crmkit import``."""
+    import uuid
+
+    from sqlalchemy import create_engine, text
+
+    import crmkit
+
+    admin = create_engine(
+        server.replace("postgresql://", "postgresql+psycopg://", 1), isolation_level="AUTOCOMMIT"
+    )
+    names = [f"bench_{uuid.uuid4().hex[:8]}" for _ in range(2)]
+    base = server.rsplit("/", 1)[0]
+    with admin.connect() as connection:
+        for name in names:
+            connection.execute(text(f"CREATE DATABASE {name}"))
+    try:
+        for name in names:
+            crm = crmkit.open(f"{base}/{name}", plugins=[], upgrade=True)
+            crm.customers.add_many(
+                {"external_id": f"C{n:06d}", "name": f"Customer {n}"}
+                for n in range(1, customers + 1)
+            )
+            crm.close()
+        psql = shutil.which("psql")
+        if psql:
+            t0 = time.perf_counter()
+            subprocess.run(
+                [
+                    psql, "-q", "-v", "ON_ERROR_STOP=1", f"{base}/{names[0]}",
+                    "-c", "CREATE TEMP TABLE staging (external_id text, customer text, "
+                    "occurred_at text, amount text, cost text, currency text, status text)",
+                    "-c", f"\\copy staging FROM '{csv_path}' WITH (FORMAT csv, HEADER true)",
+                    "-c", "INSERT INTO orders (external_id, customer_id, occurred_at, amount, "
+                    "cost, currency, status) SELECT s.external_id, c.id, "
+                    "s.occurred_at::timestamptz, s.amount::numeric, "
+                    "NULLIF(s.cost, '')::numeric, s.currency, s.status FROM staging s "
+                    "JOIN customers c ON c.external_id = s.customer",
+                ],
+                check=True,
+            )  # fmt: skip
+            psql_time = time.perf_counter() - t0
+            print(f"PostgreSQL: psql \\copy + INSERT..SELECT: {psql_time:8.2f} s")
+        command = [*launcher, "--database", f"{base}/{names[1]}", "import", "orders"]
+        t0 = time.perf_counter()
+        done = subprocess.run([*command, str(csv_path)], env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            print(done.stdout, done.stderr)
+            raise SystemExit("crmkit import into PostgreSQL failed")
+        crm_time = time.perf_counter() - t0
+        print(f"PostgreSQL: crmkit import orders:      {crm_time:8.2f} s   {done.stdout.strip()}")
+        if psql:
+            print(f"ratio crmkit / psql \\copy + INSERT..SELECT: {crm_time / psql_time:5.2f}x")
+    finally:
+        with admin.connect() as connection:
+            for name in names:
+                connection.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
 
 
 if __name__ == "__main__":
