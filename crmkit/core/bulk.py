@@ -27,10 +27,9 @@ def insert_many(connection: Connection, table: Table, rows: Sequence[dict[str, A
     given = set(rows[0])
     columns = [column.name for column in table.columns if column.name in given]
     if len(columns) != len(given) or any(len(row) != len(columns) for row in rows):
-        before = _last_id(connection, table) if connection.dialect.name == "sqlite" else 0
         if connection.dialect.name != "sqlite":
-            statement = insert(table).returning(table.c.id, sort_by_parameter_order=True)
-            return list(connection.scalars(statement, list(rows)).all())
+            return _insert_returning(connection, table, list(rows))
+        before = _last_id(connection, table)
         connection.execute(insert(table), list(rows))
         return _derived_ids(connection, table, before, len(rows))
     return insert_rows(connection, table, columns, [tuple(row[c] for c in columns) for row in rows])
@@ -47,8 +46,8 @@ def insert_rows(
     """INSERT ``rows`` (tuples in ``columns`` order) into ``table``; return the new ids in order.
 
     ``driver_form``: the rows were already converted by :class:`RowFormat`.
-    PostgreSQL: one ``INSERT ... RETURNING`` per page of rows (SQLAlchemy's
-    insertmanyvalues, ordered by parameter). SQLite: one driver-level
+    PostgreSQL: ids taken from the table's sequence, rows streamed in with
+    ``COPY``. SQLite: one driver-level
     ``executemany`` — RETURNING with a guaranteed order would cost one
     statement per row there — and the ids are derived: crmkit's write
     transactions hold SQLite's write lock from BEGIN (``BEGIN IMMEDIATE``),
@@ -59,13 +58,8 @@ def insert_rows(
         return []
     if not driver_form:
         rows = RowFormat(connection.dialect, table, columns).to_driver(rows)
-    if connection.dialect.name == "postgresql":
-        return _copy_rows(connection, table, columns, rows)
     if connection.dialect.name != "sqlite":
-        statement = insert(table).returning(table.c.id, sort_by_parameter_order=True)
-        return list(
-            connection.scalars(statement, [dict(zip(columns, row, strict=True)) for row in rows])
-        )
+        return _copy_rows(connection, table, columns, rows)
     before = _last_id(connection, table)
     quote = connection.dialect.identifier_preparer.quote
     names = ", ".join(quote(name) for name in columns)
@@ -87,10 +81,9 @@ def _copy_rows(
     sequence = connection.scalar(
         text("SELECT pg_get_serial_sequence(:table, 'id')"), {"table": table.name}
     )
-    if sequence is None:  # no sequence behind the id: let INSERT ... RETURNING do it
-        statement = insert(table).returning(table.c.id, sort_by_parameter_order=True)
-        return list(
-            connection.scalars(statement, [dict(zip(columns, row, strict=True)) for row in rows])
+    if sequence is None:
+        raise RuntimeError(
+            f"{table.name}.id has no sequence; bulk inserts need an autoincrementing integer id"
         )
     ids = list(
         connection.scalars(
@@ -106,6 +99,14 @@ def _copy_rows(
         for new_id, row in zip(ids, rows, strict=True):
             copy.write_row((new_id, *row))
     return ids
+
+
+def _insert_returning(
+    connection: Connection, table: Table, rows: list[dict[str, Any]]
+) -> list[int]:
+    """Multi-row ``INSERT ... RETURNING`` (SQLAlchemy's insertmanyvalues), ids in row order."""
+    statement = insert(table).returning(table.c.id, sort_by_parameter_order=True)
+    return list(connection.scalars(statement, rows))
 
 
 class RowFormat:
