@@ -754,7 +754,7 @@ class LoyaltyService:
             return [], []
         # members with points to claw back, or a referral bonus on this first order, earn
         # order by order (before the set-based rows, so those are the rows after `before`)
-        slow = setbased.take_sequential(connection, prog)
+        slow = setbased.take_sequential(connection)
         entries: list[LedgerEntry] = []
         changes: list[TierChange] = []
         if slow:

@@ -26,6 +26,7 @@ computes it when no intermediate result is rounded.
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import zoneinfo
 from collections.abc import Sequence
 from fractions import Fraction
@@ -64,8 +65,7 @@ SCALE = 10_000
 _INT64 = 2**63 - 1
 #: beyond this an amount's double on SQLite may not round-trip to its 4 decimals
 _MAX_UNITS = 10**15
-#: Decimal's default context: products longer than this are rounded by Python
-_PRECISION = 28
+_FOUR_PLACES = decimal.Decimal("0.0001")
 
 
 @attrs.frozen
@@ -177,17 +177,15 @@ def plan(prog: Program) -> Plan | None:
 
 def orders_fit(p: Plan, orders: Sequence[Order]) -> bool:
     """Can SQL earn on these orders exactly like Python (no lines, UTC, 4 decimals, no overflow)?"""
-    largest = 0
-    for order in orders:
-        amount = order.amount
-        if order.lines or order.occurred_at.tzinfo is not dt.UTC:
+    if any(o.lines or o.occurred_at.tzinfo is not dt.UTC for o in orders):
+        return False
+    amounts = [o.amount for o in orders]
+    try:
+        if any(a != a.quantize(_FOUR_PLACES) for a in amounts):
             return False
-        exponent = amount.as_tuple().exponent
-        if not isinstance(exponent, int) or exponent < -4:
-            return False
-        if amount > largest:
-            largest = amount
-    units = int(largest * SCALE)
+    except decimal.InvalidOperation:  # too many digits to have 4 decimals
+        return False
+    units = int(max(amounts, default=0) * SCALE)
     return units < _MAX_UNITS and 2 * units * p.max_numerator < _INT64
 
 
@@ -289,6 +287,11 @@ def fill(
         .where(in_batch, o.c.status == "paid")
         .subquery()
     )
+    # points still to claw back, or a referral bonus due on this first order: these
+    # members earn order by order (take_sequential)
+    sequential = [m.c.clawback_due > 0]
+    if prog.fixed("referral"):
+        sequential.append(and_(m.c.orders_count == 0, m.c.referred_by.is_not(None)))
     expires: Any = (
         add_months(paid.c.occurred_at, prog.expiry_months, dialect)
         if prog.expiry_months
@@ -305,6 +308,7 @@ def fill(
             _units(paid.c.amount, dialect),
             paid.c.channel,
             m.c.tier,
+            or_(*sequential),
         )
         .select_from(paid)
         # "+ 0": without statistics SQLite would walk every member and probe the batch by
@@ -313,25 +317,16 @@ def fill(
     )
     columns = [
         "order_id", "member_id", "customer_id", "occurred_at", "expires_at", "seq", "units",
-        "channel", "tier",
+        "channel", "tier", "sequential",
     ]  # fmt: skip
     return connection.execute(insert(b).from_select(columns, source)).rowcount
 
 
-def take_sequential(connection: Any, prog: Program) -> set[int]:
+def take_sequential(connection: Any) -> set[int]:
     """Remove the members who must earn order by order from the scratch table; their
-    customer ids: points still to claw back, or a referral bonus due on a first order."""
-    b, m = t.batch_orders, t.members
-    sequential = [m.c.clawback_due > 0]
-    if prog.fixed("referral"):
-        sequential.append(and_(m.c.orders_count == 0, m.c.referred_by.is_not(None)))
-    found = set(
-        connection.scalars(
-            select(m.c.customer_id)
-            .where(m.c.id.in_(select(b.c.member_id)), or_(*sequential))
-            .distinct()
-        )
-    )
+    customer ids (see :func:`fill`)."""
+    b = t.batch_orders
+    found = set(connection.scalars(select(b.c.customer_id).where(b.c.sequential).distinct()))
     if found:
         connection.execute(delete(b).where(b.c.customer_id.in_(sorted(found))))
     return found

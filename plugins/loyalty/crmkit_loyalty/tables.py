@@ -152,5 +152,6 @@ batch_orders = Table(
     Column("units", BigInteger, nullable=False),  # the amount in 1/10,000
     Column("channel", String(20)),
     Column("tier", String(100)),  # the member's tier before the batch
+    Column("sequential", Boolean, nullable=False),  # the member earns order by order
     prefixes=["TEMPORARY"],
 )
