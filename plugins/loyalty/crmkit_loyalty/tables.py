@@ -89,9 +89,8 @@ ledger = Table(
     "loyalty_ledger",
     metadata,
     Column("id", Integer, primary_key=True),
-    Column(
-        "program_id", Integer, ForeignKey("loyalty_programs.id", ondelete="CASCADE"), nullable=False
-    ),
+    # no foreign key to the program: the member's (cascading) implies it
+    Column("program_id", Integer, nullable=False),
     Column(
         "member_id", Integer, ForeignKey("loyalty_members.id", ondelete="CASCADE"), nullable=False
     ),

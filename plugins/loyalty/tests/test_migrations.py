@@ -47,3 +47,30 @@ def test_0002_down_and_up_keeps_the_ledger(make_crm: Any) -> None:
     assert "ix_loyalty_ledger_member_id" in indexes()
     assert service.balance(alice.id) == 250
     assert_consistent(service)
+
+
+def test_0003_deleting_a_program_still_deletes_its_ledger(make_crm: Any) -> None:
+    from crmkit_loyalty import tables as t
+    from sqlalchemy import delete, func, select
+
+    crm = make_crm(plugins=["loyalty"])
+    service = loyalty(crm)
+    service.load_program(program())
+    alice = crm.customers.add(name="Alice")
+    service.enrol(alice.id, at=at(2025, 1, 1))
+    pay(crm, alice.id, "250.00", at(2025, 2, 1))
+
+    def foreign_keys() -> set[str]:
+        return {
+            fk["referred_table"] for fk in inspect(crm.engine).get_foreign_keys("loyalty_ledger")
+        }
+
+    assert foreign_keys() == {"loyalty_members"}
+    migrate.downgrade(crm.engine, crm.alembic_config(), "loyalty0002")
+    assert foreign_keys() == {"loyalty_members", "loyalty_programs"}
+    crm.upgrade()
+    assert foreign_keys() == {"loyalty_members"}
+    with crm.transaction() as ctx:
+        ctx.connection.execute(delete(t.programs))
+    with crm.reading() as connection:
+        assert connection.scalar(select(func.count()).select_from(t.ledger)) == 0
