@@ -735,7 +735,6 @@ class LoyaltyService:
         connection = ctx.connection
         o, m = core.orders.c, t.members.c
         in_batch = setbased.batch_filter(o.id, batch)
-        customers = select(o.customer_id).where(in_batch, o.status == "paid")
         if prog.auto_enrol:
             member = select(m.id).where(m.program_id == program_id, m.customer_id == o.customer_id)
             first = dict(
@@ -747,9 +746,6 @@ class LoyaltyService:
             )
             if first:
                 self._enrol_rows(ctx, program_id, prog, sorted(first), {}, first)
-        if connection.dialect.name != "sqlite":  # SQLite: the write transaction locks already
-            members = and_(m.program_id == program_id, m.customer_id.in_(customers))
-            connection.execute(select(m.id).where(members).with_for_update()).all()
         if not setbased.fill(connection, program_id, prog, plan, in_batch):
             return [], []
         # members with points to claw back, or a referral bonus on this first order, earn
@@ -778,8 +774,7 @@ class LoyaltyService:
                             member_id, customer_id, prog.name, tier, new, end, "upgrade", measure
                         )
                     )
-        setbased.clear(connection)
-        return entries, changes
+        return entries, changes  # the scratch rows stay until the next batch empties them
 
     def _earn_rows(
         self, ctx: HookContext, program_id: int, prog: Program, paid: list[Order], *, replay: bool

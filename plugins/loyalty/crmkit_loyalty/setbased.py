@@ -314,6 +314,9 @@ def fill(
         # "+ 0": without statistics SQLite would walk every member and probe the batch by
         # customer; read the batch and look each member up instead
         .join(m, and_(m.c.customer_id == paid.c.customer_id + 0, m.c.program_id == program_id))
+        # lock the members read (PostgreSQL; SQLite's write transaction locks already): their
+        # order counts and tiers hold until the batch commits
+        .with_for_update(of=m)
     )
     columns = [
         "order_id", "member_id", "customer_id", "occurred_at", "expires_at", "seq", "units",
@@ -426,10 +429,6 @@ def _with_zero_measures(connection: Any, ends: Any, found: list[Any]) -> list[An
     seen = {row[0] for row in found}
     rest = connection.execute(select(ends.c.member_id, ends.c.customer_id, ends.c.tier, ends.c.hi))
     return found + [(*row, 0) for row in rest if row[0] not in seen]
-
-
-def clear(connection: Any) -> None:
-    connection.execute(delete(t.batch_orders))
 
 
 def new_entries(
