@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import pty
 import shutil
 import subprocess
 import sys
@@ -408,3 +409,34 @@ def test_console_script_bad_file_exits_non_zero_with_one_line(tmp_path):
     assert done.returncode == 1
     assert "no customer has external_id 'C9'" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_progress_bar_on_a_terminal_covers_both_passes(tmp_path):
+    """stderr is a real pseudo-terminal here: click draws the bar for each pass."""
+    url = f"sqlite:///{tmp_path / 'crm.db'}"
+    crm = crmkit.open(url, plugins=[], upgrade=True)
+    crm.customers.add(name="Ann", external_id="C1")
+    crm.close()
+    lines = "".join(f"O{n},C1,2025-01-01,{n}.50\n" for n in range(20_000))
+    orders = write(tmp_path / "o.csv", "external_id,customer,occurred_at,amount\n" + lines)
+    leader, follower = pty.openpty()
+    env = {**os.environ, "CRMKIT_PLUGINS": "", "COLUMNS": "80"}
+    done = subprocess.run([*_console_script(), "--database", url, "import", "orders",
+                           str(orders)], env=env, stdout=subprocess.PIPE, stderr=follower,
+                          text=True, timeout=120)  # fmt: skip
+    os.close(follower)
+    drawn = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the terminal closed once everything was read
+            break
+        if not chunk:
+            break
+        drawn += chunk
+    os.close(leader)
+    assert done.returncode == 0, drawn
+    assert "stored 20000" in done.stdout
+    bar = drawn.decode()
+    assert "validating" in bar and "storing" in bar
+    assert bar.count("100%") >= 2  # each pass reaches its end
