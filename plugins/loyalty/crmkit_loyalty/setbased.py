@@ -404,31 +404,31 @@ def upgrade_candidates(connection: Any, prog: Program) -> list[Any]:
         amount = func.sum(core.orders.c.amount, type_=NullType())
         value = amount if prog.measure == "spend" else func.count()
         where = core.orders.c.status == "paid"
-    query = (
-        select(ends.c.member_id, ends.c.customer_id, ends.c.tier, ends.c.hi, value)
-        .select_from(ends)
-        .join(table, and_(key, table.c.occurred_at > lo, table.c.occurred_at <= ends.c.hi))
-        .where(where)
-        .group_by(ends.c.member_id, ends.c.customer_id, ends.c.tier, ends.c.hi)
+    # one correlated sum per member (an index range each): no sort of the joined rows
+    total = (
+        select(value)
+        .where(key, table.c.occurred_at > lo, table.c.occurred_at <= ends.c.hi, where)
+        .scalar_subquery()
     )
+    # materialized: the filter below must not evaluate the sums a second time
+    measured = (
+        select(ends.c.member_id, ends.c.customer_id, ends.c.tier, ends.c.hi, total.label("total"))
+        .cte("measured")
+        .prefix_with("MATERIALIZED")
+    )
+    query = select(measured)
     names = [tier.name for tier in prog.tiers]
     unknown = connection.scalar(
         select(exists().where(or_(b.c.tier.is_(None), b.c.tier.not_in(names))))
     )
-    if unknown:  # a member outside the ladder moves to its base whatever the measure
-        return _with_zero_measures(connection, ends, list(connection.execute(query)))
-    # only members at or above the second tier's threshold can move up (less a cent:
-    # SQLite sums money as floating point; Python decides exactly below)
-    lowest = min(tier.threshold for tier in prog.tiers[1:]) if len(prog.tiers) > 1 else None
-    if lowest is None:
-        return []
-    return list(connection.execute(query.having(value >= float(lowest) - 0.01)))
-
-
-def _with_zero_measures(connection: Any, ends: Any, found: list[Any]) -> list[Any]:
-    seen = {row[0] for row in found}
-    rest = connection.execute(select(ends.c.member_id, ends.c.customer_id, ends.c.tier, ends.c.hi))
-    return found + [(*row, 0) for row in rest if row[0] not in seen]
+    if not unknown:  # (a member outside the ladder moves to its base whatever the measure)
+        if len(prog.tiers) < 2:
+            return []
+        # only members at or above the second tier's threshold can move up (less a cent:
+        # SQLite sums money as floating point; Python decides exactly)
+        lowest = min(tier.threshold for tier in prog.tiers[1:])
+        query = query.where(measured.c.total >= float(lowest) - 0.01)
+    return list(connection.execute(query))
 
 
 def new_entries(
