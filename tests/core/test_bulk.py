@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from sqlalchemy.dialects import postgresql, sqlite
 
 import crmkit
+from crmkit import importing
 from crmkit.core import tables as t
 from crmkit.core.bulk import RowFormat, sqlite_utc_text
 from crmkit.core.orders import ORDER_COLUMNS
@@ -160,3 +161,41 @@ def test_rejects_keep_file_order_across_kinds_of_problem(make_crm, tmp_path: Pat
     ]
     lines = (tmp_path / "bad.csv").read_text().splitlines()
     assert [line.split(",")[0] for line in lines[1:]] == ["2", "3", "5", "6"]
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(st.lists(st.sampled_from("abcdefghij"), max_size=8), max_size=6),
+    st.integers(min_value=0, max_value=6),
+)
+def test_seen_keys_answer_the_same_in_memory_and_spilled(batches, limit):
+    spilling = importing._SeenKeys(limit=limit)
+    met: set[str] = set()
+    try:
+        for batch in batches:
+            expected = []
+            for key in batch:
+                expected.append(key not in met)
+                met.add(key)
+            assert spilling.first_times(batch) == expected
+    finally:
+        spilling.close()
+
+
+def test_duplicates_are_found_after_the_ids_spill_to_disk(make_crm, tmp_path, monkeypatch):
+    monkeypatch.setattr(importing, "SEEN_IN_MEMORY", 3)
+    monkeypatch.setattr(importing, "LOOKUP_BATCH", 2)
+    crm = make_crm(plugins=[])
+    crm.customers.add(name="Wu", external_id="C1")
+    ids = ["O1", "O2", "O3", "O4", "O5", "O2", "O6", "O5", "O1"]
+    path = tmp_path / "orders.csv"
+    path.write_text(
+        "external_id,customer,occurred_at,amount\n" + "".join(f"{i},C1,2025-03-01,5\n" for i in ids)
+    )
+    result = import_file(crm, "orders", path, skip_invalid=True)
+    assert (result.stored, result.rejected) == (6, 3)
+    assert [(p.line, p.reason) for p in result.problems] == [
+        (7, "'O2' appears earlier in the file"),
+        (9, "'O5' appears earlier in the file"),
+        (10, "'O1' appears earlier in the file"),
+    ]
