@@ -7,8 +7,9 @@ from typing import Any
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from crmkit_loyalty import loyalty
+from crmkit_loyalty import tables as t
 from crmkit_loyalty.testing import assert_consistent, at, pay, program
-from sqlalchemy import inspect
+from sqlalchemy import delete, func, inspect, select
 
 from crmkit.core import migrate
 from crmkit.core.tables import metadata
@@ -50,9 +51,6 @@ def test_0002_down_and_up_keeps_the_ledger(make_crm: Any) -> None:
 
 
 def test_0003_deleting_a_program_still_deletes_its_ledger(make_crm: Any) -> None:
-    from crmkit_loyalty import tables as t
-    from sqlalchemy import delete, func, select
-
     crm = make_crm(plugins=["loyalty"])
     service = loyalty(crm)
     service.load_program(program())

@@ -17,6 +17,9 @@ from crmkit_loyalty import tables as t
 from crmkit_loyalty.testing import assert_consistent, at
 from sqlalchemy import event, select, update
 
+import crmkit
+from crmkit.core import tables as core
+
 CUSTOMERS = 14
 
 SPEND_CLUB: dict[str, Any] = {
@@ -160,8 +163,6 @@ def _import_twice(make_crm: Any, definition: dict[str, Any], seed: int) -> tuple
 
 def _ledger(crm: Any, customer_id: int) -> list[tuple[Any, ...]]:
     """A member's ledger with order ids replaced by the order's number in the history."""
-    from crmkit.core import tables as core
-
     with crm.reading() as connection:
         rows = connection.execute(
             select(t.ledger, core.orders.c.external_id)
@@ -213,8 +214,6 @@ def test_set_based_earning_equals_order_by_order(
 
 
 def test_set_based_import_is_idempotent_and_fires_one_event_per_batch(make_crm: Any) -> None:
-    import crmkit
-
     class Listener:
         calls: list[list[Any]] = []
 
