@@ -115,14 +115,18 @@ class Plan:
     max_numerator: int  # the largest N any order can get: bounds units * N
 
 
-def _exact(value: Fraction) -> bool:
-    """Is ``value`` a decimal Python's context holds exactly (no rounding anywhere)?"""
-    den = value.denominator
-    while den % 2 == 0:
-        den //= 2
-    while den % 5 == 0:
-        den //= 5
-    return den == 1 and len(str(abs(value.numerator))) <= 12
+def _digits(value: decimal.Decimal) -> int:
+    return len(value.as_tuple().digits)
+
+
+def _quotient(a: decimal.Decimal, b: decimal.Decimal) -> decimal.Decimal | None:
+    """``a / b`` if Decimal computes it exactly, else None."""
+    with decimal.localcontext() as context:
+        context.traps[decimal.Inexact] = True
+        try:
+            return a / b
+        except decimal.Inexact:
+            return None
 
 
 def _day_start(day: dt.date, zone: zoneinfo.ZoneInfo) -> dt.datetime | None:
@@ -158,17 +162,20 @@ def plan(prog: Program) -> Plan | None:
         elif hasattr(rule, "bonus") or hasattr(rule, "multiplier"):
             return None  # a rule type from another plugin: only Python knows it
     tiers = Factor({tier.name: Fraction(tier.earn_multiplier) for tier in prog.tiers})
-    # every product of factors must be exact, as Decimal computes it
+    # Python multiplies an amount (at most 15 digits: _MAX_UNITS) by rate/per and the
+    # multipliers one by one; with at most 13 digits of factors in all, no product is
+    # rounded (28 digits), so the exact fractions below give the same points
+    tier_digits = max([1, *(_digits(tier.earn_multiplier) for tier in prog.tiers)])
+    campaign_digits = sum(_digits(r.factor) for r in prog.rules if isinstance(r, CampaignRule))
     largest = 1
-    for _, base, channel in spend:
-        values = [base]
-        for factor in (channel, tiers):
-            values = [v * f for v in values for f in [Fraction(1), *factor.options.values()]]
-        for window in campaigns:
-            values += [v * window.factor for v in values]
-        if not all(_exact(v) for v in values):
+    for rule, _, channel in spend:
+        unit = _quotient(rule.rate, rule.per)
+        if unit is None:
             return None
-        nums = base.numerator * channel.max_numerator * tiers.max_numerator
+        channel_digits = max([1, *(_digits(v) for v in rule.channel_multipliers.values())])
+        if _digits(unit) + channel_digits + tier_digits + campaign_digits > 13:
+            return None
+        nums = Fraction(unit).numerator * channel.max_numerator * tiers.max_numerator
         for window in campaigns:
             nums *= max(window.factor.numerator, 1)
         largest = max(largest, nums)
