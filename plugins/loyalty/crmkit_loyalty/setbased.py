@@ -263,11 +263,18 @@ def rule_points(p: Plan, b: Any) -> list[tuple[str, ColumnElement[Any]]]:
 
 
 def batch_filter(column: Any, ids: Sequence[int]) -> ColumnElement[bool]:
-    """``column`` is one of ``ids``: a range when the ids are consecutive (an import batch)."""
-    low, high = min(ids), max(ids)
-    if high - low + 1 == len(set(ids)):
-        return column.between(low, high)
-    return column.in_(sorted(set(ids)))
+    """``column`` is one of ``ids``: ranges of consecutive ids (an import batch is one, or a
+    few where other writers took ids in between), a plain list when they are scattered."""
+    ordered = sorted(set(ids))
+    runs: list[list[int]] = []
+    for value in ordered:
+        if runs and value == runs[-1][1] + 1:
+            runs[-1][1] = value
+        else:
+            runs.append([value, value])
+    if len(runs) > 50:
+        return column.in_(ordered)
+    return or_(*(column.between(low, high) for low, high in runs))
 
 
 def fill(

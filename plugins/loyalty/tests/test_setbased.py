@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from crmkit_loyalty import loyalty
 from crmkit_loyalty import tables as t
+from crmkit_loyalty.setbased import batch_filter
 from crmkit_loyalty.testing import assert_consistent, at
 from sqlalchemy import event, select, update
 
@@ -248,3 +249,22 @@ def test_set_based_import_is_idempotent_and_fires_one_event_per_batch(make_crm: 
     assert {c: service.member(c).balance for c in customers} == before
     assert len(listener.calls) == 3
     assert_consistent(service)
+
+
+def test_batch_filter_selects_exactly_the_batch(make_crm: Any) -> None:
+    """Consecutive ids become ranges (other writers may take ids in between on PostgreSQL)."""
+    crm = make_crm(plugins=["loyalty"])
+    customer = crm.customers.add(name="C")
+    ids = [
+        o.id
+        for o in (
+            crm.orders.add(customer_id=customer.id, amount="1", occurred_at=at(2025, 1, n))
+            for n in range(1, 29)
+        )
+    ]
+    for chosen in (ids[:10], ids[3:5] + ids[7:12] + [ids[20]], ids[::2], [ids[5]]):
+        with crm.reading() as connection:
+            found = connection.scalars(
+                select(core.orders.c.id).where(batch_filter(core.orders.c.id, chosen))
+            ).all()
+        assert sorted(found) == sorted(chosen)
