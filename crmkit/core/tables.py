@@ -123,7 +123,8 @@ orders = Table(
     Column("currency", String(3), nullable=False),
     Column("status", String(20), nullable=False),
     Column("channel", String(20)),
-    Index("ix_orders_customer_time", "customer_id", "occurred_at"),
+    # status and amount ride along so per-customer window sums read only the index
+    Index("ix_orders_customer_time", "customer_id", "occurred_at", "status", "amount"),
 )
 
 order_lines = Table(

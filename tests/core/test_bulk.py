@@ -8,6 +8,7 @@ from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import attrs
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -66,6 +67,7 @@ def test_add_rows_stores_what_add_stores_and_announces_it(make_crm, driver_form)
             assert getattr(order, name) == value, name
             assert getattr(stored, name) == value, name
         assert order.occurred_at.utcoffset() is not None and order.lines == []
+        assert attrs.asdict(order)["id"] == stored.id  # every field of the entity is set
 
     # the same instants through the normal path compare the same way in queries
     since = dt.datetime(2025, 3, 1, 16, 0, tzinfo=dt.UTC)

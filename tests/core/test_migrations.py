@@ -50,7 +50,7 @@ def test_upgrade_from_older_revision_keeps_data(database_url):
             },
         )
     crm.upgrade()
-    assert crm.current_revisions() == ("c0002",)
+    assert crm.current_revisions() == (CORE_HEAD,)
     customer = crm.customers.get(1)
     assert (customer.name, customer.attributes) == ("Old Timer", {"tier": "gold"})
     order = crm.orders.get(1)
@@ -62,6 +62,7 @@ def test_upgrade_from_older_revision_keeps_data(database_url):
     crm.close()
 
 
+CORE_HEAD = "c0003"
 CORE_TABLES = {
     "staff", "customers", "contacts", "consents", "interactions", "orders", "order_lines",
     "workflow_instances", "workflow_transitions",
@@ -151,16 +152,33 @@ def test_plugin_enabled_later_gets_its_tables_and_can_be_removed(database_url, t
     assert "notes_notes" not in inspect(with_notes.engine).get_table_names()
     assert "CREATE TABLE notes_notes" in with_notes.upgrade_sql()
     with_notes.upgrade()
-    assert set(with_notes.current_revisions()) == {"c0002", "notes0001"}
+    assert set(with_notes.current_revisions()) == {CORE_HEAD, "notes0001"}
     with_notes.check_schema()  # at head
     # disabled again: its tables stay, the core keeps working and upgrading
     without = crmkit.open(database_url, plugins=[], upgrade=True)
     without.customers.add(name="Still works")
-    assert set(without.current_revisions()) == {"c0002", "notes0001"}
+    assert set(without.current_revisions()) == {CORE_HEAD, "notes0001"}
     assert "notes_notes" in inspect(without.engine).get_table_names()
     without.close()
     assert "notes_notes" in inspect(with_notes.engine).get_table_names()
     migrate.downgrade(with_notes.engine, with_notes.alembic_config(), "notes@base")
     assert "notes_notes" not in inspect(with_notes.engine).get_table_names()
-    assert with_notes.current_revisions() == ("c0002",)
+    assert with_notes.current_revisions() == (CORE_HEAD,)
     with_notes.close()
+
+
+def test_orders_index_widens_and_narrows_again(database_url):
+    """c0003 adds status and amount to ix_orders_customer_time; its downgrade takes them off."""
+    crm = _crm(database_url)
+    crm.upgrade()
+
+    def index_columns():
+        found = {i["name"]: i["column_names"] for i in inspect(crm.engine).get_indexes("orders")}
+        return found["ix_orders_customer_time"]
+
+    assert index_columns() == ["customer_id", "occurred_at", "status", "amount"]
+    migrate.downgrade(crm.engine, crm.alembic_config(), "c0002")
+    assert index_columns() == ["customer_id", "occurred_at"]
+    crm.upgrade()
+    assert index_columns() == ["customer_id", "occurred_at", "status", "amount"]
+    crm.close()
