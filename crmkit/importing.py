@@ -789,9 +789,7 @@ def import_file(
     try:
         with _collector_paused():
             try:
-                _validate(
-                    crm, converter, reader, result, sink, spool, skip_invalid, batch_size, progress
-                )
+                _validate(crm, converter, reader, result, sink, spool, skip_invalid, progress)
             finally:
                 sink.close()
             if result.rejected and not skip_invalid:
@@ -841,7 +839,6 @@ def _validate(
     sink: _Rejects,
     spool: _Spool,
     skip_invalid: bool,
-    batch_size: int,
     progress: Any,
 ) -> None:
     """Pass 1: convert and check every record; spool the good ones, ready to store."""
