@@ -1,0 +1,369 @@
+"""Earning points: on paid orders (set-based or order by order), on stored orders,
+and birthday bonuses.
+
+Functions named like a LoyaltyService method are its bodies; their docstrings are on the service.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import func, null, select
+
+from crmkit.core import tables as core
+from crmkit.core.entities import Order, OrderLine
+from crmkit.core.types import to_decimal
+from crmkit_loyalty import setbased
+from crmkit_loyalty import tables as t
+from crmkit_loyalty.ledger import CHUNK, end_of_day, post
+from crmkit_loyalty.membership import enrol_rows
+from crmkit_loyalty.program import MemberView, Program
+from crmkit_loyalty.records import LedgerEntry, TierChange, entry_from_row
+from crmkit_loyalty.tiers import apply_tier_changes, upgrades
+
+if TYPE_CHECKING:
+    from crmkit.core.context import HookContext
+    from crmkit_loyalty.service import LoyaltyService
+
+
+def earn_orders(
+    svc: LoyaltyService, ctx: HookContext, orders: Sequence[Order], *, replay: bool = False
+) -> None:
+    paid = [o for o in orders if o.status == "paid" and o.id is not None]
+    if not paid:
+        return
+    # new orders (the event path) may earn set-based: they are all in the orders table
+    batch = None if replay else [o.id for o in orders if o.id is not None]
+    for program_id, prog in svc._programs(ctx.connection):
+        earn_program(svc, ctx, program_id, prog, paid, replay=replay, batch=batch)
+
+
+def earn_program(
+    svc: LoyaltyService,
+    ctx: HookContext,
+    program_id: int,
+    prog: Program,
+    paid: list[Order],
+    *,
+    replay: bool,
+    batch: list[int] | None = None,
+) -> None:
+    """Earn on ``paid`` in one program: one points-earned event, then tier upgrades.
+
+    ``batch`` (the ids of all the event's new orders) allows the set-based path
+    when SQL computes this program's rules exactly (``crmkit_loyalty.setbased``).
+    """
+    plan = prog._view("setbased", lambda: (setbased.plan(prog),))[0]
+    if svc.set_based and batch and plan is not None and setbased.orders_fit(plan, paid):
+        entries, changes = earn_set_based(svc, ctx, program_id, prog, plan, paid, batch)
+    else:
+        entries, changes = earn_rows(svc, ctx, program_id, prog, paid, replay=replay)
+    svc._fire(ctx, "crmkit_loyalty_points_earned", entries=[e for e in entries if e.kind == "earn"])
+    apply_tier_changes(svc, ctx, changes)
+
+
+def earn_set_based(
+    svc: LoyaltyService,
+    ctx: HookContext,
+    program_id: int,
+    prog: Program,
+    plan: setbased.Plan,
+    paid: list[Order],
+    batch: list[int],
+) -> tuple[list[LedgerEntry], list[TierChange]]:
+    """Earn in SQL; members needing sequential handling go through :func:`earn_rows`."""
+    connection = ctx.connection
+    o, m = core.orders.c, t.members.c
+    in_batch = setbased.batch_filter(o.id, batch)
+    if prog.auto_enrol:
+        member = select(m.id).where(m.program_id == program_id, m.customer_id == o.customer_id)
+        first = dict(
+            connection.execute(
+                select(o.customer_id, func.min(o.occurred_at))
+                .where(in_batch, o.status == "paid", ~member.exists())
+                .group_by(o.customer_id)
+            ).all()
+        )
+        if first:
+            enrol_rows(svc, ctx, program_id, prog, sorted(first), {}, first)
+    if not setbased.fill(connection, program_id, prog, plan, in_batch):
+        return [], []
+    # members with points to claw back, or a referral bonus on this first order, earn
+    # order by order (before the set-based rows, so those are the rows after `before`)
+    slow = setbased.take_sequential(connection)
+    entries: list[LedgerEntry] = []
+    changes: list[TierChange] = []
+    if slow:
+        slow_orders = [order for order in paid if order.customer_id in slow]
+        entries, changes = earn_rows(svc, ctx, program_id, prog, slow_orders, replay=False)
+    before = connection.scalar(select(func.max(t.ledger.c.id))) or 0
+    setbased.write_ledger(connection, program_id, plan, ctx.now)
+    if svc._listened("crmkit_loyalty_points_earned"):
+        ledger_batch = setbased.batch_filter(t.ledger.c.order_id, batch)
+        for row in setbased.new_entries(connection, program_id, before, ledger_batch):
+            entries.append(entry_from_row(row, prog.name))
+    if prog.tiers:
+        for member_id, customer_id, tier, end, total in setbased.upgrade_candidates(
+            connection, prog
+        ):
+            measure = to_decimal(total or 0)
+            new = prog.tier_for(measure)
+            if prog.rank(new) > prog.rank(tier):
+                changes.append(
+                    TierChange(
+                        member_id, customer_id, prog.name, tier, new, end, "upgrade", measure
+                    )
+                )
+    return entries, changes  # the scratch rows stay until the next batch empties them
+
+
+def earn_rows(
+    svc: LoyaltyService,
+    ctx: HookContext,
+    program_id: int,
+    prog: Program,
+    paid: list[Order],
+    *,
+    replay: bool,
+) -> tuple[list[LedgerEntry], list[TierChange]]:
+    """Earn order by order in Python (any rule type, order lines, claw-backs, referrals)."""
+    connection = ctx.connection
+    customer_ids = sorted({o.customer_id for o in paid})
+    m = t.members.c
+    columns = (m.id, m.customer_id, m.tier, m.orders_count, m.clawback_due, m.referred_by)
+    # enrolled_at is read (and converted) only for plugin rule types that may use it
+    enrolled = m.enrolled_at if prog.has_plugin_rules else null().label("enrolled_at")
+    query = (
+        select(*columns, enrolled)
+        .where(t.members.c.program_id == program_id, t.members.c.customer_id.in_(customer_ids))
+        .with_for_update()
+    )
+    rows = {r.customer_id: r for r in connection.execute(query)}
+    if prog.auto_enrol:
+        first_order: dict[int, dt.datetime] = {}
+        for o in paid:
+            if o.customer_id not in rows:
+                seen = first_order.get(o.customer_id)
+                if seen is None or o.occurred_at < seen:
+                    first_order[o.customer_id] = o.occurred_at
+        if first_order:
+            enrol_rows(svc, ctx, program_id, prog, sorted(first_order), {}, first_order)
+            rows = {r.customer_id: r for r in connection.execute(query)}
+    if not rows:
+        return [], []
+    if replay:
+        done = set(
+            connection.scalars(
+                select(t.ledger.c.order_id).where(
+                    t.ledger.c.program_id == program_id,
+                    t.ledger.c.kind == "earn",
+                    t.ledger.c.order_id.in_([o.id for o in paid]),
+                    t.ledger.c.member_id.in_([r.id for r in rows.values()]),
+                )
+            )
+        )
+        paid = [o for o in paid if o.id not in done]
+    state = {
+        cid: {"orders_count": r.orders_count, "clawback_due": int(r.clawback_due)}
+        for cid, r in rows.items()
+    }
+    tiers = {cid: r.tier for cid, r in rows.items()}
+    out: list[dict[str, Any]] = []
+    first_orders: list[tuple[Any, Order]] = []
+    last_time: dict[int, dt.datetime] = {}
+    append = out.append
+    order_points, expires_at = prog.order_points, prog.expires_at
+    for order in sorted(paid, key=lambda o: (o.occurred_at, o.id)):
+        cid = order.customer_id
+        row = rows.get(cid)
+        if row is None:
+            continue
+        st = state[cid]
+        count = st["orders_count"]
+        view = MemberView(row.id, cid, tiers[cid], count, row.enrolled_at)
+        earned = order_points(order, view)
+        st["orders_count"] = count + 1
+        if count == 0 and row.referred_by is not None:
+            first_orders.append((row, order))
+        when = order.occurred_at
+        last_time[cid] = when
+        expires = expires_at(when)
+        total = 0
+        for rule, points in earned:
+            total += points
+            append(
+                {
+                    "member_id": row.id,
+                    "kind": "earn",
+                    "points": points,
+                    "occurred_at": when,
+                    "expires_at": expires,
+                    "order_id": order.id,
+                    "rule": rule,
+                    "idem_key": f"order:{order.id}:{rule}",
+                }
+            )
+        if st["clawback_due"] and total:
+            take = min(total, st["clawback_due"])
+            st["clawback_due"] -= take
+            out.append(
+                {
+                    "member_id": row.id,
+                    "kind": "reverse",
+                    "points": -take,
+                    "occurred_at": order.occurred_at,
+                    "expires_at": expires,
+                    "order_id": order.id,
+                    "rule": "clawback",
+                    "reason": "claw back of points spent before their order was refunded",
+                }
+            )
+    customers = {r.id: cid for cid, r in rows.items()}
+    referral = prog.fixed("referral")
+    if referral and first_orders:
+        referrers = {
+            r.customer_id: r
+            for r in connection.execute(
+                select(t.members).where(
+                    t.members.c.program_id == program_id,
+                    t.members.c.customer_id.in_({row.referred_by for row, _ in first_orders}),
+                )
+            )
+        }
+        for row, order in first_orders:
+            referrer = referrers.get(row.referred_by)
+            expires = prog.expires_at(order.occurred_at)
+            if referrer is not None and referral.points:
+                customers[referrer.id] = referrer.customer_id
+                out.append(
+                    {
+                        "member_id": referrer.id,
+                        "kind": "earn",
+                        "points": referral.points,
+                        "occurred_at": order.occurred_at,
+                        "expires_at": expires,
+                        "order_id": order.id,
+                        "rule": referral.name,
+                        "reason": f"referred customer {row.customer_id} paid a first order",
+                        "idem_key": f"referral:{row.id}",
+                    }
+                )
+            if referral.referee_points:
+                out.append(
+                    {
+                        "member_id": row.id,
+                        "kind": "earn",
+                        "points": referral.referee_points,
+                        "occurred_at": order.occurred_at,
+                        "expires_at": expires,
+                        "order_id": order.id,
+                        "rule": referral.name,
+                        "reason": f"referred by customer {row.referred_by}",
+                        "idem_key": f"referred:{row.id}",
+                    }
+                )
+    extra = {rows[cid].id: st for cid, st in state.items() if cid in last_time}
+    listened = svc._listened("crmkit_loyalty_points_earned")
+    entries = post(ctx, program_id, prog, out, customers, extra, entries=listened)
+    changes = upgrades(ctx, program_id, prog, rows, last_time) if prog.tiers else []
+    return entries, changes
+
+
+def earn_existing(
+    svc: LoyaltyService, *, program: str | None = None, customer_ids: Iterable[int] | None = None
+) -> int:
+    ids = None if customer_ids is None else sorted(set(customer_ids))
+    with svc.crm.reading() as connection:
+        program_id, prog = svc._resolve(connection, program)
+        query = select(core.orders.c.id).where(core.orders.c.status == "paid")
+        if ids is not None:
+            query = query.where(core.orders.c.customer_id.in_(ids))
+        order_ids = list(connection.scalars(query.order_by(core.orders.c.id)))
+    for start in range(0, len(order_ids), CHUNK):
+        with svc.crm.transaction() as ctx:
+            orders = load_orders(ctx.connection, order_ids[start : start + CHUNK])
+            earn_program(svc, ctx, program_id, prog, orders, replay=True)
+    return len(order_ids)
+
+
+def award_birthdays(
+    svc: LoyaltyService, as_of: dt.date | str, *, program: str | None = None
+) -> list[LedgerEntry]:
+    day = as_of if isinstance(as_of, dt.date) else dt.date.fromisoformat(as_of)
+    when = end_of_day(day)
+    with svc.crm.transaction(now=when) as ctx:
+        program_id, prog = svc._resolve(ctx.connection, program)
+        rule = prog.fixed("birthday")
+        if rule is None or not rule.points:
+            return []
+        rows = ctx.connection.execute(
+            select(t.members.c.id, t.members.c.customer_id, core.customers.c.birth_date)
+            .join(core.customers, core.customers.c.id == t.members.c.customer_id)
+            .where(t.members.c.program_id == program_id, core.customers.c.birth_date.is_not(None))
+        ).all()
+        due = [r for r in rows if r.birth_date.month == day.month]
+        keys = {f"birthday:{r.id}:{day.year}": r for r in due}
+        done = set(
+            ctx.connection.scalars(
+                select(t.ledger.c.idem_key).where(
+                    t.ledger.c.program_id == program_id, t.ledger.c.idem_key.in_(list(keys))
+                )
+            )
+        ) if keys else set()  # fmt: skip
+        out = [
+            {
+                "member_id": r.id,
+                "kind": "earn",
+                "points": rule.points,
+                "occurred_at": when,
+                "expires_at": prog.expires_at(when),
+                "rule": rule.name,
+                "idem_key": key,
+            }
+            for key, r in keys.items()
+            if key not in done
+        ]
+        entries = post(ctx, program_id, prog, out, {r.id: r.customer_id for r in due})
+        svc._fire(ctx, "crmkit_loyalty_points_earned", entries=entries)
+        return entries
+
+
+def load_orders(connection: Any, ids: Sequence[int]) -> list[Order]:
+    """Orders with their lines, in the order of ``ids``."""
+    if not ids:
+        return []
+    lines: dict[int, list[OrderLine]] = defaultdict(list)
+    for line in connection.execute(
+        select(core.order_lines)
+        .where(core.order_lines.c.order_id.in_(ids))
+        .order_by(core.order_lines.c.id)
+    ):
+        lines[line.order_id].append(
+            OrderLine(
+                product=line.product,
+                category=line.category,
+                quantity=line.quantity,
+                price=line.price,
+            )
+        )
+    rows = {
+        r.id: r for r in connection.execute(select(core.orders).where(core.orders.c.id.in_(ids)))
+    }
+    return [
+        Order(
+            id=r.id,
+            customer_id=r.customer_id,
+            occurred_at=r.occurred_at,
+            amount=r.amount,
+            external_id=r.external_id,
+            cost=r.cost,
+            currency=r.currency,
+            status=r.status,
+            channel=r.channel,
+            lines=lines.get(r.id, []),
+        )
+        for r in (rows[i] for i in ids if i in rows)
+    ]

@@ -1,0 +1,256 @@
+"""Members: enrolment, sign-up bonuses, member look-ups and member prices.
+
+Functions named like a LoyaltyService method are its bodies; their docstrings are on the service.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from decimal import ROUND_HALF_UP, Decimal
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+
+from crmkit.core import tables as core
+from crmkit.core.bulk import insert_many
+from crmkit.core.entities import to_money
+from crmkit.errors import Conflict, NotFound, ValidationError
+from crmkit_loyalty import tables as t
+from crmkit_loyalty.ledger import CHUNK, post
+from crmkit_loyalty.program import Program
+from crmkit_loyalty.records import Member, member_from_row
+
+if TYPE_CHECKING:
+    from crmkit.core.context import HookContext
+    from crmkit_loyalty.service import LoyaltyService
+
+
+_CENT = Decimal("0.01")
+
+
+def member_row(
+    connection: Any, program_id: int, program: Program, customer_id: int, *, lock: bool
+) -> Any:
+    query = select(t.members).where(
+        t.members.c.program_id == program_id, t.members.c.customer_id == customer_id
+    )
+    if lock:
+        query = query.with_for_update()
+    row = connection.execute(query).first()
+    if row is None:
+        exists = connection.scalar(
+            select(core.customers.c.id).where(core.customers.c.id == customer_id)
+        )
+        if exists is None:
+            raise NotFound(f"customer {customer_id} not found")
+        raise NotFound(
+            f"customer {customer_id} is not a member of loyalty program {program.name!r}; "
+            f"enrol them first (crmkit loyalty enrol {customer_id} --program {program.name})"
+        )
+    return row
+
+
+def enrol(
+    svc: LoyaltyService,
+    customer_id: int,
+    *,
+    program: str | None = None,
+    referred_by: int | None = None,
+    at: dt.datetime | None = None,
+) -> Member:
+    with svc.crm.transaction(now=at) as ctx:
+        connection = ctx.connection
+        program_id, prog = svc._resolve(connection, program)
+        ids = {customer_id} | ({referred_by} if referred_by is not None else set())
+        known = set(
+            connection.scalars(select(core.customers.c.id).where(core.customers.c.id.in_(ids)))
+        )
+        if customer_id not in known:
+            raise NotFound(f"customer {customer_id} not found")
+        if referred_by is not None and referred_by not in known:
+            raise NotFound(f"referring customer {referred_by} not found")
+        if referred_by == customer_id:
+            raise ValidationError("a customer cannot refer themselves", field="referred_by")
+        already = connection.scalar(
+            select(t.members.c.id).where(
+                t.members.c.program_id == program_id, t.members.c.customer_id == customer_id
+            )
+        )
+        if already is not None:
+            raise Conflict(f"customer {customer_id} is already a member of {prog.name!r}")
+        enrol_rows(svc, ctx, program_id, prog, [customer_id], {customer_id: referred_by})
+        row = member_row(connection, program_id, prog, customer_id, lock=False)
+        return member_from_row(row, prog.name)
+
+
+def enrol_many(
+    svc: LoyaltyService,
+    customer_ids: Iterable[int],
+    *,
+    program: str | None = None,
+    at: dt.datetime | None = None,
+) -> int:
+    count = 0
+    ids = list(dict.fromkeys(customer_ids))
+    for start in range(0, len(ids), CHUNK):
+        chunk = ids[start : start + CHUNK]
+        with svc.crm.transaction(now=at) as ctx:
+            program_id, prog = svc._resolve(ctx.connection, program)
+            known = set(
+                ctx.connection.scalars(
+                    select(core.customers.c.id).where(core.customers.c.id.in_(chunk))
+                )
+            )
+            if missing := [c for c in chunk if c not in known]:
+                raise NotFound(f"customer {missing[0]} not found")
+            enrolled = set(
+                ctx.connection.scalars(
+                    select(t.members.c.customer_id).where(
+                        t.members.c.program_id == program_id,
+                        t.members.c.customer_id.in_(chunk),
+                    )
+                )
+            )
+            fresh = [c for c in chunk if c not in enrolled]
+            enrol_rows(svc, ctx, program_id, prog, fresh, {})
+            count += len(fresh)
+    return count
+
+
+def enrol_rows(
+    svc: LoyaltyService,
+    ctx: HookContext,
+    program_id: int,
+    prog: Program,
+    customer_ids: list[int],
+    referred: Mapping[int, int | None],
+    at: Mapping[int, dt.datetime] | None = None,
+) -> dict[int, int]:
+    """Insert member rows (and sign-up bonuses); returns customer id → member id."""
+    if not customer_ids:
+        return {}
+    at = at or {}
+    rows = [
+        {
+            "program_id": program_id,
+            "customer_id": c,
+            "tier": prog.base_tier,
+            "tier_since": at.get(c, ctx.now) if prog.base_tier else None,
+            "balance": 0,
+            "clawback_due": 0,
+            "orders_count": 0,
+            "referred_by": referred.get(c),
+            "enrolled_at": at.get(c, ctx.now),
+        }
+        for c in customer_ids
+    ]
+    ids = insert_many(ctx.connection, t.members, rows)
+    mapping = dict(zip(customer_ids, ids, strict=True))
+    signup = prog.fixed("signup")
+    if signup and signup.points:
+        entries = post(
+            ctx,
+            program_id,
+            prog,
+            [
+                {
+                    "member_id": m,
+                    "kind": "earn",
+                    "points": signup.points,
+                    "occurred_at": at.get(c, ctx.now),
+                    "expires_at": prog.expires_at(at.get(c, ctx.now)),
+                    "rule": signup.name,
+                    "idem_key": f"signup:{m}",
+                }
+                for c, m in mapping.items()
+            ],
+            {m: c for c, m in mapping.items()},
+        )
+        svc._fire(ctx, "crmkit_loyalty_points_earned", entries=entries)
+    return mapping
+
+
+def member(svc: LoyaltyService, customer_id: int, *, program: str | None = None) -> Member:
+    with svc.crm.reading() as connection:
+        program_id, prog = svc._resolve(connection, program)
+        return member_from_row(
+            member_row(connection, program_id, prog, customer_id, lock=False), prog.name
+        )
+
+
+def memberships(svc: LoyaltyService, customer_id: int) -> list[Member]:
+    query = (
+        select(t.members, t.programs.c.name.label("program_name"))
+        .join(t.programs, t.programs.c.id == t.members.c.program_id)
+        .where(t.members.c.customer_id == customer_id)
+        .order_by(t.programs.c.name)
+    )
+    with svc.crm.reading() as connection:
+        return [member_from_row(r, r.program_name) for r in connection.execute(query)]
+
+
+def member_price(
+    svc: LoyaltyService,
+    customer_id: int,
+    amount: Decimal | str | int,
+    *,
+    program: str | None = None,
+) -> dict[str, Any]:
+    value = to_money(amount, "amount")
+    if value < 0:
+        raise ValidationError(f"amount must be 0 or more, not {value}", field="amount")
+    member = svc.member(customer_id, program=program)
+    tier = svc.program(member.program).tier(member.tier)
+    rate = tier.discount if tier else Decimal(0)
+    off = (value * rate).quantize(_CENT, ROUND_HALF_UP)
+    return {
+        "customer_id": customer_id,
+        "program": member.program,
+        "tier": member.tier,
+        "discount": rate,
+        "amount": value,
+        "discount_amount": off,
+        "price": value - off,
+    }
+
+
+def balance(svc: LoyaltyService, customer_id: int, *, program: str | None = None) -> int:
+    return svc.member(customer_id, program=program).balance
+
+
+def members(
+    svc: LoyaltyService,
+    *,
+    program: str | None = None,
+    tier: str | None = None,
+    limit: int | None = None,
+) -> list[dict[str, Any]]:
+    with svc.crm.reading() as connection:
+        program_id, prog = svc._resolve(connection, program)
+        if tier is not None and prog.tier(tier) is None:
+            raise ValidationError(
+                f"tier {tier!r} is not a tier of {prog.name!r}; tiers: "
+                + ", ".join(x.name for x in prog.tiers),
+                field="tier",
+            )
+        query = (
+            select(t.members, core.customers.c.name)
+            .join(core.customers, core.customers.c.id == t.members.c.customer_id)
+            .where(t.members.c.program_id == program_id)
+        )
+        if tier is not None:
+            query = query.where(t.members.c.tier == tier)
+        rows = list(connection.execute(query))
+    rows.sort(key=lambda r: (-prog.rank(r.tier), -int(r.balance), r.customer_id))
+    return [
+        {
+            "customer_id": r.customer_id,
+            "name": r.name,
+            "tier": r.tier,
+            "balance": int(r.balance),
+            "orders": r.orders_count,
+            "enrolled_at": r.enrolled_at,
+        }
+        for r in rows[:limit]
+    ]
