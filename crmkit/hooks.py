@@ -357,8 +357,10 @@ def crmkit_after_orders_created(ctx: HookContext, orders: Sequence[Order]) -> No
     """Orders were stored (one call per batch of an import, never per row).
 
     Transaction: the creating transaction; raise to abort it. Orders skipped
-    because their ``external_id`` already existed are not included. Returns:
-    nothing.
+    because their ``external_id`` already existed are not included. An
+    import's batch holds up to ``--batch-size`` orders (50,000 by default),
+    each with its id, no lines and ``occurred_at`` in UTC; compare times as
+    instants, never by zone. Returns: nothing.
 
     Example::
 
