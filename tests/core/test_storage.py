@@ -170,3 +170,20 @@ def test_interactions_on_every_channel(make_crm):
     assert [i.subject for i in timeline] == list(reversed(crmkit.core.entities.CHANNELS))
     with pytest.raises(ValidationError, match="channel 'fax' is not valid"):
         crm.interactions.log(c.id, "fax")
+
+
+def test_get_many_keeps_the_order_asked_leaves_out_unknown_ids_and_has_lines(make_crm):
+    crm = make_crm(plugins=[])
+    c = crm.customers.add(name="A")
+    plain = crm.orders.add(customer_id=c.id, amount="10", occurred_at=T0)
+    lined = crm.orders.add(
+        customer_id=c.id, amount="7.50", occurred_at=T0,
+        lines=[{"product": "tea", "quantity": "3", "price": "2.50", "category": "drinks"}],
+    )  # fmt: skip
+    got = crm.orders.get_many([lined.id, 999_999, plain.id])
+    assert [o.id for o in got] == [lined.id, plain.id]
+    assert [(x.product, x.quantity, x.category) for x in got[0].lines] == [
+        ("tea", Decimal("3"), "drinks")
+    ]
+    assert got[1].lines == [] and got[1].amount == Decimal("10")
+    assert crm.orders.get_many([]) == []

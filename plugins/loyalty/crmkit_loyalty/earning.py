@@ -7,14 +7,13 @@ Functions named like a LoyaltyService method are its bodies; their docstrings ar
 from __future__ import annotations
 
 import datetime as dt
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, null, select
 
 from crmkit.core import tables as core
-from crmkit.core.entities import Order, OrderLine
+from crmkit.core.entities import Order
 from crmkit.core.types import to_decimal
 from crmkit_loyalty import setbased
 from crmkit_loyalty import tables as t
@@ -284,7 +283,7 @@ def earn_existing(
         order_ids = list(connection.scalars(query.order_by(core.orders.c.id)))
     for start in range(0, len(order_ids), CHUNK):
         with svc.crm.transaction() as ctx:
-            orders = load_orders(ctx.connection, order_ids[start : start + CHUNK])
+            orders = svc.crm.orders.get_many(order_ids[start : start + CHUNK])
             earn_program(svc, ctx, program_id, prog, orders, replay=True)
     return len(order_ids)
 
@@ -329,41 +328,3 @@ def award_birthdays(
         entries = post(ctx, program_id, prog, out, {r.id: r.customer_id for r in due})
         svc._fire(ctx, "crmkit_loyalty_points_earned", entries=entries)
         return entries
-
-
-def load_orders(connection: Any, ids: Sequence[int]) -> list[Order]:
-    """Orders with their lines, in the order of ``ids``."""
-    if not ids:
-        return []
-    lines: dict[int, list[OrderLine]] = defaultdict(list)
-    for line in connection.execute(
-        select(core.order_lines)
-        .where(core.order_lines.c.order_id.in_(ids))
-        .order_by(core.order_lines.c.id)
-    ):
-        lines[line.order_id].append(
-            OrderLine(
-                product=line.product,
-                category=line.category,
-                quantity=line.quantity,
-                price=line.price,
-            )
-        )
-    rows = {
-        r.id: r for r in connection.execute(select(core.orders).where(core.orders.c.id.in_(ids)))
-    }
-    return [
-        Order(
-            id=r.id,
-            customer_id=r.customer_id,
-            occurred_at=r.occurred_at,
-            amount=r.amount,
-            external_id=r.external_id,
-            cost=r.cost,
-            currency=r.currency,
-            status=r.status,
-            channel=r.channel,
-            lines=lines.get(r.id, []),
-        )
-        for r in (rows[i] for i in ids if i in rows)
-    ]

@@ -16,7 +16,6 @@ from sqlalchemy import select
 
 from crmkit.core import tables as core
 from crmkit_loyalty import tables as t
-from crmkit_loyalty.earning import load_orders
 from crmkit_loyalty.ledger import CHUNK
 from crmkit_loyalty.program import MemberView, Program, add_months, load_program_file, parse_program
 
@@ -60,7 +59,7 @@ def what_if(
         signup = prog.fixed("signup")
         window = prog.window_months
         for start in range(0, len(ids), CHUNK):
-            for order in load_orders(connection, ids[start : start + CHUNK]):
+            for order in svc.crm.orders.get_many(ids[start : start + CHUNK]):
                 if allowed is not None and order.customer_id not in allowed:
                     continue
                 st = state.get(order.customer_id)
