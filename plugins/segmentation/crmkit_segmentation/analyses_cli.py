@@ -167,10 +167,8 @@ def breakdown_report(
 # -- options ------------------------------------------------------------------------------
 
 
-def _common(func: Any) -> Any:
-    func = click.option(
-        "--scope", multiple=True, help="field=value filter, e.g. region=North (ANDed)"
-    )(func)
+def as_of_option(func: Any) -> Any:
+    """``--as-of DATE``, the day every segmentation command computes for."""
     return click.option(
         "--as-of",
         "as_of",
@@ -178,6 +176,17 @@ def _common(func: Any) -> Any:
         type=click.DateTime(["%Y-%m-%d"]),
         help="Ignore orders after this date (YYYY-MM-DD).",
     )(func)
+
+
+def scope_option(func: Any) -> Any:
+    """``--scope field=value`` (repeatable), the customers a command looks at."""
+    return click.option(
+        "--scope", multiple=True, help="field=value filter, e.g. region=North (ANDed)"
+    )(func)
+
+
+def _common(func: Any) -> Any:
+    return as_of_option(scope_option(func))
 
 
 def _decimal(value: str | None, option: str) -> Decimal | None:

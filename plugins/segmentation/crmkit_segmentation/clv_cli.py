@@ -12,6 +12,7 @@ import click
 
 from crmkit.errors import ValidationError
 
+from .analyses_cli import as_of_option, scope_option
 from .scope import parse_scope
 
 if TYPE_CHECKING:
@@ -133,14 +134,8 @@ def add_commands(segment: click.Group) -> None:
     from crmkit.cli.output import format_option
 
     @segment.command("clv")
-    @click.option(
-        "--as-of",
-        "as_of",
-        required=True,
-        type=click.DateTime(["%Y-%m-%d"]),
-        help="Ignore orders after this date (YYYY-MM-DD).",
-    )
-    @click.option("--scope", multiple=True, help="field=value filter, e.g. region=North (ANDed)")
+    @as_of_option
+    @scope_option
     @click.option(
         "--time-unit",
         type=click.Choice(TIME_UNITS),

@@ -239,22 +239,6 @@ def crmkit_generate_demo_data(crm: Any, rng: Any) -> str | None:
 # -- command line ----------------------------------------------------------------------
 
 
-def _as_of_option(func: Any) -> Any:
-    return click.option(
-        "--as-of",
-        "as_of",
-        required=True,
-        type=click.DateTime(["%Y-%m-%d"]),
-        help="Ignore orders after this date (YYYY-MM-DD).",
-    )(func)
-
-
-def _scope_option(func: Any) -> Any:
-    return click.option(
-        "--scope", multiple=True, help="field=value filter, e.g. region=North (ANDed)"
-    )(func)
-
-
 @crmkit.hookimpl
 def crmkit_register_commands(cli):
     from crmkit.cli import pass_crm
@@ -268,8 +252,8 @@ def crmkit_register_commands(cli):
     analyses_cli.add_commands(segment)
 
     @segment.command("rfm")
-    @_as_of_option
-    @_scope_option
+    @analyses_cli.as_of_option
+    @analyses_cli.scope_option
     @click.option("--bins", type=click.IntRange(2, 100), help="Score bins [setting rfm_bins: 5].")
     @format_option(*FORMATS)
     @pass_crm
@@ -282,8 +266,8 @@ def crmkit_register_commands(cli):
 
     @segment.command("snapshot")
     @click.argument("scheme")
-    @_as_of_option
-    @_scope_option
+    @analyses_cli.as_of_option
+    @analyses_cli.scope_option
     @format_option(*FORMATS)
     @pass_crm
     def snapshot_cmd(crm, scheme, as_of, scope, fmt):
@@ -360,8 +344,8 @@ def crmkit_register_commands(cli):
 
     @segment.command("pack")
     @click.argument("name")
-    @_as_of_option
-    @_scope_option
+    @analyses_cli.as_of_option
+    @analyses_cli.scope_option
     @click.option("--snapshot", "save", is_flag=True, help="Also save the result as a snapshot.")
     @format_option(*FORMATS)
     @pass_crm
