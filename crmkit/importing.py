@@ -418,16 +418,14 @@ class Converter:
 
     def bind(self, fieldnames: list[str] | None) -> Callable[[Any], Any]:
         """Use the CSV header (rows then come as lists in this column order); return the
-        function converting one record (raises RowError)."""
+        function converting one record (raises RowError): for CSV orders a specialised
+        one, else :meth:`convert`."""
         self.fieldnames = fieldnames
-        self._fast = None
         if fieldnames is not None and self.kind == "orders":
-            self._fast = self._order_row_function(fieldnames)
-            return self._fast
+            return self._order_row_function(fieldnames)
         return self.convert
 
     fieldnames: list[str] | None = None
-    _fast: Callable[[list[str]], tuple[Any, ...]] | None = None
 
     @property
     def key(self) -> Callable[[Any], str] | None:
@@ -455,8 +453,6 @@ class Converter:
     def convert(self, record: list[str] | dict[str, Any]) -> Any:
         """The record converted: a tuple for orders and interactions, a Customer for customers."""
         if isinstance(record, list):
-            if self._fast is not None:
-                return self._fast(record)
             record = dict(zip(self.fieldnames or (), record, strict=True))
         else:
             self._check_keys(record)

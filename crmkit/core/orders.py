@@ -114,12 +114,13 @@ class OrderService:
             existing = existing_values(connection, t.orders.c.external_id, (r[0] for r in rows))
             fresh = [r for r in rows if r[0] not in existing] if existing else rows
             result.skipped.extend(sorted(existing))
+            form = self.row_format()
             if not driver_form:
-                fresh = self.row_format().to_driver(fresh)
+                fresh = form.to_driver(fresh)
             new_ids = insert_rows(connection, t.orders, ORDER_COLUMNS, fresh, driver_form=True)
             result.stored = len(new_ids)
             if new_ids and self._observed():
-                values = self.row_format().to_python(fresh)
+                values = form.to_python(fresh)
                 stored = [_trusted_order(r, i) for r, i in zip(values, new_ids, strict=True)]
                 self._announce(ctx, stored)
         return result
