@@ -201,8 +201,7 @@ def earn_rows(
                     "occurred_at": when,
                     "expires_at": expires,
                     "order_id": order.id,
-                    "rule": rule,
-                    "idem_key": f"order:{order.id}:{rule}",
+                    "rule": rule,  # (order, kind, member, rule) is unique: earned once
                 }
             )
         if st["clawback_due"] and total:

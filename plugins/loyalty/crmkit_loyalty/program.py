@@ -610,6 +610,20 @@ def parse_program(
     for kind in ("signup", "birthday", "referral"):
         if sum(1 for r in rules if isinstance(r, FixedBonusRule) and r.kind == kind) > 1:
             raise fail("earn", f"has more than one {kind} rule; keep one")
+    # the ledger names each award's rule, and an order earns once per (rule, member):
+    # two awarding rules with one name would be one cause
+    named: dict[str, int] = {}
+    for i, rule in enumerate(rules):
+        if not (hasattr(rule, "bonus") or isinstance(rule, SpendRule | FixedBonusRule)):
+            continue  # multipliers write no ledger rows of their own
+        rule_name = getattr(rule, "name", type(rule).__name__)
+        if rule_name in named:
+            raise fail(
+                f"earn[{i}].name",
+                f"{rule_name!r} is already the name of earn[{named[rule_name]}]; give each "
+                "rule that awards points its own name",
+            )
+        named[rule_name] = i
 
     rewards: list[RewardSpec] = []
     for i, raw in enumerate(data.get("rewards", []) or []):

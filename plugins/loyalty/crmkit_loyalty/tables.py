@@ -6,9 +6,10 @@
 * ``loyalty_members`` — one row per (program, customer): tier, the balance kept
   equal to the sum of the member's ledger in the same transaction, the points
   still to claw back, the count of earning orders.
-* ``loyalty_ledger`` — append-only points ledger. ``idem_key`` is unique per
-  program and makes earning idempotent (``order:<id>:<rule>``, ``reverse:order:<id>``,
-  ``signup:<member>``, ``birthday:<member>:<year>``, ``referral:<member>``).
+* ``loyalty_ledger`` — append-only points ledger. An order earns once per rule and
+  member: (order, kind, member, rule) is unique. Other causes carry an ``idem_key``,
+  unique per program (``reverse:order:<id>:<member>``, ``signup:<member>``,
+  ``birthday:<member>:<year>``, ``referral:<member>``, ``referred:<member>``).
 * ``loyalty_tier_changes`` — append-only history of tier moves.
 """
 
@@ -28,6 +29,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 from crmkit.core.tables import metadata
@@ -89,11 +91,10 @@ ledger = Table(
     "loyalty_ledger",
     metadata,
     Column("id", Integer, primary_key=True),
-    # no foreign key to the program: the member's (cascading) implies it
+    # no foreign keys (loyalty0003, loyalty0004): rows are only written for members the
+    # same transaction read, and a trigger deletes a deleted member's rows (migration)
     Column("program_id", Integer, nullable=False),
-    Column(
-        "member_id", Integer, ForeignKey("loyalty_members.id", ondelete="CASCADE"), nullable=False
-    ),
+    Column("member_id", Integer, nullable=False),
     Column("kind", String(10), nullable=False),  # earn redeem expire adjust reverse
     Column("points", BigInteger, nullable=False),  # signed
     Column("occurred_at", UTCDateTime, nullable=False),  # when the cause happened
@@ -104,10 +105,17 @@ ledger = Table(
     Column("rule", String(100)),  # cause: an earn rule, "expiry", "clawback" ...
     Column("staff", String(100)),  # cause: a staff member ...
     Column("reason", Text),  # ... with their reason
-    Column("idem_key", String(200)),
-    UniqueConstraint("program_id", "idem_key", name="uq_loyalty_ledger_program_id"),
+    Column("idem_key", String(200)),  # causes other than an order's rules
+    Index(
+        "uq_loyalty_ledger_idem_key",
+        "program_id",
+        "idem_key",
+        unique=True,
+        postgresql_where=text("idem_key IS NOT NULL"),
+        sqlite_where=text("idem_key IS NOT NULL"),
+    ),
+    Index("uq_loyalty_ledger_order_cause", "order_id", "kind", "member_id", "rule", unique=True),
     Index("ix_loyalty_ledger_member_id", "member_id"),
-    Index("ix_loyalty_ledger_order_id", "order_id"),
 )
 
 tier_changes = Table(

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, bindparam, delete, func, insert, select, update
+from sqlalchemy import and_, delete, func, select, update
 from sqlalchemy.schema import CreateTable
 from sqlalchemy.types import NullType
 
@@ -19,10 +19,11 @@ from crmkit.core import tables as core
 from crmkit.core.bulk import insert_many
 from crmkit.core.types import to_decimal
 from crmkit_loyalty import tables as t
-from crmkit_loyalty.ledger import end_of_day
+from crmkit_loyalty.ledger import CHUNK, end_of_day
 from crmkit_loyalty.membership import member_row
 from crmkit_loyalty.program import Program, add_months
 from crmkit_loyalty.records import TierChange
+from crmkit_loyalty.setbased import batch_filter
 
 if TYPE_CHECKING:
     from crmkit.core.context import HookContext
@@ -112,14 +113,10 @@ def window_measures(
 def apply_tier_changes(svc: LoyaltyService, ctx: HookContext, changes: list[TierChange]) -> None:
     if not changes:
         return
-    ctx.connection.execute(
-        update(t.members)
-        .where(t.members.c.id == bindparam("mid"))
-        .values(tier=bindparam("tier"), tier_since=bindparam("since")),
-        [{"mid": c.member_id, "tier": c.to_tier, "since": c.at} for c in changes],
-    )
-    ctx.connection.execute(
-        insert(t.tier_changes),
+    connection = ctx.connection
+    ids = insert_many(
+        connection,
+        t.tier_changes,
         [
             {
                 "member_id": c.member_id,
@@ -132,6 +129,19 @@ def apply_tier_changes(svc: LoyaltyService, ctx: HookContext, changes: list[Tier
             for c in changes
         ],
     )
+    # the members take their tier from the history rows just written (each member's
+    # latest): one UPDATE ... FROM per chunk instead of one UPDATE per member
+    latest = sorted({c.member_id: new_id for c, new_id in zip(changes, ids, strict=True)}.values())
+    m, history = t.members, t.tier_changes
+    for start in range(0, len(latest), CHUNK):
+        connection.execute(
+            update(m)
+            .where(
+                m.c.id == history.c.member_id,
+                batch_filter(history.c.id, latest[start : start + CHUNK]),
+            )
+            .values(tier=history.c.to_tier, tier_since=history.c.at)
+        )
     svc._fire(ctx, "crmkit_loyalty_tier_changed", changes=changes)
 
 

@@ -1,17 +1,21 @@
-"""The plugin's Alembic branch matches its tables; loyalty0002 swaps the ledger's member index."""
+"""The plugin's Alembic branch matches its tables; its later revisions go down and up again
+keeping the ledger and its guarantees."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from crmkit_loyalty import loyalty
 from crmkit_loyalty import tables as t
 from crmkit_loyalty.testing import assert_consistent, at, pay, program
-from sqlalchemy import delete, func, inspect, select
+from sqlalchemy import delete, func, insert, inspect, select
+from sqlalchemy.exc import IntegrityError
 
 from crmkit.core import migrate
+from crmkit.core import tables as core
 from crmkit.core.tables import metadata
 
 
@@ -50,6 +54,15 @@ def test_0002_down_and_up_keeps_the_ledger(make_crm: Any) -> None:
     assert_consistent(service)
 
 
+def _member_keys(crm: Any) -> set[str]:
+    return {fk["referred_table"] for fk in inspect(crm.engine).get_foreign_keys("loyalty_ledger")}
+
+
+def _count(crm: Any, table: Any) -> int:
+    with crm.reading() as connection:
+        return int(connection.scalar(select(func.count()).select_from(table)))
+
+
 def test_0003_deleting_a_program_still_deletes_its_ledger(make_crm: Any) -> None:
     crm = make_crm(plugins=["loyalty"])
     service = loyalty(crm)
@@ -58,17 +71,73 @@ def test_0003_deleting_a_program_still_deletes_its_ledger(make_crm: Any) -> None
     service.enrol(alice.id, at=at(2025, 1, 1))
     pay(crm, alice.id, "250.00", at(2025, 2, 1))
 
-    def foreign_keys() -> set[str]:
-        return {
-            fk["referred_table"] for fk in inspect(crm.engine).get_foreign_keys("loyalty_ledger")
-        }
-
-    assert foreign_keys() == {"loyalty_members"}
+    assert _member_keys(crm) == set()
     migrate.downgrade(crm.engine, crm.alembic_config(), "loyalty0002")
-    assert foreign_keys() == {"loyalty_members", "loyalty_programs"}
+    assert _member_keys(crm) == {"loyalty_members", "loyalty_programs"}
     crm.upgrade()
-    assert foreign_keys() == {"loyalty_members"}
+    assert _member_keys(crm) == set()
+    assert _count(crm, t.ledger) > 0
     with crm.transaction() as ctx:
         ctx.connection.execute(delete(t.programs))
+    assert _count(crm, t.ledger) == 0
+
+
+def test_0004_a_deleted_member_or_customer_takes_its_ledger_rows_along(make_crm: Any) -> None:
+    crm = make_crm(plugins=["loyalty"])
+    service = loyalty(crm)
+    service.load_program(program())
+    alice, bob = crm.customers.add(name="Alice"), crm.customers.add(name="Bob")
+    for customer in (alice, bob):
+        service.enrol(customer.id, at=at(2025, 1, 1))
+        pay(crm, customer.id, "250.00", at(2025, 2, 1))
+    both = _count(crm, t.ledger)
+    with crm.transaction() as ctx:  # the customer row cascades to the member row
+        ctx.connection.execute(delete(core.orders).where(core.orders.c.customer_id == alice.id))
+        ctx.connection.execute(delete(core.customers).where(core.customers.c.id == alice.id))
+    assert _count(crm, t.ledger) == both // 2
+    assert service.balance(bob.id) == 250
+    with crm.transaction() as ctx:
+        ctx.connection.execute(delete(t.members))
+    assert _count(crm, t.ledger) == 0
+
+
+def test_0004_an_order_earns_once_per_rule_and_member(make_crm: Any) -> None:
+    crm = make_crm(plugins=["loyalty"])
+    service = loyalty(crm)
+    service.load_program(program())
+    alice = crm.customers.add(name="Alice")
+    service.enrol(alice.id, at=at(2025, 1, 1))
+    pay(crm, alice.id, "250.00", at(2025, 2, 1))
     with crm.reading() as connection:
-        assert connection.scalar(select(func.count()).select_from(t.ledger)) == 0
+        row = connection.execute(select(t.ledger).where(t.ledger.c.kind == "earn")).one()
+    assert row.idem_key is None and row.order_id is not None
+    again = {k: v for k, v in row._mapping.items() if k != "id"}
+    with pytest.raises(IntegrityError), crm.transaction() as ctx:
+        ctx.connection.execute(insert(t.ledger).values(**again))
+    assert service.balance(alice.id) == 250
+    assert_consistent(service)
+
+
+def test_0004_down_and_up_keeps_keys_and_guarantees(make_crm: Any) -> None:
+    crm = make_crm(plugins=["loyalty"])
+    service = loyalty(crm)
+    service.load_program(program())
+    alice = crm.customers.add(name="Alice")
+    service.enrol(alice.id, at=at(2025, 1, 1))
+    order = pay(crm, alice.id, "250.00", at(2025, 2, 1))
+    earned = select(t.ledger.c.idem_key).where(t.ledger.c.kind == "earn")
+
+    migrate.downgrade(crm.engine, crm.alembic_config(), "loyalty0003")
+    assert _member_keys(crm) == {"loyalty_members"}
+    with crm.reading() as connection:  # the old scheme's key, given back
+        assert list(connection.scalars(earned)) == [f"order:{order.id}:spend"]
+    names = {i["name"] for i in inspect(crm.engine).get_indexes("loyalty_ledger")}
+    assert "ix_loyalty_ledger_order_id" in names
+    assert "uq_loyalty_ledger_order_cause" not in names
+    crm.upgrade()
+    assert _member_keys(crm) == set()
+    names = {i["name"] for i in inspect(crm.engine).get_indexes("loyalty_ledger")}
+    assert {"uq_loyalty_ledger_order_cause", "uq_loyalty_ledger_idem_key"} <= names
+    pay(crm, alice.id, "100.00", at(2025, 3, 1))
+    assert service.balance(alice.id) == 350
+    assert_consistent(service)

@@ -112,6 +112,9 @@ BAD = [
     ({"earn": [{"type": "campaign", "starts": "2026-02-01", "ends": "2026-01-01",
                 "multiplier": 2}]}, "earn[0].ends"),
     ({"earn": [{"type": "nth_order", "n": 0, "points": 5}]}, "earn[0].n"),
+    ({"earn": [{"type": "spend", "rate": 1}, {"type": "spend", "rate": 2}]}, "earn[1].name"),
+    ({"earn": [{"type": "spend", "rate": 1, "name": "friends"},
+               {"type": "referral", "points": 5, "name": "friends"}]}, "earn[1].name"),
     ({"rewards": [{"code": "x", "points": 0}]}, "rewards[0].points"),
     ({"rewards": [{"code": "x"}]}, "rewards[0].points"),
     ({"rewards": [{"code": "x", "points": 5}, {"code": "x", "points": 6}]}, "rewards[1].code"),
@@ -125,6 +128,14 @@ def test_invalid_definitions_name_the_field_and_the_source(change, field) -> Non
         parse_program({**PROGRAM, **change}, source="club.toml")
     assert caught.value.field == field
     assert str(caught.value).startswith(f"club.toml: {field} ")
+
+
+def test_multipliers_may_share_a_name_awarding_rules_may_not() -> None:
+    campaign = {"type": "campaign", "starts": "2026-01-01", "ends": "2026-01-31", "multiplier": 2}
+    earn = [{"type": "spend", "rate": 1}, campaign, campaign]  # both named "campaign"
+    assert len(parse_program({**PROGRAM, "earn": earn}).rules) == 3
+    with pytest.raises(ValidationError, match="'spend' is already the name of earn\\[0\\]"):
+        parse_program({**PROGRAM, "earn": [*earn, {"type": "spend", "rate": 3}]})
 
 
 def test_invalid_file_names_the_file(tmp_path: Path) -> None:

@@ -135,6 +135,12 @@ def _import_twice(make_crm: Any, definition: dict[str, Any], seed: int) -> tuple
                 .where(t.members.c.customer_id == ids[f"{side}1"])
                 .values(clawback_due=120)
             )
+            # a tier the program no longer has: the first batch moves it into the ladder
+            ctx.connection.execute(
+                update(t.members)
+                .where(t.members.c.customer_id == ids[f"{side}2"])
+                .values(tier="retired")
+            )
     history = _history(random.Random(seed), 260)
     statements: list[str] = []
     event.listen(crm.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
@@ -211,6 +217,7 @@ def test_set_based_earning_equals_order_by_order(
         assert service.tier_history(a) == service.tier_history(b), i
         earned += ma.balance
     assert earned > 1000  # the history earned something worth comparing
+    assert service.tier_history(ids["A2"])[0]["from_tier"] == "retired"
     assert_consistent(service)
 
 
