@@ -92,7 +92,7 @@ def earn_set_based(
         return [], []
     # members with points to claw back, or a referral bonus on this first order, earn
     # order by order (before the set-based rows, so those are the rows after `before`)
-    slow = setbased.take_sequential(connection)
+    slow = setbased.take_sequential(connection, plan)
     entries: list[LedgerEntry] = []
     changes: list[TierChange] = []
     if slow:
@@ -106,7 +106,7 @@ def earn_set_based(
             entries.append(entry_from_row(row, prog.name))
     if prog.tiers:
         for member_id, customer_id, tier, end, total in setbased.upgrade_candidates(
-            connection, prog
+            connection, prog, plan
         ):
             measure = to_decimal(total or 0)
             new = prog.tier_for(measure)

@@ -30,6 +30,7 @@ import decimal
 import zoneinfo
 from collections.abc import Sequence
 from fractions import Fraction
+from types import SimpleNamespace
 from typing import Any
 
 import attrs
@@ -113,6 +114,16 @@ class Plan:
     campaigns: tuple[Window, ...]
     nth: tuple[NthOrderRule, ...]
     max_numerator: int  # the largest N any order can get: bounds units * N
+
+    @property
+    def rule_names(self) -> list[str]:
+        """The order rules' names, in the order of :func:`rule_points`."""
+        return [rule.name for rule, _, _ in self.spend] + [rule.name for rule in self.nth]
+
+    @property
+    def scratch(self) -> Any:
+        """The batch's scratch table for this plan (one points column per order rule)."""
+        return t.batch_orders(len(self.rule_names))
 
 
 def _digits(value: decimal.Decimal) -> int:
@@ -254,7 +265,8 @@ def _nth_points(rule: NthOrderRule, b: Any) -> ColumnElement[Any]:
 
 
 def rule_points(p: Plan, b: Any) -> list[tuple[str, ColumnElement[Any]]]:
-    """``[(rule name, points expression), ...]`` in the order Python lists them."""
+    """``[(rule name, points expression), ...]`` in the order Python lists them, over
+    ``b.c``'s ``units``, ``channel``, ``tier``, ``occurred_at`` and ``seq``."""
     found = [(rule.name, _spend_points(p, rule, base, ch, b)) for rule, base, ch in p.spend]
     return found + [(rule.name, _nth_points(rule, b)) for rule in p.nth]
 
@@ -284,8 +296,9 @@ def fill(
     p: Plan,
     in_batch: ColumnElement[bool],
 ) -> int:
-    """Put the batch's paid orders of members into the scratch table."""
-    b, o, m = t.batch_orders, core.orders, t.members
+    """Put the batch's paid orders of members, with each rule's points, into the scratch
+    table (:attr:`Plan.scratch`)."""
+    b, o, m = p.scratch, core.orders, t.members
     dialect = connection.dialect.name
     connection.execute(CreateTable(b, if_not_exists=True))
     if dialect == "postgresql":
@@ -317,6 +330,16 @@ def fill(
         if prog.expiry_months
         else literal(None, UTCDateTime)
     )
+    # the rules' points from the order and its member row, computed here once: the
+    # ledger rows and the balance update read them
+    inputs = SimpleNamespace(
+        units=_units(paid.c.amount, dialect),
+        channel=paid.c.channel,
+        tier=m.c.tier,
+        occurred_at=paid.c.occurred_at,
+        seq=m.c.orders_count + paid.c.n,
+    )
+    points = [expression for _, expression in rule_points(p, SimpleNamespace(c=inputs))]
     source = (
         select(
             paid.c.id,
@@ -324,11 +347,9 @@ def fill(
             paid.c.customer_id,
             paid.c.occurred_at,
             expires,
-            m.c.orders_count + paid.c.n,
-            _units(paid.c.amount, dialect),
-            paid.c.channel,
             m.c.tier,
             or_(*sequential),
+            *points,
         )
         .select_from(paid)
         # "+ 0": without statistics SQLite would walk every member and probe the batch by
@@ -339,16 +360,16 @@ def fill(
         .with_for_update(of=m)
     )
     columns = [
-        "order_id", "member_id", "customer_id", "occurred_at", "expires_at", "seq", "units",
-        "channel", "tier", "sequential",
+        "order_id", "member_id", "customer_id", "occurred_at", "expires_at", "tier", "sequential",
+        *(f"points_{i}" for i in range(len(points))),
     ]  # fmt: skip
     return connection.execute(insert(b).from_select(columns, source)).rowcount
 
 
-def take_sequential(connection: Any) -> set[int]:
+def take_sequential(connection: Any, p: Plan) -> set[int]:
     """Remove the members who must earn order by order from the scratch table; their
     customer ids (see :func:`fill`)."""
-    b = t.batch_orders
+    b = p.scratch
     found = set(connection.scalars(select(b.c.customer_id).where(b.c.sequential).distinct()))
     if found:
         connection.execute(delete(b).where(b.c.customer_id.in_(sorted(found))))
@@ -357,9 +378,14 @@ def take_sequential(connection: Any) -> set[int]:
 
 def write_ledger(connection: Any, program_id: int, p: Plan, now: dt.datetime) -> None:
     """One INSERT ... SELECT per rule (rows with points only), then the members' totals."""
-    b = t.batch_orders
-    rules = rule_points(p, b)
-    for name, points in rules:
+    b = p.scratch
+    names = p.rule_names
+    columns = [
+        "program_id", "member_id", "kind", "points", "occurred_at", "recorded_at",
+        "expires_at", "order_id", "rule",
+    ]  # fmt: skip
+    for i, name in enumerate(names):
+        points = b.c[f"points_{i}"]
         source = select(
             literal(program_id, Integer),
             b.c.member_id,
@@ -371,14 +397,10 @@ def write_ledger(connection: Any, program_id: int, p: Plan, now: dt.datetime) ->
             b.c.order_id,
             literal(name, String),
         ).where(points > 0)
-        columns = [
-            "program_id", "member_id", "kind", "points", "occurred_at", "recorded_at",
-            "expires_at", "order_id", "rule",
-        ]  # fmt: skip
         connection.execute(insert(t.ledger).from_select(columns, source))
     total: ColumnElement[Any] = literal(0, BigInteger)
-    for _, points in rules:
-        total = total + points
+    for i in range(len(names)):
+        total = total + b.c[f"points_{i}"]
     sums = (
         select(
             b.c.member_id,
@@ -396,10 +418,10 @@ def write_ledger(connection: Any, program_id: int, p: Plan, now: dt.datetime) ->
     )
 
 
-def upgrade_candidates(connection: Any, prog: Program) -> list[Any]:
+def upgrade_candidates(connection: Any, prog: Program, p: Plan) -> list[Any]:
     """Members of the batch whose measure over the window ending at their last order in it
     may meet a higher tier: rows (member_id, customer_id, tier, end, measure)."""
-    b = t.batch_orders
+    b = p.scratch
     top = prog.tiers[-1].name
     ends = (
         select(

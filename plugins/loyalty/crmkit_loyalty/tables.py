@@ -15,6 +15,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -145,20 +147,22 @@ windows = Table(
     prefixes=["TEMPORARY"],
 )
 
-#: A per-connection scratch table (no migration): one earning batch's paid orders of
-#: members, with what set-based earning needs (crmkit_loyalty.setbased).
-batch_orders = Table(
-    "loyalty_tmp_batch_orders",
-    MetaData(),
-    Column("order_id", Integer, nullable=False),  # no key: rows arrive in member order
-    Column("member_id", Integer, nullable=False),
-    Column("customer_id", Integer, nullable=False),
-    Column("occurred_at", UTCDateTime, nullable=False),
-    Column("expires_at", UTCDateTime),
-    Column("seq", Integer, nullable=False),  # the member's earning order number, 1 = first
-    Column("units", BigInteger, nullable=False),  # the amount in 1/10,000
-    Column("channel", String(20)),
-    Column("tier", String(100)),  # the member's tier before the batch
-    Column("sequential", Boolean, nullable=False),  # the member earns order by order
-    prefixes=["TEMPORARY"],
-)
+
+@functools.cache
+def batch_orders(rules: int) -> Table:
+    """A per-connection scratch table (no migration): one earning batch's paid orders of
+    members, with what set-based earning needs (crmkit_loyalty.setbased) and each of the
+    program's ``rules`` order rules' points (``points_0`` ...), computed once per order."""
+    return Table(
+        f"loyalty_tmp_batch_orders_{rules}",
+        MetaData(),
+        Column("order_id", Integer, nullable=False),  # no key: rows arrive in member order
+        Column("member_id", Integer, nullable=False),
+        Column("customer_id", Integer, nullable=False),
+        Column("occurred_at", UTCDateTime, nullable=False),
+        Column("expires_at", UTCDateTime),
+        Column("tier", String(100)),  # the member's tier before the batch
+        Column("sequential", Boolean, nullable=False),  # the member earns order by order
+        *(Column(f"points_{i}", BigInteger, nullable=False) for i in range(rules)),
+        prefixes=["TEMPORARY"],
+    )

@@ -33,13 +33,23 @@ def test_tables_match_the_migrations(make_crm: Any) -> None:
         assert compare_metadata(context, metadata) == []
 
 
-def test_0002_down_and_up_keeps_the_ledger(make_crm: Any) -> None:
+def _member_paid(make_crm: Any, *names: str) -> tuple[Any, Any, list[Any], list[Any]]:
+    """A club with a member per name, each with one paid order of 250.00:
+    (crm, service, customers, orders)."""
     crm = make_crm(plugins=["loyalty"])
     service = loyalty(crm)
     service.load_program(program())
-    alice = crm.customers.add(name="Alice")
-    service.enrol(alice.id, at=at(2025, 1, 1))
-    pay(crm, alice.id, "250.00", at(2025, 2, 1))
+    customers, orders = [], []
+    for name in names or ("Alice",):
+        customer = crm.customers.add(name=name)
+        service.enrol(customer.id, at=at(2025, 1, 1))
+        orders.append(pay(crm, customer.id, "250.00", at(2025, 2, 1)))
+        customers.append(customer)
+    return crm, service, customers, orders
+
+
+def test_0002_down_and_up_keeps_the_ledger(make_crm: Any) -> None:
+    crm, service, (alice,), _ = _member_paid(make_crm)
 
     def indexes() -> set[str]:
         return {i["name"] for i in inspect(crm.engine).get_indexes("loyalty_ledger")}
@@ -64,12 +74,7 @@ def _count(crm: Any, table: Any) -> int:
 
 
 def test_0003_deleting_a_program_still_deletes_its_ledger(make_crm: Any) -> None:
-    crm = make_crm(plugins=["loyalty"])
-    service = loyalty(crm)
-    service.load_program(program())
-    alice = crm.customers.add(name="Alice")
-    service.enrol(alice.id, at=at(2025, 1, 1))
-    pay(crm, alice.id, "250.00", at(2025, 2, 1))
+    crm, _, _, _ = _member_paid(make_crm)
 
     assert _member_keys(crm) == set()
     migrate.downgrade(crm.engine, crm.alembic_config(), "loyalty0002")
@@ -83,13 +88,7 @@ def test_0003_deleting_a_program_still_deletes_its_ledger(make_crm: Any) -> None
 
 
 def test_0004_a_deleted_member_or_customer_takes_its_ledger_rows_along(make_crm: Any) -> None:
-    crm = make_crm(plugins=["loyalty"])
-    service = loyalty(crm)
-    service.load_program(program())
-    alice, bob = crm.customers.add(name="Alice"), crm.customers.add(name="Bob")
-    for customer in (alice, bob):
-        service.enrol(customer.id, at=at(2025, 1, 1))
-        pay(crm, customer.id, "250.00", at(2025, 2, 1))
+    crm, service, (alice, bob), _ = _member_paid(make_crm, "Alice", "Bob")
     both = _count(crm, t.ledger)
     with crm.transaction() as ctx:  # the customer row cascades to the member row
         ctx.connection.execute(delete(core.orders).where(core.orders.c.customer_id == alice.id))
@@ -102,12 +101,7 @@ def test_0004_a_deleted_member_or_customer_takes_its_ledger_rows_along(make_crm:
 
 
 def test_0004_an_order_earns_once_per_rule_and_member(make_crm: Any) -> None:
-    crm = make_crm(plugins=["loyalty"])
-    service = loyalty(crm)
-    service.load_program(program())
-    alice = crm.customers.add(name="Alice")
-    service.enrol(alice.id, at=at(2025, 1, 1))
-    pay(crm, alice.id, "250.00", at(2025, 2, 1))
+    crm, service, (alice,), _ = _member_paid(make_crm)
     with crm.reading() as connection:
         row = connection.execute(select(t.ledger).where(t.ledger.c.kind == "earn")).one()
     assert row.idem_key is None and row.order_id is not None
@@ -119,12 +113,7 @@ def test_0004_an_order_earns_once_per_rule_and_member(make_crm: Any) -> None:
 
 
 def test_0004_down_and_up_keeps_keys_and_guarantees(make_crm: Any) -> None:
-    crm = make_crm(plugins=["loyalty"])
-    service = loyalty(crm)
-    service.load_program(program())
-    alice = crm.customers.add(name="Alice")
-    service.enrol(alice.id, at=at(2025, 1, 1))
-    order = pay(crm, alice.id, "250.00", at(2025, 2, 1))
+    crm, service, (alice,), (order,) = _member_paid(make_crm)
     earned = select(t.ledger.c.idem_key).where(t.ledger.c.kind == "earn")
 
     migrate.downgrade(crm.engine, crm.alembic_config(), "loyalty0003")
