@@ -1,11 +1,11 @@
 """Set-based earning for a batch of new orders: the bulk import's fast path.
 
-The order-by-order path (``LoyaltyService._earn_rows``) evaluates every rule
+The order-by-order path (:func:`crmkit_loyalty.earning.earn_rows`) evaluates every rule
 in Python; an import of a million orders then spends most of its time
 building, converting and inserting Python rows. Here the database does it:
 the batch's paid orders are joined to their members into a scratch table
-(with each member's order number and the points' expiry computed in SQL),
-then one ``INSERT ... SELECT`` per earn rule writes the ledger, one
+(with each member's order number, the points' expiry and each rule's points
+computed in SQL), then one ``INSERT ... SELECT`` per earn rule writes the ledger, one
 ``UPDATE ... FROM`` moves balances and order counts, and one grouped query
 finds the members whose qualifying measure now meets a higher tier.
 
