@@ -11,12 +11,13 @@ from alembic.runtime.migration import MigrationContext
 from crmkit_loyalty import loyalty
 from crmkit_loyalty import tables as t
 from crmkit_loyalty.testing import assert_consistent, at, pay, program
-from sqlalchemy import delete, func, insert, inspect, select
+from sqlalchemy import delete, func, insert, inspect, select, update
 from sqlalchemy.exc import IntegrityError
 
 from crmkit.core import migrate
 from crmkit.core import tables as core
 from crmkit.core.tables import metadata
+from crmkit.errors import ValidationError
 
 
 def test_tables_match_the_migrations(make_crm: Any) -> None:
@@ -129,4 +130,31 @@ def test_0004_down_and_up_keeps_keys_and_guarantees(make_crm: Any) -> None:
     assert {"uq_loyalty_ledger_order_cause", "uq_loyalty_ledger_idem_key"} <= names
     pay(crm, alice.id, "100.00", at(2025, 3, 1))
     assert service.balance(alice.id) == 350
+    assert_consistent(service)
+
+
+def test_0004_a_stored_program_whose_rules_share_a_name_is_refused_until_loaded_again(
+    make_crm: Any,
+) -> None:
+    """Programs stored before the names had to differ: one clear error, nothing earned,
+    until the program is loaded again with distinct names."""
+    crm, service, (alice,), _ = _member_paid(make_crm)
+    twice = program(earn=[{"type": "spend", "rate": 1}, {"type": "spend", "rate": 2}])
+    with crm.transaction() as ctx:
+        ctx.connection.execute(
+            update(t.programs).values(definition=twice, version=t.programs.c.version + 1)
+        )
+    with pytest.raises(ValidationError, match=r"earn\[1\]\.name 'spend' is already the name"):
+        pay(crm, alice.id, "100.00", at(2025, 3, 1))
+    with pytest.raises(ValidationError, match="give each rule that awards points its own name"):
+        service.balance(alice.id)  # reads name the problem too
+    with crm.reading() as connection:  # and nothing was stored
+        assert connection.scalar(select(func.sum(t.ledger.c.points))) == 250
+        assert connection.scalar(select(func.count()).select_from(core.orders)) == 1
+    fixed = program(
+        earn=[{"type": "spend", "rate": 1}, {"type": "spend", "rate": 2, "name": "double"}]
+    )
+    service.load_program(fixed)
+    pay(crm, alice.id, "100.00", at(2025, 3, 1))
+    assert service.balance(alice.id) == 250 + 100 + 200
     assert_consistent(service)

@@ -15,7 +15,9 @@ rows cheaper to write:
   their own ("order:<id>:<rule>", a random insert into a text index per row).
   The idempotency key stays for the other causes (sign-up, birthday, referral,
   reversal), unique per program where it is set (a partial index). Rows
-  written before keep their key.
+  written before keep their key. A stored program whose awarding rules share
+  a name (which already failed on an order both rules award) is refused with
+  a clear error until it is loaded again with distinct names.
 * The ledger's foreign key to its member goes: every writer posts rows only
   for members it has just read in the same transaction, and its check was a
   trigger call per row (a third of the time of writing a batch's rows). The
