@@ -22,6 +22,7 @@ from crmkit.core.entities import (
     SettingsSpec,
     Staff,
 )
+from crmkit.core.orders import StoredOrders
 from crmkit.core.workflow import Stage, Transition, WorkflowDefinition, WorkflowInstance
 from crmkit.crm import CRM, open
 from crmkit.errors import (
@@ -57,6 +58,7 @@ __all__ = [
     "SettingsSpec",
     "Stage",
     "Staff",
+    "StoredOrders",
     "Transition",
     "TransitionRefused",
     "ValidationError",

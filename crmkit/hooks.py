@@ -70,7 +70,9 @@ if TYPE_CHECKING:  # imported for annotations only; keeps this module import-lig
 #: Version of this hook contract and of the public Python API. A plugin
 #: declares the versions it supports with ``CRMKIT_API = ">=1.0,<2"``; minor
 #: versions only add hooks or optional arguments, majors may break.
-API_VERSION = "1.0"
+#: 1.1: an import batch's ``crmkit_after_orders_created`` gets a
+#: ``crmkit.StoredOrders`` (still a ``Sequence[Order]``) with ``ids``.
+API_VERSION = "1.1"
 
 hookspec = pluggy.HookspecMarker("crmkit")
 hookimpl = pluggy.HookimplMarker("crmkit")
@@ -360,7 +362,10 @@ def crmkit_after_orders_created(ctx: HookContext, orders: Sequence[Order]) -> No
     because their ``external_id`` already existed are not included. An
     import's batch holds up to ``--batch-size`` orders (50,000 by default),
     each with its id, no lines and ``occurred_at`` in UTC; compare times as
-    instants, never by zone. Returns: nothing.
+    instants, never by zone. It arrives as a :class:`crmkit.StoredOrders`
+    (API 1.1): its Order entities are built when first read, and
+    ``orders.ids`` gives the ids without building them, for a listener that
+    reads the batch back in SQL. Returns: nothing.
 
     Example::
 

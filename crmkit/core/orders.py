@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, overload
 
 import attrs
 from sqlalchemy import insert, select, update
@@ -56,6 +56,52 @@ _new = object.__new__
 _put = object.__setattr__
 
 
+class StoredOrders(Sequence[Order]):
+    """The orders one import batch stored, as ``crmkit_after_orders_created`` gets them.
+
+    A ``Sequence[Order]`` like any other (index, slice, iterate, ``len``). Its
+    Order entities are built on first access, all at once: building a million
+    of them costs seconds, and a listener that works in SQL may need only
+    :attr:`ids`. Every order has its id and no lines; from the importer,
+    ``occurred_at`` is in UTC and amounts have at most 4 decimal places
+    (:meth:`OrderService.add_rows` callers must keep to the same).
+    """
+
+    __slots__ = ("_build", "_ids", "_orders")
+
+    def __init__(self, ids: Sequence[int], build: Callable[[], list[Order]]) -> None:
+        self._ids = tuple(ids)
+        self._build: Callable[[], list[Order]] | None = build
+        self._orders: list[Order] | None = None
+
+    @property
+    def ids(self) -> tuple[int, ...]:
+        """The stored orders' ids, in batch order, without building any entity."""
+        return self._ids
+
+    def _all(self) -> list[Order]:
+        if self._orders is None:
+            assert self._build is not None
+            self._orders, self._build = self._build(), None
+        return self._orders
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    @overload
+    def __getitem__(self, index: int) -> Order: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Order]: ...
+    def __getitem__(self, index: int | slice) -> Order | list[Order]:
+        return self._all()[index]
+
+    def __iter__(self) -> Iterator[Order]:
+        return iter(self._all())
+
+    def __repr__(self) -> str:
+        return f"StoredOrders({len(self._ids)} orders)"
+
+
 class OrderService:
     def __init__(self, crm: CRM) -> None:
         self.crm = crm
@@ -102,11 +148,13 @@ class OrderService:
         :class:`Order` holds (a stored customer id, an aware datetime,
         Decimal amounts, a valid status) or, with ``driver_form``, those
         values converted by :meth:`row_format` ahead of time. The values are
-        not validated again and the orders have no lines. Rows whose
-        ``external_id`` is already stored are skipped, as in
-        :meth:`add_many`. Plugins get the usual ``crmkit_after_orders_created``
-        event; its Order entities are built only when some plugin listens to
-        it or to ``crmkit_after_commit``.
+        not validated again; amounts must have at most 4 decimal places and
+        times should be in UTC, as the importer gives them; the orders have no
+        lines. Rows whose ``external_id`` is already stored
+        are skipped, as in :meth:`add_many`. Plugins get the usual
+        ``crmkit_after_orders_created`` event with a :class:`StoredOrders`,
+        whose Order entities are built only if a listener reads them (or a
+        ``crmkit_after_commit`` listener exists).
         """
         result = BulkResult()
         with self.crm.transaction() as ctx:
@@ -120,9 +168,15 @@ class OrderService:
             new_ids = insert_rows(connection, t.orders, ORDER_COLUMNS, fresh, driver_form=True)
             result.stored = len(new_ids)
             if new_ids and self._observed():
-                values = form.to_python(fresh)
-                stored = [_trusted_order(r, i) for r, i in zip(values, new_ids, strict=True)]
-                self._announce(ctx, stored)
+
+                def build(rows: Any = fresh, ids: list[int] = new_ids) -> list[Order]:
+                    values = form.to_python(rows)
+                    return [_trusted_order(r, i) for r, i in zip(values, ids, strict=True)]
+
+                stored = StoredOrders(new_ids, build)
+                self.crm.fire(ctx, "crmkit_after_orders_created", orders=stored)
+                if self.crm.has_hook("crmkit_after_commit"):  # its only reader
+                    ctx.changes.orders_created.extend(stored)
         return result
 
     def row_format(self) -> RowFormat:

@@ -201,3 +201,94 @@ def test_duplicates_are_found_after_the_ids_spill_to_disk(make_crm, tmp_path, mo
         (9, "'O5' appears earlier in the file"),
         (10, "'O1' appears earlier in the file"),
     ]
+
+
+class IdsOnly:
+    """Reads only the ids of what the created event carried."""
+
+    CRMKIT_NAME = "ids-only"
+
+    def __init__(self) -> None:
+        self.ids: list[tuple[int, ...]] = []
+        self.kinds: list[type] = []
+
+    @crmkit.hookimpl
+    def crmkit_after_orders_created(self, ctx, orders):
+        self.kinds.append(type(orders))
+        self.ids.append(orders.ids)
+
+
+def _count_builds(monkeypatch) -> list[int]:
+    """Count the Order entities the bulk path builds (the real builder still runs)."""
+    from crmkit.core import orders as orders_module
+
+    built = [0]
+    real = orders_module._trusted_order
+
+    def counting(row, order_id):
+        built[0] += 1
+        return real(row, order_id)
+
+    monkeypatch.setattr(orders_module, "_trusted_order", counting)
+    return built
+
+
+def test_an_import_batch_builds_its_entities_only_when_a_listener_reads_them(make_crm, monkeypatch):
+    built = _count_builds(monkeypatch)
+    ids_only = IdsOnly()
+    crm = make_crm(plugins=[ids_only])
+    customer = crm.customers.add(name="Wu", external_id="C1")
+    crm.orders.add_rows(_rows(customer.id, "R"))
+    stored = [crm.orders.get_by_external_id(f"R{n}").id for n in (1, 2)]
+    assert ids_only.kinds == [crmkit.StoredOrders]
+    assert ids_only.ids == [tuple(stored)]
+    assert built == [0]  # nobody read an Order
+
+    listener = Listener()  # a listener that reads them gets them all, built once
+    crm = make_crm(plugins=[ids_only, listener])
+    customer = crm.customers.add(name="Li", external_id="C2")
+    crm.orders.add_rows(_rows(customer.id, "S"))
+    [orders] = listener.batches
+    assert [o.id for o in orders] == list(ids_only.ids[-1])
+    assert built == [2]
+
+
+def test_stored_orders_is_a_sequence_of_orders(make_crm):
+    class Keep:
+        CRMKIT_NAME = "keep"
+
+        def __init__(self) -> None:
+            self.kept: list = []
+
+        @crmkit.hookimpl
+        def crmkit_after_orders_created(self, ctx, orders):
+            self.kept.append(orders)
+
+    keep = Keep()
+    crm = make_crm(plugins=[keep])
+    customer = crm.customers.add(name="Wu", external_id="C1")
+    crm.orders.add_rows(_rows(customer.id, "R"))
+    [orders] = keep.kept
+    assert len(orders) == 2 and repr(orders) == "StoredOrders(2 orders)"
+    assert [o.external_id for o in orders] == ["R1", "R2"]
+    assert orders[0] is orders[0] and orders[-1].external_id == "R2"
+    assert [o.id for o in orders[0:2]] == list(orders.ids)
+    assert orders.index(orders[1]) == 1 and orders[0] in orders
+
+
+def test_after_commit_still_gets_an_import_batch(make_crm):
+    class AfterCommit:
+        CRMKIT_NAME = "after-commit"
+
+        def __init__(self) -> None:
+            self.seen: list = []
+
+        @crmkit.hookimpl
+        def crmkit_after_commit(self, crm, changes):
+            self.seen.extend(o.external_id for o in changes.orders_created)
+
+    watcher = AfterCommit()
+    crm = make_crm(plugins=[watcher])
+    customer = crm.customers.add(name="Wu", external_id="C1")
+    crm.orders.add_rows(_rows(customer.id, "R"))
+    assert watcher.seen == ["R1", "R2"]

@@ -14,6 +14,7 @@ from sqlalchemy import func, null, select
 
 from crmkit.core import tables as core
 from crmkit.core.entities import Order
+from crmkit.core.orders import StoredOrders
 from crmkit.core.types import to_decimal
 from crmkit_loyalty import setbased
 from crmkit_loyalty import tables as t
@@ -31,13 +32,23 @@ if TYPE_CHECKING:
 def earn_orders(
     svc: LoyaltyService, ctx: HookContext, orders: Sequence[Order], *, replay: bool = False
 ) -> None:
-    paid = [o for o in orders if o.status == "paid" and o.id is not None]
-    if not paid:
+    # an import's batch (StoredOrders) is in the database with no lines, UTC times and at
+    # most 4 decimals: the set-based path reads it there and never builds its entities
+    imported = not replay and isinstance(orders, StoredOrders)
+    if imported:
+        batch: list[int] | None = list(orders.ids)  # type: ignore[attr-defined]
+    elif not _paid(orders):
         return
-    # new orders (the event path) may earn set-based: they are all in the orders table
-    batch = None if replay else [o.id for o in orders if o.id is not None]
+    else:  # new orders (the event path) may earn set-based: they are all in the orders table
+        batch = None if replay else [o.id for o in orders if o.id is not None]
     for program_id, prog in svc._programs(ctx.connection):
-        earn_program(svc, ctx, program_id, prog, paid, replay=replay, batch=batch)
+        earn_program(
+            svc, ctx, program_id, prog, orders, replay=replay, batch=batch, imported=imported
+        )
+
+
+def _paid(orders: Iterable[Order]) -> list[Order]:
+    return [o for o in orders if o.status == "paid" and o.id is not None]
 
 
 def earn_program(
@@ -45,20 +56,35 @@ def earn_program(
     ctx: HookContext,
     program_id: int,
     prog: Program,
-    paid: list[Order],
+    orders: Sequence[Order],
     *,
     replay: bool,
     batch: list[int] | None = None,
+    imported: bool = False,
 ) -> None:
-    """Earn on ``paid`` in one program: one points-earned event, then tier upgrades.
+    """Earn on the paid ones of ``orders`` in one program: one points-earned event, then
+    tier upgrades.
 
     ``batch`` (the ids of all the event's new orders) allows the set-based path
-    when SQL computes this program's rules exactly (``crmkit_loyalty.setbased``).
+    when SQL computes this program's rules exactly (``crmkit_loyalty.setbased``);
+    ``imported``: ``orders`` is an import's StoredOrders (see :func:`earn_orders`).
     """
     plan = prog._view("setbased", lambda: (setbased.plan(prog),))[0]
-    if svc.set_based and batch and plan is not None and setbased.orders_fit(plan, paid):
-        entries, changes = earn_set_based(svc, ctx, program_id, prog, plan, paid, batch)
+    if (
+        svc.set_based
+        and batch
+        and plan is not None
+        and (
+            setbased.batch_fits(ctx.connection, plan, batch)
+            if imported
+            else setbased.orders_fit(plan, _paid(orders))
+        )
+    ):
+        entries, changes = earn_set_based(svc, ctx, program_id, prog, plan, orders, batch)
     else:
+        paid = _paid(orders)
+        if not paid:
+            return
         entries, changes = earn_rows(svc, ctx, program_id, prog, paid, replay=replay)
     svc._fire(ctx, "crmkit_loyalty_points_earned", entries=[e for e in entries if e.kind == "earn"])
     apply_tier_changes(svc, ctx, changes)
@@ -70,7 +96,7 @@ def earn_set_based(
     program_id: int,
     prog: Program,
     plan: setbased.Plan,
-    paid: list[Order],
+    orders: Sequence[Order],
     batch: list[int],
 ) -> tuple[list[LedgerEntry], list[TierChange]]:
     """Earn in SQL; members needing sequential handling go through :func:`earn_rows`."""
@@ -96,7 +122,7 @@ def earn_set_based(
     entries: list[LedgerEntry] = []
     changes: list[TierChange] = []
     if slow:
-        slow_orders = [order for order in paid if order.customer_id in slow]
+        slow_orders = [order for order in _paid(orders) if order.customer_id in slow]
         entries, changes = earn_rows(svc, ctx, program_id, prog, slow_orders, replay=False)
     before = connection.scalar(select(func.max(t.ledger.c.id))) or 0
     setbased.write_ledger(connection, program_id, plan, ctx.now)

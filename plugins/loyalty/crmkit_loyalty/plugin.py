@@ -14,7 +14,7 @@ from crmkit.core import tables as core
 from crmkit_loyalty import tables as t
 from crmkit_loyalty.service import loyalty
 
-CRMKIT_API = ">=1.0,<2"
+CRMKIT_API = ">=1.1,<2"  # StoredOrders.ids
 
 HERE = Path(__file__).parent
 EXAMPLES = HERE / "examples"

@@ -57,7 +57,7 @@ from sqlalchemy.types import NullType
 
 from crmkit.core import tables as core
 from crmkit.core.entities import Order
-from crmkit.core.types import UTCDateTime
+from crmkit.core.types import UTCDateTime, to_decimal
 from crmkit_loyalty import tables as t
 from crmkit_loyalty.program import CampaignRule, NthOrderRule, Program, SpendRule
 
@@ -204,6 +204,18 @@ def orders_fit(p: Plan, orders: Sequence[Order]) -> bool:
     except decimal.InvalidOperation:  # too many digits to have 4 decimals
         return False
     units = int(max(amounts, default=0) * SCALE)
+    return units < _MAX_UNITS and 2 * units * p.max_numerator < _INT64
+
+
+def batch_fits(connection: Any, p: Plan, batch: Sequence[int]) -> bool:
+    """:func:`orders_fit` for an import's batch, read in SQL: its orders have no lines,
+    UTC times and at most 4 decimals already (``crmkit.StoredOrders``), so only the
+    largest amount can stop SQL from computing the points exactly."""
+    o = core.orders.c
+    largest = connection.scalar(
+        select(func.max(func.abs(o.amount), type_=NullType())).where(batch_filter(o.id, batch))
+    )
+    units = int(to_decimal(largest or 0) * SCALE)
     return units < _MAX_UNITS and 2 * units * p.max_numerator < _INT64
 
 

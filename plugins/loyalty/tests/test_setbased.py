@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -113,7 +114,9 @@ def _history(rng: random.Random, count: int) -> list[dict[str, Any]]:
     return rows
 
 
-def _import_twice(make_crm: Any, definition: dict[str, Any], seed: int) -> tuple[Any, Any, dict]:
+def _import_twice(
+    make_crm: Any, definition: dict[str, Any], seed: int, via: str = "add_many"
+) -> tuple[Any, Any, dict]:
     crm = make_crm(plugins=["loyalty"])
     service = loyalty(crm)
     service.load_program(definition)
@@ -146,20 +149,37 @@ def _import_twice(make_crm: Any, definition: dict[str, Any], seed: int) -> tuple
     event.listen(crm.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
     for side, fast in (("A", True), ("B", False)):
         service.set_based = fast
-        crm.orders.add_many(
-            (
-                {
-                    "external_id": f"{side}-{o['n']}",
-                    "customer_id": ids[f"{side}{o['customer']}"],
-                    "occurred_at": o["occurred_at"],
-                    "amount": o["amount"],
-                    "channel": o["channel"],
-                    "status": o["status"],
-                }
+        if fast and via == "add_rows":  # the importer's path: crmkit.StoredOrders batches
+            rows = [
+                (
+                    f"{side}-{o['n']}",
+                    ids[f"{side}{o['customer']}"],
+                    o["occurred_at"],
+                    Decimal(o["amount"]),
+                    None,
+                    "EUR",
+                    o["status"],
+                    o["channel"],
+                )
                 for o in history
-            ),
-            batch_size=37,
-        )
+            ]
+            for start in range(0, len(rows), 37):
+                crm.orders.add_rows(rows[start : start + 37])
+        else:
+            crm.orders.add_many(
+                (
+                    {
+                        "external_id": f"{side}-{o['n']}",
+                        "customer_id": ids[f"{side}{o['customer']}"],
+                        "occurred_at": o["occurred_at"],
+                        "amount": o["amount"],
+                        "channel": o["channel"],
+                        "status": o["status"],
+                    }
+                    for o in history
+                ),
+                batch_size=37,
+            )
         if fast:
             set_based = sum(
                 "INSERT INTO loyalty_ledger" in s and "loyalty_tmp" in s for s in statements
@@ -190,13 +210,20 @@ def _ledger(crm: Any, customer_id: int) -> list[tuple[Any, ...]]:
 
 
 @pytest.mark.parametrize(
-    ("definition", "seed", "fast"),
-    [(SPEND_CLUB, 1, True), (SPEND_CLUB, 2, True), (POINTS_CLUB, 3, True), (THIRDS, 4, False)],
+    ("definition", "seed", "fast", "via"),
+    [
+        (SPEND_CLUB, 1, True, "add_many"),
+        (SPEND_CLUB, 2, True, "add_many"),
+        (POINTS_CLUB, 3, True, "add_many"),
+        (THIRDS, 4, False, "add_many"),
+        (SPEND_CLUB, 5, True, "add_rows"),
+        (POINTS_CLUB, 6, True, "add_rows"),
+    ],
 )
 def test_set_based_earning_equals_order_by_order(
-    make_crm: Any, definition: dict[str, Any], seed: int, fast: bool
+    make_crm: Any, definition: dict[str, Any], seed: int, fast: bool, via: str
 ) -> None:
-    crm, service, info = _import_twice(make_crm, definition, seed)
+    crm, service, info = _import_twice(make_crm, definition, seed, via)
     ids = info["ids"]
     assert (info["set_based"] > 0) == fast
     earned = 0
@@ -275,3 +302,26 @@ def test_batch_filter_selects_exactly_the_batch(make_crm: Any) -> None:
                 select(core.orders.c.id).where(batch_filter(core.orders.c.id, chosen))
             ).all()
         assert sorted(found) == sorted(chosen)
+
+
+def test_an_import_batch_earns_without_building_its_order_entities(
+    make_crm: Any, monkeypatch: Any
+) -> None:
+    from crmkit.core import orders as orders_module
+
+    built: list[int] = []
+    real = orders_module._trusted_order
+    monkeypatch.setattr(orders_module, "_trusted_order", lambda *a: built.append(1) or real(*a))
+    crm = make_crm(plugins=["loyalty"])
+    service = loyalty(crm)
+    service.load_program(SPEND_CLUB)
+    customers = [crm.customers.add(name=f"C{i}").id for i in range(3)]
+    service.enrol_many(customers, at=at(2024, 12, 1))
+    rows = [
+        (f"O{n}", customers[n % 3], at(2025, 3, 1, n), Decimal("20.00"), None, "EUR", "paid", "web")
+        for n in range(12)
+    ]
+    crm.orders.add_rows(rows)
+    assert built == []  # earned in SQL from the stored rows
+    assert sum(service.member(c).balance for c in customers) > 0
+    assert_consistent(service)
