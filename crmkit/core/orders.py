@@ -150,11 +150,11 @@ class OrderService:
         values converted by :meth:`row_format` ahead of time. The values are
         not validated again; amounts must have at most 4 decimal places and
         times should be in UTC, as the importer gives them; the orders have no
-        lines. Rows whose ``external_id`` is already stored
-        are skipped, as in :meth:`add_many`. Plugins get the usual
-        ``crmkit_after_orders_created`` event with a :class:`StoredOrders`,
-        whose Order entities are built only if a listener reads them (or a
-        ``crmkit_after_commit`` listener exists).
+        lines. Rows whose ``external_id`` is already stored are skipped, as in
+        :meth:`add_many`. Plugins get the usual ``crmkit_after_orders_created``
+        event with a :class:`StoredOrders`, whose Order entities are built
+        only if a listener reads them (or a ``crmkit_after_commit`` listener
+        exists).
         """
         result = BulkResult()
         with self.crm.transaction() as ctx:

@@ -110,7 +110,10 @@ def test_broken_plugin_is_reported_and_others_work(installed, tmp_path):
 def test_incompatible_api_is_refused_with_reason(installed):
     found = statuses(["future"])
     assert found["future"].status == "incompatible"
-    assert f"supports crmkit API >=2.0 but this core provides {crmkit.API_VERSION}" in found["future"].reason
+    assert (
+        f"supports crmkit API >=2.0 but this core provides {crmkit.API_VERSION}"
+        in found["future"].reason
+    )
 
 
 def test_requirement_missing_names_both(installed):

@@ -34,13 +34,14 @@ def earn_orders(
 ) -> None:
     # an import's batch (StoredOrders) is in the database with no lines, UTC times and at
     # most 4 decimals: the set-based path reads it there and never builds its entities
-    imported = not replay and isinstance(orders, StoredOrders)
-    if imported:
-        batch: list[int] | None = list(orders.ids)  # type: ignore[attr-defined]
+    imported = False
+    batch: list[int] | None = None
+    if not replay and isinstance(orders, StoredOrders):
+        imported, batch = True, list(orders.ids)
     elif not _paid(orders):
         return
-    else:  # new orders (the event path) may earn set-based: they are all in the orders table
-        batch = None if replay else [o.id for o in orders if o.id is not None]
+    elif not replay:  # new orders (the event path) may earn set-based: all are in the table
+        batch = [o.id for o in orders if o.id is not None]
     for program_id, prog in svc._programs(ctx.connection):
         earn_program(
             svc, ctx, program_id, prog, orders, replay=replay, batch=batch, imported=imported
