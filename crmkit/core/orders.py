@@ -169,9 +169,9 @@ class OrderService:
             result.stored = len(new_ids)
             if new_ids and self._observed():
 
-                def build(rows: Any = fresh, ids: list[int] = new_ids) -> list[Order]:
-                    values = form.to_python(rows)
-                    return [_trusted_order(r, i) for r, i in zip(values, ids, strict=True)]
+                def build() -> list[Order]:
+                    values = form.to_python(fresh)
+                    return [_trusted_order(r, i) for r, i in zip(values, new_ids, strict=True)]
 
                 stored = StoredOrders(new_ids, build)
                 self.crm.fire(ctx, "crmkit_after_orders_created", orders=stored)

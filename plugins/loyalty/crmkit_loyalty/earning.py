@@ -7,7 +7,8 @@ Functions named like a LoyaltyService method are its bodies; their docstrings ar
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+import functools
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, null, select
@@ -32,19 +33,21 @@ if TYPE_CHECKING:
 def earn_orders(
     svc: LoyaltyService, ctx: HookContext, orders: Sequence[Order], *, replay: bool = False
 ) -> None:
-    # an import's batch (StoredOrders) is in the database with no lines, UTC times and at
-    # most 4 decimals: the set-based path reads it there and never builds its entities
+    # the paid orders, filtered once and only when read: an import's batch (StoredOrders)
+    # is in the database with no lines, UTC times and at most 4 decimals, and the
+    # set-based path reads it there without building its entities
+    paid = functools.cache(lambda: _paid(orders))
     imported = False
     batch: list[int] | None = None
     if not replay and isinstance(orders, StoredOrders):
         imported, batch = True, list(orders.ids)
-    elif not _paid(orders):
+    elif not paid():
         return
     elif not replay:  # new orders (the event path) may earn set-based: all are in the table
         batch = [o.id for o in orders if o.id is not None]
     for program_id, prog in svc._programs(ctx.connection):
         earn_program(
-            svc, ctx, program_id, prog, orders, replay=replay, batch=batch, imported=imported
+            svc, ctx, program_id, prog, paid, replay=replay, batch=batch, imported=imported
         )
 
 
@@ -57,18 +60,18 @@ def earn_program(
     ctx: HookContext,
     program_id: int,
     prog: Program,
-    orders: Sequence[Order],
+    paid: Callable[[], list[Order]],
     *,
     replay: bool,
     batch: list[int] | None = None,
     imported: bool = False,
 ) -> None:
-    """Earn on the paid ones of ``orders`` in one program: one points-earned event, then
+    """Earn on the orders ``paid()`` gives in one program: one points-earned event, then
     tier upgrades.
 
     ``batch`` (the ids of all the event's new orders) allows the set-based path
     when SQL computes this program's rules exactly (``crmkit_loyalty.setbased``);
-    ``imported``: ``orders`` is an import's StoredOrders (see :func:`earn_orders`).
+    ``imported``: the batch is an import's StoredOrders (see :func:`earn_orders`).
     """
     plan = prog._view("setbased", lambda: (setbased.plan(prog),))[0]
     if (
@@ -78,15 +81,14 @@ def earn_program(
         and (
             setbased.batch_fits(ctx.connection, plan, batch)
             if imported
-            else setbased.orders_fit(plan, _paid(orders))
+            else setbased.orders_fit(plan, paid())
         )
     ):
-        entries, changes = earn_set_based(svc, ctx, program_id, prog, plan, orders, batch)
+        entries, changes = earn_set_based(svc, ctx, program_id, prog, plan, paid, batch)
+    elif paid():
+        entries, changes = earn_rows(svc, ctx, program_id, prog, paid(), replay=replay)
     else:
-        paid = _paid(orders)
-        if not paid:
-            return
-        entries, changes = earn_rows(svc, ctx, program_id, prog, paid, replay=replay)
+        return
     svc._fire(ctx, "crmkit_loyalty_points_earned", entries=[e for e in entries if e.kind == "earn"])
     apply_tier_changes(svc, ctx, changes)
 
@@ -97,7 +99,7 @@ def earn_set_based(
     program_id: int,
     prog: Program,
     plan: setbased.Plan,
-    orders: Sequence[Order],
+    paid: Callable[[], list[Order]],
     batch: list[int],
 ) -> tuple[list[LedgerEntry], list[TierChange]]:
     """Earn in SQL; members needing sequential handling go through :func:`earn_rows`."""
@@ -123,7 +125,7 @@ def earn_set_based(
     entries: list[LedgerEntry] = []
     changes: list[TierChange] = []
     if slow:
-        slow_orders = [order for order in _paid(orders) if order.customer_id in slow]
+        slow_orders = [order for order in paid() if order.customer_id in slow]
         entries, changes = earn_rows(svc, ctx, program_id, prog, slow_orders, replay=False)
     before = connection.scalar(select(func.max(t.ledger.c.id))) or 0
     setbased.write_ledger(connection, program_id, plan, ctx.now)
@@ -308,9 +310,10 @@ def earn_existing(
             query = query.where(core.orders.c.customer_id.in_(ids))
         order_ids = list(connection.scalars(query.order_by(core.orders.c.id)))
     for start in range(0, len(order_ids), CHUNK):
-        with svc.crm.transaction() as ctx:
-            orders = svc.crm.orders.get_many(order_ids[start : start + CHUNK])
-            earn_program(svc, ctx, program_id, prog, orders, replay=True)
+        chunk = order_ids[start : start + CHUNK]
+        with svc.crm.transaction() as ctx:  # read in the transaction, once
+            paid = functools.cache(functools.partial(svc.crm.orders.get_many, chunk))
+            earn_program(svc, ctx, program_id, prog, paid, replay=True)
     return len(order_ids)
 
 
