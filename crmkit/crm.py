@@ -190,6 +190,12 @@ class CRM:
         """Bring the core and every enabled plugin's tables to head."""
         migrate.upgrade(self.engine, self.alembic_config())
 
+    def downgrade(self, target: str) -> None:
+        """Take the schema down to ``target``: a revision (``"loyalty0001"``) or a plugin's
+        ``"<plugin>@base"``, which drops that plugin's tables. Drops data: for tests of a
+        plugin's down migrations and for removing a plugin's schema on purpose."""
+        migrate.downgrade(self.engine, self.alembic_config(), target)
+
     def upgrade_sql(self) -> str:
         """The SQL :meth:`upgrade` would run, without running it."""
         return migrate.upgrade_sql(self.engine, self.alembic_config())

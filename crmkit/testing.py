@@ -151,3 +151,47 @@ def make_crm(database_url: str) -> Iterator[Callable[..., crmkit.CRM]]:
 def crm(make_crm: Callable[..., crmkit.CRM]) -> crmkit.CRM:
     """A CRM with no plugins on a fresh database of this run's backend."""
     return make_crm()
+
+
+def run_cli(
+    args: Sequence[str],
+    *,
+    database: str | None = None,
+    plugins: Sequence[str | Any] | None = None,
+    input: str | None = None,  # noqa: A002 - click's name for it
+    env: dict[str, str] | None = None,
+) -> Any:
+    """Run ``crmkit ARGS`` in-process and return click's ``Result``.
+
+    ``database`` is passed as ``--database``; ``plugins`` (names or plugin objects)
+    override the configuration's list, as ``crmkit.open(plugins=...)`` does. The result
+    has ``exit_code``, ``output`` (stdout), ``stderr`` and ``exception``.
+    """
+    from click.testing import CliRunner
+
+    from crmkit.cli import CliState, cli
+
+    prefix = ["--database", database] if database is not None else []
+    state = CliState(plugins=list(plugins) if plugins is not None else None)
+    return CliRunner().invoke(cli, [*prefix, *args], obj=state, input=input, env=env)
+
+
+@pytest.fixture
+def cli_runner(database_url: str) -> Callable[..., Any]:
+    """Run the ``crmkit`` command line on this run's database: ``cli_runner(["customer",
+    "list"], plugins=["loyalty"])`` returns click's ``Result`` (see :func:`run_cli`)."""
+
+    def invoke(args: Sequence[str], **options: Any) -> Any:
+        options.setdefault("database", database_url)
+        return run_cli(args, **options)
+
+    return invoke
+
+
+def generate_demo_data(crm: crmkit.CRM, **options: Any) -> Any:
+    """Fill an empty ``crm`` with the seeded data set ``crmkit demo`` builds (customers,
+    orders, interactions, deals; enabled plugins add theirs). Options: ``customers``
+    (default 2000), ``seed``, ``today`` (a date), ``plugins`` (False: core data only)."""
+    from crmkit.demo_data import generate
+
+    return generate(crm, **options)

@@ -13,7 +13,7 @@ import click
 from crmkit.cli import UserError
 from crmkit.cli.output import emit
 from crmkit.core.entities import Customer, to_money
-from crmkit.errors import ValidationError
+from crmkit.errors import CrmError, ValidationError
 
 _MONEY_MAX = Decimal(10) ** 14
 
@@ -149,3 +149,111 @@ def customer(crm: Any, ref: str) -> Customer:
 def local(crm: Any, value: dt.datetime | None) -> str:
     """A stored (UTC) time in the configured zone, for people to read."""
     return "" if value is None else crm.local_time(value).strftime("%Y-%m-%d %H:%M")
+
+
+# --------------------------------------------------------------------------
+# click parameter types for plugin commands (exported by crmkit.plugin).
+# Each converts on parse, so a bad value is one usage line naming the option.
+# --------------------------------------------------------------------------
+
+
+class DateType(click.ParamType):
+    """A calendar date such as ``2026-03-01``; the command receives a :class:`datetime.date`."""
+
+    name = "date"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, dt.date):
+            return value
+        try:
+            return dt.date.fromisoformat(str(value).strip())
+        except ValueError:
+            self.fail(f"{value!r} is not a date such as 2026-03-01", param, ctx)
+
+
+class DateTimeType(click.ParamType):
+    """An ISO date or datetime; the command receives a timezone-aware :class:`datetime.datetime`.
+
+    A value without an offset is in the configured ``timezone`` (read from the
+    run's crmkit.toml); a date alone means its midnight there.
+    """
+
+    name = "datetime"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, dt.datetime) and value.tzinfo is not None:
+            return value
+        zone = "UTC"
+        state = ctx.find_object(_cli_state()) if ctx is not None else None
+        if state is not None:
+            try:
+                zone = state.load_config().timezone
+            except CrmError:
+                pass  # the configuration error surfaces when the command opens the CRM
+        try:
+            return moment(str(value), "", zone)
+        except UserError:
+            self.fail(
+                f"{value!r} is not an ISO date or datetime such as 2026-03-01T14:30", param, ctx
+            )
+
+
+class AmountType(click.ParamType):
+    """A decimal amount of money (``199.00``); the command receives a :class:`~decimal.Decimal`.
+
+    At most 4 decimal places and 14 digits before the point (NUMERIC(18, 4)).
+    Never a float.
+    """
+
+    name = "amount"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, Decimal):
+            return value
+        try:
+            return money(str(value), "amount")
+        except UserError as exc:
+            self.fail(str(exc.message).removeprefix("amount "), param, ctx)
+
+
+class IdType(click.ParamType):
+    """A record id: a whole number >= 1; the command receives an :class:`int`."""
+
+    name = "id"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+            return value
+        text = str(value).strip()
+        if not text.isdigit() or int(text) < 1:
+            self.fail(f"{value!r} is not a record id (a whole number from 1)", param, ctx)
+        return int(text)
+
+
+class CustomerRefType(click.ParamType):
+    """A customer reference: a numeric id or an external id, passed on as text.
+
+    Resolve it inside the command with ``crm.customers.resolve(ref)``, which
+    raises :class:`crmkit.NotFound` naming the reference.
+    """
+
+    name = "customer"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        text = str(value).strip()
+        if not text:
+            self.fail("a customer reference (id or external id) cannot be empty", param, ctx)
+        return text
+
+
+def _cli_state() -> type:
+    from crmkit.cli import CliState  # the root module imports this one
+
+    return CliState
+
+
+DATE = DateType()
+DATETIME = DateTimeType()
+AMOUNT = AmountType()
+ID = IdType()
+CUSTOMER = CustomerRefType()
