@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import zoneinfo
 from collections.abc import Callable, Sequence
@@ -186,10 +187,9 @@ class DateTimeType(click.ParamType):
         zone = "UTC"
         state = ctx.find_object(_cli_state()) if ctx is not None else None
         if state is not None:
-            try:
+            # a configuration error surfaces when the command opens the CRM
+            with contextlib.suppress(CrmError):
                 zone = state.load_config().timezone
-            except CrmError:
-                pass  # the configuration error surfaces when the command opens the CRM
         try:
             return moment(str(value), "", zone)
         except UserError:
