@@ -52,6 +52,7 @@ class PluginStatus:
     hooks: list[str] = attrs.field(factory=list)
     requires: tuple[str, ...] = ()
     uses: tuple[str, ...] = ()
+    warnings: list[str] = attrs.field(factory=list)
 
     @property
     def ok(self) -> bool:
@@ -195,6 +196,11 @@ def _register(
     reason = check_api(name, plugin)
     status.requires = tuple(getattr(plugin, "CRMKIT_REQUIRES", ()))
     status.uses = tuple(getattr(plugin, "CRMKIT_USES", ()))
+    if getattr(plugin, "CRMKIT_API", None) is None:
+        status.warnings.append(
+            f"declares no CRMKIT_API, so nothing checks it against this core's API "
+            f"{hooks.API_VERSION}; add CRMKIT_API = \">={hooks.API_VERSION},<2\" to its module"
+        )
     if reason:
         status.status = "incompatible"
         status.reason = f"plugin {name!r} refused: {reason}"

@@ -169,7 +169,10 @@ def plugins_list(ctx: click.Context, fmt: str) -> None:
             "name": s.name,
             "version": s.version or "",
             "enabled": "yes" if s.enabled else "no",
-            "status": s.status if not s.reason else f"{s.status}: {s.reason}",
+            "status": "; ".join(
+                [s.status if not s.reason else f"{s.status}: {s.reason}"]
+                + [f"warning: {w}" for w in s.warnings]
+            ),
             "hooks": ", ".join(h.removeprefix("crmkit_") for h in s.hooks),
         }
         for s in statuses
