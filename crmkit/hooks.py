@@ -24,8 +24,9 @@ Three kinds of hook, named by a grammar:
   **sequence** of entities (a bulk import calls them once per batch, never once
   per row) and return nothing. Raising aborts the whole write: nothing of it is
   stored, and the error names the plugin.
-* **vetoes** — ``crmkit_allow_<thing>``; ``firstresult``: the first plugin that
-  returns a reason (a non-empty string) refuses the change.
+* **vetoes** — ``crmkit_allow_<thing>``; every plugin is asked, and the
+  change is refused when any returns a reason (a non-empty string); ``None``,
+  ``""`` and ``False`` all mean "allow" and never hide another plugin's veto.
 
 Arguments are passed by name; an implementation may accept any subset of
 them. Hook arguments have no defaults (pluggy never passes defaults).
@@ -37,10 +38,20 @@ or roll back with the change), ``ctx.settings`` (all settings, yours under your
 plugin's name), ``ctx.now`` (timezone-aware time of the change) and
 ``ctx.actor`` (the staff username acting, or ``None`` for the system).
 
-Plugins can publish their own hooks for other plugins: return a module or
-class of hookspecs from :func:`crmkit_register_hookspecs`; name them
-``crmkit_<plugin>_...``. Call them through ``ctx.crm.hook`` after checking
-``ctx.crm.has_hook(name)``, so you keep working when nobody implements them.
+Plugins publish their own hooks for other plugins in a ``hookspecs.py``
+module of their package, returned from :func:`crmkit_register_hookspecs`, and
+named by the same grammar with the plugin's name after ``crmkit_``:
+``crmkit_<plugin>_register_<things>`` (or ``crmkit_<plugin>_<noun>`` for an
+on-demand query), ``crmkit_<plugin>_after_<things>_<done>``,
+``crmkit_<plugin>_allow_<thing>``. They are listed below, a section per
+plugin. Call them through ``ctx.crm.hook`` after checking
+``ctx.crm.has_hook(name)``, so you keep working when nobody implements them;
+implement another plugin's hook with ``@crmkit.hookimpl(optionalhook=True)``,
+so your plugin still loads when that plugin is absent.
+
+A renamed hook keeps its old name for one minor API version: the hookspecs
+module lists ``RENAMED_HOOKS = {"old": "new"}``, and an implementation under
+the old name is called as the new hook, with a ``DeprecationWarning``.
 """
 
 from __future__ import annotations
@@ -72,7 +83,10 @@ if TYPE_CHECKING:  # imported for annotations only; keeps this module import-lig
 #: versions only add hooks or optional arguments, majors may break.
 #: 1.1: an import batch's ``crmkit_after_orders_created`` gets a
 #: ``crmkit.StoredOrders`` (still a ``Sequence[Order]``) with ``ids``.
-API_VERSION = "1.1"
+#: 1.2: the public plugin API is drawn (:mod:`crmkit.plugin`); plugin hooks
+#: follow the naming grammar (old names work, deprecated, until 1.3);
+#: ``crmkit_allow_transition`` asks every plugin.
+API_VERSION = "1.2"
 
 hookspec = pluggy.HookspecMarker("crmkit")
 hookimpl = pluggy.HookimplMarker("crmkit")
@@ -103,7 +117,7 @@ def crmkit_register_migrations() -> str | None:
 
         @crmkit.hookimpl
         def crmkit_register_migrations():
-            return str(Path(__file__).parent / "migrations")
+            return str(Path(__file__).parent / "migrations" / "versions")
     """
 
 
@@ -268,8 +282,9 @@ def crmkit_export_personal_data(ctx: HookContext, customer: Customer) -> dict[st
     """Return everything this plugin holds about ``customer``, JSON-ready.
 
     When: ``crm.customers.export(id)``. Transaction: the export's read
-    transaction (``ctx.connection``). Returns: a dict placed under your plugin's
-    name in the export, or ``None`` when you hold nothing.
+    transaction (``ctx.connection``). Returns: a JSON-ready dict, filed in the
+    export as ``export["plugins"][<your plugin's name>]``, or ``None`` when you
+    hold nothing (then your plugin does not appear under ``"plugins"``).
 
     Example::
 
@@ -432,11 +447,11 @@ def crmkit_after_commit(crm: CRM, changes: Any) -> None:
 
 
 # --------------------------------------------------------------------------
-# Vetoes: firstresult; return a reason to refuse.
+# Vetoes: every plugin answers; the first reason refuses.
 # --------------------------------------------------------------------------
 
 
-@hookspec(firstresult=True)
+@hookspec
 def crmkit_allow_transition(
     ctx: HookContext, instance: WorkflowInstance, to_stage: str
 ) -> str | None:
@@ -444,8 +459,10 @@ def crmkit_allow_transition(
 
     When: before a transition is stored, after the engine's own checks
     (allowed move, roles, required fields). Transaction: the moving
-    transaction. Returns: ``None`` to allow; a non-empty string refuses, and
-    the user sees it as the reason. The first refusing plugin wins.
+    transaction. Returns: ``None`` (or ``""`` or ``False``) to allow; a
+    non-empty string refuses, and the user sees it as the reason. Every
+    enabled plugin is asked, whatever the others answered; the first reason,
+    in hook call order, is the one shown.
 
     Example::
 

@@ -18,9 +18,11 @@ configuration error.
 from __future__ import annotations
 
 import importlib.metadata as md
+import logging
 import os
 import sys
 import types
+import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -37,6 +39,9 @@ ENTRY_POINT_GROUP = "crmkit"
 #: The core's own hook implementations, registered like any plugin so the
 #: contract is exercised by the core itself.
 DEFAULT_PLUGINS = ("crmkit.core.builtin",)
+
+#: ``CRMKIT_TRACE_PLUGINS=1`` logs every hook call here, at DEBUG level.
+_trace_log = logging.getLogger("crmkit.plugins.trace")
 
 
 @attrs.define
@@ -101,6 +106,30 @@ def hook_names(pm: pluggy.PluginManager, plugin: Any) -> list[str]:
     return sorted(caller.name for caller in (pm.get_hookcallers(plugin) or []) if caller.name)
 
 
+class PluginManager(pluggy.PluginManager):
+    """pluggy's manager, plus hook renames: an implementation under a hook's old
+    name (``RENAMED_HOOKS`` of a plugin's hookspecs module) is registered for the
+    new name, with a :class:`DeprecationWarning`."""
+
+    def __init__(self) -> None:
+        super().__init__("crmkit")
+        self.renamed_hooks: dict[str, str] = {}
+
+    def parse_hookimpl_opts(self, plugin: Any, name: str) -> Any:
+        opts = super().parse_hookimpl_opts(plugin, name)
+        new_name = self.renamed_hooks.get(name)
+        if opts is not None and new_name is not None and not opts.get("specname"):
+            warnings.warn(
+                f"plugin {self.get_name(plugin) or _plugin_name(plugin)!r} implements "
+                f"{name}, which is now {new_name}; rename the function (the old name "
+                "stops working in crmkit API 1.3)",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            opts = {**opts, "specname": new_name}
+        return opts
+
+
 def load(
     enabled: Sequence[str | Any] | None,
     *,
@@ -112,7 +141,7 @@ def load(
     classes, instances) registered directly, which is how tests and
     integrators add code that is not an installed distribution.
     """
-    pm = pluggy.PluginManager("crmkit")
+    pm = PluginManager()
     pm.add_hookspecs(hooks)
     for module_name in DEFAULT_PLUGINS:
         __import__(module_name)
@@ -127,50 +156,9 @@ def load(
 
     loaded: dict[str, Any] = {}
     for item in wanted:
-        if not isinstance(item, str):
-            name = _plugin_name(item)
-            statuses[name] = PluginStatus(name=name, distribution=None, enabled=True)
-            _register(pm, name, item, statuses[name], loaded)
-            continue
-        name = item
-        if name not in available:
-            raise PluginError(
-                f"plugin {name!r} is enabled in {where} but not installed; install "
-                f"crmkit-{name} (pip install crmkit-{name}) or remove it from 'plugins'",
-                plugin=name,
-            )
-        status = statuses[name]
-        status.enabled = True
-        try:
-            plugin = available[name].load()
-        except Exception as exc:  # a broken plugin must not take the others down
-            status.status = "failed"
-            status.reason = f"import failed: {type(exc).__name__}: {exc}"
-            continue
-        _register(pm, name, plugin, status, loaded)
-
-    for name in loaded:
-        status = statuses[name]
-        for required in status.requires:
-            if required not in loaded:
-                why = (
-                    "is not enabled"
-                    if required in available or required in statuses
-                    else "is not installed"
-                )
-                if required in statuses and statuses[required].enabled:
-                    why = f"failed to load ({statuses[required].reason})"
-                raise PluginError(
-                    f"plugin {name!r} requires plugin {required!r}, which {why}; "
-                    f"enable {required!r} in {where} or disable {name!r}",
-                    plugin=name,
-                )
-    for plugin in loaded.values():
-        for caller in pm.hook.crmkit_register_hookspecs.get_hookimpls():
-            if caller.plugin is plugin:
-                specs = caller.function()
-                if specs is not None:
-                    pm.add_hookspecs(specs)
+        _load_one(pm, item, available, statuses, loaded, where)
+    _check_requirements(loaded, available, statuses, where)
+    _add_plugin_hookspecs(pm, loaded)
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
@@ -181,9 +169,107 @@ def load(
     for name, plugin in loaded.items():
         statuses[name].hooks = hook_names(pm, plugin)
     if os.environ.get("CRMKIT_TRACE_PLUGINS") == "1":
-        pm.trace.root.setwriter(lambda message: print(message, end="", file=sys.stderr))
+        _trace_log.setLevel(logging.DEBUG)
+        if not any(isinstance(h, _StderrHandler) for h in _trace_log.handlers):
+            # the user asked for the trace on stderr, whatever logging the application set up
+            _trace_log.addHandler(_StderrHandler())
+            _trace_log.propagate = False
+        pm.trace.root.setwriter(lambda message: _trace_log.debug(message.rstrip()))
         pm.enable_tracing()
     return pm, sorted(statuses.values(), key=lambda s: s.name)
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A stream handler bound to whatever ``sys.stderr`` is when a record is emitted."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
+def _load_one(
+    pm: pluggy.PluginManager,
+    item: str | Any,
+    available: dict[str, md.EntryPoint],
+    statuses: dict[str, PluginStatus],
+    loaded: dict[str, Any],
+    where: str,
+) -> None:
+    """Import (for a name) and register one enabled plugin, noting its status."""
+    if not isinstance(item, str):
+        name = _plugin_name(item)
+        statuses[name] = PluginStatus(name=name, distribution=None, enabled=True)
+        _register(pm, name, item, statuses[name], loaded)
+        return
+    name = item
+    if name not in available:
+        raise PluginError(
+            f"plugin {name!r} is enabled in {where} but not installed; install "
+            f"crmkit-{name} (pip install crmkit-{name}) or remove it from 'plugins'",
+            plugin=name,
+        )
+    status = statuses[name]
+    status.enabled = True
+    try:
+        plugin = available[name].load()
+    except Exception as exc:  # a broken plugin must not take the others down
+        status.status = "failed"
+        status.reason = f"import failed: {type(exc).__name__}: {exc}"
+        return
+    _register(pm, name, plugin, status, loaded)
+
+
+def _check_requirements(
+    loaded: dict[str, Any],
+    available: dict[str, md.EntryPoint],
+    statuses: dict[str, PluginStatus],
+    where: str,
+) -> None:
+    """An enabled plugin whose ``CRMKIT_REQUIRES`` is not loaded is a configuration error."""
+    for name in loaded:
+        for required in statuses[name].requires:
+            if required in loaded:
+                continue
+            why = (
+                "is not enabled"
+                if required in available or required in statuses
+                else ("is not installed")
+            )
+            if required in statuses and statuses[required].enabled:
+                why = f"failed to load ({statuses[required].reason})"
+            raise PluginError(
+                f"plugin {name!r} requires plugin {required!r}, which {why}; "
+                f"enable {required!r} in {where} or disable {name!r}",
+                plugin=name,
+            )
+
+
+def _add_plugin_hookspecs(pm: PluginManager, loaded: dict[str, Any]) -> None:
+    """Add the hookspecs loaded plugins publish; re-register implementers of renamed hooks."""
+    for plugin in loaded.values():
+        for caller in pm.hook.crmkit_register_hookspecs.get_hookimpls():
+            if caller.plugin is plugin:
+                specs = caller.function()
+                if specs is not None:
+                    pm.add_hookspecs(specs)
+                    pm.renamed_hooks.update(getattr(specs, "RENAMED_HOOKS", {}) or {})
+    if not pm.renamed_hooks:
+        return
+    for name, plugin in list(loaded.items()):
+        if any(_is_hookimpl(plugin, old) for old in pm.renamed_hooks):
+            # registered before the rename was known: register again so the old
+            # names are parsed as the new hooks
+            pm.unregister(plugin)
+            pm.register(plugin, name=name)
+
+
+def _is_hookimpl(plugin: Any, attribute: str) -> bool:
+    function = getattr(plugin, attribute, None)
+    return function is not None and hasattr(function, "crmkit_impl")
 
 
 def _register(
@@ -199,7 +285,7 @@ def _register(
     if getattr(plugin, "CRMKIT_API", None) is None:
         status.warnings.append(
             f"declares no CRMKIT_API, so nothing checks it against this core's API "
-            f"{hooks.API_VERSION}; add CRMKIT_API = \">={hooks.API_VERSION},<2\" to its module"
+            f'{hooks.API_VERSION}; add CRMKIT_API = ">={hooks.API_VERSION},<2" to its module'
         )
     if reason:
         status.status = "incompatible"

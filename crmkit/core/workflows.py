@@ -129,9 +129,10 @@ class WorkflowService:
                 target.required_fields, merged, instance.value, instance.due_on, to_stage
             )
             candidate = WorkflowInstance(**{**_instance_values(instance), "fields": merged})
-            veto = self.crm.call(
+            answers = self.crm.call(
                 "crmkit_allow_transition", ctx=ctx, instance=candidate, to_stage=to_stage
             )
+            veto = next((a for a in answers if isinstance(a, str) and a.strip()), None)
             if veto:
                 raise TransitionRefused(
                     f"moving #{instance_id} to {to_stage!r} was refused: {veto}"
