@@ -27,7 +27,7 @@ from typing import Any
 
 import attrs
 
-from crmkit.errors import ConfigError
+from crmkit.plugin import ConfigError
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 ZERO = dt.timedelta(0)
@@ -44,6 +44,64 @@ def _parse_time(text: str, where: str) -> dt.timedelta:
     if not (0 <= hours <= 24 and 0 <= minutes < 60) or (hours == 24 and minutes):
         raise ConfigError(f"{where}: {text!r} is not a time of day between 00:00 and 24:00")
     return dt.timedelta(hours=hours, minutes=minutes)
+
+
+def _parse_timezone(value: Any, where: str) -> str:
+    tz = str(value)
+    try:
+        zoneinfo.ZoneInfo(tz)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(
+            f"{where}.timezone: {tz!r} is not a known time zone; use an IANA name "
+            "such as Europe/Berlin"
+        ) from None
+    return tz
+
+
+Interval = tuple[dt.timedelta, dt.timedelta]
+
+
+def _parse_week(week_data: Any, where: str) -> tuple[tuple[Interval, ...], ...]:
+    """The ``week`` table as seven days (Monday first) of ordered, disjoint intervals."""
+    if not isinstance(week_data, Mapping):
+        raise ConfigError(f"{where}.week must map weekday names (mon..sun) to intervals")
+    if bad := set(week_data) - set(WEEKDAYS):
+        raise ConfigError(f"{where}.week: unknown days {sorted(bad)}; use {', '.join(WEEKDAYS)}")
+    week = tuple(_parse_day(week_data.get(day, []), f"{where}.week.{day}") for day in WEEKDAYS)
+    if not any(week):
+        raise ConfigError(f"{where}.week has no working interval on any day; add at least one")
+    return week
+
+
+def _parse_day(pairs: Any, where: str) -> tuple[Interval, ...]:
+    """One day's ``[["09:00", "12:00"], ...]``: each interval in order, without overlap."""
+    intervals: list[Interval] = []
+    for i, pair in enumerate(pairs):
+        here = f"{where}[{i}]"
+        if not isinstance(pair, list | tuple) or len(pair) != 2:
+            raise ConfigError(f'{here}: give an interval as ["09:00", "12:00"]')
+        start, end = _parse_time(pair[0], here), _parse_time(pair[1], here)
+        if end <= start:
+            raise ConfigError(f"{here}: {pair[0]}-{pair[1]} ends before it starts")
+        if intervals and start < intervals[-1][1]:
+            raise ConfigError(
+                f"{here}: {pair[0]}-{pair[1]} overlaps or precedes the previous "
+                "interval; list intervals in order without overlap"
+            )
+        intervals.append((start, end))
+    return tuple(intervals)
+
+
+def _parse_holidays(texts: Any, where: str) -> frozenset[dt.date]:
+    holidays = set()
+    for text in texts:
+        try:
+            holidays.add(dt.date.fromisoformat(str(text)))
+        except ValueError:
+            raise ConfigError(
+                f"{where}.holidays: {text!r} is not a date; write YYYY-MM-DD"
+            ) from None
+    return frozenset(holidays)
 
 
 ALL_DAY = ((ZERO, dt.timedelta(hours=24)),)
@@ -83,49 +141,11 @@ class Calendar:
             raise ConfigError(
                 f"{where}: unknown keys {sorted(unknown)}; use timezone, week, holidays"
             )
-        tz = str(data.get("timezone", "UTC"))
-        try:
-            zoneinfo.ZoneInfo(tz)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise ConfigError(
-                f"{where}.timezone: {tz!r} is not a known time zone; use an IANA name "
-                "such as Europe/Berlin"
-            ) from None
-        week_data = data.get("week", {})
-        if not isinstance(week_data, Mapping):
-            raise ConfigError(f"{where}.week must map weekday names (mon..sun) to intervals")
-        if bad := set(week_data) - set(WEEKDAYS):
-            raise ConfigError(
-                f"{where}.week: unknown days {sorted(bad)}; use {', '.join(WEEKDAYS)}"
-            )
-        week = []
-        for day in WEEKDAYS:
-            intervals = []
-            for i, pair in enumerate(week_data.get(day, [])):
-                here = f"{where}.week.{day}[{i}]"
-                if not isinstance(pair, list | tuple) or len(pair) != 2:
-                    raise ConfigError(f'{here}: give an interval as ["09:00", "12:00"]')
-                start, end = _parse_time(pair[0], here), _parse_time(pair[1], here)
-                if end <= start:
-                    raise ConfigError(f"{here}: {pair[0]}-{pair[1]} ends before it starts")
-                if intervals and start < intervals[-1][1]:
-                    raise ConfigError(
-                        f"{here}: {pair[0]}-{pair[1]} overlaps or precedes the previous "
-                        "interval; list intervals in order without overlap"
-                    )
-                intervals.append((start, end))
-            week.append(tuple(intervals))
-        if not any(week):
-            raise ConfigError(f"{where}.week has no working interval on any day; add at least one")
-        holidays = set()
-        for text in data.get("holidays", []):
-            try:
-                holidays.add(dt.date.fromisoformat(str(text)))
-            except ValueError:
-                raise ConfigError(
-                    f"{where}.holidays: {text!r} is not a date; write YYYY-MM-DD"
-                ) from None
-        return cls(timezone=tz, week=tuple(week), holidays=frozenset(holidays))
+        return cls(
+            timezone=_parse_timezone(data.get("timezone", "UTC"), where),
+            week=_parse_week(data.get("week", {}), where),
+            holidays=_parse_holidays(data.get("holidays", []), where),
+        )
 
     # -- intervals ---------------------------------------------------------
     def day_intervals(self, day: dt.date) -> tuple[tuple[dt.datetime, dt.datetime], ...]:

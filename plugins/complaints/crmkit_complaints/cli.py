@@ -10,11 +10,7 @@ from typing import Any
 import attrs
 import click
 
-from crmkit.cli import pass_crm
-from crmkit.cli.output import emit, format_option
-from crmkit.core.entities import CHANNELS
-from crmkit.core.serialize import jsonable
-from crmkit.errors import ValidationError
+from crmkit.plugin import CHANNELS, ValidationError, emit, format_option, jsonable, pass_crm
 from crmkit_complaints.service import service
 
 LIST_COLUMNS = ["id", "customer_id", "channel", "category", "priority", "stage", "assignee"]

@@ -8,7 +8,7 @@ Create Date: 2026-11-22
 import sqlalchemy as sa
 from alembic import op
 
-from crmkit.core.types import UTCDateTime
+from crmkit.plugin import UTCDateTime
 
 revision = "complaints0001"
 down_revision = None

@@ -11,7 +11,7 @@ before this revision get their waiting/resolved/closed stays too.
 import sqlalchemy as sa
 from alembic import op
 
-from crmkit.core.types import UTCDateTime
+from crmkit.plugin import UTCDateTime
 
 revision = "complaints0002"
 down_revision = "complaints0001"
