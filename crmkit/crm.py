@@ -101,13 +101,16 @@ class CRM:
     # -- plugins ----------------------------------------------------------
     @property
     def hook(self) -> Any:
+        """pluggy's hook relay: ``crm.hook.crmkit_x(...)`` calls every implementation."""
         return self.pm.hook
 
     @property
     def plugin_names(self) -> list[str]:
+        """Names of the plugins that loaded (enabled and ok), sorted."""
         return plugin_loader.enabled_names(self.plugin_statuses)
 
     def has_plugin(self, name: str) -> bool:
+        """True when plugin ``name`` is enabled and loaded."""
         return name in self.plugin_names
 
     def has_hook(self, name: str) -> bool:
@@ -184,6 +187,7 @@ class CRM:
         return [d for d in self.call("crmkit_register_migrations") if d]
 
     def alembic_config(self) -> Any:
+        """The Alembic ``Config`` for the core and every enabled plugin's migration branch."""
         return migrate.alembic_config(self.engine, self._migration_dirs())
 
     def upgrade(self) -> None:
@@ -201,9 +205,11 @@ class CRM:
         return migrate.upgrade_sql(self.engine, self.alembic_config())
 
     def current_revisions(self) -> tuple[str, ...]:
+        """The Alembic revisions the database is at (one per branch)."""
         return migrate.current_revisions(self.engine)
 
     def check_schema(self) -> None:
+        """Raise :class:`SchemaOutOfDate` unless the schema is at head for these plugins."""
         if migrate.pending(self.engine, self.alembic_config()):
             raise SchemaOutOfDate(
                 f"the database {self.engine.url.render_as_string(hide_password=True)} is not "
@@ -308,6 +314,7 @@ class CRM:
         return moment.astimezone(zoneinfo.ZoneInfo(self.config.timezone))
 
     def close(self) -> None:
+        """Release the database connections (the CRM is also a context manager)."""
         self.engine.dispose()
 
     def __enter__(self) -> CRM:

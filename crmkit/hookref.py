@@ -1,33 +1,93 @@
-"""Generate the hook reference (docs/hooks.md) from crmkit/hooks.py.
+"""Generate the hook reference (docs/hooks.md) from the hookspecs.
 
     python -m crmkit.hookref > docs/hooks.md
 
-A test compares the file with this output, so the reference cannot drift
-from the code.
+The core's hooks come from :mod:`crmkit.hooks`; each bundled plugin's from the
+``hookspecs`` module its ``crmkit_register_hookspecs`` returns (found through
+the plugin's entry point, so crmkit imports no plugin by name). A test compares
+the file with this output, so the reference cannot drift from the code.
 """
 
 from __future__ import annotations
 
+import importlib.metadata as md
 import inspect
 import sys
+from collections.abc import Callable
+from typing import Any
 
 from crmkit import hooks
 
-KINDS = (
-    ("Contributions", lambda name: not name.startswith(("crmkit_after_", "crmkit_allow_"))),
-    ("Events", lambda name: name.startswith("crmkit_after_")),
-    ("Vetoes", lambda name: name.startswith("crmkit_allow_")),
+#: Plugins whose hooks docs/hooks.md documents: the ones shipped in plugins/.
+BUNDLED_PLUGINS = ("loyalty", "complaints", "knowledgebase", "segmentation")
+
+KINDS: tuple[tuple[str, Callable[[str], bool]], ...] = (
+    ("Contributions", lambda kind: kind == "contribution"),
+    ("Events", lambda kind: kind == "event"),
+    ("Vetoes", lambda kind: kind == "veto"),
 )
 
 
-def hookspecs() -> list[tuple[str, object]]:
-    """The hookspecs of crmkit.hooks in source order."""
+def kind_of(name: str, prefix: str = "crmkit_") -> str:
+    """``event``, ``veto`` or ``contribution``, by the naming grammar after ``prefix``."""
+    rest = name.removeprefix(prefix)
+    if rest.startswith("after_"):
+        return "event"
+    if rest.startswith("allow_"):
+        return "veto"
+    return "contribution"
+
+
+def _specs_of(namespace: Any) -> list[tuple[str, Any]]:
     found = [
         (name, fn)
-        for name, fn in vars(hooks).items()
+        for name, fn in vars(namespace).items()
         if name.startswith("crmkit_") and callable(fn) and hasattr(fn, "crmkit_spec")
     ]
     return sorted(found, key=lambda item: inspect.getsourcelines(item[1])[1])
+
+
+def hookspecs() -> list[tuple[str, object]]:
+    """The core's hookspecs (crmkit.hooks) in source order."""
+    return _specs_of(hooks)
+
+
+def plugin_hookspec_module(plugin: str) -> Any | None:
+    """The hookspecs module an installed plugin publishes, or None."""
+    found = [ep for ep in md.entry_points(group="crmkit") if ep.name == plugin]
+    if not found:
+        return None
+    module = found[0].load()
+    register = getattr(module, "crmkit_register_hookspecs", None)
+    return register() if register is not None else None
+
+
+def plugin_hookspecs() -> dict[str, list[tuple[str, object]]]:
+    """Each bundled plugin's hookspecs in source order (installed plugins only)."""
+    result: dict[str, list[tuple[str, object]]] = {}
+    for plugin in BUNDLED_PLUGINS:
+        module = plugin_hookspec_module(plugin)
+        if module is not None:
+            result[plugin] = _specs_of(module)
+    return result
+
+
+def _signature(name: str, fn: Any) -> str:
+    return f"def {name}{str(inspect.signature(fn)).replace(chr(39), '')}"
+
+
+def _render_hooks(lines: list[str], specs: list[tuple[str, Any]], prefix: str, level: str) -> None:
+    for title, belongs in KINDS:
+        chosen = [(n, fn) for n, fn in specs if belongs(kind_of(n, prefix))]
+        if not chosen:
+            continue
+        lines += [f"{level} {title}", ""]
+        for name, fn in chosen:
+            options = {k: v for k, v in fn.crmkit_spec.items() if v and k != "warn_on_impl"}
+            lines += [f"{level}# `{name}`", "", "```python", _signature(name, fn), "```", ""]
+            if options:
+                lines += ["Options: " + ", ".join(f"`{k}`" for k in sorted(options)), ""]
+            lines += [inspect.cleandoc(fn.__doc__ or "(undocumented)"), ""]
 
 
 def render() -> str:
@@ -42,18 +102,23 @@ def render() -> str:
         inspect.cleandoc(hooks.__doc__ or ""),
         "",
     ]
-    specs = hookspecs()
-    for title, belongs in KINDS:
-        lines += [f"## {title}", ""]
-        for name, fn in specs:
-            if not belongs(name):
-                continue
-            options = {k: v for k, v in fn.crmkit_spec.items() if v}
-            signature = str(inspect.signature(fn)).replace("'", "")
-            lines += [f"### `{name}`", "", "```python", f"def {name}{signature}", "```", ""]
-            if options:
-                lines += ["Options: " + ", ".join(f"`{k}`" for k in sorted(options)), ""]
-            lines += [inspect.cleandoc(fn.__doc__ or "(undocumented)"), ""]
+    _render_hooks(lines, hookspecs(), "crmkit_", "##")
+    for plugin, specs in plugin_hookspecs().items():
+        module = plugin_hookspec_module(plugin)
+        lines += [f"## Hooks of the {plugin} plugin", ""]
+        intro = inspect.cleandoc(getattr(module, "__doc__", None) or "")
+        if intro:
+            lines += [intro, ""]
+        renamed = getattr(module, "RENAMED_HOOKS", {}) or {}
+        if renamed:
+            lines += [
+                "Renamed in API 1.2 (the old names still work, with a `DeprecationWarning`, "
+                "until 1.3):",
+                "",
+            ]
+            lines += [f"- `{old}` → `{new}`" for old, new in sorted(renamed.items())]
+            lines += [""]
+        _render_hooks(lines, specs, f"crmkit_{plugin}_", "###")
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -214,24 +214,29 @@ def crmkit_register_settings() -> SettingsSpec:
 
 @hookspec
 def crmkit_register_hookspecs() -> object:
-    """Return a module or class holding this plugin's own hookspecs.
+    """Return the ``hookspecs`` module holding this plugin's own hooks.
 
     When: once, at plugin loading, after every enabled plugin is registered
-    and before hook names are checked. Transaction: none. Returns: an object
-    for ``PluginManager.add_hookspecs``. Name the hooks ``crmkit_<plugin>_...``
-    and mark them with :data:`crmkit.hooks.hookspec`.
+    and before hook names are checked. Transaction: none. Returns: a module
+    (or class) for ``PluginManager.add_hookspecs``, conventionally
+    ``crmkit_<plugin>/hookspecs.py``. Name the hooks by the grammar
+    (``crmkit_<plugin>_register_<things>``, ``crmkit_<plugin>_after_<things>_<done>``,
+    ``crmkit_<plugin>_allow_<thing>``), type them, and give each the same
+    When / Transaction / Returns / Example docstring as the core's. The module may
+    set ``RENAMED_HOOKS = {"old_name": "new_name"}``: implementations under an old
+    name are then called as the new hook, with a ``DeprecationWarning``.
 
     Example::
 
-        class Specs:
-            @staticmethod
-            @crmkit.hookspec
-            def crmkit_loyalty_tier_changed(ctx, changes):
-                "Members changed tier; fired in the earning transaction."
+        # crmkit_hello/hookspecs.py
+        @crmkit.plugin.hookspec
+        def crmkit_hello_after_greetings_sent(ctx: HookContext, greetings: Sequence[str]) -> None:
+            "..."
 
+        # crmkit_hello/plugin.py
         @crmkit.hookimpl
         def crmkit_register_hookspecs():
-            return Specs
+            return hookspecs
     """
 
 
