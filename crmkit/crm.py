@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import contextvars
 import datetime as dt
+import logging
 import os
-import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,6 +27,8 @@ from crmkit.core.staff import StaffService
 from crmkit.core.workflow import WorkflowDefinition
 from crmkit.core.workflows import WorkflowService
 from crmkit.errors import ConfigError, CrmError, PluginError, SchemaOutOfDate
+
+log = logging.getLogger(__name__)
 
 CORE_TEMPLATES = Path(__file__).parent / "templates"
 
@@ -180,7 +182,7 @@ class CRM:
         try:
             self.call("crmkit_after_commit", crm=self, changes=changes)
         except CrmError as exc:  # the change is durable; report, never undo
-            print(f"warning: after-commit hook failed: {exc}", file=sys.stderr)
+            log.warning("an after-commit hook failed (the change is stored): %s", exc)
 
     # -- schema -----------------------------------------------------------
     def _migration_dirs(self) -> list[str]:
