@@ -11,9 +11,7 @@ from typing import Any
 import attrs
 import click
 
-from crmkit.cli import pass_crm
-from crmkit.cli.output import emit, format_option
-from crmkit.core.serialize import jsonable
+from crmkit.plugin import emit, format_option, jsonable, pass_crm, render
 from crmkit_loyalty.service import loyalty
 
 program_option = click.option(
@@ -202,8 +200,6 @@ def statement(
     elif fmt == "json":
         text = json.dumps(jsonable(s), indent=2, ensure_ascii=False)
     else:
-        from crmkit.cli.output import render
-
         head = (
             f"{s['program_title']}: {s['customer_name']} — tier {s['tier'] or '-'}, "
             f"balance {s['balance']}"

@@ -13,10 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, null, select
 
-from crmkit.core import tables as core
-from crmkit.core.entities import Order
-from crmkit.core.orders import StoredOrders
-from crmkit.core.types import to_decimal
+import crmkit.plugin as ck
+from crmkit.plugin import Order, StoredOrders, to_decimal
 from crmkit_loyalty import setbased
 from crmkit_loyalty import tables as t
 from crmkit_loyalty.ledger import CHUNK, end_of_day, post
@@ -26,7 +24,7 @@ from crmkit_loyalty.records import LedgerEntry, TierChange, entry_from_row
 from crmkit_loyalty.tiers import apply_tier_changes, upgrades
 
 if TYPE_CHECKING:
-    from crmkit.core.context import HookContext
+    from crmkit.plugin import HookContext
     from crmkit_loyalty.service import LoyaltyService
 
 
@@ -104,7 +102,7 @@ def earn_set_based(
 ) -> tuple[list[LedgerEntry], list[TierChange]]:
     """Earn in SQL; members needing sequential handling go through :func:`earn_rows`."""
     connection = ctx.connection
-    o, m = core.orders.c, t.members.c
+    o, m = ck.orders.c, t.members.c
     in_batch = setbased.batch_filter(o.id, batch)
     if prog.auto_enrol:
         member = select(m.id).where(m.program_id == program_id, m.customer_id == o.customer_id)
@@ -305,10 +303,10 @@ def earn_existing(
     ids = None if customer_ids is None else sorted(set(customer_ids))
     with svc.crm.reading() as connection:
         program_id, prog = svc._resolve(connection, program)
-        query = select(core.orders.c.id).where(core.orders.c.status == "paid")
+        query = select(ck.orders.c.id).where(ck.orders.c.status == "paid")
         if ids is not None:
-            query = query.where(core.orders.c.customer_id.in_(ids))
-        order_ids = list(connection.scalars(query.order_by(core.orders.c.id)))
+            query = query.where(ck.orders.c.customer_id.in_(ids))
+        order_ids = list(connection.scalars(query.order_by(ck.orders.c.id)))
     for start in range(0, len(order_ids), CHUNK):
         chunk = order_ids[start : start + CHUNK]
         with svc.crm.transaction() as ctx:  # read in the transaction, once
@@ -328,9 +326,9 @@ def award_birthdays(
         if rule is None or not rule.points:
             return []
         rows = ctx.connection.execute(
-            select(t.members.c.id, t.members.c.customer_id, core.customers.c.birth_date)
-            .join(core.customers, core.customers.c.id == t.members.c.customer_id)
-            .where(t.members.c.program_id == program_id, core.customers.c.birth_date.is_not(None))
+            select(t.members.c.id, t.members.c.customer_id, ck.customers.c.birth_date)
+            .join(ck.customers, ck.customers.c.id == t.members.c.customer_id)
+            .where(t.members.c.program_id == program_id, ck.customers.c.birth_date.is_not(None))
         ).all()
         due = [r for r in rows if r.birth_date.month == day.month]
         keys = {f"birthday:{r.id}:{day.year}": r for r in due}

@@ -13,14 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, func, update
 
-from crmkit.core.bulk import insert_many
-from crmkit.errors import ValidationError
+from crmkit.plugin import ValidationError, insert_many
 from crmkit_loyalty import tables as t
 from crmkit_loyalty.program import Program
 from crmkit_loyalty.records import LedgerEntry
 
 if TYPE_CHECKING:
-    from crmkit.core.context import HookContext
+    from crmkit.plugin import HookContext
 
 
 CHUNK = 5000

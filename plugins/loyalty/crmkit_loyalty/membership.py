@@ -12,17 +12,15 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
-from crmkit.core import tables as core
-from crmkit.core.bulk import insert_many
-from crmkit.core.entities import to_money
-from crmkit.errors import Conflict, NotFound, ValidationError
+import crmkit.plugin as ck
+from crmkit.plugin import Conflict, NotFound, ValidationError, insert_many, to_money
 from crmkit_loyalty import tables as t
 from crmkit_loyalty.ledger import CHUNK, post
 from crmkit_loyalty.program import Program
 from crmkit_loyalty.records import Member, member_from_row
 
 if TYPE_CHECKING:
-    from crmkit.core.context import HookContext
+    from crmkit.plugin import HookContext
     from crmkit_loyalty.service import LoyaltyService
 
 
@@ -40,7 +38,7 @@ def member_row(
     row = connection.execute(query).first()
     if row is None:
         exists = connection.scalar(
-            select(core.customers.c.id).where(core.customers.c.id == customer_id)
+            select(ck.customers.c.id).where(ck.customers.c.id == customer_id)
         )
         if exists is None:
             raise NotFound(f"customer {customer_id} not found")
@@ -63,9 +61,7 @@ def enrol(
         connection = ctx.connection
         program_id, prog = svc._resolve(connection, program)
         ids = {customer_id} | ({referred_by} if referred_by is not None else set())
-        known = set(
-            connection.scalars(select(core.customers.c.id).where(core.customers.c.id.in_(ids)))
-        )
+        known = set(connection.scalars(select(ck.customers.c.id).where(ck.customers.c.id.in_(ids))))
         if customer_id not in known:
             raise NotFound(f"customer {customer_id} not found")
         if referred_by is not None and referred_by not in known:
@@ -99,7 +95,7 @@ def enrol_many(
             program_id, prog = svc._resolve(ctx.connection, program)
             known = set(
                 ctx.connection.scalars(
-                    select(core.customers.c.id).where(core.customers.c.id.in_(chunk))
+                    select(ck.customers.c.id).where(ck.customers.c.id.in_(chunk))
                 )
             )
             if missing := [c for c in chunk if c not in known]:
@@ -235,8 +231,8 @@ def members(
                 field="tier",
             )
         query = (
-            select(t.members, core.customers.c.name)
-            .join(core.customers, core.customers.c.id == t.members.c.customer_id)
+            select(t.members, ck.customers.c.name)
+            .join(ck.customers, ck.customers.c.id == t.members.c.customer_id)
             .where(t.members.c.program_id == program_id)
         )
         if tier is not None:

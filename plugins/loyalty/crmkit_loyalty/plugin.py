@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 
 import crmkit
-from crmkit.core import tables as core
+import crmkit.plugin as ck
 from crmkit_loyalty import tables as t
 from crmkit_loyalty.service import loyalty
 
@@ -207,7 +207,7 @@ def crmkit_generate_demo_data(crm: Any, rng: Any) -> str | None:
     chosen = sorted(rng.sample(customers, max(1, int(len(customers) * 0.7))))
     now = dt.datetime.now(dt.UTC)
     with crm.reading() as connection:
-        first = connection.scalar(select(func.min(core.orders.c.occurred_at))) or now
+        first = connection.scalar(select(func.min(ck.orders.c.occurred_at))) or now
     service.enrol_many(chosen, program=program.name, at=min(first, now))
     service.earn_existing(program=program.name, customer_ids=chosen)
     changes = service.review_tiers(now, program=program.name)

@@ -33,7 +33,7 @@ from typing import Any
 
 import attrs
 
-from crmkit.errors import ValidationError
+from crmkit.plugin import ValidationError
 
 MEASURES = ("points", "spend", "orders")
 ROUNDINGS = {"down": ROUND_FLOOR, "nearest": ROUND_HALF_UP, "up": ROUND_CEILING}

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import case, func, select
 
-from crmkit.core import tables as core
+import crmkit.plugin as ck
 from crmkit_loyalty import tables as t
 from crmkit_loyalty.membership import member_row
 from crmkit_loyalty.records import cause
@@ -26,7 +26,7 @@ def statement(
         program_id, prog = svc._resolve(connection, program)
         row = member_row(connection, program_id, prog, customer_id, lock=False)
         customer = connection.execute(
-            select(core.customers.c.name).where(core.customers.c.id == customer_id)
+            select(ck.customers.c.name).where(ck.customers.c.id == customer_id)
         ).first()
         entries = []
         running = 0

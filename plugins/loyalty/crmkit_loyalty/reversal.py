@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 
-from crmkit.core.entities import Order
+from crmkit.plugin import Order
 from crmkit_loyalty import tables as t
 from crmkit_loyalty.expiry import expired_of_lot
 from crmkit_loyalty.ledger import post
 
 if TYPE_CHECKING:
-    from crmkit.core.context import HookContext
+    from crmkit.plugin import HookContext
     from crmkit_loyalty.service import LoyaltyService
 
 

@@ -25,8 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
-from crmkit.core.entities import Order
-from crmkit.errors import NotFound, ValidationError
+from crmkit.plugin import NotFound, Order, ValidationError
 from crmkit_loyalty import (
     catalogue,
     earning,
@@ -43,8 +42,7 @@ from crmkit_loyalty.program import Program, load_program_file, parse_program
 from crmkit_loyalty.records import KINDS, LedgerEntry, Member, Reward, TierChange
 
 if TYPE_CHECKING:
-    from crmkit.core.context import HookContext
-    from crmkit.crm import CRM
+    from crmkit.plugin import CRM, HookContext
 
 # the records stay importable from here (hook docs name crmkit_loyalty.service.LedgerEntry)
 __all__ = [

@@ -55,9 +55,8 @@ from sqlalchemy.schema import CreateTable
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import NullType
 
-from crmkit.core import tables as core
-from crmkit.core.entities import Order
-from crmkit.core.types import UTCDateTime, to_decimal
+import crmkit.plugin as ck
+from crmkit.plugin import Order, UTCDateTime, to_decimal
 from crmkit_loyalty import tables as t
 from crmkit_loyalty.program import CampaignRule, NthOrderRule, Program, SpendRule
 
@@ -211,7 +210,7 @@ def batch_fits(connection: Any, p: Plan, batch: Sequence[int]) -> bool:
     """:func:`orders_fit` for an import's batch, read in SQL: its orders have no lines,
     UTC times and at most 4 decimals already (``crmkit.StoredOrders``), so only the
     largest amount can stop SQL from computing the points exactly."""
-    o = core.orders.c
+    o = ck.orders.c
     largest = connection.scalar(
         select(func.max(func.abs(o.amount), type_=NullType())).where(batch_filter(o.id, batch))
     )
@@ -310,7 +309,7 @@ def fill(
 ) -> int:
     """Put the batch's paid orders of members, with each rule's points, into the scratch
     table (:attr:`Plan.scratch`)."""
-    b, o, m = p.scratch, core.orders, t.members
+    b, o, m = p.scratch, ck.orders, t.members
     dialect = connection.dialect.name
     connection.execute(CreateTable(b, if_not_exists=True))
     if dialect == "postgresql":
@@ -452,10 +451,10 @@ def upgrade_candidates(connection: Any, prog: Program, p: Plan) -> list[Any]:
         value: Any = func.sum(t.ledger.c.points)
         where = t.ledger.c.kind.in_(("earn", "reverse"))
     else:
-        table, key = core.orders, core.orders.c.customer_id == ends.c.customer_id
-        amount = func.sum(core.orders.c.amount, type_=NullType())
+        table, key = ck.orders, ck.orders.c.customer_id == ends.c.customer_id
+        amount = func.sum(ck.orders.c.amount, type_=NullType())
         value = amount if prog.measure == "spend" else func.count()
-        where = core.orders.c.status == "paid"
+        where = ck.orders.c.status == "paid"
     # one correlated sum per member (an index range each): no sort of the joined rows
     total = (
         select(value)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import select, update
 
-from crmkit.errors import Conflict, NotFound, ValidationError
+from crmkit.plugin import Conflict, NotFound, ValidationError
 from crmkit_loyalty import tables as t
 from crmkit_loyalty.ledger import post
 from crmkit_loyalty.membership import member_row

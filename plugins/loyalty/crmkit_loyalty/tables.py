@@ -34,8 +34,7 @@ from sqlalchemy import (
     text,
 )
 
-from crmkit.core.tables import metadata
-from crmkit.core.types import Money, UTCDateTime
+from crmkit.plugin import Money, UTCDateTime, metadata
 
 programs = Table(
     "loyalty_programs",
@@ -140,7 +139,7 @@ tier_changes = Table(
 windows = Table(
     "loyalty_tmp_windows",
     MetaData(),
-    Column("id", Integer, primary_key=True),  # for crmkit.core.bulk.insert_many
+    Column("id", Integer, primary_key=True),  # for crmkit.plugin.insert_many
     Column("key", Integer, nullable=False),
     Column("lo", UTCDateTime, nullable=False),
     Column("hi", UTCDateTime, nullable=False),

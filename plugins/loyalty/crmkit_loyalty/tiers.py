@@ -15,9 +15,8 @@ from sqlalchemy import and_, delete, func, select, update
 from sqlalchemy.schema import CreateTable
 from sqlalchemy.types import NullType
 
-from crmkit.core import tables as core
-from crmkit.core.bulk import insert_many
-from crmkit.core.types import to_decimal
+import crmkit.plugin as ck
+from crmkit.plugin import insert_many, to_decimal
 from crmkit_loyalty import tables as t
 from crmkit_loyalty.ledger import CHUNK, end_of_day
 from crmkit_loyalty.membership import member_row
@@ -26,7 +25,7 @@ from crmkit_loyalty.records import TierChange
 from crmkit_loyalty.setbased import batch_filter
 
 if TYPE_CHECKING:
-    from crmkit.core.context import HookContext
+    from crmkit.plugin import HookContext
     from crmkit_loyalty.service import LoyaltyService
 
 
@@ -88,11 +87,11 @@ def window_measures(
         value = func.sum(t.ledger.c.points)
         where = t.ledger.c.kind.in_(("earn", "reverse"))
     else:
-        table, key = core.orders, core.orders.c.customer_id
+        table, key = ck.orders, ck.orders.c.customer_id
         # untyped sum: to_decimal below reads it exactly without Money's per-row scaling
-        amount = func.sum(core.orders.c.amount, type_=NullType())
+        amount = func.sum(ck.orders.c.amount, type_=NullType())
         value = amount if prog.measure == "spend" else func.count()
-        where = core.orders.c.status == "paid"
+        where = ck.orders.c.status == "paid"
     query = (
         select(w.c.key, value)
         .select_from(w)
@@ -177,22 +176,22 @@ def review_tiers(
                     .group_by(t.members.c.customer_id)
                 )
             else:
-                value = func.sum(core.orders.c.amount) if prog.measure == "spend" else func.count()
+                value = func.sum(ck.orders.c.amount) if prog.measure == "spend" else func.count()
                 query = (
-                    select(core.orders.c.customer_id, value)
+                    select(ck.orders.c.customer_id, value)
                     .join(
                         t.members,
                         and_(
-                            t.members.c.customer_id == core.orders.c.customer_id,
+                            t.members.c.customer_id == ck.orders.c.customer_id,
                             t.members.c.program_id == program_id,
                         ),
                     )  # fmt: skip
                     .where(
-                        core.orders.c.status == "paid",
-                        core.orders.c.occurred_at > start,
-                        core.orders.c.occurred_at <= when,
+                        ck.orders.c.status == "paid",
+                        ck.orders.c.occurred_at > start,
+                        ck.orders.c.occurred_at <= when,
                     )
-                    .group_by(core.orders.c.customer_id)
+                    .group_by(ck.orders.c.customer_id)
                 )
             for cid, total in connection.execute(query):
                 measure[cid] = to_decimal(total or 0)

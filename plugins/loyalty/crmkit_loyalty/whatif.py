@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
-from crmkit.core import tables as core
+import crmkit.plugin as ck
 from crmkit_loyalty import tables as t
 from crmkit_loyalty.ledger import CHUNK
 from crmkit_loyalty.program import MemberView, Program, add_months, load_program_file, parse_program
@@ -50,12 +50,12 @@ def what_if(
                     select(t.members.c.customer_id).where(t.members.c.program_id == program_id)
                 )
             )
-        query = select(core.orders.c.id).where(core.orders.c.status == "paid")
+        query = select(ck.orders.c.id).where(ck.orders.c.status == "paid")
         if since is not None:
-            query = query.where(core.orders.c.occurred_at >= since)
+            query = query.where(ck.orders.c.occurred_at >= since)
         if until is not None:
-            query = query.where(core.orders.c.occurred_at < until)
-        ids = list(connection.scalars(query.order_by(core.orders.c.occurred_at, core.orders.c.id)))
+            query = query.where(ck.orders.c.occurred_at < until)
+        ids = list(connection.scalars(query.order_by(ck.orders.c.occurred_at, ck.orders.c.id)))
         signup = prog.fixed("signup")
         window = prog.window_months
         for start in range(0, len(ids), CHUNK):

@@ -11,10 +11,10 @@ from typing import Any
 from crmkit_loyalty import loyalty
 from crmkit_loyalty import tables as t
 from crmkit_loyalty.testing import assert_consistent, at, program
-from sqlalchemy import event, select
+from sqlalchemy import Engine, event, select
 
 import crmkit
-from crmkit.importing import import_file
+from crmkit.testing import run_cli
 
 # no earn multipliers on tiers: earning does not depend on when an upgrade lands
 TIERS = [{"name": "bronze", "threshold": 0}, {"name": "silver", "threshold": 1900}]
@@ -45,7 +45,9 @@ def _orders(rng: random.Random, customers: int, count: int) -> list[tuple[Any, .
     return sorted(rows, key=lambda r: r[2])  # in time order: the Nth order is the same both ways
 
 
-def test_import_earns_once_per_batch_like_single_orders(make_crm: Any, tmp_path: Path) -> None:
+def test_import_earns_once_per_batch_like_single_orders(
+    make_crm: Any, database_url: str, tmp_path: Path
+) -> None:
     rng = random.Random(11)
     rows = _orders(rng, customers=12, count=150)
     counter = Counter()
@@ -64,9 +66,22 @@ def test_import_earns_once_per_batch_like_single_orders(make_crm: Any, tmp_path:
         writer.writerows([(e, "B" + c, when.isoformat(), amount) for e, c, when, amount in rows])
 
     statements: list[str] = []
-    event.listen(crm.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
-    result = import_file(crm, "orders", str(path), batch_size=20)
-    assert result.stored == 150
+
+    def record(*args: Any) -> None:
+        statements.append(args[2])
+
+    # `crmkit import` opens its own CRM (and engine) on the database: listen on every engine
+    event.listen(Engine, "before_cursor_execute", record)
+    try:
+        result = run_cli(
+            ["import", "orders", str(path), "--batch-size", "20"],
+            database=database_url,
+            plugins=["loyalty", counter],
+        )
+    finally:
+        event.remove(Engine, "before_cursor_execute", record)
+    assert result.exit_code == 0, result.output
+    assert "read 150, stored 150," in result.output
     assert len(counter.calls) == 8  # ceil(150 / 20) batches, one event each
     assert sum(counter.calls) == len(_earn_entries(crm))
     # the plugin's writes per batch do not grow with the batch: no statement per order

@@ -7,20 +7,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 from crmkit_loyalty import loyalty
 from crmkit_loyalty.plugin import EXAMPLES
 from crmkit_loyalty.testing import at, pay
 
-from crmkit.cli import CliState, cli
-from crmkit.testing import artifacts_dir, chromium
+from crmkit.testing import artifacts_dir, chromium, run_cli
 
 
 def run(url: str, *args: str) -> Any:
-    return CliRunner().invoke(
-        cli, ["--database", url, "loyalty", *args], obj=CliState(),
-        env={"CRMKIT_PLUGINS": "loyalty"},
-    )  # fmt: skip
+    return run_cli(["loyalty", *args], database=url, plugins=["loyalty"])
 
 
 @pytest.fixture

@@ -6,14 +6,11 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 from crmkit_loyalty import loyalty
 from crmkit_loyalty.plugin import EXAMPLES
 from crmkit_loyalty.testing import assert_consistent, at, pay
 
-from crmkit.cli import CliState, cli
-from crmkit.core.entities import OrderLine
-from crmkit.errors import NotFound, ValidationError
+from crmkit.plugin import NotFound, OrderLine, ValidationError
 
 
 def flight(route: str, cabin: str, fare: str) -> list[OrderLine]:
@@ -90,7 +87,7 @@ def test_retail_club_member_discount_vouchers_and_clawback(make_crm: Any) -> Non
     assert_consistent(service)
 
 
-def test_price_command(make_crm: Any, database_url: str) -> None:
+def test_price_command(make_crm: Any, cli_runner: Any) -> None:
     crm = make_crm(plugins=["loyalty"])
     service = loyalty(crm)
     service.load_program_file(EXAMPLES / "retail_club.toml")
@@ -99,10 +96,7 @@ def test_price_command(make_crm: Any, database_url: str) -> None:
     pay(crm, max_.id, "2500", at(2026, 5, 1))  # gold: 5%
 
     def run(*args: str) -> Any:
-        return CliRunner().invoke(
-            cli, ["--database", database_url, "loyalty", *args], obj=CliState(),
-            env={"CRMKIT_PLUGINS": "loyalty"},
-        )  # fmt: skip
+        return cli_runner(["loyalty", *args], plugins=["loyalty"])
 
     r = run("price", str(max_.id), "120.00")
     assert r.exit_code == 0, r.output

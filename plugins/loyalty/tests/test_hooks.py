@@ -16,7 +16,7 @@ from crmkit_loyalty.testing import assert_consistent, at, pay, program
 from sqlalchemy import inspect
 
 import crmkit
-from crmkit.errors import PluginError
+from crmkit.plugin import PluginError
 
 
 @attrs.frozen

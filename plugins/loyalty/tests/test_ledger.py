@@ -11,7 +11,7 @@ from crmkit_loyalty import tables as t
 from crmkit_loyalty.testing import assert_consistent, at, pay, program
 from sqlalchemy import func, select
 
-from crmkit.errors import Conflict, NotFound, ValidationError
+from crmkit.plugin import Conflict, NotFound, ValidationError
 
 
 def ledger(crm: Any) -> list[Any]:

@@ -14,10 +14,8 @@ from crmkit_loyalty.testing import assert_consistent, at, pay, program
 from sqlalchemy import delete, func, insert, inspect, select, update
 from sqlalchemy.exc import IntegrityError
 
-from crmkit.core import migrate
-from crmkit.core import tables as core
-from crmkit.core.tables import metadata
-from crmkit.errors import ValidationError
+import crmkit.plugin as ck
+from crmkit.plugin import ValidationError
 
 
 def test_tables_match_the_migrations(make_crm: Any) -> None:
@@ -31,7 +29,7 @@ def test_tables_match_the_migrations(make_crm: Any) -> None:
         context = MigrationContext.configure(
             connection, opts={"include_object": ours, "compare_type": True}
         )
-        assert compare_metadata(context, metadata) == []
+        assert compare_metadata(context, ck.metadata) == []
 
 
 def _member_paid(make_crm: Any, *names: str) -> tuple[Any, Any, list[Any], list[Any]]:
@@ -56,7 +54,7 @@ def test_0002_down_and_up_keeps_the_ledger(make_crm: Any) -> None:
         return {i["name"] for i in inspect(crm.engine).get_indexes("loyalty_ledger")}
 
     assert "ix_loyalty_ledger_member_id" in indexes()
-    migrate.downgrade(crm.engine, crm.alembic_config(), "loyalty0001")
+    crm.downgrade("loyalty0001")
     assert "ix_loyalty_ledger_member_time" in indexes()
     assert "ix_loyalty_ledger_member_id" not in indexes()
     crm.upgrade()
@@ -78,7 +76,7 @@ def test_0003_deleting_a_program_still_deletes_its_ledger(make_crm: Any) -> None
     crm, _, _, _ = _member_paid(make_crm)
 
     assert _member_keys(crm) == set()
-    migrate.downgrade(crm.engine, crm.alembic_config(), "loyalty0002")
+    crm.downgrade("loyalty0002")
     assert _member_keys(crm) == {"loyalty_members", "loyalty_programs"}
     crm.upgrade()
     assert _member_keys(crm) == set()
@@ -92,8 +90,8 @@ def test_0004_a_deleted_member_or_customer_takes_its_ledger_rows_along(make_crm:
     crm, service, (alice, bob), _ = _member_paid(make_crm, "Alice", "Bob")
     both = _count(crm, t.ledger)
     with crm.transaction() as ctx:  # the customer row cascades to the member row
-        ctx.connection.execute(delete(core.orders).where(core.orders.c.customer_id == alice.id))
-        ctx.connection.execute(delete(core.customers).where(core.customers.c.id == alice.id))
+        ctx.connection.execute(delete(ck.orders).where(ck.orders.c.customer_id == alice.id))
+        ctx.connection.execute(delete(ck.customers).where(ck.customers.c.id == alice.id))
     assert _count(crm, t.ledger) == both // 2
     assert service.balance(bob.id) == 250
     with crm.transaction() as ctx:
@@ -117,7 +115,7 @@ def test_0004_down_and_up_keeps_keys_and_guarantees(make_crm: Any) -> None:
     crm, service, (alice,), (order,) = _member_paid(make_crm)
     earned = select(t.ledger.c.idem_key).where(t.ledger.c.kind == "earn")
 
-    migrate.downgrade(crm.engine, crm.alembic_config(), "loyalty0003")
+    crm.downgrade("loyalty0003")
     assert _member_keys(crm) == {"loyalty_members"}
     with crm.reading() as connection:  # the old scheme's key, given back
         assert list(connection.scalars(earned)) == [f"order:{order.id}:spend"]
@@ -150,7 +148,7 @@ def test_0004_a_stored_program_whose_rules_share_a_name_is_refused_until_loaded_
         service.balance(alice.id)  # reads name the problem too
     with crm.reading() as connection:  # and nothing was stored
         assert connection.scalar(select(func.sum(t.ledger.c.points))) == 250
-        assert connection.scalar(select(func.count()).select_from(core.orders)) == 1
+        assert connection.scalar(select(func.count()).select_from(ck.orders)) == 1
     fixed = program(
         earn=[{"type": "spend", "rate": 1}, {"type": "spend", "rate": 2, "name": "double"}]
     )

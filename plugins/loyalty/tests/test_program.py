@@ -13,8 +13,7 @@ from crmkit_loyalty.testing import PROGRAM, at, program
 from hypothesis import given
 from hypothesis import strategies as st
 
-from crmkit.core.entities import Order, OrderLine
-from crmkit.errors import ValidationError
+from crmkit.plugin import Order, OrderLine, ValidationError
 
 
 def member(tier: str | None = "bronze", orders: int = 0) -> MemberView:

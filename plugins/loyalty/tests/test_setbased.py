@@ -20,7 +20,7 @@ from crmkit_loyalty.testing import assert_consistent, at
 from sqlalchemy import event, select, update
 
 import crmkit
-from crmkit.core import tables as core
+import crmkit.plugin as ck
 
 CUSTOMERS = 14
 
@@ -192,9 +192,9 @@ def _ledger(crm: Any, customer_id: int) -> list[tuple[Any, ...]]:
     """A member's ledger with order ids replaced by the order's number in the history."""
     with crm.reading() as connection:
         rows = connection.execute(
-            select(t.ledger, core.orders.c.external_id)
+            select(t.ledger, ck.orders.c.external_id)
             .join(t.members, t.members.c.id == t.ledger.c.member_id)
-            .outerjoin(core.orders, core.orders.c.id == t.ledger.c.order_id)
+            .outerjoin(ck.orders, ck.orders.c.id == t.ledger.c.order_id)
             .where(t.members.c.customer_id == customer_id)
         ).all()
     out = []
@@ -299,7 +299,7 @@ def test_batch_filter_selects_exactly_the_batch(make_crm: Any) -> None:
     for chosen in (ids[:10], ids[3:5] + ids[7:12] + [ids[20]], ids[::2], [ids[5]]):
         with crm.reading() as connection:
             found = connection.scalars(
-                select(core.orders.c.id).where(batch_filter(core.orders.c.id, chosen))
+                select(ck.orders.c.id).where(batch_filter(ck.orders.c.id, chosen))
             ).all()
         assert sorted(found) == sorted(chosen)
 
@@ -307,11 +307,14 @@ def test_batch_filter_selects_exactly_the_batch(make_crm: Any) -> None:
 def test_an_import_batch_earns_without_building_its_order_entities(
     make_crm: Any, monkeypatch: Any
 ) -> None:
-    from crmkit.core import orders as orders_module
-
-    built: list[int] = []
-    real = orders_module._trusted_order
-    monkeypatch.setattr(orders_module, "_trusted_order", lambda *a: built.append(1) or real(*a))
+    # every way to an entity of a Sequence goes through __getitem__ or __iter__ (len and
+    # ids do not): count the reads of any batch's entities
+    read: list[str] = []
+    for name in ("__getitem__", "__iter__"):
+        real = getattr(ck.StoredOrders, name)
+        monkeypatch.setattr(
+            ck.StoredOrders, name, lambda *a, _r=real, _n=name: read.append(_n) or _r(*a)
+        )
     crm = make_crm(plugins=["loyalty"])
     service = loyalty(crm)
     service.load_program(SPEND_CLUB)
@@ -322,6 +325,7 @@ def test_an_import_batch_earns_without_building_its_order_entities(
         for n in range(12)
     ]
     crm.orders.add_rows(rows)
-    assert built == []  # earned in SQL from the stored rows
+    assert read == []  # earned in SQL from the stored rows
+    assert list(ck.StoredOrders([1], list)) == [] and read == ["__iter__"]  # the spy works
     assert sum(service.member(c).balance for c in customers) > 0
     assert_consistent(service)

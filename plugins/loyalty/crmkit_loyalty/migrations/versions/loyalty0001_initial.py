@@ -8,7 +8,7 @@ Create Date: 2026-11-22
 import sqlalchemy as sa
 from alembic import op
 
-from crmkit.core.types import Money, UTCDateTime
+from crmkit.plugin import Money, UTCDateTime
 
 revision = "loyalty0001"
 down_revision = None
