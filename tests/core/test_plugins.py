@@ -197,6 +197,21 @@ def test_plugins_list_command(installed, tmp_path):
     assert rows["listener"]["enabled"] == "no"
 
 
+def test_plugins_list_warns_about_a_plugin_without_crmkit_api(installed, tmp_path):
+    path = tmp_path / "crmkit.toml"
+    path.write_text(f'database = "sqlite:///{tmp_path}/c.db"\nplugins = ["good", "needy"]\n')
+    result = CliRunner().invoke(
+        cli, ["--config", str(path), "plugins", "list", "--format", "json"], obj=CliState()
+    )
+    assert result.exit_code == 0, result.output
+    import json
+
+    rows = {r["name"]: r for r in json.loads(result.output)}
+    assert rows["good"]["status"] == "ok"  # declares CRMKIT_API
+    assert rows["needy"]["status"].startswith("ok; warning: declares no CRMKIT_API")
+    assert 'CRMKIT_API = ">=1.2,<2"' in rows["needy"]["status"]
+
+
 def _install_plugin_with_tables(root):
     versions = root / "stamps_versions"
     versions.mkdir()
