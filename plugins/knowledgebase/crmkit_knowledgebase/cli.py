@@ -9,9 +9,7 @@ from typing import Any
 
 import click
 
-from crmkit.cli import pass_crm
-from crmkit.cli.output import emit, format_option
-from crmkit.errors import ValidationError
+from crmkit.plugin import ValidationError, emit, format_option, pass_crm
 from crmkit_knowledgebase.service import AUDIENCES, STATUSES, service
 
 ARTICLE_COLUMNS = ["id", "slug", "title", "category", "audience", "status", "revision", "views",

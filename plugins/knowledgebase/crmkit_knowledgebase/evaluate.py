@@ -14,6 +14,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import click
+
 from crmkit_knowledgebase.text import has_cjk
 
 
@@ -64,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
             result = accuracy(kb, read_labelled(args.labelled), args.k)
         finally:
             crm.close()
-    print(
+    click.echo(
         f"top-{args.k} accuracy on {result['messages']} messages: {result['all']:.1%} "
         f"(English {result['english']:.1%}, Chinese {result['chinese']:.1%}; "
         f"{result['misses']} missed; top-1 {result['top1']:.1%})"

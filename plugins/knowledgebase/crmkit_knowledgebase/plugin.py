@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 
 import crmkit
-from crmkit.errors import CrmError
+from crmkit.plugin import CrmError
 from crmkit_knowledgebase import tables as t
 from crmkit_knowledgebase.service import service
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 from sqlalchemy import and_, delete, func, insert, select, update
 
-from crmkit.errors import NotFound, ValidationError
+from crmkit.plugin import NotFound, ValidationError
 from crmkit_knowledgebase import search as fts
 from crmkit_knowledgebase import tables as t
 from crmkit_knowledgebase import templating
@@ -35,7 +35,7 @@ from crmkit_knowledgebase.text import (
 )
 
 if TYPE_CHECKING:
-    from crmkit.crm import CRM
+    from crmkit.plugin import CRM
 
 AUDIENCES = ("internal", "public")
 STATUSES = ("draft", "published", "archived")

@@ -21,8 +21,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-from crmkit.core.tables import metadata
-from crmkit.core.types import UTCDateTime
+from crmkit.plugin import UTCDateTime, metadata
 
 articles = Table(
     "kb_articles",

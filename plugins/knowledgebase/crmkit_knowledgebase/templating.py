@@ -23,7 +23,7 @@ import jinja2.meta
 from jinja2.exceptions import SecurityError, TemplateSyntaxError, UndefinedError
 from jinja2.sandbox import SandboxedEnvironment
 
-from crmkit.errors import ValidationError
+from crmkit.plugin import ValidationError
 
 FORMATS = ("text", "html")
 NAMES = ("customer", "complaint", "company", "staff", "now")

@@ -31,7 +31,7 @@ from collections.abc import Iterable, Sequence
 
 import attrs
 
-from crmkit.errors import ValidationError
+from crmkit.plugin import ValidationError
 
 _CJK = (
     "\u2e80-\u2fdf\u3040-\u30ff\u3100-\u312f\u31a0-\u31ff\u3400-\u4dbf\u4e00-\u9fff"

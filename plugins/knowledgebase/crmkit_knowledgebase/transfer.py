@@ -28,7 +28,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from crmkit.errors import ValidationError
+from crmkit.plugin import ValidationError
 
 ARTICLE_KEYS = ("slug", "title", "category", "tags", "products", "audience", "status")
 TEMPLATE_KEYS = ("name", "title", "format", "category", "triggers")

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from crmkit_knowledgebase.plugin import counts
 
-from crmkit.errors import NotFound, ValidationError
+from crmkit.plugin import NotFound, ValidationError
 
 
 def at(*args: int) -> dt.datetime:

@@ -7,18 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 from crmkit_knowledgebase import service
 from crmkit_knowledgebase.plugin import SAMPLES, counts
 
-from crmkit.cli import CliState, cli
+from crmkit.testing import run_cli
 
 
 def run(url: str, *args: str) -> Any:
-    return CliRunner().invoke(
-        cli, ["--database", url, "kb", *args], obj=CliState(),
-        env={"CRMKIT_PLUGINS": "knowledgebase"},
-    )  # fmt: skip
+    return run_cli(["kb", *args], database=url, plugins=["knowledgebase"])
 
 
 def ok(url: str, *args: str) -> str:

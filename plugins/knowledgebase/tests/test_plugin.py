@@ -10,7 +10,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from crmkit_knowledgebase import plugin, service
 
-from crmkit.core.tables import metadata
+from crmkit.plugin import metadata
 
 
 def test_works_alone_on_the_core(make_crm: Any) -> None:

@@ -10,7 +10,7 @@ from crmkit_knowledgebase.text import analyse, fts5_query, parse_query, tsquery
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crmkit.errors import ValidationError
+from crmkit.plugin import ValidationError
 
 
 def slugs(kb: Any, query: str, **filters: Any) -> list[str]:

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from crmkit_knowledgebase.plugin import counts
 
-from crmkit.errors import NotFound, ValidationError
+from crmkit.plugin import NotFound, ValidationError
 
 COMPLAINT = {"id": 7, "customer_id": None, "category": "delivery", "channel": "email",
              "description": "parcel <late>", "tracking_code": "C-123"}  # fmt: skip

@@ -11,7 +11,7 @@ from crmkit_knowledgebase.transfer import ARTICLE_KEYS, dump_article, export_dir
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crmkit.errors import ValidationError
+from crmkit.plugin import ValidationError
 
 
 def snapshot(kb: Any) -> tuple[list[dict[str, Any]], list[tuple[Any, ...]]]:

@@ -18,7 +18,7 @@ The full-text index is dialect-specific (see the plugin README):
 import sqlalchemy as sa
 from alembic import op
 
-from crmkit.core.types import UTCDateTime
+from crmkit.plugin import UTCDateTime
 
 revision = "knowledgebase0001"
 down_revision = None
