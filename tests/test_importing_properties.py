@@ -1,4 +1,4 @@
-"""Property tests of the importer (crmkit.importing) on SQLite and PostgreSQL.
+"""Property tests of the importer (crmkit.transfer) on SQLite and PostgreSQL.
 
 For generated files — valid and invalid rows mixed, unicode, any of the
 delimiters, with or without a BOM, CSV or JSON Lines — rows in = stored +
@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from crmkit.errors import NotFound
-from crmkit.importing import import_file
+from crmkit.transfer import import_file
 
 SETTINGS = settings(
     max_examples=30,

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from crmkit.cli import UserError, cli, pass_crm
-from crmkit.importing import BATCH_SIZE, FORMATS, KINDS, RecordReader, export_file, import_file
+from crmkit.transfer import BATCH_SIZE, FORMATS, KINDS, RecordReader, export_file, import_file
 
 
 def _progress_factory() -> Any:
