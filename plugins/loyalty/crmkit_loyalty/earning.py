@@ -87,7 +87,9 @@ def earn_program(
         entries, changes = earn_rows(svc, ctx, program_id, prog, paid(), replay=replay)
     else:
         return
-    svc._fire(ctx, "crmkit_loyalty_points_earned", entries=[e for e in entries if e.kind == "earn"])
+    svc._fire(
+        ctx, "crmkit_loyalty_after_points_earned", entries=[e for e in entries if e.kind == "earn"]
+    )
     apply_tier_changes(svc, ctx, changes)
 
 
@@ -127,7 +129,7 @@ def earn_set_based(
         entries, changes = earn_rows(svc, ctx, program_id, prog, slow_orders, replay=False)
     before = connection.scalar(select(func.max(t.ledger.c.id))) or 0
     setbased.write_ledger(connection, program_id, plan, ctx.now)
-    if svc._listened("crmkit_loyalty_points_earned"):
+    if svc._listened("crmkit_loyalty_after_points_earned"):
         ledger_batch = setbased.batch_filter(t.ledger.c.order_id, batch)
         for row in setbased.new_entries(connection, program_id, before, ledger_batch):
             entries.append(entry_from_row(row, prog.name))
@@ -291,7 +293,7 @@ def earn_rows(
                     }
                 )
     extra = {rows[cid].id: st for cid, st in state.items() if cid in last_time}
-    listened = svc._listened("crmkit_loyalty_points_earned")
+    listened = svc._listened("crmkit_loyalty_after_points_earned")
     entries = post(ctx, program_id, prog, out, customers, extra, entries=listened)
     changes = upgrades(ctx, program_id, prog, rows, last_time) if prog.tiers else []
     return entries, changes
@@ -353,5 +355,5 @@ def award_birthdays(
             if key not in done
         ]
         entries = post(ctx, program_id, prog, out, {r.id: r.customer_id for r in due})
-        svc._fire(ctx, "crmkit_loyalty_points_earned", entries=entries)
+        svc._fire(ctx, "crmkit_loyalty_after_points_earned", entries=entries)
         return entries

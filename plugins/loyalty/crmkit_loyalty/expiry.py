@@ -84,7 +84,7 @@ def expire(
                         }
                     )
             entries += post(ctx, program_id, prog, out, {m: r.customer_id for m, r in rows.items()})
-        svc._fire(ctx, "crmkit_loyalty_points_expired", entries=entries)
+        svc._fire(ctx, "crmkit_loyalty_after_points_expired", entries=entries)
     return entries
 
 

@@ -163,7 +163,7 @@ def enrol_rows(
             ],
             {m: c for c, m in mapping.items()},
         )
-        svc._fire(ctx, "crmkit_loyalty_points_earned", entries=entries)
+        svc._fire(ctx, "crmkit_loyalty_after_points_earned", entries=entries)
     return mapping
 
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from sqlalchemy import func, select, update
 
 import crmkit
 import crmkit.plugin as ck
+from crmkit_loyalty import hookspecs
 from crmkit_loyalty import tables as t
 from crmkit_loyalty.service import loyalty
 
@@ -35,69 +37,9 @@ def _validate(values: dict[str, Any]) -> None:
         raise ValueError("default_program must be a program name (text)")
 
 
-class Hookspecs:
-    """Hooks the loyalty plugin offers other plugins."""
-
-    @staticmethod
-    @crmkit.hookspec
-    def crmkit_loyalty_register_earn_rule_types() -> dict[str, Any]:
-        """Contribute earn-rule types usable as ``[[earn]] type = "<name>"`` in programs.
-
-        When: the first time a program is parsed in an open CRM. Transaction: none.
-        Returns: ``{type_name: factory}``; ``factory(table: dict)`` receives the rule's
-        TOML table and returns an object with ``bonus(order, member) -> int`` (fixed
-        points for an order; ``member`` is a :class:`crmkit_loyalty.program.MemberView`)
-        and/or ``multiplier(order, category) -> Decimal`` (multiplies spend points of
-        the order's part in ``category``), and optionally a ``name`` attribute written
-        as the cause in the ledger. Raise ``ValueError`` for a bad table.
-
-        Example::
-
-            @crmkit.hookimpl(optionalhook=True)
-            def crmkit_loyalty_register_earn_rule_types():
-                return {"weekend": WeekendBonus.from_dict}
-        """
-
-    @staticmethod
-    @crmkit.hookspec
-    def crmkit_loyalty_points_earned(ctx: Any, entries: Sequence[Any]) -> None:
-        """Points were earned (orders, sign-up, birthday, referral bonuses).
-
-        Transaction: the write that earned them (an order import batch: one call per
-        batch); raise to roll it back. ``entries`` are
-        :class:`crmkit_loyalty.service.LedgerEntry` (program, customer_id, points,
-        order_id, rule ...). Returns nothing.
-        """
-
-    @staticmethod
-    @crmkit.hookspec
-    def crmkit_loyalty_points_redeemed(ctx: Any, entries: Sequence[Any]) -> None:
-        """Points were spent on a reward (``entries``: LedgerEntry with ``reward_code``).
-
-        Transaction: the redemption's; raise to refuse it. Returns nothing.
-        """
-
-    @staticmethod
-    @crmkit.hookspec
-    def crmkit_loyalty_points_expired(ctx: Any, entries: Sequence[Any]) -> None:
-        """Points expired (``crmkit loyalty expire --as-of``; one call for the whole run).
-
-        Transaction: the expiry run's. Returns nothing.
-        """
-
-    @staticmethod
-    @crmkit.hookspec
-    def crmkit_loyalty_tier_changed(ctx: Any, changes: Sequence[Any]) -> None:
-        """Members changed tier: upgrades as soon as a threshold is met (reason
-        ``"upgrade"``, inside the order write), up or down at the periodic review
-        (reason ``"review"``). ``changes`` are :class:`crmkit_loyalty.service.TierChange`
-        (program, customer_id, from_tier, to_tier, at, measure). Returns nothing.
-        """
-
-
 @crmkit.hookimpl
-def crmkit_register_hookspecs() -> object:
-    return Hookspecs
+def crmkit_register_hookspecs() -> ModuleType:
+    return hookspecs
 
 
 @crmkit.hookimpl

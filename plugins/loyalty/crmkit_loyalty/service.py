@@ -44,7 +44,7 @@ from crmkit_loyalty.records import KINDS, LedgerEntry, Member, Reward, TierChang
 if TYPE_CHECKING:
     from crmkit.plugin import CRM, HookContext
 
-# the records stay importable from here (hook docs name crmkit_loyalty.service.LedgerEntry)
+# the records stay importable from here (older hook docs named crmkit_loyalty.service)
 __all__ = [
     "KINDS",
     "LedgerEntry",
@@ -54,6 +54,15 @@ __all__ = [
     "TierChange",
     "loyalty",
 ]
+
+#: the key under which each event's records are listed in ``ctx.changes.other`` (for
+#: ``crmkit_after_commit``): the names the events had before API 1.2, kept
+CHANGES_KEYS = {
+    "crmkit_loyalty_after_points_earned": "points_earned",
+    "crmkit_loyalty_after_points_redeemed": "points_redeemed",
+    "crmkit_loyalty_after_points_expired": "points_expired",
+    "crmkit_loyalty_after_tiers_changed": "tier_changed",
+}
 
 _services: weakref.WeakKeyDictionary[Any, LoyaltyService] = weakref.WeakKeyDictionary()
 
@@ -95,7 +104,7 @@ class LoyaltyService:
         if values and self.crm.has_hook(name):
             self.crm.fire(ctx, name, **kwargs)
         if values:
-            ctx.changes.other.setdefault(name.removeprefix("crmkit_loyalty_"), []).extend(values)
+            ctx.changes.other.setdefault(CHANGES_KEYS[name], []).extend(values)
 
     def _program_from_row(self, row: Any) -> Program:
         cached = self._parsed.get(row.id)

@@ -97,7 +97,7 @@ def redeem(
             ],
             {member.id: customer_id},
         )
-        svc._fire(ctx, "crmkit_loyalty_points_redeemed", entries=[entry])
+        svc._fire(ctx, "crmkit_loyalty_after_points_redeemed", entries=[entry])
         return entry
 
 

@@ -141,7 +141,7 @@ def apply_tier_changes(svc: LoyaltyService, ctx: HookContext, changes: list[Tier
             )
             .values(tier=history.c.to_tier, tier_since=history.c.at)
         )
-    svc._fire(ctx, "crmkit_loyalty_tier_changed", changes=changes)
+    svc._fire(ctx, "crmkit_loyalty_after_tiers_changed", changes=changes)
 
 
 def review_tiers(

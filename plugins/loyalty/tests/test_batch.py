@@ -27,7 +27,7 @@ class Counter:
         self.calls: list[int] = []
 
     @crmkit.hookimpl(optionalhook=True)
-    def crmkit_loyalty_points_earned(self, ctx: Any, entries: Any) -> None:
+    def crmkit_loyalty_after_points_earned(self, ctx: Any, entries: Any) -> None:
         self.calls.append(len(entries))
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import attrs
 import pytest
-from crmkit_loyalty import loyalty
+from crmkit_loyalty import hookspecs, loyalty
 from crmkit_loyalty import plugin as loyalty_plugin
 from crmkit_loyalty import tables as t
 from crmkit_loyalty.testing import assert_consistent, at, pay, program
@@ -47,19 +47,19 @@ class Listener:
         return {"weekend": WeekendBonus.from_dict}
 
     @crmkit.hookimpl(optionalhook=True)
-    def crmkit_loyalty_points_earned(self, ctx: Any, entries: Any) -> None:
+    def crmkit_loyalty_after_points_earned(self, ctx: Any, entries: Any) -> None:
         self.events.append(("earned", list(entries)))
 
     @crmkit.hookimpl(optionalhook=True)
-    def crmkit_loyalty_points_redeemed(self, ctx: Any, entries: Any) -> None:
+    def crmkit_loyalty_after_points_redeemed(self, ctx: Any, entries: Any) -> None:
         self.events.append(("redeemed", list(entries)))
 
     @crmkit.hookimpl(optionalhook=True)
-    def crmkit_loyalty_points_expired(self, ctx: Any, entries: Any) -> None:
+    def crmkit_loyalty_after_points_expired(self, ctx: Any, entries: Any) -> None:
         self.events.append(("expired", list(entries)))
 
     @crmkit.hookimpl(optionalhook=True)
-    def crmkit_loyalty_tier_changed(self, ctx: Any, changes: Any) -> None:
+    def crmkit_loyalty_after_tiers_changed(self, ctx: Any, changes: Any) -> None:
         self.events.append(("tier", list(changes)))
 
 
@@ -88,6 +88,76 @@ def test_a_plugin_adds_an_earn_rule_type_and_hears_every_event(make_crm) -> None
     assert -listener.events[4][1][0].points == 1030
 
 
+class OldStyle:
+    """A plugin written against API 1.1: the events under their old names."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, list[Any]]] = []
+
+    @crmkit.hookimpl(optionalhook=True)
+    def crmkit_loyalty_points_earned(self, ctx: Any, entries: Any) -> None:
+        self.events.append(("earned", list(entries)))
+
+    @crmkit.hookimpl(optionalhook=True)
+    def crmkit_loyalty_tier_changed(self, ctx: Any, changes: Any) -> None:
+        self.events.append(("tier", list(changes)))
+
+
+def test_a_plugin_implementing_the_old_names_still_hears_the_events(make_crm) -> None:
+    old = OldStyle()
+    with pytest.warns(DeprecationWarning) as warned:
+        crm = make_crm(plugins=["loyalty", old])
+    said = " ".join(str(w.message) for w in warned)
+    assert "crmkit_loyalty_points_earned, which is now crmkit_loyalty_after_points_earned" in said
+    assert "crmkit_loyalty_tier_changed, which is now crmkit_loyalty_after_tiers_changed" in said
+    service = loyalty(crm)
+    service.load_program(program())
+    eve = crm.customers.add(name="Eve")
+    service.enrol(eve.id)
+    pay(crm, eve.id, "1200", at(2025, 3, 3))  # 1200 points: silver
+    assert [k for k, _ in old.events] == ["earned", "tier"]
+    assert [e.points for e in old.events[0][1]] == [1200]
+    assert old.events[1][1][0].to_tier == "silver"
+
+
+def test_hookspecs_module_maps_every_old_name_onto_its_new_hook() -> None:
+    assert loyalty_plugin.crmkit_register_hookspecs() is hookspecs
+    assert hookspecs.RENAMED_HOOKS == {
+        "crmkit_loyalty_points_earned": "crmkit_loyalty_after_points_earned",
+        "crmkit_loyalty_points_redeemed": "crmkit_loyalty_after_points_redeemed",
+        "crmkit_loyalty_points_expired": "crmkit_loyalty_after_points_expired",
+        "crmkit_loyalty_tier_changed": "crmkit_loyalty_after_tiers_changed",
+    }
+    for old, new in hookspecs.RENAMED_HOOKS.items():
+        assert hasattr(hookspecs, new) and not hasattr(hookspecs, old)
+
+
+def test_after_commit_lists_the_events_under_their_keys(make_crm) -> None:
+    class AfterCommit:
+        seen: list[dict[str, list[Any]]] = []
+
+        @crmkit.hookimpl
+        def crmkit_after_commit(self, crm: Any, changes: Any) -> None:
+            self.seen.append({k: list(v) for k, v in changes.other.items()})
+
+    listener = AfterCommit()
+    crm = make_crm(plugins=["loyalty", listener])
+    service = loyalty(crm)
+    service.load_program(program())
+    eve = crm.customers.add(name="Eve")
+    service.enrol(eve.id)
+    listener.seen.clear()
+    pay(crm, eve.id, "1200", at(2025, 3, 3))
+    service.redeem(eve.id, "mug")
+    service.expire("2026-12-31")
+    earned, redeemed, expired = listener.seen
+    assert set(earned) == {"points_earned", "tier_changed"}
+    assert earned["points_earned"][0].points == 1200
+    assert earned["tier_changed"][0].to_tier == "silver"
+    assert redeemed["points_redeemed"][0].reward_code == "mug"
+    assert -expired["points_expired"][0].points == 1100
+
+
 def test_unknown_rule_type_without_the_plugin(make_crm) -> None:
     crm = make_crm(plugins=["loyalty"])
     earn = [{"type": "weekend", "points": 30}]
@@ -98,7 +168,7 @@ def test_unknown_rule_type_without_the_plugin(make_crm) -> None:
 def test_a_listener_raising_rolls_the_order_back(make_crm) -> None:
     class Refuser:
         @crmkit.hookimpl(optionalhook=True)
-        def crmkit_loyalty_points_earned(self, ctx: Any, entries: Any) -> None:
+        def crmkit_loyalty_after_points_earned(self, ctx: Any, entries: Any) -> None:
             raise RuntimeError("ledger export down")
 
     crm = make_crm(plugins=["loyalty", Refuser()])

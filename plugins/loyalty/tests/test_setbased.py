@@ -253,7 +253,7 @@ def test_set_based_import_is_idempotent_and_fires_one_event_per_batch(make_crm: 
         calls: list[list[Any]] = []
 
         @crmkit.hookimpl(optionalhook=True)
-        def crmkit_loyalty_points_earned(self, ctx: Any, entries: Any) -> None:
+        def crmkit_loyalty_after_points_earned(self, ctx: Any, entries: Any) -> None:
             self.calls.append(list(entries))
 
     listener = Listener()
