@@ -1,6 +1,6 @@
 """Former home of the importer and exporter, now :mod:`crmkit.transfer`: an alias kept only
-while tests/core/test_bulk.py and plugins/loyalty/tests/test_batch.py import it (delete it
-then; new code imports :mod:`crmkit.transfer`).
+while tests/core/test_bulk.py imports it (delete it then; new code imports
+:mod:`crmkit.transfer`).
 
 The tunables read while importing (``SEEN_IN_MEMORY``, ``LOOKUP_BATCH``, ``MAX_LISTED``) are
 read from and set in the modules that use them, so ``monkeypatch.setattr(importing, ...)``

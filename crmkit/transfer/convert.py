@@ -289,33 +289,13 @@ class Converter:
         return (customer, channel, occurred_at, direction, subject, body, staff)
 
     def customer(self, r: dict[str, Any]) -> Any:
-        values: dict[str, Any] = {}
-        attributes: dict[str, Any] = {}
-        for key, value in r.items():
-            if isinstance(value, str):
-                value = value.strip() if key in PROFILE_FIELDS else value
-            if value is None or value == "":
-                continue
-            if key in PROFILE_FIELDS:
-                if not isinstance(value, str):
-                    if key == "birth_date" or isinstance(value, dict | list):
-                        raise RowError(key, f"{value!r} must be text")
-                    value = str(value)
-                values[key] = value
-            elif key in ("attributes", "consents"):
-                raise RowError(key, "is reserved; give each attribute as its own column")
-            else:
-                attributes[key] = value
+        values, attributes = _customer_fields(r)
         if not values.get("external_id"):
             raise RowError("external_id", "is empty; every customer needs an external_id")
         if len(values["external_id"]) > 100:
             raise RowError("external_id", "is longer than 100 characters")
         try:
-            for name, definition in self.definitions.items():
-                if name in attributes:
-                    attributes[name] = definition.convert(attributes[name])
-                elif definition.required:
-                    raise ValidationError(f"attribute {name!r} is required", field=name)
+            self._convert_attributes(attributes)
             entity = CustomerService.build({**values, "attributes": attributes})
         except ValidationError as exc:
             field = exc.field or None
@@ -326,3 +306,33 @@ class Converter:
         except (TypeError, ValueError) as exc:
             raise RowError(None, str(exc)) from None
         return entity
+
+    def _convert_attributes(self, attributes: dict[str, Any]) -> None:
+        """Convert the declared attributes given in place; refuse a required one missing."""
+        for name, definition in self.definitions.items():
+            if name in attributes:
+                attributes[name] = definition.convert(attributes[name])
+            elif definition.required:
+                raise ValidationError(f"attribute {name!r} is required", field=name)
+
+
+def _customer_fields(r: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A customer record's profile fields and its custom attributes (empty values left out)."""
+    values: dict[str, Any] = {}
+    attributes: dict[str, Any] = {}
+    for key, value in r.items():
+        if isinstance(value, str):
+            value = value.strip() if key in PROFILE_FIELDS else value
+        if value is None or value == "":
+            continue
+        if key in PROFILE_FIELDS:
+            if not isinstance(value, str):
+                if key == "birth_date" or isinstance(value, dict | list):
+                    raise RowError(key, f"{value!r} must be text")
+                value = str(value)
+            values[key] = value
+        elif key in ("attributes", "consents"):
+            raise RowError(key, "is reserved; give each attribute as its own column")
+        else:
+            attributes[key] = value
+    return values, attributes

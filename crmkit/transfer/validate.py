@@ -29,58 +29,10 @@ def validate(
     progress: Any,
 ) -> None:
     """Pass 1: convert and check every record; spool the good ones, ready to store."""
-    seen = SeenKeys()
-    customers: dict[str, int] = {}  # customer external id -> id, resolved a batch at a time
-    # converted records wait here until their customers are looked up a batch at a time
-    values: list[Any] = []
-    origins: list[tuple[int, Any]] = []  # (line, record) of each value, for the rejects file
-    problems: list[tuple[int, Problem, Any]] = []  # (line, problem, record)
-    ref_of = converter.customer_ref
-    order_format = crm.orders.row_format() if converter.kind == "orders" else None
-
-    def flush() -> None:
-        good, where = values, origins
-        if key_of is not None:
-            firsts = seen.first_times(list(map(key_of, good)))
-            if not all(firsts):
-                good, where = [], []
-                for value, origin, first in zip(values, origins, firsts, strict=True):
-                    if first:
-                        good.append(value)
-                        where.append(origin)
-                    else:
-                        line, record = origin
-                        reason = f"{key_of(value)!r} appears earlier in the file"
-                        problems.append((line, Problem(line, "external_id", reason), record))
-        if ref_of is not None:
-            unknown = set(map(ref_of, good)).difference(customers)
-            if unknown:
-                customers.update(crm.customers.ids_by_external_id(unknown))
-                if missing := unknown.difference(customers):
-                    found = []
-                    for value, (line, record) in zip(good, where, strict=True):
-                        ref = ref_of(value)
-                        if ref in missing:
-                            reason = f"no customer has external_id {ref!r}"
-                            problems.append((line, Problem(line, "customer", reason), record))
-                        else:
-                            found.append(value)
-                    good = found
-            good = converter.resolved(good, customers)
-        problems.sort(key=lambda item: item[0])  # rejects in file order
-        for line, problem, record in problems:
-            result.rejected += 1
-            if len(result.problems) < MAX_LISTED:
-                result.problems.append(problem)
-            sink.write(line, problem, record)
-        if skip_invalid or not result.rejected:  # atomic mode stores nothing once a row is bad
-            # orders go in the driver's form: on SQLite plain text, cheap to pickle and store
-            spool.write(order_format.to_driver(good) if order_format else good)
-        values.clear()
-        origins.clear()
-        problems.clear()
-
-    key_of = converter.key
+    pending = _Pending(crm, converter, result, sink, spool, skip_invalid)
+    # the loop runs once per record: the lists and the flush are plain local names here
+    values, origins, problems = pending.values, pending.origins, pending.problems
+    flush = pending.flush
     convert: Callable[[Any], Any] | None = None
     read = 0
     try:
@@ -106,4 +58,102 @@ def validate(
             converter.check_header(reader.path, reader.fieldnames)
         flush()
     finally:
-        seen.close()  # its spill file, if the file was long
+        pending.close()
+
+
+class _Pending:
+    """The records pass 1 converted since its last flush, waiting for the checks made a batch
+    at a time: external ids met earlier in the file, customers that are not stored."""
+
+    def __init__(
+        self,
+        crm: Any,
+        converter: Converter,
+        result: ImportResult,
+        sink: Rejects,
+        spool: Spool,
+        skip_invalid: bool,
+    ) -> None:
+        self.crm = crm
+        self.converter = converter
+        self.result = result
+        self.sink = sink
+        self.spool = spool
+        self.skip_invalid = skip_invalid
+        self.seen = SeenKeys()
+        self.customers: dict[str, int] = {}  # customer external id -> id, resolved so far
+        # converted records wait here until their customers are looked up a batch at a time
+        self.values: list[Any] = []
+        self.origins: list[tuple[int, Any]] = []  # (line, record) of each value, for rejects
+        self.problems: list[tuple[int, Problem, Any]] = []  # (line, problem, record)
+        self.key_of = converter.key
+        self.ref_of = converter.customer_ref
+        self.order_format = crm.orders.row_format() if converter.kind == "orders" else None
+
+    def flush(self) -> None:
+        """Check the pending records, reject the bad ones, spool the good ones; then empty."""
+        good, where = self._first_times()
+        if self.ref_of is not None:
+            good = self._with_customer_ids(good, where, self.ref_of)
+        self._reject()
+        if self.skip_invalid or not self.result.rejected:  # atomic mode: nothing once one is bad
+            # orders go in the driver's form: on SQLite plain text, cheap to pickle and store
+            order_format = self.order_format
+            self.spool.write(order_format.to_driver(good) if order_format else good)
+        self.values.clear()
+        self.origins.clear()
+        self.problems.clear()
+
+    def _first_times(self) -> tuple[list[Any], list[tuple[int, Any]]]:
+        """The pending values (and origins) whose external id is met for the first time; the
+        others become problems."""
+        values, origins, key_of = self.values, self.origins, self.key_of
+        if key_of is None:
+            return values, origins
+        firsts = self.seen.first_times(list(map(key_of, values)))
+        if all(firsts):
+            return values, origins
+        good, where = [], []
+        for value, origin, first in zip(values, origins, firsts, strict=True):
+            if first:
+                good.append(value)
+                where.append(origin)
+            else:
+                line, record = origin
+                reason = f"{key_of(value)!r} appears earlier in the file"
+                self.problems.append((line, Problem(line, "external_id", reason), record))
+        return good, where
+
+    def _with_customer_ids(
+        self, good: list[Any], where: list[tuple[int, Any]], ref_of: Callable[[Any], str]
+    ) -> list[Any]:
+        """``good`` with their customers' ids; those whose customer is not stored become
+        problems."""
+        customers = self.customers
+        unknown = set(map(ref_of, good)).difference(customers)
+        if unknown:
+            customers.update(self.crm.customers.ids_by_external_id(unknown))
+            if missing := unknown.difference(customers):
+                found = []
+                for value, (line, record) in zip(good, where, strict=True):
+                    ref = ref_of(value)
+                    if ref in missing:
+                        reason = f"no customer has external_id {ref!r}"
+                        self.problems.append((line, Problem(line, "customer", reason), record))
+                    else:
+                        found.append(value)
+                good = found
+        return self.converter.resolved(good, customers)
+
+    def _reject(self) -> None:
+        """Count the problems, list the first MAX_LISTED and write them to the rejects file."""
+        result, sink = self.result, self.sink
+        self.problems.sort(key=lambda item: item[0])  # rejects in file order
+        for line, problem, record in self.problems:
+            result.rejected += 1
+            if len(result.problems) < MAX_LISTED:
+                result.problems.append(problem)
+            sink.write(line, problem, record)
+
+    def close(self) -> None:
+        self.seen.close()  # its spill file, if the file was long
