@@ -221,45 +221,54 @@ class AttributeDefinition:
             if self.required:
                 raise ValidationError(f"attribute {self.name!r} is required", field=self.name)
             return None
-        bad = ValidationError(
-            f"attribute {self.name!r} expects {self.type}, got {value!r}", field=self.name
-        )
         try:
-            match self.type:
-                case "string":
-                    return str(value)
-                case "integer":
-                    if isinstance(value, (bool, float)):
-                        raise bad
-                    return int(str(value).strip())
-                case "decimal":
-                    return to_money(value, self.name)
-                case "date":
-                    if isinstance(value, dt.datetime):
-                        raise bad
-                    return value if isinstance(value, dt.date) else dt.date.fromisoformat(value)
-                case "boolean":
-                    if isinstance(value, bool):
-                        return value
-                    text = str(value).strip().lower()
-                    if text in ("true", "yes", "1", "y"):
-                        return True
-                    if text in ("false", "no", "0", "n"):
-                        return False
-                    raise bad
-                case "choice":
-                    if str(value) not in self.choices:
-                        raise ValidationError(
-                            f"attribute {self.name!r} is {value!r}; use one of: "
-                            f"{', '.join(self.choices)}",
-                            field=self.name,
-                        )
-                    return str(value)
+            return self._typed(value)
         except ValidationError:
             raise
         except (ValueError, TypeError) as exc:
-            raise bad from exc
-        raise bad  # pragma: no cover - types are validated above
+            raise self._mismatch(value) from exc
+
+    def _typed(self, value: Any) -> Any:
+        """``value`` (not empty) as this attribute's type; raises when it is not one."""
+        match self.type:
+            case "string":
+                return str(value)
+            case "integer":
+                if isinstance(value, (bool, float)):
+                    raise self._mismatch(value)
+                return int(str(value).strip())
+            case "decimal":
+                return to_money(value, self.name)
+            case "date":
+                if isinstance(value, dt.datetime):
+                    raise self._mismatch(value)
+                return value if isinstance(value, dt.date) else dt.date.fromisoformat(value)
+            case "boolean":
+                return self._boolean(value)
+            case "choice":
+                if str(value) not in self.choices:
+                    raise ValidationError(
+                        f"attribute {self.name!r} is {value!r}; use one of: "
+                        f"{', '.join(self.choices)}",
+                        field=self.name,
+                    )
+                return str(value)
+        raise self._mismatch(value)  # pragma: no cover - types are validated above
+
+    def _boolean(self, value: Any) -> bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("true", "yes", "1", "y"):
+            return True
+        if text in ("false", "no", "0", "n"):
+            return False
+        raise self._mismatch(value)
+
+    def _mismatch(self, value: Any) -> ValidationError:
+        return ValidationError(
+            f"attribute {self.name!r} expects {self.type}, got {value!r}", field=self.name
+        )
 
 
 @attrs.frozen
