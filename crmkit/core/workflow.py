@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import datetime as dt
 import tomllib
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -91,36 +92,9 @@ class WorkflowDefinition:
         raw_stages = data.get("stages")
         if not isinstance(raw_stages, list) or not raw_stages:
             raise fail("needs a non-empty list of [[stages]]")
-        stage_keys = {f.name for f in attrs.fields(Stage)}
-        stages = []
-        for i, raw in enumerate(raw_stages):
-            if not isinstance(raw, dict) or not raw.get("name"):
-                raise fail(f"stage {i + 1} needs a name")
-            if unknown := set(raw) - stage_keys:
-                raise fail(f"stage {raw['name']!r}: unknown keys {sorted(unknown)}")
-            if raw.get("outcome") not in OUTCOMES:
-                raise fail(f"stage {raw['name']!r}: outcome must be 'won' or 'lost'")
-            stages.append(
-                Stage(
-                    name=str(raw["name"]),
-                    title=str(raw.get("title", "")) or str(raw["name"]).replace("_", " ").title(),
-                    roles=tuple(raw.get("roles", ())),
-                    next_steps=tuple(raw.get("next_steps", ())),
-                    required_fields=tuple(raw.get("required_fields", ())),
-                    to=tuple(raw.get("to", ())),
-                    terminal=bool(raw.get("terminal", False)),
-                    outcome=raw.get("outcome"),
-                )
-            )
+        stages = [_stage_from_dict(i, raw, fail) for i, raw in enumerate(raw_stages)]
         names = [s.name for s in stages]
-        if len(set(names)) != len(names):
-            raise fail("stage names must be unique")
-        for stage in stages:
-            for target in stage.to:
-                if target not in names:
-                    raise fail(f"stage {stage.name!r} goes to unknown stage {target!r}")
-            if not stage.to and not stage.terminal:
-                raise fail(f"stage {stage.name!r} has no 'to' stages and is not terminal")
+        _check_links(stages, names, fail)
         initial = data.get("initial", names[0])
         if initial not in names:
             raise fail(f"initial stage {initial!r} is not one of its stages")
@@ -141,6 +115,41 @@ class WorkflowDefinition:
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"cannot read workflow file {path}: {exc}") from None
         return [cls.from_dict(n, d, source=str(path)) for n, d in data.get("workflows", {}).items()]
+
+
+_STAGE_KEYS = frozenset(f.name for f in attrs.fields(Stage))
+
+
+def _stage_from_dict(index: int, raw: Any, fail: Callable[[str], ConfigError]) -> Stage:
+    """Stage number ``index`` (from 0) of a definition, checked; errors through ``fail``."""
+    if not isinstance(raw, dict) or not raw.get("name"):
+        raise fail(f"stage {index + 1} needs a name")
+    if unknown := set(raw) - _STAGE_KEYS:
+        raise fail(f"stage {raw['name']!r}: unknown keys {sorted(unknown)}")
+    if raw.get("outcome") not in OUTCOMES:
+        raise fail(f"stage {raw['name']!r}: outcome must be 'won' or 'lost'")
+    return Stage(
+        name=str(raw["name"]),
+        title=str(raw.get("title", "")) or str(raw["name"]).replace("_", " ").title(),
+        roles=tuple(raw.get("roles", ())),
+        next_steps=tuple(raw.get("next_steps", ())),
+        required_fields=tuple(raw.get("required_fields", ())),
+        to=tuple(raw.get("to", ())),
+        terminal=bool(raw.get("terminal", False)),
+        outcome=raw.get("outcome"),
+    )
+
+
+def _check_links(stages: list[Stage], names: list[str], fail: Callable[[str], ConfigError]) -> None:
+    """Stage names are unique, every stage goes to known stages or ends the workflow."""
+    if len(set(names)) != len(names):
+        raise fail("stage names must be unique")
+    for stage in stages:
+        for target in stage.to:
+            if target not in names:
+                raise fail(f"stage {stage.name!r} goes to unknown stage {target!r}")
+        if not stage.to and not stage.terminal:
+            raise fail(f"stage {stage.name!r} has no 'to' stages and is not terminal")
 
 
 @attrs.define
