@@ -210,6 +210,30 @@ def generate(
     plugins: bool = True,
 ) -> DemoSummary:
     """Build the demo set in ``crm`` (which must have no customers yet); return a summary."""
+    _check_empty(crm, customers)
+    rng = random.Random(seed)
+    zone = zoneinfo.ZoneInfo(crm.config.timezone)
+    today = today or dt.datetime.now(zone).date()
+    summary = DemoSummary()
+    reps = _add_staff(crm, summary)
+    rows, ids = _add_customers(crm, rng, customers, today, reps, summary)
+    start = dt.datetime.combine(today - dt.timedelta(days=730), dt.time(), tzinfo=zone)
+    _add_orders(crm, rng, rows, ids, start, summary)
+    _add_interactions(crm, rng, rows, ids, start, summary)
+
+    # deals through the sales workflow, moved by staff holding each stage's role
+    if "sales" in crm.workflow_definitions:
+        _deals(crm, rng, rows, ids, start, summary)
+
+    if plugins:
+        for line in crm.call("crmkit_generate_demo_data", crm=crm, rng=rng):
+            if line:
+                summary.plugin_lines.append(str(line))
+    return summary
+
+
+def _check_empty(crm: Any, customers: int) -> None:
+    """Refuse a demo of no customers, or into a database that has customers."""
     if customers < 1:
         raise CrmError("the demo needs at least 1 customer; use --customers 2000")
     with crm.reading() as connection:
@@ -219,29 +243,47 @@ def generate(
             f"the database already has {present} customers; the demo needs an empty database "
             "(use --database sqlite:///demo.db for a new one)"
         )
-    rng = random.Random(seed)
-    zone = zoneinfo.ZoneInfo(crm.config.timezone)
-    today = today or dt.datetime.now(zone).date()
-    summary = DemoSummary()
 
+
+def _add_staff(crm: Any, summary: DemoSummary) -> list[str]:
+    """Add the demo staff (those not there yet); return the sales reps' usernames."""
     for username, name, roles, department in STAFF:
         if crm.staff.find(username) is None:
             crm.staff.add(username, name, roles=roles, department=department,
                           email=f"{username}@example.com")  # fmt: skip
         summary.staff += 1
-    reps = [s[0] for s in STAFF if "sales_rep" in s[2]]
+    return [s[0] for s in STAFF if "sales_rep" in s[2]]
 
-    # customers
+
+def _add_customers(
+    crm: Any,
+    rng: random.Random,
+    customers: int,
+    today: dt.date,
+    reps: list[str],
+    summary: DemoSummary,
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Add ``customers`` customers; return their rows and their ids by external id."""
     rows = [_customer(rng, n, today, reps) for n in range(1, customers + 1)]
     crm.customers.add_many(rows)
     summary.customers = len(rows)
     summary.organisations = sum(r["type"] == "organisation" for r in rows)
     summary.consents = sum("consents" in r for r in rows)
     ids = crm.customers.ids_by_external_id(r["external_id"] for r in rows)
+    return rows, ids
 
-    # orders: a heavy-tailed propensity per customer drives both frequency and basket size
+
+def _add_orders(
+    crm: Any,
+    rng: random.Random,
+    rows: list[dict[str, Any]],
+    ids: dict[str, int],
+    start: dt.datetime,
+    summary: DemoSummary,
+) -> None:
+    """Two years of orders: a heavy-tailed propensity per customer drives both frequency and
+    basket size."""
     currency = crm.config.currency
-    start = dt.datetime.combine(today - dt.timedelta(days=730), dt.time(), tzinfo=zone)
     revenue_by_customer: dict[int, Decimal] = {}
     orders: list[Order] = []
     number = 0
@@ -280,9 +322,18 @@ def generate(
             orders = []
     summary.orders += crm.orders.add_many(orders).stored
     summary.revenue = sum(revenue_by_customer.values(), Decimal(0))
-    summary.top20_share = top_share(list(revenue_by_customer.values()), customers)
+    summary.top20_share = top_share(list(revenue_by_customer.values()), len(rows))
 
-    # interactions: every channel appears
+
+def _add_interactions(
+    crm: Any,
+    rng: random.Random,
+    rows: list[dict[str, Any]],
+    ids: dict[str, int],
+    start: dt.datetime,
+    summary: DemoSummary,
+) -> None:
+    """One to four interactions per customer; every channel appears."""
     interactions: list[Interaction] = []
     staff_names = [s[0] for s in STAFF]
     for index, row in enumerate(rows):
@@ -301,16 +352,6 @@ def generate(
                 )
             )
     summary.interactions = crm.interactions.log_many(interactions)
-
-    # deals through the sales workflow, moved by staff holding each stage's role
-    if "sales" in crm.workflow_definitions:
-        _deals(crm, rng, rows, ids, start, summary)
-
-    if plugins:
-        for line in crm.call("crmkit_generate_demo_data", crm=crm, rng=rng):
-            if line:
-                summary.plugin_lines.append(str(line))
-    return summary
 
 
 PATH = ["need_discovery", "presentation", "tender", "negotiation", "contract", "won"]
