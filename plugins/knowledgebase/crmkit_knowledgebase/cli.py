@@ -10,7 +10,8 @@ from typing import Any
 import click
 
 from crmkit.plugin import ValidationError, emit, format_option, pass_crm
-from crmkit_knowledgebase.service import AUDIENCES, STATUSES, service
+from crmkit_knowledgebase.content import AUDIENCES, STATUSES
+from crmkit_knowledgebase.service import service
 
 ARTICLE_COLUMNS = ["id", "slug", "title", "category", "audience", "status", "revision", "views",
                    "helpful_yes", "helpful_no"]  # fmt: skip

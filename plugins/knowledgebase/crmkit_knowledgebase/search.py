@@ -1,18 +1,34 @@
-"""The full-text index behind one API: FTS5 on SQLite, tsvector on PostgreSQL.
+"""Full-text search of articles: the index behind one API (FTS5 on SQLite, tsvector on
+PostgreSQL) and :class:`ArticleSearch`, the ``kb.search`` that ranks and highlights.
 
-Both index the same analysed text (:mod:`crmkit_knowledgebase.text`), so
+Both backends index the same analysed text (:mod:`crmkit_knowledgebase.text`), so
 matching is identical; ranking uses each backend's own function (FTS5
 ``bm25`` with column weights, PostgreSQL ``ts_rank`` with setweight A/B/D).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, bindparam, text
+from sqlalchemy import Connection, bindparam, select, text
 
-from crmkit_knowledgebase.text import Term, fts5_query, index_text, tsquery
+from crmkit.plugin import ValidationError
+from crmkit_knowledgebase import tables as t
+from crmkit_knowledgebase.content import AUDIENCES, STATUSES, choice
+from crmkit_knowledgebase.entities import Hit, article_from_row
+from crmkit_knowledgebase.text import (
+    Term,
+    fts5_query,
+    highlight,
+    index_text,
+    parse_query,
+    plain_text,
+    tsquery,
+)
+
+if TYPE_CHECKING:
+    from crmkit.plugin import CRM
 
 #: FTS5 bm25 weights of the columns title, meta (tags, category, products), body
 BM25_WEIGHTS = (10.0, 4.0, 1.0)
@@ -115,3 +131,85 @@ def erase_index(connection: Connection) -> None:
     """Empty the index (before a rebuild)."""
     table = "kb_fts" if connection.dialect.name == "sqlite" else "kb_search"
     connection.execute(text(f"DELETE FROM {table}"))
+
+
+class ArticleSearch:
+    """``kb.search`` and ``kb.reindex`` (a part of :class:`crmkit_knowledgebase.KnowledgeBase`)."""
+
+    def __init__(self, crm: CRM) -> None:
+        self.crm = crm
+
+    def search(
+        self,
+        query: str,
+        *,
+        category: str | None = None,
+        tag: str | None = None,
+        audience: str | None = None,
+        status: str | None = None,
+        mode: str = "all",
+        limit: int = 20,
+        offset: int = 0,
+    ) -> list[Hit]:
+        """Full-text search, best first, with highlighted snippets.
+
+        ``mode="all"`` needs every term, ``"any"`` one of them. See
+        :func:`crmkit_knowledgebase.text.parse_query` for the query syntax.
+        """
+        if audience is not None:
+            choice(audience, "audience", AUDIENCES)
+        if status is not None:
+            choice(status, "status", STATUSES)
+        if mode not in ("all", "any"):
+            raise ValidationError(f"mode {mode!r} is not valid; use all or any", field="mode")
+        if limit < 1:
+            raise ValidationError("limit must be at least 1", field="limit")
+        terms = parse_query(query)
+        with self.crm.reading() as connection:
+            # the module's search(): the ranked ids from the index
+            found = search(
+                connection, terms, mode=mode, category=category, tag=tag, audience=audience,
+                status=status, limit=limit, offset=offset,
+            )  # fmt: skip
+            return hits(connection, found, terms)
+
+    def reindex(self) -> int:
+        """Rebuild the full-text index from the articles table."""
+        with self.crm.transaction() as ctx:
+            erase_index(ctx.connection)
+            count = 0
+            for chunk in _batches(ctx.connection.execute(select(t.articles)), 2000):
+                upsert(ctx.connection, [dict(r._mapping) for r in chunk])
+                count += len(chunk)
+            return count
+
+
+def hits(
+    connection: Connection, found: list[tuple[int, float]], terms: Sequence[Term]
+) -> list[Hit]:
+    """The articles of ``found`` (ids and scores, best first) with their snippets."""
+    if not found:
+        return []
+    rows = {
+        r.id: r
+        for r in connection.execute(
+            select(t.articles).where(t.articles.c.id.in_([i for i, _ in found]))
+        )
+    }
+    out = []
+    for article_id, score in found:
+        article = article_from_row(rows[article_id])
+        source = plain_text(article.body) or article.title
+        out.append(Hit(article, score, highlight(source, terms)))
+    return out
+
+
+def _batches(rows: Iterable[Any], size: int) -> Iterable[list[Any]]:
+    batch: list[Any] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from crmkit_knowledgebase.content import slugify
 from crmkit_knowledgebase.markdown import to_html
-from crmkit_knowledgebase.service import slugify
 from crmkit_knowledgebase.text import has_cjk, plain_text
 
 STATIC = Path(__file__).parent / "static"
