@@ -19,8 +19,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from crmkit.core.tables import customers
-from crmkit.errors import ValidationError
+from crmkit.plugin import ValidationError, customers
 
 from .analyses import (
     DEFAULT_DISCOUNT_RATE,

@@ -27,9 +27,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from crmkit.core.tables import orders
-from crmkit.core.types import money_scale
-from crmkit.errors import ValidationError
+from crmkit.plugin import ValidationError, money_scale, orders
 
 from .scope import (
     as_of_end,

@@ -17,8 +17,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from crmkit.core.tables import customers, orders
-from crmkit.errors import ValidationError
+from crmkit.plugin import ValidationError, customers, orders
 
 from .analyses import money, no_customers, order_units, share
 from .scope import (

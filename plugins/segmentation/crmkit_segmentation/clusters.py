@@ -31,9 +31,7 @@ import numpy as np
 import sqlalchemy as sa
 from scipy.cluster.vq import ClusterError, kmeans2
 
-from crmkit.core.tables import customers, orders
-from crmkit.core.types import money_scale
-from crmkit.errors import ValidationError
+from crmkit.plugin import ValidationError, customers, money_scale, orders
 
 from .analyses import UNITS, days_before, no_customers, order_units
 from .scope import (

@@ -22,7 +22,7 @@ from numpy.typing import ArrayLike
 from scipy.optimize import minimize
 from scipy.special import digamma, expit, gammaln, hyp2f1
 
-from crmkit.errors import ValidationError
+from crmkit.plugin import ValidationError
 
 from .clv_data import Extractor, Summaries
 

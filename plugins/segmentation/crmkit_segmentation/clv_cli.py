@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from crmkit.errors import ValidationError
+from crmkit.plugin import ValidationError
 
 from .analyses_cli import as_of_option, scope_option
 from .scope import parse_scope
@@ -130,8 +130,7 @@ def _html(model: clv.Model, chunks: Iterator[list[dict[str, Any]]], crm: Any) ->
 
 def add_commands(segment: click.Group) -> None:
     """Add ``clv`` to the ``segment`` group."""
-    from crmkit.cli import pass_crm
-    from crmkit.cli.output import format_option
+    from crmkit.plugin import format_option, pass_crm
 
     @segment.command("clv")
     @as_of_option

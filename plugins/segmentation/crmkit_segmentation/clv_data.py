@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 
-from crmkit.core.tables import customers, orders
+from crmkit.plugin import customers, orders
 
 from .scope import (
     as_of_end,

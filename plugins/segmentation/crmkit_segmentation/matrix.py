@@ -29,9 +29,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from crmkit.core.tables import customers, orders
-from crmkit.core.types import money_scale
-from crmkit.errors import ValidationError
+from crmkit.plugin import ValidationError, customers, money_scale, orders
 
 from .analyses import (
     check_measure,

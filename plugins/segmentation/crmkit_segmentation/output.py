@@ -1,7 +1,7 @@
 """One way to print a segmentation result: table, JSON, CSV or a self-contained HTML page.
 
 Every ``crmkit segment ...`` command calls :func:`emit_report`. ``table``/``json``/``csv``
-go through the core's :func:`crmkit.cli.output.emit`; ``html`` renders
+go through the core's :func:`crmkit.plugin.emit`; ``html`` renders
 ``segmentation/report.html`` (autoescaped Jinja2, inline CSS, bar charts as inline SVG, no
 external assets), so a report can be mailed or archived as one file.
 
@@ -22,8 +22,8 @@ import attrs
 import click
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from crmkit.cli.output import emit
-from crmkit.core.serialize import jsonable
+import crmkit.plugin as ck
+from crmkit.plugin import jsonable
 
 FORMATS = ("table", "json", "csv", "html")
 TEMPLATES = Path(__file__).parent / "templates"
@@ -199,9 +199,7 @@ def render_report(
     rows, extra = _split(rows_or_report)
     if fmt == "json" and extra:
         return json.dumps(jsonable({**extra, "rows": rows}), ensure_ascii=False, indent=2)
-    from crmkit.cli.output import render
-
-    return render(rows, fmt, columns)
+    return ck.render(rows, fmt, columns)
 
 
 def emit_report(
@@ -222,6 +220,6 @@ def emit_report(
         raise ValueError(f"emit_report: unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
     rows, extra = _split(rows_or_report)
     if fmt in ("table", "csv") or (fmt == "json" and not extra):
-        emit(rows, fmt, columns)
+        ck.emit(rows, fmt, columns)
         return
     click.echo(render_report(rows_or_report, fmt, title, chart, columns, crm))

@@ -17,7 +17,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from crmkit.core.tables import customers
+from crmkit.plugin import customers
 
 from .analyses import (
     DEFAULT_DISCOUNT_RATE,

@@ -7,8 +7,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from crmkit.core.tables import orders
-from crmkit.errors import ValidationError
+from crmkit.plugin import ValidationError, orders
 
 from .scope import (
     SCOPE_FIELDS,

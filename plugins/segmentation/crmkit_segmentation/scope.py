@@ -15,8 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from crmkit.core.tables import customers, orders
-from crmkit.errors import ValidationError
+from crmkit.plugin import ValidationError, customers, orders
 
 SCOPE_FIELDS = ("region", "industry", "kind", "type", "status", "occupation", "city", "province")
 ATTRIBUTE_PREFIX = "attributes."

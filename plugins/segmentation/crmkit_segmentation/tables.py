@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import JSON, Column, Date, ForeignKey, Index, Integer, String, Table
 
-from crmkit.core.tables import metadata
-from crmkit.core.types import UTCDateTime
+from crmkit.plugin import UTCDateTime, metadata
 
 snapshots = Table(
     "segmentation_snapshots",

@@ -13,8 +13,7 @@ from crmkit_segmentation.pyramid import value_pyramid
 from hypothesis import given
 from hypothesis import strategies as st
 
-from crmkit.core.tables import customers
-from crmkit.errors import ValidationError
+from crmkit.plugin import ValidationError, customers
 
 T0 = dt.datetime(2024, 1, 10, 12, tzinfo=dt.UTC)
 AS_OF = dt.date(2024, 6, 30)
@@ -396,7 +395,7 @@ def test_breakdown_sums_age_bands_and_unknown_margin(make_crm):
 def test_money_matches_money_scale(units):
     from crmkit_segmentation.analyses import money
 
-    from crmkit.core.types import money_scale
+    from crmkit.plugin import money_scale
 
     expected = money_scale(Decimal(units) / 10_000)
     assert money(units) == expected and str(money(units)) == str(expected)

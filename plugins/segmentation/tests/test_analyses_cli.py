@@ -4,11 +4,7 @@ import datetime as dt
 import json
 from decimal import Decimal
 
-from click.testing import CliRunner
-
-from crmkit.cli import CliState, cli
-
-ENV = {"CRMKIT_PLUGINS": "segmentation"}
+from crmkit.testing import run_cli
 
 
 def _seed(crm):
@@ -38,9 +34,7 @@ def _seed(crm):
 
 
 def _run(database_url, *args):
-    res = CliRunner().invoke(
-        cli, ["--database", database_url, "segment", *args], obj=CliState(), env=ENV
-    )
+    res = run_cli(["segment", *args], database=database_url, plugins=["segmentation"])
     return res.exit_code, res.output
 
 
@@ -135,7 +129,7 @@ def test_abc_and_pyramid_default_to_the_configured_thresholds(make_crm, database
     as_of = ("--as-of", "2024-12-31", "--format", "json")
 
     def run(*args):
-        res = CliRunner().invoke(cli, ["--config", str(config), "segment", *args], obj=CliState())
+        res = run_cli(["--config", str(config), "segment", *args])
         assert res.exit_code == 0, res.output
         return json.loads(res.output)
 

@@ -3,13 +3,12 @@ import json
 from decimal import Decimal
 
 import pytest
-from click.testing import CliRunner
 
-from crmkit.cli import CliState, cli
-from crmkit.errors import ConfigError
+from crmkit.plugin import ConfigError
+from crmkit.testing import run_cli
 
 
-def test_cli_rfm_json_and_error(make_crm, database_url):
+def test_cli_rfm_json_and_error(make_crm, cli_runner):
     crm = make_crm(plugins=["segmentation"])
     a = crm.customers.add(name="A", region="North")
     b = crm.customers.add(name="B", region="South")
@@ -23,17 +22,15 @@ def test_cli_rfm_json_and_error(make_crm, database_url):
                 currency="EUR",
                 status="paid",
             )
-    env = {"CRMKIT_PLUGINS": "segmentation"}
-    args = ["--database", database_url, "segment", "rfm", "--as-of", "2024-04-01", "--bins", "2"]
-    res = CliRunner().invoke(cli, [*args, "--format", "json"], obj=CliState(), env=env)
+    args = ["segment", "rfm", "--as-of", "2024-04-01", "--bins", "2"]
+    res = cli_runner([*args, "--format", "json"], plugins=["segmentation"])
     assert res.exit_code == 0, res.output
     rows = {r["customer_id"]: r for r in json.loads(res.output)}
     assert rows[b.id]["monetary"] == "16.50"
     assert (rows[a.id]["f"], rows[b.id]["f"]) == (1, 2)
     assert rows[b.id]["segment"] == "champions"
     assert rows[a.id]["segment"] == "need attention"
-    bad = ["--database", database_url, "segment", "rfm", "--as-of", "2020-01-01"]
-    res = CliRunner().invoke(cli, bad, obj=CliState(), env=env)
+    res = cli_runner(["segment", "rfm", "--as-of", "2020-01-01"], plugins=["segmentation"])
     assert res.exit_code == 1
     assert "before the first order" in res.output
 
@@ -65,10 +62,8 @@ def _seed_two(crm):
 
 def _run(database_url, *args, config=None):
     prefix = ["--config", str(config)] if config else []
-    return CliRunner().invoke(
-        cli,
+    return run_cli(
         [*prefix, "--database", database_url, "segment", *args],
-        obj=CliState(),
         env={"CRMKIT_PLUGINS": "segmentation"},
     )
 

@@ -9,8 +9,7 @@ import pytest
 import sqlalchemy as sa
 from crmkit_segmentation.clusters import cluster_customers, silhouette
 
-from crmkit.core.tables import customers
-from crmkit.errors import ValidationError
+from crmkit.plugin import ValidationError, customers
 
 AS_OF = dt.date(2024, 12, 31)
 END = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)

@@ -8,14 +8,12 @@ from decimal import Decimal
 import numpy as np
 import pytest
 import sqlalchemy as sa
-from click.testing import CliRunner
 from crmkit_segmentation import clv
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from crmkit.cli import CliState, cli
-from crmkit.core.tables import customers
-from crmkit.errors import ValidationError
+from crmkit.plugin import ValidationError, customers
+from crmkit.testing import run_cli
 
 # CDNOW estimates in weeks (FHL 2005: r, alpha, a, b; FHL 2005 iso-value: p, q, gamma)
 BG = {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}
@@ -437,18 +435,15 @@ def test_fit_score_chunks_sample_and_customer_clv(make_crm):
     assert clv.customer_clv(crm, lonely.id, model=model) is None
 
 
-def run_cli(database_url, *args):
-    env = {"CRMKIT_PLUGINS": "segmentation"}
-    return CliRunner().invoke(
-        cli, ["--database", database_url, "segment", "clv", *args], obj=CliState(), env=env
-    )
+def segment_clv(database_url, *args):
+    return run_cli(["segment", "clv", *args], database=database_url, plugins=["segmentation"])
 
 
 def test_cli_json_shape_and_as_of(make_crm, database_url):
     crm = make_crm(plugins=["segmentation"])
     ids = seed_simulated(crm)
     args = ["--as-of", "2024-12-31", "--time-unit", "week", "--format", "json"]
-    res = run_cli(database_url, *args)
+    res = segment_clv(database_url, *args)
     assert res.exit_code == 0, res.output
     out = json.loads(res.output)
     assert (out["as_of"], out["time_unit"]) == ("2024-12-31", "week")
@@ -472,28 +467,28 @@ def test_cli_json_shape_and_as_of(make_crm, database_url):
             currency="EUR",
             status="paid",
         )
-    again = run_cli(database_url, *args)
+    again = segment_clv(database_url, *args)
     assert again.exit_code == 0, again.output
     assert json.loads(again.output) == out
-    csv_out = run_cli(database_url, "--as-of", "2024-12-31", "--format", "csv")
+    csv_out = segment_clv(database_url, "--as-of", "2024-12-31", "--format", "csv")
     assert csv_out.output.splitlines()[0].startswith("customer_id,customer,x,t_x,T,expected")
     assert len(csv_out.output.splitlines()) == 161
-    table = run_cli(database_url, "--as-of", "2024-12-31", "--horizon", "10")
+    table = segment_clv(database_url, "--as-of", "2024-12-31", "--horizon", "10")
     assert "BG/NBD      r=" in table.output and "horizon 10," in table.output
 
 
 def test_cli_refusals(make_crm, database_url):
     crm = make_crm(plugins=["segmentation"])
     seed_simulated(crm, n=30)
-    res = run_cli(database_url, "--as-of", "2024-12-31")
+    res = segment_clv(database_url, "--as-of", "2024-12-31")
     assert res.exit_code == 1
     assert "too few customers to fit BG/NBD: it needs at least 40 customers" in res.output
     assert "Traceback" not in res.output and len(res.output.strip().splitlines()) == 1
-    res = run_cli(database_url, "--as-of", "2020-01-01")
+    res = segment_clv(database_url, "--as-of", "2020-01-01")
     assert res.exit_code == 1 and "before the first order" in res.output
-    res = run_cli(database_url, "--as-of", "2024-12-31", "--margin", "1.5")
+    res = segment_clv(database_url, "--as-of", "2024-12-31", "--margin", "1.5")
     assert res.exit_code == 1 and "--margin is a share of spend" in res.output
-    res = run_cli(database_url, "--as-of", "2024-12-31", "--scope", "colour=red")
+    res = segment_clv(database_url, "--as-of", "2024-12-31", "--scope", "colour=red")
     assert res.exit_code == 1 and "unknown scope" in res.output
 
 

@@ -4,34 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import re
-import subprocess
-from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 from crmkit_segmentation import snapshots as snaps
 from crmkit_segmentation.output import Chart, render_report
 
-from crmkit.cli import CliState, cli
-
-CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).resolve().parents[3] / "artifacts"
-
-
-def chromium(tmp_path: Path, *args: str) -> str:
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("CRMKIT_REQUIRE_BROWSER") == "1":
-            pytest.fail("CRMKIT_REQUIRE_BROWSER=1 but /usr/bin/chromium is missing")
-        pytest.skip("headless Chromium not installed at /usr/bin/chromium")
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={tmp_path / 'profile'}"]  # fmt: skip
-    done = subprocess.run(
-        [CHROMIUM, *flags, *args], capture_output=True, text=True, timeout=60, check=True
-    )
-    return done.stdout
+from crmkit.testing import artifacts_dir, chromium, generate_demo_data, run_cli
 
 
 def seed(crm) -> list[int]:
@@ -51,12 +30,7 @@ def seed(crm) -> list[int]:
 
 
 def run(database_url: str, *args: str) -> str:
-    res = CliRunner().invoke(
-        cli,
-        ["--database", database_url, "segment", *args],
-        obj=CliState(),
-        env={"CRMKIT_PLUGINS": "segmentation"},
-    )
+    res = run_cli(["segment", *args], database=database_url, plugins=["segmentation"])
     assert res.exit_code == 0, res.output
     return res.output
 
@@ -85,8 +59,7 @@ def test_html_report_in_chromium(make_crm, database_url, tmp_path) -> None:
     assert table.count("<tr>") == 7  # header and six customers
     body = dom.split("<body>")[1].replace('xmlns="http://www.w3.org/2000/svg"', "")
     assert "http" not in body and "<script" not in body and "<link" not in dom
-    ARTIFACTS.mkdir(exist_ok=True)
-    shot = ARTIFACTS / "segmentation_report.png"
+    shot = artifacts_dir() / "segmentation_report.png"
     chromium(tmp_path, f"--screenshot={shot}", "--window-size=1000,1200", page.as_uri())
     assert shot.exists() and shot.stat().st_size > 1000
 
@@ -149,11 +122,9 @@ def test_diff_html_and_customer_360(make_crm, database_url) -> None:
 
 
 def test_clv_html_report(make_crm, database_url) -> None:
-    from crmkit.demo_data import generate
-
     crm = make_crm(plugins=["segmentation"], settings={"segmentation": {
         "demo_snapshot_schemes": []}})  # fmt: skip
-    generate(crm, customers=200, seed=7, today=dt.date(2026, 11, 23))
+    generate_demo_data(crm, customers=200, seed=7, today=dt.date(2026, 11, 23))
     html = run(database_url, "clv", "--as-of", "2026-11-22", "--format", "html")
     scored = len(json.loads(run(database_url, "clv", "--as-of", "2026-11-22", "--format",
                                 "json"))["customers"])  # fmt: skip

@@ -4,7 +4,7 @@ from decimal import Decimal
 import pytest
 from crmkit_segmentation.rfm import rfm_scores
 
-from crmkit.errors import ValidationError
+from crmkit.plugin import ValidationError
 
 
 def _seed(crm):

@@ -8,7 +8,7 @@ Create Date: 2026-11-23
 import sqlalchemy as sa
 from alembic import op
 
-from crmkit.core.types import UTCDateTime
+from crmkit.plugin import UTCDateTime
 
 revision = "segmentation0001"
 down_revision = None
