@@ -67,6 +67,7 @@ DEFAULTS: dict[str, Any] = {
 }
 
 MEASURES = ("revenue", "margin", "clv")
+TRAVEL_TIER_KEYS = {"tier", "trips", "nights", "miles"}
 
 
 def parse_map(raw: Any, key: str, scale: int = 5) -> RuleMap:
@@ -111,11 +112,24 @@ def _shares(raw: Any, key: str, names: tuple[str, ...] | None = None) -> None:
 
 
 def validate(values: dict[str, Any]) -> None:
+    """Refuse settings that do not make sense, with a ``ValueError`` naming the key."""
+    _check_rfm(values)
+    _check_value_schemes(values)
+    if not isinstance(values["campaign_consent"], str) or not values["campaign_consent"]:
+        raise ValueError("campaign_consent must be a consent purpose such as 'marketing'")
+    _check_packs(values)
+
+
+def _check_rfm(values: dict[str, Any]) -> None:
     bins = values["rfm_bins"]
     if not isinstance(bins, int) or isinstance(bins, bool) or not 2 <= bins <= 100:
         raise ValueError(f"rfm_bins must be an integer from 2 to 100, got {bins!r}")
     parse_map(values["rfm_map"], "rfm_map")
     parse_map(values["retail_map"], "retail_map")
+
+
+def _check_value_schemes(values: dict[str, Any]) -> None:
+    """ABC and the value pyramid: measures, thresholds and shares."""
     for key in ("abc_measure", "pyramid_measure"):
         if values[key] not in MEASURES:
             raise ValueError(f"{key} must be one of {', '.join(MEASURES)}, got {values[key]!r}")
@@ -126,8 +140,10 @@ def validate(values: dict[str, Any]) -> None:
     _shares(values["pyramid_shares"], "pyramid_shares")
     if sum(values["pyramid_shares"].values()) >= 1:
         raise ValueError("pyramid_shares must add up to less than 1 (the rest is 'small')")
-    if not isinstance(values["campaign_consent"], str) or not values["campaign_consent"]:
-        raise ValueError("campaign_consent must be a consent purpose such as 'marketing'")
+
+
+def _check_packs(values: dict[str, Any]) -> None:
+    """The travel, b2b and finance packs' settings."""
     for key in ("travel_window_days", "b2b_window_days", "finance_cross_sold_min"):
         if not isinstance(values[key], int) or values[key] < 1:
             raise ValueError(f"{key} must be a positive integer, got {values[key]!r}")
@@ -135,17 +151,7 @@ def validate(values: dict[str, Any]) -> None:
     if not isinstance(band, int | float) or not 0 <= band < 1:
         raise ValueError(f"b2b_trend_band must be a share from 0 to 1, got {band!r}")
     for i, tier in enumerate(values["travel_tiers"]):
-        if (
-            not isinstance(tier, dict)
-            or "tier" not in tier
-            or not set(tier)
-            <= {
-                "tier",
-                "trips",
-                "nights",
-                "miles",
-            }
-        ):
+        if not isinstance(tier, dict) or "tier" not in tier or not set(tier) <= TRAVEL_TIER_KEYS:
             raise ValueError(f"travel_tiers[{i}] needs 'tier' and some of trips, nights, miles")
     for i, band_row in enumerate(values["finance_asset_bands"]):
         if not isinstance(band_row, dict) or set(band_row) != {"band", "min"}:
