@@ -1,8 +1,10 @@
-"""``crmkit segment abc|pyramid|matrix|clusters|breakdown``.
+"""``crmkit segment rfm|abc|pyramid|matrix|clusters|breakdown``: the value analyses.
 
-Each command has a ``*_report`` function returning JSON-ready rows (or, for clusters, a
-mapping with ``rows`` and the fit's figures), so other front ends can reuse it; the
-command only parses options and hands the result to :func:`.output.emit_report`.
+Each command but ``rfm`` (whose rows come from :func:`.schemes.rfm_rows`) has a
+``*_report`` function returning JSON-ready rows (or, for clusters, a mapping with ``rows``
+and the fit's figures), so other front ends can reuse it; the command only parses options
+and hands the result to :func:`.output.emit_report`. The ``--as-of`` and ``--scope``
+options every segmentation command takes are defined here once.
 """
 
 from __future__ import annotations
@@ -14,8 +16,7 @@ from typing import Any
 
 import click
 
-from crmkit.core.serialize import jsonable
-from crmkit.errors import ValidationError
+from crmkit.plugin import ValidationError, jsonable
 
 from .abc import abc_classes
 from .analyses import (
@@ -29,8 +30,9 @@ from .analyses import (
 )
 from .breakdown import DEFAULT_AGE_BANDS, DEFAULT_DIMENSIONS, DIMENSIONS, market_breakdown
 from .matrix import QUADRANTS, value_matrix
-from .output import FORMATS, Chart, emit_report
+from .output import FORMATS, Chart, auto_charts, emit_report
 from .pyramid import value_pyramid
+from .schemes import known_labels, rfm_rows
 from .scope import parse_scope
 from .settings import settings_of
 
@@ -225,9 +227,22 @@ def _day(as_of: dt.datetime) -> str:
 
 
 def add_commands(segment: click.Group) -> None:
-    """Add ``abc``, ``pyramid``, ``matrix``, ``clusters`` and ``breakdown`` to ``segment``."""
-    from crmkit.cli import pass_crm
-    from crmkit.cli.output import format_option
+    """Add ``rfm``, ``abc``, ``pyramid``, ``matrix``, ``clusters`` and ``breakdown`` to
+    ``segment``."""
+    from crmkit.plugin import format_option, pass_crm
+
+    @segment.command("rfm")
+    @as_of_option
+    @scope_option
+    @click.option("--bins", type=click.IntRange(2, 100), help="Score bins [setting rfm_bins: 5].")
+    @format_option(*FORMATS)
+    @pass_crm
+    def rfm_cmd(crm, as_of, scope, bins, fmt):
+        "RFM scores (quintiles by default) computed in SQL, named through the RFM map."
+        rows = rfm_rows(crm, as_of.date(), parse_scope(scope), bins)
+        chart = auto_charts(rows, known_labels(crm, "rfm")) if fmt == "html" else None
+        title = f"RFM as of {_day(as_of)}"
+        emit_report(rows, fmt, title=title, chart=chart, crm=crm)
 
     @segment.command("abc")
     @_common

@@ -1,4 +1,5 @@
-"""Industry packs: named classifications contributed through ``crmkit_segmentation_packs``.
+"""Industry packs: named classifications contributed through
+``crmkit_segmentation_register_packs``.
 
 A pack is any object (or dict) with ``name``, ``title``, ``description`` and
 ``classify(crm, as_of, scope) -> rows``, each row a dict with ``customer_id`` and
@@ -14,33 +15,22 @@ year) and ``finance`` (assets held × products held, from custom attributes).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-import attrs
 import sqlalchemy as sa
 
-from crmkit.core.tables import customers, order_lines, orders
-from crmkit.core.types import Money
-from crmkit.errors import ConfigError, ValidationError
+from crmkit.plugin import ConfigError, Money, ValidationError, customers, order_lines, orders
 
 from . import rfm
+from .hookspecs import Pack
 from .scope import check_scope, scope_clauses
 from .settings import RETAIL_NAMES, rfm_map, settings_of
 
 COUNTED = ("placed", "paid")
 #: scheme names of the built-in analyses, which a pack cannot take
 RESERVED = ("rfm", "abc", "pyramid")
-
-
-@attrs.frozen
-class Pack:
-    name: str
-    title: str
-    description: str
-    classify: Callable[[Any, dt.date, dict[str, str]], list[dict[str, Any]]]
-    labels: tuple[str, ...] = ()
 
 
 def _as_pack(obj: Any) -> Pack:
@@ -58,8 +48,8 @@ def _as_pack(obj: Any) -> Pack:
 
 def all_packs(crm: Any) -> dict[str, Pack]:
     """Every pack: the built-in ones and those other plugins contribute, by name."""
-    if crm.has_hook("crmkit_segmentation_packs"):
-        answers = crm.call("crmkit_segmentation_packs")
+    if crm.has_hook("crmkit_segmentation_register_packs"):
+        answers = crm.call("crmkit_segmentation_register_packs")
     else:  # the plugin is used as a library without being enabled
         answers = [BUILTIN]
     found: dict[str, Pack] = {}

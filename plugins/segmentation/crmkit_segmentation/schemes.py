@@ -11,7 +11,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-from crmkit.errors import ValidationError
+from crmkit.plugin import ValidationError
 
 from . import rfm
 from .settings import rfm_map, settings_of
@@ -109,7 +109,7 @@ def known_labels(crm: Any, scheme: str) -> list[str]:
         return list(dict.fromkeys(name for name, _, _ in reversed(rfm_map(crm))))
     if scheme == "abc":
         return ["A", "B", "C"]
-    if scheme == "pyramid":
-        return ["vip", "major", "ordinary", "small"]
+    if scheme == "pyramid":  # the configured tiers, top first; "small" takes the rest
+        return [*settings_of(crm)["pyramid_shares"], "small"]
     pack = all_packs(crm).get(scheme)
     return list(pack.labels) if pack is not None else []

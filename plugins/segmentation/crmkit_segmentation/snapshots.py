@@ -3,7 +3,7 @@
 A snapshot stores what a scheme (``rfm``, ``abc``, ``pyramid`` or any pack) said about each
 customer as of a date. Taking one compares it with the previous snapshot of the same scheme
 and scope (the latest one as of the same date or earlier) and announces every customer whose
-segment changed through ``crmkit_segmentation_segments_changed``, inside the snapshot's
+segment changed through ``crmkit_segmentation_after_segments_changed``, inside the snapshot's
 transaction, so a listener's failure stores nothing.
 """
 
@@ -16,28 +16,15 @@ from typing import Any
 import attrs
 import sqlalchemy as sa
 
-from crmkit.core.tables import consents, customers
-from crmkit.errors import NotFound, ValidationError
+from crmkit.plugin import NotFound, ValidationError, consents, customers
 
 from . import schemes
+from .hookspecs import SegmentChange
 from .settings import settings_of
 from .tables import memberships, snapshots
 
 BATCH = 5000
 NONE = "(none)"
-
-
-@attrs.frozen
-class SegmentChange:
-    """One customer's move between two snapshots of a scheme (``None``: not in that one)."""
-
-    customer_id: int
-    scheme: str
-    from_segment: str | None
-    to_segment: str | None
-    snapshot_id: int
-    previous_snapshot_id: int
-    as_of: dt.date
 
 
 @attrs.frozen
@@ -108,7 +95,7 @@ def take_snapshot(
                 if old.get(cid) != labels.get(cid)
             ]
         if changes:
-            crm.fire(ctx, "crmkit_segmentation_segments_changed", changes=changes)
+            crm.fire(ctx, "crmkit_segmentation_after_segments_changed", changes=changes)
         ctx.changes.other.setdefault("segmentation_snapshots", []).append(snap_id)
         row = conn.execute(sa.select(snapshots).where(snapshots.c.id == snap_id)).one()
         return _snapshot(row, len(labels), len(changes))
@@ -237,12 +224,20 @@ def _label_order(crm: Any, scheme: str, labels: set[str]) -> list[str]:
     return ordered + rest + ([NONE] if NONE in labels else [])
 
 
-def latest_memberships(crm: Any, customer_ids: Iterable[int]) -> list[dict[str, Any]]:
-    """Each customer's segment in the latest snapshot (by as-of) of every scheme they are in."""
+def latest_memberships(
+    crm: Any, customer_ids: Iterable[int], *, scheme: str | None = None
+) -> list[dict[str, Any]]:
+    """Each customer's segment in the latest snapshot (by as-of) of every scheme they are in.
+
+    Rows: ``customer_id, segment, scheme, as_of, snapshot_id``; ``scheme`` limits them to
+    that scheme's snapshots."""
     ids = sorted({int(c) for c in customer_ids})
     out: list[dict[str, Any]] = []
     for start in range(0, len(ids), 1000):
         chunk = ids[start : start + 1000]
+        wanted = [memberships.c.customer_id.in_(chunk)]
+        if scheme is not None:
+            wanted.append(snapshots.c.scheme == scheme)
         ranked = (
             sa.select(
                 memberships.c.customer_id,
@@ -258,7 +253,7 @@ def latest_memberships(crm: Any, customer_ids: Iterable[int]) -> list[dict[str, 
                 .label("rank"),
             )
             .select_from(memberships.join(snapshots, snapshots.c.id == memberships.c.snapshot_id))
-            .where(memberships.c.customer_id.in_(chunk))
+            .where(*wanted)
             .subquery()
         )
         query = (
@@ -279,6 +274,35 @@ def current_segments(crm: Any, customer_ids: Sequence[int]) -> dict[int, dict[st
     for row in latest_memberships(crm, customer_ids):
         found[row["customer_id"]][row["scheme"]] = row["segment"]
     return found
+
+
+def vip_customers(crm: Any, customer_ids: Iterable[int]) -> set[int]:
+    """The ids whose tier in their latest ``pyramid`` snapshot is that snapshot's top tier.
+
+    The latest snapshot is the one :func:`current_segments` reads (by as-of, then id, among
+    those that include the customer); its top tier is the first of the ``pyramid_shares``
+    it was taken with, whatever that tier is called."""
+    latest = latest_memberships(crm, customer_ids, scheme="pyramid")
+    tops = _top_tiers(crm, {row["snapshot_id"] for row in latest})
+    return {row["customer_id"] for row in latest if row["segment"] == tops[row["snapshot_id"]]}
+
+
+def _top_tiers(crm: Any, snapshot_ids: set[int]) -> dict[int, str]:
+    """The top tier label of each pyramid snapshot, from the shares stored with it."""
+    if not snapshot_ids:
+        return {}
+    configured = next(iter(settings_of(crm)["pyramid_shares"]))
+    with crm.reading() as conn:
+        rows = conn.execute(
+            sa.select(snapshots.c.id, snapshots.c.params).where(
+                snapshots.c.id.in_(sorted(snapshot_ids))
+            )
+        ).all()
+    tops = {}
+    for snap_id, params in rows:
+        shares = (params or {}).get("shares") or {}
+        tops[int(snap_id)] = next(iter(shares), configured)
+    return tops
 
 
 CAMPAIGN_COLUMNS = ("customer_id", "external_id", "name", "email", "phone", "region", "city")

@@ -7,13 +7,11 @@ import json
 from decimal import Decimal
 
 import pytest
-from click.testing import CliRunner
 from crmkit_segmentation import snapshots as snaps
 from crmkit_segmentation.packs import all_packs, run_pack
 
 import crmkit
-from crmkit.cli import CliState, cli
-from crmkit.errors import ConfigError, ValidationError
+from crmkit.plugin import ConfigError, ValidationError
 
 
 def at(y: int, m: int, d: int) -> dt.datetime:
@@ -148,7 +146,7 @@ class EducationPack:
         ]
 
     @crmkit.hookimpl(optionalhook=True)
-    def crmkit_segmentation_packs(self):
+    def crmkit_segmentation_register_packs(self):
         return {
             "name": "education",
             "title": "Education",
@@ -163,11 +161,11 @@ class Clash:
         self.name = name
 
     @crmkit.hookimpl(optionalhook=True)
-    def crmkit_segmentation_packs(self):
+    def crmkit_segmentation_register_packs(self):
         return [{"name": self.name, "classify": lambda crm, as_of, scope: []}]
 
 
-def test_plugin_pack_through_cli_and_snapshot(make_crm, database_url) -> None:
+def test_plugin_pack_through_cli_and_snapshot(make_crm, cli_runner) -> None:
     crm = make_crm(plugins=["segmentation", EducationPack()])
     ann = crm.customers.add(name="Ann", occupation="student")
     bob = crm.customers.add(name="Bob", occupation="teacher")
@@ -178,36 +176,43 @@ def test_plugin_pack_through_cli_and_snapshot(make_crm, database_url) -> None:
         bob.id: {"education": "staff"},
     }
     assert snap.params["pack"] == "education"
+
     # the CLI only sees packs of enabled plugins: the test plugin is absent there
-    env = {"CRMKIT_PLUGINS": "segmentation"}
-    base = ["--database", database_url, "segment"]
-    res = CliRunner().invoke(
-        cli, [*base, "pack", "education", "--as-of", "2024-01-01"], obj=CliState(), env=env
-    )
+    def segment(*args):
+        return cli_runner(["segment", *args], plugins=["segmentation"])
+
+    res = segment("pack", "education", "--as-of", "2024-01-01")
     assert res.exit_code == 1 and res.output.count("\n") == 1
     assert res.output == (
         "error: segmentation: unknown pack 'education'; known packs: b2b, finance, retail, travel\n"
     )
     crm.orders.add(customer_id=ann.id, occurred_at=at(2024, 6, 1), amount="10")
-    res = CliRunner().invoke(
-        cli,
-        [*base, "pack", "retail", "--as-of", "2024-12-31", "--format", "json"],
-        obj=CliState(),
-        env=env,
-    )
+    res = segment("pack", "retail", "--as-of", "2024-12-31", "--format", "json")
     assert res.exit_code == 0, res.output
     assert [(r["customer_id"], r["segment"]) for r in json.loads(res.output)] == [
         (ann.id, "lost")  # one customer: every score is the lowest
     ]
-    res = CliRunner().invoke(
-        cli, [*base, "pack", "retail", "--as-of", "2024-12-31", "--snapshot"], obj=CliState(),
-        env=env,
-    )  # fmt: skip
+    res = segment("pack", "retail", "--as-of", "2024-12-31", "--snapshot")
     assert res.exit_code == 0 and "lost" in res.output
     saved = snaps.latest_snapshot(crm, "retail")
     assert (saved.customers, saved.params) == (1, {"scope": {}, "pack": "retail"})
-    res = CliRunner().invoke(cli, [*base, "packs", "--format", "csv"], obj=CliState(), env=env)
+    res = segment("packs", "--format", "csv")
     assert res.output.splitlines()[0] == "pack,title,description" and "travel," in res.output
+
+
+class OldNamePack:
+    """A plugin written for API 1.1: it implements the pack hook under its old name."""
+
+    @crmkit.hookimpl(optionalhook=True)
+    def crmkit_segmentation_packs(self):
+        return {"name": "legacy", "classify": lambda crm, as_of, scope: []}
+
+
+def test_pack_hook_under_its_old_name_still_works_with_a_warning(make_crm) -> None:
+    with pytest.warns(DeprecationWarning, match="crmkit_segmentation_packs, which is now"):
+        crm = make_crm(plugins=["segmentation", OldNamePack()])
+    assert "legacy" in all_packs(crm)
+    assert snaps.take_snapshot(crm, "legacy", dt.date(2024, 1, 1)).customers == 0
 
 
 def test_duplicate_or_reserved_pack_name_is_refused(make_crm) -> None:

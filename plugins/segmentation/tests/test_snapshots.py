@@ -1,15 +1,17 @@
-"""Snapshots, the movement matrix, the segments-changed event, current segments, campaign lists."""
+"""Snapshots, the movement matrix, the segments-changed event, current segments, VIPs,
+campaign lists."""
 
 from __future__ import annotations
 
 import csv
 import datetime as dt
+import json
 from collections import Counter
 from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
-from click.testing import CliRunner
+from crmkit_segmentation import clv
 from crmkit_segmentation import snapshots as snaps
 from crmkit_segmentation.schemes import rfm_rows
 from crmkit_segmentation.tables import memberships, snapshots
@@ -17,9 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import crmkit
-from crmkit.cli import CliState, cli
-from crmkit.core.tables import orders
-from crmkit.errors import NotFound, PluginError, ValidationError
+from crmkit.plugin import NotFound, PluginError, ValidationError, orders
+from crmkit.testing import generate_demo_data
 
 D1, D2 = dt.date(2024, 1, 31), dt.date(2024, 3, 31)
 BINS2 = {"segmentation": {"rfm_bins": 2}}
@@ -45,8 +46,8 @@ class Recorder:
         self.calls: list[list] = []
         self.fail = fail
 
-    @crmkit.hookimpl
-    def crmkit_segmentation_segments_changed(self, ctx, changes):
+    @crmkit.hookimpl(optionalhook=True)
+    def crmkit_segmentation_after_segments_changed(self, ctx, changes):
         self.calls.append(list(changes))
         # the event runs inside the snapshot's transaction: the new snapshot is visible
         assert ctx.connection.scalar(sa.select(sa.func.count()).select_from(snapshots)) >= 2
@@ -160,24 +161,65 @@ def test_current_segments_hook_uses_latest_as_of(make_crm) -> None:
     assert found == {ids["B"]: {"rfm": "champions", "retail": "best customers"}, 999: {}}
 
 
-def test_pyramid_vip_reaches_complaints(make_crm) -> None:
-    pytest.importorskip("crmkit_complaints")
-    from crmkit_complaints.service import service
+def vips(crm, customer_ids) -> set[int]:
+    return crm.call("crmkit_segmentation_vip_customers", crm=crm, customer_ids=customer_ids)
 
-    crm = make_crm(plugins=["segmentation", "complaints"])
+
+def test_vip_customers_are_the_top_tier_of_the_latest_pyramid(make_crm) -> None:
+    crm = make_crm(plugins=["segmentation"])
     ids = seed(crm)
+    everyone = [*ids.values(), 999]
+    assert vips(crm, everyone) == set()  # no pyramid snapshot yet: nobody is a VIP
+    snaps.take_snapshot(crm, "rfm", D1)
+    assert vips(crm, everyone) == set()  # other schemes do not count
     snap = snaps.take_snapshot(crm, "pyramid", D1)
     current = snaps.current_segments(crm, list(ids.values()))
-    assert current[ids["A"]] == {"pyramid": "vip"}  # top 1% of 4 customers: the biggest
+    assert current[ids["A"]]["pyramid"] == "vip"  # top 1% of 4 customers: the biggest
     # ranked ahead of C: 1 of 4 = 25 %, beyond vip+major+ordinary (20 %): small
     assert [current[ids[n]]["pyramid"] for n in "BCD"] == ["small"] * 3 and snap.customers == 4
-    svc = service(crm)
-    top = svc.log(ids["A"], channel="phone", category="billing", description="x")
-    other = svc.log(ids["B"], channel="phone", category="billing", description="x")
-    assert (top.priority, other.priority) == ("urgent", "normal")
+    assert vips(crm, everyone) == {ids["A"]}
+    assert vips(crm, [ids["B"], ids["C"]]) == set() and vips(crm, []) == set()
+    # by D2, B has bought the most: the latest pyramid snapshot (by as-of) decides
+    after_d1(crm, ids)
+    buy(crm, {ids["B"]: [(3, 2), (3, 3)]})  # B 70.00, A 60.00
+    snaps.take_snapshot(crm, "pyramid", D2)
+    snaps.take_snapshot(crm, "pyramid", D1)  # taken later, but about an earlier date
+    assert vips(crm, everyone) == {ids["B"]}
 
 
-def test_campaign_export_respects_consent(make_crm, database_url, tmp_path) -> None:
+def test_vip_customers_follow_the_tier_names_of_the_snapshot(make_crm) -> None:
+    """The top tier is the snapshot's first pyramid share, whatever it is called."""
+    renamed = {"segmentation": {"pyramid_shares": {"gold": 0.25, "silver": 0.25}}}
+    crm = make_crm(plugins=["segmentation"], settings=renamed)
+    ids = seed(crm)
+    snaps.take_snapshot(crm, "pyramid", D1)
+    assert snaps.current_segments(crm, [ids["A"]])[ids["A"]] == {"pyramid": "gold"}
+    assert vips(crm, list(ids.values())) == {ids["A"]}
+    # the same snapshot read with other settings: its own stored shares still decide
+    other = make_crm(plugins=["segmentation"])
+    assert vips(other, list(ids.values())) == {ids["A"]}
+
+
+def test_pyramid_vip_reaches_complaints(make_crm, cli_runner) -> None:
+    pytest.importorskip("crmkit_complaints")
+    crm = make_crm(plugins=["segmentation", "complaints"])
+    ids = seed(crm)
+    snaps.take_snapshot(crm, "pyramid", D1)
+    assert vips(crm, [ids["A"], ids["B"]]) == {ids["A"]}
+
+    def log(customer_id: int) -> str:
+        args = ["complaints", "log", "--customer", str(customer_id), "--channel", "phone"]
+        res = cli_runner(
+            [*args, "--category", "billing", "--description", "x", "--format", "json"],
+            plugins=["segmentation", "complaints"],
+        )
+        assert res.exit_code == 0, res.output
+        return json.loads(res.output)[0]["priority"]
+
+    assert (log(ids["A"]), log(ids["B"])) == ("urgent", "normal")
+
+
+def test_campaign_export_respects_consent(make_crm, cli_runner, tmp_path) -> None:
     crm = make_crm(plugins=["segmentation"], settings=BINS2)
     ids = seed(crm)
     after_d1(crm, ids)
@@ -192,10 +234,9 @@ def test_campaign_export_respects_consent(make_crm, database_url, tmp_path) -> N
     assert [r["customer_id"] for r in found["rows"]] == [ids["C"]]
     assert found["left_out"] == 2 and found["snapshot"].id == snap.id
     out = tmp_path / "list.csv"
-    env = {"CRMKIT_PLUGINS": "segmentation"}
-    args = ["--database", database_url, "segment", "export", "need attention", "--scheme", "rfm"]
-    res = CliRunner().invoke(
-        cli, [*args, "--snapshot", str(snap.id), "--output", str(out)], obj=CliState(), env=env
+    args = ["segment", "export", "need attention", "--scheme", "rfm"]
+    res = cli_runner(
+        [*args, "--snapshot", str(snap.id), "--output", str(out)], plugins=["segmentation"]
     )
     assert res.exit_code == 0, res.output
     assert "1 customers" in res.output and "2 left out" in res.output
@@ -232,12 +273,10 @@ def test_diff_errors_and_unknown_scheme(make_crm) -> None:
     assert len(snaps.list_snapshots(crm)) == 2
 
 
-def test_demo_snapshots_and_personal_data(make_crm) -> None:
-    from crmkit.demo_data import generate
-
+def test_demo_snapshots_and_personal_data(make_crm, monkeypatch) -> None:
     crm = make_crm(plugins=["segmentation"], settings={"segmentation": {
         "demo_snapshot_schemes": ["rfm"]}})  # fmt: skip
-    summary = generate(crm, customers=200, seed=7, today=dt.date(2026, 11, 23))
+    summary = generate_demo_data(crm, customers=200, seed=7, today=dt.date(2026, 11, 23))
     made = snaps.list_snapshots(crm)
     assert [s.scheme for s in made] == ["rfm", "rfm"]
     assert made[1].as_of - made[0].as_of == dt.timedelta(days=91)
@@ -260,10 +299,12 @@ def test_demo_snapshots_and_personal_data(make_crm) -> None:
     assert Decimal(section.data["clv"]["CLV (discounted)"]) >= 0
     page = crm.templates.get_template(section.template).render(**section.data)
     assert "<th>P(alive)</th>" in page and "Revenue to date" in page
-    # a second view scores with the model fitted (and kept) for the first
-    from crmkit_segmentation.plugin import _CLV_MODELS
 
-    assert _CLV_MODELS[crm][0] == dt.datetime.now(dt.UTC).date()
+    # a second view scores with the model fitted (and kept) for the first: no second fit
+    def refit(*args, **kwargs):
+        raise AssertionError("the CLV model was fitted again")
+
+    monkeypatch.setattr(clv, "fit_model", refit)
     again = next(s for s in crm.customers.view(member).sections if s.name == "segmentation")
     assert again.data["clv"] == section.data["clv"]
     # erasure removes the customer's memberships (profiling data); the export is then empty
@@ -278,7 +319,7 @@ def test_migration_matches_tables(make_crm) -> None:
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
 
-    from crmkit.core.tables import metadata
+    from crmkit.plugin import metadata
 
     crm = make_crm(plugins=["segmentation"])
     ours = {"segmentation_snapshots", "segmentation_memberships"}
@@ -301,7 +342,7 @@ class Given:
         self.answer: dict[int, str] = {}
 
     @crmkit.hookimpl(optionalhook=True)
-    def crmkit_segmentation_packs(self):
+    def crmkit_segmentation_register_packs(self):
         return {
             "name": "given",
             "classify": lambda crm, as_of, scope: [
