@@ -15,11 +15,11 @@ from crmkit_loyalty.program import Program, parse_program
 from crmkit_loyalty.records import Reward
 
 if TYPE_CHECKING:
-    from crmkit_loyalty.service import LoyaltyService
+    from crmkit_loyalty.context import LoyaltyContext
 
 
 def load_program(
-    svc: LoyaltyService,
+    lc: LoyaltyContext,
     definition: Mapping[str, Any] | Program,
     *,
     source: str = "<python>",
@@ -28,9 +28,9 @@ def load_program(
     program = (
         definition
         if isinstance(definition, Program)
-        else parse_program(definition, source=source, rule_types=svc.rule_types)
+        else parse_program(definition, source=source, rule_types=lc.rule_types)
     )
-    with svc.crm.transaction() as ctx:
+    with lc.crm.transaction() as ctx:
         connection = ctx.connection
         row = connection.execute(
             select(t.programs).where(t.programs.c.name == program.name)
@@ -99,20 +99,20 @@ def load_program(
     return program
 
 
-def set_enabled(svc: LoyaltyService, name: str, enabled: bool) -> None:
-    with svc.crm.transaction() as ctx:
-        program_id, _ = svc._resolve(ctx.connection, name)
+def set_enabled(lc: LoyaltyContext, name: str, enabled: bool) -> None:
+    with lc.crm.transaction() as ctx:
+        program_id, _ = lc.resolve(ctx.connection, name)
         ctx.connection.execute(
             update(t.programs).where(t.programs.c.id == program_id).values(enabled=enabled)
         )
 
 
-def program(svc: LoyaltyService, name: str | None = None) -> Program:
-    with svc.crm.reading() as connection:
-        return svc._resolve(connection, name)[1]
+def program(lc: LoyaltyContext, name: str | None = None) -> Program:
+    with lc.crm.reading() as connection:
+        return lc.resolve(connection, name)[1]
 
 
-def programs(svc: LoyaltyService) -> list[dict[str, Any]]:
+def programs(lc: LoyaltyContext) -> list[dict[str, Any]]:
     counts = (
         select(t.members.c.program_id, func.count().label("n"))
         .group_by(t.members.c.program_id)
@@ -123,7 +123,7 @@ def programs(svc: LoyaltyService) -> list[dict[str, Any]]:
         .outerjoin(counts, counts.c.program_id == t.programs.c.id)
         .order_by(t.programs.c.name)
     )
-    with svc.crm.reading() as connection:
+    with lc.crm.reading() as connection:
         return [
             {
                 "name": r.name,
@@ -138,10 +138,10 @@ def programs(svc: LoyaltyService) -> list[dict[str, Any]]:
 
 
 def rewards(
-    svc: LoyaltyService, program: str | None = None, *, include_inactive: bool = False
+    lc: LoyaltyContext, program: str | None = None, *, include_inactive: bool = False
 ) -> list[Reward]:
-    with svc.crm.reading() as connection:
-        program_id, prog = svc._resolve(connection, program)
+    with lc.crm.reading() as connection:
+        program_id, prog = lc.resolve(connection, program)
         query = select(t.rewards).where(t.rewards.c.program_id == program_id)
         if not include_inactive:
             query = query.where(t.rewards.c.active.is_(True))

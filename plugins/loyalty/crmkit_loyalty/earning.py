@@ -25,12 +25,18 @@ from crmkit_loyalty.tiers import apply_tier_changes, upgrades
 
 if TYPE_CHECKING:
     from crmkit.plugin import HookContext
-    from crmkit_loyalty.service import LoyaltyService
+    from crmkit_loyalty.context import LoyaltyContext
 
 
 def earn_orders(
-    svc: LoyaltyService, ctx: HookContext, orders: Sequence[Order], *, replay: bool = False
+    lc: LoyaltyContext,
+    ctx: HookContext,
+    orders: Sequence[Order],
+    *,
+    replay: bool = False,
+    set_based: bool = True,
 ) -> None:
+    """``set_based=False``: earn order by order only (see :func:`earn_program`)."""
     # the paid orders, filtered once and only when read: an import's batch (StoredOrders)
     # is in the database with no lines, UTC times and at most 4 decimals, and the
     # set-based path reads it there without building its entities
@@ -43,10 +49,10 @@ def earn_orders(
         return
     elif not replay:  # new orders (the event path) may earn set-based: all are in the table
         batch = [o.id for o in orders if o.id is not None]
-    for program_id, prog in svc._programs(ctx.connection):
-        earn_program(
-            svc, ctx, program_id, prog, paid, replay=replay, batch=batch, imported=imported
-        )
+    if not set_based:
+        batch = None  # no batch: no set-based path
+    for program_id, prog in lc.programs(ctx.connection):
+        earn_program(lc, ctx, program_id, prog, paid, replay=replay, batch=batch, imported=imported)
 
 
 def _paid(orders: Iterable[Order]) -> list[Order]:
@@ -54,7 +60,7 @@ def _paid(orders: Iterable[Order]) -> list[Order]:
 
 
 def earn_program(
-    svc: LoyaltyService,
+    lc: LoyaltyContext,
     ctx: HookContext,
     program_id: int,
     prog: Program,
@@ -73,8 +79,7 @@ def earn_program(
     """
     plan = prog._view("setbased", lambda: (setbased.plan(prog),))[0]
     if (
-        svc.set_based
-        and batch
+        batch
         and plan is not None
         and (
             setbased.batch_fits(ctx.connection, plan, batch)
@@ -82,19 +87,19 @@ def earn_program(
             else setbased.orders_fit(plan, paid())
         )
     ):
-        entries, changes = earn_set_based(svc, ctx, program_id, prog, plan, paid, batch)
+        entries, changes = earn_set_based(lc, ctx, program_id, prog, plan, paid, batch)
     elif paid():
-        entries, changes = earn_rows(svc, ctx, program_id, prog, paid(), replay=replay)
+        entries, changes = earn_rows(lc, ctx, program_id, prog, paid(), replay=replay)
     else:
         return
-    svc._fire(
+    lc.fire(
         ctx, "crmkit_loyalty_after_points_earned", entries=[e for e in entries if e.kind == "earn"]
     )
-    apply_tier_changes(svc, ctx, changes)
+    apply_tier_changes(lc, ctx, changes)
 
 
 def earn_set_based(
-    svc: LoyaltyService,
+    lc: LoyaltyContext,
     ctx: HookContext,
     program_id: int,
     prog: Program,
@@ -116,7 +121,7 @@ def earn_set_based(
             ).all()
         )
         if first:
-            enrol_rows(svc, ctx, program_id, prog, sorted(first), {}, first)
+            enrol_rows(lc, ctx, program_id, prog, sorted(first), {}, first)
     if not setbased.fill(connection, program_id, prog, plan, in_batch):
         return [], []
     # members with points to claw back, or a referral bonus on this first order, earn
@@ -126,10 +131,10 @@ def earn_set_based(
     changes: list[TierChange] = []
     if slow:
         slow_orders = [order for order in paid() if order.customer_id in slow]
-        entries, changes = earn_rows(svc, ctx, program_id, prog, slow_orders, replay=False)
+        entries, changes = earn_rows(lc, ctx, program_id, prog, slow_orders, replay=False)
     before = connection.scalar(select(func.max(t.ledger.c.id))) or 0
     setbased.write_ledger(connection, program_id, plan, ctx.now)
-    if svc._listened("crmkit_loyalty_after_points_earned"):
+    if lc.listened("crmkit_loyalty_after_points_earned"):
         ledger_batch = setbased.batch_filter(t.ledger.c.order_id, batch)
         for row in setbased.new_entries(connection, program_id, before, ledger_batch):
             entries.append(entry_from_row(row, prog.name))
@@ -149,7 +154,7 @@ def earn_set_based(
 
 
 def earn_rows(
-    svc: LoyaltyService,
+    lc: LoyaltyContext,
     ctx: HookContext,
     program_id: int,
     prog: Program,
@@ -178,7 +183,7 @@ def earn_rows(
                 if seen is None or o.occurred_at < seen:
                     first_order[o.customer_id] = o.occurred_at
         if first_order:
-            enrol_rows(svc, ctx, program_id, prog, sorted(first_order), {}, first_order)
+            enrol_rows(lc, ctx, program_id, prog, sorted(first_order), {}, first_order)
             rows = {r.customer_id: r for r in connection.execute(query)}
     if not rows:
         return [], []
@@ -293,37 +298,37 @@ def earn_rows(
                     }
                 )
     extra = {rows[cid].id: st for cid, st in state.items() if cid in last_time}
-    listened = svc._listened("crmkit_loyalty_after_points_earned")
+    listened = lc.listened("crmkit_loyalty_after_points_earned")
     entries = post(ctx, program_id, prog, out, customers, extra, entries=listened)
     changes = upgrades(ctx, program_id, prog, rows, last_time) if prog.tiers else []
     return entries, changes
 
 
 def earn_existing(
-    svc: LoyaltyService, *, program: str | None = None, customer_ids: Iterable[int] | None = None
+    lc: LoyaltyContext, *, program: str | None = None, customer_ids: Iterable[int] | None = None
 ) -> int:
     ids = None if customer_ids is None else sorted(set(customer_ids))
-    with svc.crm.reading() as connection:
-        program_id, prog = svc._resolve(connection, program)
+    with lc.crm.reading() as connection:
+        program_id, prog = lc.resolve(connection, program)
         query = select(ck.orders.c.id).where(ck.orders.c.status == "paid")
         if ids is not None:
             query = query.where(ck.orders.c.customer_id.in_(ids))
         order_ids = list(connection.scalars(query.order_by(ck.orders.c.id)))
     for start in range(0, len(order_ids), CHUNK):
         chunk = order_ids[start : start + CHUNK]
-        with svc.crm.transaction() as ctx:  # read in the transaction, once
-            paid = functools.cache(functools.partial(svc.crm.orders.get_many, chunk))
-            earn_program(svc, ctx, program_id, prog, paid, replay=True)
+        with lc.crm.transaction() as ctx:  # read in the transaction, once
+            paid = functools.cache(functools.partial(lc.crm.orders.get_many, chunk))
+            earn_program(lc, ctx, program_id, prog, paid, replay=True)
     return len(order_ids)
 
 
 def award_birthdays(
-    svc: LoyaltyService, as_of: dt.date | str, *, program: str | None = None
+    lc: LoyaltyContext, as_of: dt.date | str, *, program: str | None = None
 ) -> list[LedgerEntry]:
     day = as_of if isinstance(as_of, dt.date) else dt.date.fromisoformat(as_of)
     when = end_of_day(day)
-    with svc.crm.transaction(now=when) as ctx:
-        program_id, prog = svc._resolve(ctx.connection, program)
+    with lc.crm.transaction(now=when) as ctx:
+        program_id, prog = lc.resolve(ctx.connection, program)
         rule = prog.fixed("birthday")
         if rule is None or not rule.points:
             return []
@@ -355,5 +360,5 @@ def award_birthdays(
             if key not in done
         ]
         entries = post(ctx, program_id, prog, out, {r.id: r.customer_id for r in due})
-        svc._fire(ctx, "crmkit_loyalty_after_points_earned", entries=entries)
+        lc.fire(ctx, "crmkit_loyalty_after_points_earned", entries=entries)
         return entries

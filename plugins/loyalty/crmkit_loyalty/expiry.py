@@ -19,7 +19,7 @@ from crmkit_loyalty.program import add_months
 from crmkit_loyalty.records import LedgerEntry
 
 if TYPE_CHECKING:
-    from crmkit_loyalty.service import LoyaltyService
+    from crmkit_loyalty.context import LoyaltyContext
 
 
 def expirable(program_id: int, as_of: dt.datetime, member_ids: Sequence[int] | None = None) -> Any:
@@ -51,13 +51,13 @@ def expirable(program_id: int, as_of: dt.datetime, member_ids: Sequence[int] | N
 
 
 def expire(
-    svc: LoyaltyService, as_of: dt.date | dt.datetime | str, *, program: str | None = None
+    lc: LoyaltyContext, as_of: dt.date | dt.datetime | str, *, program: str | None = None
 ) -> list[LedgerEntry]:
     when = end_of_day(as_of)
     entries: list[LedgerEntry] = []
-    with svc.crm.transaction(now=when) as ctx:
+    with lc.crm.transaction(now=when) as ctx:
         connection = ctx.connection
-        targets = [svc._resolve(connection, program)] if program else svc._programs(connection)
+        targets = [lc.resolve(connection, program)] if program else lc.programs(connection)
         for program_id, prog in targets:
             if not prog.expiry_months:
                 continue
@@ -84,15 +84,15 @@ def expire(
                         }
                     )
             entries += post(ctx, program_id, prog, out, {m: r.customer_id for m, r in rows.items()})
-        svc._fire(ctx, "crmkit_loyalty_after_points_expired", entries=entries)
+        lc.fire(ctx, "crmkit_loyalty_after_points_expired", entries=entries)
     return entries
 
 
-def expiring(svc: LoyaltyService, customer_id: int, within_days: int, *, program: str | None = None,
+def expiring(lc: LoyaltyContext, customer_id: int, within_days: int, *, program: str | None = None,
              now: dt.datetime | None = None) -> int:  # fmt: skip
     when = (now or dt.datetime.now(dt.UTC)) + dt.timedelta(days=within_days)
-    with svc.crm.reading() as connection:
-        program_id, prog = svc._resolve(connection, program)
+    with lc.crm.reading() as connection:
+        program_id, prog = lc.resolve(connection, program)
         row = member_row(connection, program_id, prog, customer_id, lock=False)
         if not prog.expiry_months:
             return 0

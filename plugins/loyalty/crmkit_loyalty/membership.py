@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 import crmkit.plugin as ck
 from crmkit.plugin import Conflict, NotFound, ValidationError, insert_many, to_money
+from crmkit_loyalty import catalogue
 from crmkit_loyalty import tables as t
 from crmkit_loyalty.ledger import CHUNK, post
 from crmkit_loyalty.program import Program
@@ -21,7 +22,7 @@ from crmkit_loyalty.records import Member, member_from_row
 
 if TYPE_CHECKING:
     from crmkit.plugin import HookContext
-    from crmkit_loyalty.service import LoyaltyService
+    from crmkit_loyalty.context import LoyaltyContext
 
 
 _CENT = Decimal("0.01")
@@ -50,16 +51,16 @@ def member_row(
 
 
 def enrol(
-    svc: LoyaltyService,
+    lc: LoyaltyContext,
     customer_id: int,
     *,
     program: str | None = None,
     referred_by: int | None = None,
     at: dt.datetime | None = None,
 ) -> Member:
-    with svc.crm.transaction(now=at) as ctx:
+    with lc.crm.transaction(now=at) as ctx:
         connection = ctx.connection
-        program_id, prog = svc._resolve(connection, program)
+        program_id, prog = lc.resolve(connection, program)
         ids = {customer_id} | ({referred_by} if referred_by is not None else set())
         known = set(connection.scalars(select(ck.customers.c.id).where(ck.customers.c.id.in_(ids))))
         if customer_id not in known:
@@ -75,13 +76,13 @@ def enrol(
         )
         if already is not None:
             raise Conflict(f"customer {customer_id} is already a member of {prog.name!r}")
-        enrol_rows(svc, ctx, program_id, prog, [customer_id], {customer_id: referred_by})
+        enrol_rows(lc, ctx, program_id, prog, [customer_id], {customer_id: referred_by})
         row = member_row(connection, program_id, prog, customer_id, lock=False)
         return member_from_row(row, prog.name)
 
 
 def enrol_many(
-    svc: LoyaltyService,
+    lc: LoyaltyContext,
     customer_ids: Iterable[int],
     *,
     program: str | None = None,
@@ -91,8 +92,8 @@ def enrol_many(
     ids = list(dict.fromkeys(customer_ids))
     for start in range(0, len(ids), CHUNK):
         chunk = ids[start : start + CHUNK]
-        with svc.crm.transaction(now=at) as ctx:
-            program_id, prog = svc._resolve(ctx.connection, program)
+        with lc.crm.transaction(now=at) as ctx:
+            program_id, prog = lc.resolve(ctx.connection, program)
             known = set(
                 ctx.connection.scalars(
                     select(ck.customers.c.id).where(ck.customers.c.id.in_(chunk))
@@ -109,13 +110,13 @@ def enrol_many(
                 )
             )
             fresh = [c for c in chunk if c not in enrolled]
-            enrol_rows(svc, ctx, program_id, prog, fresh, {})
+            enrol_rows(lc, ctx, program_id, prog, fresh, {})
             count += len(fresh)
     return count
 
 
 def enrol_rows(
-    svc: LoyaltyService,
+    lc: LoyaltyContext,
     ctx: HookContext,
     program_id: int,
     prog: Program,
@@ -163,31 +164,31 @@ def enrol_rows(
             ],
             {m: c for c, m in mapping.items()},
         )
-        svc._fire(ctx, "crmkit_loyalty_after_points_earned", entries=entries)
+        lc.fire(ctx, "crmkit_loyalty_after_points_earned", entries=entries)
     return mapping
 
 
-def member(svc: LoyaltyService, customer_id: int, *, program: str | None = None) -> Member:
-    with svc.crm.reading() as connection:
-        program_id, prog = svc._resolve(connection, program)
+def member(lc: LoyaltyContext, customer_id: int, *, program: str | None = None) -> Member:
+    with lc.crm.reading() as connection:
+        program_id, prog = lc.resolve(connection, program)
         return member_from_row(
             member_row(connection, program_id, prog, customer_id, lock=False), prog.name
         )
 
 
-def memberships(svc: LoyaltyService, customer_id: int) -> list[Member]:
+def memberships(lc: LoyaltyContext, customer_id: int) -> list[Member]:
     query = (
         select(t.members, t.programs.c.name.label("program_name"))
         .join(t.programs, t.programs.c.id == t.members.c.program_id)
         .where(t.members.c.customer_id == customer_id)
         .order_by(t.programs.c.name)
     )
-    with svc.crm.reading() as connection:
+    with lc.crm.reading() as connection:
         return [member_from_row(r, r.program_name) for r in connection.execute(query)]
 
 
 def member_price(
-    svc: LoyaltyService,
+    lc: LoyaltyContext,
     customer_id: int,
     amount: Decimal | str | int,
     *,
@@ -196,14 +197,14 @@ def member_price(
     value = to_money(amount, "amount")
     if value < 0:
         raise ValidationError(f"amount must be 0 or more, not {value}", field="amount")
-    member = svc.member(customer_id, program=program)
-    tier = svc.program(member.program).tier(member.tier)
+    found = member(lc, customer_id, program=program)
+    tier = catalogue.program(lc, found.program).tier(found.tier)
     rate = tier.discount if tier else Decimal(0)
     off = (value * rate).quantize(_CENT, ROUND_HALF_UP)
     return {
         "customer_id": customer_id,
-        "program": member.program,
-        "tier": member.tier,
+        "program": found.program,
+        "tier": found.tier,
         "discount": rate,
         "amount": value,
         "discount_amount": off,
@@ -211,19 +212,19 @@ def member_price(
     }
 
 
-def balance(svc: LoyaltyService, customer_id: int, *, program: str | None = None) -> int:
-    return svc.member(customer_id, program=program).balance
+def balance(lc: LoyaltyContext, customer_id: int, *, program: str | None = None) -> int:
+    return member(lc, customer_id, program=program).balance
 
 
 def members(
-    svc: LoyaltyService,
+    lc: LoyaltyContext,
     *,
     program: str | None = None,
     tier: str | None = None,
     limit: int | None = None,
 ) -> list[dict[str, Any]]:
-    with svc.crm.reading() as connection:
-        program_id, prog = svc._resolve(connection, program)
+    with lc.crm.reading() as connection:
+        program_id, prog = lc.resolve(connection, program)
         if tier is not None and prog.tier(tier) is None:
             raise ValidationError(
                 f"tier {tier!r} is not a tier of {prog.name!r}; tiers: "

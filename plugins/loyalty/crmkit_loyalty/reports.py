@@ -16,14 +16,14 @@ from crmkit_loyalty.membership import member_row
 from crmkit_loyalty.records import cause
 
 if TYPE_CHECKING:
-    from crmkit_loyalty.service import LoyaltyService
+    from crmkit_loyalty.context import LoyaltyContext
 
 
 def statement(
-    svc: LoyaltyService, customer_id: int, *, program: str | None = None
+    lc: LoyaltyContext, customer_id: int, *, program: str | None = None
 ) -> dict[str, Any]:
-    with svc.crm.reading() as connection:
-        program_id, prog = svc._resolve(connection, program)
+    with lc.crm.reading() as connection:
+        program_id, prog = lc.resolve(connection, program)
         row = member_row(connection, program_id, prog, customer_id, lock=False)
         customer = connection.execute(
             select(ck.customers.c.name).where(ck.customers.c.id == customer_id)
@@ -60,9 +60,9 @@ def statement(
     }
 
 
-def ledger_sums(svc: LoyaltyService, *, program: str | None = None) -> dict[int, tuple[int, int]]:
-    with svc.crm.reading() as connection:
-        program_id, _ = svc._resolve(connection, program)
+def ledger_sums(lc: LoyaltyContext, *, program: str | None = None) -> dict[int, tuple[int, int]]:
+    with lc.crm.reading() as connection:
+        program_id, _ = lc.resolve(connection, program)
         sums = dict(
             connection.execute(
                 select(t.ledger.c.member_id, func.sum(t.ledger.c.points))
@@ -78,12 +78,12 @@ def ledger_sums(svc: LoyaltyService, *, program: str | None = None) -> dict[int,
         }
 
 
-def liability(svc: LoyaltyService, *, program: str | None = None) -> list[dict[str, Any]]:
-    with svc.crm.reading() as connection:
+def liability(lc: LoyaltyContext, *, program: str | None = None) -> list[dict[str, Any]]:
+    with lc.crm.reading() as connection:
         targets = (
-            [svc._resolve(connection, program)]
+            [lc.resolve(connection, program)]
             if program
-            else svc._programs(connection, enabled_only=False)
+            else lc.programs(connection, enabled_only=False)
         )
         result = []
         for program_id, prog in targets:

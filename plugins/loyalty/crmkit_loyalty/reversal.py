@@ -18,10 +18,10 @@ from crmkit_loyalty.ledger import post
 
 if TYPE_CHECKING:
     from crmkit.plugin import HookContext
-    from crmkit_loyalty.service import LoyaltyService
+    from crmkit_loyalty.context import LoyaltyContext
 
 
-def reverse_orders(svc: LoyaltyService, ctx: HookContext, orders: Sequence[Order]) -> None:
+def reverse_orders(lc: LoyaltyContext, ctx: HookContext, orders: Sequence[Order]) -> None:
     ids = [o.id for o in orders]
     if not ids:
         return
@@ -46,7 +46,7 @@ def reverse_orders(svc: LoyaltyService, ctx: HookContext, orders: Sequence[Order
     for e in earned:
         if f"reverse:order:{e.order_id}:{e.member_id}" not in done:
             by_program[e.program_id].append(e)
-    programs = dict(svc._programs(connection, enabled_only=False))
+    programs = dict(lc.programs(connection, enabled_only=False))
     for program_id, items in by_program.items():
         prog = programs[program_id]
         member_rows = {

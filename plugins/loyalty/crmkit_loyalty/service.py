@@ -11,7 +11,9 @@ transaction, so two redemptions can never spend the same points.
 The service is the public API; each part of it lives in a module with one job:
 ``catalogue`` (programs, rewards), ``membership``, ``earning``, ``reversal``,
 ``spending`` (redeem, adjust), ``expiry``, ``tiers``, ``reports``, ``whatif``;
-``ledger`` writes the ledger and ``records`` holds the returned records.
+``ledger`` writes the ledger and ``records`` holds the returned records. They get
+the service's :class:`~crmkit_loyalty.context.LoyaltyContext` (the CRM, its programs
+resolved and cached, the events) rather than the service itself.
 """
 
 from __future__ import annotations
@@ -23,9 +25,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
-
-from crmkit.plugin import NotFound, Order, ValidationError
+from crmkit.plugin import Order
 from crmkit_loyalty import (
     catalogue,
     earning,
@@ -37,8 +37,8 @@ from crmkit_loyalty import (
     tiers,
     whatif,
 )
-from crmkit_loyalty import tables as t
-from crmkit_loyalty.program import Program, load_program_file, parse_program
+from crmkit_loyalty.context import LoyaltyContext
+from crmkit_loyalty.program import Program, load_program_file
 from crmkit_loyalty.records import KINDS, LedgerEntry, Member, Reward, TierChange
 
 if TYPE_CHECKING:
@@ -55,15 +55,6 @@ __all__ = [
     "loyalty",
 ]
 
-#: the key under which each event's records are listed in ``ctx.changes.other`` (for
-#: ``crmkit_after_commit``): the names the events had before API 1.2, kept
-CHANGES_KEYS = {
-    "crmkit_loyalty_after_points_earned": "points_earned",
-    "crmkit_loyalty_after_points_redeemed": "points_redeemed",
-    "crmkit_loyalty_after_points_expired": "points_expired",
-    "crmkit_loyalty_after_tiers_changed": "tier_changed",
-}
-
 _services: weakref.WeakKeyDictionary[Any, LoyaltyService] = weakref.WeakKeyDictionary()
 
 
@@ -78,74 +69,15 @@ def loyalty(crm: CRM) -> LoyaltyService:
 class LoyaltyService:
     def __init__(self, crm: CRM) -> None:
         self.crm = crm
-        self._parsed: dict[int, tuple[int, Program]] = {}
-        self._rule_types: dict[str, Any] | None = None
+        #: what the modules doing the work share (programs, events), given to each call
+        self.context = LoyaltyContext(crm)
         #: earn on imported batches in SQL where that is exact (False: always order by order)
         self.set_based = True
 
-    # -- helpers --------------------------------------------------------------------
     @property
     def rule_types(self) -> dict[str, Any]:
         """Earn-rule types contributed by plugins (the built-in ones are always known)."""
-        if self._rule_types is None:
-            found: dict[str, Any] = {}
-            if self.crm.has_hook("crmkit_loyalty_register_earn_rule_types"):
-                for batch in self.crm.call("crmkit_loyalty_register_earn_rule_types"):
-                    found.update(batch or {})
-            self._rule_types = found
-        return self._rule_types
-
-    def _listened(self, name: str) -> bool:
-        """Does anyone receive event ``name`` (its hook, or after-commit through ctx.changes)?"""
-        return self.crm.has_hook(name) or self.crm.has_hook("crmkit_after_commit")
-
-    def _fire(self, ctx: HookContext, name: str, **kwargs: Any) -> None:
-        values = next(iter(kwargs.values()))
-        if values and self.crm.has_hook(name):
-            self.crm.fire(ctx, name, **kwargs)
-        if values:
-            ctx.changes.other.setdefault(CHANGES_KEYS[name], []).extend(values)
-
-    def _program_from_row(self, row: Any) -> Program:
-        cached = self._parsed.get(row.id)
-        if cached is not None and cached[0] == row.version:
-            return cached[1]
-        program = parse_program(row.definition, source=row.source, rule_types=self.rule_types)
-        self._parsed[row.id] = (row.version, program)
-        return program
-
-    def _programs(self, connection: Any, *, enabled_only: bool = True) -> list[tuple[int, Program]]:
-        query = select(t.programs).order_by(t.programs.c.id)
-        if enabled_only:
-            query = query.where(t.programs.c.enabled.is_(True))
-        return [(row.id, self._program_from_row(row)) for row in connection.execute(query)]
-
-    def _resolve(self, connection: Any, name: str | None) -> tuple[int, Program]:
-        if name:
-            row = connection.execute(select(t.programs).where(t.programs.c.name == name)).first()
-            if row is None:
-                known = list(connection.scalars(select(t.programs.c.name)))
-                raise NotFound(
-                    f"loyalty program {name!r} not found; known programs: "
-                    + (", ".join(known) or "(none: crmkit loyalty programs load FILE)")
-                )
-            return row.id, self._program_from_row(row)
-        default = self.crm.settings.get("loyalty", {}).get("default_program") or None
-        if default:
-            return self._resolve(connection, default)
-        enabled = self._programs(connection)
-        if len(enabled) == 1:
-            return enabled[0]
-        if not enabled:
-            raise NotFound(
-                "no loyalty program is enabled; load one with 'crmkit loyalty programs load FILE'"
-            )
-        raise ValidationError(
-            "several loyalty programs are enabled ("
-            + ", ".join(p.name for _, p in enabled)
-            + "); name one with --program",
-            field="program",
-        )
+        return self.context.rule_types
 
     # -- programs -----------------------------------------------------------------
     def load_program(
@@ -160,26 +92,26 @@ class LoyaltyService:
         Replacing keeps members, ledgers and the rewards' redeemed counters;
         rewards missing from the new definition are deactivated, not deleted.
         """
-        return catalogue.load_program(self, definition, source=source, enabled=enabled)
+        return catalogue.load_program(self.context, definition, source=source, enabled=enabled)
 
     def load_program_file(self, path: str | Path, *, enabled: bool = True) -> Program:
         """Read, validate and store a program TOML file (see :meth:`load_program`)."""
         return self.load_program(load_program_file(path, self.rule_types), enabled=enabled)
 
     def set_enabled(self, name: str, enabled: bool) -> None:
-        catalogue.set_enabled(self, name, enabled)
+        catalogue.set_enabled(self.context, name, enabled)
 
     def program(self, name: str | None = None) -> Program:
-        return catalogue.program(self, name)
+        return catalogue.program(self.context, name)
 
     def programs(self) -> list[dict[str, Any]]:
         """Every stored program with its state and member count."""
-        return catalogue.programs(self)
+        return catalogue.programs(self.context)
 
     def rewards(
         self, program: str | None = None, *, include_inactive: bool = False
     ) -> list[Reward]:
-        return catalogue.rewards(self, program, include_inactive=include_inactive)
+        return catalogue.rewards(self.context, program, include_inactive=include_inactive)
 
     # -- members ------------------------------------------------------------------
     def enrol(
@@ -191,7 +123,9 @@ class LoyaltyService:
         at: dt.datetime | None = None,
     ) -> Member:
         """Enrol a customer (sign-up bonus if the program has one); Conflict if already in."""
-        return membership.enrol(self, customer_id, program=program, referred_by=referred_by, at=at)
+        return membership.enrol(
+            self.context, customer_id, program=program, referred_by=referred_by, at=at
+        )
 
     def enrol_many(
         self,
@@ -201,30 +135,30 @@ class LoyaltyService:
         at: dt.datetime | None = None,
     ) -> int:
         """Enrol many customers at once (already-enrolled ones are skipped); returns the count."""
-        return membership.enrol_many(self, customer_ids, program=program, at=at)
+        return membership.enrol_many(self.context, customer_ids, program=program, at=at)
 
     def member(self, customer_id: int, *, program: str | None = None) -> Member:
-        return membership.member(self, customer_id, program=program)
+        return membership.member(self.context, customer_id, program=program)
 
     def memberships(self, customer_id: int) -> list[Member]:
         """The customer's memberships in every program."""
-        return membership.memberships(self, customer_id)
+        return membership.memberships(self.context, customer_id)
 
     def member_price(
         self, customer_id: int, amount: Decimal | str | int, *, program: str | None = None
     ) -> dict[str, Any]:
         """The member price of ``amount``: the member's tier discount taken off, to the cent
         (half up). Returns tier, discount (a fraction), the discount amount and the price."""
-        return membership.member_price(self, customer_id, amount, program=program)
+        return membership.member_price(self.context, customer_id, amount, program=program)
 
     def balance(self, customer_id: int, *, program: str | None = None) -> int:
-        return membership.balance(self, customer_id, program=program)
+        return membership.balance(self.context, customer_id, program=program)
 
     def members(
         self, *, program: str | None = None, tier: str | None = None, limit: int | None = None
     ) -> list[dict[str, Any]]:
         """Members with their customer's name, by tier (highest first) then balance."""
-        return membership.members(self, program=program, tier=tier, limit=limit)
+        return membership.members(self.context, program=program, tier=tier, limit=limit)
 
     # -- earning ------------------------------------------------------------------
     def earn_orders(
@@ -235,23 +169,23 @@ class LoyaltyService:
         ``replay=True`` skips orders that already earned (idempotent re-processing);
         on the event path the core guarantees the orders are new.
         """
-        earning.earn_orders(self, ctx, orders, replay=replay)
+        earning.earn_orders(self.context, ctx, orders, replay=replay, set_based=self.set_based)
 
     def reverse_orders(self, ctx: HookContext, orders: Sequence[Order]) -> None:
         """Take back the points refunded or cancelled ``orders`` earned (once per order)."""
-        reversal.reverse_orders(self, ctx, orders)
+        reversal.reverse_orders(self.context, ctx, orders)
 
     def earn_existing(
         self, *, program: str | None = None, customer_ids: Iterable[int] | None = None
     ) -> int:
         """Earn on stored paid orders that have not earned yet (idempotent); returns orders seen."""
-        return earning.earn_existing(self, program=program, customer_ids=customer_ids)
+        return earning.earn_existing(self.context, program=program, customer_ids=customer_ids)
 
     def award_birthdays(
         self, as_of: dt.date | str, *, program: str | None = None
     ) -> list[LedgerEntry]:
         """Give the birthday bonus to members born in ``as_of``'s month (once a year each)."""
-        return earning.award_birthdays(self, as_of, program=program)
+        return earning.award_birthdays(self.context, as_of, program=program)
 
     # -- spending and corrections ------------------------------------------------------
     def redeem(
@@ -267,7 +201,13 @@ class LoyaltyService:
         """Spend points on a reward. Refused (nothing written) when the balance is short,
         the reward is unknown, inactive, out of its validity dates or out of stock."""
         return spending.redeem(
-            self, customer_id, reward, program=program, quantity=quantity, actor=actor, at=at
+            self.context,
+            customer_id,
+            reward,
+            program=program,
+            quantity=quantity,
+            actor=actor,
+            at=at,
         )
 
     def adjust(
@@ -282,7 +222,7 @@ class LoyaltyService:
     ) -> LedgerEntry:
         """A manual correction by a staff member; the reason is required. Never below zero."""
         return spending.adjust(
-            self, customer_id, points, reason=reason, staff=staff, program=program, at=at
+            self.context, customer_id, points, reason=reason, staff=staff, program=program, at=at
         )
 
     # -- expiry ---------------------------------------------------------------------
@@ -291,12 +231,12 @@ class LoyaltyService:
     ) -> list[LedgerEntry]:
         """Expire points whose lots expired by the end of ``as_of`` (all enabled programs,
         or one). Running it again for the same date expires nothing more."""
-        return expiry.expire(self, as_of, program=program)
+        return expiry.expire(self.context, as_of, program=program)
 
     def expiring(self, customer_id: int, within_days: int, *, program: str | None = None,
                  now: dt.datetime | None = None) -> int:  # fmt: skip
         """Points of the member that will expire within ``within_days`` unless spent."""
-        return expiry.expiring(self, customer_id, within_days, program=program, now=now)
+        return expiry.expiring(self.context, customer_id, within_days, program=program, now=now)
 
     # -- tiers ----------------------------------------------------------------------
     def review_tiers(
@@ -304,23 +244,23 @@ class LoyaltyService:
     ) -> list[TierChange]:
         """The periodic review: every member gets the tier their measure over the window
         ending ``as_of`` meets, down as well as up."""
-        return tiers.review_tiers(self, as_of, program=program)
+        return tiers.review_tiers(self.context, as_of, program=program)
 
     def tier_history(self, customer_id: int, *, program: str | None = None) -> list[dict[str, Any]]:
-        return tiers.tier_history(self, customer_id, program=program)
+        return tiers.tier_history(self.context, customer_id, program=program)
 
     # -- reading ----------------------------------------------------------------------
     def statement(self, customer_id: int, *, program: str | None = None) -> dict[str, Any]:
         """The member's ledger in recording order with a running balance."""
-        return reports.statement(self, customer_id, program=program)
+        return reports.statement(self.context, customer_id, program=program)
 
     def ledger_sums(self, *, program: str | None = None) -> dict[int, tuple[int, int]]:
         """customer id → (balance row, sum of ledger): they must always be equal."""
-        return reports.ledger_sums(self, program=program)
+        return reports.ledger_sums(self.context, program=program)
 
     def liability(self, *, program: str | None = None) -> list[dict[str, Any]]:
         """Outstanding points valued at their redemption value, per program and tier."""
-        return reports.liability(self, program=program)
+        return reports.liability(self.context, program=program)
 
     # -- what-if ---------------------------------------------------------------------
     def what_if(
@@ -338,7 +278,9 @@ class LoyaltyService:
         unless ``members_of`` names a program whose members only are replayed.
         Tiers move up as thresholds are met (no downgrades inside the replay).
         """
-        return whatif.what_if(self, candidate, since=since, until=until, members_of=members_of)
+        return whatif.what_if(
+            self.context, candidate, since=since, until=until, members_of=members_of
+        )
 
     # -- personal data ---------------------------------------------------------------
     def export(self, connection: Any, customer_id: int) -> dict[str, Any] | None:

@@ -19,11 +19,11 @@ from crmkit_loyalty.membership import member_row
 from crmkit_loyalty.records import LedgerEntry
 
 if TYPE_CHECKING:
-    from crmkit_loyalty.service import LoyaltyService
+    from crmkit_loyalty.context import LoyaltyContext
 
 
 def redeem(
-    svc: LoyaltyService,
+    lc: LoyaltyContext,
     customer_id: int,
     reward: str,
     *,
@@ -36,9 +36,9 @@ def redeem(
         raise ValidationError(
             f"quantity must be a whole number >= 1, not {quantity!r}", field="quantity"
         )
-    with svc.crm.transaction(actor=actor, now=at) as ctx:
+    with lc.crm.transaction(actor=actor, now=at) as ctx:
         connection = ctx.connection
-        program_id, prog = svc._resolve(connection, program)
+        program_id, prog = lc.resolve(connection, program)
         member = member_row(connection, program_id, prog, customer_id, lock=True)
         row = connection.execute(
             select(t.rewards)
@@ -97,12 +97,12 @@ def redeem(
             ],
             {member.id: customer_id},
         )
-        svc._fire(ctx, "crmkit_loyalty_after_points_redeemed", entries=[entry])
+        lc.fire(ctx, "crmkit_loyalty_after_points_redeemed", entries=[entry])
         return entry
 
 
 def adjust(
-    svc: LoyaltyService,
+    lc: LoyaltyContext,
     customer_id: int,
     points: int,
     *,
@@ -121,8 +121,8 @@ def adjust(
         raise ValidationError(
             "an adjustment needs the staff member making it (--staff USER)", field="staff"
         )
-    with svc.crm.transaction(actor=staff, now=at) as ctx:
-        program_id, prog = svc._resolve(ctx.connection, program)
+    with lc.crm.transaction(actor=staff, now=at) as ctx:
+        program_id, prog = lc.resolve(ctx.connection, program)
         member = member_row(ctx.connection, program_id, prog, customer_id, lock=True)
         # a correction may always raise a balance (even one still below zero after it)
         if points < 0 and int(member.balance) + points < 0:

@@ -26,7 +26,7 @@ from crmkit_loyalty.setbased import batch_filter
 
 if TYPE_CHECKING:
     from crmkit.plugin import HookContext
-    from crmkit_loyalty.service import LoyaltyService
+    from crmkit_loyalty.context import LoyaltyContext
 
 
 def upgrades(
@@ -109,7 +109,7 @@ def window_measures(
     return totals
 
 
-def apply_tier_changes(svc: LoyaltyService, ctx: HookContext, changes: list[TierChange]) -> None:
+def apply_tier_changes(lc: LoyaltyContext, ctx: HookContext, changes: list[TierChange]) -> None:
     if not changes:
         return
     connection = ctx.connection
@@ -141,17 +141,17 @@ def apply_tier_changes(svc: LoyaltyService, ctx: HookContext, changes: list[Tier
             )
             .values(tier=history.c.to_tier, tier_since=history.c.at)
         )
-    svc._fire(ctx, "crmkit_loyalty_after_tiers_changed", changes=changes)
+    lc.fire(ctx, "crmkit_loyalty_after_tiers_changed", changes=changes)
 
 
 def review_tiers(
-    svc: LoyaltyService, as_of: dt.date | dt.datetime | str, *, program: str | None = None
+    lc: LoyaltyContext, as_of: dt.date | dt.datetime | str, *, program: str | None = None
 ) -> list[TierChange]:
     when = end_of_day(as_of)
     changes: list[TierChange] = []
-    with svc.crm.transaction(now=when) as ctx:
+    with lc.crm.transaction(now=when) as ctx:
         connection = ctx.connection
-        targets = [svc._resolve(connection, program)] if program else svc._programs(connection)
+        targets = [lc.resolve(connection, program)] if program else lc.programs(connection)
         for program_id, prog in targets:
             if not prog.tiers:
                 continue
@@ -203,15 +203,15 @@ def review_tiers(
                             row.id, cid, prog.name, row.tier, new, when, "review", measure[cid]
                         )
                     )
-        apply_tier_changes(svc, ctx, changes)
+        apply_tier_changes(lc, ctx, changes)
     return changes
 
 
 def tier_history(
-    svc: LoyaltyService, customer_id: int, *, program: str | None = None
+    lc: LoyaltyContext, customer_id: int, *, program: str | None = None
 ) -> list[dict[str, Any]]:
-    with svc.crm.reading() as connection:
-        program_id, prog = svc._resolve(connection, program)
+    with lc.crm.reading() as connection:
+        program_id, prog = lc.resolve(connection, program)
         row = member_row(connection, program_id, prog, customer_id, lock=False)
         return [
             dict(r._mapping)

@@ -20,11 +20,11 @@ from crmkit_loyalty.ledger import CHUNK
 from crmkit_loyalty.program import MemberView, Program, add_months, load_program_file, parse_program
 
 if TYPE_CHECKING:
-    from crmkit_loyalty.service import LoyaltyService
+    from crmkit_loyalty.context import LoyaltyContext
 
 
 def what_if(
-    svc: LoyaltyService,
+    lc: LoyaltyContext,
     candidate: Mapping[str, Any] | Program | str | Path,
     *,
     since: dt.datetime | None = None,
@@ -34,17 +34,17 @@ def what_if(
     if isinstance(candidate, Program):
         prog = candidate
     elif isinstance(candidate, str | Path):
-        prog = load_program_file(candidate, svc.rule_types)
+        prog = load_program_file(candidate, lc.rule_types)
     else:
-        prog = parse_program(candidate, rule_types=svc.rule_types)
+        prog = parse_program(candidate, rule_types=lc.rule_types)
     points_by_rule: dict[str, int] = defaultdict(int)
     state: dict[int, dict[str, Any]] = {}
     spend = Decimal(0)
     count = 0
-    with svc.crm.reading() as connection:
+    with lc.crm.reading() as connection:
         allowed: set[int] | None = None
         if members_of:
-            program_id, _ = svc._resolve(connection, members_of)
+            program_id, _ = lc.resolve(connection, members_of)
             allowed = set(
                 connection.scalars(
                     select(t.members.c.customer_id).where(t.members.c.program_id == program_id)
@@ -59,7 +59,7 @@ def what_if(
         signup = prog.fixed("signup")
         window = prog.window_months
         for start in range(0, len(ids), CHUNK):
-            for order in svc.crm.orders.get_many(ids[start : start + CHUNK]):
+            for order in lc.crm.orders.get_many(ids[start : start + CHUNK]):
                 if allowed is not None and order.customer_id not in allowed:
                     continue
                 st = state.get(order.customer_id)
