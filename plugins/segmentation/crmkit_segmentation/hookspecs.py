@@ -2,8 +2,9 @@
 
 Another plugin implements them with ``@crmkit.hookimpl(optionalhook=True)`` (so it still
 loads without this plugin) and asks the query hooks through ``crm.call(name, ...)`` after
-``crm.has_hook(name)``; it never imports this package. The entities below document the
-shapes it receives; it reads their attributes and needs no import of them.
+``crm.has_hook(name)``; it never imports this package. The attrs classes
+``crmkit_segmentation.hookspecs.SegmentChange`` and ``Pack`` document the shapes passed and
+returned; a plugin reads their attributes (or returns plain dicts) without importing them.
 
 Value-pyramid tier labels, exactly: the keys of the ``pyramid_shares`` setting in its
 order, top tier first, then ``small`` (the rest). With the default setting they are
@@ -79,10 +80,6 @@ class Pack:
     labels: tuple[str, ...] = ()
 
 
-#: what ``crmkit_segmentation_register_packs`` may return
-PackContribution = Pack | Mapping[str, Any] | Sequence[Pack | Mapping[str, Any]] | None
-
-
 @hookspec(firstresult=True)
 def crmkit_segmentation_current_segments(
     crm: CRM, customer_ids: Sequence[int]
@@ -93,7 +90,7 @@ def crmkit_segmentation_current_segments(
     running transaction). Returns: ``{customer_id: {scheme: segment}}`` for every id asked,
     ``{}`` for a customer in no snapshot. For each scheme the segment is the customer's
     membership in the latest snapshot (by as-of, then id) that includes them; pyramid tiers
-    are the labels given at the top of this section (``vip`` ... ``small`` by default).
+    carry the exact labels described above (``vip`` ... ``small`` by default).
 
     Example::
 
@@ -135,7 +132,8 @@ def crmkit_segmentation_after_segments_changed(
     before the new one's) and only for the customers whose segment differs, entering and
     leaving customers included. Transaction: the snapshot's, before its commit; raising
     stores nothing of the snapshot. Returns: nothing. ``changes`` is a sequence of
-    :class:`SegmentChange` (``None`` as a segment means not in that snapshot).
+    :class:`SegmentChange`: ``customer_id, scheme, from_segment, to_segment, snapshot_id,
+    previous_snapshot_id, as_of`` (``None`` as a segment means not in that snapshot).
 
     Example::
 
@@ -150,7 +148,9 @@ def crmkit_segmentation_after_segments_changed(
 
 
 @hookspec
-def crmkit_segmentation_register_packs() -> PackContribution:
+def crmkit_segmentation_register_packs() -> (
+    Pack | Mapping[str, Any] | Sequence[Pack | Mapping[str, Any]] | None
+):
     """Contribute industry packs.
 
     When: whenever packs are listed or run (``crmkit segment packs``, ``segment pack``,
