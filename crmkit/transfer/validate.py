@@ -96,7 +96,8 @@ class _Pending:
         if self.ref_of is not None:
             good = self._with_customer_ids(good, where, self.ref_of)
         self._reject()
-        if self.skip_invalid or not self.result.rejected:  # atomic mode: nothing once one is bad
+        # atomic mode stores nothing once a row is bad
+        if self.skip_invalid or not self.result.rejected:
             # orders go in the driver's form: on SQLite plain text, cheap to pickle and store
             order_format = self.order_format
             self.spool.write(order_format.to_driver(good) if order_format else good)
