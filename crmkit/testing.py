@@ -14,6 +14,9 @@ Use in a plugin's tests::
         crm = make_crm(plugins=["loyalty"])
         ...
 
+Migrations are checked against the table definitions with
+:func:`assert_migrations_match_tables`.
+
 HTML pages are checked in a real browser with :func:`chromium` (headless
 Debian Chromium): the test is skipped when it is missing, unless
 ``CRMKIT_REQUIRE_BROWSER=1`` (set by CI). Screenshots go to
@@ -195,3 +198,44 @@ def generate_demo_data(crm: crmkit.CRM, **options: Any) -> Any:
     from crmkit.demo_data import generate
 
     return generate(crm, **options)
+
+
+def assert_migrations_match_tables(
+    crm: crmkit.CRM, plugin: str | None = None, *, unmanaged_tables: Sequence[str] = ()
+) -> None:
+    """Fail when ``plugin``'s migrations (the core's when None) drift from its table definitions.
+
+    Upgrades ``crm`` to head, then compares the migrated schema with the tables
+    defined on ``crmkit.plugin.metadata`` using Alembic's ``compare_metadata``,
+    restricted to that branch's tables: for a plugin, the tables its package's
+    modules define, plus tables in the database that nobody defines whose names
+    start with its prefixes (``<plugin>_``), except those matching ``unmanaged_tables``
+    (``fnmatch`` patterns of tables the migrations create on purpose outside the
+    metadata, such as a full-text index: ``("kb_fts*", "kb_search")``). The
+    assertion lists every difference
+    (a column the code defines but no migration adds, a type that differs, ...);
+    ``crmkit db revision --autogenerate --plugin NAME`` writes the missing revision.
+
+    Use it in a plugin's tests::
+
+        def test_migrations_match_tables(make_crm):
+            assert_migrations_match_tables(make_crm(plugins=["visits"]), plugin="visits")
+    """
+    from crmkit.core import migrate
+
+    if plugin is not None and plugin not in crm.plugin_names:
+        raise AssertionError(
+            f"plugin {plugin!r} is not enabled in this CRM (enabled: "
+            f"{', '.join(crm.plugin_names) or 'none'}); open it with plugins=[{plugin!r}]"
+        )
+    crm.upgrade()
+    owned = migrate.owned_tables(crm.pm, plugin, unmanaged_tables)
+    with crm.engine.connect() as connection:
+        differences = migrate.schema_differences(connection, owned)
+    if differences:
+        branch = f"plugin {plugin!r}" if plugin else "the core"
+        lines = "\n".join(f"  - {migrate.describe_difference(d)}" for d in differences)
+        raise AssertionError(
+            f"the migrations of {branch} do not match its table definitions on "
+            f"{crm.engine.dialect.name} ({len(differences)} difference(s)):\n{lines}"
+        )

@@ -1,4 +1,4 @@
-"""Administration commands: init, db upgrade/current/downgrade, plugins list."""
+"""Administration commands: init, db (upgrade, current, downgrade, revision), plugins."""
 
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ def init(
 
 @cli.group()
 def db() -> None:
-    """Database schema: upgrade, current revision, downgrade a plugin's branch."""
+    """Database schema: upgrade, current revision, downgrade, new plugin revisions."""
 
 
 @db.command("upgrade")
@@ -82,15 +82,18 @@ def db_upgrade(ctx: click.Context, sql: bool) -> None:
     """Bring the core and every enabled plugin's tables to head."""
     state = ctx.ensure_object(CliState)
     import crmkit
+    from crmkit.core import migrate
 
     crm = crmkit.CRM(state.load_config())
     try:
+        # the folders by plugin name, so that a plugin whose folder is wrong is named
+        config = migrate.alembic_config(crm.engine, migrate.plugin_version_dirs(crm.pm))
         if sql:
-            text = crm.upgrade_sql()
+            text = migrate.upgrade_sql(crm.engine, config)
             click.echo(text.rstrip() or "-- the database is already at head; nothing to run")
             return
         before = crm.current_revisions()
-        crm.upgrade()
+        migrate.upgrade(crm.engine, config)
         after = crm.current_revisions()
         click.echo(f"upgraded {', '.join(before) or 'empty database'} -> {', '.join(after)}")
     finally:
@@ -140,6 +143,38 @@ def db_downgrade(crm, target: str) -> None:
 
     migrate.downgrade(crm.engine, crm.alembic_config(), target)
     click.echo(f"downgraded to {target}; now at {', '.join(crm.current_revisions()) or 'base'}")
+
+
+@db.command("revision")
+@click.option("--plugin", "plugin_name", required=True, help="The enabled plugin's branch.")
+@click.option("-m", "--message", required=True, help="What the revision changes.")
+@click.option(
+    "--autogenerate",
+    is_flag=True,
+    help="Fill it with the differences between the plugin's tables and the database "
+    "(which must be at head); without it the revision is empty.",
+)
+@common_options
+@click.pass_context
+def db_revision(ctx: click.Context, plugin_name: str, message: str, autogenerate: bool) -> None:
+    """Write a new revision into an enabled plugin's migrations folder."""
+    state = ctx.ensure_object(CliState)
+    import crmkit
+    from crmkit.scaffold.revision import write_revision
+
+    crm = crmkit.CRM(state.load_config())
+    try:
+        written = write_revision(crm, plugin_name, message, autogenerate=autogenerate)
+    finally:
+        crm.close()
+    after = f"after {written.down_revision}" if written.down_revision else "first of the branch"
+    click.echo(f"wrote {written.path} ({written.revision}, {after})")
+    if autogenerate:
+        click.echo(
+            f"{written.operations} change(s) found; review it, then run 'crmkit db upgrade'"
+            if written.operations
+            else "no differences found: the revision is empty"
+        )
 
 
 @cli.group()
@@ -211,4 +246,4 @@ def plugin_new(name: str, directory: str | None, description: str) -> None:
     target = Path(directory or f"crmkit-{name}")
     written = generate(name, target, description)
     click.echo(f"wrote {len(written)} files to {target}")
-    click.echo(f"next: pip install -e {target} && cd {target} && pytest")
+    click.echo(f'next: pip install -e "{target}[test]" && cd {target} && pytest')
