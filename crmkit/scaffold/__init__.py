@@ -1,8 +1,13 @@
 """``crmkit plugin new``: generate an installable plugin package from Jinja2 templates.
 
 The templates in ``template/`` mirror the generated tree; path parts and file
-contents are rendered with ``name`` and ``description``; the ``.jinja`` suffix
-is dropped.
+contents are rendered with ``name``, ``description``, ``title`` (the 360
+section's) and ``api`` (this core's API version, for ``CRMKIT_API``); the
+``.jinja`` suffix is dropped. The generated plugin imports only the public API
+(``crmkit.plugin``, and ``crmkit.testing`` in its tests).
+
+:mod:`crmkit.scaffold.revision` writes new revisions into a plugin's branch
+(``crmkit db revision``).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from pathlib import Path
 from jinja2 import Environment, StrictUndefined
 
 from crmkit.errors import ValidationError
+from crmkit.hooks import API_VERSION
 
 TEMPLATE = Path(__file__).parent / "template"
 #: names of the core's own commands and packages: a plugin group of the same name would clash
@@ -40,7 +46,12 @@ def generate(name: str, directory: Path, description: str = "") -> list[Path]:
     if directory.exists() and any(directory.iterdir()):
         raise ValidationError(f"{directory} already exists and is not empty; choose another --dir")
     env = Environment(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False)
-    values = {"name": name, "description": description or f"Notes about customers ({name})."}
+    values = {
+        "name": name,
+        "description": description or f"The {name} plugin for crmkit.",
+        "title": name.replace("_", " ").capitalize(),
+        "api": API_VERSION,
+    }
     written = []
     for source in sorted(TEMPLATE.rglob("*.jinja")):
         relative = source.relative_to(TEMPLATE).as_posix().removesuffix(".jinja")
