@@ -24,12 +24,13 @@ for a bad rule table; the message is reported with the file and rule index.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import tomllib
 import zoneinfo
 from collections.abc import Callable, Mapping
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 
@@ -478,6 +479,236 @@ TOP_KEYS = {
     "reversal_policy", "auto_enrol", "qualification", "tiers", "earn", "rewards",
 }  # fmt: skip
 
+_T = TypeVar("_T")
+
+
+@attrs.frozen
+class _Definition:
+    """A program definition being parsed: the data, where it comes from (named in every
+    error) and the earn-rule types known (built-in and from plugins)."""
+
+    data: Mapping[str, Any]
+    source: str
+    types: dict[str, Callable[[Mapping[str, Any]], Any]]
+
+    def error(self, field: str, message: str) -> ValidationError:
+        return ValidationError(f"{self.source}: {field} {message}", field=field)
+
+    def convert(self, convert: Callable[[], _T], where: str = "") -> _T:
+        """``convert()``; its RuleError becomes the ValidationError of ``where.<its field>``."""
+        try:
+            return convert()
+        except RuleError as exc:
+            field = f"{where}.{exc.field}".rstrip(".") if where else exc.field
+            raise self.error(field, str(exc)) from None
+
+
+def _name(d: _Definition) -> dict[str, Any]:
+    try:
+        name = _str(d.data.get("name"), "name")
+    except RuleError as exc:
+        raise d.error("name", str(exc) + " (every program needs a name)") from None
+    if not name.replace("-", "").replace("_", "").isalnum():
+        raise d.error("name", f"{name!r} may only hold letters, digits, '-' and '_'")
+    return {"name": name}
+
+
+def _point_value(d: _Definition) -> dict[str, Any]:
+    value = d.data.get("point_value", "0.01")
+    return {"point_value": d.convert(lambda: _decimal(value, "point_value"))}
+
+
+def _expiry_months(d: _Definition) -> dict[str, Any]:
+    expiry = d.data.get("expiry_months")
+    if expiry in (None, 0):
+        return {"expiry_months": None}
+    return {"expiry_months": d.convert(lambda: _int(expiry, "expiry_months", minimum=1))}
+
+
+def _reversal_policy(d: _Definition) -> dict[str, Any]:
+    policy = d.data.get("reversal_policy", "negative")
+    if policy not in REVERSAL_POLICIES:
+        raise d.error(
+            "reversal_policy", f"must be one of {', '.join(REVERSAL_POLICIES)}, not {policy!r}"
+        )
+    return {"reversal_policy": policy}
+
+
+def _auto_enrol(d: _Definition) -> dict[str, Any]:
+    auto_enrol = d.data.get("auto_enrol", False)
+    if not isinstance(auto_enrol, bool):
+        raise d.error("auto_enrol", f"must be true or false, not {auto_enrol!r}")
+    return {"auto_enrol": auto_enrol}
+
+
+def _qualification(d: _Definition) -> dict[str, Any]:
+    qualification = d.data.get("qualification", {}) or {}
+    if not isinstance(qualification, Mapping):
+        raise d.error("qualification", "must be a table ([qualification])")
+    d.convert(lambda: _check_keys(qualification, {"measure", "window_months"}, "qualification."))
+    measure = qualification.get("measure", "points")
+    if measure not in MEASURES:
+        raise d.error(
+            "qualification.measure", f"must be one of {', '.join(MEASURES)}, not {measure!r}"
+        )
+    window = qualification.get("window_months", 12)
+    return {
+        "measure": measure,
+        "window_months": d.convert(lambda: _int(window, "qualification.window_months", minimum=1)),
+    }
+
+
+def _tier(raw: Any) -> Tier:
+    """One ``[[tiers]]`` table (a RuleError names the key)."""
+    if not isinstance(raw, Mapping):
+        raise RuleError("", "must be a table ([[tiers]])")
+    _check_keys(raw, {"name", "title", "threshold", "discount", "earn_multiplier"}, "")
+    tier = Tier(
+        name=_str(raw.get("name"), "name"),
+        title=str(raw.get("title", "")),
+        threshold=_decimal(raw.get("threshold", 0), "threshold"),
+        discount=_decimal(raw.get("discount", 0), "discount"),
+        earn_multiplier=_decimal(raw.get("earn_multiplier", 1), "earn_multiplier"),
+    )
+    if tier.discount >= 1:
+        raise RuleError("discount", f"is a fraction below 1 (0.05 = 5%), not {tier.discount}")
+    return tier
+
+
+def _tiers(d: _Definition) -> dict[str, Any]:
+    tiers: list[Tier] = []
+    for i, raw in enumerate(d.data.get("tiers", []) or []):
+        where = f"tiers[{i}]"
+        tier = d.convert(functools.partial(_tier, raw), where)
+        if tiers and tier.threshold <= tiers[-1].threshold:
+            raise d.error(
+                f"{where}.threshold",
+                f"{tier.threshold} must be above the previous tier's {tiers[-1].threshold} "
+                "(list tiers from lowest to highest)",
+            )
+        if any(t.name == tier.name for t in tiers):
+            raise d.error(f"{where}.name", f"{tier.name!r} is used twice")
+        tiers.append(tier)
+    if tiers and tiers[0].threshold != 0:
+        raise d.error("tiers[0].threshold", "the first (base) tier needs threshold = 0")
+    return {"tiers": tuple(tiers)}
+
+
+def _rule(d: _Definition, i: int, raw: Any) -> Any:
+    """The rule ``earn[i]`` built by its type's factory."""
+    where = f"earn[{i}]"
+    if not isinstance(raw, Mapping):
+        raise d.error(where, "must be a table ([[earn]])")
+    kind = raw.get("type")
+    if kind not in d.types:
+        raise d.error(
+            f"{where}.type",
+            f"{kind!r} is not a known earn rule type; known: {', '.join(sorted(d.types))}",
+        )
+    try:
+        rule = d.types[kind](raw)
+    except RuleError as exc:
+        raise d.error(f"{where}.{exc.field}", str(exc)) from None
+    except (ValueError, TypeError) as exc:
+        raise d.error(where, f"({kind}): {exc}") from None
+    if not (
+        hasattr(rule, "bonus")
+        or hasattr(rule, "multiplier")
+        or isinstance(rule, SpendRule | FixedBonusRule)
+    ):
+        raise d.error(where, f"type {kind!r} built an object with neither bonus() nor multiplier()")
+    return rule
+
+
+def _check_awards(d: _Definition, rules: list[Any]) -> None:
+    """One rule of each fixed-bonus kind at most, and a name of its own for every rule
+    that awards points."""
+    for kind in ("signup", "birthday", "referral"):
+        if sum(1 for r in rules if isinstance(r, FixedBonusRule) and r.kind == kind) > 1:
+            raise d.error("earn", f"has more than one {kind} rule; keep one")
+    # the ledger names each award's rule, and an order earns once per (rule, member):
+    # two awarding rules with one name would be one cause
+    named: dict[str, int] = {}
+    for i, rule in enumerate(rules):
+        if not (hasattr(rule, "bonus") or isinstance(rule, SpendRule | FixedBonusRule)):
+            continue  # multipliers write no ledger rows of their own
+        rule_name = getattr(rule, "name", type(rule).__name__)
+        if rule_name in named:
+            raise d.error(
+                f"earn[{i}].name",
+                f"{rule_name!r} is already the name of earn[{named[rule_name]}]; give each "
+                "rule that awards points its own name",
+            )
+        named[rule_name] = i
+
+
+def _rules(d: _Definition) -> dict[str, Any]:
+    rules = [_rule(d, i, raw) for i, raw in enumerate(d.data.get("earn", []) or [])]
+    _check_awards(d, rules)
+    return {"rules": tuple(rules)}
+
+
+def _optional(raw: Mapping[str, Any], key: str, convert: Callable[[Any, str], _T]) -> _T | None:
+    return None if raw.get(key) is None else convert(raw[key], key)
+
+
+def _reward(raw: Any) -> RewardSpec:
+    """One ``[[rewards]]`` table (a RuleError names the key)."""
+    if not isinstance(raw, Mapping):
+        raise RuleError("", "must be a table ([[rewards]])")
+    _check_keys(raw, {"code", "title", "points", "stock", "valid_from", "valid_until",
+                      "value"}, "")  # fmt: skip
+    if "points" not in raw:
+        raise RuleError("points", "is required (the reward's cost in points)")
+    reward = RewardSpec(
+        code=_str(raw.get("code"), "code"),
+        title=str(raw.get("title", raw.get("code"))),
+        points=_int(raw["points"], "points", minimum=1),
+        stock=_optional(raw, "stock", _int),
+        valid_from=_optional(raw, "valid_from", _date),
+        valid_until=_optional(raw, "valid_until", _date),
+        value=_optional(raw, "value", _decimal),
+    )
+    if reward.valid_from and reward.valid_until and reward.valid_until < reward.valid_from:
+        raise RuleError("valid_until", f"{reward.valid_until} is before valid_from")
+    return reward
+
+
+def _rewards(d: _Definition) -> dict[str, Any]:
+    rewards: list[RewardSpec] = []
+    for i, raw in enumerate(d.data.get("rewards", []) or []):
+        where = f"rewards[{i}]"
+        reward = d.convert(functools.partial(_reward, raw), where)
+        if any(r.code == reward.code for r in rewards):
+            raise d.error(f"{where}.code", f"{reward.code!r} is used twice")
+        rewards.append(reward)
+    return {"rewards": tuple(rewards)}
+
+
+def _texts(d: _Definition) -> dict[str, Any]:
+    name = _str(d.data.get("name"), "name")  # valid: _name checked it first
+    return {
+        "title": str(d.data.get("title", name)),
+        "description": str(d.data.get("description", "")),
+        "currency": d.data.get("currency"),
+    }
+
+
+#: The parsers of a program's fields, in the order they are checked (the first problem
+#: found is the one reported). Each reads the whole definition and returns Program fields.
+_FIELD_PARSERS: tuple[Callable[[_Definition], dict[str, Any]], ...] = (
+    _name,
+    _point_value,
+    _expiry_months,
+    _reversal_policy,
+    _auto_enrol,
+    _qualification,
+    _tiers,
+    _rules,
+    _rewards,
+    _texts,
+)
+
 
 def parse_program(
     data: Mapping[str, Any],
@@ -491,186 +722,12 @@ def parse_program(
     """
     types = dict(BUILTIN_RULE_TYPES)
     types.update(rule_types or {})
-
-    def fail(field: str, message: str) -> ValidationError:
-        return ValidationError(f"{source}: {field} {message}", field=field)
-
-    try:
-        _check_keys(data, TOP_KEYS, "")
-    except RuleError as exc:
-        raise fail(exc.field, str(exc)) from None
-    try:
-        name = _str(data.get("name"), "name")
-    except RuleError as exc:
-        raise fail("name", str(exc) + " (every program needs a name)") from None
-    if not name.replace("-", "").replace("_", "").isalnum():
-        raise fail("name", f"{name!r} may only hold letters, digits, '-' and '_'")
-
-    def top(field: str, convert: Callable[[], Any]) -> Any:
-        try:
-            return convert()
-        except RuleError as exc:
-            raise fail(exc.field, str(exc)) from None
-
-    point_value = top(
-        "point_value", lambda: _decimal(data.get("point_value", "0.01"), "point_value")
-    )
-    expiry = data.get("expiry_months")
-    expiry_months = (
-        None
-        if expiry in (None, 0)
-        else top("expiry_months", lambda: _int(expiry, "expiry_months", minimum=1))
-    )
-    policy = data.get("reversal_policy", "negative")
-    if policy not in REVERSAL_POLICIES:
-        raise fail(
-            "reversal_policy", f"must be one of {', '.join(REVERSAL_POLICIES)}, not {policy!r}"
-        )
-    auto_enrol = data.get("auto_enrol", False)
-    if not isinstance(auto_enrol, bool):
-        raise fail("auto_enrol", f"must be true or false, not {auto_enrol!r}")
-
-    qualification = data.get("qualification", {}) or {}
-    if not isinstance(qualification, Mapping):
-        raise fail("qualification", "must be a table ([qualification])")
-    try:
-        _check_keys(qualification, {"measure", "window_months"}, "qualification.")
-    except RuleError as exc:
-        raise fail(exc.field, str(exc)) from None
-    measure = qualification.get("measure", "points")
-    if measure not in MEASURES:
-        raise fail(
-            "qualification.measure", f"must be one of {', '.join(MEASURES)}, not {measure!r}"
-        )
-    window = top(
-        "qualification.window_months",
-        lambda: _int(
-            qualification.get("window_months", 12), "qualification.window_months", minimum=1
-        ),
-    )
-
-    tiers: list[Tier] = []
-    for i, raw in enumerate(data.get("tiers", []) or []):
-        where = f"tiers[{i}]"
-        try:
-            if not isinstance(raw, Mapping):
-                raise RuleError("", "must be a table ([[tiers]])")
-            _check_keys(raw, {"name", "title", "threshold", "discount", "earn_multiplier"}, "")
-            tier = Tier(
-                name=_str(raw.get("name"), "name"),
-                title=str(raw.get("title", "")),
-                threshold=_decimal(raw.get("threshold", 0), "threshold"),
-                discount=_decimal(raw.get("discount", 0), "discount"),
-                earn_multiplier=_decimal(raw.get("earn_multiplier", 1), "earn_multiplier"),
-            )
-            if tier.discount >= 1:
-                raise RuleError(
-                    "discount", f"is a fraction below 1 (0.05 = 5%), not {tier.discount}"
-                )
-        except RuleError as exc:
-            raise fail(f"{where}.{exc.field}".rstrip("."), str(exc)) from None
-        if tiers and tier.threshold <= tiers[-1].threshold:
-            raise fail(
-                f"{where}.threshold",
-                f"{tier.threshold} must be above the previous tier's {tiers[-1].threshold} "
-                "(list tiers from lowest to highest)",
-            )
-        if any(t.name == tier.name for t in tiers):
-            raise fail(f"{where}.name", f"{tier.name!r} is used twice")
-        tiers.append(tier)
-    if tiers and tiers[0].threshold != 0:
-        raise fail("tiers[0].threshold", "the first (base) tier needs threshold = 0")
-
-    rules: list[Any] = []
-    for i, raw in enumerate(data.get("earn", []) or []):
-        where = f"earn[{i}]"
-        if not isinstance(raw, Mapping):
-            raise fail(where, "must be a table ([[earn]])")
-        kind = raw.get("type")
-        if kind not in types:
-            raise fail(
-                f"{where}.type",
-                f"{kind!r} is not a known earn rule type; known: {', '.join(sorted(types))}",
-            )
-        try:
-            rule = types[kind](raw)
-        except RuleError as exc:
-            raise fail(f"{where}.{exc.field}", str(exc)) from None
-        except (ValueError, TypeError) as exc:
-            raise fail(where, f"({kind}): {exc}") from None
-        if not (
-            hasattr(rule, "bonus")
-            or hasattr(rule, "multiplier")
-            or isinstance(rule, SpendRule | FixedBonusRule)
-        ):
-            raise fail(
-                where, f"type {kind!r} built an object with neither bonus() nor multiplier()"
-            )
-        rules.append(rule)
-    for kind in ("signup", "birthday", "referral"):
-        if sum(1 for r in rules if isinstance(r, FixedBonusRule) and r.kind == kind) > 1:
-            raise fail("earn", f"has more than one {kind} rule; keep one")
-    # the ledger names each award's rule, and an order earns once per (rule, member):
-    # two awarding rules with one name would be one cause
-    named: dict[str, int] = {}
-    for i, rule in enumerate(rules):
-        if not (hasattr(rule, "bonus") or isinstance(rule, SpendRule | FixedBonusRule)):
-            continue  # multipliers write no ledger rows of their own
-        rule_name = getattr(rule, "name", type(rule).__name__)
-        if rule_name in named:
-            raise fail(
-                f"earn[{i}].name",
-                f"{rule_name!r} is already the name of earn[{named[rule_name]}]; give each "
-                "rule that awards points its own name",
-            )
-        named[rule_name] = i
-
-    rewards: list[RewardSpec] = []
-    for i, raw in enumerate(data.get("rewards", []) or []):
-        where = f"rewards[{i}]"
-        try:
-            if not isinstance(raw, Mapping):
-                raise RuleError("", "must be a table ([[rewards]])")
-            _check_keys(raw, {"code", "title", "points", "stock", "valid_from", "valid_until",
-                              "value"}, "")  # fmt: skip
-            if "points" not in raw:
-                raise RuleError("points", "is required (the reward's cost in points)")
-            reward = RewardSpec(
-                code=_str(raw.get("code"), "code"),
-                title=str(raw.get("title", raw.get("code"))),
-                points=_int(raw["points"], "points", minimum=1),
-                stock=None if raw.get("stock") is None else _int(raw["stock"], "stock"),
-                valid_from=None if raw.get("valid_from") is None
-                else _date(raw["valid_from"], "valid_from"),
-                valid_until=None if raw.get("valid_until") is None
-                else _date(raw["valid_until"], "valid_until"),
-                value=None if raw.get("value") is None else _decimal(raw["value"], "value"),
-            )  # fmt: skip
-            if reward.valid_from and reward.valid_until and reward.valid_until < reward.valid_from:
-                raise RuleError("valid_until", f"{reward.valid_until} is before valid_from")
-        except RuleError as exc:
-            raise fail(f"{where}.{exc.field}".rstrip("."), str(exc)) from None
-        if any(r.code == reward.code for r in rewards):
-            raise fail(f"{where}.code", f"{reward.code!r} is used twice")
-        rewards.append(reward)
-
-    return Program(
-        name=name,
-        title=str(data.get("title", name)),
-        description=str(data.get("description", "")),
-        currency=data.get("currency"),
-        point_value=point_value,
-        expiry_months=expiry_months,
-        reversal_policy=policy,
-        auto_enrol=auto_enrol,
-        measure=measure,
-        window_months=window,
-        tiers=tuple(tiers),
-        rules=tuple(rules),
-        rewards=tuple(rewards),
-        source=source,
-        data=to_storable(data),
-    )
+    definition = _Definition(data, source, types)
+    definition.convert(lambda: _check_keys(data, TOP_KEYS, ""))
+    fields: dict[str, Any] = {}
+    for parse in _FIELD_PARSERS:
+        fields.update(parse(definition))
+    return Program(**fields, source=source, data=to_storable(data))
 
 
 def load_program_file(
