@@ -292,7 +292,7 @@ def propose_cmd(crm: Any, complaint_id: int, fmt: str) -> None:
     if proposals is None:
         click.echo(
             "no plugin offers reply proposals (install one implementing "
-            "crmkit_complaints_propose_replies, e.g. knowledgebase)"
+            "crmkit_complaints_reply_proposals, e.g. knowledgebase)"
         )
         return
     emit(proposals, fmt, ["score", "source", "title", "body"])

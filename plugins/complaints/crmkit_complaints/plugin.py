@@ -5,16 +5,19 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
+import attrs
 from sqlalchemy import select, update
 
-import crmkit
-from crmkit.core.workflow import WorkflowDefinition
-from crmkit.errors import ConfigError, ValidationError
+import crmkit.plugin as ck
+from crmkit_complaints import hookspecs
 from crmkit_complaints import tables as t
 from crmkit_complaints.businesshours import Calendar
-from crmkit_complaints.service import OPEN_STAGES, _check_policy, service
+from crmkit_complaints.policies import check_policy
+from crmkit_complaints.records import OPEN_STAGES
+from crmkit_complaints.service import service
 
 CRMKIT_API = ">=1.0,<2"
 
@@ -117,7 +120,7 @@ DEFAULTS: dict[str, Any] = {
 def _validate(values: dict[str, Any]) -> None:
     try:
         Calendar.from_dict(values["calendar"], "calendar")
-    except ConfigError as exc:
+    except ck.ConfigError as exc:
         raise ValueError(str(exc)) from None
     for name in ("categories", "severities", "priorities"):
         if not values[name] or not all(isinstance(v, str) for v in values[name]):
@@ -140,66 +143,38 @@ def _validate(values: dict[str, Any]) -> None:
     keys = set()
     for i, raw in enumerate(values["sla_policies"]):
         try:
-            policy = _check_policy(raw, values, f"sla_policies[{i}]")
-        except ValidationError as exc:
+            policy = check_policy(raw, values, f"sla_policies[{i}]")
+        except ck.ValidationError as exc:
             raise ValueError(str(exc)) from None
         keys.add((policy.priority, policy.channel))
     if ("*", "*") not in keys:
         raise ValueError("sla_policies needs a fallback policy with priority '*' and channel '*'")
 
 
-class Hookspecs:
-    @staticmethod
-    @crmkit.hookspec
-    def crmkit_complaints_propose_replies(crm: Any, complaint: Any, text: str) -> list[dict]:
-        """Propose replies to a complaint.
-
-        When: ``crmkit complaints propose ID`` / ``service(crm).propose(id)``, on demand.
-        Transaction: none (read-only). ``complaint`` is a
-        :class:`crmkit_complaints.service.Complaint` (``id, customer_id, category, channel,
-        description, tracking_code`` ...), ``text`` the text to answer. Returns: a list of
-        ``{"source": str, "title": str, "body": str, "score": float}``; all plugins'
-        proposals are merged and sorted by score, best first.
-        """
-
-    @staticmethod
-    @crmkit.hookspec
-    def crmkit_complaints_sla_alerts(ctx: Any, alerts: Sequence[Any]) -> None:
-        """SLA warnings and breaches were raised (each exactly once).
-
-        When: ``crmkit complaints check-sla``, after the alerts and the default outbox rows
-        are stored. Transaction: the check's transaction (raise to roll the check back).
-        ``alerts`` are :class:`crmkit_complaints.service.Alert` (complaint_id, target,
-        level, due_at, assignee, responsible — the department's fallback when unassigned —,
-        manager, recipients, message), ordered by complaint. Use it to send SMS or e-mail
-        to ``recipients``; returns nothing.
-        """
+@ck.hookimpl
+def crmkit_register_hookspecs() -> ModuleType:
+    return hookspecs
 
 
-@crmkit.hookimpl
-def crmkit_register_hookspecs() -> object:
-    return Hookspecs
-
-
-@crmkit.hookimpl
+@ck.hookimpl
 def crmkit_register_migrations() -> str:
     return str(Path(__file__).parent / "migrations" / "versions")
 
 
-@crmkit.hookimpl
-def crmkit_register_settings() -> crmkit.SettingsSpec:
-    return crmkit.SettingsSpec("complaints", DEFAULTS, _validate)
+@ck.hookimpl
+def crmkit_register_settings() -> ck.SettingsSpec:
+    return ck.SettingsSpec("complaints", DEFAULTS, _validate)
 
 
-@crmkit.hookimpl
-def crmkit_register_workflows() -> list[WorkflowDefinition]:
-    return [WorkflowDefinition.from_dict("complaint", COMPLAINT_FLOW, source="complaints")]
+@ck.hookimpl
+def crmkit_register_workflows() -> list[ck.WorkflowDefinition]:
+    return [ck.WorkflowDefinition.from_dict("complaint", COMPLAINT_FLOW, source="complaints")]
 
 
-@crmkit.hookimpl
-def crmkit_register_attributes() -> list[crmkit.AttributeDefinition]:
+@ck.hookimpl
+def crmkit_register_attributes() -> list[ck.AttributeDefinition]:
     return [
-        crmkit.AttributeDefinition(
+        ck.AttributeDefinition(
             "vip",
             "boolean",
             description="VIP customer: complaints get the top priority",
@@ -208,30 +183,39 @@ def crmkit_register_attributes() -> list[crmkit.AttributeDefinition]:
     ]
 
 
-@crmkit.hookimpl
+@ck.hookimpl
 def crmkit_register_template_dirs() -> list[str]:
     return [str(Path(__file__).parent / "templates")]
 
 
-@crmkit.hookimpl
+@ck.hookimpl
 def crmkit_after_workflow_transitions(ctx: Any, transitions: Sequence[Any]) -> None:
     if any(tr.workflow == "complaint" for tr in transitions):
         service(ctx.crm).on_transitions(ctx, transitions)
 
 
-@crmkit.hookimpl
+@ck.hookimpl(optionalhook=True)
+def crmkit_knowledgebase_register_template_variables() -> dict[str, dict[str, str]]:
+    """The knowledge base's reply templates may use ``complaint.<field>``: the fields of
+    :class:`~crmkit_complaints.hookspecs.ComplaintFacts`, with their descriptions."""
+    return {
+        "complaint": {f.name: f.metadata["doc"] for f in attrs.fields(hookspecs.ComplaintFacts)}
+    }
+
+
+@ck.hookimpl
 def crmkit_register_commands(cli: Any) -> None:
     from crmkit_complaints.cli import complaints
 
     cli.add_command(complaints)
 
 
-@crmkit.hookimpl
-def crmkit_customer_360_section(crm: Any, customer: Any) -> crmkit.Section | None:
+@ck.hookimpl
+def crmkit_customer_360_section(crm: Any, customer: Any) -> ck.Section | None:
     open_ones = service(crm).list(customer_id=customer.id, open_only=True, limit=None)
     if not open_ones:
         return None
-    return crmkit.Section(
+    return ck.Section(
         title="Open complaints",
         name="complaints",
         template="complaints/section.html",
@@ -255,7 +239,7 @@ def crmkit_customer_360_section(crm: Any, customer: Any) -> crmkit.Section | Non
     )
 
 
-@crmkit.hookimpl
+@ck.hookimpl
 def crmkit_export_personal_data(ctx: Any, customer: Any) -> dict[str, Any] | None:
     rows = ctx.connection.execute(
         select(t.complaints).where(t.complaints.c.customer_id == customer.id)
@@ -284,7 +268,7 @@ def crmkit_export_personal_data(ctx: Any, customer: Any) -> dict[str, Any] | Non
     return {"complaints": out}
 
 
-@crmkit.hookimpl
+@ck.hookimpl
 def crmkit_erase_personal_data(ctx: Any, customer: Any) -> None:
     ids = select(t.complaints.c.id).where(t.complaints.c.customer_id == customer.id)
     ctx.connection.execute(
@@ -300,7 +284,7 @@ def crmkit_erase_personal_data(ctx: Any, customer: Any) -> None:
     )
 
 
-@crmkit.hookimpl
+@ck.hookimpl
 def crmkit_generate_demo_data(crm: Any, rng: Any) -> str | None:
     svc = service(crm)
     customers = crm.customers.list(limit=20)
