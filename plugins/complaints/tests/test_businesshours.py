@@ -10,7 +10,7 @@ from crmkit_complaints.businesshours import Calendar
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crmkit.errors import ConfigError
+from crmkit.plugin import ConfigError
 
 BERLIN = zoneinfo.ZoneInfo("Europe/Berlin")
 SPLIT = {

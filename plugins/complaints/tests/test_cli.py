@@ -4,16 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from click.testing import CliRunner
-
-from crmkit.cli import CliState, cli
+from crmkit.testing import run_cli
 
 
 def run(url: str, *args: str) -> Any:
-    return CliRunner().invoke(
-        cli, ["--database", url, "complaints", *args], obj=CliState(),
-        env={"CRMKIT_PLUGINS": "complaints"},
-    )  # fmt: skip
+    return run_cli(["complaints", *args], database=url, plugins=["complaints"])
 
 
 def test_cli_walkthrough(make_crm: Any, database_url: str) -> None:

@@ -11,8 +11,7 @@ from crmkit_complaints import tables as t
 from crmkit_complaints.service import service
 from sqlalchemy import inspect, select
 
-from crmkit.core import migrate
-from crmkit.core.tables import metadata
+from crmkit.plugin import metadata
 
 
 def at(*args: int) -> dt.datetime:
@@ -49,7 +48,7 @@ def test_upgrade_to_0002_fills_the_pause_log_from_the_workflow_history(setup: An
         written = [tuple(r) for r in connection.execute(query)]
     assert [w[0] for w in written] == ["waiting_on_customer", "resolved", "closed",
                                        "waiting_on_customer"]  # fmt: skip
-    migrate.downgrade(crm.engine, crm.alembic_config(), "complaints0001")
+    crm.downgrade("complaints0001")
     assert "complaints_pauses" not in inspect(crm.engine).get_table_names()
     crm.upgrade()
     with crm.reading() as connection:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 
+import attrs
 import pytest
 from crmkit_complaints import tables as t
+from crmkit_complaints.hookspecs import ComplaintFacts
 from crmkit_complaints.service import service
 from sqlalchemy import func, select
 
-from crmkit.errors import NotFound, TransitionRefused, ValidationError
+import crmkit
+from crmkit.plugin import NotFound, TransitionRefused, ValidationError
 
 
 def at(*args: int) -> dt.datetime:
@@ -74,10 +77,8 @@ def test_sla_alert_hook_receives_alerts(make_crm) -> None:
     got = []
 
     class Notifier:
-        import crmkit
-
         @crmkit.hookimpl(optionalhook=True)
-        def crmkit_complaints_sla_alerts(ctx, alerts):  # noqa: N805
+        def crmkit_complaints_after_sla_alerts_raised(ctx, alerts):  # noqa: N805
             got.extend(alerts)
 
     crm = make_crm(plugins=["complaints", Notifier])
@@ -258,22 +259,80 @@ def test_bad_input_changes_nothing(setup) -> None:
 
 
 def test_propose_replies(make_crm) -> None:
-    import crmkit
+    got = []
 
     class KB:
         @crmkit.hookimpl(optionalhook=True)
-        def crmkit_complaints_propose_replies(crm, complaint, text):  # noqa: N805
+        def crmkit_complaints_reply_proposals(crm, complaint, text):  # noqa: N805
+            got.append(complaint)
             return [{"source": "kb", "title": f"About {complaint.category}",
                      "body": f"Re: {text}", "score": 0.9}]  # fmt: skip
+
+    class Other:
+        @crmkit.hookimpl(optionalhook=True)
+        def crmkit_complaints_reply_proposals(crm, complaint, text):  # noqa: N805
+            return [{"source": "other", "title": "t", "body": "b", "score": 0.95}]
 
     crm = make_crm(plugins=["complaints"])
     alice = crm.customers.add(name="Al")
     c = service(crm).log(alice.id, channel="web", category="billing", description="twice")
     assert service(crm).propose(c.id) is None
-    crm2 = make_crm(plugins=["complaints", KB])
-    assert service(crm2).propose(c.id) == [
-        {"source": "kb", "title": "About billing", "body": "Re: twice", "score": 0.9}
-    ]
+    crm2 = make_crm(plugins=["complaints", KB, Other])
+    assert [p["source"] for p in service(crm2).propose(c.id)] == ["other", "kb"]  # best first
+    assert service(crm2).propose(c.id)[1] == {
+        "source": "kb", "title": "About billing", "body": "Re: twice", "score": 0.9
+    }  # fmt: skip
+    # other plugins get the published facts, not the service's record
+    (facts, _) = got
+    assert isinstance(facts, ComplaintFacts)
+    assert attrs.asdict(facts) == {f.name: getattr(c, f.name) for f in attrs.fields(ComplaintFacts)}
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        facts.description = "changed"
+
+
+def test_old_hook_names_still_work_with_a_deprecation_warning(make_crm) -> None:
+    alerted, asked = [], []
+
+    class OldNames:
+        @crmkit.hookimpl(optionalhook=True)
+        def crmkit_complaints_sla_alerts(ctx, alerts):  # noqa: N805
+            alerted.extend(alerts)
+
+        @crmkit.hookimpl(optionalhook=True)
+        def crmkit_complaints_propose_replies(crm, complaint, text):  # noqa: N805
+            asked.append(complaint.tracking_code)
+            return [{"source": "old", "title": "t", "body": "b", "score": 0.5}]
+
+    with pytest.warns(DeprecationWarning) as caught:
+        crm = make_crm(plugins=["complaints", OldNames])
+    said = " ".join(str(w.message) for w in caught)
+    assert "crmkit_complaints_sla_alerts, which is now crmkit_complaints_after_sla_alerts_" in said
+    assert "crmkit_complaints_propose_replies, which is now crmkit_complaints_reply_pro" in said
+    alice = crm.customers.add(name="Al")
+    c = service(crm).log(alice.id, channel="web", category="billing", description="x",
+                         at=at(2026, 11, 23, 9))  # fmt: skip
+    assert [p["source"] for p in service(crm).propose(c.id)] == ["old"]
+    assert asked == [c.tracking_code]
+    service(crm).check_sla(at(2026, 11, 23, 16))
+    assert [(a.target, a.level) for a in alerted] == [("first_response", "warning")]
+
+
+def test_complaint_facts_are_the_template_variables(make_crm) -> None:
+    from crmkit_complaints import plugin
+
+    names = [f.name for f in attrs.fields(ComplaintFacts)]
+    assert len(names) == 17 and names[:6] == [
+        "id", "customer_id", "category", "channel", "description", "tracking_code"
+    ]  # fmt: skip
+    variables = plugin.crmkit_knowledgebase_register_template_variables()
+    assert list(variables) == ["complaint"]
+    assert list(variables["complaint"]) == names
+    assert all(isinstance(d, str) and len(d) > 10 for d in variables["complaint"].values())
+    assert "follows the case" in variables["complaint"]["tracking_code"]
+    # complaints loads without the knowledge base that declares that hook
+    crm = make_crm(plugins=["complaints"])
+    assert crm.plugin_names == ["complaints"]
+    assert not crm.has_hook("crmkit_knowledgebase_register_template_variables")
 
 
 def test_360_section_export_and_erase(setup) -> None:
@@ -310,14 +369,17 @@ def test_demo_data_is_reproducible(setup) -> None:
     assert sum(1 for c in made if c.stage == "resolved") == 2
 
 
-def test_segmentation_vip_veto_and_core_moves(make_crm) -> None:
-    import crmkit
+class SegSpecs:
+    """Test double of the segmentation plugin's published spec."""
 
-    class SegSpecs:
-        @staticmethod
-        @crmkit.hookspec(firstresult=True)
-        def crmkit_segmentation_current_segments(crm, customer_ids):
-            """test double of the segmentation plugin's hook"""
+    @staticmethod
+    @crmkit.hookspec(firstresult=True)
+    def crmkit_segmentation_vip_customers(crm, customer_ids):
+        """test double of the segmentation plugin's hook"""
+
+
+def segmentation(answer):
+    """A segmentation test double answering ``answer(customer_ids)``."""
 
     class Segmentation:
         @crmkit.hookimpl
@@ -325,9 +387,20 @@ def test_segmentation_vip_veto_and_core_moves(make_crm) -> None:
             return SegSpecs
 
         @crmkit.hookimpl
-        def crmkit_segmentation_current_segments(crm, customer_ids):  # noqa: N805
-            # the contract: {customer_id: {scheme: label}}; "VIP" in any case
-            return {cid: {"pyramid": "VIP" if cid == 1 else "small"} for cid in customer_ids}
+        def crmkit_segmentation_vip_customers(crm, customer_ids):  # noqa: N805
+            return answer(customer_ids)
+
+    return Segmentation
+
+
+def test_segmentation_vip_veto_and_core_moves(make_crm) -> None:
+    asked = []
+
+    def top_is_vip(customer_ids):
+        asked.append(list(customer_ids))
+        return {cid for cid in customer_ids if cid == 1}
+
+    Segmentation = segmentation(top_is_vip)  # noqa: N806
 
     class Veto:
         @crmkit.hookimpl
@@ -342,6 +415,7 @@ def test_segmentation_vip_veto_and_core_moves(make_crm) -> None:
     a = svc.log(top.id, channel="phone", category="billing", description="x")
     b = svc.log(small.id, channel="phone", category="billing", description="x")
     assert (a.priority, b.priority) == ("urgent", "normal")
+    assert asked == [[top.id], [small.id]]
     # a move through the core engine updates the complaint and its SLA clock
     crm.workflows.move(b.workflow_instance_id, "waiting_on_customer", at=at(2026, 11, 23, 10))
     c = svc.get(b.id)
@@ -353,7 +427,7 @@ def test_segmentation_vip_veto_and_core_moves(make_crm) -> None:
 
 
 def test_calendar_from_settings_with_time_zone(make_crm) -> None:
-    from crmkit.errors import ConfigError
+    from crmkit.plugin import ConfigError
 
     cal = {
         "timezone": "Europe/Berlin",
@@ -375,31 +449,15 @@ def test_calendar_from_settings_with_time_zone(make_crm) -> None:
     ("answer", "expected"),
     [
         (None, ["urgent", "normal", "normal"]),  # no snapshot yet: the attribute decides
-        ({}, ["urgent", "normal", "normal"]),
-        ({"2": {"pyramid": "vip"}}, ["urgent", "urgent", "normal"]),  # string keys
-        ({2: {"rfm": "champions"}, 3: {"pyramid": "major"}}, ["urgent", "normal", "normal"]),
-        ({2: "vip"}, ["urgent", "normal", "normal"]),  # not the contract's shape: ignored
+        (set(), ["urgent", "normal", "normal"]),
+        ({2}, ["urgent", "urgent", "normal"]),
+        ({2, 99}, ["urgent", "urgent", "normal"]),  # ids not asked about are ignored
+        ([3], ["urgent", "normal", "urgent"]),  # any collection of ids
+        ("2", ["urgent", "normal", "normal"]),  # not the contract's shape: ignored
     ],
 )
-def test_vip_tolerates_whatever_segmentation_answers(make_crm, answer, expected) -> None:
-    import crmkit
-
-    class SegSpecs:
-        @staticmethod
-        @crmkit.hookspec(firstresult=True)
-        def crmkit_segmentation_current_segments(crm, customer_ids):
-            """test double of the segmentation plugin's hook"""
-
-    class Segmentation:
-        @crmkit.hookimpl
-        def crmkit_register_hookspecs():
-            return SegSpecs
-
-        @crmkit.hookimpl
-        def crmkit_segmentation_current_segments(crm, customer_ids):  # noqa: N805
-            return answer
-
-    crm = make_crm(plugins=["complaints", Segmentation])
+def test_vip_is_whatever_segmentation_answers(make_crm, answer, expected) -> None:
+    crm = make_crm(plugins=["complaints", segmentation(lambda customer_ids: answer)])
     people = [
         crm.customers.add(name="Attr VIP", attributes={"vip": True}),
         crm.customers.add(name="Two"),
@@ -411,3 +469,18 @@ def test_vip_tolerates_whatever_segmentation_answers(make_crm, answer, expected)
         for p in people
     ]
     assert got == expected
+
+
+def test_vip_without_a_declared_segmentation_hook(make_crm) -> None:
+    """An implementation nobody declares (segmentation absent) is not asked."""
+
+    class Stray:
+        @crmkit.hookimpl(optionalhook=True)
+        def crmkit_segmentation_vip_customers(crm, customer_ids):  # noqa: N805
+            raise AssertionError("not declared: must not be called")
+
+    crm = make_crm(plugins=["complaints", Stray])
+    assert not crm.has_hook("crmkit_segmentation_vip_customers")
+    plain = crm.customers.add(name="Plain")
+    assert service(crm).log(plain.id, channel="web", category="billing",
+                            description="x").priority == "normal"  # fmt: skip

@@ -7,16 +7,15 @@ import json
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 from crmkit_complaints import tables as t
 from crmkit_complaints.businesshours import Calendar
 from crmkit_complaints.service import service
+from crmkit_complaints.sla import pause_log
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from crmkit.cli import CliState, cli
-from crmkit.errors import ConfigError
+from crmkit.plugin import ConfigError
 
 H = dt.timedelta(hours=1)
 
@@ -34,7 +33,7 @@ def outbox(crm: Any, created_at: dt.datetime | None = None) -> list[tuple[str, s
 
 
 def test_default_notifier_writes_the_outbox_and_the_cli_prints_it(
-    setup: Any, database_url: str, capsys: Any
+    setup: Any, cli_runner: Any, capsys: Any
 ) -> None:
     crm, alice, _ = setup
     svc = service(crm)
@@ -53,12 +52,8 @@ def test_default_notifier_writes_the_outbox_and_the_cli_prints_it(
     # from the CLI: the same rows are stored, and printed one line per recipient
     svc.log(alice.id, channel="phone", category="delivery", description="late",
             assignee="ann", at=at(2026, 11, 23, 9))  # fmt: skip
-    r = CliRunner().invoke(
-        cli,
-        ["--database", database_url, "complaints", "check-sla", "--as-of", "2026-11-24T12:00Z"],
-        obj=CliState(),
-        env={"CRMKIT_PLUGINS": "complaints"},
-    )
+    r = cli_runner(["complaints", "check-sla", "--as-of", "2026-11-24T12:00Z"],
+                   plugins=["complaints"])  # fmt: skip
     assert r.exit_code == 0, r.output
     sent = outbox(crm, at(2026, 11, 24, 12))[3:]
     assert [f"to {who}: {msg}" for who, msg in sent] == r.output.splitlines()[:-1]
@@ -244,7 +239,7 @@ def test_policy_change_keeps_accrued_and_paused_time(
         return total
 
     with crm.reading() as connection:
-        log = svc._pause_log(connection, c.id, c.id)[c.id]
+        log = pause_log(connection, c.id, c.id)[c.id]
     for minutes in probes:
         probe = now + dt.timedelta(minutes=minutes)
         measured = svc.measure(after, log, probe)
