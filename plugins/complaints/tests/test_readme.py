@@ -73,3 +73,12 @@ def test_readme_walkthrough_runs_with_the_installed_script(tmp_path: Path) -> No
         assert matches(expected, actual), f"$ {cmd}\n" + "\n".join(actual)
         assert (done.returncode != 0) == expected[0].startswith("error:"), cmd
     assert (tmp_path / "status.html").read_text(encoding="utf-8").count("Ann Agent") == 1
+
+
+def test_readme_lists_the_complaint_facts_as_the_code_documents_them() -> None:
+    import attrs
+    from crmkit_complaints.hookspecs import ComplaintFacts
+
+    section = README.read_text(encoding="utf-8").split("### ComplaintFacts", 1)[1]
+    rows = re.findall(r"^\| `(\w+)` \| `[^|]*` \| (.*) \|$", section, re.M)
+    assert rows == [(f.name, f.metadata["doc"]) for f in attrs.fields(ComplaintFacts)]
