@@ -380,6 +380,25 @@ def template_list(crm: Any, fmt: str) -> None:
     emit(rows, fmt)
 
 
+@template.command("variables")
+@format_option()
+@pass_crm
+def template_variables(crm: Any, fmt: str) -> None:
+    """List what templates can use: built-in variables and those plugins contribute."""
+    from crmkit_knowledgebase.templating import CUSTOMER_FIELDS
+
+    rows = [{"variable": "customer", "field": f, "description": f"the customer's {f}"}
+            for f in CUSTOMER_FIELDS]  # fmt: skip
+    rows.append({"variable": "customer", "field": "attributes.<name>",
+                 "description": "a declared customer attribute"})  # fmt: skip
+    for name, what in (("company", "the company setting of [knowledgebase]"),
+                       ("staff", "who sends the reply"), ("now", "the local time")):  # fmt: skip
+        rows.append({"variable": name, "field": "", "description": what})
+    for variable, fields in sorted(service(crm).template_variables().items()):
+        rows += [{"variable": variable, "field": f, "description": d} for f, d in fields.items()]
+    emit(rows, fmt, ["variable", "field", "description"])
+
+
 @template.command("render")
 @click.argument("name")
 @click.option("--customer", type=int)

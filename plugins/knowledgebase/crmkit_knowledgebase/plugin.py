@@ -1,4 +1,4 @@
-"""Hook implementations of the knowledgebase plugin."""
+"""Hook implementations of the knowledgebase plugin (its own hook: :mod:`.hookspecs`)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 
-import crmkit
-from crmkit.plugin import CrmError
+import crmkit.plugin as ck
 from crmkit_knowledgebase import tables as t
 from crmkit_knowledgebase.service import service
 
@@ -22,6 +21,8 @@ DEFAULTS: dict[str, Any] = {
 }
 
 SAMPLES = Path(__file__).parent / "samples"
+#: sample templates that use the ``complaint`` variable the complaints plugin contributes
+COMPLAINT_SAMPLES = SAMPLES / "with-complaints"
 
 
 def _validate(values: dict[str, Any]) -> None:
@@ -33,34 +34,41 @@ def _validate(values: dict[str, Any]) -> None:
             raise ValueError(f"{key} must be a whole number of at least 1")
 
 
-@crmkit.hookimpl
+@ck.hookimpl
+def crmkit_register_hookspecs() -> object:
+    from crmkit_knowledgebase import hookspecs
+
+    return hookspecs
+
+
+@ck.hookimpl
 def crmkit_register_migrations() -> str:
     return str(Path(__file__).parent / "migrations" / "versions")
 
 
-@crmkit.hookimpl
-def crmkit_register_settings() -> crmkit.SettingsSpec:
-    return crmkit.SettingsSpec("knowledgebase", DEFAULTS, _validate)
+@ck.hookimpl
+def crmkit_register_settings() -> ck.SettingsSpec:
+    return ck.SettingsSpec("knowledgebase", DEFAULTS, _validate)
 
 
-@crmkit.hookimpl
+@ck.hookimpl
 def crmkit_register_template_dirs() -> list[str]:
     return [str(Path(__file__).parent / "templates")]
 
 
-@crmkit.hookimpl
+@ck.hookimpl
 def crmkit_register_commands(cli: Any) -> None:
     from crmkit_knowledgebase.cli import kb
 
     cli.add_command(kb)
 
 
-@crmkit.hookimpl
-def crmkit_customer_360_section(crm: Any, customer: Any) -> crmkit.Section | None:
+@ck.hookimpl
+def crmkit_customer_360_section(crm: Any, customer: Any) -> ck.Section | None:
     sends = service(crm).sends(customer.id, limit=50)
     if not sends:
         return None
-    return crmkit.Section(
+    return ck.Section(
         title="Knowledge base: articles and templates sent",
         data={
             "sends": [
@@ -82,7 +90,7 @@ def crmkit_customer_360_section(crm: Any, customer: Any) -> crmkit.Section | Non
     )
 
 
-@crmkit.hookimpl
+@ck.hookimpl
 def crmkit_export_personal_data(ctx: Any, customer: Any) -> dict[str, Any] | None:
     conn = ctx.connection
     sends = [
@@ -102,7 +110,7 @@ def crmkit_export_personal_data(ctx: Any, customer: Any) -> dict[str, Any] | Non
     return {"sends": sends, "votes": votes}
 
 
-@crmkit.hookimpl
+@ck.hookimpl
 def crmkit_erase_personal_data(ctx: Any, customer: Any) -> None:
     """Sent texts (which quote the customer) are blanked; votes keep their count, lose the link."""
     conn = ctx.connection
@@ -116,12 +124,16 @@ def crmkit_erase_personal_data(ctx: Any, customer: Any) -> None:
     )
 
 
-@crmkit.hookimpl
+@ck.hookimpl
 def crmkit_generate_demo_data(crm: Any, rng: Any) -> str | None:
     from crmkit_knowledgebase.transfer import import_dir
 
     kb = service(crm)
     counts = import_dir(kb, SAMPLES, author="demo")
+    if "complaint" in kb.template_variables():
+        counts["templates_created"] += import_dir(kb, COMPLAINT_SAMPLES, author="demo")[
+            "templates_created"
+        ]
     articles = kb.list(status="published", limit=None)
     customers = crm.customers.list(limit=20)
     for article in articles:
@@ -135,7 +147,7 @@ def crmkit_generate_demo_data(crm: Any, rng: Any) -> str | None:
         try:
             kb.send(customer.id, template=tpl.name, channel="email", staff="demo")
             sent += 1
-        except CrmError:
+        except ck.CrmError:
             continue  # a template that needs a complaint
     return (
         f"knowledgebase: {counts['articles_created']} articles, "
@@ -143,27 +155,28 @@ def crmkit_generate_demo_data(crm: Any, rng: Any) -> str | None:
     )
 
 
-@crmkit.hookimpl(optionalhook=True)
-def crmkit_complaints_propose_replies(crm: Any, complaint: Any, text: str) -> list[dict[str, Any]]:
-    """Reply proposals for a complaint: matching templates (rendered for the complaint's
-    customer and the complaint) and public published articles, best first.
+@ck.hookimpl(optionalhook=True)
+def crmkit_complaints_reply_proposals(crm: Any, complaint: Any, text: str) -> list[dict[str, Any]]:
+    """Reply proposals for a complaint: the templates and public published articles
+    suggested for ``text``, best first; templates rendered for the complaint (its
+    ``customer_id`` picks the customer; its fields are read as the ``complaint``
+    variable declares them).
 
     A template that can not be rendered for this complaint (a field it needs is
     missing) is left out rather than failing the whole proposal.
     """
     kb = service(crm)
     limit = crm.settings.get("knowledgebase", DEFAULTS)["propose_limit"]
-    message = " ".join(
-        x for x in (text, getattr(complaint, "category", None)) if isinstance(x, str) and x
-    )
-    if not message.strip():
+    try:
+        suggestions = kb.suggest(text or "", limit=limit * 2, audience="public")
+    except ck.ValidationError:  # no words to match
         return []
     proposals = []
-    for s in kb.suggest(message, limit=limit * 2, audience="public"):
+    for s in suggestions:
         if s.kind == "template":
             try:
                 body = kb.render(s.ref, complaint=complaint)
-            except CrmError:
+            except ck.CrmError:
                 continue
         else:
             body = kb.get(s.ref).body

@@ -1,7 +1,9 @@
 """Reply templates: save (checked in the sandbox), render for a customer, send and record.
 
 Rendering itself is :mod:`crmkit_knowledgebase.templating` (the Jinja2 sandbox);
-this module stores templates, builds their context from the CRM and records sends.
+this module stores templates, collects the variables other plugins contribute
+(:func:`contributed_variables`), builds a template's context from the CRM and the
+objects given, and records sends.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 from sqlalchemy import insert, select, update
 
-from crmkit.plugin import NotFound, ValidationError
+from crmkit.plugin import NotFound, PluginError, ValidationError
 from crmkit_knowledgebase import tables as t
 from crmkit_knowledgebase import templating
 from crmkit_knowledgebase.articles import article_row
@@ -25,6 +27,7 @@ from crmkit_knowledgebase.entities import (
     send_from_row,
     template_from_row,
 )
+from crmkit_knowledgebase.templating import BUILTIN, HOOK
 
 if TYPE_CHECKING:
     from crmkit.plugin import CRM
@@ -69,7 +72,13 @@ class ReplyTemplates:
                 "category": category,
             }
         )
-        templating.check(name, data["body"], data["format"], self.crm.attribute_definitions)
+        templating.check(
+            name,
+            data["body"],
+            data["format"],
+            self.crm.attribute_definitions,
+            contributed_variables(self.crm),
+        )
         with self.crm.transaction(actor=author) as ctx:
             exists = ctx.connection.execute(
                 select(t.templates.c.id).where(t.templates.c.name == name)
@@ -92,7 +101,11 @@ class ReplyTemplates:
             current = template_from_row(template_row(ctx.connection, name))
             merged = {**attrs.asdict(current), **data}
             templating.check(
-                merged["name"], merged["body"], merged["format"], self.crm.attribute_definitions
+                merged["name"],
+                merged["body"],
+                merged["format"],
+                self.crm.attribute_definitions,
+                contributed_variables(self.crm),
             )
             ctx.connection.execute(
                 update(t.templates)
@@ -110,6 +123,11 @@ class ReplyTemplates:
             rows = connection.execute(select(t.templates).order_by(t.templates.c.name))
             return [template_from_row(r) for r in rows]
 
+    def template_variables(self) -> dict[str, dict[str, str]]:
+        """The variables enabled plugins contribute to templates (besides the built-in
+        customer, company, staff, now): ``{variable: {field: description}}``."""
+        return contributed_variables(self.crm)
+
     def render(
         self,
         name: str,
@@ -117,26 +135,32 @@ class ReplyTemplates:
         customer_id: int | None = None,
         complaint: Any = None,
         staff: str | None = None,
+        variables: Mapping[str, Any] | None = None,
     ) -> str:
-        """Render a template for a customer (and a complaint) in the sandbox."""
+        """Render a template for a customer in the sandbox.
+
+        ``variables`` gives the objects of contributed variables by name (``complaint=``
+        is short for ``variables={"complaint": ...}``); only their declared fields are
+        read. Without ``customer_id``, a given object's ``customer_id`` picks the customer.
+        """
         template = self.template(name)
-        customer = None
-        if customer_id is None and complaint is not None:
-            customer_id = _field(complaint, "customer_id")
-        if customer_id is not None:
-            customer = templating.customer_context(
-                self.crm.customers.get(customer_id), self.crm.attribute_definitions
-            )
-        context = {
-            "customer": customer,
-            "complaint": templating.complaint_context(complaint),
+        given = _given(complaint, variables)
+        contributed = contributed_variables(self.crm)
+        if customer_id is None:
+            customer_id = _customer_id(given.values())
+        context: dict[str, Any] = {
             "company": self.crm.settings.get("knowledgebase", {}).get("company", ""),
             "staff": staff or "",
             "now": self.crm.local_time(dt.datetime.now(dt.UTC)),
         }
-        if customer is None:
-            context.pop("customer")
-        return templating.render(name, template.body, template.format, context)
+        if customer_id is not None:
+            context["customer"] = templating.customer_context(
+                self.crm.customers.get(customer_id), self.crm.attribute_definitions
+            )
+        for variable, fields in contributed.items():
+            if given.get(variable) is not None:
+                context[variable] = templating.variable_context(given[variable], fields)
+        return templating.render(name, template.body, template.format, context, contributed)
 
     # -- sends ------------------------------------------------------------
     def send(
@@ -148,8 +172,10 @@ class ReplyTemplates:
         complaint: Any = None,
         channel: str | None = None,
         staff: str | None = None,
+        variables: Mapping[str, Any] | None = None,
     ) -> Send:
-        """Record that a template (rendered) or an article was sent to a customer."""
+        """Record that a template (rendered, see :meth:`render`) or an article was sent to a
+        customer; a ``complaint``'s ``id`` is recorded with the send."""
         if (template is None) == (article is None):
             raise ValidationError("send exactly one of a template or an article", field="template")
         customer = self.crm.customers.get(customer_id)
@@ -157,7 +183,7 @@ class ReplyTemplates:
             if template is not None:
                 tpl = template_from_row(template_row(ctx.connection, template))
                 body = self.render(template, customer_id=customer.id, complaint=complaint,
-                                   staff=staff)  # fmt: skip
+                                   staff=staff, variables=variables)  # fmt: skip
                 row = {"kind": "template", "template_id": tpl.id, "article_id": None,
                        "title": tpl.title, "body": body}  # fmt: skip
             else:
@@ -192,6 +218,86 @@ class ReplyTemplates:
             q = q.limit(limit)
         with self.crm.reading() as connection:
             return [send_from_row(r) for r in connection.execute(q)]
+
+
+def contributed_variables(crm: Any) -> dict[str, dict[str, str]]:
+    """Every enabled plugin's answer to ``crmkit_knowledgebase_register_template_variables``,
+    checked and merged; a bad contribution is a PluginError naming the plugin."""
+    if not crm.has_hook(HOOK):
+        return {}
+    merged: dict[str, dict[str, str]] = {}
+    owners: dict[str, str] = {}
+    for impl in getattr(crm.hook, HOOK).get_hookimpls():
+        plugin = impl.plugin_name
+        try:
+            answer = impl.function()
+        except Exception as exc:
+            raise PluginError(
+                f"plugin {plugin!r} failed in {HOOK}: {type(exc).__name__}: {exc}", plugin=plugin
+            ) from exc
+        for variable, fields in _checked(answer or {}, plugin).items():
+            if variable in owners:
+                raise PluginError(
+                    f"plugins {owners[variable]!r} and {plugin!r} both contribute the template "
+                    f"variable {variable!r} ({HOOK}); disable one of them",
+                    plugin=plugin,
+                )
+            owners[variable] = plugin
+            merged[variable] = fields
+    return merged
+
+
+def _checked(answer: Any, plugin: str) -> dict[str, dict[str, str]]:
+    def refuse(what: str) -> PluginError:
+        return PluginError(
+            f"plugin {plugin!r} contributes template variables that are not valid ({HOOK}): "
+            f"{what}; return {{variable: {{field: description}}}} with identifiers as names",
+            plugin=plugin,
+        )
+
+    if not isinstance(answer, Mapping):
+        raise refuse(f"a {type(answer).__name__}, not a dict")
+    out: dict[str, dict[str, str]] = {}
+    for variable, fields in answer.items():
+        if not isinstance(variable, str) or not variable.isidentifier():
+            raise refuse(f"variable name {variable!r}")
+        if variable in BUILTIN:
+            raise refuse(f"{variable!r} is built in")
+        if not isinstance(fields, Mapping) or not all(
+            isinstance(f, str) and f.isidentifier() and isinstance(d, str)
+            for f, d in fields.items()
+        ):
+            raise refuse(f"the fields of {variable!r} must map field names to descriptions")
+        out[variable] = dict(fields)
+    return out
+
+
+def _given(complaint: Any, variables: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The objects given for contributed variables, by name."""
+    given = dict(variables or {})
+    if complaint is not None:
+        if given.get("complaint", complaint) is not complaint:
+            raise ValidationError(
+                "give the complaint once: complaint= or variables['complaint']", field="complaint"
+            )
+        given["complaint"] = complaint
+    builtin = sorted(set(given) & set(BUILTIN))
+    if builtin:
+        raise ValidationError(
+            f"variables {', '.join(builtin)} are built in and not given as objects; "
+            "give customer_id= and staff= instead",
+            field="variables",
+        )
+    return given
+
+
+def _customer_id(objects: Iterable[Any]) -> int | None:
+    """The first ``customer_id`` among the objects given (a complaint's customer)."""
+    for obj in objects:
+        found = _field(obj, "customer_id")
+        if found is not None:
+            return found
+    return None
 
 
 def _field(obj: Any, name: str) -> Any:

@@ -3,30 +3,43 @@
 Templates run in :class:`jinja2.sandbox.SandboxedEnvironment` with
 :class:`jinja2.StrictUndefined`: reaching for ``__class__``, ``mro`` and the
 like raises ``SecurityError``, and a field that does not exist raises
-``UndefinedError``; both become a :class:`crmkit.errors.ValidationError`
-naming the template and the line. HTML templates are autoescaped.
+``UndefinedError``; both become a :class:`crmkit.plugin.ValidationError`
+naming the template (and the line, where Jinja2 gives one). HTML templates
+are autoescaped.
 
-The context is plain data: ``customer`` (a dict of the customer's fields and
-``attributes``), ``complaint`` (a dict, when given), ``company`` and
-``staff`` (strings from the settings / the sender) and ``now``.
+The context is plain data. Built in: ``customer`` (a dict of the customer's
+fields and ``attributes``), ``company`` and ``staff`` (strings from the
+settings / the sender) and ``now``. Other plugins contribute more variables
+(``crmkit_knowledgebase_register_template_variables``, see
+:mod:`crmkit_knowledgebase.hookspecs`) as ``{variable: {field: description}}``;
+this module knows none of them by name: it checks templates against the
+``variables`` it is given, trial-renders them with a placeholder for each
+declared field, and reads only the declared fields from the objects given to
+render (:func:`variable_context`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-import attrs
 import jinja2
 import jinja2.meta
+from jinja2 import nodes
 from jinja2.exceptions import SecurityError, TemplateSyntaxError, UndefinedError
 from jinja2.sandbox import SandboxedEnvironment
 
 from crmkit.plugin import ValidationError
 
 FORMATS = ("text", "html")
-NAMES = ("customer", "complaint", "company", "staff", "now")
+#: variables every template may use, whatever plugins are enabled
+BUILTIN = ("customer", "company", "staff", "now")
+#: the hook through which plugins contribute more
+HOOK = "crmkit_knowledgebase_register_template_variables"
+
+#: contributed variables: {variable: {field: description}}
+Variables = Mapping[str, Mapping[str, str]]
 
 CUSTOMER_FIELDS = (
     "id",
@@ -47,28 +60,26 @@ CUSTOMER_FIELDS = (
     "owner",
 )
 
-#: complaint fields a template may use: the agreed contract plus the complaints plugin's
-COMPLAINT_FIELDS = (
-    "id",
-    "customer_id",
-    "category",
-    "channel",
-    "description",
-    "tracking_code",
-    "department",
-    "severity",
-    "priority",
-    "assignee",
-    "stage",
-    "root_cause",
-    "resolution",
-    "received_at",
-    "first_response_due_at",
-    "resolution_due_at",
-    "resolved_at",
-)
-
 _ENVS: dict[str, SandboxedEnvironment] = {}
+
+
+class Placeholder(str):
+    """A contributed field's value in the trial render: prints as ``<field>``.
+
+    Only the field's name is known (not its type), so a method or attribute of the
+    real value (``received_at.strftime('%d.%m.%Y')``) gives the placeholder back
+    instead of failing. Names starting with ``_`` are refused as for any value.
+    """
+
+    __slots__ = ()
+
+    def __getattr__(self, name: str) -> Placeholder:
+        if name.startswith("_") or name in ("unsafe_callable", "alters_data"):
+            raise AttributeError(name)
+        return self
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Placeholder:
+        return self
 
 
 def _blank_none(value: Any) -> Any:
@@ -87,8 +98,12 @@ def environment(fmt: str) -> SandboxedEnvironment:
     return _ENVS[fmt]
 
 
-def compile_template(name: str, body: str, fmt: str) -> jinja2.Template:
-    """Compile, refusing syntax errors and unknown top-level names."""
+def compile_template(
+    name: str, body: str, fmt: str, variables: Variables | None = None
+) -> jinja2.Template:
+    """Compile, refusing syntax errors and variables that are neither built in nor in
+    ``variables`` (the contributed ones)."""
+    variables = variables or {}
     if fmt not in FORMATS:
         raise ValidationError(
             f"template {name!r}: format {fmt!r} is not valid; use one of: {', '.join(FORMATS)}",
@@ -104,78 +119,101 @@ def compile_template(name: str, body: str, fmt: str) -> jinja2.Template:
             "fix the Jinja2 syntax",
             field="body",
         ) from None
-    unknown = sorted(jinja2.meta.find_undeclared_variables(tree) - set(NAMES))
+    unknown = jinja2.meta.find_undeclared_variables(tree) - set(BUILTIN) - set(variables)
     if unknown:
-        raise ValidationError(
-            f"template {name!r} uses unknown name(s) {', '.join(unknown)}; "
-            f"templates can use: {', '.join(NAMES)}",
-            field="body",
-        )
+        raise ValidationError(_unknown_message(name, tree, unknown, variables), field="body")
     return template
 
 
-def customer_context(customer: Any, attribute_names: Any = ()) -> dict[str, Any]:
+def _unknown_message(
+    name: str, tree: nodes.Template, unknown: set[str], variables: Variables
+) -> str:
+    """What (the variables), where (their first lines) and how to fix it."""
+    lines: dict[str, int] = {}
+    for node in tree.find_all(nodes.Name):
+        if node.name in unknown and node.ctx == "load":
+            lines.setdefault(node.name, node.lineno)
+    used = ", ".join(f"{v} (line {lines.get(v, 1)})" for v in sorted(unknown))
+    available = ", ".join((*BUILTIN, *sorted(variables)))
+    it = "it" if len(unknown) == 1 else "them"
+    return (
+        f"template {name!r} uses {used}, which no enabled plugin provides; templates can use: "
+        f"{available}; remove {it} from the template, or enable the plugin that contributes "
+        f"{it} (plugins add variables through {HOOK})"
+    )
+
+
+def used_variables(body: str, fmt: str) -> set[str]:
+    """The top-level names a template reads (it must compile)."""
+    return jinja2.meta.find_undeclared_variables(environment(fmt).parse(body))
+
+
+def customer_context(customer: Any, attribute_names: Iterable[str] = ()) -> dict[str, Any]:
     data = {f: getattr(customer, f, None) for f in CUSTOMER_FIELDS}
-    attributes = {name: None for name in attribute_names}
+    attributes: dict[str, Any] = dict.fromkeys(attribute_names)
     attributes.update(dict(getattr(customer, "attributes", {}) or {}))
     data["attributes"] = attributes
     return data
 
 
-def complaint_context(complaint: Any) -> dict[str, Any] | None:
-    if complaint is None:
-        return None
-    if isinstance(complaint, Mapping):
-        return dict(complaint)
-    if attrs.has(type(complaint)):
-        return attrs.asdict(complaint, recurse=False)
-    return {f: getattr(complaint, f) for f in COMPLAINT_FIELDS if hasattr(complaint, f)}
+def variable_context(value: Any, fields: Iterable[str]) -> dict[str, Any]:
+    """The declared ``fields`` of ``value``, and nothing else: by key from a mapping, by
+    attribute from any other object (an attrs instance). A field it lacks is left out,
+    so a template reading it fails with a clear error."""
+    if isinstance(value, Mapping):
+        return {f: value[f] for f in fields if f in value}
+    return {f: getattr(value, f) for f in fields if hasattr(value, f)}
 
 
-def sample_context(attribute_names: Any = ()) -> dict[str, Any]:
+def sample_context(
+    attribute_names: Iterable[str] = (), variables: Variables | None = None
+) -> dict[str, Any]:
     """Placeholder values for every field, to trial-render a template when it is saved."""
     now = dt.datetime(2026, 1, 1, 9, 0, tzinfo=dt.UTC)
     customer: dict[str, Any] = {f: f"<{f}>" for f in CUSTOMER_FIELDS}
     customer.update(id=1, birth_date=dt.date(1990, 1, 1))
     customer["attributes"] = {name: f"<{name}>" for name in attribute_names}
-    complaint: dict[str, Any] = {f: f"<{f}>" for f in COMPLAINT_FIELDS}
-    complaint.update(
-        id=1, customer_id=1, received_at=now, first_response_due_at=now, resolution_due_at=now
-    )
-    return {
-        "customer": customer,
-        "complaint": complaint,
-        "company": "<company>",
-        "staff": "<staff>",
-        "now": now,
+    context: dict[str, Any] = {
+        variable: {f: Placeholder(f"<{f}>") for f in fields}
+        for variable, fields in (variables or {}).items()
     }
+    context.update(customer=customer, company="<company>", staff="<staff>", now=now)
+    return context
 
 
-def render(name: str, body: str, fmt: str, context: Mapping[str, Any]) -> str:
-    """Render in the sandbox; every failure is a ValidationError naming the template."""
-    template = compile_template(name, body, fmt)
-    if context.get("complaint") is None and "complaint" in jinja2.meta.find_undeclared_variables(
-        environment(fmt).parse(body)
-    ):
-        raise ValidationError(
-            f"template {name!r} uses complaint fields but no complaint was given; "
-            "render it for a complaint",
-            field="complaint",
-        )
+def render(
+    name: str,
+    body: str,
+    fmt: str,
+    context: Mapping[str, Any],
+    variables: Variables | None = None,
+) -> str:
+    """Render in the sandbox; every failure is a ValidationError naming the template.
+
+    ``context`` holds the values (``customer`` and a contributed variable may be
+    missing or None when not given); ``variables`` the contributed variables' fields.
+    """
+    variables = variables or {}
+    template = compile_template(name, body, fmt, variables)
+    for variable in sorted(used_variables(body, fmt) & {"customer", *variables}):
+        if context.get(variable) is None:
+            raise ValidationError(
+                f"template {name!r} uses {variable} but no {variable} was given; "
+                f"render it for a {variable}",
+                field=variable,
+            )
     try:
         return template.render(**context)
     except SecurityError as exc:
         raise ValidationError(
             f"template {name!r} tried to reach outside the sandbox ({exc}); "
-            "templates may only read the customer's and complaint's fields",
+            "templates may only read the fields of their variables",
             field="body",
         ) from None
     except UndefinedError as exc:
-        available = ", ".join(sorted(k for k, v in context.items() if v is not None))
         raise ValidationError(
             f"template {name!r} uses a field that does not exist: {exc.message}; "
-            f"available: {available} (customer fields: {', '.join(CUSTOMER_FIELDS)}, "
-            "attributes.<name>)",
+            f"available: {_fields_help(context, variables)}",
             field="body",
         ) from None
     except Exception as exc:  # arithmetic on text, bad filters, ... in user code
@@ -184,7 +222,20 @@ def render(name: str, body: str, fmt: str, context: Mapping[str, Any]) -> str:
         ) from None
 
 
-def check(name: str, body: str, fmt: str, attribute_names: Any = ()) -> None:
-    """Refuse a template that does not compile or fails on placeholder data."""
-    compile_template(name, body, fmt)
-    render(name, body, fmt, sample_context(attribute_names))
+def _fields_help(context: Mapping[str, Any], variables: Variables) -> str:
+    given = ", ".join(sorted(k for k, v in context.items() if v is not None))
+    fields = [f"customer fields: {', '.join(CUSTOMER_FIELDS)}, attributes.<name>"]
+    fields += [f"{v} fields: {', '.join(f)}" for v, f in sorted(variables.items())]
+    return f"{given} ({'; '.join(fields)})"
+
+
+def check(
+    name: str,
+    body: str,
+    fmt: str,
+    attribute_names: Iterable[str] = (),
+    variables: Variables | None = None,
+) -> None:
+    """Refuse a template that does not compile, uses a variable that is neither built in
+    nor in ``variables``, or fails on placeholder data."""
+    render(name, body, fmt, sample_context(attribute_names, variables), variables)

@@ -15,6 +15,21 @@ from crmkit.testing import create_postgres_database, drop_postgres_database, pos
 
 DATA = Path(__file__).parent / "data"
 
+#: the fields the stand-in for the complaints plugin declares for ``complaint``
+COMPLAINT_FIELDS = ("id", "customer_id", "category", "channel", "description", "tracking_code",
+                    "received_at")  # fmt: skip
+
+
+class ComplaintVariables:
+    """Stands in for the complaints plugin: contributes the ``complaint`` template variable."""
+
+    CRMKIT_API = ">=1.0,<2"
+
+    @staticmethod
+    @crmkit.hookimpl(optionalhook=True)
+    def crmkit_knowledgebase_register_template_variables() -> dict[str, dict[str, str]]:
+        return {"complaint": {f: f"the complaint's {f}" for f in COMPLAINT_FIELDS}}
+
 
 @pytest.fixture
 def kb(make_crm: Any) -> Any:
@@ -23,10 +38,22 @@ def kb(make_crm: Any) -> Any:
 
 
 @pytest.fixture
+def complaint_variables() -> type:
+    """A plugin (a class) contributing the ``complaint`` template variable."""
+    return ComplaintVariables
+
+
+@pytest.fixture
+def kb_complaint(make_crm: Any) -> Any:
+    """The knowledge base of a CRM where a plugin contributes the ``complaint`` variable."""
+    return service(make_crm(plugins=["knowledgebase", ComplaintVariables]))
+
+
+@pytest.fixture
 def samples(kb: Any) -> Any:
     """The knowledge base with the shipped sample articles and reply templates."""
     counts = import_dir(kb, SAMPLES, author="setup")
-    assert counts["articles_created"] == 23 and counts["templates_created"] == 21
+    assert counts["articles_created"] == 23 and counts["templates_created"] == 20
     return kb
 
 

@@ -93,13 +93,30 @@ def test_templates_suggest_and_send(setup: Any) -> None:
     assert r.output == "no template or article matches this message\n"
 
 
+def test_template_variables_are_listed(
+    make_crm: Any, cli_runner: Any, complaint_variables: type
+) -> None:
+    make_crm(plugins=["knowledgebase"])
+    alone = cli_runner(["kb", "template", "variables", "--format", "json"],
+                       plugins=["knowledgebase"])  # fmt: skip
+    assert alone.exit_code == 0, alone.output
+    rows = json.loads(alone.output)
+    assert {r["variable"] for r in rows} == {"customer", "company", "staff", "now"}
+    assert {"variable": "customer", "field": "email", "description": "the customer's email"} in rows
+    both = cli_runner(["kb", "template", "variables", "--format", "json"],
+                      plugins=["knowledgebase", complaint_variables])  # fmt: skip
+    rows = json.loads(both.output)
+    assert {"variable": "complaint", "field": "tracking_code",
+            "description": "the complaint's tracking_code"} in rows  # fmt: skip
+
+
 def test_import_export_and_site(setup: Any, tmp_path: Path) -> None:
     crm, url = setup
     out = ok(url, "import", str(SAMPLES))
     assert out.startswith("articles created: 23, articles updated: 0")
-    assert "templates created: 21" in out
+    assert "templates created: 20" in out
     out = ok(url, "export", str(tmp_path / "out"))
-    assert out == f"exported 23 article(s), 21 template(s) to {tmp_path / 'out'}\n"
+    assert out == f"exported 23 article(s), 20 template(s) to {tmp_path / 'out'}\n"
     assert "articles unchanged: 23" in ok(url, "import", str(tmp_path / "out"))
     out = ok(url, "export-site", str(tmp_path / "site"), "--title", "Help & support")
     assert out.startswith(f"site written to {tmp_path / 'site'}: 20 article(s) in ")

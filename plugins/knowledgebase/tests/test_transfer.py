@@ -27,7 +27,7 @@ def test_export_then_import_into_an_empty_base_loses_nothing(
     samples.add("Tricky", "line one\r\nline \"two\" \\ \t tab\n\n+++\nnot front matter\n",
                 tags=["a,b", "引号\"", "x y"], products=["P-1"], slug="tricky")  # fmt: skip
     samples.add("No body", "", category="空 类别")
-    assert export_dir(samples, tmp_path) == {"articles": 25, "templates": 21}
+    assert export_dir(samples, tmp_path) == {"articles": 25, "templates": 20}
     assert (
         (tmp_path / "articles" / "退款政策.md")
         .read_text(encoding="utf-8")
@@ -35,11 +35,11 @@ def test_export_then_import_into_an_empty_base_loses_nothing(
     )
     other = second_kb
     result = import_dir(other, tmp_path, author="importer")
-    assert result["articles_created"] == 25 and result["templates_created"] == 21
+    assert result["articles_created"] == 25 and result["templates_created"] == 20
     assert snapshot(other) == snapshot(samples)
     # importing the same files again changes nothing; an edited file is one new revision
     again = import_dir(other, tmp_path)
-    assert (again["articles_unchanged"], again["templates_unchanged"]) == (25, 21)
+    assert (again["articles_unchanged"], again["templates_unchanged"]) == (25, 20)
     path = tmp_path / "articles" / "tricky.md"
     path.write_bytes(path.read_bytes().replace(b"line one", b"line 1"))
     assert import_dir(other, tmp_path)["articles_updated"] == 1
