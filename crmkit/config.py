@@ -30,6 +30,7 @@ import os
 import re
 import tomllib
 import zoneinfo
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ from crmkit.errors import ConfigError, CrmError
 
 CONFIG_NAME = "crmkit.toml"
 DEFAULT_DATABASE = "sqlite:///crm.db"
+PLUGINS_VARIABLE = "CRMKIT_PLUGINS"
 CORE_KEYS = {"database", "plugins", "timezone", "currency", "templates", "attributes", "workflows"}
 
 
@@ -54,10 +56,18 @@ class Config:
     workflows: dict[str, dict[str, Any]] = attrs.field(factory=dict)
     plugin_settings: dict[str, dict[str, Any]] = attrs.field(factory=dict)
     path: Path | None = None
+    #: where ``plugins`` came from when not from the file, e.g. the environment variable
+    plugins_source: str | None = None
 
     @property
     def where(self) -> str:
+        """The config file, for messages about its keys and tables."""
         return str(self.path) if self.path else "the configuration"
+
+    @property
+    def plugins_where(self) -> str:
+        """Where the enabled plugins were chosen: ``CRMKIT_PLUGINS`` or the file."""
+        return self.plugins_source or self.where
 
 
 def find_config(path: str | os.PathLike[str] | None = None) -> Path | None:
@@ -86,8 +96,9 @@ def load(path: str | os.PathLike[str] | None = None, *, database: str | None = N
     config = from_dict(data, path=file)
     if os.environ.get("CRMKIT_DATABASE_URL"):
         config.database = os.environ["CRMKIT_DATABASE_URL"]
-    if "CRMKIT_PLUGINS" in os.environ:
-        config.plugins = parse_plugin_list(os.environ["CRMKIT_PLUGINS"])
+    if PLUGINS_VARIABLE in os.environ:
+        config.plugins = parse_plugin_list(os.environ[PLUGINS_VARIABLE])
+        config.plugins_source = f"the environment variable {PLUGINS_VARIABLE}"
     if database:
         config.database = database
     if file is not None and config.database.startswith("sqlite:///"):
@@ -105,6 +116,7 @@ def parse_plugin_list(text: str) -> list[str] | None:
 
 
 def from_dict(data: dict[str, Any], path: Path | None = None) -> Config:
+    """Validate the parsed TOML ``data`` (read from ``path``) into a :class:`Config`."""
     where = str(path) if path else "the configuration"
 
     def fail(key: str, message: str) -> CrmError:
@@ -112,59 +124,96 @@ def from_dict(data: dict[str, Any], path: Path | None = None) -> Config:
 
     config = Config(path=path)
     if "database" in data:
-        if not isinstance(data["database"], str) or not data["database"]:
-            raise fail("database", "must be a URL such as sqlite:///crm.db")
-        config.database = data["database"]
-    plugins = data.get("plugins", "all")
-    if plugins == "all":
-        config.plugins = None
-    elif isinstance(plugins, list) and all(isinstance(p, str) for p in plugins):
-        config.plugins = list(plugins)
-    else:
-        raise fail("plugins", 'must be a list of plugin names, or "all"')
-    tz = data.get("timezone", "UTC")
-    try:
-        zoneinfo.ZoneInfo(tz)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError):
-        raise fail("timezone", f"{tz!r} is not an IANA time zone such as 'Europe/Paris'") from None
-    config.timezone = tz
-    currency = data.get("currency", "EUR")
-    if not (isinstance(currency, str) and len(currency) == 3 and currency.isalpha()):
-        raise fail("currency", f"{currency!r} is not a 3-letter ISO currency code such as 'EUR'")
-    config.currency = currency.upper()
+        config.database = _database(data["database"], fail)
+    config.plugins = _plugins(data.get("plugins", "all"), fail)
+    config.timezone = _timezone(data.get("timezone", "UTC"), fail)
+    config.currency = _currency(data.get("currency", "EUR"), fail)
     if "templates" in data:
-        config.templates = str(data["templates"])
-        if path is not None and not Path(config.templates).is_absolute():
-            config.templates = str(path.parent / config.templates)
-    for name, spec in (data.get("attributes") or {}).items():
-        if not isinstance(spec, dict):
-            raise fail(f"attributes.{name}", "must be a table with at least type = ...")
-        unknown = set(spec) - {"type", "choices", "required", "description"}
-        if unknown:
-            raise fail(f"attributes.{name}", f"unknown keys {sorted(unknown)}")
-        try:
-            config.attributes.append(
-                AttributeDefinition(
-                    name=name,
-                    type=spec.get("type", ""),
-                    choices=tuple(spec.get("choices", ())),
-                    required=bool(spec.get("required", False)),
-                    description=str(spec.get("description", "")),
-                )
-            )
-        except CrmError as exc:
-            raise fail(f"attributes.{name}", str(exc)) from None
+        config.templates = _templates(data["templates"], path)
+    config.attributes = _attributes(data.get("attributes") or {}, fail)
     workflows = data.get("workflows") or {}
     if not isinstance(workflows, dict):
         raise fail("workflows", "must be a table of workflow definitions")
     config.workflows = workflows
+    config.plugin_settings = _plugin_settings(data, fail)
+    return config
+
+
+#: ``fail(key, message)``: the ConfigError naming the file and the key.
+_Fail = Callable[[str, str], CrmError]
+
+
+def _database(value: Any, fail: _Fail) -> str:
+    if not isinstance(value, str) or not value:
+        raise fail("database", "must be a URL such as sqlite:///crm.db")
+    return value
+
+
+def _plugins(value: Any, fail: _Fail) -> list[str] | None:
+    if value == "all":
+        return None
+    if isinstance(value, list) and all(isinstance(p, str) for p in value):
+        return list(value)
+    raise fail("plugins", 'must be a list of plugin names, or "all"')
+
+
+def _timezone(value: Any, fail: _Fail) -> str:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError):
+        raise fail(
+            "timezone", f"{value!r} is not an IANA time zone such as 'Europe/Paris'"
+        ) from None
+    return str(value)
+
+
+def _currency(value: Any, fail: _Fail) -> str:
+    if not (isinstance(value, str) and len(value) == 3 and value.isalpha()):
+        raise fail("currency", f"{value!r} is not a 3-letter ISO currency code such as 'EUR'")
+    return value.upper()
+
+
+def _templates(value: Any, path: Path | None) -> str:
+    """The templates folder; a relative one is relative to the config file."""
+    folder = str(value)
+    if path is not None and not Path(folder).is_absolute():
+        return str(path.parent / folder)
+    return folder
+
+
+def _attributes(tables: dict[str, Any], fail: _Fail) -> list[AttributeDefinition]:
+    return [_attribute(name, spec, fail) for name, spec in tables.items()]
+
+
+def _attribute(name: str, spec: Any, fail: _Fail) -> AttributeDefinition:
+    key = f"attributes.{name}"
+    if not isinstance(spec, dict):
+        raise fail(key, "must be a table with at least type = ...")
+    unknown = set(spec) - {"type", "choices", "required", "description"}
+    if unknown:
+        raise fail(key, f"unknown keys {sorted(unknown)}")
+    try:
+        return AttributeDefinition(
+            name=name,
+            type=spec.get("type", ""),
+            choices=tuple(spec.get("choices", ())),
+            required=bool(spec.get("required", False)),
+            description=str(spec.get("description", "")),
+        )
+    except CrmError as exc:
+        raise fail(key, str(exc)) from None
+
+
+def _plugin_settings(data: dict[str, Any], fail: _Fail) -> dict[str, dict[str, Any]]:
+    """Every table that is not a core key: one plugin's settings each."""
+    settings = {}
     for key, value in data.items():
         if key in CORE_KEYS:
             continue
         if not isinstance(value, dict):
             raise fail(key, "unknown setting; plugin settings go in a table named after the plugin")
-        config.plugin_settings[key] = value
-    return config
+        settings[key] = value
+    return settings
 
 
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")

@@ -115,3 +115,52 @@ def test_init_writes_a_config_that_reads_back_with_every_plugins_defaults(tmp_pa
                 alone.close()
     finally:
         crm.close()
+
+
+def test_messages_name_where_the_plugin_list_came_from(tmp_path, monkeypatch):
+    path = tmp_path / "crmkit.toml"
+    path.write_text('plugins = ["warranty"]\n')
+    monkeypatch.delenv("CRMKIT_PLUGINS", raising=False)
+    from_file = config_module.load(path)
+    assert from_file.plugins_where == str(path) == from_file.where
+    with pytest.raises(crmkit.PluginError, match=f"enabled in {path} but not installed"):
+        crmkit.plugins.load(from_file.plugins, where=from_file.plugins_where)
+    monkeypatch.setenv("CRMKIT_PLUGINS", "warranty")
+    from_env = config_module.load(path)
+    assert from_env.plugins == ["warranty"]
+    assert from_env.plugins_where == "the environment variable CRMKIT_PLUGINS"
+    assert from_env.where == str(path)  # settings and workflows still come from the file
+    with pytest.raises(crmkit.PluginError) as info:
+        crmkit.plugins.load(from_env.plugins, where=from_env.plugins_where)
+    assert "enabled in the environment variable CRMKIT_PLUGINS but not installed" in str(info.value)
+    assert str(path) not in str(info.value)
+
+
+def test_from_dict_reads_every_core_key(tmp_path):
+    config = config_module.from_dict(
+        {
+            "database": "sqlite:///x.db",
+            "plugins": ["loyalty"],
+            "timezone": "Asia/Shanghai",
+            "currency": "cny",
+            "templates": "pages",
+            "attributes": {"vip": {"type": "boolean", "description": "a VIP"}},
+            "workflows": {"onboarding": {"initial": "welcome"}},
+            "loyalty": {"points_per_unit": 2},
+        },
+        path=tmp_path / "crmkit.toml",
+    )
+    assert (config.database, config.plugins, config.timezone, config.currency) == (
+        "sqlite:///x.db", ["loyalty"], "Asia/Shanghai", "CNY",
+    )  # fmt: skip
+    assert config.templates == str(tmp_path / "pages")
+    assert [(a.name, a.type, a.description) for a in config.attributes] == [
+        ("vip", "boolean", "a VIP")
+    ]
+    assert config.workflows == {"onboarding": {"initial": "welcome"}}
+    assert config.plugin_settings == {"loyalty": {"points_per_unit": 2}}
+    assert config_module.from_dict({}).plugins is None  # "all" by default
+    with pytest.raises(ConfigError, match=r"the configuration: attributes.x: unknown keys \['k'\]"):
+        config_module.from_dict({"attributes": {"x": {"type": "string", "k": 1}}})
+    with pytest.raises(ConfigError, match="workflows: must be a table"):
+        config_module.from_dict({"workflows": 3})
