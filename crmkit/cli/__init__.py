@@ -1,17 +1,23 @@
 """The ``crmkit`` command line (click).
 
-Every command takes ``--config PATH`` and ``--database URL`` (on the main
-group, and on each command for convenience). Plugins add their command groups
-through ``crmkit_register_commands``; inside a command, ``@pass_crm`` hands
-over the open CRM. A user mistake prints one line to stderr and exits 1; the
-traceback only shows with ``--verbose``.
+Every command takes ``--config PATH`` and ``--database URL``, before or after
+the command's name (``crmkit --config x.toml customer list`` and ``crmkit
+customer list --config x.toml`` are the same; the root group moves them to
+the front before parsing, so plugins' commands take them too). Plugins add
+their command groups through ``crmkit_register_commands``; inside a command,
+``@pass_crm`` hands over the open CRM. A user mistake prints one line to
+stderr and exits 1; the traceback only shows with ``--verbose``. Warnings the
+library logs (a plugin's failing 360 section, an after-commit hook) show as
+one ``warning:`` line each on stderr.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 import sys
-from collections.abc import Callable
+import traceback
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
@@ -20,7 +26,7 @@ import click
 import crmkit
 from crmkit import config as config_module
 from crmkit import plugins as plugin_loader
-from crmkit.errors import CrmError
+from crmkit.errors import CrmError, PluginError
 
 
 @attrs.define
@@ -48,12 +54,42 @@ class CliState:
         config = config_module.load(self.config, database=self.database)
         if self.plugins is not None:
             config.plugins = list(self.plugins)
+            config.plugins_source = "the plugins this run was given (CliState.plugins)"
         return config
 
     def close(self) -> None:
         if self.crm is not None:
             self.crm.close()
             self.crm = None
+
+
+#: Options of the root group that may also come after the command's name.
+GLOBAL_OPTIONS = ("--config", "--database")
+
+
+def hoist_global_options(args: Sequence[str]) -> list[str]:
+    """``args`` with every ``--config X`` / ``--database X`` (or ``--config=X``) moved first.
+
+    Their order among themselves is kept, so the last one given wins; nothing after
+    ``--`` moves. Commands must not define options of these names for another meaning.
+    """
+    front: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            rest.extend(args[i:])
+            break
+        name, has_value, _ = arg.partition("=")
+        if name in GLOBAL_OPTIONS and (has_value or i + 1 < len(args)):
+            size = 1 if has_value else 2
+            front.extend(args[i : i + size])
+            i += size
+            continue
+        rest.append(arg)
+        i += 1
+    return front + rest
 
 
 class CrmkitGroup(click.Group):
@@ -74,9 +110,14 @@ class CrmkitGroup(click.Group):
         state = ctx.find_object(CliState)
         try:
             config = (state or CliState()).load_config()
-            pm, _ = plugin_loader.load(config.plugins, where=config.where)
-        except CrmError:
-            return  # the error surfaces when a command opens the CRM
+            ctx.meta["crmkit_config"] = config
+            pm, statuses = plugin_loader.load(config.plugins, where=config.plugins_where)
+        except CrmError as exc:
+            # surfaces when a command opens the CRM, or (a plugin's) when no command matches
+            if isinstance(exc, PluginError):
+                ctx.meta["crmkit_plugin_error"] = exc
+            return
+        ctx.meta["crmkit_plugin_statuses"] = statuses
         named = pm.list_name_plugin()
         for name, plugin in named:
             if name not in self._registered_plugins:
@@ -109,6 +150,35 @@ class CrmkitGroup(click.Group):
             return None
         return super().get_command(ctx, cmd_name)
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, hoist_global_options(args))
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name = args[0] if args else None
+        if name and not ctx.resilient_parsing and self.get_command(ctx, name) is None:
+            why = self._why_missing(ctx, name)
+            if why:
+                raise UserError(why)
+        return super().resolve_command(ctx, args)
+
+    def _why_missing(self, ctx: click.Context, name: str) -> str | None:
+        """Why ``name`` is no command in this run, when a plugin explains it (else None)."""
+        error = ctx.meta.get("crmkit_plugin_error")
+        if error is not None:
+            return str(error)
+        statuses = {s.name: s for s in ctx.meta.get("crmkit_plugin_statuses", ())}
+        plugin = self._command_plugin.get(name) or _plugin_named(name, statuses)
+        if plugin is None or plugin not in statuses:  # not an installed plugin's command
+            return None
+        status = statuses.get(plugin)
+        if status is not None and status.enabled:
+            if status.ok:
+                return None
+            return f"plugin {plugin!r} is enabled but not loaded: {status.reason}"
+        return not_enabled_message(plugin, ctx.meta.get("crmkit_config"))
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -124,6 +194,33 @@ class CrmkitGroup(click.Group):
             raise UserError(
                 f"unexpected {type(exc).__name__}: {exc} (run with --verbose for the traceback)"
             ) from None
+
+
+def _plugin_named(name: str, statuses: dict[str, Any]) -> str | None:
+    """The installed plugin a command name stands for: the same name, or a prefix of one
+    (``segment`` for ``segmentation``), at least three letters long."""
+    if name in statuses:
+        return name
+    found = [p for p in statuses if len(name) >= 3 and p.startswith(name)]
+    return found[0] if len(found) == 1 else None
+
+
+def not_enabled_message(plugin: str, config: config_module.Config | None) -> str:
+    """What to say when an installed plugin's command is used but the plugin is not enabled."""
+    text = f"plugin {plugin!r} is installed but not enabled"
+    source = config.plugins_source if config else None
+    variable = config_module.PLUGINS_VARIABLE
+    enabled = [p for p in (config.plugins or []) if isinstance(p, str)] if config else []
+    listed = ",".join([*enabled, plugin])
+    if source and variable in source:
+        how = f"add it to {variable} (now {','.join(enabled)!r}): {variable}={listed}"
+    elif source:
+        how = f"add it to {source}"
+    elif config is not None and config.path is not None:
+        how = f"add {plugin!r} to plugins in {config.path} (or set {variable}={listed} for one run)"
+    else:
+        how = f"add it to plugins in crmkit.toml, or set {variable}={listed}"
+    return f"{text}; to enable it, {how}, then run 'crmkit db upgrade' for its tables"
 
 
 class UserError(click.ClickException):
@@ -149,7 +246,11 @@ def _set_state(field: str) -> Callable[[click.Context, click.Parameter, Any], An
 
 
 def common_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Accept ``--config`` and ``--database`` after a subcommand too."""
+    """Declare ``--config`` and ``--database`` on a command (they show in its --help).
+
+    The root group already accepts both anywhere on the line (see
+    :func:`hoist_global_options`), so this only documents them on the command.
+    """
     command = click.option(
         "--database",
         "database_option",
@@ -210,8 +311,38 @@ def cli(ctx: click.Context, config: str | None, database: str | None, verbose: b
     state.verbose = verbose
 
 
+class EchoLogHandler(logging.Handler):
+    """Log records (warnings and worse) as one ``warning: ...`` line each on stderr.
+
+    The library logs and never prints; the command line shows what it logged (the
+    command goes on: an error that ends it is a :class:`UserError`). The traceback
+    of a record follows only with ``--verbose``.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.WARNING)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = f"warning: {record.getMessage()}"
+            ctx = click.get_current_context(silent=True)
+            if record.exc_info and ctx is not None and _verbose(ctx):
+                text += "\n" + "".join(traceback.format_exception(*record.exc_info)).rstrip()
+            click.echo(text, err=True)
+        except Exception:  # a handler never raises into the code that logged
+            self.handleError(record)
+
+
+def install_log_handler() -> None:
+    """Show the library's warnings on stderr (once per process; the console script's)."""
+    root = logging.getLogger()
+    if not any(isinstance(h, EchoLogHandler) for h in root.handlers):
+        root.addHandler(EchoLogHandler())
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
+    install_log_handler()
     cli.main(args=argv, prog_name="crmkit", obj=CliState())
 
 

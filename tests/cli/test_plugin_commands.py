@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 
+import click
 import pytest
 from click.testing import CliRunner
 
 import crmkit
-from crmkit.cli import CliState, cli
+from crmkit.cli import CliState, cli, hoist_global_options
 
 
 class Greeter:
@@ -70,3 +71,126 @@ def test_config_given_before_help_decides_which_plugin_commands_are_listed(tmp_p
     config.write_text('database = "sqlite:///x.db"\nplugins = ["loyalty"]\n', encoding="utf-8")
     with_loyalty = CliRunner().invoke(cli, ["--config", str(config), "--help"], obj=CliState())
     assert "loyalty" in with_loyalty.output
+
+
+# -- a disabled plugin's command says how to enable the plugin ---------------------------------
+
+
+def needs_installed(*names):
+    missing = [n for n in names if n not in crmkit.plugins.installed()]
+    if missing:
+        pytest.skip(f"needs the plugins {missing} installed")
+
+
+def test_a_disabled_plugins_command_says_how_to_enable_it(tmp_path, monkeypatch):
+    needs_installed("loyalty")
+    monkeypatch.delenv("CRMKIT_PLUGINS", raising=False)
+    config = tmp_path / "crmkit.toml"
+    config.write_text(f'database = "sqlite:///{tmp_path / "x.db"}"\nplugins = []\n')
+    result = run(["--config", str(config), "loyalty", "status"])
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"error: plugin 'loyalty' is installed but not enabled; to enable it, add 'loyalty' to "
+        f"plugins in {config} (or set CRMKIT_PLUGINS=loyalty for one run), then run "
+        "'crmkit db upgrade' for its tables\n"
+    )
+    assert "No such command" not in result.output
+    # an unknown command that is no plugin's is still click's usage error
+    unknown = run(["--config", str(config), "warranty", "list"])
+    assert unknown.exit_code == 2 and "No such command 'warranty'" in unknown.output
+
+
+def test_a_plugin_disabled_by_the_environment_variable_says_so(tmp_path):
+    needs_installed("complaints", "segmentation")
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    result = run(["--database", url, "segment", "list"], env={"CRMKIT_PLUGINS": "complaints"})
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "error: plugin 'segmentation' is installed but not enabled; to enable it, add it to "
+        "CRMKIT_PLUGINS (now 'complaints'): CRMKIT_PLUGINS=complaints,segmentation, then run "
+        "'crmkit db upgrade' for its tables\n"
+    )
+
+
+def test_a_plugin_enabled_by_the_environment_but_not_installed_names_the_variable(tmp_path):
+    config = tmp_path / "crmkit.toml"
+    config.write_text(f'database = "sqlite:///{tmp_path / "x.db"}"\nplugins = []\n')
+    result = run(["--config", str(config), "warranty", "list"], env={"CRMKIT_PLUGINS": "warranty"})
+    assert result.exit_code == 1
+    assert result.stderr.startswith(
+        "error: plugin 'warranty' is enabled in the environment variable CRMKIT_PLUGINS but not "
+        "installed"
+    )
+    assert str(config) not in result.stderr
+
+
+# -- --config and --database after the command ---------------------------------------------------
+
+
+def test_global_options_work_after_any_command(tmp_path, monkeypatch):
+    monkeypatch.delenv("CRMKIT_PLUGINS", raising=False)
+    monkeypatch.chdir(tmp_path)  # no ./crmkit.toml: only the options say where things are
+    config = tmp_path / "shop.toml"
+    url = f"sqlite:///{tmp_path / 'shop.db'}"
+    init = run(["init", "--config", str(config), "--database", url, "--plugins", ""])
+    assert init.exit_code == 0, init.output
+    assert f"wrote {config}" in init.output and config.is_file()
+    upgraded = run(["db", "upgrade", "--config", str(config)])
+    assert upgraded.exit_code == 0, upgraded.output
+    assert run(["customer", "add", "--name", "Li Na", f"--config={config}"]).exit_code == 0
+    listed = run(
+        ["customer", "list", "--format", "csv", "--database", url], env={"CRMKIT_PLUGINS": ""}
+    )
+    assert listed.exit_code == 0, listed.output
+    assert "Li Na" in listed.output.splitlines()[1].split(",")
+    # the last one given wins
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    assert run(["--database", other, "db", "upgrade", "--database", url]).exit_code == 0
+    assert not (tmp_path / "other.db").exists()
+
+
+def test_global_options_after_a_plugin_command_choose_its_plugins(tmp_path, monkeypatch):
+    monkeypatch.delenv("CRMKIT_PLUGINS", raising=False)
+    monkeypatch.chdir(tmp_path)
+
+    class Waver:  # commands are added once per plugin and process: a plugin of its own
+        @staticmethod
+        @crmkit.hookimpl
+        def crmkit_register_commands(cli):
+            @cli.command("wave-test")
+            @click.option("--times", type=int, default=1)
+            @click.pass_context
+            def wave(ctx, times):
+                "Wave, and say which config file this run reads."
+                click.echo(f"{'wave ' * times}{ctx.find_object(CliState).config}")
+
+    try:
+        config = tmp_path / "crmkit.toml"
+        config.write_text(f'database = "sqlite:///{tmp_path / "x.db"}"\nplugins = []\n')
+        waved = run(["wave-test", "--config", str(config), "--times", "2"], plugins=[Waver])
+        assert waved.exit_code == 0, waved.output
+        assert waved.output == f"wave wave {config}\n"
+        # the config given after the command decides which plugins' commands exist
+        needs_installed("loyalty")
+        config.write_text(f'database = "sqlite:///{tmp_path / "x.db"}"\nplugins = ["loyalty"]\n')
+        helped = run(["loyalty", "--help", "--config", str(config)])
+        assert helped.exit_code == 0, helped.output
+        assert "Loyalty programs" in helped.output
+    finally:
+        cli.commands.pop("wave-test", None)
+
+
+@pytest.mark.parametrize(
+    ("args", "hoisted"),
+    [
+        (["customer", "list", "--config", "a.toml"], ["--config", "a.toml", "customer", "list"]),
+        (["db", "upgrade", "--database=sqlite://"], ["--database=sqlite://", "db", "upgrade"]),
+        (
+            ["--config", "a", "x", "--config", "b", "--", "--database", "d"],
+            ["--config", "a", "--config", "b", "x", "--", "--database", "d"],
+        ),
+        (["x", "--config"], ["x", "--config"]),  # no value: click says so
+    ],
+)
+def test_hoist_global_options(args, hoisted):
+    assert hoist_global_options(args) == hoisted
