@@ -210,7 +210,7 @@ def customer_consent(crm: Any, ref: str, purpose: str, grant: bool, source: str 
 )  # fmt: skip
 @pass_crm
 def customer_export(crm: Any, ref: str, output: str | None) -> None:
-    """Everything held on a customer, core and plugins, as JSON (a personal-data export)."""
+    """Everything held on a customer as JSON; each plugin's part is under "plugins", by name."""
     data = crm.customers.export(p.customer(crm, ref).id)
     text = json.dumps(data, ensure_ascii=False, indent=2)
     if output is None:

@@ -1,18 +1,35 @@
-"""The customer 360 view as text, JSON, or a self-contained HTML page (customer_360.html)."""
+"""The customer 360 view as text, JSON, or a self-contained HTML page (customer_360.html).
+
+Plugin sections: in HTML a section's ``template`` is rendered with its ``data``
+(autoescaped); in text its ``.txt`` sibling (``loyalty/section.txt`` beside
+``loyalty/section.html``) is rendered the same way without escaping, or, when the
+plugin ships none, ``data`` is printed as an aligned key/value list. A section
+that fails to build or to render becomes an error section naming its plugin
+(logged with the traceback) and the rest of the view renders.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import functools
 import json
+import logging
 import re
+from collections.abc import Callable, Mapping
+from decimal import Decimal
+from pathlib import PurePosixPath
 from typing import Any
 
-from jinja2 import TemplateError, TemplateNotFound
+import attrs
+from jinja2 import Environment, TemplateNotFound
 from markupsafe import Markup
 
-from crmkit.core.customers import PROFILE_FIELDS, Customer360
+from crmkit.cli.output import _pad, _width
+from crmkit.core.customers import PROFILE_FIELDS, Customer360, error_section, is_error_section
 from crmkit.core.entities import CONSENT_PURPOSES, Section
 from crmkit.core.serialize import jsonable
-from crmkit.errors import PluginError
+
+log = logging.getLogger(__name__)
 
 
 def section_id(section: Section, taken: set[str]) -> str:
@@ -50,38 +67,51 @@ def _consents(view: Customer360) -> list[tuple[str, bool | None]]:
     return [(purpose, given.get(purpose)) for purpose in purposes]
 
 
-def _render_section(crm: Any, section: Section) -> Markup | None:
-    """A plugin section's own template, rendered with its data; None when it has none."""
+def _render_failed(section: Section, form: str, exc: Exception) -> Section:
+    """Log why ``section``'s template failed to render; the error section to show instead."""
+    plugin = section.name or section.title
+    if isinstance(exc, TemplateNotFound):
+        why = (
+            f"its template {exc.name!r} is in no template folder; the plugin must return "
+            "its folder from crmkit_register_template_dirs"
+        )
+    else:
+        why = f"its {form} template {section.template!r} failed: {type(exc).__name__}: {exc}"
+    error = f"plugin {plugin!r}: the section {section.title!r} could not be shown: {why}"
+    log.error("customer 360 %s: %s", form, error, exc_info=exc)
+    return error_section(plugin, error, title=section.title, order=section.order)
+
+
+def _render_section(crm: Any, section: Section) -> tuple[Section, Markup | None]:
+    """A plugin section and its own template rendered with its data (None when it has none).
+
+    A template that is missing or fails gives an error section in its place.
+    """
     if not section.template:
-        return None
+        return section, None
     try:
-        return Markup(crm.templates.get_template(section.template).render(**section.data))
-    except TemplateNotFound:
-        raise PluginError(
-            f"the 360 section {section.title!r} names template {section.template!r}, which no "
-            "template folder holds; the plugin must return its folder from "
-            "crmkit_register_template_dirs",
-            plugin=section.name or None,
-        ) from None
-    except TemplateError as exc:
-        raise PluginError(
-            f"the 360 section {section.title!r} failed to render {section.template!r}: {exc}",
-            plugin=section.name or None,
-        ) from None
+        return section, Markup(crm.templates.get_template(section.template).render(**section.data))
+    except Exception as exc:  # a broken section never takes the page down
+        if is_error_section(section):  # the error template itself failed: its data shows
+            log.error("customer 360 html: the error section failed too", exc_info=exc)
+            return section, None
+        return _render_section(crm, _render_failed(section, "html", exc))
 
 
 def html(crm: Any, view: Customer360) -> str:
     """The customer 360 page: inline CSS, no external assets, every section with an id."""
     taken: set[str] = set()
-    sections = [
-        {
-            "id": section_id(s, taken),
-            "section": s,
-            "body": _render_section(crm, s),
-            "data": jsonable(s.data),
-        }
-        for s in view.sections
-    ]
+    sections = []
+    for section, body in (_render_section(crm, s) for s in view.sections):
+        sections.append(
+            {
+                "id": section_id(section, taken),
+                "section": section,
+                "body": body,
+                "data": jsonable(section.data),
+                "failed": is_error_section(section),
+            }
+        )
     template = crm.templates.get_template("customer_360.html")
     return template.render(
         view=view,
@@ -103,9 +133,17 @@ def as_json(crm: Any, view: Customer360) -> str:
         "interactions": view.interactions,
         "orders": view.orders,
         "workflows": view.workflows,
-        "sections": [{"name": s.name, "title": s.title, "data": s.data} for s in view.sections],
+        "sections": [_json_section(s) for s in view.sections],
     }
     return json.dumps(jsonable(data), ensure_ascii=False, indent=2)
+
+
+def _json_section(section: Section) -> dict[str, Any]:
+    """A section in the JSON form; an error section also carries ``error`` (one line)."""
+    found: dict[str, Any] = {"name": section.name, "title": section.title, "data": section.data}
+    if is_error_section(section):
+        found["error"] = section.data.get("error", "")
+    return found
 
 
 def text(crm: Any, view: Customer360) -> str:
@@ -156,10 +194,112 @@ def text(crm: Any, view: Customer360) -> str:
         f"[{row['stage_title']}]"
         for row in _workflow_rows(crm, view)
     ]
+    text_templates = crm.templates.overlay(autoescape=False, cache_size=50)
     for section in view.sections:
         lines.append(f"{section.title}:")
-        lines += [
-            f"  {key}: {json.dumps(jsonable(value), ensure_ascii=False)}"
-            for key, value in section.data.items()
-        ]
+        lines += section_text(crm, section, text_templates)
     return "\n".join(lines)
+
+
+def text_template_name(template: str) -> str:
+    """The text template of a section's HTML template: ``loyalty/section.txt`` for
+    ``loyalty/section.html``."""
+    return str(PurePosixPath(template).with_suffix(".txt"))
+
+
+def section_text(crm: Any, section: Section, templates: Environment | None = None) -> list[str]:
+    """A plugin section's lines in the text form, indented by two spaces.
+
+    The plugin's ``.txt`` template when it has one (rendered with ``data``, no
+    escaping); otherwise ``data`` as a key/value list (:func:`data_lines`).
+    """
+    if section.template:
+        env = templates or crm.templates.overlay(autoescape=False, cache_size=50)
+        name = text_template_name(section.template)
+        try:
+            rendered = env.get_template(name).render(**section.data)
+        except TemplateNotFound as exc:
+            if exc.name != name:  # the .txt exists but includes a missing template
+                return section_text(crm, _render_failed(section, "text", exc), env)
+        except Exception as exc:  # a broken section never takes the view down
+            if is_error_section(section):
+                log.error("customer 360 text: the error section failed too", exc_info=exc)
+            else:
+                return section_text(crm, _render_failed(section, "text", exc), env)
+        else:
+            return [
+                "  " + line if line.strip() else "" for line in rendered.strip("\n").splitlines()
+            ]
+    return data_lines(section.data, indent=2, scalar=functools.partial(scalar_text, crm))
+
+
+def scalar_text(crm: Any, value: Any) -> str:
+    """One value as text: Decimal with thousands separators (``1,234.50``), datetimes in the
+    display time zone, dates ISO, ``yes``/``no``, ``-`` for nothing."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, Decimal):
+        return f"{value:,}" if value.is_finite() else str(value)
+    if isinstance(value, dt.datetime):
+        shown = crm.local_time(value) if crm is not None and value.tzinfo else value
+        return shown.strftime("%Y-%m-%d %H:%M")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return str(value)
+
+
+def _nested(value: Any) -> bool:
+    return isinstance(value, Mapping | list | tuple | set | frozenset)
+
+
+def _plain(value: Any) -> Any:
+    """attrs objects as their fields, sets in a stable order; anything else as it is."""
+    if attrs.has(type(value)):
+        return attrs.asdict(value, recurse=False)
+    if isinstance(value, set | frozenset):
+        return sorted(value, key=str)
+    return value
+
+
+def data_lines(
+    value: Any, *, indent: int = 0, scalar: Callable[[Any], str] = lambda v: scalar_text(None, v)
+) -> list[str]:
+    """``value`` as readable lines: a dict as ``key:  value`` lines aligned on the widest key
+    (wide CJK characters count two columns), nested dicts indented, lists as ``- item``."""
+    value = _plain(value)
+    pad = " " * indent
+    if isinstance(value, Mapping):
+        return _mapping_lines(value, indent, scalar)
+    if _nested(value):
+        if not value:
+            return [f"{pad}(none)"]
+        lines = []
+        for item in value:
+            block = data_lines(item, indent=indent + 2, scalar=scalar)
+            lines.append(f"{pad}- {block[0][indent + 2 :]}")
+            lines += block[1:]
+        return lines
+    return [f"{pad}{line}" for line in scalar(value).splitlines() or [""]]
+
+
+def _mapping_lines(
+    value: Mapping[Any, Any], indent: int, scalar: Callable[[Any], str]
+) -> list[str]:
+    pad = " " * indent
+    if not value:
+        return [f"{pad}(none)"]
+    items = [(f"{str(key).replace('_', ' ')}:", _plain(item)) for key, item in value.items()]
+    width = max((_width(label) for label, item in items if not (_nested(item) and item)), default=0)
+    lines = []
+    for label, item in items:
+        if _nested(item) and item:
+            lines.append(pad + label)
+            lines += data_lines(item, indent=indent + 2, scalar=scalar)
+            continue
+        text = "(none)" if _nested(item) else scalar(item)
+        first, *more = text.splitlines() or [""]
+        lines.append(f"{pad}{_pad(label, width)} {first}".rstrip())
+        lines += [f"{pad}{' ' * width} {line}".rstrip() for line in more]
+    return lines

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Iterable, Iterator, Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -17,6 +18,34 @@ from crmkit.errors import Conflict, CrmError, NotFound, ValidationError
 
 if TYPE_CHECKING:
     from crmkit.crm import CRM
+
+log = logging.getLogger(__name__)
+
+#: The template of the section shown in place of a plugin's 360 section that failed to
+#: build or to render (crmkit/templates; ``.txt`` beside it for the text form).
+ERROR_SECTION_TEMPLATE = "section_error.html"
+
+
+def error_section(
+    plugin: str, error: str, *, title: str | None = None, order: int = 100
+) -> Section:
+    """The 360 section standing in for ``plugin``'s when building or rendering it failed.
+
+    ``data`` holds ``plugin`` and ``error`` (one line: what failed and why); the
+    rest of the page renders as usual.
+    """
+    return Section(
+        title=title or plugin,
+        data={"plugin": plugin, "error": error},
+        template=ERROR_SECTION_TEMPLATE,
+        name=plugin,
+        order=order,
+    )
+
+
+def is_error_section(section: Section) -> bool:
+    return section.template == ERROR_SECTION_TEMPLATE
+
 
 #: Columns of ``customers`` a caller may set directly (everything else is custom attributes).
 PROFILE_FIELDS = (
@@ -513,11 +542,7 @@ class CustomerService:
     def view(self, customer_id: int, *, limit: int = 100) -> Customer360:
         """The 360 view: profile, contacts, timeline, orders, workflows, plugin sections."""
         customer = self.get(customer_id)
-        sections = [
-            s
-            for s in self.crm.call("crmkit_customer_360_section", crm=self.crm, customer=customer)
-            if s
-        ]
+        sections = self._sections(customer)
         with self.crm.reading() as connection:
             totals_row = connection.execute(
                 select(
@@ -540,6 +565,37 @@ class CustomerService:
             sections=sorted(sections, key=lambda s: (s.order, s.title)),
             totals=totals,
         )
+
+    def _sections(self, customer: Customer) -> list[Section]:
+        """Each plugin's 360 section for ``customer``; a plugin that fails gets an error section.
+
+        Each implementation of ``crmkit_customer_360_section`` is called on its own, in
+        pluggy's order, so one that raises (or returns something other than a Section) is
+        named, logged with its traceback, and shown as an error section while the others
+        render. Hook wrappers of this hook are not applied.
+        """
+        arguments = {"crm": self.crm, "customer": customer}
+        sections = []
+        for impl in reversed(self.crm.pm.hook.crmkit_customer_360_section.get_hookimpls()):
+            if impl.hookwrapper or impl.wrapper:
+                continue
+            name = impl.plugin_name
+            try:
+                section = impl.function(*(arguments[arg] for arg in impl.argnames))
+            except Exception as exc:
+                error = f"plugin {name!r} failed to build its section: {type(exc).__name__}: {exc}"
+                log.error("customer %s, 360 view: %s", customer.id, error, exc_info=exc)
+                sections.append(error_section(name, error))
+                continue
+            if not section:
+                continue
+            if not isinstance(section, Section):
+                error = f"plugin {name!r} returned a {type(section).__name__}, not a crmkit.Section"
+                log.error("customer %s, 360 view: %s", customer.id, error)
+                sections.append(error_section(name, error))
+                continue
+            sections.append(section)
+        return sections
 
     # -- personal data ----------------------------------------------------
     def export(self, customer_id: int) -> dict[str, Any]:
@@ -634,4 +690,12 @@ def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
         yield batch
 
 
-__all__ = ["BulkResult", "Customer360", "CustomerService", "CONSENT_PURPOSES"]
+__all__ = [
+    "BulkResult",
+    "Customer360",
+    "CustomerService",
+    "CONSENT_PURPOSES",
+    "ERROR_SECTION_TEMPLATE",
+    "error_section",
+    "is_error_section",
+]

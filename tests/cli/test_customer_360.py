@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
+from decimal import Decimal
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -12,7 +14,8 @@ import pytest
 from click.testing import CliRunner
 
 import crmkit
-from crmkit.cli import CliState, cli
+from crmkit.cli import CliState, cli, install_log_handler
+from crmkit.cli.page360 import data_lines, text_template_name
 from crmkit.testing import artifacts_dir, chromium
 
 CORE_SECTIONS = [
@@ -210,22 +213,6 @@ def test_text_and_json_include_plugin_sections(shop: Any) -> None:
     assert "contacts:\n  Wang Fang, buyer, +86 21 5555 0101" in text
 
 
-def test_section_naming_a_missing_template_is_one_line(make_crm: Any, database_url: str) -> None:
-    class Broken:
-        @staticmethod
-        @crmkit.hookimpl
-        def crmkit_customer_360_section(crm: Any, customer: Any) -> crmkit.Section:
-            return crmkit.Section(title="Broken", name="broken", template="broken/nope.html")
-
-    crm = make_crm(plugins=[Broken])
-    crm.customers.add(name="Ann")
-    result = show(database_url, [Broken], "1", "--format", "html")
-    assert result.exit_code == 1
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ")
-    assert "'broken/nope.html'" in lines[0] and "crmkit_register_template_dirs" in lines[0]
-
-
 def test_integrator_extends_the_core_page(make_crm: Any, database_url: str, tmp_path: Path) -> None:
     crm = make_crm()
     crm.customers.add(name="Guest <1>", attributes={"room": "1204"})
@@ -273,3 +260,263 @@ def test_page_in_headless_chromium(tmp_path: Path) -> None:
     shot = artifacts_dir() / "customer_360.png"
     chromium(tmp_path, f"--screenshot={shot}", "--window-size=1200,1800", page.as_uri())
     assert shot.exists() and shot.stat().st_size > 10_000
+
+
+# -- a broken plugin never takes the view down ------------------------------------------------
+
+
+class Broken:
+    """A test plugin whose 360 section raises."""
+
+    CRMKIT_NAME = "broken"
+
+    @staticmethod
+    @crmkit.hookimpl
+    def crmkit_customer_360_section(crm: Any, customer: Any) -> crmkit.Section:
+        raise ZeroDivisionError("no visits to divide by")
+
+
+class Strange:
+    """A test plugin whose 360 hook returns something that is not a Section."""
+
+    CRMKIT_NAME = "strange"
+
+    @staticmethod
+    @crmkit.hookimpl
+    def crmkit_customer_360_section(crm: Any, customer: Any) -> Any:
+        return {"title": "not a section"}
+
+
+def failed_records(caplog: pytest.LogCaptureFixture, logger: str) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == logger and r.levelno == logging.ERROR]
+
+
+def test_a_raising_section_becomes_an_error_section_naming_its_plugin(
+    shop: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    url, plugins, _ = shop
+    plugins = [*plugins, Broken, Strange]
+    # HTML: the plugin's section says what failed; every other section is there
+    page = show(url, plugins, "C-1", "--format", "html")
+    assert page.exit_code == 0, page.output
+    found = parse(page.stdout)
+    sections = [i for i in found.order if i.startswith("section-")]
+    assert sections == [
+        *CORE_SECTIONS, "section-plugin-visits", "section-plugin-notes-flags",
+        "section-plugin-broken", "section-plugin-strange",
+    ]  # fmt: skip
+    broken = " ".join(found.text["section-plugin-broken"].split())
+    assert broken == (
+        "broken This section could not be shown: plugin 'broken' failed to build its section: "
+        "ZeroDivisionError: no visits to divide by"
+    )
+    assert 'class="plugin failed"' in page.stdout and 'data-plugin="broken"' in page.stdout
+    assert (
+        "plugin 'strange' returned a dict, not a crmkit.Section"
+        in found.text["section-plugin-strange"]
+    )
+    assert "Hangzhou: signed the visit book" in found.text["section-plugin-visits"]
+    # JSON: an error section carries "error"; the others are unchanged
+    data = json.loads(show(url, plugins, "C-1", "--format", "json").stdout)
+    by_name = {s["name"]: s for s in data["sections"]}
+    assert by_name["broken"]["error"] == (
+        "plugin 'broken' failed to build its section: ZeroDivisionError: no visits to divide by"
+    )
+    assert by_name["broken"]["data"]["plugin"] == "broken"
+    assert "error" not in by_name["visits"] and by_name["visits"]["data"]["visits"]
+    # text: one error line under the section's title
+    text = show(url, plugins, "C-1")
+    assert text.exit_code == 0
+    assert (
+        "broken:\n  error: plugin 'broken' failed to build its section: ZeroDivisionError: "
+        "no visits to divide by\n" in text.stdout
+    )
+    assert "Store visits:" in text.stdout and "orders (2, newest first):" in text.stdout
+    # logged with the traceback by the core, never printed by the library
+    records = failed_records(caplog, "crmkit.core.customers")
+    assert records and all(r.exc_info for r in records if "broken" in r.getMessage())
+    assert any(isinstance(r.exc_info[1], ZeroDivisionError) for r in records if r.exc_info)
+    assert "Traceback" not in page.stderr + text.stderr
+
+
+def test_a_section_whose_template_fails_becomes_an_error_section(
+    make_crm: Any, database_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder = tmp_path / "templates"
+    (folder / "fragile").mkdir(parents=True)
+    (folder / "fragile" / "section.html").write_text("{{ visits | sum }} visits", "utf-8")
+
+    class Fragile:
+        CRMKIT_NAME = "fragile"
+
+        @staticmethod
+        @crmkit.hookimpl
+        def crmkit_register_template_dirs() -> list[str]:
+            return [str(folder)]
+
+        @staticmethod
+        @crmkit.hookimpl
+        def crmkit_customer_360_section(crm: Any, customer: Any) -> crmkit.Section:
+            return crmkit.Section(
+                title="Fragile", name="fragile", template="fragile/section.html",
+                data={"visits": ["one", "two"]}, order=5,
+            )  # fmt: skip
+
+    class Missing:
+        @staticmethod
+        @crmkit.hookimpl
+        def crmkit_customer_360_section(crm: Any, customer: Any) -> crmkit.Section:
+            return crmkit.Section(title="Missing", name="missing", template="missing/nope.html")
+
+    plugins = [Fragile, Missing, Notes]
+    crm = make_crm(plugins=plugins)
+    crm.customers.add(name="Ann")
+    page = show(database_url, plugins, "1", "--format", "html")
+    assert page.exit_code == 0, page.output
+    found = parse(page.stdout)
+    fragile = " ".join(found.text["section-plugin-fragile"].split())
+    assert fragile.startswith(
+        "Fragile This section could not be shown: plugin 'fragile': the section 'Fragile' could "
+        "not be shown: its html template 'fragile/section.html' failed: TypeError: "
+    )
+    missing = " ".join(found.text["section-plugin-missing"].split())
+    assert "its template 'missing/nope.html' is in no template folder" in missing
+    assert "crmkit_register_template_dirs" in missing
+    assert "key account, pays late" in found.text["section-plugin-notes-flags"]
+    records = failed_records(caplog, "crmkit.cli.page360")
+    assert len(records) == 2 and all(r.exc_info for r in records)
+    assert "Traceback" not in page.stderr
+    # the text form has no .txt template to fail: the data is listed
+    text = show(database_url, plugins, "1").stdout
+    assert "Fragile:\n  visits:\n    - one\n    - two\n" in text
+
+
+def test_the_command_line_shows_a_logged_failure_as_one_warning_line(
+    make_crm: Any, database_url: str
+) -> None:
+    crm = make_crm(plugins=[Broken])
+    crm.customers.add(name="Ann")
+    root = logging.getLogger()
+    before = list(root.handlers)
+    install_log_handler()  # what the crmkit console script does
+    try:
+        quiet = show(database_url, [Broken], "1")
+        verbose = CliRunner().invoke(
+            cli, ["--verbose", "--database", database_url, "customer", "show", "1"],
+            obj=CliState(plugins=[Broken]), env={"CRMKIT_PLUGINS": ""},
+        )  # fmt: skip
+    finally:
+        root.handlers[:] = before
+    assert quiet.exit_code == 0, quiet.output
+    assert quiet.stderr == (
+        "warning: customer 1, 360 view: plugin 'broken' failed to build its section: "
+        "ZeroDivisionError: no visits to divide by\n"
+    )
+    assert verbose.stderr.startswith(quiet.stderr + "Traceback (most recent call last):")
+    assert "ZeroDivisionError: no visits to divide by" in verbose.stderr.splitlines()[-1]
+
+
+# -- sections in the text form ----------------------------------------------------------------
+
+
+def test_text_form_lists_a_sections_data_readably(
+    make_crm: Any, database_url: str, tmp_path: Path
+) -> None:
+    class Loyal:
+        @staticmethod
+        @crmkit.hookimpl
+        def crmkit_customer_360_section(crm: Any, customer: Any) -> crmkit.Section:
+            return crmkit.Section(
+                title="Loyalty", name="loyal",
+                data={
+                    "tier": "gold", "points_balance": Decimal("12345.50"), "member": True,
+                    "since": dt.date(2024, 5, 1), "last_earned": at(2026, 3, 1, 16, 30),
+                    "expires": None, "会员等级": "金卡",
+                    "address": {"city": "上海", "rooms": {"home": 3}},
+                    "rewards": ["free night", "late check-out"], "vouchers": [],
+                    "history": [{"when": "2026-01-02", "points": 120}, {"when": "2026-02-03",
+                                                                       "points": 80}],
+                },
+            )  # fmt: skip
+
+    make_crm(plugins=[Loyal]).customers.add(name="Ann")
+    config = tmp_path / "crmkit.toml"
+    config.write_text(f'database = "{database_url}"\ntimezone = "Asia/Shanghai"\n', "utf-8")
+    result = CliRunner().invoke(
+        cli, ["--config", str(config), "customer", "show", "1"], obj=CliState(plugins=[Loyal]),
+        env={"CRMKIT_PLUGINS": ""},
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    section = result.stdout.split("Loyalty:\n", 1)[1].splitlines()
+    assert section == [
+        "  tier:           gold",
+        "  points balance: 12,345.50",
+        "  member:         yes",
+        "  since:          2024-05-01",
+        "  last earned:    2026-03-02 00:30",  # in the display time zone
+        "  expires:        -",
+        "  会员等级:       金卡",
+        "  address:",
+        "    city: 上海",
+        "    rooms:",
+        "      home: 3",
+        "  rewards:",
+        "    - free night",
+        "    - late check-out",
+        "  vouchers:       (none)",
+        "  history:",
+        "    - when:   2026-01-02",
+        "      points: 120",
+        "    - when:   2026-02-03",
+        "      points: 80",
+    ]
+    assert "{" not in result.stdout.split("Loyalty:", 1)[1]  # no raw JSON
+
+
+def test_a_plugin_gives_its_text_form_with_a_txt_template(shop: Any) -> None:
+    url, plugins, tmp_path = shop
+    (tmp_path / "templates" / "visits" / "section.txt").write_text(
+        "{% for v in visits %}{{ v.store }} -- {{ v.note }}\n{% endfor %}", encoding="utf-8"
+    )
+    text = show(url, plugins, "C-1").stdout
+    assert text_template_name("visits/section.html") == "visits/section.txt"
+    # rendered without HTML escaping, indented under the title
+    assert (
+        "Store visits:\n  Shanghai <One> -- <script>alert(1)</script> asked for samples\n"
+        "  Hangzhou -- signed the visit book\nNotes & flags:\n" in text
+    )
+    # the HTML form still uses the .html template, escaped
+    assert "&lt;script&gt;" in show(url, plugins, "C-1", "--format", "html").stdout
+
+
+def test_a_failing_txt_template_becomes_an_error_section_in_text(
+    shop: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    url, plugins, tmp_path = shop
+    (tmp_path / "templates" / "visits" / "section.txt").write_text(
+        "{{ visits | sum }}", encoding="utf-8"
+    )
+    result = show(url, plugins, "C-1")
+    assert result.exit_code == 0, result.output
+    assert (
+        "Store visits:\n  error: plugin 'visits': the section 'Store visits' could not be shown: "
+        "its text template 'visits/section.html' failed: TypeError: " in result.stdout
+    )
+    assert "Notes & flags:\n  flags:\n    - key account\n" in result.stdout
+    assert failed_records(caplog, "crmkit.cli.page360")
+
+
+def test_data_lines_nest_and_align() -> None:
+    assert data_lines({}) == ["(none)"]
+    assert data_lines(["a", {"b_c": 1, "d": [2, 3]}], indent=1) == [
+        " - a",
+        " - b c: 1",
+        "   d:",
+        "     - 2",
+        "     - 3",
+    ]
+    assert data_lines({"note": "two\nlines", "n": Decimal("-1234567.5")}) == [
+        "note: two",
+        "      lines",
+        "n:    -1,234,567.5",
+    ]
