@@ -7,8 +7,7 @@ from typing import Any
 
 import click
 
-from crmkit.cli import pass_crm
-from crmkit.cli.output import emit, format_option
+from crmkit.plugin import emit, format_option, pass_crm
 from crmkit_hotel_rooms import service
 
 

@@ -11,7 +11,7 @@ import crmkit
 from crmkit_hotel_rooms import service
 from crmkit_hotel_rooms.tables import preferences
 
-CRMKIT_API = ">=1.0,<2"
+CRMKIT_API = ">=1.2,<2"  # crmkit.plugin
 CRMKIT_NAME = "hotel_rooms"  # also when registered as an object (tests, scripts)
 CRMKIT_USES = ("loyalty",)  # adds the `nights` earn rule when loyalty is enabled
 

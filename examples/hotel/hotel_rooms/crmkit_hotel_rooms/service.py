@@ -14,10 +14,8 @@ import attrs
 from sqlalchemy import and_, func, insert, select, update
 
 import crmkit
-from crmkit.core import tables as core
-from crmkit.core.customers import BulkResult
-from crmkit.core.entities import to_money
-from crmkit.errors import ValidationError
+import crmkit.plugin as ck
+from crmkit.plugin import BulkResult, ValidationError, to_money
 from crmkit_hotel_rooms.tables import preferences
 
 FIELDS = ("floor", "pillow", "bed", "quiet", "note")
@@ -168,15 +166,13 @@ def stays(crm: crmkit.CRM, customer_id: int) -> dict[str, Any]:
     category = settings(crm)["room_category"]
     with crm.reading() as connection:
         row = connection.execute(
-            select(
-                func.count(func.distinct(core.orders.c.id)), func.sum(core.order_lines.c.quantity)
-            )
-            .select_from(core.orders.join(core.order_lines))
+            select(func.count(func.distinct(ck.orders.c.id)), func.sum(ck.order_lines.c.quantity))
+            .select_from(ck.orders.join(ck.order_lines))
             .where(
                 and_(
-                    core.orders.c.customer_id == customer_id,
-                    core.orders.c.status == "paid",
-                    core.order_lines.c.category == category,
+                    ck.orders.c.customer_id == customer_id,
+                    ck.orders.c.status == "paid",
+                    ck.order_lines.c.category == category,
                 )
             )
         ).one()

@@ -2,8 +2,7 @@
 
 from sqlalchemy import Boolean, Column, ForeignKey, Integer, Table, Text
 
-from crmkit.core.tables import metadata
-from crmkit.core.types import UTCDateTime
+from crmkit.plugin import UTCDateTime, metadata
 
 preferences = Table(
     "hotel_rooms_preferences",

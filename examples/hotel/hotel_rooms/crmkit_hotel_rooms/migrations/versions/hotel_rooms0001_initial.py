@@ -7,7 +7,7 @@ Revises:
 import sqlalchemy as sa
 from alembic import op
 
-from crmkit.core.types import UTCDateTime
+from crmkit.plugin import UTCDateTime
 
 revision = "hotel_rooms0001"
 down_revision = None
