@@ -15,12 +15,12 @@ from hypothesis import strategies as st
 from sqlalchemy.dialects import postgresql, sqlite
 
 import crmkit
-from crmkit import importing
 from crmkit.core import tables as t
 from crmkit.core.bulk import RowFormat, sqlite_utc_text
 from crmkit.core.orders import ORDER_COLUMNS
 from crmkit.core.types import UTCDateTime
-from crmkit.importing import import_file
+from crmkit.transfer import duplicates, import_file
+from crmkit.transfer import validate as validation
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
@@ -171,7 +171,7 @@ def test_rejects_keep_file_order_across_kinds_of_problem(make_crm, tmp_path: Pat
     st.integers(min_value=0, max_value=6),
 )
 def test_seen_keys_answer_the_same_in_memory_and_spilled(batches, limit):
-    spilling = importing._SeenKeys(limit=limit)
+    spilling = duplicates.SeenKeys(limit=limit)
     met: set[str] = set()
     try:
         for batch in batches:
@@ -185,8 +185,8 @@ def test_seen_keys_answer_the_same_in_memory_and_spilled(batches, limit):
 
 
 def test_duplicates_are_found_after_the_ids_spill_to_disk(make_crm, tmp_path, monkeypatch):
-    monkeypatch.setattr(importing, "SEEN_IN_MEMORY", 3)
-    monkeypatch.setattr(importing, "LOOKUP_BATCH", 2)
+    monkeypatch.setattr(duplicates, "SEEN_IN_MEMORY", 3)
+    monkeypatch.setattr(validation, "LOOKUP_BATCH", 2)
     crm = make_crm(plugins=[])
     crm.customers.add(name="Wu", external_id="C1")
     ids = ["O1", "O2", "O3", "O4", "O5", "O2", "O6", "O5", "O1"]
