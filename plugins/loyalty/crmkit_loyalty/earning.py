@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import attrs
 from sqlalchemy import func, null, select
 
 import crmkit.plugin as ck
@@ -19,7 +20,7 @@ from crmkit_loyalty import setbased
 from crmkit_loyalty import tables as t
 from crmkit_loyalty.ledger import CHUNK, end_of_day, post
 from crmkit_loyalty.membership import enrol_rows
-from crmkit_loyalty.program import MemberView, Program
+from crmkit_loyalty.program import FixedBonusRule, MemberView, Program
 from crmkit_loyalty.records import LedgerEntry, TierChange, entry_from_row
 from crmkit_loyalty.tiers import apply_tier_changes, upgrades
 
@@ -163,6 +164,30 @@ def earn_rows(
     replay: bool,
 ) -> tuple[list[LedgerEntry], list[TierChange]]:
     """Earn order by order in Python (any rule type, order lines, claw-backs, referrals)."""
+    rows = _locked_members(lc, ctx, program_id, prog, paid)
+    if not rows:
+        return [], []
+    if replay:
+        paid = _not_earned_yet(ctx.connection, program_id, paid, rows)
+    walk = _walk_orders(prog, paid, rows)
+    customers = {r.id: cid for cid, r in rows.items()}
+    referral = prog.fixed("referral")
+    if referral and walk.first_orders:
+        walk.ledger += _referral_rows(
+            ctx.connection, program_id, prog, referral, walk.first_orders, customers
+        )
+    extra = {rows[cid].id: st for cid, st in walk.state.items() if cid in walk.last_time}
+    listened = lc.listened("crmkit_loyalty_after_points_earned")
+    entries = post(ctx, program_id, prog, walk.ledger, customers, extra, entries=listened)
+    changes = upgrades(ctx, program_id, prog, rows, walk.last_time) if prog.tiers else []
+    return entries, changes
+
+
+def _locked_members(
+    lc: LoyaltyContext, ctx: HookContext, program_id: int, prog: Program, paid: list[Order]
+) -> dict[int, Any]:
+    """customer id -> member row (locked) of the customers of ``paid`` in the program;
+    with ``auto_enrol`` the others are enrolled first, as of their first order."""
     connection = ctx.connection
     customer_ids = sorted({o.customer_id for o in paid})
     m = t.members.c
@@ -176,38 +201,64 @@ def earn_rows(
     )
     rows = {r.customer_id: r for r in connection.execute(query)}
     if prog.auto_enrol:
-        first_order: dict[int, dt.datetime] = {}
-        for o in paid:
-            if o.customer_id not in rows:
-                seen = first_order.get(o.customer_id)
-                if seen is None or o.occurred_at < seen:
-                    first_order[o.customer_id] = o.occurred_at
+        first_order = _first_order_times(paid, rows)
         if first_order:
             enrol_rows(lc, ctx, program_id, prog, sorted(first_order), {}, first_order)
             rows = {r.customer_id: r for r in connection.execute(query)}
-    if not rows:
-        return [], []
-    if replay:
-        done = set(
-            connection.scalars(
-                select(t.ledger.c.order_id).where(
-                    t.ledger.c.program_id == program_id,
-                    t.ledger.c.kind == "earn",
-                    t.ledger.c.order_id.in_([o.id for o in paid]),
-                    t.ledger.c.member_id.in_([r.id for r in rows.values()]),
-                )
+    return rows
+
+
+def _first_order_times(paid: list[Order], members: Mapping[int, Any]) -> dict[int, dt.datetime]:
+    """customer id -> the time of their first order in ``paid``, for customers not members."""
+    first_order: dict[int, dt.datetime] = {}
+    for o in paid:
+        if o.customer_id not in members:
+            seen = first_order.get(o.customer_id)
+            if seen is None or o.occurred_at < seen:
+                first_order[o.customer_id] = o.occurred_at
+    return first_order
+
+
+def _not_earned_yet(
+    connection: Any, program_id: int, paid: list[Order], rows: Mapping[int, Any]
+) -> list[Order]:
+    """The orders of ``paid`` that have not earned in the program yet (a replay)."""
+    done = set(
+        connection.scalars(
+            select(t.ledger.c.order_id).where(
+                t.ledger.c.program_id == program_id,
+                t.ledger.c.kind == "earn",
+                t.ledger.c.order_id.in_([o.id for o in paid]),
+                t.ledger.c.member_id.in_([r.id for r in rows.values()]),
             )
         )
-        paid = [o for o in paid if o.id not in done]
+    )
+    return [o for o in paid if o.id not in done]
+
+
+@attrs.define
+class _Walk:
+    """What walking the paid orders in time order found."""
+
+    #: the ledger rows to post: each order's earn rows, then its claw-back row if any
+    ledger: list[dict[str, Any]]
+    #: customer id -> the member's ``orders_count`` and ``clawback_due`` after the walk
+    state: dict[int, dict[str, int]]
+    #: (member row, order): referred members' first earning order
+    first_orders: list[tuple[Any, Order]]
+    #: customer id -> the time of the member's last order walked
+    last_time: dict[int, dt.datetime]
+
+
+def _walk_orders(prog: Program, paid: list[Order], rows: Mapping[int, Any]) -> _Walk:
+    """Each member's orders through the program's rules, in time order (order counts and
+    claw-backs carry from one order to the next)."""
     state = {
         cid: {"orders_count": r.orders_count, "clawback_due": int(r.clawback_due)}
         for cid, r in rows.items()
     }
-    tiers = {cid: r.tier for cid, r in rows.items()}
-    out: list[dict[str, Any]] = []
-    first_orders: list[tuple[Any, Order]] = []
-    last_time: dict[int, dt.datetime] = {}
-    append = out.append
+    walk = _Walk([], state, [], {})
+    append, last_time = walk.ledger.append, walk.last_time
     order_points, expires_at = prog.order_points, prog.expires_at
     for order in sorted(paid, key=lambda o: (o.occurred_at, o.id)):
         cid = order.customer_id
@@ -216,11 +267,11 @@ def earn_rows(
             continue
         st = state[cid]
         count = st["orders_count"]
-        view = MemberView(row.id, cid, tiers[cid], count, row.enrolled_at)
+        view = MemberView(row.id, cid, row.tier, count, row.enrolled_at)
         earned = order_points(order, view)
         st["orders_count"] = count + 1
         if count == 0 and row.referred_by is not None:
-            first_orders.append((row, order))
+            walk.first_orders.append((row, order))
         when = order.occurred_at
         last_time[cid] = when
         expires = expires_at(when)
@@ -241,7 +292,7 @@ def earn_rows(
         if st["clawback_due"] and total:
             take = min(total, st["clawback_due"])
             st["clawback_due"] -= take
-            out.append(
+            append(
                 {
                     "member_id": row.id,
                     "kind": "reverse",
@@ -253,55 +304,62 @@ def earn_rows(
                     "reason": "claw back of points spent before their order was refunded",
                 }
             )
-    customers = {r.id: cid for cid, r in rows.items()}
-    referral = prog.fixed("referral")
-    if referral and first_orders:
-        referrers = {
-            r.customer_id: r
-            for r in connection.execute(
-                select(t.members).where(
-                    t.members.c.program_id == program_id,
-                    t.members.c.customer_id.in_({row.referred_by for row, _ in first_orders}),
-                )
+    return walk
+
+
+def _referral_rows(
+    connection: Any,
+    program_id: int,
+    prog: Program,
+    referral: FixedBonusRule,
+    first_orders: list[tuple[Any, Order]],
+    customers: dict[int, int],
+) -> list[dict[str, Any]]:
+    """The referral bonuses referred members' first orders earn: the referrer's (adding
+    them to ``customers``, member id -> customer id) and the referred member's."""
+    referrers = {
+        r.customer_id: r
+        for r in connection.execute(
+            select(t.members).where(
+                t.members.c.program_id == program_id,
+                t.members.c.customer_id.in_({row.referred_by for row, _ in first_orders}),
             )
-        }
-        for row, order in first_orders:
-            referrer = referrers.get(row.referred_by)
-            expires = prog.expires_at(order.occurred_at)
-            if referrer is not None and referral.points:
-                customers[referrer.id] = referrer.customer_id
-                out.append(
-                    {
-                        "member_id": referrer.id,
-                        "kind": "earn",
-                        "points": referral.points,
-                        "occurred_at": order.occurred_at,
-                        "expires_at": expires,
-                        "order_id": order.id,
-                        "rule": referral.name,
-                        "reason": f"referred customer {row.customer_id} paid a first order",
-                        "idem_key": f"referral:{row.id}",
-                    }
-                )
-            if referral.referee_points:
-                out.append(
-                    {
-                        "member_id": row.id,
-                        "kind": "earn",
-                        "points": referral.referee_points,
-                        "occurred_at": order.occurred_at,
-                        "expires_at": expires,
-                        "order_id": order.id,
-                        "rule": referral.name,
-                        "reason": f"referred by customer {row.referred_by}",
-                        "idem_key": f"referred:{row.id}",
-                    }
-                )
-    extra = {rows[cid].id: st for cid, st in state.items() if cid in last_time}
-    listened = lc.listened("crmkit_loyalty_after_points_earned")
-    entries = post(ctx, program_id, prog, out, customers, extra, entries=listened)
-    changes = upgrades(ctx, program_id, prog, rows, last_time) if prog.tiers else []
-    return entries, changes
+        )
+    }
+    out: list[dict[str, Any]] = []
+    for row, order in first_orders:
+        referrer = referrers.get(row.referred_by)
+        expires = prog.expires_at(order.occurred_at)
+        if referrer is not None and referral.points:
+            customers[referrer.id] = referrer.customer_id
+            out.append(
+                {
+                    "member_id": referrer.id,
+                    "kind": "earn",
+                    "points": referral.points,
+                    "occurred_at": order.occurred_at,
+                    "expires_at": expires,
+                    "order_id": order.id,
+                    "rule": referral.name,
+                    "reason": f"referred customer {row.customer_id} paid a first order",
+                    "idem_key": f"referral:{row.id}",
+                }
+            )
+        if referral.referee_points:
+            out.append(
+                {
+                    "member_id": row.id,
+                    "kind": "earn",
+                    "points": referral.referee_points,
+                    "occurred_at": order.occurred_at,
+                    "expires_at": expires,
+                    "order_id": order.id,
+                    "rule": referral.name,
+                    "reason": f"referred by customer {row.referred_by}",
+                    "idem_key": f"referred:{row.id}",
+                }
+            )
+    return out
 
 
 def earn_existing(
