@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import venv
+from pathlib import Path
 
 import click
 import pytest
@@ -10,6 +17,8 @@ from click.testing import CliRunner
 
 import crmkit
 from crmkit.cli import CliState, cli, hoist_global_options
+
+REPO = Path(__file__).parents[2]
 
 
 class Greeter:
@@ -194,3 +203,39 @@ def test_global_options_after_a_plugin_command_choose_its_plugins(tmp_path, monk
 )
 def test_hoist_global_options(args, hoisted):
     assert hoist_global_options(args) == hoisted
+
+
+# -- make install -----------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_the_makefiles_editable_install_of_a_plugin_is_quiet(tmp_path):
+    """The pip command `make install` runs prints no setuptools "be careful with folders"."""
+    make = shutil.which("make")
+    if make is None:
+        pytest.skip("needs make")
+    env_dir = tmp_path / "venv"
+    recipe = subprocess.run(
+        [make, "--no-print-directory", "-n", "-B", f"VENV={env_dir}", "install"],
+        cwd=REPO, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    words = shlex.split(next(line for line in recipe.splitlines() if " -e " in line))
+    environment = dict(os.environ)
+    while "=" in words[0] and not words[0].startswith("-"):  # VAR=value before the command
+        key, _, value = words.pop(0).partition("=")
+        environment[key] = value
+    assert words[:4] == [str(env_dir / "bin" / "python"), "-m", "pip", "install"], words
+    flags = [w for w in words[4:] if w.startswith("-") and w != "-e"]
+    # one plugin, copied so the build leaves nothing in the repository, into an empty
+    # environment through this pip (a recent one: it shows build-backend warnings)
+    plugin = tmp_path / "loyalty"
+    skip = shutil.ignore_patterns("*.egg-info", "__pycache__", "build", "tests")
+    shutil.copytree(REPO / "plugins" / "loyalty", plugin, ignore=skip)
+    venv.EnvBuilder(with_pip=False).create(env_dir)
+    pip = [sys.executable, "-m", "pip", "--python", str(env_dir / "bin" / "python"), "install"]
+    done = subprocess.run(
+        [*pip, *flags, "--no-deps", "-e", str(plugin)],
+        env=environment, capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "careful with folders" not in done.stdout + done.stderr, done.stderr
