@@ -96,9 +96,7 @@ def load(path: str | os.PathLike[str] | None = None, *, database: str | None = N
     config = from_dict(data, path=file)
     if os.environ.get("CRMKIT_DATABASE_URL"):
         config.database = os.environ["CRMKIT_DATABASE_URL"]
-    if PLUGINS_VARIABLE in os.environ:
-        config.plugins = parse_plugin_list(os.environ[PLUGINS_VARIABLE])
-        config.plugins_source = f"the environment variable {PLUGINS_VARIABLE}"
+    plugins_from_environment(config)
     if database:
         config.database = database
     if file is not None and config.database.startswith("sqlite:///"):
@@ -108,6 +106,13 @@ def load(path: str | os.PathLike[str] | None = None, *, database: str | None = N
         if relative and not database and not os.environ.get("CRMKIT_DATABASE_URL"):
             config.database = f"sqlite:///{(file.parent / db_path).resolve()}"
     return config
+
+
+def plugins_from_environment(config: Config) -> None:
+    """Apply ``CRMKIT_PLUGINS`` (when set) to ``config``, noting it as their source."""
+    if PLUGINS_VARIABLE in os.environ:
+        config.plugins = parse_plugin_list(os.environ[PLUGINS_VARIABLE])
+        config.plugins_source = f"the environment variable {PLUGINS_VARIABLE}"
 
 
 def parse_plugin_list(text: str) -> list[str] | None:

@@ -24,3 +24,14 @@ def test_long_wide_values_are_clipped_to_the_column_width():
     line = render(rows, "table").splitlines()[2]
     assert line.endswith("…")
     assert _display_width(line) <= 40
+
+
+def test_section_data_lines_align_values_with_wide_keys():
+    from crmkit.cli.page360 import data_lines
+
+    lines = data_lines({"会员等级": "金卡", "tier": "gold", "城市_区": "上海 浦东"}, indent=2)
+    assert lines == ["  会员等级: 金卡", "  tier:     gold", "  城市 区:  上海 浦东"]
+    # every value starts in the same terminal column (a CJK character is two wide)
+    starts = {_display_width(line[: line.index(value)]) for line, value in
+              zip(lines, ["金卡", "gold", "上海"], strict=True)}  # fmt: skip
+    assert starts == {12}
