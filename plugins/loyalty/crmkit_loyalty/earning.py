@@ -20,8 +20,9 @@ from crmkit_loyalty import setbased
 from crmkit_loyalty import tables as t
 from crmkit_loyalty.ledger import CHUNK, end_of_day, post
 from crmkit_loyalty.membership import enrol_rows
-from crmkit_loyalty.program import FixedBonusRule, MemberView, Program
+from crmkit_loyalty.program import Program
 from crmkit_loyalty.records import LedgerEntry, TierChange, entry_from_row
+from crmkit_loyalty.rules import FixedBonusRule, MemberView
 from crmkit_loyalty.tiers import apply_tier_changes, upgrades
 
 if TYPE_CHECKING:

@@ -65,7 +65,7 @@ def crmkit_loyalty_register_earn_rule_types() -> dict[str, EarnRuleFactory]:
     When: the first time a program is parsed in an open CRM (loading, reading or earning).
     Transaction: none. Returns: ``{type_name: factory}``; ``factory(table)`` receives the
     rule's TOML table and returns an object with ``bonus(order, member) -> int`` (fixed
-    points for an order; ``member`` is a :class:`crmkit_loyalty.program.MemberView` with
+    points for an order; ``member`` is a :class:`crmkit_loyalty.rules.MemberView` with
     ``id``, ``customer_id``, ``tier``, ``orders_count`` (earning orders before this one)
     and ``enrolled_at``) and/or ``multiplier(order, category) -> Decimal`` (multiplies
     spend points of the order's part in ``category``), and optionally a ``name`` attribute

@@ -6,19 +6,8 @@ and ``[[rewards]]``. See the plugin's README for the full format. Parsing never
 touches the database; :func:`parse_program` returns a frozen :class:`Program`
 or raises :class:`crmkit.ValidationError` naming the file and the field.
 
-Earn rules are typed (``type = "spend"``, ``"campaign"``, ``"nth_order"``,
-``"signup"``, ``"birthday"``, ``"referral"``); other plugins add types through
-the ``crmkit_loyalty_register_earn_rule_types`` hook. A rule type is a callable
-taking the rule's table (a dict, ``type`` included) and returning an object
-with any of these methods:
-
-* ``multiplier(order, category) -> Decimal`` — multiplies spend points of the
-  part of ``order`` in ``category`` (campaigns);
-* ``bonus(order, member) -> int`` — fixed points for this order (``member`` is a
-  :class:`MemberView`; ``member.orders_count`` counts earlier earning orders);
-
-and optionally ``name`` (the cause written in the ledger). Raise ``ValueError``
-for a bad rule table; the message is reported with the file and rule index.
+The earn rule types and what a plugin's rule type provides are in
+:mod:`crmkit_loyalty.rules` (its names stay importable from here).
 """
 
 from __future__ import annotations
@@ -26,306 +15,62 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import tomllib
-import zoneinfo
 from collections.abc import Callable, Mapping
-from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
 import attrs
 
 from crmkit.plugin import ValidationError
+from crmkit_loyalty.rules import (
+    BUILTIN_RULE_TYPES,
+    ONE,
+    ROUNDINGS,
+    CampaignRule,
+    FixedBonusRule,
+    MemberView,
+    NthOrderRule,
+    Portion,
+    RuleError,
+    SpendRule,
+    as_date,
+    as_decimal,
+    as_int,
+    as_text,
+    check_keys,
+    portions,
+)
+
+__all__ = [  # the rule names too: they were defined here before crmkit_loyalty.rules
+    "BUILTIN_RULE_TYPES",
+    "MEASURES",
+    "ONE",
+    "REVERSAL_POLICIES",
+    "ROUNDINGS",
+    "TOP_KEYS",
+    "CampaignRule",
+    "FixedBonusRule",
+    "MemberView",
+    "NthOrderRule",
+    "Portion",
+    "Program",
+    "RewardSpec",
+    "RuleError",
+    "SpendRule",
+    "Tier",
+    "add_months",
+    "load_program_file",
+    "parse_program",
+    "portions",
+    "to_storable",
+]
 
 MEASURES = ("points", "spend", "orders")
-ROUNDINGS = {"down": ROUND_FLOOR, "nearest": ROUND_HALF_UP, "up": ROUND_CEILING}
 REVERSAL_POLICIES = ("negative", "clawback")
-ONE = Decimal(1)
-
-
-class RuleError(ValueError):
-    """A bad value inside one rule table; ``field`` names the key."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
-
-
-# -- small converters --------------------------------------------------------
-
-
-def _decimal(value: Any, field: str, *, minimum: Decimal | None = Decimal(0)) -> Decimal:
-    if isinstance(value, bool | float):
-        # TOML floats (1.5) are accepted through their text, never through binary float
-        if isinstance(value, bool):
-            raise RuleError(field, f"must be a number, not {value!r}")
-        value = repr(value)
-    try:
-        result = Decimal(str(value).strip())
-    except (InvalidOperation, ValueError):
-        raise RuleError(field, f"must be a decimal number such as '1.5', not {value!r}") from None
-    if not result.is_finite():
-        raise RuleError(field, f"must be a finite number, not {value!r}")
-    if minimum is not None and result < minimum:
-        raise RuleError(field, f"must be at least {minimum}, not {value!r}")
-    return result
-
-
-def _int(value: Any, field: str, *, minimum: int | None = 0) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise RuleError(field, f"must be a whole number, not {value!r}")
-    if minimum is not None and value < minimum:
-        raise RuleError(field, f"must be at least {minimum}, not {value!r}")
-    return value
-
-
-def _date(value: Any, field: str) -> dt.date:
-    if isinstance(value, dt.datetime):
-        return value.date()
-    if isinstance(value, dt.date):
-        return value
-    try:
-        return dt.date.fromisoformat(str(value))
-    except ValueError:
-        raise RuleError(field, f"must be a date such as 2026-12-01, not {value!r}") from None
-
-
-def _str(value: Any, field: str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise RuleError(field, f"must be a non-empty text, not {value!r}")
-    return value.strip()
-
-
-def _multipliers(value: Any, field: str) -> dict[str, Decimal]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise RuleError(field, f"must be a table such as {{ books = 2 }}, not {value!r}")
-    return {str(k): _decimal(v, f"{field}.{k}") for k, v in value.items()}
-
-
-def _names(value: Any, field: str) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if isinstance(value, str) or not isinstance(value, list | tuple):
-        raise RuleError(field, f"must be a list of names, not {value!r}")
-    return tuple(_str(v, field) for v in value)
-
-
-def _check_keys(data: Mapping[str, Any], allowed: set[str], where: str) -> None:
-    unknown = sorted(set(data) - allowed)
-    if unknown:
-        raise RuleError(
-            f"{where}{unknown[0]}" if where else unknown[0],
-            f"is not a known key; known keys: {', '.join(sorted(allowed))}",
-        )
 
 
 # -- entities -----------------------------------------------------------------
-
-
-@attrs.frozen
-class MemberView:
-    """What an earn rule may know about the member earning (read-only)."""
-
-    id: int
-    customer_id: int
-    tier: str | None
-    orders_count: int  # earning orders before this one
-    enrolled_at: dt.datetime | None = None
-
-
-@attrs.frozen
-class Portion:
-    """A part of an order's paid amount, in one product category (None: uncategorised)."""
-
-    amount: Decimal
-    category: str | None
-
-
-def portions(order: Any) -> list[Portion]:
-    """Split an order's paid amount over its lines' categories.
-
-    Line totals are scaled to the order's amount (the amount is what was paid,
-    after discounts); an order without lines is one uncategorised portion.
-    """
-    amount = order.amount
-    if not order.lines:
-        return [Portion(amount, None)]
-    lines = [(line.quantity * line.price, line.category) for line in order.lines]
-    total = sum((value for value, _ in lines), Decimal(0))
-    if not lines or total <= 0:
-        return [Portion(amount, None)]
-    if total == amount:
-        return [Portion(value, category) for value, category in lines]
-    return [Portion(amount * value / total, category) for value, category in lines]
-
-
-@attrs.frozen
-class SpendRule:
-    """Points per unit of spend: ``rate`` points per ``per`` of currency."""
-
-    rate: Decimal
-    per: Decimal = ONE
-    rounding: str = "down"
-    min_spend: Decimal = Decimal(0)
-    category_multipliers: dict[str, Decimal] = attrs.field(factory=dict)
-    channel_multipliers: dict[str, Decimal] = attrs.field(factory=dict)
-    name: str = "spend"
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> SpendRule:
-        _check_keys(data, {"type", "name", "rate", "per", "rounding", "min_spend",
-                           "category_multipliers", "channel_multipliers"}, "")  # fmt: skip
-        if "rate" not in data:
-            raise RuleError("rate", "is required (points per unit of spend, e.g. rate = 1)")
-        rounding = data.get("rounding", "down")
-        if rounding not in ROUNDINGS:
-            raise RuleError("rounding", f"must be one of {', '.join(ROUNDINGS)}, not {rounding!r}")
-        per = _decimal(data.get("per", 1), "per")
-        if per == 0:
-            raise RuleError("per", "must be more than 0")
-        return cls(
-            rate=_decimal(data["rate"], "rate"),
-            per=per,
-            rounding=rounding,
-            min_spend=_decimal(data.get("min_spend", 0), "min_spend"),
-            category_multipliers=_multipliers(
-                data.get("category_multipliers"), "category_multipliers"
-            ),
-            channel_multipliers=_multipliers(
-                data.get("channel_multipliers"), "channel_multipliers"
-            ),
-            name=str(data.get("name", "spend")),
-        )
-
-    def raw(self, order: Any, parts: list[Portion], factor: Callable[[str | None], Decimal]) -> int:
-        """Points for ``order`` (rounded), ``factor(category)`` the other multipliers."""
-        if order.amount < self.min_spend or order.amount <= 0:
-            return 0
-        channel = self.channel_multipliers.get(order.channel or "", ONE)
-        unit = self.rate / self.per * channel
-        total = Decimal(0)
-        for part in parts:
-            mult = self.category_multipliers.get(part.category or "", ONE) if part.category else ONE
-            total += part.amount * unit * mult * factor(part.category)
-        return int(total.to_integral_value(ROUNDINGS[self.rounding]))
-
-
-@attrs.frozen
-class CampaignRule:
-    """Multiply spend points between two dates (inclusive), optionally by channel/category."""
-
-    starts: dt.date
-    ends: dt.date
-    factor: Decimal
-    categories: tuple[str, ...] = ()
-    channels: tuple[str, ...] = ()
-    timezone: str = "UTC"
-    name: str = "campaign"
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> CampaignRule:
-        _check_keys(data, {"type", "name", "starts", "ends", "multiplier", "categories",
-                           "channels", "timezone"}, "")  # fmt: skip
-        for key in ("starts", "ends", "multiplier"):
-            if key not in data:
-                raise RuleError(key, "is required for a campaign (starts, ends, multiplier)")
-        starts, ends = _date(data["starts"], "starts"), _date(data["ends"], "ends")
-        if ends < starts:
-            raise RuleError("ends", f"{ends} is before starts {starts}")
-        timezone = str(data.get("timezone", "UTC"))
-        try:
-            zoneinfo.ZoneInfo(timezone)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise RuleError("timezone", f"{timezone!r} is not a known time zone") from None
-        return cls(
-            starts=starts,
-            ends=ends,
-            factor=_decimal(data["multiplier"], "multiplier"),
-            categories=_names(data.get("categories"), "categories"),
-            channels=_names(data.get("channels"), "channels"),
-            timezone=timezone,
-            name=str(data.get("name", "campaign")),
-        )
-
-    def active(self, order: Any) -> bool:
-        day = order.occurred_at.astimezone(zoneinfo.ZoneInfo(self.timezone)).date()
-        if not self.starts <= day <= self.ends:
-            return False
-        return not self.channels or (order.channel or "") in self.channels
-
-    def multiplier(self, order: Any, category: str | None) -> Decimal:
-        if not self.active(order):
-            return ONE
-        if self.categories and (category or "") not in self.categories:
-            return ONE
-        return self.factor
-
-
-@attrs.frozen
-class NthOrderRule:
-    """A fixed bonus on the member's Nth earning order (or every Nth with ``repeat``)."""
-
-    n: int
-    points: int
-    repeat: bool = False
-    name: str = "nth_order"
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> NthOrderRule:
-        _check_keys(data, {"type", "name", "n", "points", "repeat"}, "")
-        for key in ("n", "points"):
-            if key not in data:
-                raise RuleError(key, "is required for nth_order (n, points)")
-        return cls(
-            n=_int(data["n"], "n", minimum=1),
-            points=_int(data["points"], "points"),
-            repeat=bool(data.get("repeat", False)),
-            name=str(data.get("name", "nth_order")),
-        )
-
-    def bonus(self, order: Any, member: MemberView) -> int:
-        k = member.orders_count + 1
-        hit = k % self.n == 0 if self.repeat else k == self.n
-        return self.points if hit else 0
-
-
-@attrs.frozen
-class FixedBonusRule:
-    """signup / birthday / referral: a fixed number of points on an event."""
-
-    kind: str
-    points: int
-    referee_points: int = 0
-    name: str = ""
-
-    @classmethod
-    def factory(cls, kind: str) -> Callable[[Mapping[str, Any]], FixedBonusRule]:
-        def build(data: Mapping[str, Any]) -> FixedBonusRule:
-            allowed = {"type", "name", "points"} | (
-                {"referee_points"} if kind == "referral" else set()
-            )
-            _check_keys(data, allowed, "")
-            if "points" not in data:
-                raise RuleError("points", f"is required for a {kind} bonus")
-            return cls(
-                kind=kind,
-                points=_int(data["points"], "points"),
-                referee_points=_int(data.get("referee_points", 0), "referee_points"),
-                name=str(data.get("name", kind)),
-            )
-
-        return build
-
-
-BUILTIN_RULE_TYPES: dict[str, Callable[[Mapping[str, Any]], Any]] = {
-    "spend": SpendRule.from_dict,
-    "campaign": CampaignRule.from_dict,
-    "nth_order": NthOrderRule.from_dict,
-    "signup": FixedBonusRule.factory("signup"),
-    "birthday": FixedBonusRule.factory("birthday"),
-    "referral": FixedBonusRule.factory("referral"),
-}
 
 
 @attrs.frozen
@@ -505,7 +250,7 @@ class _Definition:
 
 def _name(d: _Definition) -> dict[str, Any]:
     try:
-        name = _str(d.data.get("name"), "name")
+        name = as_text(d.data.get("name"), "name")
     except RuleError as exc:
         raise d.error("name", str(exc) + " (every program needs a name)") from None
     if not name.replace("-", "").replace("_", "").isalnum():
@@ -515,14 +260,14 @@ def _name(d: _Definition) -> dict[str, Any]:
 
 def _point_value(d: _Definition) -> dict[str, Any]:
     value = d.data.get("point_value", "0.01")
-    return {"point_value": d.convert(lambda: _decimal(value, "point_value"))}
+    return {"point_value": d.convert(lambda: as_decimal(value, "point_value"))}
 
 
 def _expiry_months(d: _Definition) -> dict[str, Any]:
     expiry = d.data.get("expiry_months")
     if expiry in (None, 0):
         return {"expiry_months": None}
-    return {"expiry_months": d.convert(lambda: _int(expiry, "expiry_months", minimum=1))}
+    return {"expiry_months": d.convert(lambda: as_int(expiry, "expiry_months", minimum=1))}
 
 
 def _reversal_policy(d: _Definition) -> dict[str, Any]:
@@ -545,7 +290,7 @@ def _qualification(d: _Definition) -> dict[str, Any]:
     qualification = d.data.get("qualification", {}) or {}
     if not isinstance(qualification, Mapping):
         raise d.error("qualification", "must be a table ([qualification])")
-    d.convert(lambda: _check_keys(qualification, {"measure", "window_months"}, "qualification."))
+    d.convert(lambda: check_keys(qualification, {"measure", "window_months"}, "qualification."))
     measure = qualification.get("measure", "points")
     if measure not in MEASURES:
         raise d.error(
@@ -554,7 +299,9 @@ def _qualification(d: _Definition) -> dict[str, Any]:
     window = qualification.get("window_months", 12)
     return {
         "measure": measure,
-        "window_months": d.convert(lambda: _int(window, "qualification.window_months", minimum=1)),
+        "window_months": d.convert(
+            lambda: as_int(window, "qualification.window_months", minimum=1)
+        ),
     }
 
 
@@ -562,13 +309,13 @@ def _tier(raw: Any) -> Tier:
     """One ``[[tiers]]`` table (a RuleError names the key)."""
     if not isinstance(raw, Mapping):
         raise RuleError("", "must be a table ([[tiers]])")
-    _check_keys(raw, {"name", "title", "threshold", "discount", "earn_multiplier"}, "")
+    check_keys(raw, {"name", "title", "threshold", "discount", "earn_multiplier"}, "")
     tier = Tier(
-        name=_str(raw.get("name"), "name"),
+        name=as_text(raw.get("name"), "name"),
         title=str(raw.get("title", "")),
-        threshold=_decimal(raw.get("threshold", 0), "threshold"),
-        discount=_decimal(raw.get("discount", 0), "discount"),
-        earn_multiplier=_decimal(raw.get("earn_multiplier", 1), "earn_multiplier"),
+        threshold=as_decimal(raw.get("threshold", 0), "threshold"),
+        discount=as_decimal(raw.get("discount", 0), "discount"),
+        earn_multiplier=as_decimal(raw.get("earn_multiplier", 1), "earn_multiplier"),
     )
     if tier.discount >= 1:
         raise RuleError("discount", f"is a fraction below 1 (0.05 = 5%), not {tier.discount}")
@@ -656,18 +403,18 @@ def _reward(raw: Any) -> RewardSpec:
     """One ``[[rewards]]`` table (a RuleError names the key)."""
     if not isinstance(raw, Mapping):
         raise RuleError("", "must be a table ([[rewards]])")
-    _check_keys(raw, {"code", "title", "points", "stock", "valid_from", "valid_until",
+    check_keys(raw, {"code", "title", "points", "stock", "valid_from", "valid_until",
                       "value"}, "")  # fmt: skip
     if "points" not in raw:
         raise RuleError("points", "is required (the reward's cost in points)")
     reward = RewardSpec(
-        code=_str(raw.get("code"), "code"),
+        code=as_text(raw.get("code"), "code"),
         title=str(raw.get("title", raw.get("code"))),
-        points=_int(raw["points"], "points", minimum=1),
-        stock=_optional(raw, "stock", _int),
-        valid_from=_optional(raw, "valid_from", _date),
-        valid_until=_optional(raw, "valid_until", _date),
-        value=_optional(raw, "value", _decimal),
+        points=as_int(raw["points"], "points", minimum=1),
+        stock=_optional(raw, "stock", as_int),
+        valid_from=_optional(raw, "valid_from", as_date),
+        valid_until=_optional(raw, "valid_until", as_date),
+        value=_optional(raw, "value", as_decimal),
     )
     if reward.valid_from and reward.valid_until and reward.valid_until < reward.valid_from:
         raise RuleError("valid_until", f"{reward.valid_until} is before valid_from")
@@ -686,7 +433,7 @@ def _rewards(d: _Definition) -> dict[str, Any]:
 
 
 def _texts(d: _Definition) -> dict[str, Any]:
-    name = _str(d.data.get("name"), "name")  # valid: _name checked it first
+    name = as_text(d.data.get("name"), "name")  # valid: _name checked it first
     return {
         "title": str(d.data.get("title", name)),
         "description": str(d.data.get("description", "")),
@@ -723,7 +470,7 @@ def parse_program(
     types = dict(BUILTIN_RULE_TYPES)
     types.update(rule_types or {})
     definition = _Definition(data, source, types)
-    definition.convert(lambda: _check_keys(data, TOP_KEYS, ""))
+    definition.convert(lambda: check_keys(data, TOP_KEYS, ""))
     fields: dict[str, Any] = {}
     for parse in _FIELD_PARSERS:
         fields.update(parse(definition))

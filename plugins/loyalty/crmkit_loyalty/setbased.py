@@ -58,7 +58,8 @@ from sqlalchemy.types import NullType
 import crmkit.plugin as ck
 from crmkit.plugin import Order, UTCDateTime, to_decimal
 from crmkit_loyalty import tables as t
-from crmkit_loyalty.program import CampaignRule, NthOrderRule, Program, SpendRule
+from crmkit_loyalty.program import Program
+from crmkit_loyalty.rules import CampaignRule, NthOrderRule, SpendRule
 
 #: money is stored with at most 4 decimals: amounts become integers of 1/10,000
 SCALE = 10_000

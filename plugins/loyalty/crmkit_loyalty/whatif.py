@@ -17,7 +17,8 @@ from sqlalchemy import select
 import crmkit.plugin as ck
 from crmkit_loyalty import tables as t
 from crmkit_loyalty.ledger import CHUNK
-from crmkit_loyalty.program import MemberView, Program, add_months, load_program_file, parse_program
+from crmkit_loyalty.program import Program, add_months, load_program_file, parse_program
+from crmkit_loyalty.rules import MemberView
 
 if TYPE_CHECKING:
     from crmkit.plugin import Order
