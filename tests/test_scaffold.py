@@ -206,6 +206,19 @@ def test_plugin_authoring_walkthrough_in_a_fresh_venv(tmp_path):
     assert "Traceback" not in bad.stderr
 
 
+def test_distribution_name_spells_underscores_as_dashes(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = run_cli(["plugin", "new", "hotel_stays"])
+    assert result.exit_code == 0, (result.output, result.stderr)
+    assert "wrote 8 files to crmkit-hotel-stays\n" in result.output
+    project = tomllib.loads((tmp_path / "crmkit-hotel-stays" / "pyproject.toml").read_text())
+    assert project["project"]["name"] == "crmkit-hotel-stays"
+    assert project["project"]["entry-points"]["crmkit"] == {
+        "hotel_stays": "crmkit_hotel_stays.plugin"
+    }
+    assert (tmp_path / "crmkit-hotel-stays" / "crmkit_hotel_stays" / "plugin.py").is_file()
+
+
 def declared_api(module_file):
     for node in ast.parse(module_file.read_text()).body:
         if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "CRMKIT_API":

@@ -236,14 +236,14 @@ def plugin() -> None:
     "--dir",
     "directory",
     type=click.Path(file_okay=False),
-    help="Where to write it (default ./crmkit-NAME).",
+    help="Where to write it (default ./crmkit-NAME, with dashes for underscores).",
 )
 @click.option("--description", default="", help="One line saying what the plugin does.")
 def plugin_new(name: str, directory: str | None, description: str) -> None:
     """Generate an installable plugin package NAME with tests, a migration and a command."""
-    from crmkit.scaffold import generate
+    from crmkit.scaffold import distribution_name, generate
 
-    target = Path(directory or f"crmkit-{name}")
+    target = Path(directory or distribution_name(name))
     written = generate(name, target, description)
     click.echo(f"wrote {len(written)} files to {target}")
     click.echo(f'next: pip install -e "{target}[test]" && cd {target} && pytest')

@@ -1,8 +1,9 @@
 """``crmkit plugin new``: generate an installable plugin package from Jinja2 templates.
 
 The templates in ``template/`` mirror the generated tree; path parts and file
-contents are rendered with ``name``, ``description``, ``title`` (the 360
-section's) and ``api`` (this core's API version, for ``CRMKIT_API``); the
+contents are rendered with ``name``, ``distribution`` (``crmkit-<name>``, with
+dashes), ``description``, ``title`` (the 360 section's) and ``api`` (this core's
+API version, for ``CRMKIT_API``); the
 ``.jinja`` suffix is dropped. The generated plugin imports only the public API
 (``crmkit.plugin``, and ``crmkit.testing`` in its tests).
 
@@ -40,6 +41,12 @@ def check_name(name: str) -> None:
         raise ValidationError(f"plugin name {name!r} is taken by crmkit itself; choose another")
 
 
+def distribution_name(name: str) -> str:
+    """``crmkit-<name>`` with dashes, as PyPI spells distribution names (hotel_rooms ->
+    crmkit-hotel-rooms)."""
+    return "crmkit-" + name.replace("_", "-")
+
+
 def generate(name: str, directory: Path, description: str = "") -> list[Path]:
     """Write the plugin package for ``name`` into ``directory`` (which must not exist)."""
     check_name(name)
@@ -48,6 +55,7 @@ def generate(name: str, directory: Path, description: str = "") -> list[Path]:
     env = Environment(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False)
     values = {
         "name": name,
+        "distribution": distribution_name(name),
         "description": description or f"The {name} plugin for crmkit.",
         "title": name.replace("_", " ").capitalize(),
         "api": API_VERSION,
