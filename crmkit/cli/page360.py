@@ -67,7 +67,9 @@ def _consents(view: Customer360) -> list[tuple[str, bool | None]]:
     return [(purpose, given.get(purpose)) for purpose in purposes]
 
 
-def _render_failed(section: Section, form: str, exc: Exception) -> Section:
+def _render_failed(
+    section: Section, form: str, exc: Exception, template: str | None = None
+) -> Section:
     """Log why ``section``'s template failed to render; the error section to show instead."""
     plugin = section.name or section.title
     if isinstance(exc, TemplateNotFound):
@@ -76,7 +78,8 @@ def _render_failed(section: Section, form: str, exc: Exception) -> Section:
             "its folder from crmkit_register_template_dirs"
         )
     else:
-        why = f"its {form} template {section.template!r} failed: {type(exc).__name__}: {exc}"
+        name = template or section.template
+        why = f"its {form} template {name!r} failed: {type(exc).__name__}: {exc}"
     error = f"plugin {plugin!r}: the section {section.title!r} could not be shown: {why}"
     log.error("customer 360 %s: %s", form, error, exc_info=exc)
     return error_section(plugin, error, title=section.title, order=section.order)
@@ -220,12 +223,12 @@ def section_text(crm: Any, section: Section, templates: Environment | None = Non
             rendered = env.get_template(name).render(**section.data)
         except TemplateNotFound as exc:
             if exc.name != name:  # the .txt exists but includes a missing template
-                return section_text(crm, _render_failed(section, "text", exc), env)
+                return section_text(crm, _render_failed(section, "text", exc, name), env)
         except Exception as exc:  # a broken section never takes the view down
             if is_error_section(section):
                 log.error("customer 360 text: the error section failed too", exc_info=exc)
             else:
-                return section_text(crm, _render_failed(section, "text", exc), env)
+                return section_text(crm, _render_failed(section, "text", exc, name), env)
         else:
             return [
                 "  " + line if line.strip() else "" for line in rendered.strip("\n").splitlines()

@@ -500,7 +500,7 @@ def test_a_failing_txt_template_becomes_an_error_section_in_text(
     assert result.exit_code == 0, result.output
     assert (
         "Store visits:\n  error: plugin 'visits': the section 'Store visits' could not be shown: "
-        "its text template 'visits/section.html' failed: TypeError: " in result.stdout
+        "its text template 'visits/section.txt' failed: TypeError: " in result.stdout
     )
     assert "Notes & flags:\n  flags:\n    - key account\n" in result.stdout
     assert failed_records(caplog, "crmkit.cli.page360")
