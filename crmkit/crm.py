@@ -185,8 +185,9 @@ class CRM:
             log.warning("an after-commit hook failed (the change is stored): %s", exc)
 
     # -- schema -----------------------------------------------------------
-    def _migration_dirs(self) -> list[str]:
-        return [d for d in self.call("crmkit_register_migrations") if d]
+    def _migration_dirs(self) -> dict[str, str]:
+        """Each enabled plugin's migration folder by plugin name (errors can name it)."""
+        return migrate.plugin_version_dirs(self.pm)
 
     def alembic_config(self) -> Any:
         """The Alembic ``Config`` for the core and every enabled plugin's migration branch."""
