@@ -282,7 +282,10 @@ def send(crm: Any, customer: int, template: str | None, article: str | None,
 @click.option("--author")
 @pass_crm
 def import_(crm: Any, directory: str, author: str | None) -> None:
-    """Import Markdown files with +++ TOML front matter (all or nothing)."""
+    """Import Markdown files with front matter (all or nothing).
+
+    DIR/articles/*.md (or DIR/*.md) and DIR/templates/*.md; each file starts with
+    TOML between +++ lines or YAML between --- lines (Jekyll, MkDocs, Obsidian)."""
     from crmkit_knowledgebase.transfer import import_dir
 
     counts = import_dir(service(crm), directory, author=author)
@@ -291,12 +294,15 @@ def import_(crm: Any, directory: str, author: str | None) -> None:
 
 @kb.command("export")
 @click.argument("directory", type=click.Path(file_okay=False))
+@click.option("--front-matter", type=click.Choice(["toml", "yaml"]), default="toml",
+              show_default=True,
+              help="toml: between +++ lines; yaml: between --- lines.")  # fmt: skip
 @pass_crm
-def export(crm: Any, directory: str) -> None:
+def export(crm: Any, directory: str, front_matter: str) -> None:
     """Write every article and template as Markdown with front matter."""
     from crmkit_knowledgebase.transfer import export_dir
 
-    counts = export_dir(service(crm), directory)
+    counts = export_dir(service(crm), directory, front_matter=front_matter)
     click.echo(f"exported {counts['articles']} article(s), {counts['templates']} template(s) "
                f"to {directory}")  # fmt: skip
 

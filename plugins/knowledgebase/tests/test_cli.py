@@ -118,6 +118,12 @@ def test_import_export_and_site(setup: Any, tmp_path: Path) -> None:
     out = ok(url, "export", str(tmp_path / "out"))
     assert out == f"exported 23 article(s), 20 template(s) to {tmp_path / 'out'}\n"
     assert "articles unchanged: 23" in ok(url, "import", str(tmp_path / "out"))
+    out = ok(url, "export", str(tmp_path / "yaml"), "--front-matter", "yaml")
+    assert out == f"exported 23 article(s), 20 template(s) to {tmp_path / 'yaml'}\n"
+    refund = (tmp_path / "yaml" / "articles" / "refund-policy.md").read_text(encoding="utf-8")
+    assert refund.startswith("---\nslug: refund-policy\ntitle: Refund policy\n")
+    out = ok(url, "import", str(tmp_path / "yaml"))
+    assert "articles unchanged: 23" in out and "templates unchanged: 20" in out
     out = ok(url, "export-site", str(tmp_path / "site"), "--title", "Help & support")
     assert out.startswith(f"site written to {tmp_path / 'site'}: 20 article(s) in ")
     assert "Help &amp; support" in (tmp_path / "site" / "index.html").read_text(encoding="utf-8")
