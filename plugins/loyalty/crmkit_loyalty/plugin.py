@@ -16,7 +16,7 @@ from crmkit_loyalty import hookspecs
 from crmkit_loyalty import tables as t
 from crmkit_loyalty.service import loyalty
 
-CRMKIT_API = ">=1.1,<2"  # StoredOrders.ids
+CRMKIT_API = ">=1.2,<2"  # crmkit.plugin (1.2), StoredOrders.ids (1.1)
 
 HERE = Path(__file__).parent
 EXAMPLES = HERE / "examples"
