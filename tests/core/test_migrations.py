@@ -346,7 +346,7 @@ def test_plugin_object_with_a_folder_outside_any_package_is_refused(database_url
         def crmkit_register_migrations(self):
             return str(empty)
 
-    with pytest.raises(crmkit.PluginError, match="a plugin object registered directly returned"):
+    with pytest.raises(crmkit.PluginError, match="plugin 'loose' returned"):
         crmkit.open(database_url, plugins=[Loose()], upgrade=True)
     # with no tables, a plugin returns None and is fine
     Loose.crmkit_register_migrations = crmkit.hookimpl(lambda self: None)
