@@ -54,12 +54,12 @@ def open(  # noqa: A001 - the natural name: crmkit.open(...)
     if text is not None and ("://" in text or text.endswith((".db", ".sqlite", ".sqlite3"))):
         # a database given directly: no config file, environment plugin list still applies
         config = config_module.Config(database=text)
-        if "CRMKIT_PLUGINS" in os.environ:
-            config.plugins = config_module.parse_plugin_list(os.environ["CRMKIT_PLUGINS"])
+        config_module.plugins_from_environment(config)
     else:
         config = config_module.load(text, database=database)
     if plugins is not None:
         config.plugins = list(plugins)
+        config.plugins_source = "the plugins argument of crmkit.open"
     for name, values in (settings or {}).items():
         config.plugin_settings.setdefault(name, {}).update(values)
     crm = CRM(config)
@@ -85,7 +85,9 @@ class CRM:
 
     def __init__(self, config: config_module.Config) -> None:
         self.config = config
-        self.pm, self.plugin_statuses = plugin_loader.load(config.plugins, where=config.where)
+        self.pm, self.plugin_statuses = plugin_loader.load(
+            config.plugins, where=config.plugins_where
+        )
         self.engine: Engine = db.create(config.database)
         self._current: contextvars.ContextVar[HookContext | None] = contextvars.ContextVar(
             f"crmkit_transaction_{id(self)}", default=None

@@ -245,10 +245,19 @@ def crmkit_customer_360_section(crm: CRM, customer: Customer) -> Section | None:
     """Contribute one section of the customer 360 view.
 
     When: each time a customer's 360 view is built (``crmkit customer show``,
-    ``crm.customers.view(id)``). Transaction: a read-only connection; reads
-    never fire events. Returns: a :class:`crmkit.core.entities.Section` (title,
-    JSON-ready ``data``, optional template name rendered with ``data`` for
-    HTML) or ``None`` when you have nothing for this customer.
+    ``crm.customers.view(id)``). Each plugin's implementation is called on its
+    own (hook wrappers do not apply). Transaction: a read-only connection; reads
+    never fire events. Returns: a :class:`crmkit.plugin.Section` (title,
+    JSON-ready ``data``, optional HTML ``template``; set ``name`` to your
+    plugin's name) or ``None`` when you have nothing for this customer.
+
+    Rendering: HTML renders ``template`` with the section's data; the text form
+    renders the sibling template with ``.txt`` instead of ``.html`` when you
+    ship one (no HTML escaping), else a readable key/value list of ``data``.
+    A section whose hook raises, returns something that is not a ``Section``, or
+    whose template fails, becomes an error section naming your plugin (HTML,
+    JSON and text); the rest of the view renders and the error is logged with
+    its traceback (logger ``crmkit.core.customers`` / ``crmkit.cli.page360``).
 
     Example::
 

@@ -197,7 +197,7 @@ def plugins_list(ctx: click.Context, fmt: str) -> None:
         [n for n in enabled if not isinstance(n, str) or n in available]
         if enabled is not None
         else None,
-        where=config.where,
+        where=config.plugins_where,
     )
     rows = [
         {

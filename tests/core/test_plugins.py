@@ -304,3 +304,17 @@ def test_uninstalled_plugin_is_reported_and_leaves_the_rest_working(installed, t
     assert "stamps_cards" in inspect(crm.engine).get_table_names()  # its tables stay
     assert crm.settings["good"] == {"greeting": "hello"}
     crm.close()
+
+
+def test_an_unknown_plugin_from_the_environment_names_the_variable(tmp_path, monkeypatch):
+    monkeypatch.setenv("CRMKIT_PLUGINS", "nosuchplugin")
+    with pytest.raises(
+        crmkit.PluginError, match="enabled in the environment variable CRMKIT_PLUGINS"
+    ):
+        crmkit.open(f"sqlite:///{tmp_path}/c.db", upgrade=True)
+    path = tmp_path / "crmkit.toml"
+    path.write_text(f'database = "sqlite:///{tmp_path}/c.db"\nplugins = []\n')
+    result = CliRunner().invoke(cli, ["--config", str(path), "customer", "list"], obj=CliState())
+    assert result.exit_code == 1
+    assert "enabled in the environment variable CRMKIT_PLUGINS" in result.output
+    assert "crmkit.toml" not in result.output.split("but not installed")[0]
