@@ -18,6 +18,7 @@ _EM = re.compile(r"(?<![\w*])\*(?!\s)(.+?)(?<!\s)\*(?![\w*])|(?<!\w)_(?!\s)(.+?)
 _SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
 _ORDERED = re.compile(r"^\s*\d+[.)]\s+")
 _BULLET = re.compile(r"^\s*[-*+]\s+")
+_HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*$")
 
 
 def _safe_url(url: str) -> str:
@@ -43,54 +44,73 @@ def inline(text: str) -> str:
 
 def to_html(markdown: str) -> str:
     lines = markdown.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    out: list[str] = []
-    para: list[str] = []
-    items: list[str] = []
-    list_tag = ""
+    blocks = _Blocks()
     i = 0
-
-    def flush() -> None:
-        nonlocal list_tag
-        if para:
-            out.append("<p>" + inline(" ".join(para)) + "</p>")
-            para.clear()
-        if items:
-            out.append(f"<{list_tag}>" + "".join(f"<li>{x}</li>" for x in items) + f"</{list_tag}>")
-            items.clear()
-            list_tag = ""
-
     while i < len(lines):
-        line = lines[i]
-        stripped = line.strip()
-        if stripped.startswith("```"):
-            flush()
-            code = []
-            i += 1
-            while i < len(lines) and not lines[i].strip().startswith("```"):
-                code.append(lines[i])
-                i += 1
-            out.append("<pre><code>" + html.escape("\n".join(code)) + "</code></pre>")
-        elif not stripped:
-            flush()
-        elif m := re.match(r"^(#{1,6})\s+(.*?)\s*#*$", stripped):
-            flush()
-            level = len(m.group(1))
-            out.append(f"<h{level}>{inline(m.group(2))}</h{level}>")
-        elif _BULLET.match(line) or _ORDERED.match(line):
-            tag = "ul" if _BULLET.match(line) else "ol"
-            if para or (items and tag != list_tag):
-                flush()
-            list_tag = tag
-            items.append(inline((_BULLET if tag == "ul" else _ORDERED).sub("", line, count=1)))
-        elif stripped.startswith(">"):
-            flush()
-            out.append("<blockquote>" + inline(stripped.lstrip("> ")) + "</blockquote>")
-        elif items and line.startswith((" ", "\t")):
-            items[-1] += " " + inline(stripped)
+        if lines[i].strip().startswith("```"):
+            i = blocks.code(lines, i)
         else:
-            if items:
-                flush()
-            para.append(stripped)
+            blocks.line(lines[i])
         i += 1
-    flush()
-    return "\n".join(out)
+    blocks.flush()
+    return "\n".join(blocks.out)
+
+
+class _Blocks:
+    """The HTML so far, and the paragraph or list being built, as lines are read."""
+
+    def __init__(self) -> None:
+        self.out: list[str] = []
+        self.para: list[str] = []
+        self.items: list[str] = []
+        self.list_tag = ""
+
+    def flush(self) -> None:
+        """End the paragraph or list being built."""
+        if self.para:
+            self.out.append("<p>" + inline(" ".join(self.para)) + "</p>")
+            self.para.clear()
+        if self.items:
+            tag = self.list_tag
+            self.out.append(f"<{tag}>" + "".join(f"<li>{x}</li>" for x in self.items) + f"</{tag}>")
+            self.items.clear()
+            self.list_tag = ""
+
+    def code(self, lines: list[str], i: int) -> int:
+        """A fenced code block opening at ``lines[i]``; the index of its closing fence."""
+        self.flush()
+        code = []
+        i += 1
+        while i < len(lines) and not lines[i].strip().startswith("```"):
+            code.append(lines[i])
+            i += 1
+        self.out.append("<pre><code>" + html.escape("\n".join(code)) + "</code></pre>")
+        return i
+
+    def line(self, line: str) -> None:
+        """Any other line: blank, heading, list item, quote or text."""
+        stripped = line.strip()
+        if not stripped:
+            self.flush()
+        elif m := _HEADING.match(stripped):
+            self.flush()
+            level = len(m.group(1))
+            self.out.append(f"<h{level}>{inline(m.group(2))}</h{level}>")
+        elif _BULLET.match(line) or _ORDERED.match(line):
+            self.list_item(line)
+        elif stripped.startswith(">"):
+            self.flush()
+            self.out.append("<blockquote>" + inline(stripped.lstrip("> ")) + "</blockquote>")
+        elif self.items and line.startswith((" ", "\t")):
+            self.items[-1] += " " + inline(stripped)  # an item's continuation line
+        else:
+            if self.items:
+                self.flush()
+            self.para.append(stripped)
+
+    def list_item(self, line: str) -> None:
+        tag = "ul" if _BULLET.match(line) else "ol"
+        if self.para or (self.items and tag != self.list_tag):
+            self.flush()
+        self.list_tag = tag
+        self.items.append(inline((_BULLET if tag == "ul" else _ORDERED).sub("", line, count=1)))

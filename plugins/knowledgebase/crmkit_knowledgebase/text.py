@@ -309,73 +309,74 @@ def parse_query(query: str, *, implicit_prefix: bool = True) -> list[Term]:
             "search query is empty; give at least one word (e.g. 'refund' or '退款')",
             field="query",
         )
-    raw: list[tuple[str, bool, bool]] = []  # (text, quoted, explicit prefix)
-    for m in _QUERY_PART.finditer(query):
-        if m.group(1) is not None:
-            raw.append((m.group(1), True, False))
-        else:
-            word = m.group(2)
-            star = word.endswith("*")
-            raw.append((word.rstrip("*"), False, star))
-    terms: list[Term] = []
-    last_latin: int | None = None
-    for text, quoted, star in raw:
-        found = pieces(text)
-        if not found:
-            continue
-        if quoted:
-            tokens: list[str] = []
-            for p in found:
-                tokens.extend(cjk_tokens(p.text) if p.cjk else [stem(p.text)])
-            terms.append(
-                Term(
-                    tuple(tokens),
-                    star,
-                    tuple(p.text for p in found if not p.cjk),
-                    tuple(p.text for p in found if p.cjk),
-                )
-            )
-            continue
-        for i, p in enumerate(found):
-            is_last_piece = i == len(found) - 1
-            if p.cjk:
-                if len(p.text) == 1:
-                    terms.append(Term((p.text,), True, (), (p.text,)))
-                else:
-                    bigrams = tuple(p.text[j : j + 2] for j in range(len(p.text) - 1))
-                    terms.append(Term(bigrams, False, (), (p.text,)))
-            else:
-                prefix = star and is_last_piece
-                token = prefix_stem(p.text) if prefix else stem(p.text)
-                terms.append(Term((token,), prefix, (p.text,), ()))
-                last_latin = len(terms) - 1
+    terms, has_latin = _query_terms(query)
     if not terms:
         raise ValidationError(
             f"search query {query!r} has no words to search for; use letters, digits or "
             "Chinese characters",
             field="query",
         )
-    content = [
-        t for t in terms if not (len(t.tokens) == 1 and t.words and t.words[0] in STOP_WORDS)
-    ]
-    if content:
-        if last_latin is not None and terms[last_latin] not in content:
-            last_latin = None
-        terms = content
+    terms, has_latin = _without_stop_words(terms, has_latin)
     # a query ending in a space or a quote has its last word complete: no implicit prefix
     complete = query[-1:].isspace() or query[-1:] == '"'
-    if implicit_prefix and last_latin is not None and not complete:
+    if implicit_prefix and has_latin and not complete:
         last = terms[-1]
         if last.words and len(last.tokens) == 1 and len(last.words[0]) >= 2:
             terms[-1] = attrs.evolve(last, tokens=(prefix_stem(last.words[0]),), prefix=True)
-    # dedupe, keeping order
-    seen: set[Term] = set()
-    unique = []
-    for term in terms:
-        if term not in seen:
-            seen.add(term)
-            unique.append(term)
-    return unique
+    return list(dict.fromkeys(terms))  # without repeats, in order
+
+
+def _query_terms(query: str) -> tuple[list[Term], int | None]:
+    """The terms of a query in order, and the index of the last unquoted Latin word's term."""
+    terms: list[Term] = []
+    last_latin: int | None = None
+    for m in _QUERY_PART.finditer(query):
+        quoted = m.group(1) is not None
+        text = m.group(1) if quoted else m.group(2).rstrip("*")
+        found = pieces(text)
+        if not found:
+            continue
+        if quoted:
+            terms.append(_phrase_term(found))
+            continue
+        star = m.group(2).endswith("*")
+        for i, piece in enumerate(found):
+            terms.append(_piece_term(piece, prefix=star and i == len(found) - 1))
+            if not piece.cjk:
+                last_latin = len(terms) - 1
+    return terms, last_latin
+
+
+def _phrase_term(found: Sequence[Piece]) -> Term:
+    """A quoted phrase: its words' stems and its CJK runs' bigrams, in order."""
+    tokens: list[str] = []
+    for p in found:
+        tokens.extend(cjk_tokens(p.text) if p.cjk else [stem(p.text)])
+    words = tuple(p.text for p in found if not p.cjk)
+    return Term(tuple(tokens), False, words, tuple(p.text for p in found if p.cjk))
+
+
+def _piece_term(piece: Piece, *, prefix: bool) -> Term:
+    """An unquoted word (stemmed; a prefix when starred) or CJK run (its bigrams' phrase;
+    one character: a prefix)."""
+    if not piece.cjk:
+        token = prefix_stem(piece.text) if prefix else stem(piece.text)
+        return Term((token,), prefix, (piece.text,), ())
+    if len(piece.text) == 1:
+        return Term((piece.text,), True, (), (piece.text,))
+    bigrams = tuple(piece.text[j : j + 2] for j in range(len(piece.text) - 1))
+    return Term(bigrams, False, (), (piece.text,))
+
+
+def _without_stop_words(terms: list[Term], last_latin: int | None) -> tuple[list[Term], bool]:
+    """The terms without English stop words (unless nothing else is left), and whether the
+    last unquoted Latin word is still among them."""
+    content = [
+        t for t in terms if not (len(t.tokens) == 1 and t.words and t.words[0] in STOP_WORDS)
+    ]
+    if not content:
+        return terms, last_latin is not None
+    return content, last_latin is not None and terms[last_latin] in content
 
 
 def fts5_query(terms: Sequence[Term], mode: str = "all") -> str:

@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import unquote
 
 import pytest
+from crmkit_knowledgebase.markdown import to_html
 from crmkit_knowledgebase.site import export_site
 
 CHROMIUM = "/usr/bin/chromium"
@@ -24,6 +25,20 @@ def site_text(directory: Path) -> str:
     return "\n".join(
         p.read_text(encoding="utf-8") for p in sorted(directory.rglob("*")) if p.is_file()
     )
+
+
+def test_markdown_blocks_render_escaped() -> None:
+    markdown = ("# Title #\r\nSome *em* and **bold**\ntext & <b>.\n\n- one\n  more\n- two\n"
+                "1. first\n> quote\n```\n<code>\n```\n[x](javascript:alert) [y](https://e.com)")  # fmt: skip
+    assert to_html(markdown).split("\n") == [
+        "<h1>Title</h1>",
+        "<p>Some <em>em</em> and <strong>bold</strong> text &amp; &lt;b&gt;.</p>",
+        "<ul><li>one more</li><li>two</li></ul>",
+        "<ol><li>first</li></ol>",
+        "<blockquote>quote</blockquote>",
+        "<pre><code>&lt;code&gt;</code></pre>",
+        '<p><a href="#">x</a> <a href="https://e.com">y</a></p>',
+    ]
 
 
 def test_only_public_published_articles_reach_the_site(samples: Any, tmp_path: Path) -> None:
