@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import html
+import os
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
@@ -223,19 +224,39 @@ def stem(word: str) -> str:
     return w
 
 
+#: the suffixes :func:`stem` removes (or changes): a word being typed may stop inside one
+_SUFFIXES = ("ies", "sses", "s", "es", "ingly", "edly", "ing", "ed", "ly", "y", "e")
+#: how a typed prefix may go on where that changes its stem: the rest of a suffix (or a
+#: whole one), then maybe one more suffix (``-ed`` + ``-ly``, ``-ing`` + ``-s`` ...)
+_COMPLETIONS = tuple(
+    sorted(
+        {
+            rest + more
+            for rest in {""} | {suffix[i:] for suffix in _SUFFIXES for i in range(len(suffix))}
+            for more in ("", "s", "es", "ly", "y", "e", "ing", "ed")
+        }
+    )
+)
+
+
+@functools.lru_cache(maxsize=4096)
 def prefix_stem(word: str) -> str:
     """The stem to use as a prefix for a word still being typed.
 
-    Shorter than :func:`stem` when the word may be cut inside a suffix:
-    ``shipp`` → ``ship`` (matches ``shipping``'s token ``ship``), ``deliveri`` →
-    ``deliver``.
+    The longest common prefix of the stems of every way the word may go on where
+    stemming would change it (:data:`_COMPLETIONS`), so typing more of a word never
+    loses it: ``shipp`` → ``ship`` (``shipping``), ``deliveri`` → ``deliver``
+    (``deliveries``), ``quickl`` → ``quick`` (``quickly``), ``flie`` → ``fl``
+    (``flies`` → ``fly``).
     """
-    w = stem(word)
-    if len(w) > 3 and w[-1] in "eiy":
-        w = w[:-1]
-    if len(w) > 3 and w[-1] == w[-2] and w[-1] not in "ls":
-        w = w[:-1]
-    return w
+    common = stem(word)
+    for completion in _COMPLETIONS:
+        common = os.path.commonprefix([common, _stem_uncached(word + completion)])
+    return common
+
+
+#: :func:`stem` without its cache, for the made-up completions above
+_stem_uncached = stem.__wrapped__
 
 
 def cjk_tokens(run: str) -> list[str]:

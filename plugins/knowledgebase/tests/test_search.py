@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 import pytest
-from crmkit_knowledgebase.text import analyse, fts5_query, parse_query, tsquery
+from crmkit_knowledgebase.text import analyse, fts5_query, parse_query, prefix_stem, tsquery
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -42,6 +42,15 @@ def test_english_stemming_prefix_and_phrases(samples: Any) -> None:
     assert slugs(kb, '"packaging original"') == []
     assert slugs(kb, "refund the") == slugs(kb, "refund")  # stop words are dropped
     assert slugs(kb, "REFUND Policy") == slugs(kb, "refund policy")
+
+
+def test_a_word_being_typed_is_not_lost_inside_a_suffix(kb: Any) -> None:
+    """The prefix of a word cut inside a suffix the stemmer removes still finds the word."""
+    assert [prefix_stem(w) for w in ("shipp", "deliveri", "quickl", "flie", "refu")] == [
+        "ship", "deliver", "quick", "fl", "refu"]  # fmt: skip
+    quickly = kb.add("Answer quickly", "We reply to flies and parties.")
+    for typed in ("quic", "quick", "quickl", "quickly", "flie", "partie"):
+        assert quickly.id in [h.article.id for h in kb.search(typed)], typed
 
 
 def test_ranking_title_beats_body_and_snippets_are_highlighted(kb: Any) -> None:
