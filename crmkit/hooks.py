@@ -257,7 +257,7 @@ def crmkit_customer_360_section(crm: CRM, customer: Customer) -> Section | None:
     A section whose hook raises, returns something that is not a ``Section``, or
     whose template fails, becomes an error section naming your plugin (HTML,
     JSON and text); the rest of the view renders and the error is logged with
-    its traceback (logger ``crmkit.core.customers`` / ``crmkit.cli.page360``).
+    its traceback (logger ``crmkit.core.view360`` / ``crmkit.cli.page360``).
 
     Example::
 

@@ -25,9 +25,10 @@ from jinja2 import Environment, TemplateNotFound
 from markupsafe import Markup
 
 from crmkit.cli.output import _pad, _width
-from crmkit.core.customers import PROFILE_FIELDS, Customer360, error_section, is_error_section
+from crmkit.core.customers import PROFILE_FIELDS
 from crmkit.core.entities import CONSENT_PURPOSES, Section
 from crmkit.core.serialize import jsonable
+from crmkit.core.view360 import Customer360, error_section, is_error_section
 
 log = logging.getLogger(__name__)
 

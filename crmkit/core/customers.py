@@ -1,4 +1,5 @@
-"""Customer service: create, read, change, consent, contacts, 360 view, export, erase."""
+"""Customer service: create, read, change, consent, contacts (the 360 view is in
+:mod:`crmkit.core.view360`, export and erasure in :mod:`crmkit.core.personal`)."""
 
 from __future__ import annotations
 
@@ -11,41 +12,17 @@ from typing import TYPE_CHECKING, Any
 import attrs
 from sqlalchemy import Select, Text, and_, cast, delete, func, insert, or_, select, update
 
+from crmkit.core import personal, view360
 from crmkit.core import tables as t
-from crmkit.core.bulk import insert_many
-from crmkit.core.entities import CONSENT_PURPOSES, Contact, Customer, Section
+from crmkit.core.bulk import chunks, insert_many
+from crmkit.core.entities import CONSENT_PURPOSES, Contact, Customer
+from crmkit.core.view360 import Customer360
 from crmkit.errors import Conflict, CrmError, NotFound, ValidationError
 
 if TYPE_CHECKING:
     from crmkit.crm import CRM
 
 log = logging.getLogger(__name__)
-
-#: The template of the section shown in place of a plugin's 360 section that failed to
-#: build or to render (crmkit/templates; ``.txt`` beside it for the text form).
-ERROR_SECTION_TEMPLATE = "section_error.html"
-
-
-def error_section(
-    plugin: str, error: str, *, title: str | None = None, order: int = 100
-) -> Section:
-    """The 360 section standing in for ``plugin``'s when building or rendering it failed.
-
-    ``data`` holds ``plugin`` and ``error`` (one line: what failed and why); the
-    rest of the page renders as usual.
-    """
-    return Section(
-        title=title or plugin,
-        data={"plugin": plugin, "error": error},
-        template=ERROR_SECTION_TEMPLATE,
-        name=plugin,
-        order=order,
-    )
-
-
-def is_error_section(section: Section) -> bool:
-    return section.template == ERROR_SECTION_TEMPLATE
-
 
 #: Columns of ``customers`` a caller may set directly (everything else is custom attributes).
 PROFILE_FIELDS = (
@@ -60,19 +37,6 @@ class BulkResult:
 
     stored: int = 0
     skipped: list[str] = attrs.field(factory=list)  # external ids already present
-
-
-@attrs.define
-class Customer360:
-    """Everything about one customer, for the 360 view."""
-
-    customer: Customer
-    contacts: list[Contact]
-    interactions: list[Any]
-    orders: list[Any]
-    workflows: list[Any]
-    sections: list[Section]
-    totals: dict[str, Any]
 
 
 def _json_value(value: Any) -> Any:
@@ -190,7 +154,7 @@ class CustomerService:
         is skipped and listed in the result; otherwise it is a Conflict.
         """
         result = BulkResult()
-        for batch in _chunks((self.build(c) for c in customers), batch_size):
+        for batch in chunks((self.build(c) for c in customers), batch_size):
             with self.crm.transaction(actor=actor):
                 stored = self._insert(
                     batch, actor=actor, skip_existing=skip_existing, result=result
@@ -403,7 +367,7 @@ class CustomerService:
             return {}
         found: dict[str, int] = {}
         with self.crm.reading() as connection:
-            for chunk in _chunks(iter(wanted), 5000):
+            for chunk in chunks(iter(wanted), 5000):
                 found.update(
                     (row[0], row[1])
                     for row in connection.execute(
@@ -541,161 +505,20 @@ class CustomerService:
 
     def view(self, customer_id: int, *, limit: int = 100) -> Customer360:
         """The 360 view: profile, contacts, timeline, orders, workflows, plugin sections."""
-        customer = self.get(customer_id)
-        sections = self._sections(customer)
-        with self.crm.reading() as connection:
-            totals_row = connection.execute(
-                select(
-                    func.count(), func.sum(t.orders.c.amount), func.max(t.orders.c.occurred_at)
-                ).where(and_(t.orders.c.customer_id == customer_id, t.orders.c.status == "paid"))
-            ).one()
-        from crmkit.core.types import to_decimal
-
-        totals = {
-            "paid_orders": totals_row[0],
-            "revenue": to_decimal(totals_row[1]) if totals_row[1] is not None else Decimal(0),
-            "last_order": totals_row[2],
-        }
-        return Customer360(
-            customer=customer,
-            contacts=self.contacts(customer_id),
-            interactions=self.crm.interactions.list(customer_id=customer_id, limit=limit),
-            orders=self.crm.orders.list(customer_id=customer_id, limit=limit),
-            workflows=self.crm.workflows.list(customer_id=customer_id),
-            sections=sorted(sections, key=lambda s: (s.order, s.title)),
-            totals=totals,
-        )
-
-    def _sections(self, customer: Customer) -> list[Section]:
-        """Each plugin's 360 section for ``customer``; a plugin that fails gets an error section.
-
-        Each implementation of ``crmkit_customer_360_section`` is called on its own, in
-        pluggy's order, so one that raises (or returns something other than a Section) is
-        named, logged with its traceback, and shown as an error section while the others
-        render. Hook wrappers of this hook are not applied.
-        """
-        arguments = {"crm": self.crm, "customer": customer}
-        sections = []
-        for impl in reversed(self.crm.pm.hook.crmkit_customer_360_section.get_hookimpls()):
-            if impl.hookwrapper or impl.wrapper:
-                continue
-            name = impl.plugin_name
-            try:
-                section = impl.function(*(arguments[arg] for arg in impl.argnames))
-            except Exception as exc:
-                error = f"plugin {name!r} failed to build its section: {type(exc).__name__}: {exc}"
-                log.error("customer %s, 360 view: %s", customer.id, error, exc_info=exc)
-                sections.append(error_section(name, error))
-                continue
-            if not section:
-                continue
-            if not isinstance(section, Section):
-                error = f"plugin {name!r} returned a {type(section).__name__}, not a crmkit.Section"
-                log.error("customer %s, 360 view: %s", customer.id, error)
-                sections.append(error_section(name, error))
-                continue
-            sections.append(section)
-        return sections
+        return view360.build(self.crm, customer_id, limit=limit)
 
     # -- personal data ----------------------------------------------------
     def export(self, customer_id: int) -> dict[str, Any]:
         """Everything held on a customer, core and plugins, as JSON-ready data."""
-        from crmkit.core.serialize import jsonable
-
-        with self.crm.transaction() as ctx:
-            customer = self.get(customer_id)
-            data: dict[str, Any] = {
-                "customer": attrs.asdict(customer),
-                "contacts": [attrs.asdict(c) for c in self.contacts(customer_id)],
-                "interactions": [
-                    attrs.asdict(i)
-                    for i in self.crm.interactions.list(customer_id=customer_id, limit=None)
-                ],
-                "orders": [
-                    attrs.asdict(o)
-                    for o in self.crm.orders.list(customer_id=customer_id, limit=None)
-                ],
-                "workflows": [
-                    {
-                        **attrs.asdict(w),
-                        "history": [attrs.asdict(h) for h in self.crm.workflows.history(w.id)],
-                    }
-                    for w in self.crm.workflows.list(customer_id=customer_id)
-                ],
-                "plugins": {},
-            }
-            # called one by one so each part is filed under the plugin that gave it
-            for impl in self.crm.pm.hook.crmkit_export_personal_data.get_hookimpls():
-                try:
-                    part = impl.function(ctx=ctx, customer=customer)
-                except Exception as exc:
-                    raise CrmError(
-                        f"plugin {impl.plugin_name!r} failed to export customer "
-                        f"{customer_id}: {exc}"
-                    ) from exc
-                if part:
-                    data["plugins"][impl.plugin_name] = part
-            return jsonable(data)
+        return personal.export(self.crm, customer_id)
 
     def erase(self, customer_id: int, *, actor: str | None = None) -> Customer:
         """Erase a person's data everywhere; order totals stay (anonymised) for statistics."""
-        with self.crm.transaction(actor=actor) as ctx:
-            before = self.get(customer_id)
-            self.crm.call("crmkit_erase_personal_data", ctx=ctx, customer=before)
-            connection = ctx.connection
-            connection.execute(delete(t.contacts).where(t.contacts.c.customer_id == customer_id))
-            connection.execute(delete(t.consents).where(t.consents.c.customer_id == customer_id))
-            connection.execute(
-                delete(t.interactions).where(t.interactions.c.customer_id == customer_id)
-            )
-            connection.execute(
-                update(t.workflow_instances)
-                .where(t.workflow_instances.c.customer_id == customer_id)
-                .values(title="(erased)", fields={})
-            )
-            connection.execute(
-                update(t.customers)
-                .where(t.customers.c.id == customer_id)
-                .values(
-                    name=f"erased customer {customer_id}",
-                    external_id=None,
-                    email=None,
-                    phone=None,
-                    address=None,
-                    birth_date=None,
-                    occupation=None,
-                    city=None,
-                    attributes={},
-                    status="inactive",
-                    updated_at=ctx.now,
-                    erased_at=ctx.now,
-                )
-            )
-            after = self.get(customer_id)
-            self.crm.fire(
-                ctx, "crmkit_after_customers_updated", customers=[after], previous=[before]
-            )
-            ctx.changes.customers_updated.append(after)
-            return after
-
-
-def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
-    batch: list[Any] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+        return personal.erase(self.crm, customer_id, actor=actor)
 
 
 __all__ = [
     "BulkResult",
-    "Customer360",
     "CustomerService",
     "CONSENT_PURPOSES",
-    "ERROR_SECTION_TEMPLATE",
-    "error_section",
-    "is_error_section",
 ]

@@ -10,8 +10,7 @@ import attrs
 from sqlalchemy import select
 
 from crmkit.core import tables as t
-from crmkit.core.bulk import insert_many
-from crmkit.core.customers import _chunks
+from crmkit.core.bulk import chunks, insert_many
 from crmkit.core.entities import Interaction
 from crmkit.errors import NotFound
 
@@ -61,7 +60,7 @@ class InteractionService:
     ) -> int:
         """Record many interactions, one transaction and one event per batch."""
         stored = 0
-        for batch in _chunks((self.build(i) for i in interactions), batch_size):
+        for batch in chunks((self.build(i) for i in interactions), batch_size):
             with self.crm.transaction() as ctx:
                 stored += len(self._insert(ctx, batch))
         return stored

@@ -10,8 +10,8 @@ import attrs
 from sqlalchemy import insert, select, update
 
 from crmkit.core import tables as t
-from crmkit.core.bulk import RowFormat, existing_values, insert_rows
-from crmkit.core.customers import BulkResult, _chunks
+from crmkit.core.bulk import RowFormat, chunks, existing_values, insert_rows
+from crmkit.core.customers import BulkResult
 from crmkit.core.entities import ORDER_STATUSES, Order, OrderLine
 from crmkit.errors import Conflict, NotFound, ValidationError
 
@@ -135,7 +135,7 @@ class OrderService:
         the result), so importing the same file twice stores nothing new.
         """
         result = BulkResult()
-        for batch in _chunks((self.build(o) for o in orders), batch_size):
+        for batch in chunks((self.build(o) for o in orders), batch_size):
             with self.crm.transaction() as ctx:
                 stored = self._insert(ctx, batch, result)
             result.stored += len(stored)
@@ -249,7 +249,7 @@ class OrderService:
     def _entities(self, connection: Any, rows: list[Any]) -> list[Order]:
         lines: dict[int, list[OrderLine]] = {}
         ids = [r.id for r in rows]
-        for chunk in _chunks(iter(ids), 5000):
+        for chunk in chunks(iter(ids), 5000):
             for line in connection.execute(
                 select(t.order_lines)
                 .where(t.order_lines.c.order_id.in_(chunk))
@@ -282,7 +282,7 @@ class OrderService:
         """
         found: dict[int, Any] = {}
         with self.crm.reading() as connection:
-            for chunk in _chunks(iter(order_ids), 5000):
+            for chunk in chunks(iter(order_ids), 5000):
                 rows = connection.execute(select(t.orders).where(t.orders.c.id.in_(chunk))).all()
                 found.update((o.id, o) for o in self._entities(connection, rows))
         return [found[i] for i in order_ids if i in found]

@@ -333,7 +333,7 @@ def test_a_raising_section_becomes_an_error_section_naming_its_plugin(
     )
     assert "Store visits:" in text.stdout and "orders (2, newest first):" in text.stdout
     # logged with the traceback by the core, never printed by the library
-    records = failed_records(caplog, "crmkit.core.customers")
+    records = failed_records(caplog, "crmkit.core.view360")
     assert records and all(r.exc_info for r in records if "broken" in r.getMessage())
     assert any(isinstance(r.exc_info[1], ZeroDivisionError) for r in records if r.exc_info)
     assert "Traceback" not in page.stderr + text.stderr

@@ -1,0 +1,119 @@
+"""The customer 360 view: profile, contacts, timeline, orders, workflows and plugin sections.
+
+A plugin's section that fails to build is replaced by an error section naming
+the plugin, so one broken plugin never takes the page down.
+"""
+
+from __future__ import annotations
+
+import logging
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import attrs
+from sqlalchemy import and_, func, select
+
+from crmkit.core import tables as t
+from crmkit.core.entities import Contact, Customer, Section
+from crmkit.core.types import to_decimal
+
+if TYPE_CHECKING:
+    from crmkit.crm import CRM
+
+log = logging.getLogger(__name__)
+
+#: The template of the section shown in place of a plugin's 360 section that failed to
+#: build or to render (crmkit/templates; ``.txt`` beside it for the text form).
+ERROR_SECTION_TEMPLATE = "section_error.html"
+
+
+def error_section(
+    plugin: str, error: str, *, title: str | None = None, order: int = 100
+) -> Section:
+    """The 360 section standing in for ``plugin``'s when building or rendering it failed.
+
+    ``data`` holds ``plugin`` and ``error`` (one line: what failed and why); the
+    rest of the page renders as usual.
+    """
+    return Section(
+        title=title or plugin,
+        data={"plugin": plugin, "error": error},
+        template=ERROR_SECTION_TEMPLATE,
+        name=plugin,
+        order=order,
+    )
+
+
+def is_error_section(section: Section) -> bool:
+    return section.template == ERROR_SECTION_TEMPLATE
+
+
+@attrs.define
+class Customer360:
+    """Everything about one customer, for the 360 view."""
+
+    customer: Customer
+    contacts: list[Contact]
+    interactions: list[Any]
+    orders: list[Any]
+    workflows: list[Any]
+    sections: list[Section]
+    totals: dict[str, Any]
+
+
+def build(crm: CRM, customer_id: int, *, limit: int = 100) -> Customer360:
+    """The 360 view: profile, contacts, timeline, orders, workflows, plugin sections."""
+    customer = crm.customers.get(customer_id)
+    found = plugin_sections(crm, customer)
+    with crm.reading() as connection:
+        totals_row = connection.execute(
+            select(
+                func.count(), func.sum(t.orders.c.amount), func.max(t.orders.c.occurred_at)
+            ).where(and_(t.orders.c.customer_id == customer_id, t.orders.c.status == "paid"))
+        ).one()
+    totals = {
+        "paid_orders": totals_row[0],
+        "revenue": to_decimal(totals_row[1]) if totals_row[1] is not None else Decimal(0),
+        "last_order": totals_row[2],
+    }
+    return Customer360(
+        customer=customer,
+        contacts=crm.customers.contacts(customer_id),
+        interactions=crm.interactions.list(customer_id=customer_id, limit=limit),
+        orders=crm.orders.list(customer_id=customer_id, limit=limit),
+        workflows=crm.workflows.list(customer_id=customer_id),
+        sections=sorted(found, key=lambda s: (s.order, s.title)),
+        totals=totals,
+    )
+
+
+def plugin_sections(crm: CRM, customer: Customer) -> list[Section]:
+    """Each plugin's 360 section for ``customer``; a plugin that fails gets an error section.
+
+    Each implementation of ``crmkit_customer_360_section`` is called on its own, in
+    pluggy's order, so one that raises (or returns something other than a Section) is
+    named, logged with its traceback, and shown as an error section while the others
+    render. Hook wrappers of this hook are not applied.
+    """
+    arguments = {"crm": crm, "customer": customer}
+    sections = []
+    for impl in reversed(crm.pm.hook.crmkit_customer_360_section.get_hookimpls()):
+        if impl.hookwrapper or impl.wrapper:
+            continue
+        name = impl.plugin_name
+        try:
+            section = impl.function(*(arguments[arg] for arg in impl.argnames))
+        except Exception as exc:
+            error = f"plugin {name!r} failed to build its section: {type(exc).__name__}: {exc}"
+            log.error("customer %s, 360 view: %s", customer.id, error, exc_info=exc)
+            sections.append(error_section(name, error))
+            continue
+        if not section:
+            continue
+        if not isinstance(section, Section):
+            error = f"plugin {name!r} returned a {type(section).__name__}, not a crmkit.Section"
+            log.error("customer %s, 360 view: %s", customer.id, error)
+            sections.append(error_section(name, error))
+            continue
+        sections.append(section)
+    return sections
