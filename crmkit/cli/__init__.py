@@ -31,6 +31,9 @@ from crmkit.errors import CrmError, PluginError
 
 @attrs.define
 class CliState:
+    """One command run's state: --config, --database, --verbose, the plugin override,
+    and the CRM it opens."""
+
     config: str | None = None
     database: str | None = None
     verbose: bool = False
@@ -38,6 +41,8 @@ class CliState:
     plugins: list[str | Any] | None = None  # names or plugin objects; overrides the config
 
     def open(self, *, upgrade: bool = False) -> crmkit.CRM:
+        """The CRM of this command run, opened on first use (warns about plugins that
+        failed to load)."""
         if self.crm is None:
             self.crm = crmkit.open(
                 self.config, database=self.database, plugins=self.plugins, upgrade=upgrade
@@ -58,6 +63,7 @@ class CliState:
         return config
 
     def close(self) -> None:
+        """Close the CRM if this run opened one."""
         if self.crm is not None:
             self.crm.close()
             self.crm = None
@@ -227,6 +233,7 @@ class UserError(click.ClickException):
     """One line on stderr, exit status 1."""
 
     def show(self, file: Any = None) -> None:
+        """Print the message as one ``error:`` line on stderr."""
         click.echo(f"error: {self.format_message()}", err=True)
 
 

@@ -86,4 +86,5 @@ def _clip(value: str, width: int) -> str:
 
 
 def emit(rows: Sequence[dict[str, Any]], fmt: str, columns: Sequence[str] | None = None) -> None:
+    """Print ``rows`` in ``fmt`` (table, json or csv) to stdout; see :func:`render`."""
     click.echo(render(rows, fmt, columns))

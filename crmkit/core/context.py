@@ -55,4 +55,5 @@ class HookContext:
 
     @property
     def settings(self) -> dict[str, Any]:
+        """All settings by table; yours are ``ctx.settings["<plugin>"]``."""
         return self.crm.settings

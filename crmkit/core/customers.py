@@ -324,6 +324,7 @@ class CustomerService:
 
     # -- reads ------------------------------------------------------------
     def get(self, customer_id: int) -> Customer:
+        """The customer with this id; :class:`NotFound` when there is none."""
         with self.crm.reading() as connection:
             row = connection.execute(
                 select(t.customers).where(t.customers.c.id == customer_id)
@@ -335,6 +336,7 @@ class CustomerService:
             return self._entity(row, self._consents(connection, [row.id]).get(row.id))
 
     def get_by_external_id(self, external_id: str) -> Customer:
+        """The customer with this external id; :class:`NotFound` when there is none."""
         with self.crm.reading() as connection:
             row = connection.execute(
                 select(t.customers).where(t.customers.c.external_id == external_id)
@@ -489,12 +491,14 @@ class CustomerService:
             last = rows[-1].id
 
     def count(self, **filters: Any) -> int:
+        """How many customers match ``filters`` (the same filters as :meth:`list`)."""
         with self.crm.reading() as connection:
             return connection.scalar(
                 select(func.count()).select_from(self.query(**filters).subquery())
             )
 
     def contacts(self, customer_id: int) -> list[Contact]:
+        """The contact persons of an organisation customer, oldest first."""
         with self.crm.reading() as connection:
             rows = connection.execute(
                 select(t.contacts)

@@ -158,6 +158,8 @@ class Interaction:
 
 @attrs.define
 class OrderLine:
+    """One line of an order: product, quantity and unit price (Decimal), optional category."""
+
     product: str = attrs.field(validator=_non_empty("product"))
     quantity: Decimal = attrs.field(default=Decimal(1), converter=lambda v: to_money(v, "quantity"))
     price: Decimal = attrs.field(default=Decimal(0), converter=lambda v: to_money(v, "price"))
@@ -181,6 +183,7 @@ class Order:
 
     @property
     def margin(self) -> Decimal | None:
+        """Amount minus cost, or ``None`` when the cost is unknown."""
         return None if self.cost is None else self.amount - self.cost
 
 

@@ -24,6 +24,7 @@ class InteractionService:
 
     @staticmethod
     def build(data: Interaction | Mapping[str, Any], now: dt.datetime | None = None) -> Interaction:
+        """An :class:`Interaction` from a mapping (validated), without storing it."""
         if isinstance(data, Interaction):
             return data
         values = dict(data)
@@ -82,6 +83,7 @@ class InteractionService:
         return stored
 
     def get(self, interaction_id: int) -> Interaction:
+        """The interaction with this id; :class:`NotFound` when there is none."""
         with self.crm.reading() as connection:
             row = connection.execute(
                 select(t.interactions).where(t.interactions.c.id == interaction_id)

@@ -107,6 +107,7 @@ class OrderService:
         self.crm = crm
 
     def build(self, data: Order | Mapping[str, Any]) -> Order:
+        """An :class:`Order` from a mapping (validated, money as Decimal), without storing it."""
         if isinstance(data, Order):
             return data
         values = dict(data)
@@ -269,6 +270,7 @@ class OrderService:
         ]
 
     def get(self, order_id: int) -> Order:
+        """The order with this id, lines included; :class:`NotFound` when there is none."""
         with self.crm.reading() as connection:
             row = connection.execute(select(t.orders).where(t.orders.c.id == order_id)).first()
             if row is None:
@@ -288,6 +290,7 @@ class OrderService:
         return [found[i] for i in order_ids if i in found]
 
     def get_by_external_id(self, external_id: str) -> Order:
+        """The order with this external id; :class:`NotFound` when there is none."""
         with self.crm.reading() as connection:
             row = connection.execute(
                 select(t.orders).where(t.orders.c.external_id == external_id)

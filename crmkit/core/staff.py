@@ -29,6 +29,8 @@ class StaffService:
         department: str | None = None,
         manager: str | None = None,
     ) -> Staff:
+        """Add a staff member (``username`` unique); ``roles`` are workflow roles such as
+        ``sales_rep``."""
         member = Staff(
             username=username,
             name=name or username,
@@ -47,6 +49,7 @@ class StaffService:
         return attrs.evolve(member, id=new_id)
 
     def update(self, username: str, **changes: Any) -> Staff:
+        """Change a staff member's name, email, roles, department or manager."""
         with self.crm.transaction() as ctx:
             after = attrs.evolve(self.get(username), **changes)
             values = {k: v for k, v in attrs.asdict(after).items() if k != "id"}
@@ -56,6 +59,7 @@ class StaffService:
         return after
 
     def get(self, username: str) -> Staff:
+        """The staff member with this username; :class:`NotFound` when there is none."""
         with self.crm.reading() as connection:
             row = connection.execute(select(t.staff).where(t.staff.c.username == username)).first()
         if row is None:
@@ -63,6 +67,7 @@ class StaffService:
         return Staff(**row._mapping)
 
     def find(self, username: str | None) -> Staff | None:
+        """The staff member with this username, or ``None`` (also for ``None``)."""
         if not username:
             return None
         try:
@@ -71,6 +76,7 @@ class StaffService:
             return None
 
     def list(self, *, role: str | None = None, department: str | None = None) -> list[Staff]:
+        """Staff members, by username; optionally only those with ``role`` or in ``department``."""
         with self.crm.reading() as connection:
             rows = connection.execute(select(t.staff).order_by(t.staff.c.username)).all()
         members = [Staff(**row._mapping) for row in rows]

@@ -48,6 +48,9 @@ OUTCOMES = ("won", "lost", None)
 
 @attrs.frozen
 class Stage:
+    """One stage of a workflow: who may move it on (``roles``), the fields it needs,
+    where it may go (``to``), whether it ends the instance."""
+
     name: str
     title: str = ""
     roles: tuple[str, ...] = ()
@@ -60,6 +63,8 @@ class Stage:
 
 @attrs.frozen
 class WorkflowDefinition:
+    """A workflow (the sales pipeline is one): its stages and the initial stage, read from TOML."""
+
     name: str
     stages: tuple[Stage, ...]
     initial: str
@@ -67,6 +72,7 @@ class WorkflowDefinition:
     source: str = "config"
 
     def stage(self, name: str) -> Stage:
+        """The stage called ``name``; raises :class:`ValidationError` for an unknown one."""
         for stage in self.stages:
             if stage.name == name:
                 return stage
@@ -74,6 +80,7 @@ class WorkflowDefinition:
 
     @property
     def stage_names(self) -> list[str]:
+        """The stages' names in definition order."""
         return [s.name for s in self.stages]
 
     @classmethod

@@ -25,6 +25,7 @@ class WorkflowService:
         self.crm = crm
 
     def definition(self, name: str) -> WorkflowDefinition:
+        """The workflow definition called ``name``; :class:`NotFound` naming the known ones."""
         try:
             return self.crm.workflow_definitions[name]
         except KeyError:
@@ -230,6 +231,7 @@ class WorkflowService:
 
     # -- reads ------------------------------------------------------------
     def get(self, instance_id: int) -> WorkflowInstance:
+        """The workflow instance (a deal, a case ...) with this id."""
         with self.crm.reading() as connection:
             row = connection.execute(
                 select(t.workflow_instances).where(t.workflow_instances.c.id == instance_id)
@@ -249,6 +251,7 @@ class WorkflowService:
         limit: int | None = None,
         offset: int = 0,
     ) -> list[WorkflowInstance]:
+        """Workflow instances, newest first, filtered by workflow, stage, customer, owner, open."""
         query = select(t.workflow_instances)
         if workflow:
             query = query.where(t.workflow_instances.c.workflow == workflow)
@@ -281,6 +284,7 @@ class WorkflowService:
             return [Transition(**row._mapping) for row in connection.execute(query)]
 
     def next_steps(self, instance_id: int) -> tuple[str, ...]:
+        """The next steps the instance's current stage suggests to the person working it."""
         instance = self.get(instance_id)
         return self.definition(instance.workflow).stage(instance.stage).next_steps
 
