@@ -19,7 +19,7 @@ from crmkit_complaints.policies import check_policy
 from crmkit_complaints.records import OPEN_STAGES
 from crmkit_complaints.service import service
 
-CRMKIT_API = ">=1.0,<2"
+CRMKIT_API = ">=1.2,<2"  # crmkit.plugin (1.2)
 
 HANDLERS = ["complaint_handler", "manager"]
 

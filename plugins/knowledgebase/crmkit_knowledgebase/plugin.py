@@ -11,7 +11,7 @@ import crmkit.plugin as ck
 from crmkit_knowledgebase import tables as t
 from crmkit_knowledgebase.service import service
 
-CRMKIT_API = ">=1.0,<2"
+CRMKIT_API = ">=1.2,<2"  # crmkit.plugin (1.2)
 
 DEFAULTS: dict[str, Any] = {
     "site_title": "Help centre",
