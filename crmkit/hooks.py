@@ -62,6 +62,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:  # imported for annotations only; keeps this module import-light
+    import datetime as dt
     import random
 
     import click
@@ -74,6 +75,7 @@ if TYPE_CHECKING:  # imported for annotations only; keeps this module import-lig
         Order,
         Section,
         SettingsSpec,
+        TimelineEntry,
     )
     from crmkit.core.workflow import Transition, WorkflowDefinition, WorkflowInstance
     from crmkit.crm import CRM
@@ -314,7 +316,10 @@ def crmkit_erase_personal_data(ctx: HookContext, customer: Customer) -> None:
     """Remove or anonymise this plugin's personal data about ``customer``.
 
     When: ``crm.customers.erase(id)``, before the core anonymises the
-    customer. Transaction: the erasure's transaction; raising aborts the
+    customer, and again whenever an erasure is re-run (it must be idempotent).
+    Installed plugins that hold tables in the database are loaded for the
+    erasure even when they are not enabled, so no personal data is left
+    behind. Transaction: the erasure's transaction; raising aborts the
     whole erasure. Keep figures needed for statistics (amounts, counts) but
     drop what identifies the person. Returns: nothing.
 
@@ -323,6 +328,80 @@ def crmkit_erase_personal_data(ctx: HookContext, customer: Customer) -> None:
         @crmkit.hookimpl
         def crmkit_erase_personal_data(ctx, customer):
             ctx.connection.execute(delete(notes).where(notes.c.customer_id == customer.id))
+    """
+
+
+@hookspec
+def crmkit_merge_customers(
+    ctx: HookContext, kept: Customer, merged: Customer
+) -> dict[str, Any] | None:
+    """Move this plugin's data from ``merged`` (a duplicate) to ``kept``.
+
+    When: ``crm.customers.merge(kept_id, merged_id)`` / ``crmkit customer merge``,
+    after the core moved its own rows (interactions, orders, contacts, consent,
+    attributes) and before ``merged`` is marked as merged into ``kept`` (it then
+    takes no writes). Transaction: the merge's; raising aborts the whole merge,
+    nothing moves. Join what must be joined (a points ledger and its balance,
+    membership), re-link what belongs to the person (cases, sends), recompute
+    what is derived. Returns: a JSON-ready summary of what moved (``{"entries":
+    12, "points": 340}``), recorded with the merge, or ``None`` when you hold
+    nothing about ``merged``.
+
+    Example::
+
+        @crmkit.hookimpl
+        def crmkit_merge_customers(ctx, kept, merged):
+            moved = ctx.connection.execute(
+                update(notes).where(notes.c.customer_id == merged.id)
+                .values(customer_id=kept.id)
+            ).rowcount
+            return {"notes": moved} if moved else None
+    """
+
+
+@hookspec
+def crmkit_catch_up(ctx: HookContext, since: dt.datetime | None) -> str | None:
+    """Reconcile this plugin with what changed in the core while it was not running.
+
+    When: on the first write after the plugin is enabled again on a database
+    that was written while it was disabled (``since`` is when it was last seen
+    enabled), and on demand by ``crmkit plugins catch-up NAME`` (``since`` is
+    ``None``: reconcile everything). Work from the core's records (orders and
+    their statuses, customers), never from events you missed; it must be
+    idempotent, because it may run more than once over the same changes.
+    Transaction: its own write transaction (``ctx.connection``). Returns: one
+    line saying what was reconciled (``"reversed 3 refunded orders"``), or
+    ``None`` when nothing needed it.
+
+    Example::
+
+        @crmkit.hookimpl
+        def crmkit_catch_up(ctx, since):
+            refunded = refunded_orders_still_earning(ctx.connection)
+            for order_id in refunded:
+                reverse(ctx, order_id)
+            return f"reversed {len(refunded)} refunded orders" if refunded else None
+    """
+
+
+@hookspec
+def crmkit_customer_timeline(
+    crm: CRM, customer: Customer, limit: int
+) -> Sequence[TimelineEntry] | None:
+    """Contribute entries to a customer's timeline (replies sent, cases opened ...).
+
+    When: each time a customer's timeline is shown (the 360 view, ``crmkit
+    interaction list --customer``). Transaction: a read-only connection
+    (``crm.reading()``). Returns: at most ``limit`` of the customer's latest
+    :class:`crmkit.plugin.TimelineEntry` (``at``, ``kind``, ``title``, ``body``,
+    ``source``), newest first; the core merges them with the interactions by time.
+
+    Example::
+
+        @crmkit.hookimpl
+        def crmkit_customer_timeline(crm, customer, limit):
+            return [TimelineEntry(at=s.sent_at, kind="reply", title=s.subject,
+                                  source="knowledgebase") for s in sends(crm, customer.id, limit)]
     """
 
 

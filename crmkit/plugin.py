@@ -47,11 +47,13 @@ from crmkit.core.entities import (
     Section,
     SettingsSpec,
     Staff,
+    TimelineEntry,
     to_money,
 )
 from crmkit.core.orders import StoredOrders
 from crmkit.core.serialize import jsonable
 from crmkit.core.tables import (
+    consent_changes,
     consents,
     contacts,
     customers,
@@ -123,6 +125,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
         "AttributeDefinition",
         "SettingsSpec",
         "Section",
+        "TimelineEntry",
         "BulkResult",
         "Stage",
         "Transition",
@@ -154,6 +157,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
         "customers",
         "contacts",
         "consents",
+        "consent_changes",
         "interactions",
         "orders",
         "order_lines",
@@ -203,6 +207,7 @@ __all__ = [  # the same names as GROUPS (a test checks)
     "AttributeDefinition",
     "SettingsSpec",
     "Section",
+    "TimelineEntry",
     "BulkResult",
     "Stage",
     "Transition",
@@ -228,6 +233,7 @@ __all__ = [  # the same names as GROUPS (a test checks)
     "customers",
     "contacts",
     "consents",
+    "consent_changes",
     "interactions",
     "orders",
     "order_lines",

@@ -89,6 +89,7 @@ class CustomerService:
             created_at=row.created_at,
             updated_at=row.updated_at,
             erased_at=row.erased_at,
+            merged_into=row.merged_into,
         )
 
     def _row(self, customer: Customer, now: dt.datetime) -> dict[str, Any]:

@@ -124,6 +124,7 @@ class Customer:
     created_at: dt.datetime | None = attrs.field(default=None, validator=aware("created_at"))
     updated_at: dt.datetime | None = attrs.field(default=None, validator=aware("updated_at"))
     erased_at: dt.datetime | None = None
+    merged_into: int | None = None  # the customer this record was merged into
 
     def consented(self, purpose: str) -> bool:
         """True only when the customer gave consent for ``purpose`` (default: no)."""
@@ -153,6 +154,7 @@ class Interaction:
     subject: str = ""
     body: str = ""
     staff: str | None = None
+    external_id: str | None = None  # makes re-importing idempotent
     id: int | None = None
 
 
@@ -197,7 +199,19 @@ class Staff:
     roles: list[str] = attrs.field(factory=list)
     department: str | None = None
     manager: str | None = None  # username of this person's manager
+    active: bool = True  # deactivated staff keep their history but take no new work
     id: int | None = None
+
+
+@attrs.frozen
+class TimelineEntry:
+    """One entry of a customer's timeline contributed by a plugin (a reply sent, a case)."""
+
+    at: dt.datetime = attrs.field(validator=aware("at"))
+    kind: str = attrs.field(validator=_non_empty("kind"))  # "reply", "complaint", ...
+    title: str = ""
+    body: str = ""
+    source: str = ""  # the plugin's name
 
 
 @attrs.frozen

@@ -21,6 +21,7 @@ from sqlalchemy import (
     Table,
     Text,
 )
+from sqlalchemy import true as sa_true
 
 from crmkit.core.types import Money, UTCDateTime
 
@@ -44,6 +45,8 @@ staff = Table(
     Column("roles", JSON, nullable=False, default=list),
     Column("department", String(100)),
     Column("manager", String(100)),
+    # staff are deactivated, never deleted, so their history keeps its names
+    Column("active", Boolean, nullable=False, default=True, server_default=sa_true()),
 )
 
 customers = Table(
@@ -54,21 +57,24 @@ customers = Table(
     Column("type", String(20), nullable=False),
     Column("kind", String(20), nullable=False),
     Column("status", String(20), nullable=False),
-    Column("name", String(300), nullable=False),
-    Column("email", String(320)),
-    Column("phone", String(50)),
-    Column("address", Text),
+    Column("name", String(300), nullable=False, info={"personal": True}),
+    Column("email", String(320), info={"personal": True}),
+    Column("phone", String(50), info={"personal": True}),
+    Column("address", Text, info={"personal": True}),
     Column("region", String(100)),
     Column("province", String(100)),
     Column("city", String(100)),
     Column("industry", String(100)),
-    Column("occupation", String(100)),
-    Column("birth_date", Date),
+    Column("occupation", String(100), info={"personal": True}),
+    Column("birth_date", Date, info={"personal": True}),
     Column("owner", String(100)),
-    Column("attributes", JSON, nullable=False, default=dict),
+    Column("attributes", JSON, nullable=False, default=dict, info={"personal": True}),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     Column("erased_at", UTCDateTime),
+    # the customer this record was merged into (crm.customers.merge); it then takes no
+    # writes. No foreign key: adding one to SQLite's customers would rebuild the table.
+    Column("merged_into", Integer),
     Index("ix_customers_owner", "owner"),
     Index("ix_customers_region", "region"),
 )
@@ -78,10 +84,10 @@ contacts = Table(
     metadata,
     Column("id", Integer, primary_key=True),
     Column("customer_id", Integer, ForeignKey("customers.id", ondelete="CASCADE"), nullable=False),
-    Column("name", String(300), nullable=False),
+    Column("name", String(300), nullable=False, info={"personal": True}),
     Column("role", String(100)),
-    Column("email", String(320)),
-    Column("phone", String(50)),
+    Column("email", String(320), info={"personal": True}),
+    Column("phone", String(50), info={"personal": True}),
     Index("ix_contacts_customer_id", "customer_id"),
 )
 
@@ -97,6 +103,20 @@ consents = Table(
     Column("source", String(100)),
 )
 
+#: Every grant and withdrawal, oldest first; ``consents`` holds the latest per purpose.
+consent_changes = Table(
+    "consent_changes",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("customer_id", Integer, ForeignKey("customers.id", ondelete="CASCADE"), nullable=False),
+    Column("purpose", String(50), nullable=False),
+    Column("granted", Boolean, nullable=False),
+    Column("changed_at", UTCDateTime, nullable=False),
+    Column("source", String(100)),
+    Column("actor", String(100)),
+    Index("ix_consent_changes_customer_id", "customer_id", "changed_at"),
+)
+
 interactions = Table(
     "interactions",
     metadata,
@@ -104,11 +124,14 @@ interactions = Table(
     Column("customer_id", Integer, ForeignKey("customers.id", ondelete="CASCADE"), nullable=False),
     Column("channel", String(20), nullable=False),
     Column("direction", String(10), nullable=False),
-    Column("subject", String(500), nullable=False, default=""),
-    Column("body", Text, nullable=False, default=""),
+    Column("subject", String(500), nullable=False, default="", info={"personal": True}),
+    Column("body", Text, nullable=False, default="", info={"personal": True}),
     Column("occurred_at", UTCDateTime, nullable=False),
     Column("staff", String(100)),
+    # makes re-importing an interactions file idempotent, as for customers and orders
+    Column("external_id", String(100)),
     Index("ix_interactions_customer_time", "customer_id", "occurred_at"),
+    Index("ix_interactions_external_id", "external_id", unique=True),
 )
 
 orders = Table(
@@ -174,4 +197,27 @@ workflow_transitions = Table(
     Column("at", UTCDateTime, nullable=False),
     Column("reason", Text, nullable=False, default=""),
     Index("ix_workflow_transitions_instance_at", "instance_id", "at"),
+)
+
+#: One row per merge: which record was kept, which was merged into it, and what moved.
+customer_merges = Table(
+    "customer_merges",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("kept_id", Integer, ForeignKey("customers.id", ondelete="CASCADE"), nullable=False),
+    Column("merged_id", Integer, ForeignKey("customers.id", ondelete="CASCADE"), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("actor", String(100)),
+    Column("moved", JSON, nullable=False, default=dict),  # {"core": {...}, "<plugin>": {...}}
+    Index("ix_customer_merges_kept_id", "kept_id"),
+)
+
+#: Which plugins were enabled the last time this database was written, and since when:
+#: a plugin that comes back after writes happened without it is asked to catch up.
+plugin_states = Table(
+    "plugin_states",
+    metadata,
+    Column("plugin", String(100), primary_key=True),
+    Column("enabled", Boolean, nullable=False),
+    Column("changed_at", UTCDateTime, nullable=False),
 )

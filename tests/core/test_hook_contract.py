@@ -75,6 +75,7 @@ def test_renamed_hooks_point_at_hooks_that_exist():
 def test_core_hook_names_follow_the_grammar():
     nouns = {"crmkit_customer_360_section", "crmkit_generate_demo_data"}
     nouns |= {"crmkit_export_personal_data", "crmkit_erase_personal_data"}
+    nouns |= {"crmkit_merge_customers", "crmkit_catch_up", "crmkit_customer_timeline"}
     for name, _ in SPECS:
         assert name.startswith(("crmkit_register_", "crmkit_after_", "crmkit_allow_")) or (
             name in nouns
