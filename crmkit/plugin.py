@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from crmkit.core.bulk import insert_many
 from crmkit.core.context import Changes, HookContext
+from crmkit.core.csvcells import csv_writer, neutralise_cell, restore_cell
 from crmkit.core.customers import BulkResult
 from crmkit.core.entities import (
     ATTRIBUTE_TYPES,
@@ -174,6 +175,11 @@ GROUPS: dict[str, tuple[str, ...]] = {
         "jsonable",
         "insert_many",
     ),
+    "CSV files people open in spreadsheets": (
+        "csv_writer",
+        "neutralise_cell",
+        "restore_cell",
+    ),
     "Command line": (
         "pass_crm",
         "CliState",
@@ -247,6 +253,9 @@ __all__ = [  # the same names as GROUPS (a test checks)
     "to_money",
     "jsonable",
     "insert_many",
+    "csv_writer",
+    "neutralise_cell",
+    "restore_cell",
     "pass_crm",
     "CliState",
     "UserError",

@@ -336,6 +336,43 @@ class CustomerService:
                 )
             return self._entity(row, self._consents(connection, [row.id]).get(row.id))
 
+    def require_writable(self, customer_id: int) -> Customer:
+        """The customer, if it may take new data; :class:`Conflict` if it was erased or merged.
+
+        The one check every write about a customer goes through, in the core and in
+        plugins: an erased person gets no new interactions, orders, cases or points, and
+        a record merged into another sends the caller to the record it became.
+        """
+        customer = self.get(customer_id)
+        if customer.erased_at is not None:
+            raise Conflict(
+                f"customer {customer_id} was erased on {customer.erased_at:%Y-%m-%d}; "
+                "an erased customer takes no new data"
+            )
+        if customer.merged_into is not None:
+            raise Conflict(
+                f"customer {customer_id} was merged into customer {customer.merged_into}; "
+                f"write to customer {customer.merged_into} instead"
+            )
+        return customer
+
+    def withdrawn(self, purpose: str, customer_ids: Iterable[int] | None = None) -> set[int]:
+        """Ids of customers who withdrew consent for ``purpose`` (among ``customer_ids``).
+
+        Withdrawn means an explicit ``granted = false``; a customer never asked is not in
+        the set. Analyses of people (``profiling``) leave these customers out.
+        """
+        query = select(t.consents.c.customer_id).where(
+            and_(t.consents.c.purpose == purpose, t.consents.c.granted.is_(False))
+        )
+        with self.crm.reading() as connection:
+            if customer_ids is None:
+                return set(connection.scalars(query))
+            found: set[int] = set()
+            for chunk in chunks(iter(customer_ids), 5000):
+                found |= set(connection.scalars(query.where(t.consents.c.customer_id.in_(chunk))))
+            return found
+
     def get_by_external_id(self, external_id: str) -> Customer:
         """The customer with this external id; :class:`NotFound` when there is none."""
         with self.crm.reading() as connection:
