@@ -191,15 +191,59 @@ def customer_edit(
 
 @customer.command("consent")
 @click.argument("ref", metavar="CUSTOMER")
-@click.argument("purpose")
-@click.option("--grant/--withdraw", default=True, help="Give (default) or withdraw consent.")
+@click.argument("purpose", required=False)
+@click.option("--grant/--withdraw", default=None, help="Give (default) or withdraw consent.")
 @click.option("--source", default=None, help="Where it was given, e.g. 'web form'.")
+@click.option(
+    "--history", is_flag=True,
+    help="List every grant and withdrawal (of PURPOSE, or of all), oldest first.",
+)  # fmt: skip
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table",
+    show_default=True, help="Output format of --history.",
+)  # fmt: skip
 @pass_crm
-def customer_consent(crm: Any, ref: str, purpose: str, grant: bool, source: str | None) -> None:
-    """Record consent for PURPOSE (e.g. marketing, profiling), or its withdrawal."""
+def customer_consent(
+    crm: Any,
+    ref: str,
+    purpose: str | None,
+    grant: bool | None,
+    source: str | None,
+    history: bool,
+    fmt: str,
+) -> None:
+    """Record consent for PURPOSE (e.g. marketing, profiling), or its withdrawal.
+
+    Every change is kept: --history lists them (purpose, given or withdrawn, when, source,
+    who); the customer's current answer per purpose is the latest.
+    """
     target = p.customer(crm, ref)
-    crm.customers.set_consent(target.id, purpose, grant, source=source)
-    click.echo(f"customer {target.id}: consent to {purpose} {'given' if grant else 'withdrawn'}")
+    if history:
+        if grant is not None or source is not None:
+            raise UserError(
+                "--history lists the changes; leave out --grant/--withdraw and --source"
+            )
+        changes = crm.customers.consent_history(target.id, purpose=purpose)
+        rows = [
+            {
+                "changed_at": crm.local_time(c.changed_at),
+                "purpose": c.purpose,
+                "granted": c.granted if fmt == "json" else ("given" if c.granted else "withdrawn"),
+                "source": c.source,
+                "actor": c.actor,
+            }
+            for c in changes
+        ]
+        emit(rows, fmt, ["changed_at", "purpose", "granted", "source", "actor"])
+        return
+    if not purpose:
+        raise UserError(
+            "give the PURPOSE, e.g. 'crmkit customer consent 42 marketing --withdraw', "
+            "or --history to list the changes"
+        )
+    granted = True if grant is None else grant
+    crm.customers.set_consent(target.id, purpose, granted, source=source)
+    click.echo(f"customer {target.id}: consent to {purpose} {'given' if granted else 'withdrawn'}")
 
 
 @customer.command("export")
@@ -225,17 +269,32 @@ def customer_export(crm: Any, ref: str, output: str | None) -> None:
 @click.option("--yes", is_flag=True, help="Confirm: the erasure cannot be undone.")
 @pass_crm
 def customer_erase(crm: Any, ref: str, yes: bool) -> None:
-    """Erase a customer's personal data everywhere (orders stay, anonymised)."""
+    """Erase a customer's personal data everywhere (orders stay, anonymised).
+
+    Installed plugins that are not enabled but hold data in the database erase their part
+    too; while one of them cannot be loaded the erasure is refused and nothing changes.
+    Erasing an erased customer runs every erase again, completing a partial erasure.
+    """
+    from crmkit.core import personal
+
     target = p.customer(crm, ref)
-    if target.erased_at is not None:
-        raise UserError(f"customer {target.id} was already erased")
-    if not yes:
+    if target.erased_at is None and not yes:
         raise UserError(
             f"erasing customer {target.id} ({target.name}) cannot be undone; "
             "export it first if needed, then add --yes"
         )
-    crm.customers.erase(target.id)
-    click.echo(f"erased customer {target.id}")
+    done = personal.erase(crm, target.id)
+    if done.again:
+        click.echo(
+            f"customer {target.id} was already erased on {target.erased_at:%Y-%m-%d}; erased "
+            "again to complete it: the core's and every plugin's erasure ran again"
+        )
+    else:
+        click.echo(f"erased customer {target.id}")
+    if done.plugins:
+        click.echo(f"  plugins that erased their part: {', '.join(done.plugins)}")
+    if done.loaded:
+        click.echo(f"  loaded for the erasure (installed, not enabled): {', '.join(done.loaded)}")
 
 
 @cli.group(cls=p.RecordGroup)

@@ -39,6 +39,17 @@ class BulkResult:
     skipped: list[str] = attrs.field(factory=list)  # external ids already present
 
 
+@attrs.frozen
+class ConsentChange:
+    """One grant or withdrawal of consent, as ``crm.customers.consent_history`` lists it."""
+
+    purpose: str
+    granted: bool
+    changed_at: dt.datetime
+    source: str | None = None  # where it was given: "web form", "create", "import" ...
+    actor: str | None = None  # who recorded it (a staff username), None for the system
+
+
 def _json_value(value: Any) -> Any:
     if isinstance(value, Decimal):
         return str(value)
@@ -134,11 +145,18 @@ class CustomerService:
         /,
         *,
         actor: str | None = None,
+        consent_source: str = "create",
         **fields: Any,
     ) -> Customer:
-        """Create one customer; returns it with its id. Fires ``crmkit_after_customers_created``."""
+        """Create one customer; returns it with its id. Fires ``crmkit_after_customers_created``.
+
+        Consents given with it (``consents={"marketing": True}``) are recorded in the
+        consent history with ``consent_source`` as their source.
+        """
         entity = self.build(customer if customer is not None else fields)
-        result = self._insert([entity], actor=actor, skip_existing=False)
+        result = self._insert(
+            [entity], actor=actor, skip_existing=False, consent_source=consent_source
+        )
         return result[0]
 
     def add_many(
@@ -148,17 +166,24 @@ class CustomerService:
         batch_size: int = 2000,
         skip_existing: bool = True,
         actor: str | None = None,
+        consent_source: str = "create",
     ) -> BulkResult:
         """Create many customers in batches, each batch one transaction and one event.
 
         With ``skip_existing`` a customer whose ``external_id`` is already stored
-        is skipped and listed in the result; otherwise it is a Conflict.
+        is skipped and listed in the result; otherwise it is a Conflict. Consents given
+        with the customers are recorded in the consent history with ``consent_source``
+        (an importer passes e.g. ``"import customers.csv"``).
         """
         result = BulkResult()
         for batch in chunks((self.build(c) for c in customers), batch_size):
             with self.crm.transaction(actor=actor):
                 stored = self._insert(
-                    batch, actor=actor, skip_existing=skip_existing, result=result
+                    batch,
+                    actor=actor,
+                    skip_existing=skip_existing,
+                    result=result,
+                    consent_source=consent_source,
                 )
             result.stored += len(stored)
         return result
@@ -170,6 +195,7 @@ class CustomerService:
         actor: str | None,
         skip_existing: bool,
         result: BulkResult | None = None,
+        consent_source: str = "create",
     ) -> list[Customer]:
         with self.crm.transaction(actor=actor) as ctx:
             connection = ctx.connection
@@ -211,10 +237,12 @@ class CustomerService:
                 )
                 for purpose, granted in customer.consents.items():
                     consent_rows.append(
-                        self._consent_row(new_id, purpose, granted, ctx.now, "create")
+                        self._consent_row(new_id, purpose, granted, ctx.now, consent_source)
                     )
             if consent_rows:
                 connection.execute(insert(t.consents), consent_rows)
+                history = [{**row, "actor": ctx.actor} for row in consent_rows]
+                connection.execute(insert(t.consent_changes), history)
             self.crm.fire(ctx, "crmkit_after_customers_created", customers=stored)
             ctx.changes.customers_created.extend(stored)
             return stored
@@ -222,9 +250,7 @@ class CustomerService:
     def update(self, customer_id: int, /, *, actor: str | None = None, **changes: Any) -> Customer:
         """Change profile fields and attributes (``attributes={...}`` merges; None removes)."""
         with self.crm.transaction(actor=actor) as ctx:
-            before = self.get(customer_id)
-            if before.erased_at is not None:
-                raise ValidationError(f"customer {customer_id} was erased and cannot be edited")
+            before = self.require_writable(customer_id)
             attributes = dict(before.attributes)
             extra = changes.pop("attributes", None) or {}
             for key in list(changes):
@@ -281,9 +307,13 @@ class CustomerService:
         source: str | None = None,
         actor: str | None = None,
     ) -> Customer:
-        """Record consent (or its withdrawal) for one purpose, e.g. ``marketing``."""
+        """Record consent (or its withdrawal) for one purpose, e.g. ``marketing``.
+
+        ``consents`` keeps the latest answer per purpose; every call also appends to the
+        consent history (:meth:`consent_history`) in the same transaction.
+        """
         with self.crm.transaction(actor=actor) as ctx:
-            before = self.get(customer_id)
+            before = self.require_writable(customer_id)
             row = self._consent_row(customer_id, purpose, granted, ctx.now, source or actor)
             ctx.connection.execute(
                 delete(t.consents).where(
@@ -291,6 +321,7 @@ class CustomerService:
                 )
             )
             ctx.connection.execute(insert(t.consents), row)
+            ctx.connection.execute(insert(t.consent_changes), {**row, "actor": ctx.actor})
             after = self.get(customer_id)
             self.crm.fire(
                 ctx, "crmkit_after_customers_updated", customers=[after], previous=[before]
@@ -309,7 +340,7 @@ class CustomerService:
     ) -> Contact:
         """Add a contact person to an organisation customer."""
         with self.crm.transaction() as ctx:
-            customer = self.get(customer_id)
+            customer = self.require_writable(customer_id)
             if customer.type != "organisation":
                 raise ValidationError(
                     f"customer {customer_id} is a person; contacts belong to organisations"
@@ -344,17 +375,30 @@ class CustomerService:
         a record merged into another sends the caller to the record it became.
         """
         customer = self.get(customer_id)
-        if customer.erased_at is not None:
-            raise Conflict(
-                f"customer {customer_id} was erased on {customer.erased_at:%Y-%m-%d}; "
-                "an erased customer takes no new data"
-            )
-        if customer.merged_into is not None:
-            raise Conflict(
-                f"customer {customer_id} was merged into customer {customer.merged_into}; "
-                f"write to customer {customer.merged_into} instead"
-            )
+        reason = personal.refusal(customer_id, customer.erased_at, customer.merged_into)
+        if reason:
+            raise Conflict(reason)
         return customer
+
+    def consent_history(
+        self, customer_id: int, *, purpose: str | None = None
+    ) -> list[ConsentChange]:
+        """Every grant and withdrawal of consent by the customer, oldest first.
+
+        Consents given at creation or import and every :meth:`set_consent` are kept
+        (purpose, value, time, source, actor); ``purpose`` keeps one purpose's changes.
+        An erasure removes the history with the rest of the person's data.
+        """
+        self.get(customer_id)
+        c = t.consent_changes.c
+        query = select(c.purpose, c.granted, c.changed_at, c.source, c.actor).where(
+            c.customer_id == customer_id
+        )
+        if purpose:
+            query = query.where(c.purpose == purpose)
+        with self.crm.reading() as connection:
+            rows = connection.execute(query.order_by(c.changed_at, c.id))
+            return [ConsentChange(**row._mapping) for row in rows]
 
     def withdrawn(self, purpose: str, customer_ids: Iterable[int] | None = None) -> set[int]:
         """Ids of customers who withdrew consent for ``purpose`` (among ``customer_ids``).
@@ -551,16 +595,26 @@ class CustomerService:
 
     # -- personal data ----------------------------------------------------
     def export(self, customer_id: int) -> dict[str, Any]:
-        """Everything held on a customer, core and plugins, as JSON-ready data."""
+        """Everything held on a customer, core and plugins, as JSON-ready data.
+
+        Installed plugins that are not enabled but hold tables in the database export
+        their part too; :class:`PluginError` (nothing exported) when one cannot be loaded.
+        """
         return personal.export(self.crm, customer_id)
 
     def erase(self, customer_id: int, *, actor: str | None = None) -> Customer:
-        """Erase a person's data everywhere; order totals stay (anonymised) for statistics."""
-        return personal.erase(self.crm, customer_id, actor=actor)
+        """Erase a person's data everywhere; order totals stay (anonymised) for statistics.
+
+        Every installed plugin holding tables in the database erases its part, enabled or
+        not; :class:`PluginError` (nothing erased) when one cannot be loaded. Erasing an
+        erased customer runs every erase hook again, completing a partial erasure.
+        """
+        return personal.erase(self.crm, customer_id, actor=actor).customer
 
 
 __all__ = [
     "BulkResult",
+    "ConsentChange",
     "CustomerService",
     "CONSENT_PURPOSES",
 ]

@@ -57,7 +57,7 @@ class WorkflowService:
         if not title or not title.strip():
             raise ValidationError("a workflow instance needs a title", field="title")
         with self.crm.transaction(actor=actor, now=at) as ctx:
-            self.crm.customers.get(customer_id)
+            self.crm.customers.require_writable(customer_id)  # not erased, not merged
             if owner:
                 self.crm.staff.get(owner)
             initial = definition.stage(definition.initial)
