@@ -108,7 +108,8 @@ def interaction_list(
     page: int | None,
     fmt: str,
 ) -> None:
-    """List interactions, newest first."""
+    """List interactions, newest first (a customer's whole timeline, with what plugins add,
+    is 'interaction timeline CUSTOMER')."""
     p.choice(channel, "--channel", CHANNELS)
     p.choice(direction, "--direction", DIRECTIONS)
     customer_id = p.customer(crm, ref).id if ref else None
@@ -124,6 +125,29 @@ def interaction_list(
     if fmt != "table":
         columns.insert(6, "body")
     p.emit_page([jsonable(i) for i in found], fmt, columns, size, start)
+
+
+@interaction.command("timeline")
+@click.argument("ref", metavar="CUSTOMER")
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=50, show_default=True,
+    help="Entries shown, newest first.",
+)  # fmt: skip
+@format_option()
+@pass_crm
+def interaction_timeline(crm: Any, ref: str, limit: int, fmt: str) -> None:
+    """CUSTOMER's timeline: interactions and what plugins add (complaint replies, knowledge
+    base sends ...), newest first. A plugin whose entries fail is named in a warning and left
+    out. 'interaction list' lists the interaction records alone."""
+    from crmkit.cli.page360 import timeline_item
+    from crmkit.core import view360
+
+    customer = p.customer(crm, ref)
+    rows = [timeline_item(item) for item in view360.timeline(crm, customer, limit=limit)]
+    columns = ["at", "kind", "source", "title", "channel", "direction", "staff"]
+    if fmt != "table":
+        columns += ["body", "id"]
+    emit(rows, fmt, columns)
 
 
 # -- orders ----------------------------------------------------------------

@@ -26,7 +26,7 @@ from markupsafe import Markup
 
 from crmkit.cli.output import _pad, _width
 from crmkit.core.customers import PROFILE_FIELDS
-from crmkit.core.entities import CONSENT_PURPOSES, Section
+from crmkit.core.entities import CONSENT_PURPOSES, Interaction, Section, TimelineEntry
 from crmkit.core.serialize import jsonable
 from crmkit.core.view360 import Customer360, error_section, is_error_section
 
@@ -60,6 +60,48 @@ def _workflow_rows(crm: Any, view: Customer360) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def timeline_item(item: Interaction | TimelineEntry) -> dict[str, Any]:
+    """One timeline item as the JSON form and the page show it: ``at``, ``kind``
+    (``interaction`` for the core's), ``title``, ``body``, ``source`` (``crmkit`` for the
+    core's); an interaction also has ``id``, ``channel``, ``direction`` and ``staff``."""
+    if isinstance(item, Interaction):
+        return {
+            "at": item.occurred_at,
+            "kind": "interaction",
+            "title": item.subject,
+            "body": item.body,
+            "source": "crmkit",
+            "id": item.id,
+            "channel": item.channel,
+            "direction": item.direction,
+            "staff": item.staff,
+        }
+    return {
+        "at": item.at,
+        "kind": item.kind,
+        "title": item.title,
+        "body": item.body,
+        "source": item.source,
+    }
+
+
+def timeline_line(item: dict[str, Any], stamp: Callable[[Any], str]) -> str:
+    """One timeline item as a line of the text form."""
+    if item["kind"] == "interaction":
+        what = f"{item['channel']} {item['direction']}"
+    else:
+        what = f"{item['source']} {item['kind']}"
+    return f"  {stamp(item['at'])} {what}: {item['title']}"
+
+
+def consent_line(change: Any, stamp: Callable[[Any], str]) -> str:
+    """One consent change as a line of the text form."""
+    notes = [x for x in (change.source, change.actor and f"by {change.actor}") if x]
+    extra = f" ({', '.join(notes)})" if notes else ""
+    granted = "given" if change.granted else "withdrawn"
+    return f"  {stamp(change.changed_at)} {change.purpose} {granted}{extra}"
 
 
 def _consents(view: Customer360) -> list[tuple[str, bool | None]]:
@@ -122,6 +164,9 @@ def html(crm: Any, view: Customer360) -> str:
         customer=view.customer,
         profile=[(f, getattr(view.customer, f)) for f in PROFILE_FIELDS],
         consents=_consents(view),
+        consent_history=view.consent_history,
+        analyses_excluded=view.analyses_excluded,
+        timeline=[timeline_item(item) for item in view.timeline],
         workflows=_workflow_rows(crm, view),
         plugin_sections=sections,
         local=lambda moment: "" if moment is None else crm.local_time(moment),
@@ -132,8 +177,14 @@ def html(crm: Any, view: Customer360) -> str:
 def as_json(crm: Any, view: Customer360) -> str:
     data = {
         "customer": view.customer,
+        "analyses": {
+            "included": view.analyses_excluded is None,
+            "reason": view.analyses_excluded,
+        },
+        "consent_history": view.consent_history,
         "contacts": view.contacts,
         "totals": view.totals,
+        "timeline": [timeline_item(item) for item in view.timeline],
         "interactions": view.interactions,
         "orders": view.orders,
         "workflows": view.workflows,
@@ -170,6 +221,8 @@ def text(crm: Any, view: Customer360) -> str:
         f"{p} {'yes' if g else 'withdrawn'}" for p, g in _consents(view) if g is not None
     )
     lines.append(f"  consent: {consents or 'none given'}")
+    if view.analyses_excluded:
+        lines.append(f"  {view.analyses_excluded}")
     totals = view.totals
     lines.append(
         f"  paid orders: {totals['paid_orders']}, revenue {totals['revenue']}, "
@@ -181,11 +234,11 @@ def text(crm: Any, view: Customer360) -> str:
             f"  {k.name}" + "".join(f", {v}" for v in (k.role, k.email, k.phone) if v)
             for k in view.contacts
         ]
-    lines.append(f"interactions ({len(view.interactions)}, newest first):")
-    lines += [
-        f"  {stamp(i.occurred_at)} {i.channel} {i.direction}: {i.subject}"
-        for i in view.interactions
-    ]
+    if view.consent_history:
+        lines.append("consent history (oldest first):")
+        lines += [consent_line(change, stamp) for change in view.consent_history]
+    lines.append(f"timeline ({len(view.timeline)}, newest first):")
+    lines += [timeline_line(timeline_item(item), stamp) for item in view.timeline]
     lines.append(f"orders ({len(view.orders)}, newest first):")
     lines += [
         f"  {stamp(o.occurred_at)} {o.external_id or '#' + str(o.id)} {o.amount} {o.currency} "

@@ -1,7 +1,9 @@
 """The customer 360 view: profile, contacts, timeline, orders, workflows and plugin sections.
 
 A plugin's section that fails to build is replaced by an error section naming
-the plugin, so one broken plugin never takes the page down.
+the plugin, so one broken plugin never takes the page down. The timeline merges the
+interactions with the entries plugins contribute (``crmkit_customer_timeline``), newest
+first; a plugin whose entries fail is logged and left out.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import attrs
 from sqlalchemy import and_, func, select
 
 from crmkit.core import tables as t
-from crmkit.core.entities import Contact, Customer, Section
+from crmkit.core.entities import Contact, Customer, Interaction, Section, TimelineEntry
 from crmkit.core.types import to_decimal
 
 if TYPE_CHECKING:
@@ -48,9 +50,26 @@ def is_error_section(section: Section) -> bool:
     return section.template == ERROR_SECTION_TEMPLATE
 
 
+#: What the 360 says when the customer withdrew consent to profiling.
+ANALYSES_EXCLUDED = (
+    "profiling consent withdrawn: analyses (segments, snapshots, clusters, lifetime value) "
+    "leave this customer out"
+)
+
+
+def analyses_excluded(customer: Customer) -> str | None:
+    """Why analyses of people leave ``customer`` out (profiling consent withdrawn), or None."""
+    return ANALYSES_EXCLUDED if customer.consents.get("profiling") is False else None
+
+
 @attrs.define
 class Customer360:
-    """Everything about one customer, for the 360 view."""
+    """Everything about one customer, for the 360 view.
+
+    ``timeline``: the interactions (:class:`Interaction`) and the plugins' entries
+    (:class:`TimelineEntry`), newest first, at most the view's limit. ``consent_history``:
+    every grant and withdrawal, oldest first.
+    """
 
     customer: Customer
     contacts: list[Contact]
@@ -59,12 +78,25 @@ class Customer360:
     workflows: list[Any]
     sections: list[Section]
     totals: dict[str, Any]
+    timeline: list[Interaction | TimelineEntry] = attrs.field(factory=list)
+    consent_history: list[Any] = attrs.field(factory=list)
+
+    @property
+    def analyses_excluded(self) -> str | None:
+        """Why analyses leave the customer out (profiling consent withdrawn), or None."""
+        return analyses_excluded(self.customer)
+
+
+def moment(item: Interaction | TimelineEntry) -> Any:
+    """When a timeline item happened."""
+    return item.occurred_at if isinstance(item, Interaction) else item.at
 
 
 def build(crm: CRM, customer_id: int, *, limit: int = 100) -> Customer360:
     """The 360 view: profile, contacts, timeline, orders, workflows, plugin sections."""
     customer = crm.customers.get(customer_id)
     found = plugin_sections(crm, customer)
+    interactions = crm.interactions.list(customer_id=customer_id, limit=limit)
     with crm.reading() as connection:
         totals_row = connection.execute(
             select(
@@ -79,12 +111,73 @@ def build(crm: CRM, customer_id: int, *, limit: int = 100) -> Customer360:
     return Customer360(
         customer=customer,
         contacts=crm.customers.contacts(customer_id),
-        interactions=crm.interactions.list(customer_id=customer_id, limit=limit),
+        interactions=interactions,
         orders=crm.orders.list(customer_id=customer_id, limit=limit),
         workflows=crm.workflows.list(customer_id=customer_id),
         sections=sorted(found, key=lambda s: (s.order, s.title)),
         totals=totals,
+        timeline=timeline(crm, customer, limit=limit, interactions=interactions),
+        consent_history=crm.customers.consent_history(customer_id),
     )
+
+
+def timeline(
+    crm: CRM,
+    customer: Customer,
+    *,
+    limit: int = 100,
+    interactions: list[Interaction] | None = None,
+) -> list[Interaction | TimelineEntry]:
+    """The customer's timeline: interactions and the plugins' entries, newest first, at most
+    ``limit`` (``interactions``: the customer's latest ones, when already read)."""
+    if interactions is None:
+        interactions = crm.interactions.list(customer_id=customer.id, limit=limit)
+    return merge_timeline(interactions, plugin_timeline(crm, customer, limit), limit)
+
+
+def merge_timeline(
+    interactions: list[Interaction], entries: list[TimelineEntry], limit: int | None
+) -> list[Interaction | TimelineEntry]:
+    """Interactions and plugin entries, newest first (interactions first at equal times),
+    at most ``limit``."""
+    items: list[Interaction | TimelineEntry] = [*interactions, *entries]
+    items.sort(key=lambda item: (moment(item), isinstance(item, Interaction)), reverse=True)
+    return items if limit is None else items[:limit]
+
+
+def plugin_timeline(crm: CRM, customer: Customer, limit: int) -> list[TimelineEntry]:
+    """Each plugin's timeline entries for ``customer`` (``crmkit_customer_timeline``).
+
+    Each implementation is called on its own, so one that raises, or returns anything but
+    :class:`TimelineEntry` items, is logged with the plugin's name and left out while the
+    others show. An entry without a ``source`` gets the plugin's name; each plugin gives at
+    most ``limit`` entries (its newest).
+    """
+    arguments = {"crm": crm, "customer": customer, "limit": limit}
+    found: list[TimelineEntry] = []
+    for impl in reversed(crm.pm.hook.crmkit_customer_timeline.get_hookimpls()):
+        if impl.hookwrapper or impl.wrapper:
+            continue
+        name = impl.plugin_name
+        try:
+            entries = list(impl.function(*(arguments[arg] for arg in impl.argnames)) or ())
+        except Exception as exc:
+            log.error(
+                "customer %s, timeline: plugin %r failed to give its entries: %s: %s",
+                customer.id, name, type(exc).__name__, exc, exc_info=exc,
+            )  # fmt: skip
+            continue
+        wrong = [e for e in entries if not isinstance(e, TimelineEntry)]
+        if wrong:
+            log.error(
+                "customer %s, timeline: plugin %r returned a %s, not a crmkit.plugin."
+                "TimelineEntry; its entries are left out",
+                customer.id, name, type(wrong[0]).__name__,
+            )  # fmt: skip
+            continue
+        entries.sort(key=lambda e: e.at, reverse=True)
+        found += [e if e.source else attrs.evolve(e, source=name) for e in entries[:limit]]
+    return found
 
 
 def plugin_sections(crm: CRM, customer: Customer) -> list[Section]:

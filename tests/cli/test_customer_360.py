@@ -16,6 +16,7 @@ from click.testing import CliRunner
 import crmkit
 from crmkit.cli import CliState, cli, install_log_handler
 from crmkit.cli.page360 import data_lines, text_template_name
+from crmkit.plugin import TimelineEntry
 from crmkit.testing import artifacts_dir, chromium
 
 CORE_SECTIONS = [
@@ -520,3 +521,129 @@ def test_data_lines_nest_and_align() -> None:
         "      lines",
         "n:    -1,234,567.5",
     ]
+
+
+# -- consent: history, and what withdrawn profiling means (issue 14) --------------------------
+
+
+def test_the_360_shows_the_consent_history_and_that_analyses_leave_the_customer_out(
+    shop: Any,
+) -> None:
+    url, plugins, _ = shop
+    text = show(url, plugins, "C-1").stdout
+    assert "  consent: marketing yes, profiling withdrawn" in text
+    assert (
+        "  profiling consent withdrawn: analyses (segments, snapshots, clusters, lifetime "
+        "value) leave this customer out" in text
+    )
+    history = text.split("consent history (oldest first):\n", 1)[1].splitlines()
+    assert history[0].endswith("marketing given (create)")
+    assert history[1].endswith("profiling withdrawn")
+    data = json.loads(show(url, plugins, "C-1", "--format", "json").stdout)
+    assert data["analyses"] == {
+        "included": False,
+        "reason": "profiling consent withdrawn: analyses (segments, snapshots, clusters, "
+        "lifetime value) leave this customer out",
+    }
+    assert [(h["purpose"], h["granted"], h["source"]) for h in data["consent_history"]] == [
+        ("marketing", True, "create"), ("profiling", False, None),
+    ]  # fmt: skip
+    page = show(url, plugins, "C-1", "--format", "html").stdout
+    consent = " ".join(parse(page).text["section-consent"].split())
+    assert "analyses (segments, snapshots, clusters, lifetime value) leave this customer out" in (
+        consent
+    )
+    assert "History" in consent
+    assert "marketinggivencreate" in consent.replace(" ", "")  # cells of the history row
+    assert 'id="analyses-excluded"' in page
+
+
+def test_a_customer_who_did_not_withdraw_profiling_is_analysed(make_crm: Any, database_url: str):
+    crm = make_crm()
+    crm.customers.add(name="Ann", consents={"profiling": True})
+    text = show(database_url, [], "1").stdout
+    assert "leave this customer out" not in text
+    data = json.loads(show(database_url, [], "1", "--format", "json").stdout)
+    assert data["analyses"] == {"included": True, "reason": None}
+    assert 'id="analyses-excluded"' not in show(database_url, [], "1", "--format", "html").stdout
+
+
+# -- the timeline merges the plugins' entries with the interactions ---------------------------
+
+
+class Replies:
+    """A test plugin contributing timeline entries (as complaints and knowledgebase do)."""
+
+    CRMKIT_NAME = "replies"
+
+    @staticmethod
+    @crmkit.hookimpl
+    def crmkit_customer_timeline(crm: Any, customer: Any, limit: int) -> list[Any]:
+        entries = [
+            TimelineEntry(
+                at=at(2026, 2, 2, 8), kind="reply", title="We are <sorry>", body="Refund sent"
+            ),
+            TimelineEntry(at=at(2025, 12, 24), kind="case", title="Case opened", source="cases"),
+        ]
+        return entries[:limit]
+
+
+class BrokenTimeline:
+    CRMKIT_NAME = "broken_timeline"
+
+    @staticmethod
+    @crmkit.hookimpl
+    def crmkit_customer_timeline(crm: Any, customer: Any, limit: int) -> list[Any]:
+        raise KeyError("no such table")
+
+
+def test_the_timeline_merges_plugin_entries_by_time(
+    shop: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    url, plugins, _ = shop
+    plugins = [*plugins, Replies, BrokenTimeline]
+    data = json.loads(show(url, plugins, "C-1", "--format", "json").stdout)
+    assert [(e["kind"], e["title"], e["source"]) for e in data["timeline"]] == [
+        ("reply", "We are <sorry>", "replies"),
+        ("interaction", "Quote <b>sent</b>", "crmkit"),
+        ("interaction", "First call", "crmkit"),
+        ("case", "Case opened", "cases"),
+    ]
+    assert data["timeline"][1]["channel"] == "email" and data["timeline"][1]["staff"] == "ann"
+    text = show(url, plugins, "C-1").stdout
+    timeline = text.split("timeline (4, newest first):\n", 1)[1].splitlines()[:4]
+    assert timeline[0].endswith("replies reply: We are <sorry>")
+    assert timeline[1].endswith("email outbound: Quote <b>sent</b>")
+    assert timeline[3].endswith("cases case: Case opened")
+    page = show(url, plugins, "C-1", "--format", "html").stdout
+    found = " ".join(parse(page).text["section-timeline"].split())
+    assert (
+        found.index("We are <sorry>")
+        < found.index("Quote <b>sent</b>")
+        < found.index("Case opened")
+    )
+    assert "We are &lt;sorry&gt;" in page and 'data-kind="reply"' in page
+    # the raising plugin is logged and left out; the rest shows
+    records = failed_records(caplog, "crmkit.core.view360")
+    assert any("broken_timeline" in r.getMessage() and r.exc_info for r in records)
+    # the limit holds for the merged timeline
+    short = json.loads(show(url, plugins, "C-1", "--format", "json", "--limit", "2").stdout)
+    assert [e["title"] for e in short["timeline"]] == ["We are <sorry>", "Quote <b>sent</b>"]
+
+
+def test_interaction_timeline_command_merges_plugin_entries(
+    shop: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    url, plugins, _ = shop
+    result = CliRunner().invoke(
+        cli, ["--database", url, "interaction", "timeline", "C-1", "--format", "json"],
+        obj=CliState(plugins=[*plugins, Replies, BrokenTimeline]), env={"CRMKIT_PLUGINS": ""},
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert [r["title"] for r in rows] == [
+        "We are <sorry>", "Quote <b>sent</b>", "First call", "Case opened",
+    ]  # fmt: skip
+    # the failing plugin is logged (the console script shows it as one warning line)
+    records = failed_records(caplog, "crmkit.core.view360")
+    assert any("plugin 'broken_timeline' failed" in r.getMessage() for r in records)
