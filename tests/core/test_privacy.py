@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 import crmkit
+import crmkit.plugin as ck
 from crmkit.core import personal
 
 T0 = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
@@ -30,20 +32,40 @@ def complaint_about(cli_runner: Any, customer_id: int, text: str) -> None:
 
 
 def test_erasure_covers_an_installed_plugin_that_is_disabled(make_crm, cli_runner) -> None:
-    with_complaints = make_crm(plugins=["complaints"])
-    li = with_complaints.customers.add(name="Li Na", email="li@example.cn")
+    every = ["complaints", "knowledgebase", "loyalty"]
+    with_plugins = make_crm(plugins=every)
+    with_plugins.staff.add("ann", "Ann Lee")
+    li = with_plugins.customers.add(name="Li Na", email="li@example.cn")
     complaint_about(cli_runner, li.id, "Li Na's parcel from 12 Elm Street never came")
-    assert "12 Elm Street" in json.dumps(with_complaints.customers.export(li.id))
 
-    without = make_crm(plugins=[])  # complaints installed but not enabled
-    # the export, too, holds the disabled plugin's part: everything held on the person
+    def cli(*args: str) -> None:
+        ok(cli_runner(list(args), plugins=every))
+
+    cli("kb", "add", "--title", "Warranty", "--slug", "warranty", "--status", "published")
+    cli("kb", "template", "add", "sorry", "--body", "Dear {{ customer.name }}, sorry about 12 Elm")
+    cli("kb", "send", "--customer", str(li.id), "--template", "sorry", "--staff", "ann")
+    cli("kb", "vote", "warranty", "--not-helpful", "--customer", str(li.id),
+        "--comment", "useless for my flat at 12 Elm Street")  # fmt: skip
+    club = Path(__file__).parents[2] / "plugins/loyalty/crmkit_loyalty/examples/retail_club.toml"
+    cli("loyalty", "programs", "load", str(club))
+    cli("loyalty", "enrol", str(li.id))
+    cli("loyalty", "adjust", str(li.id), "5", "--reason", "lost parcel, 12 Elm", "--staff", "ann")
+    parts = with_plugins.customers.export(li.id)["plugins"]
+    assert all("12 Elm" in json.dumps(parts[name]) for name in every)
+    before = json.dumps(parts)
+
+    without = make_crm(plugins=[])  # installed, but not enabled
+    # the export, too, holds the disabled plugins' parts: everything held on the person
     exported = without.customers.export(li.id)
-    assert "12 Elm Street" in json.dumps(exported["plugins"]["complaints"])
+    assert json.dumps(exported["plugins"], sort_keys=True) == json.dumps(
+        json.loads(before), sort_keys=True
+    )
     erasure = personal.erase(without, li.id)
-    assert erasure.loaded == ("complaints",) and not erasure.again
+    assert erasure.loaded == ("complaints", "knowledgebase", "loyalty")
+    assert erasure.plugins == erasure.loaded and not erasure.again
 
-    after = with_complaints.customers.export(li.id)
-    assert "12 Elm Street" not in json.dumps(after), after["plugins"]
+    after = with_plugins.customers.export(li.id)
+    assert "12 Elm" not in json.dumps(after), after["plugins"]
 
 
 def test_cli_erase_names_the_plugins_loaded_for_it(make_crm, cli_runner) -> None:
@@ -198,9 +220,7 @@ def erased_and_merged(crm) -> tuple[Any, Any, Any]:
     twin = crm.customers.add(name="Twin", type="organisation")
     with crm.transaction() as ctx:  # as crm.customers.merge leaves the merged record
         ctx.connection.execute(
-            crmkit.plugin.customers.update()
-            .where(crmkit.plugin.customers.c.id == twin.id)
-            .values(merged_into=keep.id)
+            ck.customers.update().where(ck.customers.c.id == twin.id).values(merged_into=keep.id)
         )
     return keep, gone, twin
 
