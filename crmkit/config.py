@@ -25,11 +25,13 @@ The environment overrides the file: ``CRMKIT_DATABASE_URL`` the database,
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
 import re
 import tomllib
 import zoneinfo
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -85,14 +87,7 @@ def load(path: str | os.PathLike[str] | None = None, *, database: str | None = N
     file = find_config(path)
     data: dict[str, Any] = {}
     if file is not None:
-        try:
-            data = tomllib.loads(file.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(
-                f"config file {file} not found; create it with 'crmkit init' or pass --config"
-            ) from None
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{file} is not valid TOML: {exc}") from None
+        data = _read_toml(file)
     config = from_dict(data, path=file)
     if os.environ.get("CRMKIT_DATABASE_URL"):
         config.database = os.environ["CRMKIT_DATABASE_URL"]
@@ -108,16 +103,59 @@ def load(path: str | os.PathLike[str] | None = None, *, database: str | None = N
     return config
 
 
+def _read_toml(file: Path) -> dict[str, Any]:
+    """The parsed file: UTF-8, with or without a byte order mark (Notepad writes one)."""
+    try:
+        raw = file.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(
+            f"config file {file} not found; create it with 'crmkit init' or pass --config"
+        ) from None
+    except IsADirectoryError:
+        raise ConfigError(f"{file} is a folder; --config takes the path of a .toml file") from None
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise ConfigError(f"{file} is UTF-16 text; save it as UTF-8 (crmkit reads TOML as UTF-8)")
+    try:
+        text = raw.decode("utf-8-sig")  # a leading UTF-8 byte order mark is dropped
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{file}: line {line}: not UTF-8 text ({exc.reason}); save the file as UTF-8"
+        ) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file} is not valid TOML: {exc}") from None
+
+
 def plugins_from_environment(config: Config) -> None:
     """Apply ``CRMKIT_PLUGINS`` (when set) to ``config``, noting it as their source."""
     if PLUGINS_VARIABLE in os.environ:
-        config.plugins = parse_plugin_list(os.environ[PLUGINS_VARIABLE])
-        config.plugins_source = f"the environment variable {PLUGINS_VARIABLE}"
+        source = f"the environment variable {PLUGINS_VARIABLE}"
+        config.plugins = parse_plugin_list(os.environ[PLUGINS_VARIABLE], where=source)
+        config.plugins_source = source
 
 
-def parse_plugin_list(text: str) -> list[str] | None:
+def parse_plugin_list(text: str, *, where: str = "the plugin list") -> list[str] | None:
+    """Comma-separated plugin names (``"all"``: None, every installed plugin); a name
+    given twice is a :class:`ConfigError` naming it and ``where`` the list came from."""
     names = [name.strip() for name in text.split(",") if name.strip()]
-    return None if names == ["all"] else names
+    if names == ["all"]:
+        return None
+    twice = listed_twice(names)
+    if twice:
+        raise ConfigError(f"{where}: {twice}")
+    return names
+
+
+def listed_twice(names: list[str]) -> str | None:
+    """What is wrong when a plugin name occurs more than once in ``names``, else None."""
+    counts = Counter(names)
+    repeated = [name for name in counts if counts[name] > 1]
+    if not repeated:
+        return None
+    named = ", ".join(repr(name) for name in repeated)
+    return f"plugin {named} is listed more than once; list each plugin once"
 
 
 def from_dict(data: dict[str, Any], path: Path | None = None) -> Config:
@@ -134,7 +172,7 @@ def from_dict(data: dict[str, Any], path: Path | None = None) -> Config:
     config.timezone = _timezone(data.get("timezone", "UTC"), fail)
     config.currency = _currency(data.get("currency", "EUR"), fail)
     if "templates" in data:
-        config.templates = _templates(data["templates"], path)
+        config.templates = _templates(data["templates"], path, fail)
     config.attributes = _attributes(data.get("attributes") or {}, fail)
     workflows = data.get("workflows") or {}
     if not isinstance(workflows, dict):
@@ -158,6 +196,9 @@ def _plugins(value: Any, fail: _Fail) -> list[str] | None:
     if value == "all":
         return None
     if isinstance(value, list) and all(isinstance(p, str) for p in value):
+        twice = listed_twice(value)
+        if twice:
+            raise fail("plugins", twice)
         return list(value)
     raise fail("plugins", 'must be a list of plugin names, or "all"')
 
@@ -178,12 +219,27 @@ def _currency(value: Any, fail: _Fail) -> str:
     return value.upper()
 
 
-def _templates(value: Any, path: Path | None) -> str:
-    """The templates folder; a relative one is relative to the config file."""
-    folder = str(value)
-    if path is not None and not Path(folder).is_absolute():
-        return str(path.parent / folder)
-    return folder
+def _templates(value: Any, path: Path | None, fail: _Fail) -> str:
+    """The templates folder, which must exist; a relative one is relative to the config
+    file's folder."""
+    if not isinstance(value, str) or not value.strip():
+        raise fail("templates", "must be the path of a folder of templates, as a string")
+    folder = Path(value).expanduser()
+    if path is not None and not folder.is_absolute():
+        folder = path.parent / folder
+    if not folder.is_dir():
+        problem = "is a file, not a folder" if folder.exists() else "does not exist"
+        relative = (
+            f" (relative paths are relative to the folder of {path})"
+            if path is not None and not Path(value).expanduser().is_absolute()
+            else ""
+        )
+        raise fail(
+            "templates",
+            f"the folder {folder}{relative} {problem}; create it, or remove the key to use "
+            "the built-in templates",
+        )
+    return str(folder)
 
 
 def _attributes(tables: dict[str, Any], fail: _Fail) -> list[AttributeDefinition]:

@@ -47,7 +47,7 @@ def init(
     names = (
         sorted(plugin_loader.installed())
         if plugin_list is None
-        else config_module.parse_plugin_list(plugin_list)
+        else config_module.parse_plugin_list(plugin_list, where="--plugins")
     )
     config = config_module.Config(database=database, plugins=names)
     pm, statuses = plugin_loader.load(names, where=str(target))

@@ -137,6 +137,7 @@ def test_messages_name_where_the_plugin_list_came_from(tmp_path, monkeypatch):
 
 
 def test_from_dict_reads_every_core_key(tmp_path):
+    (tmp_path / "pages").mkdir()
     config = config_module.from_dict(
         {
             "database": "sqlite:///x.db",
@@ -164,3 +165,82 @@ def test_from_dict_reads_every_core_key(tmp_path):
         config_module.from_dict({"attributes": {"x": {"type": "string", "k": 1}}})
     with pytest.raises(ConfigError, match="workflows: must be a table"):
         config_module.from_dict({"workflows": 3})
+
+
+def test_a_utf8_byte_order_mark_is_read(tmp_path, monkeypatch):
+    # Windows Notepad saves UTF-8 with a BOM; tomllib alone refuses it ("Invalid statement")
+    monkeypatch.delenv("CRMKIT_PLUGINS", raising=False)
+    path = tmp_path / "crmkit.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + b'timezone = "Asia/Shanghai"\nplugins = []\n')
+    config = config_module.load(path)
+    assert (config.timezone, config.plugins) == ("Asia/Shanghai", [])
+
+
+def test_utf16_or_invalid_utf8_is_one_clear_error(tmp_path):
+    path = tmp_path / "crmkit.toml"
+    path.write_text('timezone = "UTC"\n', encoding="utf-16")
+    with pytest.raises(ConfigError, match=r"is UTF-16 text; save it as UTF-8"):
+        config_module.load(path)
+    path.write_bytes(b'timezone = "UTC"\n# caf\xe9\n')
+    with pytest.raises(ConfigError, match=r"crmkit.toml: line 2: not UTF-8 text"):
+        config_module.load(path)
+
+
+def test_a_plugin_listed_twice_is_one_error_naming_it(tmp_path, monkeypatch):
+    monkeypatch.delenv("CRMKIT_PLUGINS", raising=False)
+    path = tmp_path / "crmkit.toml"
+    path.write_text('plugins = ["loyalty", "complaints", "loyalty"]\n')
+    with pytest.raises(ConfigError) as info:
+        config_module.load(path)
+    assert str(info.value) == (
+        f"{path}: plugins: plugin 'loyalty' is listed more than once; list each plugin once"
+    )
+    path.write_text("plugins = []\n")
+    monkeypatch.setenv("CRMKIT_PLUGINS", "segmentation, segmentation")
+    with pytest.raises(ConfigError, match=r"^the environment variable CRMKIT_PLUGINS: plugin "):
+        config_module.load(path)
+    with pytest.raises(ConfigError, match=r"^--plugins: plugin 'a' is listed more than once"):
+        config_module.parse_plugin_list("a,b,a", where="--plugins")
+
+
+def test_a_plugin_listed_twice_on_the_command_line(tmp_path, monkeypatch):
+    from crmkit.testing import run_cli
+
+    monkeypatch.delenv("CRMKIT_PLUGINS", raising=False)
+    path = tmp_path / "crmkit.toml"
+    path.write_text('database = "sqlite:///c.db"\nplugins = ["loyalty", "loyalty"]\n')
+    result = run_cli(["--config", str(path), "plugins", "list"])
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"error: {path}: plugins: plugin 'loyalty' is listed more than once; "
+        "list each plugin once\n"
+    )
+    init = run_cli(["init", "--path", str(tmp_path / "new.toml"), "--plugins", "loyalty,loyalty"])
+    assert init.exit_code == 1
+    assert "--plugins: plugin 'loyalty' is listed more than once" in init.stderr
+    assert not (tmp_path / "new.toml").exists()
+
+
+def test_a_missing_templates_folder_is_one_error_naming_path_and_key(tmp_path, monkeypatch):
+    monkeypatch.delenv("CRMKIT_PLUGINS", raising=False)
+    path = tmp_path / "crmkit.toml"
+    path.write_text('plugins = []\ntemplates = "pages"\n')
+    with pytest.raises(ConfigError) as info:
+        config_module.load(path)
+    assert str(info.value) == (
+        f"{path}: templates: the folder {tmp_path / 'pages'} (relative paths are relative to "
+        f"the folder of {path}) does not exist; create it, or remove the key to use the "
+        "built-in templates"
+    )
+    (tmp_path / "pages").write_text("a file")
+    with pytest.raises(ConfigError, match=r"templates: the folder .*pages .*is a file, not a"):
+        config_module.load(path)
+    path.write_text(f'plugins = []\ntemplates = "{tmp_path / "elsewhere"}"\n')
+    with pytest.raises(ConfigError, match=r"elsewhere does not exist; create it"):
+        config_module.load(path)
+    path.write_text("plugins = []\ntemplates = 3\n")
+    with pytest.raises(ConfigError, match=r"templates: must be the path of a folder"):
+        config_module.load(path)
+    (tmp_path / "real").mkdir()
+    path.write_text('plugins = []\ntemplates = "real"\n')
+    assert config_module.load(path).templates == str(tmp_path / "real")
