@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -188,8 +189,8 @@ class CrmkitGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (click.ClickException, click.exceptions.Exit, click.Abort):
-            raise
+        except (click.ClickException, click.exceptions.Exit, click.Abort, BrokenPipeError):
+            raise  # a closed pipe (``| head``) ends the run quietly: see main()
         except CrmError as exc:
             if _verbose(ctx):
                 raise
@@ -348,9 +349,21 @@ def install_log_handler() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point."""
+    """Console-script entry point.
+
+    When the reader of the output goes away (``crmkit db current | head -1``), the run
+    ends quietly with status 1, without a traceback: Python's recipe for SIGPIPE
+    (https://docs.python.org/3/library/signal.html#note-on-sigpipe).
+    """
     install_log_handler()
-    cli.main(args=argv, prog_name="crmkit", obj=CliState())
+    try:
+        cli.main(args=argv, prog_name="crmkit", obj=CliState())
+        sys.stdout.flush()  # a write still buffered fails here, not at interpreter exit
+    except BrokenPipeError:
+        # the interpreter flushes stdout again at exit: point it at devnull first
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(1)
 
 
 # Register the core's command modules (each adds its commands to ``cli``).

@@ -8,7 +8,7 @@ import click
 
 from crmkit import config as config_module
 from crmkit import plugins as plugin_loader
-from crmkit.cli import CliState, UserError, cli, common_options, pass_crm
+from crmkit.cli import CliState, UserError, cli, common_options
 from crmkit.cli.output import emit, format_option
 
 
@@ -134,15 +134,57 @@ def db_current(ctx: click.Context) -> None:
         crm.close()
 
 
-@db.command("downgrade")
+@db.command("downgrade", context_settings={"ignore_unknown_options": True})
 @click.argument("target")
-@pass_crm
-def db_downgrade(crm, target: str) -> None:
-    """Downgrade to TARGET, e.g. 'loyalty@base' removes the loyalty plugin's tables."""
-    from crmkit.core import migrate
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation (scripts).")
+@common_options
+@click.pass_context
+def db_downgrade(ctx: click.Context, target: str, yes: bool) -> None:
+    """Downgrade to TARGET: a revision (c0003), BRANCH@base (removes a plugin's tables,
+    e.g. loyalty@base), BRANCH@-1 (undoes its last revision) or base (every table).
 
-    migrate.downgrade(crm.engine, crm.alembic_config(), target)
-    click.echo(f"downgraded to {target}; now at {', '.join(crm.current_revisions()) or 'base'}")
+    A downgrade drops data: it lists the tables and columns it drops (with their rows)
+    and asks for confirmation; without a terminal to answer on, it needs --yes. A target
+    that would leave a table referring to a dropped one is refused before anything
+    changes; the plugins' branches go first, the core's last, in one transaction.
+    """
+    import crmkit
+    from crmkit.core import downgrade
+
+    # not pass_crm: that refuses a database below head, which a downgrade leaves
+    crm = crmkit.CRM(ctx.ensure_object(CliState).load_config())
+    try:
+        found = downgrade.plan(crm, target)
+        if found.empty:
+            click.echo(f"nothing to downgrade: the database is already at {target}")
+            return
+        click.echo(f"downgrading to {target} drops these, with their data:", err=True)
+        for line in found.describe():
+            click.echo(f"  {line}", err=True)
+        click.echo(
+            "'crmkit db upgrade' recreates them empty: back the database up first.", err=True
+        )
+        if not yes:
+            _confirm_downgrade()
+        downgrade.run(crm, found)
+        now = ", ".join(crm.current_revisions()) or "base (no tables)"
+        click.echo(f"downgraded to {target}; now at {now}")
+    finally:
+        crm.close()
+
+
+def _confirm_downgrade() -> None:
+    """Ask on stdin; no answer (no terminal, end of input) refuses."""
+    try:
+        answer = click.confirm("Downgrade and drop this data?", default=False, err=True)
+    except click.Abort:
+        click.echo(err=True)  # end the prompt's line
+        raise UserError(
+            "downgrade not confirmed: no answer (no terminal to ask on?); nothing was "
+            "changed; add --yes to downgrade without asking"
+        ) from None
+    if not answer:
+        raise UserError("downgrade cancelled; nothing was changed")
 
 
 @db.command("revision")
