@@ -194,6 +194,7 @@ def customer_edit(
 @click.argument("purpose", required=False)
 @click.option("--grant/--withdraw", default=None, help="Give (default) or withdraw consent.")
 @click.option("--source", default=None, help="Where it was given, e.g. 'web form'.")
+@click.option("--staff", default=None, help="Username of the staff member recording it.")
 @click.option(
     "--history", is_flag=True,
     help="List every grant and withdrawal (of PURPOSE, or of all), oldest first.",
@@ -209,6 +210,7 @@ def customer_consent(
     purpose: str | None,
     grant: bool | None,
     source: str | None,
+    staff: str | None,
     history: bool,
     fmt: str,
 ) -> None:
@@ -219,9 +221,9 @@ def customer_consent(
     """
     target = p.customer(crm, ref)
     if history:
-        if grant is not None or source is not None:
+        if grant is not None or source is not None or staff is not None:
             raise UserError(
-                "--history lists the changes; leave out --grant/--withdraw and --source"
+                "--history lists the changes; leave out --grant/--withdraw, --source and --staff"
             )
         changes = crm.customers.consent_history(target.id, purpose=purpose)
         rows = [
@@ -241,8 +243,9 @@ def customer_consent(
             "give the PURPOSE, e.g. 'crmkit customer consent 42 marketing --withdraw', "
             "or --history to list the changes"
         )
+    _check_owner(crm, staff)
     granted = True if grant is None else grant
-    crm.customers.set_consent(target.id, purpose, granted, source=source)
+    crm.customers.set_consent(target.id, purpose, granted, source=source, actor=staff)
     click.echo(f"customer {target.id}: consent to {purpose} {'given' if granted else 'withdrawn'}")
 
 

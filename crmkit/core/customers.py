@@ -241,7 +241,7 @@ class CustomerService:
                     )
             if consent_rows:
                 connection.execute(insert(t.consents), consent_rows)
-                history = [{**row, "actor": ctx.actor} for row in consent_rows]
+                history = [{**row, "actor": actor or ctx.actor} for row in consent_rows]
                 connection.execute(insert(t.consent_changes), history)
             self.crm.fire(ctx, "crmkit_after_customers_created", customers=stored)
             ctx.changes.customers_created.extend(stored)
@@ -321,7 +321,8 @@ class CustomerService:
                 )
             )
             ctx.connection.execute(insert(t.consents), row)
-            ctx.connection.execute(insert(t.consent_changes), {**row, "actor": ctx.actor})
+            change = {**row, "source": source, "actor": actor or ctx.actor}
+            ctx.connection.execute(insert(t.consent_changes), change)
             after = self.get(customer_id)
             self.crm.fire(
                 ctx, "crmkit_after_customers_updated", customers=[after], previous=[before]

@@ -194,13 +194,15 @@ def test_consent_history_on_the_command_line(crm, cli_runner) -> None:
         return cli_runner(list(args), plugins=[])
 
     ok(cli("customer", "add", "--name", "Li Na", "--consent", "marketing"))
-    ok(cli("customer", "consent", "1", "marketing", "--withdraw", "--source", "letter"))
+    ok(cli("staff", "add", "ann"))
+    ok(cli("customer", "consent", "1", "marketing", "--withdraw", "--source", "letter",
+           "--staff", "ann"))  # fmt: skip
     ok(cli("customer", "consent", "1", "profiling"))
     table = ok(cli("customer", "consent", "1", "--history"))
     lines = table.splitlines()
     assert lines[0].split() == ["changed_at", "purpose", "granted", "source", "actor"]
     assert "marketing" in lines[2] and "given" in lines[2] and "create" in lines[2]
-    assert "withdrawn" in lines[3] and "letter" in lines[3]
+    assert "withdrawn" in lines[3] and "letter" in lines[3] and lines[3].endswith("ann")
     shown = cli("customer", "consent", "1", "marketing", "--history", "--format", "json")
     data = json.loads(ok(shown))
     assert [(d["granted"], d["source"]) for d in data] == [(True, "create"), (False, "letter")]
@@ -208,6 +210,9 @@ def test_consent_history_on_the_command_line(crm, cli_runner) -> None:
     assert refused.exit_code == 1 and "give the PURPOSE" in refused.stderr
     refused = cli("customer", "consent", "1", "--history", "--withdraw")
     assert refused.exit_code == 1 and "leave out" in refused.stderr
+    refused = cli("customer", "consent", "1", "marketing", "--staff", "nobody")
+    assert refused.exit_code == 1 and "nobody" in refused.stderr
+    assert len(crm.customers.consent_history(1)) == 3  # nothing stored by the refusals
 
 
 # -- point 12: erased (or merged) customers take no writes --------------------------------
