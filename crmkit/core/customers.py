@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 from sqlalchemy import Select, Text, and_, cast, delete, func, insert, or_, select, update
 
+from crmkit.core import contacts as contact_persons
 from crmkit.core import personal, view360
 from crmkit.core import tables as t
 from crmkit.core.bulk import chunks, insert_many
@@ -221,6 +222,7 @@ class CustomerService:
                 result.skipped.extend(sorted(existing))
             if not fresh:
                 return []
+            self.crm.staff.refuse_inactive({c.owner for c in fresh}, "own customers")
             rows = [self._row(c, ctx.now) for c in fresh]
             new_ids = insert_many(connection, t.customers, rows)
             stored = []
@@ -266,6 +268,8 @@ class CustomerService:
                     {"name": "x", "birth_date": changes["birth_date"]}
                 ).birth_date
             after = attrs.evolve(before, **changes, attributes=attributes)  # validates
+            if after.owner != before.owner:
+                self.crm.staff.refuse_inactive(after.owner, "own customers")
             row = self._row(after, ctx.now)
             row.pop("created_at")
             if after.external_id != before.external_id and after.external_id:
@@ -354,6 +358,15 @@ class CustomerService:
                 {k: v for k, v in attrs.asdict(contact).items() if k != "id"},
             )
             return attrs.evolve(contact, id=new_id)
+
+    def update_contact(self, contact_id: int, /, **changes: Any) -> Contact:
+        """Change a contact person's name, role, email or phone; refused for an erased or
+        merged customer (see :mod:`crmkit.core.contacts`)."""
+        return contact_persons.update(self.crm, contact_id, **changes)
+
+    def remove_contact(self, contact_id: int) -> Contact:
+        """Remove a contact person (returned); refused for an erased or merged customer."""
+        return contact_persons.remove(self.crm, contact_id)
 
     # -- reads ------------------------------------------------------------
     def get(self, customer_id: int) -> Customer:

@@ -1,7 +1,14 @@
-"""Staff service: the people who own customers and act in workflows."""
+"""Staff service: the people who own customers and act in workflows.
+
+Staff are never deleted: :meth:`StaffService.deactivate` sets ``active`` to false and
+keeps the row, so interactions, transitions and ledgers still show who did what. A
+deactivated member cannot be made the owner of a customer, nor act in a workflow
+(:meth:`StaffService.refuse_inactive`); :meth:`StaffService.activate` undoes it.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -9,7 +16,7 @@ from sqlalchemy import insert, select, update
 
 from crmkit.core import tables as t
 from crmkit.core.entities import Staff
-from crmkit.errors import Conflict, NotFound
+from crmkit.errors import Conflict, NotFound, ValidationError
 
 if TYPE_CHECKING:
     from crmkit.crm import CRM
@@ -48,15 +55,82 @@ class StaffService:
             new_id = ctx.connection.scalar(insert(t.staff).returning(t.staff.c.id), values)
         return attrs.evolve(member, id=new_id)
 
-    def update(self, username: str, **changes: Any) -> Staff:
-        """Change a staff member's name, email, roles, department or manager."""
-        with self.crm.transaction() as ctx:
-            after = attrs.evolve(self.get(username), **changes)
-            values = {k: v for k, v in attrs.asdict(after).items() if k != "id"}
-            ctx.connection.execute(
-                update(t.staff).where(t.staff.c.username == username).values(values)
+    #: what :meth:`update` changes (``active`` through :meth:`deactivate`/:meth:`activate`)
+    EDITABLE = ("name", "email", "roles", "department", "manager")
+
+    def update(self, username: str, /, **changes: Any) -> Staff:
+        """Change a staff member's name, email, roles, department or manager.
+
+        ``None`` (or "") clears email, department or manager; the username stays (the
+        history refers to it). The manager must be another existing member.
+        """
+        unknown = sorted(set(changes) - set(self.EDITABLE))
+        if unknown:
+            raise ValidationError(
+                f"staff members have no editable field {unknown[0]!r}; the fields are "
+                f"{', '.join(self.EDITABLE)} (deactivate with 'crmkit staff deactivate')",
+                field=unknown[0],
             )
+        cleaned = {key: _clean(key, value) for key, value in changes.items()}
+        with self.crm.transaction() as ctx:
+            before = self.get(username)
+            manager = cleaned.get("manager")
+            if manager == username:
+                raise ValidationError(f"{username!r} cannot be their own manager", field="manager")
+            if manager:
+                self.get(manager)
+            after = attrs.evolve(before, **cleaned)  # validates the email
+            if after != before:
+                ctx.connection.execute(
+                    update(t.staff)
+                    .where(t.staff.c.username == username)
+                    .values({key: getattr(after, key) for key in cleaned})
+                )
         return after
+
+    def deactivate(self, username: str) -> Staff:
+        """Mark a staff member inactive: the row and their history stay, but they can no
+        longer own customers or act in workflows. Deactivating twice changes nothing."""
+        return self._set_active(username, False)
+
+    def activate(self, username: str) -> Staff:
+        """Undo :meth:`deactivate`."""
+        return self._set_active(username, True)
+
+    def _set_active(self, username: str, active: bool) -> Staff:
+        with self.crm.transaction() as ctx:
+            member = self.get(username)
+            if member.active != active:
+                ctx.connection.execute(
+                    update(t.staff).where(t.staff.c.username == username).values(active=active)
+                )
+        return attrs.evolve(member, active=active)
+
+    def refuse_inactive(self, usernames: str | Iterable[str | None] | None, doing: str) -> None:
+        """:class:`Conflict` when one of ``usernames`` is a deactivated staff member.
+
+        ``doing`` says what was refused ("own customers", "act in workflows"). Names
+        that are no staff member (or None) pass: this check is about deactivation only.
+        """
+        names = {usernames} if isinstance(usernames, str) else set(usernames or ())
+        names.discard(None)
+        if not names:
+            return
+        with self.crm.reading() as connection:
+            inactive = sorted(
+                connection.scalars(
+                    select(t.staff.c.username).where(
+                        t.staff.c.username.in_(sorted(names)), t.staff.c.active.is_(False)
+                    )
+                )
+            )
+        if inactive:
+            who = inactive[0]
+            raise Conflict(
+                f"staff member {who!r} is deactivated and cannot {doing}; choose an active "
+                f"member ('crmkit staff list'), or reactivate them with "
+                f"'crmkit staff activate {who}'"
+            )
 
     def get(self, username: str) -> Staff:
         """The staff member with this username; :class:`NotFound` when there is none."""
@@ -75,13 +149,46 @@ class StaffService:
         except NotFound:
             return None
 
-    def list(self, *, role: str | None = None, department: str | None = None) -> list[Staff]:
-        """Staff members, by username; optionally only those with ``role`` or in ``department``."""
+    def list(
+        self,
+        *,
+        role: str | None = None,
+        department: str | None = None,
+        include_inactive: bool = False,
+    ) -> list[Staff]:
+        """Active staff members, by username; optionally only those with ``role`` or in
+        ``department``; ``include_inactive`` adds the deactivated ones."""
+        query = select(t.staff).order_by(t.staff.c.username)
+        if not include_inactive:
+            query = query.where(t.staff.c.active.is_(True))
         with self.crm.reading() as connection:
-            rows = connection.execute(select(t.staff).order_by(t.staff.c.username)).all()
+            rows = connection.execute(query).all()
         members = [Staff(**row._mapping) for row in rows]
         if role:
             members = [m for m in members if role in m.roles]
         if department:
             members = [m for m in members if m.department == department]
         return members
+
+
+def _clean(field: str, value: Any) -> Any:
+    """A value for ``field`` checked against the ``staff`` column (text, no NUL, size)."""
+    if field == "roles":
+        if isinstance(value, str) or not all(isinstance(r, str) and r.strip() for r in value):
+            raise ValidationError("roles must be a list of role names", field="roles")
+        return [r.strip() for r in value]
+    if value is None or (field != "name" and value == ""):
+        if field == "name":
+            raise ValidationError("a staff member's name must not be empty", field="name")
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationError(f"staff {field} must be text, got {value!r}", field=field)
+    value = value.strip()
+    if "\x00" in value:
+        raise ValidationError(f"staff {field} contains a NUL character", field=field)
+    size = getattr(t.staff.c[field].type, "length", None)
+    if size is not None and len(value) > size:
+        raise ValidationError(
+            f"staff {field} is {len(value)} characters long; at most {size} fit", field=field
+        )
+    return value

@@ -116,6 +116,8 @@ class WorkflowService:
                     f"cannot move {instance.workflow} #{instance_id} from {current.name!r} to "
                     f"{to_stage!r}; allowed next stages: {allowed}"
                 )
+            if actor is not None:  # a deactivated member takes no part in workflows
+                self.crm.staff.refuse_inactive(actor, "act in workflows")
             if actor is not None and current.roles:
                 member = self.crm.staff.get(actor)
                 if ADMIN_ROLE not in member.roles and not set(member.roles) & set(current.roles):
