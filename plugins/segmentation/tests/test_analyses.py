@@ -232,7 +232,7 @@ def test_bad_input(make_crm):
         crm,
         [
             ({"name": "A"}, [(T0, "10", None)]),
-            ({"name": "B", "region": "Neg"}, [(T0, "-5", "0")]),
+            ({"name": "B", "region": "Neg"}, [(T0, "0", "0")]),  # nothing positive
         ],
     )
     with pytest.raises(ValidationError, match="before the first order"):

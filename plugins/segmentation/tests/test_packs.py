@@ -50,11 +50,15 @@ def test_travel_tiers_from_lines_and_attributes(make_crm) -> None:
         add(name="Member").id,
         add(name="Lapsed").id,
     )
-    line = crmkit.OrderLine
     trips: list[dict] = []
 
+    def line(product: str, quantity: int, category: str) -> crmkit.OrderLine:
+        return crmkit.OrderLine(product, quantity, Decimal("0.01"), category=category)
+
     def trip(cid: int, when: dt.datetime, *lines: crmkit.OrderLine) -> None:
-        trips.append({"customer_id": cid, "occurred_at": when, "amount": "100", "lines": lines})
+        # the lines add up to the amount (the core refuses an order whose lines do not)
+        amount = sum((x.quantity * x.price for x in lines), Decimal(0)) or Decimal(100)
+        trips.append({"customer_id": cid, "occurred_at": when, "amount": amount, "lines": lines})
 
     # two flights in one order and one more: 3 lines, 2 trips, 60,000 miles -> gold by miles
     trip(flyer, at(2024, 5, 1), line("PEK-LHR", 25000, category="flight"),
