@@ -30,7 +30,7 @@ def assign(
     svc: ComplaintService, complaint_id: int, username: str, *, actor: str | None = None
 ) -> Complaint:
     with svc.crm.transaction(actor=actor) as ctx:
-        complaint = records.lock(ctx, complaint_id)
+        complaint = records.lock_writable(ctx, complaint_id)
         svc.crm.staff.get(username)
         ctx.connection.execute(
             update(t.complaints).where(t.complaints.c.id == complaint.id).values(assignee=username)

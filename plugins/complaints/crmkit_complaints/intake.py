@@ -60,7 +60,7 @@ def log(
         raise ValidationError("a complaint needs a description", field="description")
     crm = svc.crm
     with crm.transaction(actor=actor, now=at) as ctx:
-        customer = crm.customers.get(customer_id)
+        customer = crm.customers.require_writable(customer_id)  # not erased, not merged
         if assignee:
             crm.staff.get(assignee)
         if actor:

@@ -37,7 +37,7 @@ def move(
     at: dt.datetime | None = None,
 ) -> Complaint:
     with svc.crm.transaction(actor=actor, now=at) as ctx:
-        complaint = records.lock(ctx, complaint_id)
+        complaint = records.lock_writable(ctx, complaint_id)
         changes: dict[str, Any] = {}
         if root_cause is not None:
             changes["root_cause"] = root_cause

@@ -9,7 +9,7 @@ from typing import Any
 import attrs
 from sqlalchemy import select
 
-from crmkit.plugin import NotFound
+from crmkit.plugin import Conflict, NotFound
 from crmkit_complaints import tables as t
 from crmkit_complaints.hookspecs import ComplaintFacts
 
@@ -136,6 +136,17 @@ def lock(ctx: Any, complaint_id: int) -> Complaint:
     if row is None:
         raise not_found(complaint_id)
     return as_complaint(row)
+
+
+def lock_writable(ctx: Any, complaint_id: int) -> Complaint:
+    """:func:`lock` for a write about the complaint's customer: :class:`Conflict` naming the
+    complaint when that customer was erased or merged into another (the core's check)."""
+    complaint = lock(ctx, complaint_id)
+    try:
+        ctx.crm.customers.require_writable(complaint.customer_id)
+    except Conflict as exc:
+        raise Conflict(f"complaint #{complaint_id} takes no writes: {exc}") from None
+    return complaint
 
 
 def get(crm: Any, complaint_id: int) -> Complaint:

@@ -38,7 +38,7 @@ def reply(
     if not body or not body.strip():
         raise ValidationError("a reply needs a text", field="body")
     with svc.crm.transaction(actor=actor, now=at) as ctx:
-        c = records.lock(ctx, complaint_id)
+        c = records.lock_writable(ctx, complaint_id)
         if actor:
             svc.crm.staff.get(actor)
         values = {

@@ -35,7 +35,7 @@ def survey(
             f"likelihood to recommend must be a whole number from 0 to 10, got {nps!r}"
         )
     with svc.crm.transaction(now=at) as ctx:
-        c = records.lock(ctx, complaint_id)
+        c = records.lock_writable(ctx, complaint_id)
         if c.resolved_at is None and c.closed_at is None:
             raise ValidationError(
                 f"complaint #{complaint_id} is {c.stage}; survey it after resolution"
