@@ -60,6 +60,7 @@ class WorkflowService:
             self.crm.customers.require_writable(customer_id)  # not erased, not merged
             if owner:
                 self.crm.staff.get(owner)
+                self.crm.staff.refuse_inactive(owner, "own workflow instances")
             initial = definition.stage(definition.initial)
             fields = dict(fields or {})
             self._check_required(initial.required_fields, fields, value, due_on, initial.name)
@@ -175,6 +176,7 @@ class WorkflowService:
                 changes["due_on"] = due_on
             if owner is not None:
                 self.crm.staff.get(owner)
+                self.crm.staff.refuse_inactive(owner, "own workflow instances")
                 changes["owner"] = owner
             if fields:
                 changes["fields"] = {**instance.fields, **fields}
