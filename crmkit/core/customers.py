@@ -21,6 +21,8 @@ from crmkit.core.view360 import Customer360
 from crmkit.errors import Conflict, CrmError, NotFound, ValidationError
 
 if TYPE_CHECKING:
+    from crmkit.core.duplicates import DuplicateCandidate, DuplicateReport
+    from crmkit.core.merge import MergeResult
     from crmkit.crm import CRM
 
 log = logging.getLogger(__name__)
@@ -152,12 +154,17 @@ class CustomerService:
         """Create one customer; returns it with its id. Fires ``crmkit_after_customers_created``.
 
         Consents given with it (``consents={"marketing": True}``) are recorded in the
-        consent history with ``consent_source`` as their source.
+        consent history with ``consent_source`` as their source. A likely duplicate of a
+        stored customer is logged as one warning naming the candidates and the evidence
+        (:meth:`find_duplicates_of` returns them).
         """
         entity = self.build(customer if customer is not None else fields)
         result = self._insert(
             [entity], actor=actor, skip_existing=False, consent_source=consent_source
         )
+        from crmkit.core import duplicates
+
+        duplicates.flag_new(self.crm, result[0])
         return result[0]
 
     def add_many(
@@ -624,6 +631,46 @@ class CustomerService:
         erased customer runs every erase hook again, completing a partial erasure.
         """
         return personal.erase(self.crm, customer_id, actor=actor).customer
+
+    # -- duplicates and merge ---------------------------------------------------------------
+    def find_duplicates_of(self, customer: Customer | int) -> list[DuplicateCandidate]:
+        """Stored customers that may be the same as ``customer`` (an entity, stored or not,
+        or an id): shared e-mail, phone or name key, strongest evidence first."""
+        from crmkit.core import duplicates
+
+        target = self.get(customer) if isinstance(customer, int) else customer
+        return duplicates.find_for(self.crm, target)
+
+    def duplicates(self, *, max_block: int = 50) -> DuplicateReport:
+        """Every pair of customers sharing an e-mail, phone or name key, with the evidence.
+
+        Keys shared by more than ``max_block`` customers are reported as crowded instead
+        of as pairs. Erased and merged records are left out.
+        """
+        from crmkit.core import duplicates
+
+        return duplicates.find_pairs(self.crm, max_block=max_block)
+
+    def merge(
+        self,
+        kept_id: int,
+        merged_id: int,
+        *,
+        prefer: Mapping[str, str] | None = None,
+        actor: str | None = None,
+    ) -> MergeResult:
+        """Merge customer ``merged_id`` into ``kept_id``, in one transaction.
+
+        Interactions, orders, contacts, workflow instances and consent history move;
+        consent per purpose is the more restrictive answer; empty fields and attributes
+        are filled from the merged record, and fields both hold differently are chosen
+        with ``prefer={"email": "kept" | "merged"}`` (else :class:`MergeConflict`, nothing
+        changed). Every plugin's ``crmkit_merge_customers`` moves its data; the merged
+        record then points to the kept one (``merged_into``) and takes no writes.
+        """
+        from crmkit.core import merge
+
+        return merge.merge(self.crm, kept_id, merged_id, prefer=prefer, actor=actor)
 
 
 __all__ = [
