@@ -18,6 +18,7 @@ from sqlalchemy import Connection, Engine
 from crmkit import config as config_module
 from crmkit import plugins as plugin_loader
 from crmkit.core import db, migrate
+from crmkit.core.catchup import PluginStates
 from crmkit.core.context import Changes, HookContext
 from crmkit.core.customers import CustomerService
 from crmkit.core.entities import AttributeDefinition, SettingsSpec
@@ -96,6 +97,8 @@ class CRM:
         self.attribute_definitions = self._collect_attributes()
         self.workflow_definitions = self._collect_workflows()
         self._templates: Environment | None = None
+        # which plugins missed writes while off: checked before the first write (catchup.py)
+        self._plugin_states = PluginStates()
         self.customers = CustomerService(self)
         self.interactions = InteractionService(self)
         self.orders = OrderService(self)
@@ -153,17 +156,21 @@ class CRM:
     ) -> Iterator[HookContext]:
         """One unit of work. Nested calls join the outer transaction.
 
-        After the commit, ``crmkit_after_commit`` receives what was changed.
+        After the commit, ``crmkit_after_commit`` receives what was changed. Before the
+        first one of this CRM, plugins that were off while others wrote catch up
+        (:mod:`crmkit.core.catchup`).
         """
         outer = self._current.get()
         if outer is not None:
             yield outer
             return
+        self._plugin_states.before_write(self)
         with self.engine.connect().execution_options(**db.WRITE) as connection:
             ctx = HookContext(crm=self, connection=connection, now=now or utcnow(), actor=actor)
             token = self._current.set(ctx)
             try:
                 with connection.begin():
+                    self._plugin_states.during_write(ctx)
                     yield ctx
             finally:
                 self._current.reset(token)
