@@ -9,11 +9,9 @@ from types import ModuleType
 from typing import Any
 
 import attrs
-from sqlalchemy import select, update
 
 import crmkit.plugin as ck
-from crmkit_complaints import hookspecs
-from crmkit_complaints import tables as t
+from crmkit_complaints import hookspecs, personal
 from crmkit_complaints.businesshours import Calendar
 from crmkit_complaints.policies import check_policy
 from crmkit_complaints.records import OPEN_STAGES
@@ -241,47 +239,28 @@ def crmkit_customer_360_section(crm: Any, customer: Any) -> ck.Section | None:
 
 @ck.hookimpl
 def crmkit_export_personal_data(ctx: Any, customer: Any) -> dict[str, Any] | None:
-    rows = ctx.connection.execute(
-        select(t.complaints).where(t.complaints.c.customer_id == customer.id)
-    ).all()
-    if not rows:
-        return None
-    out = []
-    for row in rows:
-        replies = ctx.connection.execute(
-            select(t.replies.c.at, t.replies.c.body).where(
-                (t.replies.c.complaint_id == row.id) & t.replies.c.public.is_(True)
-            )
-        ).all()
-        out.append(
-            {
-                "id": row.id,
-                "tracking_code": row.tracking_code,
-                "category": row.category,
-                "channel": row.channel,
-                "stage": row.stage,
-                "description": row.description,
-                "received_at": row.received_at.isoformat(),
-                "public_replies": [{"at": r.at.isoformat(), "body": r.body} for r in replies],
-            }
-        )
-    return {"complaints": out}
+    """Every personal value of the customer's complaints (see ``personal.export``)."""
+    return personal.export(ctx.connection, customer.id)
 
 
 @ck.hookimpl
 def crmkit_erase_personal_data(ctx: Any, customer: Any) -> None:
-    ids = select(t.complaints.c.id).where(t.complaints.c.customer_id == customer.id)
-    ctx.connection.execute(
-        update(t.complaints)
-        .where(t.complaints.c.customer_id == customer.id)
-        .values(description="(erased)", root_cause="", resolution="")
-    )
-    ctx.connection.execute(
-        update(t.replies).where(t.replies.c.complaint_id.in_(ids)).values(body="(erased)")
-    )
-    ctx.connection.execute(
-        update(t.surveys).where(t.surveys.c.complaint_id.in_(ids)).values(comment="")
-    )
+    """Blank the customer's complaint texts, notes, survey comments and tracking codes;
+    idempotent, so a re-run completes a partial erasure."""
+    personal.erase(ctx.connection, [customer.id])
+
+
+@ck.hookimpl
+def crmkit_merge_customers(ctx: Any, kept: Any, merged: Any) -> dict[str, Any] | None:
+    """Re-link the duplicate's complaints to the kept customer: ``{"complaints": n}``."""
+    return personal.merge(ctx.connection, kept.id, merged.id)
+
+
+@ck.hookimpl
+def crmkit_customer_timeline(crm: Any, customer: Any, limit: int) -> list[ck.TimelineEntry]:
+    """Complaints opened and public replies sent to the customer, newest first."""
+    with crm.reading() as connection:
+        return list(personal.timeline(connection, customer.id, limit))
 
 
 @ck.hookimpl

@@ -1,4 +1,13 @@
-"""The complaints plugin's tables (SQLAlchemy Core, on crmkit's shared metadata)."""
+"""The complaints plugin's tables (SQLAlchemy Core, on crmkit's shared metadata).
+
+Columns holding personal data about the customer are marked ``info={"personal": True}``:
+what the person wrote or answered (description, survey scores and comment), what staff
+wrote about their case (root cause, resolution, replies and internal notes), and the
+tracking code they hold. ``crmkit_export_personal_data`` exports every marked value and
+``crmkit_erase_personal_data`` erases them (survey scores stay as anonymous figures; see
+the README's "Personal data" section). Staff usernames, categories, channels, stages and
+times are not the customer's personal data.
+"""
 
 from __future__ import annotations
 
@@ -25,16 +34,16 @@ complaints = Table(
     Column("customer_id", Integer, ForeignKey("customers.id", ondelete="CASCADE"), nullable=False),
     Column("interaction_id", Integer, ForeignKey("interactions.id", ondelete="SET NULL")),
     Column("workflow_instance_id", Integer, ForeignKey("workflow_instances.id")),
-    Column("tracking_code", String(40), nullable=False, unique=True),
+    Column("tracking_code", String(40), nullable=False, unique=True, info={"personal": True}),
     Column("channel", String(20), nullable=False),
     Column("category", String(100), nullable=False),
     Column("department", String(100)),
     Column("severity", String(20), nullable=False),
     Column("priority", String(20), nullable=False),
     Column("assignee", String(100)),
-    Column("description", Text, nullable=False),
-    Column("root_cause", Text, nullable=False, default=""),
-    Column("resolution", Text, nullable=False, default=""),
+    Column("description", Text, nullable=False, info={"personal": True}),
+    Column("root_cause", Text, nullable=False, default="", info={"personal": True}),
+    Column("resolution", Text, nullable=False, default="", info={"personal": True}),
     Column("stage", String(40), nullable=False),
     Column("received_at", UTCDateTime, nullable=False),
     Column("first_response_at", UTCDateTime),
@@ -70,7 +79,7 @@ replies = Table(
     ),
     Column("at", UTCDateTime, nullable=False),
     Column("author", String(100)),
-    Column("body", Text, nullable=False),
+    Column("body", Text, nullable=False, info={"personal": True}),
     Column("public", Boolean, nullable=False),
     Column("show_author", Boolean, nullable=False),
     Index("ix_complaints_replies_complaint_id", "complaint_id"),
@@ -128,9 +137,9 @@ surveys = Table(
         ForeignKey("complaints.id", ondelete="CASCADE"),
         primary_key=True,
     ),
-    Column("csat", Integer, nullable=False),
-    Column("nps", Integer, nullable=False),
-    Column("comment", Text, nullable=False, default=""),
+    Column("csat", Integer, nullable=False, info={"personal": True}),
+    Column("nps", Integer, nullable=False, info={"personal": True}),
+    Column("comment", Text, nullable=False, default="", info={"personal": True}),
     Column("at", UTCDateTime, nullable=False),
 )
 
