@@ -91,7 +91,7 @@ def abc_classes(
         )
         rows = conn.execute(query).all()
     if not rows:
-        raise no_customers(as_of, scope)
+        raise no_customers(as_of, scope, crm)
     if rows[0].total <= 0:
         raise ValidationError(
             f"segmentation: no customer has a positive {measure} up to {as_of.isoformat()}, "

@@ -29,6 +29,7 @@ import sqlalchemy as sa
 
 from crmkit.plugin import ValidationError, money_scale, orders
 
+from .profiling import allowed, count_left_out, note
 from .scope import (
     as_of_end,
     check_scope,
@@ -139,7 +140,12 @@ def refuse_missing_costs(
     missing = conn.execute(
         sa.select(sa.func.count())
         .select_from(orders_in_scope(scope))
-        .where(*counted_orders(end), *scope_clauses(scope), orders.c.cost.is_(None))
+        .where(
+            *counted_orders(end),
+            *scope_clauses(scope),
+            orders.c.cost.is_(None),
+            allowed(orders.c.customer_id),
+        )
     ).scalar()
     if missing:
         raise ValidationError(
@@ -151,15 +157,17 @@ def refuse_missing_costs(
 def customer_values(
     measure: str, end: dt.datetime, scope: Mapping[str, str], dialect: str, discount_rate: Any
 ) -> sa.Subquery:
-    """``(cid, units)``: each in-scope customer's value up to ``end`` (customers with orders)."""
+    """``(cid, units)``: each in-scope customer's value up to ``end`` (customers with orders),
+    without the customers who withdrew profiling consent."""
     units = sa.func.sum(order_units(measure, end, dialect, discount_rate))
-    return (
+    per_customer = (
         sa.select(customer_key().label("cid"), units.label("units"))
         .select_from(orders_in_scope(scope))
         .where(*counted_orders(end), *scope_clauses(scope))
         .group_by(customer_key())
-        .subquery("v")
+        .subquery("a")
     )
+    return sa.select(per_customer).where(allowed(per_customer.c.cid)).subquery("v")
 
 
 def prepare(
@@ -175,10 +183,16 @@ def prepare(
     return scope
 
 
-def no_customers(as_of: dt.date, scope: Mapping[str, str]) -> ValidationError:
+def no_customers(
+    as_of: dt.date, scope: Mapping[str, str], crm: Any = None, start: dt.datetime | None = None
+) -> ValidationError:
+    """The error of an analysis that found nobody; with ``crm``, it also says how many
+    customers were left out for withdrawn profiling consent."""
+    left = count_left_out(crm, as_of, scope, start) if crm is not None else 0
+    because = f" ({note(left)})" if left else ""
     return ValidationError(
         f"segmentation: no customer in scope ({describe_scope(scope)}) has an order up to "
-        f"{as_of.isoformat()}; widen the scope or choose a later --as-of"
+        f"{as_of.isoformat()}{because}; widen the scope or choose a later --as-of"
     )
 
 

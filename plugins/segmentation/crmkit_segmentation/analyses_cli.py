@@ -31,12 +31,24 @@ from .analyses import (
 from .breakdown import DEFAULT_AGE_BANDS, DEFAULT_DIMENSIONS, DIMENSIONS, market_breakdown
 from .matrix import QUADRANTS, value_matrix
 from .output import FORMATS, Chart, auto_charts, emit_report
+from .profiling import count_left_out, notes
 from .pyramid import value_pyramid
 from .schemes import known_labels, rfm_rows
-from .scope import parse_scope
+from .scope import add_months, as_of_end, parse_scope
 from .settings import settings_of
 
 Rows = list[dict[str, Any]]
+
+
+def left_out_notes(
+    crm: Any, as_of: dt.date, scope: Mapping[str, str] | None, months: int | None = None
+) -> list[str]:
+    """The summary line counting the customers an analysis left out because they withdrew
+    profiling consent (none when nobody was); ``months``: only orders of the last months.
+    ``as_of`` may be the datetime click parsed."""
+    as_of = as_of.date() if isinstance(as_of, dt.datetime) else as_of
+    start = as_of_end(add_months(as_of, -months)) if months else None
+    return notes(count_left_out(crm, as_of, scope, start))
 
 
 def _bands(text: str | None, default: Any, option: str) -> list[tuple[str, Decimal | None]]:
@@ -138,12 +150,15 @@ def clusters_report(
     members: bool = False,
     **options: Any,
 ) -> dict[str, Any]:
-    """``{k, silhouette, silhouette_by_k, features, rows}``: profiles, or members."""
+    """``{left_out_profiling, k, silhouette, silhouette_by_k, features, rows}``: profiles, or
+    members; ``left_out_profiling`` counts the customers left out for withdrawn profiling
+    consent."""
     from .clusters import cluster_customers  # numpy/scipy only when clustering
 
     result = cluster_customers(crm, as_of, scope, **options)
     return jsonable(
         {
+            "left_out_profiling": count_left_out(crm, as_of, scope),
             "k": result.k,
             "silhouette": result.silhouette,
             "silhouette_by_k": result.silhouette_by_k,
@@ -239,10 +254,12 @@ def add_commands(segment: click.Group) -> None:
     @pass_crm
     def rfm_cmd(crm, as_of, scope, bins, fmt):
         "RFM scores (quintiles by default) computed in SQL, named through the RFM map."
-        rows = rfm_rows(crm, as_of.date(), parse_scope(scope), bins)
+        filters = parse_scope(scope)
+        rows = rfm_rows(crm, as_of.date(), filters, bins)
         chart = auto_charts(rows, known_labels(crm, "rfm")) if fmt == "html" else None
         title = f"RFM as of {_day(as_of)}"
-        emit_report(rows, fmt, title=title, chart=chart, crm=crm)
+        left = left_out_notes(crm, as_of, filters)
+        emit_report(rows, fmt, title=title, chart=chart, crm=crm, notes=left)
 
     @segment.command("abc")
     @_common
@@ -256,10 +273,11 @@ def add_commands(segment: click.Group) -> None:
     @pass_crm
     def abc_cmd(crm, as_of, scope, measure, discount_rate, summary, relationship, classes, fmt):
         "ABC classes by cumulative share of value, computed in SQL."
+        filters = parse_scope(scope)
         rows = abc_report(
             crm,
             as_of.date(),
-            parse_scope(scope),
+            filters,
             measure=measure,
             classes=classes,
             discount_rate=_decimal(discount_rate, "--discount-rate"),
@@ -267,7 +285,8 @@ def add_commands(segment: click.Group) -> None:
             summary=summary,
         )
         measure = measure or settings_of(crm)["abc_measure"]
-        emit_report(rows, fmt, title=f"ABC by {measure} as of {_day(as_of)}", crm=crm)
+        title = f"ABC by {measure} as of {_day(as_of)}"
+        emit_report(rows, fmt, title=title, crm=crm, notes=left_out_notes(crm, as_of, filters))
 
     @segment.command("pyramid")
     @_common
@@ -281,10 +300,11 @@ def add_commands(segment: click.Group) -> None:
     @pass_crm
     def pyramid_cmd(crm, as_of, scope, measure, discount_rate, summary, relationship, tiers, fmt):
         "Value pyramid: tiers by share of customers ranked by value, computed in SQL."
+        filters = parse_scope(scope)
         rows = pyramid_report(
             crm,
             as_of.date(),
-            parse_scope(scope),
+            filters,
             measure=measure,
             tiers=tiers,
             discount_rate=_decimal(discount_rate, "--discount-rate"),
@@ -292,7 +312,8 @@ def add_commands(segment: click.Group) -> None:
             summary=summary,
         )
         measure = measure or settings_of(crm)["pyramid_measure"]
-        emit_report(rows, fmt, title=f"Value pyramid by {measure} as of {_day(as_of)}", crm=crm)
+        title = f"Value pyramid by {measure} as of {_day(as_of)}"
+        emit_report(rows, fmt, title=title, crm=crm, notes=left_out_notes(crm, as_of, filters))
 
     @segment.command("matrix")
     @_common
@@ -317,10 +338,11 @@ def add_commands(segment: click.Group) -> None:
         potential_split, relationship, summary, fmt,
     ):  # fmt: skip
         "Current × potential value quadrants with a relationship level each."
+        filters = parse_scope(scope)
         rows = matrix_report(
             crm,
             as_of.date(),
-            parse_scope(scope),
+            filters,
             summary=summary,
             measure=measure,
             months=months,
@@ -329,7 +351,8 @@ def add_commands(segment: click.Group) -> None:
             potential_split=_decimal(potential_split, "--potential-split"),
             relationships=parse_pairs(relationship, "--relationship"),
         )
-        emit_report(rows, fmt, title=f"Value matrix as of {_day(as_of)}", crm=crm)
+        title = f"Value matrix as of {_day(as_of)}"
+        emit_report(rows, fmt, title=title, crm=crm, notes=left_out_notes(crm, as_of, filters))
 
     @segment.command("clusters")
     @_common
@@ -356,7 +379,8 @@ def add_commands(segment: click.Group) -> None:
         chart = None if members else {"title": "customers per cluster", "bars": [
             (f"cluster {p['cluster']}", p["customers"]) for p in report["rows"]
         ]}  # fmt: skip
-        emit_report(report, fmt, title=title, chart=chart, crm=crm)
+        left = notes(report["left_out_profiling"])
+        emit_report(report, fmt, title=title, chart=chart, crm=crm, notes=left)
 
     @segment.command("breakdown")
     @_common
@@ -384,10 +408,11 @@ def add_commands(segment: click.Group) -> None:
             raise ValidationError(
                 f"--age-bands {age_bands!r}: expected whole years, e.g. 18,25,35"
             ) from None
+        filters = parse_scope(scope)
         rows = breakdown_report(
             crm,
             as_of.date(),
-            parse_scope(scope),
+            filters,
             list(dimensions),
             age_bands=bands,
             months=months,
@@ -399,4 +424,6 @@ def add_commands(segment: click.Group) -> None:
             )
             for d in dict.fromkeys(r["dimension"] for r in rows)
         ]
-        emit_report(rows, fmt, title=f"Market breakdown as of {_day(as_of)}", chart=charts, crm=crm)
+        title = f"Market breakdown as of {_day(as_of)}"
+        left = left_out_notes(crm, as_of, filters, months)
+        emit_report(rows, fmt, title=title, chart=charts, crm=crm, notes=left)

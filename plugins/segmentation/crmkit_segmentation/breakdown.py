@@ -4,9 +4,9 @@ Dimensions are profile columns (industry, occupation, region, ...) and ``age_ban
 age on the as-of day from ``birth_date``, in configurable bands (default under 18, 18-24,
 25-34, 35-44, 45-54, 55-64, 65+). The age test is done in SQL against cut-off birth dates
 computed in Python (age ≥ 25 ⇔ born on or before as-of minus 25 years), so it is the same
-on every backend. Customers count when they have an order up to as-of (in the window);
-a missing value shows as ``(unknown)``. Margin is left empty for a group when any of its
-orders has no cost, rather than understated.
+on every backend. Customers count when they have an order up to as-of (in the window)
+and have not withdrawn profiling consent; a missing value shows as ``(unknown)``. Margin is
+left empty for a group when any of its orders has no cost, rather than understated.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from crmkit.plugin import ValidationError, customers, orders
 
 from .analyses import money, no_customers, order_units, share
+from .profiling import allowed
 from .scope import (
     add_months,
     as_of_end,
@@ -129,13 +130,14 @@ def market_breakdown(
                 sa.func.sum(per_customer.c.orders - per_customer.c.costed).label("uncosted"),
             )
             .select_from(per_customer.join(customers, customers.c.id == per_customer.c.cid))
+            .where(allowed(per_customer.c.cid))
             # by output names: PostgreSQL would see the CASE's bind parameters in a repeated
             # GROUP BY expression as a different expression
             .group_by(*(sa.literal_column(f"d{i}") for i in range(len(keys))))
         )
         cells = conn.execute(query).all()
     if not cells:
-        raise no_customers(as_of, scope)
+        raise no_customers(as_of, scope, crm, start)
     for i, dimension in enumerate(dimensions):
         groups: dict[str, dict[str, int]] = {}
         for cell in cells:

@@ -34,6 +34,7 @@ from scipy.cluster.vq import ClusterError, kmeans2
 from crmkit.plugin import ValidationError, customers, money_scale, orders
 
 from .analyses import UNITS, days_before, no_customers, order_units
+from .profiling import allowed
 from .scope import (
     as_of_end,
     check_scope,
@@ -93,13 +94,14 @@ def _features(
     query = (
         sa.select(agg.c.cid, recency, agg.c.frequency, agg.c.units, customers.c.external_id, *extra)
         .select_from(agg.join(customers, customers.c.id == agg.c.cid))
+        .where(allowed(agg.c.cid))
         .order_by(agg.c.cid)
     )
     with crm.engine.connect() as conn:
         require_orders_before(conn, as_of)
         rows = conn.execute(query).all()
     if not rows:
-        raise no_customers(as_of, scope)
+        raise no_customers(as_of, scope, crm)
     raw = np.empty((len(rows), 3 + len(attributes)))
     raw[:, :3] = np.array([(r[1], r[2], int(r[3]) / UNITS) for r in rows], dtype=float)
     missing: dict[str, list[str]] = {name: [] for name in attributes}

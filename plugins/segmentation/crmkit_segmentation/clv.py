@@ -25,6 +25,7 @@ from scipy.special import digamma, expit, gammaln, hyp2f1
 from crmkit.plugin import ValidationError
 
 from .clv_data import Extractor, Summaries
+from .profiling import count_left_out
 
 TIME_UNIT_DAYS = {"day": 1.0, "week": 7.0, "month": 365.25 / 12}
 DAYS_PER_YEAR = 365.25
@@ -484,6 +485,8 @@ class Model:
     fitted_on: int
     customers_in_scope: int
     seed: int
+    #: in-scope customers with orders left out because they withdrew profiling consent
+    left_out: int = 0
 
     def header(self) -> dict[str, Any]:
         s = self.settings
@@ -497,6 +500,7 @@ class Model:
             "scope": dict(self.scope),
             "customers_in_scope": self.customers_in_scope,
             "fitted_on": self.fitted_on,
+            "left_out_profiling": self.left_out,
             "seed": self.seed,
             "bgnbd": self.bgnbd.as_dict(),
             "gamma_gamma": self.gamma_gamma.as_dict(),
@@ -586,6 +590,7 @@ def fit_model(
         fitted_on=len(data),
         customers_in_scope=total,
         seed=seed,
+        left_out=count_left_out(crm, as_of, ex.scope),
     )
 
 

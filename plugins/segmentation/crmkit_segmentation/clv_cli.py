@@ -13,6 +13,7 @@ import click
 from crmkit.plugin import ValidationError
 
 from .analyses_cli import as_of_option, scope_option
+from .profiling import notes
 from .scope import parse_scope
 
 if TYPE_CHECKING:
@@ -74,7 +75,8 @@ def _table(model: clv.Model, chunks: Iterator[list[dict[str, Any]]]) -> Iterator
         f"discount rate {h['discount_rate']:g}/year, margin {h['margin']:g} "
         f"({h['margin_source']})\n"
         f"fitted on {h['fitted_on']} of {h['customers_in_scope']} customers\n"
-        f"BG/NBD      r={bg['r']:.4g} alpha={bg['alpha']:.4g} a={bg['a']:.4g} b={bg['b']:.4g} "
+        + "".join(f"{line}\n" for line in notes(h["left_out_profiling"]))
+        + f"BG/NBD      r={bg['r']:.4g} alpha={bg['alpha']:.4g} a={bg['a']:.4g} b={bg['b']:.4g} "
         f"log-likelihood {bg['log_likelihood']:.2f} ({bg['iterations']} iterations, "
         f"gradient {bg['gradient_norm']:.1e})\n"
         f"Gamma-Gamma p={gg['p']:.4g} q={gg['q']:.4g} gamma={gg['gamma']:.4g} "
@@ -125,7 +127,8 @@ def _html(model: clv.Model, chunks: Iterator[list[dict[str, Any]]], crm: Any) ->
         Chart("CLV by P(alive)", tuple(sums.items())),
     ]
     title = f"Lifetime value as of {h['as_of']}"
-    yield render_report(report, "html", title=title, chart=charts, crm=crm)
+    left = notes(h["left_out_profiling"])
+    yield render_report(report, "html", title=title, chart=charts, crm=crm, notes=left)
 
 
 def add_commands(segment: click.Group) -> None:
@@ -184,3 +187,6 @@ def add_commands(segment: click.Group) -> None:
             parts = _table(model, chunks)
         for part in parts:
             click.echo(part, nl=fmt == "table")
+        if fmt in ("json", "csv"):  # in the header of table and HTML; JSON has the number too
+            for line in notes(model.left_out):
+                click.echo(line, err=True)

@@ -7,7 +7,8 @@ purchase day (both in the time unit), the mean spend per repeat purchase day (th
 day's spend excluded, as Gamma-Gamma models repeat spend), and the historical CLV: each
 order's margin compounded to the end of the as-of day, ``margin * (1 + rate) ** years``
 (the same definition as the ``clv`` measure of ABC and the pyramid). Orders without a cost
-count at the margin share given to :meth:`Summaries.historical`.
+count at the margin share given to :meth:`Summaries.historical`. Customers who withdrew
+profiling consent are left out in SQL (see :mod:`.profiling`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import sqlalchemy as sa
 
 from crmkit.plugin import customers, orders
 
+from .profiling import allowed
 from .scope import (
     as_of_end,
     check_scope,
@@ -107,7 +109,8 @@ class Extractor:
             require_orders_before(conn, as_of)
 
     def _orders(self, customer_id: int | None = None) -> sa.Select:
-        """One row per customer and purchase day."""
+        """One row per customer and purchase day (not for customers who withdrew profiling
+        consent: they are neither fitted on nor scored)."""
         dialect = self.crm.engine.dialect.name
         day = _epoch_day(orders.c.occurred_at, dialect).label("day")
         amount = sa.cast(orders.c.amount, sa.Float)
@@ -128,6 +131,7 @@ class Extractor:
             .select_from(orders_in_scope())
             .where(*counted_orders(self.end), *scope_clauses(self.scope))
             .group_by(orders.c.customer_id, customers.c.external_id, day)
+            .having(allowed(orders.c.customer_id))
         )
         if customer_id is not None:
             q = q.where(orders.c.customer_id == customer_id)

@@ -1,4 +1,9 @@
-"""The customer 360 section "Segments and value": current segments, value to date, CLV."""
+"""The customer 360 section "Segments and value": current segments, value to date, CLV.
+
+A customer who withdrew profiling consent gets the section with the reason instead of
+segments and predicted value (``profiling``: when they withdrew and what is not shown);
+the plain totals of their own orders stay, as on their order list.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ import sqlalchemy as sa
 
 from crmkit.plugin import CrmError, Money, Section, orders
 
+from . import profiling
 from . import snapshots as snaps
 
 CLV_FIELDS = (
@@ -72,10 +78,35 @@ def clv_figures(crm: Any, customer: Any) -> dict[str, Any] | None:
     return figures
 
 
+def not_profiled(crm: Any, customer: Any) -> str | None:
+    """Why the customer has no segment or score, when they withdrew profiling consent."""
+    with crm.reading() as conn:
+        since = profiling.withdrawal(conn, customer.id)
+    if since is None:
+        return None
+    return (
+        f"not profiled: the customer withdrew consent to profiling on {since:%Y-%m-%d}, so "
+        "no segment, value class or lifetime value is computed or shown for them"
+    )
+
+
 def section(crm: Any, customer: Any) -> Section | None:
     """The section, or None for a customer in no snapshot and without counted orders."""
-    segments = snaps.latest_memberships(crm, [customer.id])
     history = historical_value(crm, customer.id)
+    reason = not_profiled(crm, customer)
+    if reason is not None:
+        return Section(
+            title="Segments and value",
+            name="segmentation",
+            template="segmentation/section.html",
+            data={
+                "profiling": reason,
+                "segments": [],
+                "historical": {k: str(v) for k, v in history.items()},
+                "clv": None,
+            },
+        )
+    segments = snaps.latest_memberships(crm, [customer.id])
     if not segments and not history["orders"]:
         return None
     return Section(

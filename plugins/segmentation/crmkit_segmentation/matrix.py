@@ -39,6 +39,7 @@ from .analyses import (
     prepare,
     relationship_map,
 )
+from .profiling import allowed
 from .scope import (
     add_months,
     as_of_end,
@@ -108,11 +109,12 @@ def value_matrix(
                 customers.c.attributes[potential_attribute].as_string().label("wallet"),
             )
             .select_from(per_customer.join(customers, customers.c.id == per_customer.c.cid))
+            .where(allowed(per_customer.c.cid))
             .order_by(per_customer.c.cid)
         )
         rows = conn.execute(query).all()
     if not rows:
-        raise no_customers(as_of, scope)
+        raise no_customers(as_of, scope, crm)
     out = []
     for r in rows:
         current, previous = money(r.current), money(r.previous)

@@ -8,6 +8,10 @@ external assets), so a report can be mailed or archived as one file.
 A result is either a list of row dicts, or a mapping with ``rows`` plus anything else worth
 showing (fitted parameters, diagnostics, a movement matrix): the extra keys appear in JSON
 as they are and in HTML as key/value tables above the rows.
+
+``notes`` are summary lines about the result (``3 customers left out: profiling consent
+withdrawn``): printed to stderr for ``table``, ``json`` and ``csv`` (so stdout stays the
+data), shown under the title in HTML.
 """
 
 from __future__ import annotations
@@ -149,6 +153,7 @@ def render_html(
     chart: Any = None,
     columns: Sequence[str] | None = None,
     crm: Any = None,
+    notes: Sequence[str] = (),
 ) -> str:
     """The self-contained HTML page of a result (``crm`` lets an integrator override it)."""
     rows, extra = _split(rows_or_report)
@@ -168,6 +173,7 @@ def render_html(
     env = crm.templates if crm is not None else _environment()
     return env.get_template("segmentation/report.html").render(
         title=title,
+        notes=list(notes),
         charts=[svg_bar_chart(c) for c in _charts(chart, rows)],
         blocks=blocks,
         columns=cols,
@@ -192,10 +198,11 @@ def render_report(
     chart: Any = None,
     columns: Sequence[str] | None = None,
     crm: Any = None,
+    notes: Sequence[str] = (),
 ) -> str:
-    """The text :func:`emit_report` prints."""
+    """The text :func:`emit_report` prints to stdout (``notes`` appear only in HTML)."""
     if fmt == "html":
-        return render_html(rows_or_report, title, chart, columns, crm)
+        return render_html(rows_or_report, title, chart, columns, crm, notes)
     rows, extra = _split(rows_or_report)
     if fmt == "json" and extra:
         return json.dumps(jsonable({**extra, "rows": rows}), ensure_ascii=False, indent=2)
@@ -209,17 +216,22 @@ def emit_report(
     chart: Any = None,
     columns: Sequence[str] | None = None,
     crm: Any = None,
+    notes: Sequence[str] = (),
 ) -> None:
     """Print a result as ``table``, ``json``, ``csv`` (the core's ``emit``) or ``html``.
 
     ``chart`` (HTML only): None draws customers per segment (and the summed value per
     segment when rows have a money column); a column name, ``{"by", "value", "title"}``,
     ``{"title", "bars"}``, a :class:`Chart`, a list of them, or False for none.
+    ``notes``: summary lines, on stderr except in HTML (see the module docstring).
     """
     if fmt not in FORMATS:
         raise ValueError(f"emit_report: unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
     rows, extra = _split(rows_or_report)
     if fmt in ("table", "csv") or (fmt == "json" and not extra):
         ck.emit(rows, fmt, columns)
-        return
-    click.echo(render_report(rows_or_report, fmt, title, chart, columns, crm))
+    else:
+        click.echo(render_report(rows_or_report, fmt, title, chart, columns, crm, notes))
+    if fmt != "html":
+        for line in notes:
+            click.echo(line, err=True)

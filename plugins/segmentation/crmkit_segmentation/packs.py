@@ -10,6 +10,10 @@ imports this package.
 Built in: ``retail`` (RFM with retail names), ``travel`` (airline and hotel elite tiers from
 trips, nights and miles), ``b2b`` (ABC on this year's revenue with the trend against last
 year) and ``finance`` (assets held × products held, from custom attributes).
+
+Customers who withdrew profiling consent are left out: the built-in packs filter them in
+SQL (:mod:`.profiling`), and :func:`run_pack` drops any row another plugin's pack returns
+for one of them, counting them for the summary.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import sqlalchemy as sa
 
 from crmkit.plugin import ConfigError, Money, ValidationError, customers, order_lines, orders
 
-from . import rfm
+from . import profiling, rfm
 from .hookspecs import Pack
 from .scope import check_scope, scope_clauses
 from .settings import RETAIL_NAMES, rfm_map, settings_of
@@ -82,7 +86,20 @@ def get_pack(crm: Any, name: str) -> Pack:
 def run_pack(
     crm: Any, name: str, as_of: dt.date, scope: dict[str, str] | None = None
 ) -> list[dict[str, Any]]:
-    """Run pack ``name``; every row must name a customer and a segment."""
+    """Run pack ``name``; every row must name a customer and a segment. Customers who
+    withdrew profiling consent are not in the result (see :func:`run_pack_counted`)."""
+    return run_pack_counted(crm, name, as_of, scope)[0]
+
+
+def run_pack_counted(
+    crm: Any, name: str, as_of: dt.date, scope: dict[str, str] | None = None
+) -> tuple[list[dict[str, Any]], int]:
+    """Pack ``name``'s rows and how many customers were left out because they withdrew
+    profiling consent.
+
+    A built-in pack counts the customers it would otherwise have classified; for a pack
+    from another plugin the count is the rows it returned for such customers, dropped here.
+    """
     pack = get_pack(crm, name)
     rows = list(pack.classify(crm, as_of, dict(scope or {})))
     for row in rows:
@@ -91,7 +108,12 @@ def run_pack(
                 f"segmentation: pack {name!r} returned a row without customer_id and segment: "
                 f"{row!r}"
             )
-    return rows
+    with crm.reading() as conn:
+        withdrawn = profiling.withdrawn_ids(conn, (row["customer_id"] for row in rows))
+    kept = [row for row in rows if int(row["customer_id"]) not in withdrawn]
+    counter = _LEFT_OUT.get(pack.classify)
+    left_out = counter(crm, as_of, dict(scope or {})) if counter else len(rows) - len(kept)
+    return kept, left_out
 
 
 # -- shared SQL pieces ---------------------------------------------------------------
@@ -182,6 +204,7 @@ def travel(crm: Any, as_of: dt.date, scope: dict[str, str]) -> list[dict[str, An
     query = (
         sa.select(agg, customers.c.attributes)
         .join(customers, customers.c.id == agg.c.cid)
+        .where(profiling.allowed(agg.c.cid))
         .order_by(agg.c.cid)
     )
     with crm.reading() as conn:
@@ -233,17 +256,21 @@ def b2b(crm: Any, as_of: dt.date, scope: dict[str, str]) -> list[dict[str, Any]]
         .group_by(orders.c.customer_id),
         scope,
     ).subquery()
-    ranked = sa.select(
-        agg.c.cid,
-        agg.c.this_year,
-        agg.c.last_year,
-        _money(
-            sa.func.sum(agg.c.this_year).over(
-                order_by=(agg.c.this_year.desc(), agg.c.cid), rows=(None, 0)
-            )
-        ).label("cumulative"),
-        _money(sa.func.sum(agg.c.this_year).over()).label("total"),
-    ).order_by(agg.c.cid)
+    ranked = (
+        sa.select(
+            agg.c.cid,
+            agg.c.this_year,
+            agg.c.last_year,
+            _money(
+                sa.func.sum(agg.c.this_year).over(
+                    order_by=(agg.c.this_year.desc(), agg.c.cid), rows=(None, 0)
+                )
+            ).label("cumulative"),
+            _money(sa.func.sum(agg.c.this_year).over()).label("total"),
+        )
+        .where(profiling.allowed(agg.c.cid))  # filtered before the window: no share of it
+        .order_by(agg.c.cid)
+    )
     with crm.reading() as conn:
         _check_orders(conn, as_of)
         found = conn.execute(ranked).all()
@@ -299,18 +326,13 @@ def finance(crm: Any, as_of: dt.date, scope: dict[str, str]) -> list[dict[str, A
     history, so --as-of only limits the customers to those who existed then)."""
     cfg = settings_of(crm)
     assets_key, products_key = cfg["finance_assets_attribute"], cfg["finance_products_attribute"]
-    query = _scoped(
-        sa.select(customers.c.id, customers.c.attributes)
-        .where(customers.c.created_at < _end(as_of), customers.c.erased_at.is_(None))
-        .order_by(customers.c.id),
-        scope,
-    )
+    query = _finance_customers(as_of, scope).where(profiling.allowed(customers.c.id))
     with crm.reading() as conn:
         found = conn.execute(query).all()
     out = []
     for cid, attributes in found:
         attributes = attributes or {}
-        if attributes.get(assets_key) in (None, "") and attributes.get(products_key) in (None, ""):
+        if not _has_finance_data(attributes, assets_key, products_key):
             continue  # no banking data for this customer
         assets = _number(attributes.get(assets_key) or 0, cid, assets_key)
         held = _products(attributes.get(products_key) or 0, cid, products_key)
@@ -320,12 +342,41 @@ def finance(crm: Any, as_of: dt.date, scope: dict[str, str]) -> list[dict[str, A
             {"customer_id": cid, "segment": f"{band} {depth}", "assets": assets, "products": held}
         )
     if not out:
+        left = _finance_left_out(crm, as_of, scope)
+        because = f" ({profiling.note(left)})" if left else ""
         raise ValidationError(
             f"segmentation: no customer up to {as_of.isoformat()} has the custom attribute "
-            f"{assets_key!r} or {products_key!r}; set them (or rename them in "
+            f"{assets_key!r} or {products_key!r}{because}; set them (or rename them in "
             "[segmentation] finance_assets_attribute / finance_products_attribute)"
         )
     return out
+
+
+def _finance_customers(as_of: dt.date, scope: dict[str, str]) -> sa.Select:
+    """The customers the finance pack looks at: created by as-of, not erased, in scope."""
+    return _scoped(
+        sa.select(customers.c.id, customers.c.attributes)
+        .where(customers.c.created_at < _end(as_of), customers.c.erased_at.is_(None))
+        .order_by(customers.c.id),
+        scope,
+    )
+
+
+def _has_finance_data(attributes: Mapping[str, Any], assets_key: str, products_key: str) -> bool:
+    return any(attributes.get(key) not in (None, "") for key in (assets_key, products_key))
+
+
+def _finance_left_out(crm: Any, as_of: dt.date, scope: dict[str, str]) -> int:
+    """Customers the finance pack would classify but for their withdrawn profiling consent."""
+    cfg = settings_of(crm)
+    keys = cfg["finance_assets_attribute"], cfg["finance_products_attribute"]
+    query = _finance_customers(as_of, scope).where(~profiling.allowed(customers.c.id))
+    with crm.reading() as conn:
+        return sum(_has_finance_data(a or {}, *keys) for _, a in conn.execute(query))
+
+
+def _orders_left_out(crm: Any, as_of: dt.date, scope: dict[str, str]) -> int:
+    return profiling.count_left_out(crm, as_of, scope)
 
 
 BUILTIN = [
@@ -363,3 +414,11 @@ BUILTIN = [
         ),
     ),
 ]
+
+#: how a built-in pack counts the customers it left out for withdrawn profiling consent
+_LEFT_OUT = {
+    retail: _orders_left_out,
+    travel: _orders_left_out,
+    b2b: _orders_left_out,
+    finance: _finance_left_out,
+}

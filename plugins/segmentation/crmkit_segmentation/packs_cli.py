@@ -7,7 +7,8 @@ import click
 from . import snapshots as snaps
 from .analyses_cli import as_of_option, scope_option
 from .output import FORMATS, auto_charts, emit_report
-from .packs import all_packs, run_pack
+from .packs import all_packs, run_pack_counted
+from .profiling import notes
 from .scope import parse_scope
 
 
@@ -36,11 +37,14 @@ def add_commands(segment: click.Group) -> None:
     def pack_cmd(crm, name, as_of, scope, save, fmt):
         "Run industry pack NAME (see 'segment packs')."
         filters = parse_scope(scope)
-        rows = run_pack(crm, name, as_of.date(), filters)
+        rows, left_out = run_pack_counted(crm, name, as_of.date(), filters)
         if save:
-            snap = snaps.take_snapshot(crm, name, as_of.date(), filters, rows=rows)
+            snap = snaps.take_snapshot(
+                crm, name, as_of.date(), filters, rows=rows, left_out=left_out
+            )
             click.echo(f"saved snapshot {snap.id} ({snap.changed} changed)", err=True)
+            left_out = snap.left_out or 0
         pack = all_packs(crm)[name]
         chart = auto_charts(rows, pack.labels) if fmt == "html" else None
         title = f"{pack.title} as of {as_of.date().isoformat()}"
-        emit_report(rows, fmt, title=title, chart=chart, crm=crm)
+        emit_report(rows, fmt, title=title, chart=chart, crm=crm, notes=notes(left_out))

@@ -85,7 +85,7 @@ def value_pyramid(
         )
         rows = conn.execute(query).all()
     if not rows:
-        raise no_customers(as_of, scope)
+        raise no_customers(as_of, scope, crm)
     return [
         {
             "customer_id": r.cid,

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from crmkit.plugin import ValidationError, orders
 
+from .profiling import allowed
 from .scope import (
     SCOPE_FIELDS,
     check_scope,
@@ -29,7 +30,8 @@ def rfm_scores(
     """Score every in-scope customer with orders up to ``as_of`` (inclusive).
 
     R, F and M are 1..bins (bins = worst); ties are split by customer id so the
-    result is deterministic. Computed with one SQL statement.
+    result is deterministic. Computed with one SQL statement. Customers who withdrew
+    profiling consent are left out before scoring (they take no share of a bin).
     """
     if bins < 2:
         raise ValidationError(f"segmentation: bins must be at least 2, got {bins}")
@@ -47,15 +49,19 @@ def rfm_scores(
         .group_by(customer_key())
     )
     a = agg.subquery("a")
-    query = sa.select(
-        a.c.cid,
-        a.c.last_at,
-        a.c.frequency,
-        a.c.monetary,
-        sa.func.ntile(bins).over(order_by=(a.c.last_at.asc(), a.c.cid)).label("r"),
-        sa.func.ntile(bins).over(order_by=(a.c.frequency.asc(), a.c.cid)).label("f"),
-        sa.func.ntile(bins).over(order_by=(a.c.monetary.asc(), a.c.cid)).label("m"),
-    ).order_by(a.c.cid)
+    query = (
+        sa.select(
+            a.c.cid,
+            a.c.last_at,
+            a.c.frequency,
+            a.c.monetary,
+            sa.func.ntile(bins).over(order_by=(a.c.last_at.asc(), a.c.cid)).label("r"),
+            sa.func.ntile(bins).over(order_by=(a.c.frequency.asc(), a.c.cid)).label("f"),
+            sa.func.ntile(bins).over(order_by=(a.c.monetary.asc(), a.c.cid)).label("m"),
+        )
+        .where(allowed(a.c.cid))
+        .order_by(a.c.cid)
+    )
     with crm.engine.connect() as conn:
         require_orders_before(conn, as_of)
         rows = conn.execute(query).all()

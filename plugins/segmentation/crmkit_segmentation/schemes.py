@@ -1,6 +1,7 @@
 """The schemes a snapshot can store: ``rfm``, ``abc``, ``pyramid`` and every industry pack.
 
-Each scheme turns (crm, as_of, scope) into rows with ``customer_id`` and ``segment``.
+Each scheme turns (crm, as_of, scope) into rows with ``customer_id`` and ``segment``;
+customers who withdrew profiling consent are never among them (:mod:`.profiling`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 from crmkit.plugin import ValidationError
 
 from . import rfm
+from .profiling import count_left_out
 from .settings import rfm_map, settings_of
 
 Classifier = Callable[[Any, dt.date, dict[str, str]], list[dict[str, Any]]]
@@ -76,15 +78,18 @@ def check_scheme(crm: Any, scheme: str) -> None:
 
 def classify(
     crm: Any, scheme: str, as_of: dt.date, scope: dict[str, str]
-) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Rows (``customer_id``, ``segment``, ...) of ``scheme`` and the parameters it used."""
-    from .packs import all_packs, run_pack
+) -> tuple[list[dict[str, Any]], dict[str, Any], int]:
+    """Rows (``customer_id``, ``segment``, ...) of ``scheme``, the parameters it used and
+    how many customers it left out because they withdrew profiling consent."""
+    from .packs import all_packs, run_pack_counted
 
     own = builtin(crm)
     if scheme in own:
-        return own[scheme](crm, as_of, scope), params_of(crm, scheme)
+        rows = own[scheme](crm, as_of, scope)
+        return rows, params_of(crm, scheme), count_left_out(crm, as_of, scope)
     if scheme in all_packs(crm):
-        return run_pack(crm, scheme, as_of, scope), params_of(crm, scheme)
+        rows, left_out = run_pack_counted(crm, scheme, as_of, scope)
+        return rows, params_of(crm, scheme), left_out
     check_scheme(crm, scheme)
     raise AssertionError("unreachable")
 

@@ -5,6 +5,13 @@ customer as of a date. Taking one compares it with the previous snapshot of the 
 and scope (the latest one as of the same date or earlier) and announces every customer whose
 segment changed through ``crmkit_segmentation_after_segments_changed``, inside the snapshot's
 transaction, so a listener's failure stores nothing.
+
+Profiling consent (:mod:`.profiling`): a customer who withdrew it is in no new snapshot
+(the next one announces them as leaving their segment), and the readers that act on stored
+memberships — current segments, VIPs, campaign lists, the 360 section — answer nothing
+about them from then on. Their memberships in older snapshots stay as the record of what
+was computed while they consented: exported with their personal data, deleted when they
+are erased, counted in the movement matrices of those snapshots.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ import sqlalchemy as sa
 
 from crmkit.plugin import NotFound, ValidationError, consents, customers
 
-from . import schemes
+from . import profiling, schemes
 from .hookspecs import SegmentChange
 from .settings import settings_of
 from .tables import memberships, snapshots
@@ -36,12 +43,18 @@ class Snapshot:
     params: dict[str, Any]
     customers: int = 0
     changed: int = 0
+    #: customers left out because they withdrew profiling consent (known when the snapshot
+    #: is taken; not stored)
+    left_out: int | None = None
 
 
-def _snapshot(row: Any, customers_: int = 0, changed: int = 0) -> Snapshot:
+def _snapshot(
+    row: Any, customers_: int = 0, changed: int = 0, left_out: int | None = None
+) -> Snapshot:
     return Snapshot(
-        row.id, row.scheme, row.as_of, row.created_at, dict(row.params), customers_, changed
-    )
+        row.id, row.scheme, row.as_of, row.created_at, dict(row.params), customers_, changed,
+        left_out,
+    )  # fmt: skip
 
 
 def take_snapshot(
@@ -52,13 +65,16 @@ def take_snapshot(
     *,
     actor: str | None = None,
     rows: Sequence[dict[str, Any]] | None = None,
+    left_out: int = 0,
 ) -> Snapshot:
     """Classify every in-scope customer with ``scheme`` as of ``as_of`` and store it.
 
     ``rows`` lets a caller that has just run the scheme (``segment pack --snapshot``) store
-    that result instead of computing it again."""
+    that result instead of computing it again (with ``left_out``, the customers it left out
+    for withdrawn profiling consent). Rows of customers who withdrew profiling consent are
+    dropped inside the snapshot's transaction, whoever computed them."""
     if rows is None:
-        rows, params = schemes.classify(crm, scheme, as_of, scope or {})
+        rows, params, left_out = schemes.classify(crm, scheme, as_of, scope or {})
     else:
         schemes.check_scheme(crm, scheme)
         params = schemes.params_of(crm, scheme)
@@ -66,6 +82,9 @@ def take_snapshot(
     params = {"scope": dict(scope or {}), **params}
     with crm.transaction(actor=actor) as ctx:
         conn = ctx.connection
+        withdrawn = profiling.withdrawn_ids(conn, labels)  # also those who withdrew just now
+        for cid in withdrawn:
+            del labels[cid]
         previous = _previous(conn, scheme, as_of, params["scope"])
         snap_id = conn.scalar(
             sa.insert(snapshots).returning(snapshots.c.id),
@@ -98,7 +117,7 @@ def take_snapshot(
             crm.fire(ctx, "crmkit_segmentation_after_segments_changed", changes=changes)
         ctx.changes.other.setdefault("segmentation_snapshots", []).append(snap_id)
         row = conn.execute(sa.select(snapshots).where(snapshots.c.id == snap_id)).one()
-        return _snapshot(row, len(labels), len(changes))
+        return _snapshot(row, len(labels), len(changes), left_out + len(withdrawn))
 
 
 def _previous(conn: Any, scheme: str, as_of: dt.date, scope: dict[str, str]) -> int | None:
@@ -230,12 +249,16 @@ def latest_memberships(
     """Each customer's segment in the latest snapshot (by as-of) of every scheme they are in.
 
     Rows: ``customer_id, segment, scheme, as_of, snapshot_id``; ``scheme`` limits them to
-    that scheme's snapshots."""
+    that scheme's snapshots. A customer who withdrew profiling consent has no rows: their
+    stored memberships are not used any more."""
     ids = sorted({int(c) for c in customer_ids})
     out: list[dict[str, Any]] = []
     for start in range(0, len(ids), 1000):
         chunk = ids[start : start + 1000]
-        wanted = [memberships.c.customer_id.in_(chunk)]
+        wanted = [
+            memberships.c.customer_id.in_(chunk),
+            profiling.allowed(memberships.c.customer_id),
+        ]
         if scheme is not None:
             wanted.append(snapshots.c.scheme == scheme)
         ranked = (
@@ -313,8 +336,11 @@ def campaign_list(
 ) -> dict[str, Any]:
     """Customers of ``segment`` in a snapshot who granted the campaign consent purpose.
 
-    Erased customers are never listed. Returns ``rows`` and the count left out for lack of
-    consent, so the caller can say how many were dropped.
+    Erased customers are never listed, nor those who withdrew profiling consent
+    (a segment is a profiling result, even in a snapshot taken before they withdrew).
+    Returns ``rows``, ``left_out`` (in the segment, without the campaign consent) and
+    ``left_out_profiling`` (in the segment, profiling consent withdrawn), so the caller can
+    say how many were dropped and why.
     """
     snap = latest_snapshot(crm, scheme) if snapshot_id is None else get_snapshot(crm, snapshot_id)
     if snap.scheme != scheme:
@@ -346,13 +372,15 @@ def campaign_list(
             .where(consents.c.purpose == purpose, consents.c.granted.is_(True))
             .scalar_subquery()
         )
-        base = sa.and_(customers.c.id.in_(members), customers.c.erased_at.is_(None))
+        in_segment = sa.and_(customers.c.id.in_(members), customers.c.erased_at.is_(None))
+        base = sa.and_(in_segment, profiling.allowed(customers.c.id))
         rows = conn.execute(
             sa.select(*(customers.c[c] for c in CAMPAIGN_COLUMNS[1:]), customers.c.id)
             .where(base, customers.c.id.in_(consented))
             .order_by(customers.c.id)
         ).all()
-        in_segment = conn.scalar(sa.select(sa.func.count()).where(base))
+        profiled = conn.scalar(sa.select(sa.func.count()).where(base))
+        everyone = conn.scalar(sa.select(sa.func.count()).where(in_segment))
     out = [
         {
             "customer_id": r.id,
@@ -361,4 +389,10 @@ def campaign_list(
         }
         for r in rows
     ]
-    return {"snapshot": snap, "purpose": purpose, "rows": out, "left_out": in_segment - len(out)}
+    return {
+        "snapshot": snap,
+        "purpose": purpose,
+        "rows": out,
+        "left_out": profiled - len(out),
+        "left_out_profiling": everyone - profiled,
+    }

@@ -10,6 +10,7 @@ import click
 from . import snapshots as snaps
 from .analyses_cli import as_of_option, scope_option
 from .output import FORMATS, emit_report
+from .profiling import note, notes
 from .scope import parse_scope
 
 
@@ -21,6 +22,7 @@ def snapshot_row(snap: snaps.Snapshot) -> dict[str, Any]:
         "as_of": snap.as_of,
         "customers": snap.customers,
         "changed": snap.changed,
+        "left_out": snap.left_out,
     }
 
 
@@ -52,11 +54,14 @@ def write_campaign_list(found: dict[str, Any], output: str) -> None:
 def campaign_summary(found: dict[str, Any], segment_name: str, output: str) -> str:
     """The line ``segment export`` ends with: how many were written and left out."""
     snap = found["snapshot"]
-    return (
+    line = (
         f"{len(found['rows'])} customers of {segment_name!r} (snapshot {snap.id}, "
         f"{snap.scheme} as of {snap.as_of.isoformat()}) written to {output}; "
         f"{found['left_out']} left out without {found['purpose']!r} consent"
     )
+    if found.get("left_out_profiling"):
+        line += f"; {note(found['left_out_profiling'])}"
+    return line
 
 
 def add_commands(segment: click.Group) -> None:
@@ -72,7 +77,9 @@ def add_commands(segment: click.Group) -> None:
     def snapshot_cmd(crm, scheme, as_of, scope, fmt):
         "Save SCHEME's segments as of a date (rfm, abc, pyramid or a pack name)."
         snap = snaps.take_snapshot(crm, scheme, as_of.date(), parse_scope(scope))
-        emit_report([snapshot_row(snap)], fmt, title=f"Snapshot {snap.id}", chart=False, crm=crm)
+        title = f"Snapshot {snap.id}"
+        left = notes(snap.left_out or 0)
+        emit_report([snapshot_row(snap)], fmt, title=title, chart=False, crm=crm, notes=left)
 
     @segment.command("snapshots")
     @click.option("--scheme", help="Only this scheme.")
