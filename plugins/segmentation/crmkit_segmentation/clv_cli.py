@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 from collections.abc import Iterator
@@ -10,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from crmkit.plugin import ValidationError
+from crmkit.plugin import ValidationError, csv_writer
 
 from .analyses_cli import as_of_option, scope_option
 from .profiling import notes
@@ -55,8 +54,10 @@ def _json(model: clv.Model, chunks: Iterator[list[dict[str, Any]]]) -> Iterator[
 
 
 def _csv(chunks: Iterator[list[dict[str, Any]]]) -> Iterator[str]:
+    """CSV with a header; cells that a spreadsheet would run as a formula (an external id
+    ``=HYPERLINK(...)``) are neutralised by :func:`crmkit.plugin.csv_writer`."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    writer = csv_writer(buffer, lineterminator="\n")
     writer.writerow(("customer_id", *COLUMNS))
     for rows in chunks:
         for row in rows:

@@ -12,10 +12,15 @@ as they are and in HTML as key/value tables above the rows.
 ``notes`` are summary lines about the result (``3 customers left out: profiling consent
 withdrawn``): printed to stderr for ``table``, ``json`` and ``csv`` (so stdout stays the
 data), shown under the title in HTML.
+
+CSV is written through :func:`crmkit.plugin.csv_writer`: a cell a spreadsheet would run as
+a formula (a name ``=HYPERLINK(...)``, an external id ``@SUM(1+1)``) gets a leading quote;
+crmkit's importers take it off again.
 """
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
@@ -27,7 +32,7 @@ import click
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 import crmkit.plugin as ck
-from crmkit.plugin import jsonable
+from crmkit.plugin import csv_writer, jsonable
 
 FORMATS = ("table", "json", "csv", "html")
 TEMPLATES = Path(__file__).parent / "templates"
@@ -191,6 +196,18 @@ def _text(value: Any) -> str:
     return str(value)
 
 
+def render_csv(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> str:
+    """Rows as CSV with a header, every cell neutralised (:func:`crmkit.plugin.csv_writer`)."""
+    data = [jsonable(r) for r in rows]
+    cols = list(columns or (data[0].keys() if data else []))
+    buffer = io.StringIO()
+    writer = csv_writer(buffer, lineterminator="\n")
+    writer.writerow(cols)
+    for row in data:
+        writer.writerow([_text(row.get(c)) for c in cols])
+    return buffer.getvalue().rstrip("\n")
+
+
 def render_report(
     rows_or_report: Any,
     fmt: str,
@@ -206,6 +223,8 @@ def render_report(
     rows, extra = _split(rows_or_report)
     if fmt == "json" and extra:
         return json.dumps(jsonable({**extra, "rows": rows}), ensure_ascii=False, indent=2)
+    if fmt == "csv":
+        return render_csv(rows, columns)
     return ck.render(rows, fmt, columns)
 
 
@@ -218,7 +237,8 @@ def emit_report(
     crm: Any = None,
     notes: Sequence[str] = (),
 ) -> None:
-    """Print a result as ``table``, ``json``, ``csv`` (the core's ``emit``) or ``html``.
+    """Print a result as ``table``, ``json`` (the core's ``emit``), ``csv`` (neutralised
+    cells) or ``html``.
 
     ``chart`` (HTML only): None draws customers per segment (and the summed value per
     segment when rows have a money column); a column name, ``{"by", "value", "title"}``,
@@ -228,7 +248,7 @@ def emit_report(
     if fmt not in FORMATS:
         raise ValueError(f"emit_report: unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
     rows, extra = _split(rows_or_report)
-    if fmt in ("table", "csv") or (fmt == "json" and not extra):
+    if fmt == "table" or (fmt == "json" and not extra):
         ck.emit(rows, fmt, columns)
     else:
         click.echo(render_report(rows_or_report, fmt, title, chart, columns, crm, notes))

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import csv
 from typing import Any
 
 import click
+
+from crmkit.plugin import csv_writer
 
 from . import snapshots as snaps
 from .analyses_cli import as_of_option, scope_option
@@ -44,11 +45,15 @@ def movement_chart(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def write_campaign_list(found: dict[str, Any], output: str) -> None:
-    """Write :func:`.snapshots.campaign_list`'s rows to ``output`` as CSV with a header."""
+    """Write :func:`.snapshots.campaign_list`'s rows to ``output`` as CSV with a header.
+
+    Through :func:`crmkit.plugin.csv_writer`: the list goes to spreadsheets, so a cell that
+    would run as a formula there (a name ``=HYPERLINK(...)``) gets a leading quote."""
+    columns = [*snaps.CAMPAIGN_COLUMNS, "segment"]
     with open(output, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, [*snaps.CAMPAIGN_COLUMNS, "segment"])
-        writer.writeheader()
-        writer.writerows(found["rows"])
+        writer = csv_writer(handle, lineterminator="\r\n")
+        writer.writerow(columns)
+        writer.writerows([row.get(c) for c in columns] for row in found["rows"])
 
 
 def campaign_summary(found: dict[str, Any], segment_name: str, output: str) -> str:
