@@ -353,10 +353,15 @@ def finance(crm: Any, as_of: dt.date, scope: dict[str, str]) -> list[dict[str, A
 
 
 def _finance_customers(as_of: dt.date, scope: dict[str, str]) -> sa.Select:
-    """The customers the finance pack looks at: created by as-of, not erased, in scope."""
+    """The customers the finance pack looks at: created by as-of, neither erased nor
+    merged into another record, in scope."""
     return _scoped(
         sa.select(customers.c.id, customers.c.attributes)
-        .where(customers.c.created_at < _end(as_of), customers.c.erased_at.is_(None))
+        .where(
+            customers.c.created_at < _end(as_of),
+            customers.c.erased_at.is_(None),
+            customers.c.merged_into.is_(None),
+        )
         .order_by(customers.c.id),
         scope,
     )

@@ -99,10 +99,50 @@ def crmkit_export_personal_data(
 def crmkit_erase_personal_data(ctx: ck.HookContext, customer: ck.Customer) -> None:
     """Segment memberships are profiling data about the person: they go with the erasure.
 
-    Snapshots keep their counts (``customers`` per snapshot) for statistics; later diffs
-    simply no longer see the erased customer.
+    The snapshots themselves (scheme, date, settings) stay; their customer counts and
+    movement matrices, counted from the memberships, no longer include the erased
+    customer. Idempotent: a re-run finds nothing more to delete.
     """
     ctx.connection.execute(memberships.delete().where(memberships.c.customer_id == customer.id))
+
+
+@ck.hookimpl
+def crmkit_merge_customers(
+    ctx: ck.HookContext, kept: ck.Customer, merged: ck.Customer
+) -> dict[str, Any] | None:
+    """Drop the merged record's memberships: segments are derived from orders, which the core
+    has just moved to ``kept``, so the next snapshot classifies ``kept`` on the joined
+    history. ``kept``'s memberships in past snapshots stay as they were computed."""
+    dropped = _drop_memberships(ctx.connection, [merged.id])
+    if not dropped:
+        return None
+    return {
+        "memberships_dropped": dropped,
+        "note": f"segments are recomputed: the next snapshot classifies customer {kept.id} "
+        "on the joined orders",
+    }
+
+
+@ck.hookimpl
+def crmkit_catch_up(ctx: ck.HookContext, since: dt.datetime | None) -> str | None:
+    """Snapshots are computed on demand from the core's orders and consent records, so
+    nothing derived goes stale while the plugin is off, except memberships of customers
+    merged (or erased) meanwhile: those are dropped, as the merge and erasure hooks would
+    have. Idempotent; ``since`` is not needed (the check covers every customer cheaply)."""
+    gone = sa.select(ck.customers.c.id).where(
+        sa.or_(ck.customers.c.merged_into.is_not(None), ck.customers.c.erased_at.is_not(None))
+    )
+    dropped = ctx.connection.execute(
+        memberships.delete().where(memberships.c.customer_id.in_(gone))
+    ).rowcount
+    if not dropped:
+        return None
+    return f"dropped {dropped} segment memberships of customers merged or erased meanwhile"
+
+
+def _drop_memberships(conn: sa.Connection, customer_ids: Sequence[int]) -> int:
+    found = conn.execute(memberships.delete().where(memberships.c.customer_id.in_(customer_ids)))
+    return int(found.rowcount or 0)
 
 
 @ck.hookimpl

@@ -336,7 +336,7 @@ def campaign_list(
 ) -> dict[str, Any]:
     """Customers of ``segment`` in a snapshot who granted the campaign consent purpose.
 
-    Erased customers are never listed, nor those who withdrew profiling consent
+    Erased or merged customers are never listed, nor those who withdrew profiling consent
     (a segment is a profiling result, even in a snapshot taken before they withdrew).
     Returns ``rows``, ``left_out`` (in the segment, without the campaign consent) and
     ``left_out_profiling`` (in the segment, profiling consent withdrawn), so the caller can
@@ -372,7 +372,11 @@ def campaign_list(
             .where(consents.c.purpose == purpose, consents.c.granted.is_(True))
             .scalar_subquery()
         )
-        in_segment = sa.and_(customers.c.id.in_(members), customers.c.erased_at.is_(None))
+        in_segment = sa.and_(
+            customers.c.id.in_(members),
+            customers.c.erased_at.is_(None),
+            customers.c.merged_into.is_(None),
+        )
         base = sa.and_(in_segment, profiling.allowed(customers.c.id))
         rows = conn.execute(
             sa.select(*(customers.c[c] for c in CAMPAIGN_COLUMNS[1:]), customers.c.id)

@@ -1,4 +1,9 @@
-"""The segmentation plugin's tables: dated snapshots and each customer's segment in them."""
+"""The segmentation plugin's tables: dated snapshots and each customer's segment in them.
+
+A membership's ``segment`` is a profiling result about a person, so it is marked personal
+(``info={"personal": True}``): the person's export lists every one, erasure deletes them.
+Snapshots themselves (scheme, date, settings, counts) are about no one.
+"""
 
 from __future__ import annotations
 
@@ -29,6 +34,6 @@ memberships = Table(
     Column(
         "customer_id", Integer, ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True
     ),
-    Column("segment", String(200), nullable=False),
+    Column("segment", String(200), nullable=False, info={"personal": True}),
     Index("ix_segmentation_memberships_customer", "customer_id"),
 )
