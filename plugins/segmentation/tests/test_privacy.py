@@ -122,3 +122,33 @@ def test_catch_up_drops_memberships_of_customers_merged_meanwhile(make_crm) -> N
     assert left == {kept: 2, other: 2}
     with crm.transaction() as ctx:  # idempotent: a second run finds nothing
         assert not any(crm.call("crmkit_catch_up", ctx=ctx, since=None))
+
+
+def test_merge_through_the_core_then_the_next_snapshot_recomputes(make_crm) -> None:
+    crm = make_crm(plugins=["segmentation"], settings={"segmentation": {"rfm_bins": 2}})
+    kept, merged, other = seed(crm)
+    first = snaps.take_snapshot(crm, "rfm", AS_OF)
+    assert first.customers == 3
+    result = crm.customers.merge(kept, merged, prefer={"name": "kept"})
+    assert result.moved["segmentation"]["memberships_dropped"] == 1
+    assert snaps.current_segments(crm, [merged]) == {merged: {}}
+    second = snaps.take_snapshot(crm, "rfm", AS_OF)
+    assert second.customers == 2  # kept with the joined orders, and the other customer
+    with crm.reading() as conn:
+        stored = set(
+            conn.scalars(
+                sa.select(memberships.c.customer_id).where(memberships.c.snapshot_id == second.id)
+            )
+        )
+    assert stored == {kept, other}
+
+
+def test_merge_with_a_withdrawal_leaves_the_kept_customer_out(make_crm) -> None:
+    """Consent merges to the more restrictive answer: the kept customer is no longer profiled."""
+    crm = make_crm(plugins=["segmentation"], settings={"segmentation": {"rfm_bins": 2}})
+    kept, merged, _ = seed(crm)
+    crm.customers.set_consent(merged, "profiling", False)
+    crm.customers.merge(kept, merged, prefer={"name": "kept"})
+    snap = snaps.take_snapshot(crm, "rfm", AS_OF)
+    assert (snap.customers, snap.left_out) == (1, 1)
+    assert snaps.current_segments(crm, [kept]) == {kept: {}}
