@@ -296,3 +296,30 @@ def propose_cmd(crm: Any, complaint_id: int, fmt: str) -> None:
         )
         return
     emit(proposals, fmt, ["score", "source", "title", "body"])
+
+
+@complaints.command("check")
+@format_option()
+@pass_crm
+def check_cmd(crm: Any, fmt: str) -> None:
+    """Report customers whose vip value is not true or false (exit status 1 if any).
+
+    Such values were stored before complaints declared the boolean attribute ``vip``;
+    they count as not VIP and are kept as stored until edited.
+    """
+    from crmkit_complaints.intake import vip_problems
+
+    with crm.reading() as connection:
+        problems = vip_problems(crm, connection)
+    if fmt == "table":
+        for problem in problems:
+            click.echo(problem.message)
+        click.echo(
+            f"{len(problems)} customer(s) with a vip value that is not true or false"
+            if problems
+            else "every vip value is true or false"
+        )
+    else:
+        emit([{**attrs.asdict(p), "problem": p.message} for p in problems], fmt)
+    if problems:
+        click.get_current_context().exit(1)

@@ -8,13 +8,15 @@ service.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import secrets
 from collections.abc import Collection, Iterable
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import insert
+import attrs
+from sqlalchemy import and_, insert, select
 
-from crmkit.plugin import CHANNELS, ValidationError
+from crmkit.plugin import CHANNELS, CrmError, ValidationError, customers
 from crmkit_complaints import policies, records, sla
 from crmkit_complaints import tables as t
 from crmkit_complaints.assignment import department_for
@@ -26,6 +28,10 @@ if TYPE_CHECKING:
 
 #: the segmentation plugin's query hook: which of these customers are in its top value tier
 VIP_HOOK = "crmkit_segmentation_vip_customers"
+#: the customer attribute this plugin declares (boolean)
+VIP_ATTRIBUTE = "vip"
+
+logger = logging.getLogger(__name__)
 
 
 def check_choice(field: str, value: str, allowed: Iterable[str]) -> None:
@@ -140,12 +146,71 @@ def is_vip(crm: CRM, customer: Customer) -> bool:
     are in its top value tier. Only that answer counts: no tier name is compared here. No
     hook, no answer (``None``) or an id not in the answer: the attribute alone decides.
     """
-    flag = customer.attributes.get("vip")
-    if flag is True or str(flag).lower() in ("true", "yes", "1"):
+    flag = customer.attributes.get(VIP_ATTRIBUTE)
+    if flag is True:
         return True
+    if flag is not None and flag is not False:  # stored before the attribute was declared
+        logger.warning(
+            "customer %s: %s; it counts as not VIP (see 'crmkit complaints check')",
+            customer.id,
+            _vip_problem(flag),
+        )
     if not crm.has_hook(VIP_HOOK):
         return False
     found = crm.call(VIP_HOOK, crm=crm, customer_ids=[customer.id])
     if isinstance(found, str) or not isinstance(found, Collection):  # None: no answer
         return False
     return customer.id in found
+
+
+@attrs.frozen
+class VipProblem:
+    """A customer whose stored ``vip`` value is not a boolean (stored before complaints
+    declared the attribute, e.g. ``maybe``): not treated as VIP until fixed."""
+
+    customer_id: int
+    name: str
+    value: Any
+
+    @property
+    def message(self) -> str:
+        return (
+            f"customer {self.customer_id} ({self.name}): {_vip_problem(self.value)}; fix it "
+            f"with 'crmkit customer edit {self.customer_id} --attr vip=true' (or false), "
+            f"or remove it with '--unset-attr vip'"
+        )
+
+
+def _vip_problem(value: Any) -> str:
+    return f"attribute vip is {value!r}, not true or false"
+
+
+def vip_problems(crm: CRM, connection: Any) -> list[VipProblem]:
+    """Customers (not erased, not merged) whose stored ``vip`` value is not a boolean.
+
+    Their complaints get the normal priority, and the value is kept as stored: an edit of
+    other fields leaves it alone, an edit of ``vip`` must give true or false.
+    """
+    definition = crm.attribute_definitions.get(VIP_ATTRIBUTE)
+    if definition is None:
+        return []
+    c = customers.c
+    query = (
+        select(c.id, c.name, c.attributes)
+        .where(
+            and_(
+                c.attributes[VIP_ATTRIBUTE].is_not(None),
+                c.erased_at.is_(None),
+                c.merged_into.is_(None),
+            )
+        )
+        .order_by(c.id)
+    )
+    found = []
+    for row in connection.execute(query):
+        value = (row.attributes or {}).get(VIP_ATTRIBUTE)
+        try:
+            definition.convert(value)
+        except CrmError:
+            found.append(VipProblem(row.id, row.name, value))
+    return found

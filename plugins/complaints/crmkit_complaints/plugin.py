@@ -11,7 +11,7 @@ from typing import Any
 import attrs
 
 import crmkit.plugin as ck
-from crmkit_complaints import hookspecs, personal
+from crmkit_complaints import catchup, hookspecs, personal
 from crmkit_complaints.businesshours import Calendar
 from crmkit_complaints.policies import check_policy
 from crmkit_complaints.records import OPEN_STAGES
@@ -261,6 +261,13 @@ def crmkit_customer_timeline(crm: Any, customer: Any, limit: int) -> list[ck.Tim
     """Complaints opened and public replies sent to the customer, newest first."""
     with crm.reading() as connection:
         return list(personal.timeline(connection, customer.id, limit))
+
+
+@ck.hookimpl
+def crmkit_catch_up(ctx: Any, since: dt.datetime | None) -> str | None:
+    """Complete erasures and merges made while complaints was off; report invalid ``vip``
+    values. ``since`` is not needed: see ``crmkit_complaints.catchup``."""
+    return catchup.catch_up(ctx)
 
 
 @ck.hookimpl
