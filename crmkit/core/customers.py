@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -66,13 +66,21 @@ class CustomerService:
         self.crm = crm
 
     # -- conversion -------------------------------------------------------
-    def _encode_attributes(self, values: Mapping[str, Any]) -> dict[str, Any]:
+    def _encode_attributes(
+        self, values: Mapping[str, Any], untouched: Collection[str] = ()
+    ) -> dict[str, Any]:
+        """Attributes as stored; ``untouched`` names values an edit leaves alone: one that
+        no longer converts (stored before its attribute was declared) stays as stored."""
         encoded: dict[str, Any] = {}
         definitions = self.crm.attribute_definitions
         for name, value in values.items():
             definition = definitions.get(name)
             if definition is not None:
-                value = definition.convert(value)
+                try:
+                    value = definition.convert(value)
+                except ValidationError:
+                    if name not in untouched:
+                        raise
             elif value is not None and not isinstance(value, str | int | bool):
                 value = str(value)
             if value is not None:
@@ -106,9 +114,11 @@ class CustomerService:
             merged_into=row.merged_into,
         )
 
-    def _row(self, customer: Customer, now: dt.datetime) -> dict[str, Any]:
+    def _row(
+        self, customer: Customer, now: dt.datetime, untouched: Collection[str] = ()
+    ) -> dict[str, Any]:
         row = {f: getattr(customer, f) for f in PROFILE_FIELDS}
-        row["attributes"] = self._encode_attributes(customer.attributes)
+        row["attributes"] = self._encode_attributes(customer.attributes, untouched)
         row["created_at"] = customer.created_at or now
         row["updated_at"] = now
         return row
@@ -277,7 +287,9 @@ class CustomerService:
             after = attrs.evolve(before, **changes, attributes=attributes)  # validates
             if after.owner != before.owner:
                 self.crm.staff.refuse_inactive(after.owner, "own customers")
-            row = self._row(after, ctx.now)
+            # a stored value the edit does not touch is not re-validated (an attribute
+            # declared after it was stored, e.g. vip=maybe before complaints was enabled)
+            row = self._row(after, ctx.now, untouched=set(before.attributes) - set(extra))
             row.pop("created_at")
             if after.external_id != before.external_id and after.external_id:
                 clash = ctx.connection.scalar(

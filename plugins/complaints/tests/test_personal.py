@@ -381,11 +381,6 @@ def test_a_complaint_of_an_invalid_vip_customer_is_not_vip_and_warns(
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs the core: customers.update re-validates every stored attribute "
-    "(crmkit/core/customers.py, patch proposed to the lead)",
-)
 def test_an_edit_that_does_not_touch_vip_succeeds(maybe: Any) -> None:
     crm, (mia, _, _) = maybe
     assert crm.customers.update(mia, city="Paris").city == "Paris"
