@@ -32,6 +32,7 @@ def assign(
     with svc.crm.transaction(actor=actor) as ctx:
         complaint = records.lock_writable(ctx, complaint_id)
         svc.crm.staff.get(username)
+        svc.crm.staff.refuse_inactive(username, "take complaints")
         ctx.connection.execute(
             update(t.complaints).where(t.complaints.c.id == complaint.id).values(assignee=username)
         )

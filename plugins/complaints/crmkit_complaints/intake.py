@@ -69,6 +69,7 @@ def log(
         customer = crm.customers.require_writable(customer_id)  # not erased, not merged
         if assignee:
             crm.staff.get(assignee)
+            crm.staff.refuse_inactive(assignee, "take complaints")
         if actor:
             crm.staff.get(actor)
         if interaction_id is None:

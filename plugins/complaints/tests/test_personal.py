@@ -385,3 +385,19 @@ def test_an_edit_that_does_not_touch_vip_succeeds(maybe: Any) -> None:
     crm, (mia, _, _) = maybe
     assert crm.customers.update(mia, city="Paris").city == "Paris"
     assert crm.customers.get(mia).attributes["vip"] == "maybe"  # kept as stored
+
+
+def test_a_deactivated_staff_member_takes_no_complaints(make_crm: Any) -> None:
+    crm = make_crm(plugins=["complaints"])
+    crm.staff.add("ana", "Ana Agent", roles=["complaint_handler"])
+    crm.staff.add("old", "Old Agent", roles=["complaint_handler"])
+    customer = crm.customers.add(name="Li Na")
+    case = service(crm).log(customer.id, channel="phone", category="billing", description="x")
+    crm.staff.deactivate("old")
+    with pytest.raises(Conflict, match="old"):
+        service(crm).assign(case.id, "old")
+    with pytest.raises(Conflict, match="old"):
+        service(crm).log(
+            customer.id, channel="phone", category="billing", description="y", assignee="old"
+        )
+    assert service(crm).assign(case.id, "ana").assignee == "ana"
