@@ -109,7 +109,6 @@ POPULATE: dict[str, Callable[[crmkit.CRM, Cli], int]] = {
 #: the entry once the plugin marks its personal columns and exports them.
 PENDING: dict[str, str] = {
     "loyalty": "loyalty does not mark its personal columns yet (issue 14, point 13)",
-    "knowledgebase": "knowledgebase does not mark its personal columns yet (issue 14, point 13)",
 }
 
 
