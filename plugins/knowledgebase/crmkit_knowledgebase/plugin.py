@@ -9,6 +9,8 @@ from sqlalchemy import func, select, update
 
 import crmkit.plugin as ck
 from crmkit_knowledgebase import tables as t
+from crmkit_knowledgebase.limits import DEFAULTS as LIMIT_DEFAULTS
+from crmkit_knowledgebase.limits import validate_settings as validate_limits
 from crmkit_knowledgebase.service import service
 
 CRMKIT_API = ">=1.2,<2"  # crmkit.plugin (1.2)
@@ -18,6 +20,8 @@ DEFAULTS: dict[str, Any] = {
     "company": "",
     "suggest_limit": 5,
     "propose_limit": 3,
+    # what rendering a reply template may spend (crmkit_knowledgebase.limits; README)
+    **LIMIT_DEFAULTS,
 }
 
 SAMPLES = Path(__file__).parent / "samples"
@@ -32,6 +36,7 @@ def _validate(values: dict[str, Any]) -> None:
     for key in ("suggest_limit", "propose_limit"):
         if not isinstance(values[key], int) or isinstance(values[key], bool) or values[key] < 1:
             raise ValueError(f"{key} must be a whole number of at least 1")
+    validate_limits(values)
 
 
 @ck.hookimpl

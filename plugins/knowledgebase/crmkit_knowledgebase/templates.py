@@ -27,6 +27,7 @@ from crmkit_knowledgebase.entities import (
     send_from_row,
     template_from_row,
 )
+from crmkit_knowledgebase.limits import Limits
 from crmkit_knowledgebase.templating import BUILTIN, HOOK
 
 if TYPE_CHECKING:
@@ -78,6 +79,7 @@ class ReplyTemplates:
             data["format"],
             self.crm.attribute_definitions,
             contributed_variables(self.crm),
+            self.template_limits(),
         )
         with self.crm.transaction(actor=author) as ctx:
             exists = ctx.connection.execute(
@@ -106,6 +108,7 @@ class ReplyTemplates:
                 merged["format"],
                 self.crm.attribute_definitions,
                 contributed_variables(self.crm),
+                self.template_limits(),
             )
             ctx.connection.execute(
                 update(t.templates)
@@ -122,6 +125,11 @@ class ReplyTemplates:
         with self.crm.reading() as connection:
             rows = connection.execute(select(t.templates).order_by(t.templates.c.name))
             return [template_from_row(r) for r in rows]
+
+    def template_limits(self) -> Limits:
+        """What rendering a template may spend (the ``template_*`` settings of
+        ``[knowledgebase]``); the trial render at save has the same limits."""
+        return Limits.from_settings(self.crm.settings.get("knowledgebase", {}))
 
     def template_variables(self) -> dict[str, dict[str, str]]:
         """The variables enabled plugins contribute to templates (besides the built-in
@@ -160,7 +168,9 @@ class ReplyTemplates:
         for variable, fields in contributed.items():
             if given.get(variable) is not None:
                 context[variable] = templating.variable_context(given[variable], fields)
-        return templating.render(name, template.body, template.format, context, contributed)
+        return templating.render(
+            name, template.body, template.format, context, contributed, self.template_limits()
+        )
 
     # -- sends ------------------------------------------------------------
     def send(

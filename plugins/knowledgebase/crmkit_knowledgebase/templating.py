@@ -28,9 +28,9 @@ import jinja2
 import jinja2.meta
 from jinja2 import nodes
 from jinja2.exceptions import SecurityError, TemplateSyntaxError, UndefinedError
-from jinja2.sandbox import SandboxedEnvironment
 
 from crmkit.plugin import ValidationError
+from crmkit_knowledgebase.limits import BoundedSandbox, Limits, TemplateLimit, render_bounded
 
 FORMATS = ("text", "html")
 #: variables every template may use, whatever plugins are enabled
@@ -60,7 +60,7 @@ CUSTOMER_FIELDS = (
     "owner",
 )
 
-_ENVS: dict[str, SandboxedEnvironment] = {}
+_ENVS: dict[tuple[str, Limits], BoundedSandbox] = {}
 
 
 class Placeholder(str):
@@ -87,19 +87,27 @@ def _blank_none(value: Any) -> Any:
     return "" if value is None else value
 
 
-def environment(fmt: str) -> SandboxedEnvironment:
-    if fmt not in _ENVS:
-        _ENVS[fmt] = SandboxedEnvironment(
+def environment(fmt: str, limits: Limits | None = None) -> BoundedSandbox:
+    """The sandbox templates of ``fmt`` render in, bounded by ``limits`` (the defaults
+    when None; see :mod:`crmkit_knowledgebase.limits`)."""
+    key = (fmt, limits or Limits())
+    if key not in _ENVS:
+        _ENVS[key] = BoundedSandbox(
+            key[1],
             undefined=jinja2.StrictUndefined,
             autoescape=fmt == "html",
             keep_trailing_newline=True,
             finalize=_blank_none,
         )
-    return _ENVS[fmt]
+    return _ENVS[key]
 
 
 def compile_template(
-    name: str, body: str, fmt: str, variables: Variables | None = None
+    name: str,
+    body: str,
+    fmt: str,
+    variables: Variables | None = None,
+    limits: Limits | None = None,
 ) -> jinja2.Template:
     """Compile, refusing syntax errors and variables that are neither built in nor in
     ``variables`` (the contributed ones)."""
@@ -109,20 +117,19 @@ def compile_template(
             f"template {name!r}: format {fmt!r} is not valid; use one of: {', '.join(FORMATS)}",
             field="format",
         )
-    env = environment(fmt)
+    env = environment(fmt, limits)
     try:
         tree = env.parse(body)
-        template = env.from_string(body)
+        unknown = jinja2.meta.find_undeclared_variables(tree) - set(BUILTIN) - set(variables)
+        if unknown:
+            raise ValidationError(_unknown_message(name, tree, unknown, variables), field="body")
+        return env.compile_bounded(tree)
     except TemplateSyntaxError as exc:
         raise ValidationError(
             f"template {name!r} does not compile: line {exc.lineno}: {exc.message}; "
             "fix the Jinja2 syntax",
             field="body",
         ) from None
-    unknown = jinja2.meta.find_undeclared_variables(tree) - set(BUILTIN) - set(variables)
-    if unknown:
-        raise ValidationError(_unknown_message(name, tree, unknown, variables), field="body")
-    return template
 
 
 def _unknown_message(
@@ -187,14 +194,17 @@ def render(
     fmt: str,
     context: Mapping[str, Any],
     variables: Variables | None = None,
+    limits: Limits | None = None,
 ) -> str:
-    """Render in the sandbox; every failure is a ValidationError naming the template.
+    """Render in the sandbox within ``limits``; every failure is a ValidationError naming
+    the template.
 
     ``context`` holds the values (``customer`` and a contributed variable may be
     missing or None when not given); ``variables`` the contributed variables' fields.
     """
     variables = variables or {}
-    template = compile_template(name, body, fmt, variables)
+    limits = limits or Limits()
+    template = compile_template(name, body, fmt, variables, limits)
     for variable in sorted(used_variables(body, fmt) & {"customer", *variables}):
         if context.get(variable) is None:
             raise ValidationError(
@@ -203,7 +213,15 @@ def render(
                 field=variable,
             )
     try:
-        return template.render(**context)
+        return render_bounded(template, context, limits)
+    except TemplateLimit as exc:
+        raise ValidationError(_limit_message(name, exc, limits), field="body") from None
+    except RecursionError as exc:
+        raise ValidationError(
+            f"template {name!r} was stopped{_line(exc)}: its macros or recursive loops call "
+            "themselves too deeply; make the template call itself less deep",
+            field="body",
+        ) from None
     except SecurityError as exc:
         raise ValidationError(
             f"template {name!r} tried to reach outside the sandbox ({exc}); "
@@ -222,6 +240,30 @@ def render(
         ) from None
 
 
+def _line(exc: BaseException) -> str:
+    """`` at line N`` of the template where ``exc`` was raised (Jinja2 rewrites the
+    traceback to the template's lines), or nothing."""
+    line = None
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == "<template>":
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return f" at line {line}" if line is not None else ""
+
+
+def _limit_message(name: str, exc: TemplateLimit, limits: Limits) -> str:
+    """What went past which limit, where, and how to fix it."""
+    fix = exc.fix or "make the template do less"
+    if exc.setting is not None:
+        now = getattr(limits, exc.setting.removeprefix("template_"))
+        fix += (
+            f", or raise {exc.setting} (now {now:,}) in the [knowledgebase] settings "
+            "if such a reply is really needed"
+        )
+    return f"template {name!r} was stopped{_line(exc)}: {exc.what}; {fix}"
+
+
 def _fields_help(context: Mapping[str, Any], variables: Variables) -> str:
     given = ", ".join(sorted(k for k, v in context.items() if v is not None))
     fields = [f"customer fields: {', '.join(CUSTOMER_FIELDS)}, attributes.<name>"]
@@ -235,7 +277,9 @@ def check(
     fmt: str,
     attribute_names: Iterable[str] = (),
     variables: Variables | None = None,
+    limits: Limits | None = None,
 ) -> None:
     """Refuse a template that does not compile, uses a variable that is neither built in
-    nor in ``variables``, or fails on placeholder data."""
-    render(name, body, fmt, sample_context(attribute_names, variables), variables)
+    nor in ``variables``, or fails on placeholder data; within the same ``limits`` as a
+    real render, so what a render would refuse is refused when the template is saved."""
+    render(name, body, fmt, sample_context(attribute_names, variables), variables, limits)
