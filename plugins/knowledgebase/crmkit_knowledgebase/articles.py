@@ -274,8 +274,8 @@ class Articles:
             raise ValidationError("helpful must be true or false", field="helpful")
         with self.crm.transaction() as ctx:
             row = article_row(ctx.connection, ref)
-            if customer_id is not None:
-                self.crm.customers.get(customer_id)
+            if customer_id is not None:  # a vote by a customer is a write about them
+                self.crm.customers.require_writable(customer_id)
             ctx.connection.execute(
                 insert(t.votes).values(
                     article_id=row.id,

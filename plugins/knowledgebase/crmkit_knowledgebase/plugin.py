@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 
 import crmkit.plugin as ck
+from crmkit_knowledgebase import personal
 from crmkit_knowledgebase import tables as t
 from crmkit_knowledgebase.limits import DEFAULTS as LIMIT_DEFAULTS
 from crmkit_knowledgebase.limits import validate_settings as validate_limits
@@ -97,36 +98,36 @@ def crmkit_customer_360_section(crm: Any, customer: Any) -> ck.Section | None:
 
 @ck.hookimpl
 def crmkit_export_personal_data(ctx: Any, customer: Any) -> dict[str, Any] | None:
-    conn = ctx.connection
-    sends = [
-        dict(r._mapping)
-        for r in conn.execute(
-            select(t.sends).where(t.sends.c.customer_id == customer.id).order_by(t.sends.c.id)
-        )
-    ]
-    votes = [
-        dict(r._mapping)
-        for r in conn.execute(
-            select(t.votes).where(t.votes.c.customer_id == customer.id).order_by(t.votes.c.id)
-        )
-    ]
-    if not sends and not votes:
-        return None
-    return {"sends": sends, "votes": votes}
+    """The customer's sends (with their texts) and votes (with their comments)."""
+    return personal.export(ctx.connection, customer.id)
 
 
 @ck.hookimpl
 def crmkit_erase_personal_data(ctx: Any, customer: Any) -> None:
-    """Sent texts (which quote the customer) are blanked; votes keep their count, lose the link."""
-    conn = ctx.connection
-    conn.execute(
-        update(t.sends).where(t.sends.c.customer_id == customer.id).values(body="", title="")
-    )
-    conn.execute(
-        update(t.votes)
-        .where(t.votes.c.customer_id == customer.id)
-        .values(customer_id=None, comment="")
-    )
+    """Send texts blanked (the sends stay, for the counts); votes unlinked, comments blanked
+    (the helpful counts stay). Idempotent."""
+    personal.erase(ctx.connection, [customer.id])
+
+
+@ck.hookimpl
+def crmkit_merge_customers(ctx: Any, kept: Any, merged: Any) -> dict[str, Any] | None:
+    """Re-link the duplicate's sends and votes to the kept customer:
+    ``{"sends": n, "votes": m}``, or None when it had none."""
+    return personal.merge(ctx.connection, kept.id, merged.id)
+
+
+@ck.hookimpl
+def crmkit_customer_timeline(crm: Any, customer: Any, limit: int) -> list[ck.TimelineEntry]:
+    """Replies (templates) and articles sent to the customer, newest first, at most limit."""
+    with crm.reading() as connection:
+        return personal.timeline(connection, customer.id, limit)
+
+
+@ck.hookimpl
+def crmkit_catch_up(ctx: Any, since: Any) -> str | None:
+    """Re-link sends and votes of customers merged, and erase those of customers erased,
+    while this plugin was off (found from the tables, so ``since`` is not needed)."""
+    return personal.catch_up(ctx.connection)
 
 
 @ck.hookimpl

@@ -4,6 +4,9 @@ The full-text index is not here: it is backend-specific (an FTS5 virtual
 table ``kb_fts`` on SQLite, a ``kb_search`` table with a GIN-indexed
 ``tsvector`` on PostgreSQL), created by the migration with ``op.execute`` and
 reached through :mod:`crmkit_knowledgebase.search`.
+
+Columns holding personal data are marked ``info={"personal": True}`` (``kb_sends.body``,
+``kb_votes.comment``); :mod:`crmkit_knowledgebase.personal` exports and erases them.
 """
 
 from __future__ import annotations
@@ -86,7 +89,8 @@ votes = Table(
     Column("article_id", Integer, ForeignKey("kb_articles.id", ondelete="CASCADE"), nullable=False),
     Column("helpful", Boolean, nullable=False),
     Column("customer_id", Integer, ForeignKey("customers.id", ondelete="SET NULL")),
-    Column("comment", Text, nullable=False),
+    # the customer's own words (personal: exported, blanked and unlinked at erasure)
+    Column("comment", Text, nullable=False, info={"personal": True}),
     Column("at", UTCDateTime, nullable=False),
     Index("ix_kb_votes_article_id", "article_id"),
 )
@@ -114,8 +118,10 @@ sends = Table(
     Column("kind", String(20), nullable=False),
     Column("template_id", Integer, ForeignKey("kb_templates.id", ondelete="SET NULL")),
     Column("article_id", Integer, ForeignKey("kb_articles.id", ondelete="SET NULL")),
+    # the template's or article's title, the same for everyone: not personal
     Column("title", String(300), nullable=False),
-    Column("body", Text, nullable=False),
+    # the text sent: a reply names the person and quotes them (exported, blanked at erasure)
+    Column("body", Text, nullable=False, info={"personal": True}),
     Column("complaint_id", Integer),
     Column("channel", String(20)),
     Column("staff", String(100)),

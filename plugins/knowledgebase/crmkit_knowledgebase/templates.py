@@ -188,8 +188,9 @@ class ReplyTemplates:
         customer; a ``complaint``'s ``id`` is recorded with the send."""
         if (template is None) == (article is None):
             raise ValidationError("send exactly one of a template or an article", field="template")
-        customer = self.crm.customers.get(customer_id)
         with self.crm.transaction(actor=staff) as ctx:
+            # a send is a write about the customer: refused for one erased or merged away
+            customer = self.crm.customers.require_writable(customer_id)
             if template is not None:
                 tpl = template_from_row(template_row(ctx.connection, template))
                 body = self.render(template, customer_id=customer.id, complaint=complaint,
