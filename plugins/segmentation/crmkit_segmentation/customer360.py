@@ -31,15 +31,22 @@ _CLV_MODELS: weakref.WeakKeyDictionary[Any, tuple[dt.date, Any]] = weakref.WeakK
 
 
 def historical_value(crm: Any, customer_id: int) -> dict[str, Any]:
-    """The customer's counted orders, revenue and margin to date."""
+    """The customer's counted orders, revenue and margin to date.
+
+    The margin is known only when every counted order has a cost: an order without
+    one would count as pure margin (100%), so the margin is then ``None`` (shown as
+    unknown) and ``uncosted`` says how many orders lack a cost.
+    """
     query = sa.select(
         sa.func.count(),
         sa.type_coerce(sa.func.sum(orders.c.amount), Money),
-        sa.type_coerce(sa.func.sum(orders.c.amount - sa.func.coalesce(orders.c.cost, 0)), Money),
+        sa.type_coerce(sa.func.sum(orders.c.amount - orders.c.cost), Money),
+        sa.func.count().filter(orders.c.cost.is_(None)),
     ).where(orders.c.customer_id == customer_id, orders.c.status.in_(("placed", "paid")))
     with crm.reading() as conn:
-        count, revenue, margin = conn.execute(query).one()
-    return {"orders": int(count), "revenue": revenue or 0, "margin": margin or 0}
+        count, revenue, margin, uncosted = conn.execute(query).one()
+    known = None if uncosted else (margin or 0)
+    return {"orders": int(count), "revenue": revenue or 0, "margin": known, "uncosted": uncosted}
 
 
 def _fitted_model(crm: Any, clv: Any) -> Any:

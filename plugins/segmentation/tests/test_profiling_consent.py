@@ -295,3 +295,21 @@ def test_clv_and_the_360_section(make_crm, cli_runner) -> None:
     idle = crm.customers.add(name="Idle")
     withdraw(crm, idle.id)
     assert any(s.name == "segmentation" for s in crm.customers.view(idle.id).sections)
+
+
+def test_the_360_margin_is_unknown_when_an_order_has_no_cost(make_crm):
+    import datetime as dt
+
+    from crmkit_segmentation.customer360 import historical_value
+
+    crm = make_crm(plugins=["segmentation"])
+    customer = crm.customers.add(name="No Cost")
+    at = dt.datetime(2026, 1, 5, tzinfo=dt.UTC)
+    crm.orders.add(customer_id=customer.id, amount="100.00", occurred_at=at)
+    value = historical_value(crm, customer.id)
+    assert value["margin"] is None and value["uncosted"] == 1  # not 100.00 (100%)
+    crm.orders.add(customer_id=customer.id, amount="50.00", cost="30.00", occurred_at=at)
+    assert historical_value(crm, customer.id)["margin"] is None
+    costed = crm.customers.add(name="Costed")
+    crm.orders.add(customer_id=costed.id, amount="50.00", cost="30.00", occurred_at=at)
+    assert str(historical_value(crm, costed.id)["margin"]) in ("20.00", "20.0000", "20")

@@ -114,7 +114,12 @@ def test_diff_html_and_customer_360(make_crm, database_url) -> None:
     assert [(s["scheme"], s["segment"], s["as_of"]) for s in section.data["segments"]] == [
         ("rfm", "champions", "2024-02-01")
     ]
-    assert section.data["historical"] == {"orders": "6", "revenue": "60.00", "margin": "24.00"}
+    assert section.data["historical"] == {
+        "orders": "6",
+        "revenue": "60.00",
+        "margin": "24.00",
+        "uncosted": "0",
+    }
     page = crm.templates.get_template(section.template).render(**section.data)
     assert "<td>champions</td>" in page and "60.00" in page
     fresh = crm.customers.add(name="No orders")
