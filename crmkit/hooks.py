@@ -301,6 +301,9 @@ def crmkit_export_personal_data(ctx: HookContext, customer: Customer) -> dict[st
     transaction (``ctx.connection``). Returns: a JSON-ready dict, filed in the
     export as ``export["plugins"][<your plugin's name>]``, or ``None`` when you
     hold nothing (then your plugin does not appear under ``"plugins"``).
+    Like erasure, the export loads an installed plugin that holds tables in the
+    database even when it is not enabled: do not rely on your settings table
+    being present in ``ctx.settings`` (use your defaults).
 
     Example::
 

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from crmkit.core.bulk import insert_many
 from crmkit.core.context import Changes, HookContext
 from crmkit.core.csvcells import csv_writer, neutralise_cell, restore_cell
-from crmkit.core.customers import BulkResult
+from crmkit.core.customers import BulkResult, ConsentChange
 from crmkit.core.entities import (
     ATTRIBUTE_TYPES,
     CHANNELS,
@@ -127,6 +127,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
         "SettingsSpec",
         "Section",
         "TimelineEntry",
+        "ConsentChange",
         "BulkResult",
         "Stage",
         "Transition",
@@ -214,6 +215,7 @@ __all__ = [  # the same names as GROUPS (a test checks)
     "SettingsSpec",
     "Section",
     "TimelineEntry",
+    "ConsentChange",
     "BulkResult",
     "Stage",
     "Transition",

@@ -40,20 +40,6 @@ def staff_add(crm: Any, username: str, roles: tuple[str, ...], **fields: Any) ->
     click.echo(f"added staff member {member.username} (roles: {', '.join(member.roles) or 'none'})")
 
 
-@staff.command("list")
-@click.option("--role", default=None, help="Only members holding this role.")
-@click.option("--department", default=None, help="Only this department.")
-@format_option()
-@pass_crm
-def staff_list(crm: Any, role: str | None, department: str | None, fmt: str) -> None:
-    """List staff members by username."""
-    rows = [
-        {**jsonable(m), "roles": ", ".join(m.roles) if fmt != "json" else m.roles}
-        for m in crm.staff.list(role=role, department=department)
-    ]
-    emit(rows, fmt, ["username", "name", "roles", "department", "manager", "email"])
-
-
 # -- interactions ----------------------------------------------------------
 
 
