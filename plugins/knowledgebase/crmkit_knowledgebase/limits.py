@@ -425,7 +425,7 @@ class _FilterChecks:
     def by_name(self) -> dict[str, Callable[..., None]]:
         return {"center": self.center, "indent": self.indent, "format": self.format,
                 "replace": self.replace, "batch": self.batch, "slice": self.slice,
-                "wordwrap": self.wordwrap, "tojson": self.tojson}  # fmt: skip
+                "wordwrap": self.wordwrap, "tojson": self.tojson, "round": self.round}  # fmt: skip
 
     def center(self, value: Any, width: Any = 80) -> None:
         if _whole(width):
@@ -461,6 +461,15 @@ class _FilterChecks:
             lines = len(text) // max(width, 1) + text.count("\n") + 1
             if lines * len(str(wrapstring)) > self.limits.max_output:
                 raise _too_big(self.limits, "wordwrap", lines * len(str(wrapstring)))
+
+    def round(self, value: Any, precision: Any = 0, method: str = "common") -> None:
+        # rounding computes 10 ** precision (floor and ceil; a whole number to -n places)
+        if _whole(precision) and abs(precision) * math.log2(10) > MAX_NUMBER_BITS:
+            raise TemplateLimit(
+                f"round({_short(value)}, {precision}) would compute 10 ** {abs(precision):,}, "
+                f"a number of more than {MAX_NUMBER_BITS:,} bits",
+                fix=NUMBERS,
+            )
 
     def tojson(self, value: Any, indent: Any = None) -> None:
         if _whole(indent):
@@ -684,6 +693,10 @@ class BoundedSandbox(SandboxedEnvironment):
         owner = getattr(obj, "__self__", None)
         if isinstance(owner, str | bytes):
             args = check_text_method(self.limits, owner, getattr(obj, "__name__", ""), args, kwargs)
+        elif _whole(owner) and getattr(obj, "__name__", "") == "to_bytes":
+            length = _arg(args, kwargs, 0, "length", 1)
+            if _whole(length):
+                _width(self.limits, length, f"{_short(owner)}.to_bytes()")
         elif isinstance(obj, LoopContext) and args:  # loop(children) in a recursive loop
             args = (_Counted(args[0]), *args[1:])
         result = super().call(context, obj, *args, **kwargs)

@@ -130,6 +130,12 @@ def compile_template(
             "fix the Jinja2 syntax",
             field="body",
         ) from None
+    except (RecursionError, SyntaxError):  # Python's own limits on nesting
+        raise ValidationError(
+            f"template {name!r} does not compile: its brackets, operators or blocks are nested "
+            "too deeply (or chained too long) for Jinja2; write it flatter",
+            field="body",
+        ) from None
 
 
 def _unknown_message(

@@ -70,6 +70,10 @@ BOMBS = [
      "{% endfor %}{% endset %}{{ x|length }}", "built and printed more than 4,000,000"),
     ("batch", "{{ [1]|batch(10**9, 0)|list }}", "batch(1000000000, ...): a width of"),
     ("lipsum", "{{ lipsum(10**6) }}", "lipsum(1000000, max=100) would build"),
+    ("rounding", "{{ 5|round(-1000000000) }}", "round(5, -1000000000) would compute "
+                 "10 ** 1,000,000,000, a number of more than 4,096 bits"),
+    ("rounding down", "{{ 5|round(1000000000, 'floor') }}", "would compute 10 ** 1,000,000,000"),
+    ("to_bytes", "{{ (5).to_bytes(10**9, 'big') }}", "5.to_bytes(): a width of 1,000,000,000"),
     ("recursion", "{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}",
      "its macros or recursive loops call themselves too deeply"),
     ("exponential recursion", "{% macro f(n) %}{% if n > 0 %}{{ f(n - 1) }}{{ f(n - 1) }}"
@@ -163,6 +167,21 @@ def test_templates_within_the_limits_render_as_in_jinja2s_sandbox() -> None:
         for body in bodies:
             expected = plain.from_string(body).render(**context)
             assert templating.render("t", body, fmt, context) == expected
+
+
+@pytest.mark.parametrize(
+    "body",
+    ["{{ " + "(" * 3000 + "1" + ")" * 3000 + " }}", "{% if 1 %}" * 1500 + "{% endif %}" * 1500,
+     "{{ " + "x + " * 5000 + "1 }}", "{{ " + "x + " * 250 + "1 }}"],
+    ids=["brackets", "blocks", "a long chain", "Python's nesting limit"],
+)  # fmt: skip
+def test_a_template_nested_too_deeply_is_one_clear_error(body: str) -> None:
+    with pytest.raises(ValidationError) as refused:
+        templating.check("deep", body, "text", variables={"x": {}})
+    assert str(refused.value) == (
+        "template 'deep' does not compile: its brackets, operators or blocks are nested too "
+        "deeply (or chained too long) for Jinja2; write it flatter"
+    )
 
 
 def test_sizes_are_counted_deeply_and_stop_early() -> None:
