@@ -267,3 +267,12 @@ def test_a_stored_bomb_fails_its_render_and_is_left_out_of_proposals(
     sources = [p["source"] for p in proposals]
     assert "knowledgebase:template:ack" in sources
     assert "knowledgebase:template:old-bomb" not in sources
+
+
+def test_the_command_line_refuses_a_bomb_with_one_error_line(kb: Any, cli_runner: Any) -> None:
+    result = cli_runner(["kb", "template", "add", "bomb", "--body", "Hi {{ 'a' * 10**10 }}"],
+                        plugins=["knowledgebase"])  # fmt: skip
+    assert result.exit_code == 1
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith("error: template 'bomb' was stopped at line 1: 'a' * 10,000,000,000")
+    assert kb.templates() == []
