@@ -13,10 +13,13 @@ import click
 
 from crmkit.cli import UserError
 from crmkit.cli.output import emit
+from crmkit.core import tables as t
+from crmkit.core.bulk import money_limits, money_problem
 from crmkit.core.entities import Customer, to_money
 from crmkit.errors import CrmError, ValidationError
 
-_MONEY_MAX = Decimal(10) ** 14
+#: what the money columns hold (NUMERIC(18, 4)), read from the table definition
+_MONEY_LIMITS = money_limits(t.orders.c.amount)
 
 
 class RecordGroup(click.Group):
@@ -120,18 +123,18 @@ def day(text: str | None, option: str) -> dt.date | None:
 
 
 def money(text: str | None, option: str) -> Decimal | None:
-    """Decimal money as NUMERIC(18, 4) stores it: at most 4 places, 14 digits before."""
+    """Decimal money in the one money format (``1234.50``: a dot before the decimals, no
+    thousands separators; ``1,50`` is refused), as NUMERIC(18, 4) stores it: at most 4
+    places, 14 digits before the point."""
     if text is None:
         return None
     try:
         amount = to_money(text, option)
     except ValidationError as exc:
         raise UserError(str(exc)) from None
-    exponent = amount.as_tuple().exponent
-    if isinstance(exponent, int) and exponent < -4 and amount != amount.quantize(Decimal("0.0001")):
-        raise UserError(f"{option} {text} has more than 4 decimal places")
-    if abs(amount) >= _MONEY_MAX:
-        raise UserError(f"{option} {text} is too large (at most 14 digits before the point)")
+    problem = money_problem(amount, *_MONEY_LIMITS)
+    if problem is not None:
+        raise UserError(f"{option} {problem}")
     return amount
 
 

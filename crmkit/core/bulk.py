@@ -3,14 +3,28 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from decimal import Decimal
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import Column, Connection, Table, any_, bindparam, func, insert, select, text
+from sqlalchemy import (
+    Column,
+    Connection,
+    Integer,
+    String,
+    Table,
+    any_,
+    bindparam,
+    func,
+    insert,
+    select,
+    text,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from crmkit.core.types import Money, UTCDateTime
+from crmkit.errors import ValidationError
 
 #: SQLite allows 32,766 bound parameters per statement; stay well below it
 _LOOKUP_CHUNK = 10_000
@@ -271,3 +285,148 @@ def chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
             batch = []
     if batch:
         yield batch
+
+
+# --------------------------------------------------------------------------
+# What the database accepts, read from the table definitions (never a second list):
+# text columns refuse NUL (PostgreSQL cannot store it; SQLite cuts the text there when
+# shown) and, for String(n), more than n characters (PostgreSQL refuses, SQLite would
+# keep them: refused on both so a file imports the same everywhere); money columns
+# refuse what NUMERIC(p, s) cannot hold; integers what INTEGER cannot; times what
+# cannot be written in UTC.
+# --------------------------------------------------------------------------
+
+NUL_REASON = "contains a NUL character (\\x00), which the database cannot store; remove it"
+
+_INTEGER_RANGE = (-(2**31), 2**31 - 1)
+
+
+def text_limit(column: Column[Any]) -> int | None:
+    """The most characters ``column`` (a String(n) or Text column) holds; None: no limit."""
+    kind = column.type
+    if not isinstance(kind, String):
+        raise TypeError(f"{column.table.name}.{column.name} is not a text column")
+    return kind.length
+
+
+def money_limits(column: Column[Any]) -> tuple[int, int]:
+    """(digits before the point, digits after it) a NUMERIC(p, s) money column holds."""
+    kind = column.type
+    impl = kind.impl if isinstance(kind, Money) else kind
+    precision, scale = impl.precision, impl.scale
+    if precision is None or scale is None:
+        raise TypeError(f"{column.table.name}.{column.name} is not a NUMERIC(p, s) column")
+    return precision - scale, scale
+
+
+def money_problem(amount: Decimal, before: int, places: int) -> str | None:
+    """Why NUMERIC(before + places, places) cannot hold ``amount``; None when it can."""
+    if not amount.is_finite():
+        return f"{amount} is not a finite number"
+    if abs(amount) >= Decimal(10) ** before:
+        return f"{amount} is too large (at most {before} digits before the point)"
+    exponent = amount.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -places:
+        try:
+            exact = amount == amount.quantize(Decimal(1).scaleb(-places))
+        except InvalidOperation:
+            exact = False
+        if not exact:
+            return f"{amount} has more than {places} decimal places"
+    return None
+
+
+def utc_problem(moment: dt.datetime) -> str | None:
+    """Why ``moment`` (aware) cannot be stored: it has no UTC form (years 1 and 9999)."""
+    try:
+        moment.astimezone(dt.UTC)
+    except (OverflowError, ValueError):
+        return f"{moment.isoformat()} is out of range in UTC (before year 1 or after 9999 there)"
+    return None
+
+
+def value_problem(column: Column[Any], value: Any) -> str | None:
+    """Why the database (either backend) would refuse ``value`` in ``column``; None: it takes it.
+
+    Derived from the column's type: see the rules above. Values of other
+    types (booleans, JSON, dates) and None pass.
+    """
+    if value is None:
+        return None
+    kind = column.type
+    if isinstance(value, str):
+        if isinstance(kind, String):
+            if "\x00" in value:
+                return NUL_REASON
+            if kind.length is not None and len(value) > kind.length:
+                return f"is {len(value)} characters long; at most {kind.length} fit"
+        return None
+    if isinstance(kind, Money) and isinstance(value, Decimal):
+        return money_problem(value, *money_limits(column))
+    if isinstance(kind, UTCDateTime) and isinstance(value, dt.datetime):
+        return utc_problem(value) if value.year in (1, 9999) else None
+    if isinstance(kind, Integer) and isinstance(value, int) and not isinstance(value, bool):
+        low, high = _INTEGER_RANGE
+        if not low <= value <= high:
+            return f"{value} is out of range (an integer from {low} to {high})"
+    return None
+
+
+_CHECKERS: dict[Table, Callable[[Mapping[str, Any]], tuple[str, str] | None]] = {}
+
+
+def _row_checker(table: Table) -> Callable[[Mapping[str, Any]], tuple[str, str] | None]:
+    """A function giving (column, problem) for the first value of a row ``table`` refuses.
+
+    Text columns are checked inline (NUL, length): the common case costs a
+    few operations per value; other typed columns go through
+    :func:`value_problem`.
+    """
+    texts = [(c.name, c.type.length) for c in table.columns if isinstance(c.type, String)]
+    typed = [c for c in table.columns if isinstance(c.type, Money | UTCDateTime | Integer)]
+
+    def check(row: Mapping[str, Any]) -> tuple[str, str] | None:
+        get = row.get
+        for name, limit in texts:
+            value = get(name)
+            if value.__class__ is str and (
+                "\x00" in value or (limit is not None and len(value) > limit)
+            ):
+                return name, value_problem(table.c[name], value) or ""
+        for column in typed:
+            value = get(column.name)
+            if value is not None:
+                problem = value_problem(column, value)
+                if problem is not None:
+                    return column.name, problem
+        return None
+
+    return check
+
+
+def check_values(table: Table, row: Mapping[str, Any], *, label: str | None = None) -> None:
+    """Raise ValidationError naming the first value of ``row`` that ``table`` cannot store."""
+    checker = _CHECKERS.get(table)
+    if checker is None:
+        checker = _CHECKERS[table] = _row_checker(table)
+    found = checker(row)
+    if found is not None:
+        name, problem = found
+        field = f"{label}.{name}" if label else name
+        raise ValidationError(f"{field} {problem}", field=name)
+
+
+def lock_inserts(connection: Connection, table: Table) -> None:
+    """Queue the writers that add rows with external ids to ``table`` until this transaction ends.
+
+    Check-then-insert (skip the external ids already stored, insert the
+    rest) is only safe if no other writer inserts the same ids in between.
+    On SQLite crmkit's write transactions already run one at a time
+    (``BEGIN IMMEDIATE``); on PostgreSQL this takes a transaction-scoped
+    advisory lock named after the table, so a second import of the same
+    file waits, then finds the rows "already present" instead of failing on
+    the unique index. Taking it again in the same transaction is free.
+    """
+    if connection.dialect.name == "postgresql":
+        key = zlib.crc32(f"crmkit:insert:{table.name}".encode())
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})

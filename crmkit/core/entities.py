@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 import attrs
@@ -57,8 +57,29 @@ def aware(field: str):
     return check
 
 
-def to_money(value: Any, field: str = "amount") -> Decimal:
-    """Convert ``value`` to Decimal money, refusing floats and non-numbers."""
+#: the one money format: optional sign, ASCII digits, a dot before the decimals;
+#: no thousands separators, no exponent (``1,50`` is refused, never read as 150)
+MONEY_FORMAT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
+#: the same with a comma before the decimals (``decimal_comma=True``)
+MONEY_FORMAT_COMMA = re.compile(r"[+-]?(?:[0-9]+(?:,[0-9]*)?|,[0-9]+)")
+
+
+def money_format_hint(decimal_comma: bool = False) -> str:
+    """How money is written, for error messages."""
+    if decimal_comma:
+        return "such as 1234,50 (digits, a comma before the decimals, no thousands separators)"
+    return "such as 1234.50 (digits, a dot before the decimals, no thousands separators)"
+
+
+def to_money(value: Any, field: str = "amount", *, decimal_comma: bool = False) -> Decimal:
+    """Convert ``value`` to Decimal money, refusing floats and non-numbers.
+
+    Text must be in the one money format: an optional sign, digits and a dot
+    before the decimals (``-1234.50``), surrounding spaces ignored; thousands
+    separators, exponents and other digits are refused rather than guessed
+    (``1,50`` is not 150). ``decimal_comma`` reads a comma as the decimal
+    separator instead (``1234,50``; a dot is then refused).
+    """
     if isinstance(value, Decimal):
         result = value
     elif isinstance(value, (bool, float)):
@@ -69,12 +90,14 @@ def to_money(value: Any, field: str = "amount") -> Decimal:
     elif isinstance(value, int):
         result = Decimal(value)
     elif isinstance(value, str):
-        try:
-            result = Decimal(value.strip().replace(",", "")) if value.strip() else None
-        except InvalidOperation:
-            result = None
-        if result is None:
-            raise ValidationError(f"{field} {value!r} is not a decimal number", field=field)
+        text = value.strip()
+        pattern = MONEY_FORMAT_COMMA if decimal_comma else MONEY_FORMAT
+        if not pattern.fullmatch(text):
+            raise ValidationError(
+                f"{field} {value!r} is not a decimal number {money_format_hint(decimal_comma)}",
+                field=field,
+            )
+        result = Decimal(text.replace(",", ".") if decimal_comma else text)
     else:
         raise ValidationError(f"{field} {value!r} is not a decimal number", field=field)
     if not result.is_finite():

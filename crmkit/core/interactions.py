@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -10,9 +11,18 @@ import attrs
 from sqlalchemy import select
 
 from crmkit.core import tables as t
-from crmkit.core.bulk import chunks, insert_many
+from crmkit.core.bulk import check_values, chunks, existing_values, insert_many, lock_inserts
 from crmkit.core.entities import Interaction
-from crmkit.errors import NotFound
+from crmkit.errors import Conflict, NotFound
+
+#: the key an interaction logged without an external id gets (``auto-`` and 32 hex digits)
+AUTO_KEY_PREFIX = "auto-"
+
+
+def auto_key() -> str:
+    """A fresh, unique external id for an interaction logged without one."""
+    return AUTO_KEY_PREFIX + uuid.uuid4().hex
+
 
 if TYPE_CHECKING:
     from crmkit.crm import CRM
@@ -42,8 +52,14 @@ class InteractionService:
         subject: str = "",
         body: str = "",
         staff: str | None = None,
+        external_id: str | None = None,
     ) -> Interaction:
-        """Record one interaction; fires ``crmkit_after_interactions_created``."""
+        """Record one interaction; fires ``crmkit_after_interactions_created``.
+
+        ``external_id`` (the id in the system it came from) makes logging it
+        again a :class:`Conflict`; without one it gets a unique ``auto-...`` key,
+        so an export of it imports back exactly once.
+        """
         with self.crm.transaction(actor=staff) as ctx:
             entity = Interaction(
                 customer_id=customer_id,
@@ -53,13 +69,26 @@ class InteractionService:
                 subject=subject,
                 body=body,
                 staff=staff,
+                external_id=external_id,
             )
-            return self._insert(ctx, [entity])[0]
+            stored = self._insert(ctx, [entity])
+            if not stored:
+                raise Conflict(
+                    f"an interaction with external_id {external_id!r} is already stored; "
+                    "choose another external_id"
+                )
+            return stored[0]
 
     def log_many(
         self, interactions: Iterable[Interaction | Mapping[str, Any]], *, batch_size: int = 2000
     ) -> int:
-        """Record many interactions, one transaction and one event per batch."""
+        """Record many interactions, one transaction and one event per batch; return how many
+        were stored.
+
+        Interactions whose ``external_id`` is already stored are skipped (so
+        importing the same file twice stores nothing new); those without one
+        get a unique ``auto-...`` key.
+        """
         stored = 0
         for batch in chunks((self.build(i) for i in interactions), batch_size):
             with self.crm.transaction() as ctx:
@@ -67,16 +96,32 @@ class InteractionService:
         return stored
 
     def _insert(self, ctx: Any, batch: list[Interaction]) -> list[Interaction]:
+        """Store ``batch`` (external ids already stored are skipped); return the stored ones."""
+        connection = ctx.connection
+        keys = [i.external_id for i in batch if i.external_id is not None]
+        if len(set(keys)) != len(keys):
+            seen: set[str] = set()
+            dupes = sorted({k for k in keys if k in seen or seen.add(k)})
+            raise Conflict(f"interaction external_id {dupes[0]!r} appears twice in the same batch")
+        if keys:
+            lock_inserts(connection, t.interactions)
+            existing = existing_values(connection, t.interactions.c.external_id, keys)
+            if existing:
+                batch = [i for i in batch if i.external_id not in existing]
+        if not batch:
+            return []
+        for interaction in batch:
+            if interaction.external_id is None:
+                interaction.external_id = auto_key()
+        rows = [{k: v for k, v in attrs.asdict(i).items() if k != "id"} for i in batch]
+        for row in rows:
+            check_values(t.interactions, row)
         ids = {i.customer_id for i in batch}
-        known = set(
-            ctx.connection.scalars(select(t.customers.c.id).where(t.customers.c.id.in_(ids)))
-        )
-        if missing := ids - known:
+        if missing := ids - existing_values(connection, t.customers.c.id, ids):
             raise NotFound(
                 f"customer {sorted(missing)[0]} not found; interactions need an existing customer"
             )
-        rows = [{k: v for k, v in attrs.asdict(i).items() if k != "id"} for i in batch]
-        new_ids = insert_many(ctx.connection, t.interactions, rows)
+        new_ids = insert_many(connection, t.interactions, rows)
         stored = [attrs.evolve(i, id=n) for i, n in zip(batch, new_ids, strict=True)]
         self.crm.fire(ctx, "crmkit_after_interactions_created", interactions=stored)
         ctx.changes.interactions_created.extend(stored)

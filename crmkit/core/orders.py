@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from decimal import Decimal, localcontext
 from typing import TYPE_CHECKING, Any, overload
 
 import attrs
 from sqlalchemy import insert, select, update
 
 from crmkit.core import tables as t
-from crmkit.core.bulk import RowFormat, chunks, existing_values, insert_rows
+from crmkit.core.bulk import (
+    RowFormat,
+    check_values,
+    chunks,
+    existing_values,
+    insert_rows,
+    lock_inserts,
+)
 from crmkit.core.customers import BulkResult
 from crmkit.core.entities import ORDER_STATUSES, Order, OrderLine
+from crmkit.core.types import money_scale
 from crmkit.errors import Conflict, NotFound, ValidationError
 
 if TYPE_CHECKING:
@@ -54,6 +63,57 @@ def _trusted_order(row: tuple[Any, ...], order_id: int) -> Order:
 
 _new = object.__new__
 _put = object.__setattr__
+
+#: the one status whose amount and cost may be negative (money given back)
+REFUND_STATUS = "refunded"
+_LINE_PLACES = Decimal("0.0001")
+
+
+def check_order(order: Order) -> None:
+    """Refuse an order the rules do not allow (ValidationError naming the field and the fix).
+
+    * amount and cost may be negative only when the status is ``refunded``;
+    * when an order has lines, their quantity × price, summed and rounded to
+      4 decimal places, must equal the amount (quantity above 0; a negative
+      price is a discount line);
+    * every value must fit its column (lengths, NUL, NUMERIC(18, 4) ...).
+    """
+    check_signs(order.amount, order.cost, order.status)
+    check_values(t.orders, {c: getattr(order, c) for c in ORDER_COLUMNS if c != "customer_id"})
+    if order.lines:
+        for line in order.lines:
+            check_values(t.order_lines, attrs.asdict(line), label="order line")
+        total = Decimal(0)
+        with localcontext() as exact:
+            exact.prec = 80  # products of NUMERIC(18, 4) values, summed: never rounded
+            for line in order.lines:
+                if line.quantity <= 0:
+                    raise ValidationError(
+                        f"order line {line.product!r} has quantity {line.quantity}; "
+                        "give a quantity above 0",
+                        field="quantity",
+                    )
+                total += line.quantity * line.price
+            total = total.quantize(_LINE_PLACES)
+        if total != order.amount:
+            raise ValidationError(
+                f"order lines add up to {money_scale(total)} (quantity x price) but the amount "
+                f"is {order.amount}; make them agree, or leave the lines out",
+                field="lines",
+            )
+
+
+def check_signs(amount: Decimal, cost: Decimal | None, status: str) -> None:
+    """Negative amounts and costs are refused unless the order is refunded."""
+    if status == REFUND_STATUS:
+        return
+    for field, value in (("amount", amount), ("cost", cost)):
+        if value is not None and value < 0:
+            raise ValidationError(
+                f"{field} {value} is negative; only a refunded order (status refunded) may "
+                "have a negative amount or cost",
+                field=field,
+            )
 
 
 class StoredOrders(Sequence[Order]):
@@ -160,6 +220,7 @@ class OrderService:
         result = BulkResult()
         with self.crm.transaction() as ctx:
             connection = ctx.connection
+            lock_inserts(connection, t.orders)
             existing = existing_values(connection, t.orders.c.external_id, (r[0] for r in rows))
             fresh = [r for r in rows if r[0] not in existing] if existing else rows
             result.skipped.extend(sorted(existing))
@@ -202,6 +263,9 @@ class OrderService:
             seen: set[str] = set()
             dupes = sorted({i for i in ids if i in seen or seen.add(i)})
             raise Conflict(f"order external_id {dupes[0]!r} appears twice in the same batch")
+        for order in batch:
+            check_order(order)
+        lock_inserts(connection, t.orders)
         existing = existing_values(connection, t.orders.c.external_id, ids)
         fresh = [o for o in batch if not o.external_id or o.external_id not in existing]
         if result is not None:
@@ -239,6 +303,7 @@ class OrderService:
             before = self.get(order_id)
             if before.status == status:
                 return before
+            check_signs(before.amount, before.cost, status)
             ctx.connection.execute(
                 update(t.orders).where(t.orders.c.id == order_id).values(status=status)
             )

@@ -96,3 +96,67 @@ def test_money_scale_keeps_value_and_uses_two_to_four_places(value):
     scaled = money_scale(value)
     assert scaled == value
     assert 2 <= -scaled.as_tuple().exponent <= 4
+
+
+# -- the one money format ------------------------------------------------------------
+
+plain_decimals = st.decimals(
+    allow_nan=False, allow_infinity=False, places=4, min_value=-(10**13), max_value=10**13
+)
+
+
+@given(plain_decimals, st.sampled_from(["", " ", "  "]), st.booleans())
+def test_money_text_round_trips_in_both_separators(value, pad, comma):
+    text = f"{value:f}"
+    if comma:
+        text = text.replace(".", ",")
+    assert to_money(pad + text + pad, decimal_comma=comma) == value
+
+
+@given(st.text(max_size=12))
+def test_money_text_is_read_whole_or_refused(text):
+    """Whatever the text, it is either the number it shows or refused: never a number made
+    by dropping characters (the old parser read "1,50" as 150)."""
+    try:
+        value = to_money(text)
+    except ValidationError as exc:
+        assert "is not a decimal number" in str(exc)
+        return
+    stripped = text.strip()
+    assert set(stripped) <= set("0123456789.+-") and stripped.count(".") <= 1
+    assert value == Decimal(stripped)
+
+
+@given(st.integers(min_value=1, max_value=999), st.integers(min_value=0, max_value=999))
+def test_thousands_separators_are_refused_not_guessed(high, low):
+    for text in (f"{high},{low:03d}", f"{high},{low:03d}.50", f"{high} {low:03d}"):
+        with pytest.raises(ValidationError, match="no thousands separators"):
+            to_money(text)
+    with pytest.raises(ValidationError, match="a comma before the decimals"):
+        to_money(f"{high}.{low:03d},50", decimal_comma=True)
+
+
+@given(st.one_of(st.text(alphabet="0123456789.,+- eE_", max_size=20), plain_decimals.map(str)))
+def test_the_importers_fast_money_path_agrees_with_the_general_one(text):
+    from crmkit.transfer.convert import _amount, _money_limit, _money_text
+    from crmkit.transfer.results import RowError
+
+    def general(value):
+        amount = _amount(value, "amount")
+        _money_limit(amount, "amount")
+        return amount
+
+    outcomes = []
+    for parse in (lambda value: _money_text(value, "amount"), general):
+        try:
+            outcomes.append(("ok", parse(text)))
+        except RowError as exc:
+            outcomes.append(("refused", exc.column))
+    assert outcomes[0] == outcomes[1]
+
+
+def test_order_amounts_in_the_one_format():
+    assert Order(customer_id=1, occurred_at=NOW, amount="1234.50").amount == Decimal("1234.50")
+    for bad in ("1,50", "1.234,50", "1e3", "١٢"):
+        with pytest.raises(ValidationError, match="is not a decimal number"):
+            Order(customer_id=1, occurred_at=NOW, amount=bad)
