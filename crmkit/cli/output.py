@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import unicodedata
@@ -11,6 +10,7 @@ from typing import Any
 
 import click
 
+from crmkit.core.csvcells import csv_writer
 from crmkit.core.serialize import jsonable
 
 FORMATS = ("table", "json", "csv")
@@ -29,14 +29,19 @@ def format_option(*formats: str, default: str = "table") -> Callable[[Any], Any]
 
 
 def render(rows: Sequence[dict[str, Any]], fmt: str, columns: Sequence[str] | None = None) -> str:
-    """Render ``rows`` (dicts) in ``fmt``; ``columns`` picks and orders the table/CSV columns."""
+    """Render ``rows`` (dicts) in ``fmt``; ``columns`` picks and orders the table/CSV columns.
+
+    CSV goes through :func:`~crmkit.core.csvcells.csv_writer`: a cell a
+    spreadsheet would run as a formula gets a leading ``'`` (``crmkit import``
+    takes it off again); plain numbers, negative ones too, stay as they are.
+    """
     data = [jsonable(r) for r in rows]
     if fmt == "json":
         return json.dumps(data, ensure_ascii=False, indent=2)
     cols = list(columns or (data[0].keys() if data else []))
     if fmt == "csv":
         buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
+        writer = csv_writer(buffer)
         writer.writerow(cols)
         for row in data:
             writer.writerow(["" if row.get(c) is None else _cell(row.get(c)) for c in cols])

@@ -62,7 +62,12 @@ def _progress_factory() -> Any:
     type=click.IntRange(1, 1_000_000),
     default=BATCH_SIZE,
     show_default=True,
-    help="Rows per stored batch (one transaction and one plugin event each).",
+    help="Rows per plugin event while storing (the whole import is one transaction).",
+)
+@click.option(
+    "--decimal-comma",
+    is_flag=True,
+    help="Amounts use a comma before the decimals (1234,50); a dot is then refused.",
 )
 @pass_crm
 def import_command(
@@ -74,6 +79,7 @@ def import_command(
     skip_invalid: bool,
     rejects: str | None,
     batch_size: int,
+    decimal_comma: bool,
 ) -> None:
     """Import KIND (customers, orders, interactions) from FILE (CSV or JSON Lines).
 
@@ -81,9 +87,11 @@ def import_command(
     province, city, industry, occupation, birth_date; other columns are
     custom attributes. Orders: external_id, customer (its external_id),
     occurred_at, amount, optional cost, currency, status, channel.
-    Interactions: customer, channel, occurred_at, direction, subject, body,
-    staff. A date or a time without offset is in the configured time zone.
-    Records whose external_id is already stored are skipped and counted.
+    Interactions: customer, channel, occurred_at, optional external_id,
+    direction, subject, body, staff. A date or a time without offset is in
+    the configured time zone. Amounts are written 1234.50 (no thousands
+    separators). Records whose external_id is already stored are skipped
+    and counted; the whole import is one transaction.
     """
     if rejects and not skip_invalid:
         raise UserError("--rejects needs --skip-invalid (otherwise a bad row stores nothing)")
@@ -97,6 +105,7 @@ def import_command(
         rejects=rejects,
         batch_size=batch_size,
         progress=_progress_factory(),
+        decimal_comma=decimal_comma,
     )
     for line in result.problem_lines():
         click.echo(line, err=True)

@@ -9,7 +9,7 @@ ORDER_COLUMNS = (
     "external_id", "customer", "occurred_at", "amount", "cost", "currency", "status", "channel",
 )  # fmt: skip
 INTERACTION_COLUMNS = (
-    "customer", "channel", "occurred_at", "direction", "subject", "body", "staff",
+    "external_id", "customer", "channel", "occurred_at", "direction", "subject", "body", "staff",
 )  # fmt: skip
 REQUIRED = {
     "customers": ("external_id", "name"),

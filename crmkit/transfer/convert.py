@@ -1,19 +1,53 @@
-"""Converting and checking records: strings or JSON values into what the services store."""
+"""Converting and checking records: strings or JSON values into what the services store.
+
+What the database would refuse is refused here, per row, with the reason: the
+limits come from the table definitions (:mod:`crmkit.core.tables`) through
+:func:`crmkit.core.bulk.value_problem` and friends, never from a second list.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import zoneinfo
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from operator import attrgetter, itemgetter
 from typing import Any
 
+from crmkit.core import tables as t
+from crmkit.core.bulk import (
+    NUL_REASON,
+    money_limits,
+    money_problem,
+    text_limit,
+    utc_problem,
+    value_problem,
+)
 from crmkit.core.customers import PROFILE_FIELDS, CustomerService
-from crmkit.core.entities import CHANNELS, DIRECTIONS, ORDER_STATUSES, to_money
+from crmkit.core.entities import (
+    CHANNELS,
+    DIRECTIONS,
+    ORDER_STATUSES,
+    money_format_hint,
+    to_money,
+)
+from crmkit.core.orders import REFUND_STATUS
 from crmkit.errors import ValidationError
 from crmkit.transfer.columns import KINDS, KNOWN, REQUIRED
 from crmkit.transfer.results import RowError
+
+#: digits before the point and after it that orders' money columns hold (NUMERIC(18, 4))
+MONEY_DIGITS, MONEY_PLACES = money_limits(t.orders.c.amount)
+#: the longest external id and customer reference (their String(n) columns)
+ID_LENGTH = text_limit(t.orders.c.external_id)
+CUSTOMER_REF_LENGTH = text_limit(t.customers.c.external_id)
+#: a plain amount's characters: text made only of these is read by the fast path
+_PLAIN_MONEY = "0123456789.+-"
+#: zones without daylight saving or other changes of offset: no time is skipped or repeated
+_FIXED_ZONES = frozenset(
+    ("UTC", "Etc/UTC", "Etc/UCT", "UCT", "GMT", "Etc/GMT", "Universal", "Etc/Universal", "Zulu")
+)
 
 
 def _text(record: dict[str, Any], key: str) -> str:
@@ -23,6 +57,72 @@ def _text(record: dict[str, Any], key: str) -> str:
     return value.strip() if isinstance(value, str) else str(value)
 
 
+_LIMITS: dict[Any, int] = {}  # text column -> its length limit (0: none), read once
+
+
+def _checked(value: str, column: str, table_column: Any) -> str:
+    """``value`` when ``table_column`` (a text column) can store it; RowError naming ``column``
+    otherwise (see :func:`crmkit.core.bulk.value_problem`)."""
+    limit = _LIMITS.get(table_column)
+    if limit is None:
+        limit = _LIMITS[table_column] = text_limit(table_column) or 0
+    if "\x00" in value or (limit and len(value) > limit):
+        raise RowError(column, value_problem(table_column, value) or "cannot be stored")
+    return value
+
+
+def _reference(value: str, column: str) -> str:
+    """A customer reference (a customer's external id): refused when no customer can have it."""
+    if "\x00" in value:
+        raise RowError(column, NUL_REASON)
+    if len(value) > CUSTOMER_REF_LENGTH:  # type: ignore[operator]
+        raise RowError(
+            column, f"no customer has an external_id this long ({len(value)} characters)"
+        )
+    return value
+
+
+def _offset(delta: dt.timedelta | None) -> str:
+    seconds = int((delta or dt.timedelta()).total_seconds())
+    sign = "-" if seconds < 0 else "+"
+    hours, minutes = divmod(abs(seconds) // 60, 60)
+    return f"{sign}{hours:02d}:{minutes:02d}"
+
+
+def local_time(naive: dt.datetime, zone: dt.tzinfo, column: str) -> dt.datetime:
+    """``naive`` (a wall-clock time) in ``zone``; RowError when that wall-clock time does not
+    exist there (the clocks jump forward over it) or happens twice (they go back)."""
+    early = naive.replace(tzinfo=zone)
+    late = naive.replace(tzinfo=zone, fold=1)
+    try:
+        early_offset, late_offset = early.utcoffset(), late.utcoffset()
+    except OverflowError:
+        early_offset = late_offset = None
+    if early_offset != late_offset:
+        text = naive.isoformat()
+        if early.astimezone(dt.UTC).astimezone(zone).replace(tzinfo=None) != naive:
+            raise RowError(
+                column,
+                f"{text} does not exist in {zone} (the clocks jump forward over it); "
+                "give the time with its offset, or the time the clock showed",
+            )
+        raise RowError(
+            column,
+            f"{text} happens twice in {zone} (the clocks go back); give its offset: "
+            f"{text}{_offset(early_offset)} or {text}{_offset(late_offset)}",
+        )
+    return early
+
+
+def _in_utc(moment: dt.datetime, column: str, text: str) -> dt.datetime:
+    """``moment`` when it has a UTC form (only years 1 and 9999 may not); else RowError."""
+    if moment.year in (1, 9999) and utc_problem(moment) is not None:
+        raise RowError(
+            column, f"{text!r} is out of range in UTC (before year 1 or after 9999 there)"
+        )
+    return moment
+
+
 def _moment(value: Any, column: str, zone: dt.tzinfo) -> dt.datetime:
     text = value.strip() if isinstance(value, str) else ""
     if not text:
@@ -30,67 +130,111 @@ def _moment(value: Any, column: str, zone: dt.tzinfo) -> dt.datetime:
     try:
         if len(text) == 10:
             day = dt.date.fromisoformat(text)
-            return dt.datetime(day.year, day.month, day.day, tzinfo=zone)
-        moment = dt.datetime.fromisoformat(text)
+            moment = dt.datetime(day.year, day.month, day.day)
+        else:
+            moment = dt.datetime.fromisoformat(text)
     except ValueError:
         raise RowError(
             column, f"{text!r} is not an ISO date or datetime such as 2025-03-01T14:30"
         ) from None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=zone)
-    return moment
+        moment = local_time(moment, zone, column)
+    return _in_utc(moment, column, text)
 
 
-def _amount(value: Any, column: str) -> Decimal:
+def _amount(value: Any, column: str, decimal_comma: bool = False) -> Decimal:
+    """A money value from text (the one money format) or a JSON number."""
     if isinstance(value, str):
         try:
-            amount = Decimal(value)
-        except InvalidOperation:
-            amount = None
-        if amount is None or not amount.is_finite():
-            try:
-                amount = to_money(value, column)
-            except ValidationError as exc:
-                raise RowError(column, str(exc).removeprefix(f"{column} ")) from None
-        return amount
+            return to_money(value, column, decimal_comma=decimal_comma)
+        except ValidationError as exc:
+            reason = str(exc).removeprefix(f"{column} ")
+            if "," in value and not decimal_comma:
+                reason += "; if the comma is the decimal separator, import with --decimal-comma"
+            raise RowError(column, reason) from None
     if isinstance(value, bool) or not isinstance(value, int | Decimal):
-        raise RowError(column, f"{value!r} is not a decimal number")
-    return to_money(value, column)
+        raise RowError(column, f"{value!r} is not a decimal number {money_format_hint()}")
+    try:
+        return to_money(value, column)
+    except ValidationError as exc:
+        raise RowError(column, str(exc).removeprefix(f"{column} ")) from None
 
 
 def _money_limit(amount: Decimal, column: str) -> None:
     """Money is NUMERIC(18, 4): at most 14 digits before the point and 4 after."""
-    exponent = amount.as_tuple().exponent
-    if isinstance(exponent, int) and exponent < -4 and amount != amount.quantize(_FOUR):
-        raise RowError(column, f"{amount} has more than 4 decimal places")
-    if abs(amount) >= _MONEY_MAX:
-        raise RowError(column, f"{amount} is too large (at most 14 digits before the point)")
+    problem = money_problem(amount, MONEY_DIGITS, MONEY_PLACES)
+    if problem is not None:
+        raise RowError(column, problem)
 
 
 def _money_text(text: str, column: str) -> Decimal:
-    """A money column given as text; the common short form without checks on the slow path."""
-    try:
-        amount = Decimal(text)
-    except InvalidOperation:
-        amount = _amount(text, column)
-    if len(text) <= 14 and "e" not in text and "E" not in text:
-        point = text.find(".")
-        if (point < 0 or len(text) - point <= 5) and amount.is_finite():
+    """A money column given as text; the common short plain form without further checks."""
+    if text and not text.strip(_PLAIN_MONEY):
+        try:
+            amount = Decimal(text)
+        except InvalidOperation:
+            amount = None
+        if amount is not None:
+            if len(text) <= MONEY_DIGITS:
+                point = text.find(".")
+                if point < 0 or len(text) - point <= MONEY_PLACES + 1:
+                    return amount
+            _money_limit(amount, column)
             return amount
-    if not amount.is_finite():
-        amount = _amount(text, column)
+    amount = _amount(text, column)
     _money_limit(amount, column)
     return amount
 
 
-_FOUR = Decimal("0.0001")
-_MONEY_MAX = Decimal(10) ** 14
+def _signs(amount: Decimal, cost: Decimal | None, status: str) -> None:
+    """Negative amounts and costs only for refunds (crm.orders' rule, per row here)."""
+    if status == REFUND_STATUS:
+        return
+    for column, value in (("amount", amount), ("cost", cost)):
+        if value is not None and value < 0:
+            raise RowError(
+                column,
+                f"{value} is negative; only a refunded order (status refunded) may have a "
+                "negative amount or cost",
+            )
+
+
+def _currency_code(text: str, known: dict[str, str]) -> str:
+    """A currency as written in a file, checked (and remembered in ``known``)."""
+    code = text.strip().upper()
+    if len(code) != 3 or not code.isalpha() or not code.isascii():
+        raise RowError("currency", f"{code!r} is not a 3-letter code such as EUR")
+    known[text] = code
+    return code
+
+
+def _status(text: str) -> str:
+    status = text.strip()
+    if status not in ORDER_STATUSES:
+        raise RowError("status", f"{status!r} is not one of: {', '.join(ORDER_STATUSES)}")
+    return status
+
+
+def _channel(text: str) -> str | None:
+    channel = text.strip() or None
+    if channel is not None:
+        _checked(channel, "channel", t.orders.c.channel)
+    return channel
+
+
+def content_key(values: tuple[Any, ...]) -> str:
+    """The key of an interaction given without an external id: ``sha256:`` and 32 hex digits of
+    its customer reference, channel, UTC time, direction, subject, body and staff."""
+    customer, channel, occurred_at, direction, subject, body, staff = values
+    moment = occurred_at.astimezone(dt.UTC).isoformat()
+    text = "\x1f".join((customer, channel, moment, direction, subject, body, staff or ""))
+    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
 
 class Converter:
     """Turns records of one kind into what the services store; raises RowError."""
 
-    def __init__(self, crm: Any, kind: str) -> None:
+    def __init__(self, crm: Any, kind: str, *, decimal_comma: bool = False) -> None:
         if kind not in KINDS:
             raise ValidationError(f"cannot import {kind!r}; choose one of: {', '.join(KINDS)}")
         self.crm = crm
@@ -98,6 +242,7 @@ class Converter:
         self.zone = zoneinfo.ZoneInfo(crm.config.timezone)
         self.currency = crm.config.currency
         self.definitions = crm.attribute_definitions
+        self.decimal_comma = decimal_comma
         self._checked_keys: set[frozenset[str]] = set()
 
     def check_header(self, path: str, names: list[str] | None) -> None:
@@ -136,7 +281,7 @@ class Converter:
         function converting one record (raises RowError): for CSV orders a specialised
         one, else :meth:`convert`."""
         self.fieldnames = fieldnames
-        if fieldnames is not None and self.kind == "orders":
+        if fieldnames is not None and self.kind == "orders" and not self.decimal_comma:
             return self._order_row_function(fieldnames)
         return self.convert
 
@@ -147,7 +292,19 @@ class Converter:
         """Gets a converted record's external id (None: this kind has none)."""
         if self.kind == "orders":
             return itemgetter(0)
-        return attrgetter("external_id") if self.kind == "customers" else None
+        if self.kind == "interactions":
+            return itemgetter(7)
+        return attrgetter("external_id")
+
+    @property
+    def derived_key(self) -> Callable[[Any], bool] | None:
+        """Tells whether a converted record's key was derived from its content (interactions
+        given without an external id); None: keys are always given."""
+        return itemgetter(8) if self.kind == "interactions" else None
+
+    def with_key(self, value: tuple[Any, ...], key: str) -> tuple[Any, ...]:
+        """A converted interaction with another (derived) key."""
+        return (*value[:7], key, True)
 
     @property
     def customer_ref(self) -> Callable[[Any], str] | None:
@@ -178,7 +335,12 @@ class Converter:
         return self.customer(record)
 
     def _order_row_function(self, names: list[str]) -> Callable[[list[str]], tuple[Any, ...]]:
-        """A converter for CSV order rows (lists of strings) with as little work as possible."""
+        """A converter for CSV order rows (lists of strings) with as little work as possible.
+
+        Anything out of the ordinary (spaces, long or odd values, a date
+        without a time, a time without an offset in a zone with daylight
+        saving, years 1 and 9999) goes to the general :meth:`order`.
+        """
         position = {name: i for i, name in enumerate(names)}
         i_ext, i_cust, i_at, i_amount = (position[c] for c in REQUIRED["orders"])
         i_cost = position.get("cost")
@@ -186,10 +348,13 @@ class Converter:
         i_status = position.get("status")
         i_channel = position.get("channel")
         zone = self.zone
+        fixed_zone = str(zone) in _FIXED_ZONES
         default_currency = self.currency
-        statuses = frozenset(ORDER_STATUSES)
+        statuses = {status: status for status in ORDER_STATUSES}
+        currencies: dict[str, str] = {}  # as written -> the code, for the ones met so far
         fromisoformat = dt.datetime.fromisoformat
         general = self.order
+        id_length, ref_length = ID_LENGTH, CUSTOMER_REF_LENGTH
 
         def convert(row: list[str]) -> tuple[Any, ...]:
             ext = row[i_ext]
@@ -198,12 +363,15 @@ class Converter:
             if (
                 not ext
                 or not customer
-                or len(ext) > 100
+                or len(ext) > id_length
+                or len(customer) > ref_length
                 or len(at) <= 10
                 or ext[0] == " "
                 or ext[-1] == " "
                 or customer[0] == " "
                 or customer[-1] == " "
+                or "\x00" in ext
+                or "\x00" in customer
             ):
                 return general(dict(zip(names, row, strict=True)))
             try:
@@ -211,28 +379,27 @@ class Converter:
             except ValueError:  # the general path says why
                 return general(dict(zip(names, row, strict=True)))
             if occurred_at.tzinfo is None:
+                if not fixed_zone:
+                    return general(dict(zip(names, row, strict=True)))
                 occurred_at = occurred_at.replace(tzinfo=zone)
+            if occurred_at.year in (1, 9999):
+                return general(dict(zip(names, row, strict=True)))
             amount = _money_text(row[i_amount], "amount")
             cost = None
             if i_cost is not None and row[i_cost]:
                 cost = _money_text(row[i_cost], "cost")
             currency = default_currency
             if i_currency is not None and row[i_currency]:
-                currency = row[i_currency].strip().upper()
-                if len(currency) != 3 or not currency.isalpha():
-                    raise RowError("currency", f"{currency!r} is not a 3-letter code such as EUR")
+                raw = row[i_currency]
+                currency = currencies.get(raw) or _currency_code(raw, currencies)
             status = "paid"
             if i_status is not None and row[i_status]:
-                status = row[i_status].strip()
-                if status not in statuses:
-                    raise RowError(
-                        "status", f"{status!r} is not one of: {', '.join(ORDER_STATUSES)}"
-                    )
+                status = statuses.get(row[i_status]) or _status(row[i_status])
+            if amount < 0 or (cost is not None and cost < 0):
+                _signs(amount, cost, status)
             channel = None
             if i_channel is not None and row[i_channel]:
-                channel = row[i_channel].strip() or None
-                if channel is not None and len(channel) > 20:
-                    raise RowError("channel", "is longer than 20 characters")
+                channel = _channel(row[i_channel])
             return (ext, customer, occurred_at, amount, cost, currency, status, channel)
 
         return convert
@@ -244,34 +411,31 @@ class Converter:
         external_id = external_id.strip()
         if not external_id:
             raise RowError("external_id", "is empty; every order needs an external_id")
-        if len(external_id) > 100:
-            raise RowError("external_id", "is longer than 100 characters")
+        _checked(external_id, "external_id", t.orders.c.external_id)
         customer = _text(r, "customer")
         if not customer:
             raise RowError("customer", "is empty; give the customer's external_id")
+        _reference(customer, "customer")
         occurred_at = _moment(r["occurred_at"], "occurred_at", self.zone)
-        amount = _amount(r["amount"], "amount")
+        amount = _amount(r["amount"], "amount", self.decimal_comma)
         _money_limit(amount, "amount")  # (the row function's fast path checks the text)
         cost_text = r.get("cost")
         cost = None
         if cost_text is not None and cost_text != "":
-            cost = _amount(cost_text, "cost")
+            cost = _amount(cost_text, "cost", self.decimal_comma)
             _money_limit(cost, "cost")
-        currency = _text(r, "currency").upper() or self.currency
-        if len(currency) != 3 or not currency.isalpha():
-            raise RowError("currency", f"{currency!r} is not a 3-letter code such as EUR")
-        status = _text(r, "status") or "paid"
-        if status not in ORDER_STATUSES:
-            raise RowError("status", f"{status!r} is not one of: {', '.join(ORDER_STATUSES)}")
-        channel = _text(r, "channel") or None
-        if channel is not None and len(channel) > 20:
-            raise RowError("channel", "is longer than 20 characters")
+        currency = _text(r, "currency")
+        currency = _currency_code(currency, {}) if currency else self.currency
+        status = _status(_text(r, "status") or "paid")
+        _signs(amount, cost, status)
+        channel = _channel(_text(r, "channel"))
         return (external_id, customer, occurred_at, amount, cost, currency, status, channel)
 
     def interaction(self, r: dict[str, Any]) -> tuple[Any, ...]:
         customer = _text(r, "customer")
         if not customer:
             raise RowError("customer", "is empty; give the customer's external_id")
+        _reference(customer, "customer")
         channel = _text(r, "channel")
         if channel not in CHANNELS:
             raise RowError("channel", f"{channel!r} is not one of: {', '.join(CHANNELS)}")
@@ -283,17 +447,22 @@ class Converter:
         body = r.get("body") or ""
         if not isinstance(subject, str) or not isinstance(body, str):
             raise RowError("subject" if not isinstance(subject, str) else "body", "must be text")
-        if len(subject) > 500:
-            raise RowError("subject", "is longer than 500 characters")
+        _checked(subject, "subject", t.interactions.c.subject)
+        _checked(body, "body", t.interactions.c.body)
         staff = _text(r, "staff") or None
-        return (customer, channel, occurred_at, direction, subject, body, staff)
+        if staff is not None:
+            _checked(staff, "staff", t.interactions.c.staff)
+        values = (customer, channel, occurred_at, direction, subject, body, staff)
+        external_id = _text(r, "external_id")
+        if external_id:
+            _checked(external_id, "external_id", t.interactions.c.external_id)
+            return (*values, external_id, False)
+        return (*values, content_key(values), True)
 
     def customer(self, r: dict[str, Any]) -> Any:
         values, attributes = _customer_fields(r)
         if not values.get("external_id"):
             raise RowError("external_id", "is empty; every customer needs an external_id")
-        if len(values["external_id"]) > 100:
-            raise RowError("external_id", "is longer than 100 characters")
         try:
             self._convert_attributes(attributes)
             entity = CustomerService.build({**values, "attributes": attributes})
@@ -305,6 +474,10 @@ class Converter:
             raise RowError(field, reason) from None
         except (TypeError, ValueError) as exc:
             raise RowError(None, str(exc)) from None
+        for name in PROFILE_FIELDS:
+            value = getattr(entity, name)
+            if isinstance(value, str):
+                _checked(value, name, t.customers.c[name])
         return entity
 
     def _convert_attributes(self, attributes: dict[str, Any]) -> None:

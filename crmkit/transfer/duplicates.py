@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import tempfile
 
 #: external ids kept in a set for the duplicate check (about 90 bytes each); beyond this
-#: many they move to a temporary SQLite file, so memory stays bounded (checking a million
-#: ids there costs about 0.3 s more than in a set)
+#: many they move to a temporary SQLite database, so memory stays bounded (checking a
+#: million ids there costs about 0.3 s more than in a set)
 SEEN_IN_MEMORY = 100_000
 
 
@@ -16,14 +14,16 @@ class SeenKeys:
     """The external ids met so far in a file, to refuse the ones that come again.
 
     A set in memory up to ``limit`` ids (about 90 bytes each), then a
-    temporary SQLite file, so memory stays bounded however long the file is.
+    temporary SQLite database, so memory stays bounded however long the file
+    is. The database is SQLite's anonymous temporary one (opened with an
+    empty name): SQLite unlinks its file as soon as it has opened it, so
+    nothing is left on disk even when the import is killed (SIGKILL) midway.
     """
 
     def __init__(self, limit: int | None = None) -> None:
         self.limit = SEEN_IN_MEMORY if limit is None else limit
         self._memory: set[str] = set()
         self._db: sqlite3.Connection | None = None
-        self._folder: tempfile.TemporaryDirectory[str] | None = None
 
     def first_times(self, keys: list[str]) -> list[bool]:
         """For each key in order: True when met for the first time (it is then recorded)."""
@@ -50,8 +50,7 @@ class SeenKeys:
         return out
 
     def _spill(self) -> None:
-        self._folder = tempfile.TemporaryDirectory(prefix="crmkit-import-")
-        self._db = sqlite3.connect(os.path.join(self._folder.name, "seen.db"))
+        self._db = sqlite3.connect("")  # anonymous: deleted on close, unlinked once open
         self._db.execute("PRAGMA journal_mode=OFF")
         self._db.execute("PRAGMA synchronous=OFF")
         self._db.execute("CREATE TABLE seen (key TEXT PRIMARY KEY) WITHOUT ROWID")
@@ -71,5 +70,4 @@ class SeenKeys:
     def close(self) -> None:
         if self._db is not None:
             self._db.close()
-        if self._folder is not None:
-            self._folder.cleanup()
+            self._db = None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import json
 import os
@@ -13,6 +12,7 @@ from typing import IO, Any
 from sqlalchemy import select
 
 from crmkit.core import tables as t
+from crmkit.core.csvcells import csv_writer
 from crmkit.core.customers import PROFILE_FIELDS
 from crmkit.errors import ValidationError
 from crmkit.transfer.columns import INTERACTION_COLUMNS, KINDS, ORDER_COLUMNS
@@ -45,7 +45,7 @@ class _Writer:
         self.format = output_format
         self.columns = columns
         if output_format == "csv":
-            self.csv = csv.writer(handle, lineterminator="\n")
+            self.csv = csv_writer(handle)
             self.csv.writerow(columns)
 
     def write(self, row: dict[str, Any]) -> None:
@@ -97,7 +97,10 @@ def export_file(
     The file uses the columns :func:`import_file` reads, so exporting, importing
     into an empty database and exporting again gives the same file. Times are
     written in UTC with their offset. Customers without an external id, order
-    lines and consents are not exported.
+    lines and consents are not exported. CSV goes through
+    :func:`~crmkit.core.csvcells.csv_writer`: a cell a spreadsheet would run as
+    a formula (``=``, ``+``, ``-``, ``@``, tab, CR first) gets a leading ``'``,
+    which the importer takes off again.
     """
     if kind not in KINDS:
         raise ValidationError(f"cannot export {kind!r}; choose one of: {', '.join(KINDS)}")

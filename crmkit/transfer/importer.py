@@ -29,19 +29,23 @@ def import_file(
     rejects: str | os.PathLike[str] | None = None,
     batch_size: int = BATCH_SIZE,
     progress: Callable[[str, Any], Any] | None = None,
+    decimal_comma: bool = False,
 ) -> ImportResult:
     """Import ``kind`` records from ``path`` (see :mod:`crmkit.transfer`).
 
     Atomic by default: when any record is bad nothing is stored and the
     result lists the problems (``committed`` False). With ``skip_invalid``
     the good records are stored and the bad ones written to ``rejects``.
+    The good records are stored in one transaction: when storing fails (a
+    plugin raising, the database refusing) nothing is stored and the error
+    says so. ``decimal_comma`` reads money written ``1234,50``.
     ``progress(label, source)`` may return a context manager wrapping each
     pass (used by the CLI for its progress bar); ``source.size`` and
     ``source.bytes_read`` tell how far the pass is.
     """
     if rejects is not None and not skip_invalid:
         raise ValidationError("a rejects file needs skip_invalid (--skip-invalid)")
-    converter = Converter(crm, kind)
+    converter = Converter(crm, kind, decimal_comma=decimal_comma)
     reader = RecordReader(path, encoding=encoding, input_format=input_format)
     result = ImportResult(kind=kind, path=reader.path)
     sink = Rejects(os.fspath(rejects) if rejects is not None else None, reader)

@@ -5,13 +5,15 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import itertools
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
 
+from crmkit.core.csvcells import restore_cell
 from crmkit.errors import CrmError, ValidationError
 from crmkit.transfer.columns import FORMATS
 from crmkit.transfer.results import RowError
@@ -87,7 +89,7 @@ class RecordReader:
         try:
             text = decoder.decode(sample, final=len(sample) < _SAMPLE_BYTES)
         except UnicodeDecodeError as exc:
-            raise _decode_error(self.path, self.encoding, None, exc) from None
+            raise self._decode_failure(exc) from None
         if len(sample) == _SAMPLE_BYTES and "\n" in text:
             text = text[: text.rindex("\n") + 1]
         first = text.split("\n", 1)[0]
@@ -124,37 +126,21 @@ class RecordReader:
 
     def _csv(self, raw: IO[bytes]) -> Iterator[tuple[int, list[str] | RowError]]:
         text = io.TextIOWrapper(raw, encoding=self._codec, newline="")
-        reader = csv.reader(text, delimiter=self.delimiter)
-        line = 1
         try:
-            try:
-                header = next(reader)
-            except StopIteration:
-                raise ValidationError(f"{self.path} is empty; it needs a header row") from None
-            names = [h.strip() for h in header]
-            if not any(names):
-                raise ValidationError(f"{self.path}:1: the header row is empty")
-            blank = [i + 1 for i, n in enumerate(names) if not n]
-            if blank:
-                raise ValidationError(f"{self.path}:1: header column {blank[0]} has no name")
-            dupes = sorted({n for n in names if names.count(n) > 1})
-            if dupes:
-                raise ValidationError(f"{self.path}:1: column {dupes[0]!r} appears twice")
-            self.fieldnames = names
-            width = len(names)
-            line = reader.line_num + 1
-            for row in reader:
-                start, line = line, reader.line_num + 1
-                if len(row) == width:
-                    yield start, row
-                elif not row or (len(row) == 1 and not row[0].strip()):
-                    continue  # blank line
-                else:
-                    yield start, RowError(None, f"has {len(row)} fields, the header has {width}")
+            yield from _CsvRecords(self, text)
         except UnicodeDecodeError as exc:
-            raise _decode_error(self.path, self.encoding, line, exc) from None
-        except csv.Error as exc:
-            raise ValidationError(f"{self.path}:{line}: the CSV is malformed: {exc}") from None
+            raise self._decode_failure(exc) from None
+
+    def _decode_failure(self, exc: UnicodeDecodeError) -> CrmError:
+        """The error for undecodable bytes, naming the line they are on.
+
+        Decoding runs ahead of parsing (in blocks), so the line being parsed
+        when it fails is not the line of the bad bytes: the file is read again
+        up to them, counting line ends.
+        """
+        return _decode_error(
+            self.path, self.encoding, _line_of_bad_bytes(self.path, self._codec), exc
+        )
 
     def _jsonl(self, raw: IO[bytes]) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
         codec = self._codec
@@ -168,12 +154,149 @@ class RecordReader:
             try:
                 value = json.loads(text, parse_float=Decimal)
             except ValueError as exc:
-                yield number, RowError(None, f"is not valid JSON ({exc})")
+                yield (
+                    number,
+                    RowError(None, f"is not valid JSON ({exc})", record=text.rstrip("\r\n")),
+                )
                 continue
             if not isinstance(value, dict):
-                yield number, RowError(None, "is not a JSON object")
+                yield number, RowError(None, "is not a JSON object", record=text.rstrip("\r\n"))
                 continue
             yield number, value
+
+
+def _line_of_bad_bytes(path: str, codec: str) -> int | None:
+    """The line (1-based) holding the first bytes ``codec`` cannot decode; None if none."""
+    decoder = codecs.getincrementaldecoder(codec)()
+    newlines = 0
+    with open(path, "rb") as handle:
+        while True:
+            block = handle.read(1 << 20)
+            try:
+                newlines += decoder.decode(block, final=not block).count("\n")
+            except UnicodeDecodeError as exc:
+                good = exc.object[: exc.start] if isinstance(exc.object, bytes) else b""
+                try:
+                    newlines += good.decode(codec).count("\n")
+                except UnicodeDecodeError:  # a stateful codec: count the raw line ends
+                    newlines += good.count(b"\n")
+                return newlines + 1
+            if not block:
+                return None
+
+
+class _CsvRecords:
+    """The records of a CSV text stream, each with the line it starts on, every line accounted for.
+
+    Python's csv module reads a quoted field across line ends until its
+    closing quote, so a stray quote would swallow the rest of the file (or
+    stop it with "field larger than field limit"). Here a record that does
+    not parse (strict mode: a quote that never closes properly), or that runs
+    over several lines without the header's number of fields, is rejected on
+    its first line alone, and the lines after it are read again: one bad
+    quote costs one row, never the rows after it. Every row in a rejection
+    carries the whole original row (its fields as read, or the line split on
+    the delimiter when its quotes do not parse). Cells are read back through
+    :func:`~crmkit.core.csvcells.restore_cell`, undoing the formula
+    neutralisation of crmkit's CSV writers.
+    """
+
+    def __init__(self, reader: RecordReader, text: IO[str]) -> None:
+        self.reader = reader
+        self.text = text
+        self.delimiter = reader.delimiter
+        self.taken: list[str] = []  # the physical lines of the record being read
+        self.rows = self._parser(iter(text))
+
+    def _parser(self, lines: Iterator[str]) -> Iterator[list[str]]:
+        return csv.reader(_recording(lines, self.taken), delimiter=self.delimiter, strict=True)
+
+    def _restart_after_first_line(self) -> str:
+        """Drop the first line of the record being read; parse from its second line on."""
+        if not self.taken:  # pragma: no cover - the csv module reads a line before failing
+            raise ValidationError(f"{self.reader.path}: the CSV cannot be read")
+        first, rest = self.taken[0], self.taken[1:]
+        self.taken.clear()
+        self.rows = self._parser(itertools.chain(rest, self.text))
+        return first
+
+    def _loose(self, line: str) -> list[str]:
+        """A line whose quotes do not parse, split on the delimiter as it is."""
+        return next(csv.reader([line], delimiter=self.delimiter, quoting=csv.QUOTE_NONE), [])
+
+    def __iter__(self) -> Iterator[tuple[int, list[str] | RowError]]:
+        path = self.reader.path
+        line = 1  # the line the next record starts on
+        try:
+            header = next(self.rows)
+        except StopIteration:
+            raise ValidationError(f"{path} is empty; it needs a header row") from None
+        except csv.Error as exc:
+            raise ValidationError(f"{path}:1: the header row is malformed: {exc}") from None
+        self.reader.fieldnames = _header_names(path, header)
+        width = len(header)
+        line += len(self.taken)
+        self.taken.clear()
+        taken = self.taken
+        while True:
+            try:
+                row = next(self.rows)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                first = self._restart_after_first_line()
+                reason = f"a quoted field does not close properly ({exc}); check the quotes"
+                yield line, RowError(None, reason, record=self._loose(first))
+                line += 1
+                continue
+            start, count = line, len(taken)
+            line += count
+            if len(row) == width:
+                if count == 1:
+                    if "'" in taken[0]:
+                        row = [restore_cell(cell) for cell in row]
+                elif any("'" in part for part in taken):
+                    row = [restore_cell(cell) for cell in row]
+                taken.clear()
+                yield start, row
+            elif not row or (len(row) == 1 and not row[0].strip()):
+                taken.clear()  # a blank line
+            elif count > 1:
+                # most likely a quote that does not close: the record swallowed later lines
+                line = start + 1
+                first = self._restart_after_first_line()
+                reason = (
+                    f"a quoted field runs over {count} lines and the row has {len(row)} fields, "
+                    f"the header has {width}; check the quotes on this line"
+                )
+                yield start, RowError(None, reason, record=self._loose(first))
+            else:
+                taken.clear()
+                yield (
+                    start,
+                    RowError(None, f"has {len(row)} fields, the header has {width}", record=row),
+                )
+
+
+def _recording(lines: Iterable[str], taken: list[str]) -> Iterator[str]:
+    """``lines``, each also appended to ``taken`` as it is handed on."""
+    keep = taken.append
+    for item in lines:
+        keep(item)
+        yield item
+
+
+def _header_names(path: str, header: list[str]) -> list[str]:
+    names = [h.strip() for h in header]
+    if not any(names):
+        raise ValidationError(f"{path}:1: the header row is empty")
+    blank = [i + 1 for i, n in enumerate(names) if not n]
+    if blank:
+        raise ValidationError(f"{path}:1: header column {blank[0]} has no name")
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValidationError(f"{path}:1: column {dupes[0]!r} appears twice")
+    return names
 
 
 def records(source: Any, label: str, progress: Any) -> Iterator[Any]:

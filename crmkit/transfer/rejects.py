@@ -1,19 +1,29 @@
-"""The rejects file of an import: each bad record with its line and reason."""
+"""The rejects file of an import: each bad record, whole, with its line and reason."""
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 from typing import IO, Any
 
+from crmkit.core.csvcells import csv_writer
 from crmkit.errors import ValidationError
 from crmkit.transfer.read import RecordReader
 from crmkit.transfer.results import Problem
 
 
 class Rejects:
-    """The rejects file: each bad record with its line and reason, in the input's format."""
+    """The rejects file: each bad record with its line and reason, in the input's format.
+
+    CSV: a header ``line,reason,<the input's columns>``, then per bad row its
+    line, its reason and the whole original row, cell by cell (a row with too
+    many or too few fields keeps them all; a line whose quotes do not parse
+    is split on the delimiter as it is), written through
+    :func:`~crmkit.core.csvcells.csv_writer` like every CSV crmkit writes.
+    JSON Lines: ``{"line", "reason", "record"}`` per bad record, or
+    ``{"line", "reason", "text"}`` with the line's text when it is not a JSON
+    object.
+    """
 
     def __init__(self, path: str | None, reader: RecordReader) -> None:
         self.path = path
@@ -29,7 +39,7 @@ class Rejects:
         except OSError as exc:
             raise ValidationError(f"cannot write {path}: {exc.strerror or exc}") from None
         if reader.format == "csv":
-            self._csv = csv.writer(self._file, delimiter=reader.delimiter, lineterminator="\n")
+            self._csv = csv_writer(self._file, delimiter=reader.delimiter)
         self._header = False
 
     def _write_header(self) -> None:
@@ -47,9 +57,12 @@ class Rejects:
             values = record if isinstance(record, list) else list((record or {}).values())
             self._csv.writerow([line, reason, *values])
         else:
-            if isinstance(record, list):
-                record = dict(zip(self.reader.fieldnames or (), record, strict=False))
-            data = {"line": line, "reason": reason, "record": record}
+            if isinstance(record, str):
+                data = {"line": line, "reason": reason, "text": record}
+            else:
+                if isinstance(record, list):
+                    record = dict(zip(self.reader.fieldnames or (), record, strict=False))
+                data = {"line": line, "reason": reason, "record": record}
             self._file.write(json.dumps(data, ensure_ascii=False, default=str) + "\n")
 
     def close(self) -> None:

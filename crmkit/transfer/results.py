@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import attrs
 
 
@@ -48,9 +50,15 @@ class ImportResult:
 
 
 class RowError(Exception):
-    """A record is invalid (column may be None for the whole record)."""
+    """A record is invalid (column may be None for the whole record).
 
-    def __init__(self, column: str | None, reason: str) -> None:
+    ``record`` is the whole original record when the reader could not make it
+    a row of the header's columns (its fields as read, or a JSON line's text),
+    so the rejects file keeps it.
+    """
+
+    def __init__(self, column: str | None, reason: str, *, record: Any = None) -> None:
         super().__init__(reason)
         self.column = column
         self.reason = reason
+        self.record = record

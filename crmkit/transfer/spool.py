@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pickle
 import tempfile
-from collections.abc import Iterator
+from array import array
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 
@@ -12,7 +13,10 @@ class Spool:
     """The converted good records between the two passes, pickled batch by batch to a temp file.
 
     Storing then needs neither the input file nor the conversion again; the
-    file holds one batch in memory at a time and is deleted when closed.
+    file holds one batch in memory at a time. Each batch travels with the
+    file lines its records came from, so a failure while storing can name
+    them. The file is an anonymous temporary file (unlinked as soon as it is
+    created): nothing is left behind, even when the import is killed.
     """
 
     def __init__(self) -> None:
@@ -20,16 +24,17 @@ class Spool:
         self.batches = 0
         self.size = 0
 
-    def write(self, batch: list[Any]) -> None:
+    def write(self, batch: list[Any], lines: Sequence[int]) -> None:
         if batch:
-            pickle.dump(batch, self._file, protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.dump((array("q", lines), batch), self._file, protocol=pickle.HIGHEST_PROTOCOL)
             self.batches += 1
 
     @property
     def bytes_read(self) -> int:  # progress, as RecordReader.bytes_read
         return self._file.tell()
 
-    def __iter__(self) -> Iterator[list[Any]]:
+    def __iter__(self) -> Iterator[tuple[array[int], list[Any]]]:
+        """Each batch as ``(lines, records)``."""
         self.size = self._file.tell()
         self._file.seek(0)
         for _ in range(self.batches):

@@ -1,56 +1,179 @@
-"""Pass 2 of an import: storing the spooled records through the services, a batch at a time."""
+"""Pass 2 of an import: storing the spooled records in one transaction, a batch at a time."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
+from crmkit.core import tables as t
+from crmkit.core.bulk import lock_inserts
 from crmkit.core.entities import Interaction
+from crmkit.errors import CrmError, PluginError, ValidationError
 from crmkit.transfer.read import records
 from crmkit.transfer.results import ImportResult
 from crmkit.transfer.spool import Spool
 
-#: rows per stored batch: one transaction and one plugin event each (on SQLite a commit
-#: rewrites the index pages the batch touched, so few large batches import fastest)
+#: rows per stored batch: one plugin event each, all batches in the import's one transaction
 BATCH_SIZE = 50_000
+
+_TABLES = {"orders": t.orders, "customers": t.customers, "interactions": t.interactions}
+_PLUGIN_SUFFIX = "; nothing of this change was stored"
+
+
+class _BatchFailed(Exception):
+    """A batch failed to store: which one, the lines it held, and why."""
+
+    def __init__(self, number: int, lines: tuple[int, int], cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.number = number
+        self.lines = lines
+        self.cause = cause
 
 
 def store(
-    crm: Any, kind: str, spool: Spool, result: ImportResult, batch_size: int, progress: Any
+    crm: Any,
+    kind: str,
+    spool: Spool,
+    result: ImportResult,
+    batch_size: int,
+    progress: Any,
 ) -> None:
-    """Pass 2: store the spooled records, one transaction and one event per ``batch_size``."""
+    """Pass 2: store the spooled records in ONE transaction, one plugin event per ``batch_size``.
+
+    Either every record is stored or none is: a failure in any batch (the
+    database refusing a row, a plugin raising in its event) rolls back the
+    batches before it too, plugins' own writes included, and the error says
+    which batch and lines failed and that nothing was stored. The first thing
+    the transaction does is :func:`~crmkit.core.bulk.lock_inserts`, so two
+    imports of the same file run one after the other and the second finds
+    the rows already present.
+    """
+    stored, present = result.stored, result.already_present
+    try:
+        with crm.transaction() as ctx:
+            lock_inserts(ctx.connection, _TABLES[kind])
+            _store_batches(crm, ctx, kind, spool, result, batch_size, progress)
+    except _BatchFailed as failure:
+        result.stored, result.already_present = stored, present
+        raise _restated(result.path, failure) from failure.cause
+
+
+def _store_batches(
+    crm: Any,
+    ctx: Any,
+    kind: str,
+    spool: Spool,
+    result: ImportResult,
+    batch_size: int,
+    progress: Any,
+) -> None:
+    write = _writer(crm, kind)
+    # what a failed batch may raise: crmkit's errors (plugins' included) and the database's,
+    # through SQLAlchemy or straight from the driver (PostgreSQL's COPY)
+    failures = (CrmError, SQLAlchemyError, crm.engine.dialect.dbapi.Error)
+    # what only crmkit_after_commit reads is dropped after each batch when nobody listens,
+    # so memory stays bounded however many batches one transaction holds
+    forget = not crm.has_hook("crmkit_after_commit")
     batch: list[Any] = []
+    lines: list[int] = []
+    number = 0
 
     def flush() -> None:
-        if kind == "orders":
-            outcome = crm.orders.add_rows(batch, driver_form=True)
-            result.stored += outcome.stored
-            result.already_present += len(outcome.skipped)
-        elif kind == "customers":
-            outcome = crm.customers.add_many(batch, batch_size=len(batch))
-            result.stored += outcome.stored
-            result.already_present += len(outcome.skipped)
-        else:
-            interactions = [
-                Interaction(
-                    customer_id=customer_id,
-                    channel=channel,
-                    occurred_at=occurred_at,
-                    direction=direction,
-                    subject=subject,
-                    body=body,
-                    staff=staff,
-                )
-                for customer_id, channel, occurred_at, direction, subject, body, staff in batch
-            ]
-            result.stored += crm.interactions.log_many(interactions, batch_size=len(batch))
+        nonlocal number
+        number += 1
+        try:
+            stored, present = write(batch)
+        except failures as exc:
+            raise _BatchFailed(number, (lines[0], lines[-1]), exc) from exc
+        result.stored += stored
+        result.already_present += present
+        if forget:
+            _forget(ctx.changes)
         batch.clear()
+        lines.clear()
 
-    for chunk in records(spool, "storing", progress):
-        while chunk:
+    for chunk_lines, chunk in records(spool, "storing", progress):
+        start = 0
+        while start < len(chunk):
             room = batch_size - len(batch)
-            batch.extend(chunk[:room])
-            chunk = chunk[room:]
+            batch.extend(chunk[start : start + room])
+            lines.extend(chunk_lines[start : start + room])
+            start += room
             if len(batch) >= batch_size:
                 flush()
     if batch:
         flush()
+
+
+def _writer(crm: Any, kind: str) -> Callable[[list[Any]], tuple[int, int]]:
+    """The function storing one batch of ``kind``: returns (stored, already present)."""
+    if kind == "orders":
+
+        def orders(batch: list[Any]) -> tuple[int, int]:
+            outcome = crm.orders.add_rows(batch, driver_form=True)
+            return outcome.stored, len(outcome.skipped)
+
+        return orders
+    if kind == "customers":
+
+        def customers(batch: list[Any]) -> tuple[int, int]:
+            outcome = crm.customers.add_many(batch, batch_size=len(batch))
+            return outcome.stored, len(outcome.skipped)
+
+        return customers
+
+    def interactions(batch: list[Any]) -> tuple[int, int]:
+        entities = [
+            Interaction(
+                customer_id=customer_id,
+                channel=channel,
+                occurred_at=occurred_at,
+                direction=direction,
+                subject=subject,
+                body=body,
+                staff=staff,
+                external_id=external_id,
+            )
+            for customer_id, channel, occurred_at, direction, subject, body, staff, external_id, _
+            in batch
+        ]  # fmt: skip
+        stored = crm.interactions.log_many(entities, batch_size=len(batch))
+        return stored, len(batch) - stored
+
+    return interactions
+
+
+def _forget(changes: Any) -> None:
+    for name in ("customers_created", "interactions_created", "orders_created"):
+        getattr(changes, name).clear()
+    for items in changes.other.values():
+        if isinstance(items, list):
+            items.clear()
+
+
+def _restated(path: str, failure: _BatchFailed) -> CrmError:
+    """The error of a failed import: what failed, where, and that nothing was stored."""
+    cause = failure.cause
+    if not isinstance(cause, CrmError):
+        detail = str(getattr(cause, "orig", None) or cause).strip().splitlines()[0]
+        reason = f"the database refused a row ({detail})"
+    else:
+        reason = str(cause).removesuffix(_PLUGIN_SUFFIX)
+    first, last = failure.lines
+    message = (
+        f"{path}: storing batch {failure.number} (lines {first}-{last}) failed: {reason}; "
+        "nothing of this import was stored (an import is one transaction, now rolled back); "
+        "fix the cause and import the file again"
+    )
+    if isinstance(cause, PluginError):
+        return PluginError(message, plugin=cause.plugin)
+    if isinstance(cause, ValidationError):
+        return ValidationError(message, field=cause.field)
+    if isinstance(cause, CrmError):
+        try:
+            return type(cause)(message)
+        except TypeError:
+            return CrmError(message)
+    return CrmError(message)

@@ -44,7 +44,8 @@ def validate(
             if len(values) + len(problems) >= LOOKUP_BATCH:
                 flush()
             if record.__class__ is RowError:
-                problems.append((line, Problem(line, record.column, record.reason), None))
+                problem = Problem(line, record.column, record.reason)
+                problems.append((line, problem, record.record))
                 continue
             try:
                 value = convert(record)
@@ -94,28 +95,32 @@ class _Pending:
         """Check the pending records, reject the bad ones, spool the good ones; then empty."""
         good, where = self._first_times()
         if self.ref_of is not None:
-            good = self._with_customer_ids(good, where, self.ref_of)
+            good, where = self._with_customer_ids(good, where, self.ref_of)
         self._reject()
         # atomic mode stores nothing once a row is bad
         if self.skip_invalid or not self.result.rejected:
             # orders go in the driver's form: on SQLite plain text, cheap to pickle and store
             order_format = self.order_format
-            self.spool.write(order_format.to_driver(good) if order_format else good)
+            lines = [line for line, _record in where]
+            self.spool.write(order_format.to_driver(good) if order_format else good, lines)
         self.values.clear()
         self.origins.clear()
         self.problems.clear()
 
     def _first_times(self) -> tuple[list[Any], list[tuple[int, Any]]]:
         """The pending values (and origins) whose external id is met for the first time; the
-        others become problems."""
+        others become problems (an interaction's content key takes the next free ``~N``)."""
         values, origins, key_of = self.values, self.origins, self.key_of
         if key_of is None:
             return values, origins
         firsts = self.seen.first_times(list(map(key_of, values)))
         if all(firsts):
             return values, origins
+        derived = self.converter.derived_key
         good, where = [], []
         for value, origin, first in zip(values, origins, firsts, strict=True):
+            if not first and derived is not None and derived(value):
+                value, first = self._next_free_key(value), True
             if first:
                 good.append(value)
                 where.append(origin)
@@ -125,26 +130,37 @@ class _Pending:
                 self.problems.append((line, Problem(line, "external_id", reason), record))
         return good, where
 
+    def _next_free_key(self, value: Any) -> Any:
+        """A content-keyed record met again: the same content again is another record
+        (two identical calls), keyed ``KEY~2``, ``KEY~3`` ... in file order."""
+        key = self.key_of(value)  # type: ignore[misc]
+        number = 2
+        while not self.seen.first_times([f"{key}~{number}"])[0]:
+            number += 1
+        return self.converter.with_key(value, f"{key}~{number}")
+
     def _with_customer_ids(
         self, good: list[Any], where: list[tuple[int, Any]], ref_of: Callable[[Any], str]
-    ) -> list[Any]:
-        """``good`` with their customers' ids; those whose customer is not stored become
-        problems."""
+    ) -> tuple[list[Any], list[tuple[int, Any]]]:
+        """``good`` with their customers' ids (and their origins); those whose customer is not
+        stored become problems."""
         customers = self.customers
         unknown = set(map(ref_of, good)).difference(customers)
         if unknown:
             customers.update(self.crm.customers.ids_by_external_id(unknown))
             if missing := unknown.difference(customers):
-                found = []
-                for value, (line, record) in zip(good, where, strict=True):
+                found, found_where = [], []
+                for value, origin in zip(good, where, strict=True):
                     ref = ref_of(value)
                     if ref in missing:
+                        line, record = origin
                         reason = f"no customer has external_id {ref!r}"
                         self.problems.append((line, Problem(line, "customer", reason), record))
                     else:
                         found.append(value)
-                good = found
-        return self.converter.resolved(good, customers)
+                        found_where.append(origin)
+                good, where = found, found_where
+        return self.converter.resolved(good, customers), where
 
     def _reject(self) -> None:
         """Count the problems, list the first MAX_LISTED and write them to the rejects file."""

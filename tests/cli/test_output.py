@@ -1,5 +1,8 @@
 """Tables line up with wide (Chinese) characters; JSON and CSV keep them as they are."""
 
+import csv
+import io
+
 from crmkit.cli.output import render
 
 
@@ -35,3 +38,19 @@ def test_section_data_lines_align_values_with_wide_keys():
     starts = {_display_width(line[: line.index(value)]) for line, value in
               zip(lines, ["金卡", "gold", "上海"], strict=True)}  # fmt: skip
     assert starts == {12}
+
+
+def test_csv_cells_that_spreadsheets_would_run_are_neutralised():
+    from crmkit.plugin import restore_cell
+
+    rows = [
+        {"name": '=HYPERLINK("http://evil","x")', "id": "@SUM(1+1)", "n": -12.5, "t": "-x"},
+        {"name": "+33 1 23", "id": "\tTAB", "n": 3, "t": "'=already"},
+    ]
+    text = render(rows, "csv")
+    parsed = list(csv.reader(io.StringIO(text)))
+    assert parsed[0] == ["name", "id", "n", "t"]
+    assert parsed[1] == ['\'=HYPERLINK("http://evil","x")', "'@SUM(1+1)", "-12.5", "'-x"]
+    assert parsed[2] == ["'+33 1 23", "'\tTAB", "3", "''=already"]
+    # and each cell reads back exactly
+    assert [restore_cell(c) for c in parsed[2]] == ["+33 1 23", "\tTAB", "3", "'=already"]

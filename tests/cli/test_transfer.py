@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import json
 import os
@@ -97,7 +98,8 @@ def test_atomic_import_lists_every_bad_row_and_stores_nothing(db, tmp_path):
     assert errors[:5] == [
         f"{path}:3: customer: no customer has external_id 'C404'",
         f"{path}:4: occurred_at: 'last tuesday' is not an ISO date or datetime such as 2025-03-01T14:30",
-        f"{path}:5: amount: 'ten' is not a decimal number",
+        f"{path}:5: amount: 'ten' is not a decimal number such as 1234.50 (digits, a dot "
+        "before the decimals, no thousands separators)",
         f"{path}:6: external_id: 'O1' appears earlier in the file",
         f"{path}:7: has 3 fields, the header has 4",
     ]
@@ -302,9 +304,21 @@ def test_export_import_export_round_trip(database_url, tmp_path, suffix):
                     "status": "prospect",
                     "phone": "+33 1 23",
                 },
+                {  # cells a spreadsheet would run as formulas
+                    "external_id": "@SUM(1+1)",
+                    "name": '=HYPERLINK("http://evil.example","click")',
+                    "city": "-Paris",
+                    "note": "'=already quoted",
+                },
             ]  # fmt: skip
         )
-        ids = crm.customers.ids_by_external_id(["C1", "C2"])
+        ids = crm.customers.ids_by_external_id(["C1", "C2", "@SUM(1+1)"])
+        crm.orders.add(external_id="=1+2", customer_id=ids["@SUM(1+1)"], amount=Decimal("-3"),
+                       status="refunded", channel="+web",
+                       occurred_at=dt.datetime(2025, 3, 1, tzinfo=dt.UTC))  # fmt: skip
+        crm.interactions.log(ids["@SUM(1+1)"], "email", subject="=cmd|' /C calc'!A0",
+                             body="\tindented", staff="@admin", external_id="-I1",
+                             occurred_at=dt.datetime(2025, 2, 2, tzinfo=dt.UTC))  # fmt: skip
         crm.orders.add_many(
             {
                 "external_id": f"O{n}",
@@ -331,6 +345,28 @@ def test_export_import_export_round_trip(database_url, tmp_path, suffix):
         assert exported.read_bytes() == again.read_bytes(), kind
     text = (tmp_path / f"orders-1.{suffix}").read_text(encoding="utf-8")
     assert "1.0001" in text and "2025-01-01T08:01:05.123000+00:00" in text
+    if suffix == "csv":  # no cell starts a formula; plain negative numbers stay numbers
+        for kind in ("customers", "orders", "interactions"):
+            with (tmp_path / f"{kind}-1.csv").open(encoding="utf-8", newline="") as handle:
+                cells = [c for row in csv.reader(handle) for c in row]
+            assert not [c for c in cells if c[:1] in ("=", "@", "+", "\t") or
+                        (c[:1] == "-" and c != "-3.00")], kind  # fmt: skip
+        customers_text = (tmp_path / "customers-1.csv").read_text(encoding="utf-8")
+        assert "'@SUM(1+1)" in customers_text and "''=already quoted" in customers_text
+        assert ",-3.00," in text and "'=1+2" in text
+    with open_crm(second_db) as crm:
+        evil = crm.customers.get_by_external_id("@SUM(1+1)")
+        assert evil.name == '=HYPERLINK("http://evil.example","click")'
+        assert evil.city == "-Paris" and evil.attributes["note"] == "'=already quoted"
+        order = crm.orders.get_by_external_id("=1+2")
+        assert order.amount == Decimal("-3.00") and order.channel == "+web"
+        [mail] = crm.interactions.list(customer_id=evil.id)
+        assert (mail.subject, mail.body, mail.staff, mail.external_id) == (
+            "=cmd|' /C calc'!A0",
+            "\tindented",
+            "@admin",
+            "-I1",
+        )
     if suffix == "jsonl":
         first = json.loads((tmp_path / "customers-1.jsonl").read_text().splitlines()[0])
         assert first["hobby"] == "围棋, chess" and first["name"] == "李伟"
@@ -440,3 +476,12 @@ def test_progress_bar_on_a_terminal_covers_both_passes(tmp_path):
     bar = drawn.decode()
     assert "validating" in bar and "storing" in bar
     assert bar.count("100%") >= 2  # each pass reaches its end
+
+
+def test_customer_list_csv_neutralises_formulas(db):
+    with open_crm(db) as crm:
+        crm.customers.add(name="=1+1", external_id="@x")
+    result = run(db, "customer", "list", "--format", "csv")
+    assert result.exit_code == 0, result.output
+    rows = list(csv.reader(result.stdout.splitlines()))
+    assert "'=1+1" in rows[1] and "'@x" in rows[1], rows
