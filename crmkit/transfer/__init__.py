@@ -20,9 +20,16 @@ Import reads the file once and never holds it in memory:
 * pass 2 (only when pass 1 found nothing wrong, or with ``skip_invalid``)
   reads the spool back and stores it a batch at a time through
   ``crm.orders.add_rows`` / ``crm.customers.add_many`` /
-  ``crm.interactions.log_many``: one transaction and one lifecycle event per
-  batch for plugins. Records whose external id is already stored are counted
-  as "already present" (importing the same file twice stores nothing new).
+  ``crm.interactions.log_many``, all in ONE transaction (one lifecycle event
+  per batch for plugins): a failure in any batch stores nothing. Records
+  whose external id is already stored are counted as "already present"
+  (importing the same file twice stores nothing new).
+
+Pass 1 refuses, per record, what the database would refuse (read from the
+table definitions), times that do not exist or exist twice in the configured
+zone, and money not in the one format; a CSV record whose quotes do not parse
+costs its own line only. CSV cells are read through ``restore_cell`` (the
+export neutralises formula-looking cells).
 
 Accounting: ``read == stored + already_present + rejected``, always.
 
