@@ -24,7 +24,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 
 from crmkit import Conflict, ValidationError
 from crmkit.core import tables as t
@@ -470,3 +470,59 @@ def test_a_repeated_interaction_external_id_in_a_file_is_refused(make_crm, tmp_p
     )
     result = import_file(crm, "interactions", path)
     assert result.problem_lines() == [f"{path}:3: external_id: 'I1' appears earlier in the file"]
+
+
+# -- writes about erased or merged customers (crm.customers.require_writable) ------------
+
+
+def _merge_by_hand(crm, merged: int, kept: int) -> None:
+    with crm.transaction() as ctx:
+        ctx.connection.execute(
+            update(t.customers).where(t.customers.c.id == merged).values(merged_into=kept)
+        )
+
+
+def test_orders_and_interactions_for_a_merged_customer_are_refused(make_crm, tmp_path):
+    crm = make_crm()
+    kept = crm.customers.add(name="Li Na", external_id="C1").id
+    merged = crm.customers.add(name="Li Na (2)", external_id="C2").id
+    gone = crm.customers.add(name="Gone", external_id="C3").id
+    _merge_by_hand(crm, merged, kept)
+    crm.customers.erase(gone)
+    now = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
+    with pytest.raises(Conflict, match=f"merged into customer {kept}"):
+        crm.orders.add(customer_id=merged, occurred_at=now, amount=Decimal(1))
+    with pytest.raises(Conflict, match="was erased"):
+        crm.interactions.log(gone, "email", subject="hello")
+    with pytest.raises(Conflict, match="was erased"):
+        crm.orders.add_rows([("X1", gone, now, Decimal(1), None, "EUR", "paid", None)])
+    path = write(tmp_path / "o.csv", HEADER + "O1,C1,2025-01-02,1\nO2,C2,2025-01-02,2\n")
+    result = import_file(crm, "orders", path, skip_invalid=True)
+    assert (result.stored, result.rejected) == (1, 1)
+    assert result.problem_lines() == [
+        f"{path}:3: customer: customer {merged} was merged into customer {kept}; "
+        f"write to customer {kept} instead"
+    ]
+    interactions = write(tmp_path / "i.csv", "customer,channel,occurred_at\nC2,email,2025-01-02\n")
+    assert import_file(crm, "interactions", interactions).rejected == 1
+    assert crm.interactions.list(limit=None) == []
+
+
+def test_a_customer_merged_between_the_passes_stores_nothing(make_crm, tmp_path, monkeypatch):
+    from crmkit.transfer import importer
+
+    crm = make_crm()
+    kept = crm.customers.add(name="A", external_id="C1").id
+    other = crm.customers.add(name="B", external_id="C2").id
+    validate = importer.validate
+
+    def validate_then_merge(*args, **kwargs):
+        found = validate(*args, **kwargs)
+        _merge_by_hand(crm, other, kept)  # another session merges meanwhile
+        return found
+
+    monkeypatch.setattr(importer, "validate", validate_then_merge)
+    path = write(tmp_path / "o.csv", HEADER + "O1,C1,2025-01-02,1\nO2,C2,2025-01-02,2\n")
+    with pytest.raises(Conflict, match="nothing of this import was stored"):
+        import_file(crm, "orders", path)
+    assert order_count(crm) == 0

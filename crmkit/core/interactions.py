@@ -13,6 +13,7 @@ from sqlalchemy import select
 from crmkit.core import tables as t
 from crmkit.core.bulk import check_values, chunks, existing_values, insert_many, lock_inserts
 from crmkit.core.entities import Interaction
+from crmkit.core.personal import erased_or_merged
 from crmkit.errors import Conflict, NotFound
 
 #: the key an interaction logged without an external id gets (``auto-`` and 32 hex digits)
@@ -121,6 +122,8 @@ class InteractionService:
             raise NotFound(
                 f"customer {sorted(missing)[0]} not found; interactions need an existing customer"
             )
+        if refused := erased_or_merged(connection, ids):  # crm.customers.require_writable
+            raise Conflict(refused[min(refused)])
         new_ids = insert_many(connection, t.interactions, rows)
         stored = [attrs.evolve(i, id=n) for i, n in zip(batch, new_ids, strict=True)]
         self.crm.fire(ctx, "crmkit_after_interactions_created", interactions=stored)

@@ -21,6 +21,7 @@ from crmkit.core.bulk import (
 )
 from crmkit.core.customers import BulkResult
 from crmkit.core.entities import ORDER_STATUSES, Order, OrderLine
+from crmkit.core.personal import erased_or_merged
 from crmkit.core.types import money_scale
 from crmkit.errors import Conflict, NotFound, ValidationError
 
@@ -101,6 +102,14 @@ def check_order(order: Order) -> None:
                 f"is {order.amount}; make them agree, or leave the lines out",
                 field="lines",
             )
+
+
+def refuse_unwritable(connection: Any, customer_ids: Iterable[int]) -> None:
+    """Conflict when one of ``customer_ids`` was erased or merged into another (the bulk form
+    of ``crm.customers.require_writable``, one query per 5,000 customers)."""
+    refused = erased_or_merged(connection, customer_ids)
+    if refused:
+        raise Conflict(refused[min(refused)])
 
 
 def check_signs(amount: Decimal, cost: Decimal | None, status: str) -> None:
@@ -202,7 +211,13 @@ class OrderService:
             result.stored += len(stored)
         return result
 
-    def add_rows(self, rows: Sequence[tuple[Any, ...]], *, driver_form: bool = False) -> BulkResult:
+    def add_rows(
+        self,
+        rows: Sequence[tuple[Any, ...]],
+        *,
+        driver_form: bool = False,
+        customers_checked: bool = False,
+    ) -> BulkResult:
         """Store already validated order rows in one transaction: the importer's fast path.
 
         Each row is a tuple in :data:`ORDER_COLUMNS` order holding what an
@@ -215,7 +230,9 @@ class OrderService:
         :meth:`add_many`. Plugins get the usual ``crmkit_after_orders_created``
         event with a :class:`StoredOrders`, whose Order entities are built
         only if a listener reads them (or a ``crmkit_after_commit`` listener
-        exists).
+        exists). Orders of an erased or merged customer are refused
+        (:class:`Conflict`), unless ``customers_checked`` says the caller checked
+        that already in this transaction (the importer does, once per import).
         """
         result = BulkResult()
         with self.crm.transaction() as ctx:
@@ -223,6 +240,8 @@ class OrderService:
             lock_inserts(connection, t.orders)
             existing = existing_values(connection, t.orders.c.external_id, (r[0] for r in rows))
             fresh = [r for r in rows if r[0] not in existing] if existing else rows
+            if fresh and not customers_checked:
+                refuse_unwritable(connection, {r[1] for r in fresh})
             result.skipped.extend(sorted(existing))
             form = self.row_format()
             if not driver_form:
@@ -278,6 +297,7 @@ class OrderService:
             raise NotFound(
                 f"customer {sorted(missing)[0]} not found; orders need an existing customer"
             )
+        refuse_unwritable(connection, customer_ids)
         rows = [tuple(getattr(o, c) for c in ORDER_COLUMNS) for o in fresh]
         new_ids = insert_rows(connection, t.orders, ORDER_COLUMNS, rows)
         line_rows = [

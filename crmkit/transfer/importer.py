@@ -53,12 +53,14 @@ def import_file(
     try:
         with _collector_paused():
             try:
-                validate(crm, converter, reader, result, sink, spool, skip_invalid, progress)
+                customers = validate(
+                    crm, converter, reader, result, sink, spool, skip_invalid, progress
+                )
             finally:
                 sink.close()
             if result.rejected and not skip_invalid:
                 return result
-            store(crm, kind, spool, result, batch_size, progress)
+            store(crm, kind, spool, result, batch_size, progress, customers)
     finally:
         spool.close()
     result.committed = True

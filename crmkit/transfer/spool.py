@@ -23,11 +23,20 @@ class Spool:
         self._file = tempfile.TemporaryFile(prefix="crmkit-import-")  # noqa: SIM115
         self.batches = 0
         self.size = 0
+        self.first_line = 0
+        self.last_line = 0
 
     def write(self, batch: list[Any], lines: Sequence[int]) -> None:
         if batch:
             pickle.dump((array("q", lines), batch), self._file, protocol=pickle.HIGHEST_PROTOCOL)
             self.batches += 1
+            self.first_line = self.first_line or lines[0]
+            self.last_line = lines[-1]
+
+    @property
+    def first_and_last_line(self) -> tuple[int, int]:
+        """The lines of the first and the last record spooled."""
+        return self.first_line, self.last_line
 
     @property
     def bytes_read(self) -> int:  # progress, as RecordReader.bytes_read

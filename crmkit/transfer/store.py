@@ -10,6 +10,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from crmkit.core import tables as t
 from crmkit.core.bulk import lock_inserts
 from crmkit.core.entities import Interaction
+from crmkit.core.orders import refuse_unwritable
 from crmkit.errors import CrmError, PluginError, ValidationError
 from crmkit.transfer.read import records
 from crmkit.transfer.results import ImportResult
@@ -39,6 +40,7 @@ def store(
     result: ImportResult,
     batch_size: int,
     progress: Any,
+    customers: set[int] | None = None,
 ) -> None:
     """Pass 2: store the spooled records in ONE transaction, one plugin event per ``batch_size``.
 
@@ -48,12 +50,20 @@ def store(
     which batch and lines failed and that nothing was stored. The first thing
     the transaction does is :func:`~crmkit.core.bulk.lock_inserts`, so two
     imports of the same file run one after the other and the second finds
-    the rows already present.
+    the rows already present. ``customers`` (the ids pass 1 resolved) are
+    checked once more inside the transaction: none may have been erased or
+    merged since (``crm.customers.require_writable``, once per import rather
+    than once per batch).
     """
     stored, present = result.stored, result.already_present
     try:
         with crm.transaction() as ctx:
             lock_inserts(ctx.connection, _TABLES[kind])
+            if customers:
+                try:
+                    refuse_unwritable(ctx.connection, customers)
+                except CrmError as exc:
+                    raise _BatchFailed(0, spool.first_and_last_line, exc) from exc
             _store_batches(crm, ctx, kind, spool, result, batch_size, progress)
     except _BatchFailed as failure:
         result.stored, result.already_present = stored, present
@@ -112,7 +122,7 @@ def _writer(crm: Any, kind: str) -> Callable[[list[Any]], tuple[int, int]]:
     if kind == "orders":
 
         def orders(batch: list[Any]) -> tuple[int, int]:
-            outcome = crm.orders.add_rows(batch, driver_form=True)
+            outcome = crm.orders.add_rows(batch, driver_form=True, customers_checked=True)
             return outcome.stored, len(outcome.skipped)
 
         return orders
@@ -162,8 +172,9 @@ def _restated(path: str, failure: _BatchFailed) -> CrmError:
     else:
         reason = str(cause).removesuffix(_PLUGIN_SUFFIX)
     first, last = failure.lines
+    what = f"batch {failure.number}" if failure.number else "the records"
     message = (
-        f"{path}: storing batch {failure.number} (lines {first}-{last}) failed: {reason}; "
+        f"{path}: storing {what} (lines {first}-{last}) failed: {reason}; "
         "nothing of this import was stored (an import is one transaction, now rolled back); "
         "fix the cause and import the file again"
     )

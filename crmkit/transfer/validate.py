@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from crmkit.core.personal import erased_or_merged
 from crmkit.transfer.convert import Converter
 from crmkit.transfer.duplicates import SeenKeys
 from crmkit.transfer.read import RecordReader, records
@@ -27,8 +28,12 @@ def validate(
     spool: Spool,
     skip_invalid: bool,
     progress: Any,
-) -> None:
-    """Pass 1: convert and check every record; spool the good ones, ready to store."""
+) -> set[int]:
+    """Pass 1: convert and check every record; spool the good ones, ready to store.
+
+    Returns the ids of the customers the good records refer to (checked writable here;
+    the storing transaction checks them once more, see :func:`~crmkit.transfer.store.store`).
+    """
     pending = _Pending(crm, converter, result, sink, spool, skip_invalid)
     # the loop runs once per record: the lists and the flush are plain local names here
     values, origins, problems = pending.values, pending.origins, pending.problems
@@ -60,6 +65,7 @@ def validate(
         flush()
     finally:
         pending.close()
+    return set(pending.customers.values())
 
 
 class _Pending:
@@ -83,6 +89,7 @@ class _Pending:
         self.skip_invalid = skip_invalid
         self.seen = SeenKeys()
         self.customers: dict[str, int] = {}  # customer external id -> id, resolved so far
+        self.refused: dict[str, str] = {}  # customer external id -> why it takes no new data
         # converted records wait here until their customers are looked up a batch at a time
         self.values: list[Any] = []
         self.origins: list[tuple[int, Any]] = []  # (line, record) of each value, for rejects
@@ -143,23 +150,33 @@ class _Pending:
         self, good: list[Any], where: list[tuple[int, Any]], ref_of: Callable[[Any], str]
     ) -> tuple[list[Any], list[tuple[int, Any]]]:
         """``good`` with their customers' ids (and their origins); those whose customer is not
-        stored become problems."""
-        customers = self.customers
-        unknown = set(map(ref_of, good)).difference(customers)
+        stored, or was erased or merged into another (``crm.customers.require_writable``),
+        become problems."""
+        customers, refused = self.customers, self.refused
+        refs = set(map(ref_of, good))
+        unknown = refs.difference(customers).difference(refused)
         if unknown:
-            customers.update(self.crm.customers.ids_by_external_id(unknown))
-            if missing := unknown.difference(customers):
-                found, found_where = [], []
-                for value, origin in zip(good, where, strict=True):
-                    ref = ref_of(value)
-                    if ref in missing:
-                        line, record = origin
-                        reason = f"no customer has external_id {ref!r}"
-                        self.problems.append((line, Problem(line, "customer", reason), record))
+            found = self.crm.customers.ids_by_external_id(unknown)
+            if found:
+                with self.crm.reading() as connection:
+                    reasons = erased_or_merged(connection, found.values())
+                for ref, customer_id in found.items():
+                    if customer_id in reasons:
+                        refused[ref] = reasons[customer_id]
                     else:
-                        found.append(value)
-                        found_where.append(origin)
-                good, where = found, found_where
+                        customers[ref] = customer_id
+        if not refs.issubset(customers):
+            kept, kept_where = [], []
+            for value, origin in zip(good, where, strict=True):
+                ref = ref_of(value)
+                if ref in customers:
+                    kept.append(value)
+                    kept_where.append(origin)
+                    continue
+                line, record = origin
+                reason = refused.get(ref) or f"no customer has external_id {ref!r}"
+                self.problems.append((line, Problem(line, "customer", reason), record))
+            good, where = kept, kept_where
         return self.converter.resolved(good, customers), where
 
     def _reject(self) -> None:
