@@ -15,7 +15,7 @@ import attrs
 from sqlalchemy import func, null, select
 
 import crmkit.plugin as ck
-from crmkit.plugin import Order, StoredOrders, to_decimal
+from crmkit.plugin import Order, StoredOrders
 from crmkit_loyalty import setbased
 from crmkit_loyalty import tables as t
 from crmkit_loyalty.ledger import CHUNK, end_of_day, post
@@ -23,7 +23,7 @@ from crmkit_loyalty.membership import enrol_rows
 from crmkit_loyalty.program import Program
 from crmkit_loyalty.records import LedgerEntry, TierChange, entry_from_row
 from crmkit_loyalty.rules import FixedBonusRule, MemberView
-from crmkit_loyalty.tiers import apply_tier_changes, upgrades
+from crmkit_loyalty.tiers import Qualifying, apply_tier_changes
 
 if TYPE_CHECKING:
     from crmkit.plugin import HookContext
@@ -114,44 +114,45 @@ def earn_set_based(
     o, m = ck.orders.c, t.members.c
     in_batch = setbased.batch_filter(o.id, batch)
     if prog.auto_enrol:
+        # a customer's first paid order (the first stored) makes them a member, as of then
         member = select(m.id).where(m.program_id == program_id, m.customer_id == o.customer_id)
+        firsts = (
+            select(func.min(o.id))
+            .where(in_batch, o.status == "paid", ~member.exists())
+            .group_by(o.customer_id)
+        )
         first = dict(
-            connection.execute(
-                select(o.customer_id, func.min(o.occurred_at))
-                .where(in_batch, o.status == "paid", ~member.exists())
-                .group_by(o.customer_id)
-            ).all()
+            connection.execute(select(o.customer_id, o.occurred_at).where(o.id.in_(firsts))).all()
         )
         if first:
             enrol_rows(lc, ctx, program_id, prog, sorted(first), {}, first)
     if not setbased.fill(connection, program_id, prog, plan, in_batch):
         return [], []
     # members with points to claw back, or a referral bonus on this first order, earn
-    # order by order (before the set-based rows, so those are the rows after `before`)
-    slow = setbased.take_sequential(connection, plan)
+    # order by order (before the set-based rows, so those are the rows after `before`);
+    # then, with a points measure, those whose tier moves up within the batch
     entries: list[LedgerEntry] = []
     changes: list[TierChange] = []
-    if slow:
-        slow_orders = [order for order in paid() if order.customer_id in slow]
-        entries, changes = earn_rows(lc, ctx, program_id, prog, slow_orders, replay=False)
+    for step in ("sequential", "rising"):
+        if step == "sequential":
+            slow = setbased.take_sequential(connection, plan)
+        elif prog.tiers and prog.measure == "points":
+            slow = setbased.take(connection, plan, setbased.rising(connection, prog, plan))
+        else:
+            break
+        if slow:
+            slow_orders = [order for order in paid() if order.customer_id in slow]
+            more, moved = earn_rows(lc, ctx, program_id, prog, slow_orders, replay=False)
+            entries += more
+            changes += moved
     before = connection.scalar(select(func.max(t.ledger.c.id))) or 0
     setbased.write_ledger(connection, program_id, plan, ctx.now)
     if lc.listened("crmkit_loyalty_after_points_earned"):
         ledger_batch = setbased.batch_filter(t.ledger.c.order_id, batch)
         for row in setbased.new_entries(connection, program_id, before, ledger_batch):
             entries.append(entry_from_row(row, prog.name))
-    if prog.tiers:
-        for member_id, customer_id, tier, end, total in setbased.upgrade_candidates(
-            connection, prog, plan
-        ):
-            measure = to_decimal(total or 0)
-            new = prog.tier_for(measure)
-            if prog.rank(new) > prog.rank(tier):
-                changes.append(
-                    TierChange(
-                        member_id, customer_id, prog.name, tier, new, end, "upgrade", measure
-                    )
-                )
+    if prog.tiers and prog.measure != "points":
+        changes += setbased.upgrades(connection, prog, plan)
     return entries, changes  # the scratch rows stay until the next batch empties them
 
 
@@ -165,23 +166,23 @@ def earn_rows(
     replay: bool,
 ) -> tuple[list[LedgerEntry], list[TierChange]]:
     """Earn order by order in Python (any rule type, order lines, claw-backs, referrals)."""
+    connection = ctx.connection
     rows = _locked_members(lc, ctx, program_id, prog, paid)
     if not rows:
         return [], []
     if replay:
-        paid = _not_earned_yet(ctx.connection, program_id, paid, rows)
-    walk = _walk_orders(prog, paid, rows)
-    customers = {r.id: cid for cid, r in rows.items()}
+        paid = _not_earned_yet(connection, program_id, paid, rows)
+    paid = sorted((o for o in paid if o.customer_id in rows), key=lambda o: o.id)
     referral = prog.fixed("referral")
-    if referral and walk.first_orders:
-        walk.ledger += _referral_rows(
-            ctx.connection, program_id, prog, referral, walk.first_orders, customers
-        )
-    extra = {rows[cid].id: st for cid, st in walk.state.items() if cid in walk.last_time}
+    referrers = _referrers(connection, program_id, rows) if referral else {}
+    qualifying = Qualifying(connection, prog, rows, paid) if prog.tiers else None
+    walk = _walk_orders(prog, paid, rows, referrers, qualifying)
+    customers = {r.id: cid for cid, r in rows.items()}
+    customers.update({r.id: r.customer_id for r in referrers.values()})
+    extra = {rows[cid].id: walk.state[cid] for cid in walk.walked}
     listened = lc.listened("crmkit_loyalty_after_points_earned")
     entries = post(ctx, program_id, prog, walk.ledger, customers, extra, entries=listened)
-    changes = upgrades(ctx, program_id, prog, rows, walk.last_time) if prog.tiers else []
-    return entries, changes
+    return entries, walk.changes
 
 
 def _locked_members(
@@ -210,14 +211,15 @@ def _locked_members(
 
 
 def _first_order_times(paid: list[Order], members: Mapping[int, Any]) -> dict[int, dt.datetime]:
-    """customer id -> the time of their first order in ``paid``, for customers not members."""
-    first_order: dict[int, dt.datetime] = {}
+    """customer id -> the time of their first order in ``paid`` (the first stored: the
+    lowest id), for customers not members."""
+    first_order: dict[int, Order] = {}
     for o in paid:
         if o.customer_id not in members:
             seen = first_order.get(o.customer_id)
-            if seen is None or o.occurred_at < seen:
-                first_order[o.customer_id] = o.occurred_at
-    return first_order
+            if seen is None or o.id < seen.id:
+                first_order[o.customer_id] = o
+    return {cid: o.occurred_at for cid, o in first_order.items()}
 
 
 def _not_earned_yet(
@@ -237,129 +239,156 @@ def _not_earned_yet(
     return [o for o in paid if o.id not in done]
 
 
-@attrs.define
-class _Walk:
-    """What walking the paid orders in time order found."""
-
-    #: the ledger rows to post: each order's earn rows, then its claw-back row if any
-    ledger: list[dict[str, Any]]
-    #: customer id -> the member's ``orders_count`` and ``clawback_due`` after the walk
-    state: dict[int, dict[str, int]]
-    #: (member row, order): referred members' first earning order
-    first_orders: list[tuple[Any, Order]]
-    #: customer id -> the time of the member's last order walked
-    last_time: dict[int, dt.datetime]
-
-
-def _walk_orders(prog: Program, paid: list[Order], rows: Mapping[int, Any]) -> _Walk:
-    """Each member's orders through the program's rules, in time order (order counts and
-    claw-backs carry from one order to the next)."""
-    state = {
-        cid: {"orders_count": r.orders_count, "clawback_due": int(r.clawback_due)}
-        for cid, r in rows.items()
-    }
-    walk = _Walk([], state, [], {})
-    append, last_time = walk.ledger.append, walk.last_time
-    order_points, expires_at = prog.order_points, prog.expires_at
-    for order in sorted(paid, key=lambda o: (o.occurred_at, o.id)):
-        cid = order.customer_id
-        row = rows.get(cid)
-        if row is None:
-            continue
-        st = state[cid]
-        count = st["orders_count"]
-        view = MemberView(row.id, cid, row.tier, count, row.enrolled_at)
-        earned = order_points(order, view)
-        st["orders_count"] = count + 1
-        if count == 0 and row.referred_by is not None:
-            walk.first_orders.append((row, order))
-        when = order.occurred_at
-        last_time[cid] = when
-        expires = expires_at(when)
-        total = 0
-        for rule, points in earned:
-            total += points
-            append(
-                {
-                    "member_id": row.id,
-                    "kind": "earn",
-                    "points": points,
-                    "occurred_at": when,
-                    "expires_at": expires,
-                    "order_id": order.id,
-                    "rule": rule,  # (order, kind, member, rule) is unique: earned once
-                }
-            )
-        if st["clawback_due"] and total:
-            take = min(total, st["clawback_due"])
-            st["clawback_due"] -= take
-            append(
-                {
-                    "member_id": row.id,
-                    "kind": "reverse",
-                    "points": -take,
-                    "occurred_at": order.occurred_at,
-                    "expires_at": expires,
-                    "order_id": order.id,
-                    "rule": "clawback",
-                    "reason": "claw back of points spent before their order was refunded",
-                }
-            )
-    return walk
-
-
-def _referral_rows(
-    connection: Any,
-    program_id: int,
-    prog: Program,
-    referral: FixedBonusRule,
-    first_orders: list[tuple[Any, Order]],
-    customers: dict[int, int],
-) -> list[dict[str, Any]]:
-    """The referral bonuses referred members' first orders earn: the referrer's (adding
-    them to ``customers``, member id -> customer id) and the referred member's."""
-    referrers = {
+def _referrers(connection: Any, program_id: int, rows: Mapping[int, Any]) -> dict[int, Any]:
+    """customer id -> member row of the referrers of members yet to earn their first order."""
+    wanted = {r.referred_by for r in rows.values() if r.orders_count == 0 and r.referred_by}
+    if not wanted:
+        return {}
+    return {
         r.customer_id: r
         for r in connection.execute(
-            select(t.members).where(
-                t.members.c.program_id == program_id,
-                t.members.c.customer_id.in_({row.referred_by for row, _ in first_orders}),
+            select(t.members.c.id, t.members.c.customer_id).where(
+                t.members.c.program_id == program_id, t.members.c.customer_id.in_(sorted(wanted))
             )
         )
     }
+
+
+@attrs.define
+class _Walk:
+    """What walking the paid orders in the order they were stored found."""
+
+    #: the ledger rows to post: each order's earn rows, its claw-back and referral rows
+    ledger: list[dict[str, Any]]
+    #: customer id -> the member's ``orders_count``, ``clawback_due`` and tier in the walk
+    state: dict[int, dict[str, Any]]
+    #: the customers whose orders were walked
+    walked: set[int] = attrs.field(factory=set)
+    #: the upgrades the orders triggered, in order
+    changes: list[TierChange] = attrs.field(factory=list)
+
+
+def _walk_orders(
+    prog: Program,
+    paid: list[Order],
+    rows: Mapping[int, Any],
+    referrers: Mapping[int, Any],
+    qualifying: Qualifying | None,
+) -> _Walk:
+    """Each member's orders through the program's rules, one at a time in the order they
+    were stored (``paid`` is sorted by id): order counts, claw-backs and the tier carry
+    from one order to the next; an order whose measure meets a higher tier moves the
+    member up from the next order on."""
+    state = {
+        cid: {"orders_count": r.orders_count, "clawback_due": int(r.clawback_due), "tier": r.tier}
+        for cid, r in rows.items()
+    }
+    walk = _Walk([], state)
+    top = prog.tiers[-1].name if prog.tiers else None
+    for order in paid:
+        cid = order.customer_id
+        row, st = rows[cid], state[cid]
+        walk.walked.add(cid)
+        added = _earn_one(prog, order, row, st, referrers)
+        walk.ledger += added
+        if qualifying is None:
+            continue
+        for entry in added:  # the referrer's bonus counts for the referrer
+            qualifying.add(entry["member_id"], entry["occurred_at"], entry["points"])
+        if st["tier"] == top:
+            continue
+        measure = qualifying.measure(row.id, order)
+        new = prog.tier_for(measure)
+        if prog.rank(new) > prog.rank(st["tier"]):
+            walk.changes.append(
+                TierChange(
+                    row.id, cid, prog.name, st["tier"], new, order.occurred_at, "upgrade", measure
+                )
+            )
+            st["tier"] = new
+    return walk
+
+
+def _earn_one(
+    prog: Program, order: Order, row: Any, st: dict[str, Any], referrers: Mapping[int, Any]
+) -> list[dict[str, Any]]:
+    """The ledger rows one order writes (its rules, a claw-back, referral bonuses); moves
+    the member's order count and claw-back due in ``st``."""
+    count = st["orders_count"]
+    view = MemberView(row.id, order.customer_id, st["tier"], count, row.enrolled_at)
+    earned = prog.order_points(order, view)
+    st["orders_count"] = count + 1
+    when = order.occurred_at
+    expires = prog.expires_at(when)
+    out = [
+        {
+            "member_id": row.id,
+            "kind": "earn",
+            "points": points,
+            "occurred_at": when,
+            "expires_at": expires,
+            "order_id": order.id,
+            "rule": rule,  # (order, kind, member, rule) is unique: earned once
+        }
+        for rule, points in earned
+    ]
+    total = sum(points for _, points in earned)
+    if st["clawback_due"] and total:
+        take = min(total, st["clawback_due"])
+        st["clawback_due"] -= take
+        out.append(
+            {
+                "member_id": row.id,
+                "kind": "reverse",
+                "points": -take,
+                "occurred_at": when,
+                "expires_at": expires,
+                "order_id": order.id,
+                "rule": "clawback",
+                "reason": "claw back of points spent before their order was refunded",
+            }
+        )
+    referral = prog.fixed("referral")
+    if count == 0 and row.referred_by is not None and referral is not None:
+        out += _referral_rows(prog, referral, order, row, referrers.get(row.referred_by))
+    return out
+
+
+def _referral_rows(
+    prog: Program, referral: FixedBonusRule, order: Order, row: Any, referrer: Any
+) -> list[dict[str, Any]]:
+    """The referral bonuses a referred member's first order earns: the referrer's (if a
+    member) and the referred member's."""
+    expires = prog.expires_at(order.occurred_at)
     out: list[dict[str, Any]] = []
-    for row, order in first_orders:
-        referrer = referrers.get(row.referred_by)
-        expires = prog.expires_at(order.occurred_at)
-        if referrer is not None and referral.points:
-            customers[referrer.id] = referrer.customer_id
-            out.append(
-                {
-                    "member_id": referrer.id,
-                    "kind": "earn",
-                    "points": referral.points,
-                    "occurred_at": order.occurred_at,
-                    "expires_at": expires,
-                    "order_id": order.id,
-                    "rule": referral.name,
-                    "reason": f"referred customer {row.customer_id} paid a first order",
-                    "idem_key": f"referral:{row.id}",
-                }
-            )
-        if referral.referee_points:
-            out.append(
-                {
-                    "member_id": row.id,
-                    "kind": "earn",
-                    "points": referral.referee_points,
-                    "occurred_at": order.occurred_at,
-                    "expires_at": expires,
-                    "order_id": order.id,
-                    "rule": referral.name,
-                    "reason": f"referred by customer {row.referred_by}",
-                    "idem_key": f"referred:{row.id}",
-                }
-            )
+    if referrer is not None and referral.points:
+        out.append(
+            {
+                "member_id": referrer.id,
+                "kind": "earn",
+                "points": referral.points,
+                "occurred_at": order.occurred_at,
+                "expires_at": expires,
+                "order_id": order.id,
+                "rule": referral.name,
+                "reason": f"referred customer {row.customer_id} paid a first order",
+                "idem_key": f"referral:{row.id}",
+            }
+        )
+    if referral.referee_points:
+        out.append(
+            {
+                "member_id": row.id,
+                "kind": "earn",
+                "points": referral.referee_points,
+                "occurred_at": order.occurred_at,
+                "expires_at": expires,
+                "order_id": order.id,
+                "rule": referral.name,
+                "reason": f"referred by customer {row.referred_by}",
+                "idem_key": f"referred:{row.id}",
+            }
+        )
     return out
 
 

@@ -29,6 +29,7 @@ import datetime as dt
 import decimal
 import zoneinfo
 from collections.abc import Sequence
+from decimal import Decimal
 from fractions import Fraction
 from types import SimpleNamespace
 from typing import Any
@@ -45,6 +46,7 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    null,
     or_,
     select,
     text,
@@ -59,6 +61,7 @@ import crmkit.plugin as ck
 from crmkit.plugin import Order, UTCDateTime, to_decimal
 from crmkit_loyalty import tables as t
 from crmkit_loyalty.program import Program
+from crmkit_loyalty.records import TierChange
 from crmkit_loyalty.rules import CampaignRule, NthOrderRule, SpendRule
 
 #: money is stored with at most 4 decimals: amounts become integers of 1/10,000
@@ -301,6 +304,78 @@ def batch_filter(column: Any, ids: Sequence[int]) -> ColumnElement[bool]:
     return or_(*(column.between(low, high) for low, high in runs))
 
 
+def _ladder(prog: Program) -> list[tuple[int, str, int]]:
+    """``[(rank, tier, threshold in measure units), ...]`` from the top tier down: spend in
+    1/10,000 (amounts have at most 4 decimals), orders and points whole; a measure meets
+    a threshold when its units reach the threshold's units rounded up."""
+    scale = SCALE if prog.measure == "spend" else 1
+    out = []
+    for rank, tier in reversed(list(enumerate(prog.tiers))):
+        bar = Fraction(tier.threshold) * scale
+        out.append((rank, tier.name, -(-bar.numerator // bar.denominator)))
+    return out
+
+
+def _rank_of(prog: Program, tier: Any) -> ColumnElement[Any]:
+    """A tier name's rank on the ladder (-1: outside it, or none) in SQL."""
+    ranks = {t_.name: i for i, t_ in enumerate(prog.tiers)}
+    return case(ranks, value=tier, else_=-1) if ranks else literal(-1, Integer)
+
+
+def _tier_of_rank(prog: Program, rank: Any, otherwise: Any) -> ColumnElement[Any]:
+    return case({i: t_.name for i, t_ in enumerate(prog.tiers)}, value=rank, else_=otherwise)
+
+
+def _spend_measure(prog: Program, paid: Any, dialect: str) -> ColumnElement[Any]:
+    """The qualifying measure (spend in 1/10,000 or an order count) after each order: the
+    customer's paid orders stored up to it (ids up to its id) in the window ending at it."""
+    q = ck.orders.alias("qualifying")
+    if prog.measure == "spend":
+        if dialect == "sqlite":  # exact integers: SQLite sums NUMERIC as floating point
+            value: Any = func.sum(_units(q.c.amount, dialect))
+        else:
+            value = cast(func.sum(q.c.amount) * SCALE, BigInteger)
+    else:
+        value = func.count()
+    return (
+        select(value)
+        .where(
+            q.c.customer_id == paid.c.customer_id,
+            q.c.occurred_at > add_months(paid.c.occurred_at, -prog.window_months, dialect),
+            q.c.occurred_at <= paid.c.occurred_at,
+            q.c.status == "paid",
+            q.c.id <= paid.c.id,
+        )
+        .scalar_subquery()
+    )
+
+
+def _with_tiers(prog: Program, locked: Any) -> Any:
+    """``locked`` with the tier each order earns with and the upgrade it triggers.
+
+    The tier an order earns with is the highest of the member's tier before the
+    batch and the tiers the measures after the member's earlier orders of the batch
+    met (a running maximum); an order whose measure meets a tier above that moves
+    the member up (``upgrade_to``), from the next order on.
+    """
+    ladder = _ladder(prog)
+    met = case(
+        (locked.c.measure.is_(None), None),
+        *((locked.c.measure >= bar, rank) for rank, _, bar in ladder[:-1]),
+        else_=0,
+    )
+    before = func.max(met).over(
+        partition_by=locked.c.member_id, order_by=locked.c.id, rows=(None, -1)
+    )
+    ranked = select(locked, met.label("met"), before.label("before")).subquery()
+    used = case((ranked.c.before > ranked.c.rank0, ranked.c.before), else_=ranked.c.rank0)
+    return select(
+        ranked,
+        _tier_of_rank(prog, used, ranked.c.tier0).label("tier"),
+        case((ranked.c.met > used, _tier_of_rank(prog, ranked.c.met, None))).label("upgrade_to"),
+    ).subquery()
+
+
 def fill(
     connection: Any,
     program_id: int,
@@ -309,7 +384,8 @@ def fill(
     in_batch: ColumnElement[bool],
 ) -> int:
     """Put the batch's paid orders of members, with each rule's points, into the scratch
-    table (:attr:`Plan.scratch`)."""
+    table (:attr:`Plan.scratch`); with a spend or orders measure also the tier each
+    order earns with and the upgrades (see :func:`_with_tiers`)."""
     b, o, m = p.scratch, ck.orders, t.members
     dialect = connection.dialect.name
     connection.execute(CreateTable(b, if_not_exists=True))
@@ -320,11 +396,13 @@ def fill(
         connection.execute(text("SET LOCAL work_mem = '64MB'"))
     else:
         connection.execute(delete(b))  # SQLite truncates a table deleted without WHERE
-    # each order's number among the customer's paid orders of the batch, in time order
-    # (only the nth-order rules need it; sorting these narrow rows is the cheap place)
+    tiered = bool(prog.tiers) and prog.measure != "points"
+    # each order's number among the customer's paid orders of the batch, in the order they
+    # were stored (the nth-order rules need it); numbering sorts the batch by customer, so
+    # the member look-ups and the measures' index ranges below are read in index order
     rank: Any = (
-        func.row_number().over(partition_by=o.c.customer_id, order_by=(o.c.occurred_at, o.c.id))
-        if p.nth
+        func.row_number().over(partition_by=o.c.customer_id, order_by=o.c.id)
+        if p.nth or tiered
         else literal(0, Integer)
     )
     paid = (
@@ -337,31 +415,20 @@ def fill(
     sequential = [m.c.clawback_due > 0]
     if prog.fixed("referral"):
         sequential.append(and_(m.c.orders_count == 0, m.c.referred_by.is_not(None)))
-    expires: Any = (
-        add_months(paid.c.occurred_at, prog.expiry_months, dialect)
-        if prog.expiry_months
-        else literal(None, UTCDateTime)
-    )
-    # the rules' points from the order and its member row, computed here once: the
-    # ledger rows and the balance update read them
-    inputs = SimpleNamespace(
-        units=_units(paid.c.amount, dialect),
-        channel=paid.c.channel,
-        tier=m.c.tier,
-        occurred_at=paid.c.occurred_at,
-        seq=m.c.orders_count + paid.c.n,
-    )
-    points = [expression for _, expression in rule_points(p, SimpleNamespace(c=inputs))]
-    source = (
+    measure: Any = cast(null(), BigInteger)
+    if tiered:  # members at the top tier need no measure
+        measure = case(
+            (m.c.tier == prog.tiers[-1].name, None), else_=_spend_measure(prog, paid, dialect)
+        )
+    locked = (
         select(
-            paid.c.id,
-            m.c.id,
-            paid.c.customer_id,
-            paid.c.occurred_at,
-            expires,
-            m.c.tier,
-            or_(*sequential),
-            *points,
+            paid,
+            m.c.id.label("member_id"),
+            m.c.tier.label("tier0"),
+            _rank_of(prog, m.c.tier).label("rank0"),
+            m.c.orders_count.label("count0"),
+            or_(*sequential).label("sequential"),
+            measure.label("measure"),
         )
         .select_from(paid)
         # "+ 0": without statistics SQLite would walk every member and probe the batch by
@@ -371,21 +438,65 @@ def fill(
         # order counts and tiers hold until the batch commits
         .with_for_update(of=m)
     )
+    if tiered:
+        # materialized: each order's measure is summed once (SQLite would otherwise inline
+        # the correlated sum into every expression reading it)
+        rows = _with_tiers(prog, locked.cte("locked").prefix_with("MATERIALIZED"))
+    else:
+        locked = locked.subquery()
+        rows = select(
+            locked,
+            locked.c.tier0.label("tier"),
+            cast(null(), String(100)).label("upgrade_to"),
+        ).subquery()
+    # the rules' points from the order and the tier it earns with, computed here once: the
+    # ledger rows and the balance update read them
+    points = [expression for _, expression in rule_points(p, _inputs(rows, dialect))]
+    expires: Any = (
+        add_months(rows.c.occurred_at, prog.expiry_months, dialect)
+        if prog.expiry_months
+        else literal(None, UTCDateTime)
+    )
+    source = select(
+        rows.c.id, rows.c.member_id, rows.c.customer_id, rows.c.occurred_at, expires,
+        rows.c.tier, rows.c.sequential, rows.c.measure, rows.c.upgrade_to, *points,
+    )  # fmt: skip
     columns = [
-        "order_id", "member_id", "customer_id", "occurred_at", "expires_at", "tier", "sequential",
-        *(f"points_{i}" for i in range(len(points))),
+        "order_id", "member_id", "customer_id", "occurred_at", "expires_at", "tier",
+        "sequential", "measure", "upgrade_to", *(f"points_{i}" for i in range(len(points))),
     ]  # fmt: skip
     return connection.execute(insert(b).from_select(columns, source)).rowcount
+
+
+def _inputs(rows: Any, dialect: str) -> SimpleNamespace:
+    return SimpleNamespace(
+        c=SimpleNamespace(
+            units=_units(rows.c.amount, dialect),
+            channel=rows.c.channel,
+            tier=rows.c.tier,
+            occurred_at=rows.c.occurred_at,
+            seq=rows.c.count0 + rows.c.n,
+        )
+    )
 
 
 def take_sequential(connection: Any, p: Plan) -> set[int]:
     """Remove the members who must earn order by order from the scratch table; their
     customer ids (see :func:`fill`)."""
     b = p.scratch
-    found = set(connection.scalars(select(b.c.customer_id).where(b.c.sequential).distinct()))
-    if found:
-        connection.execute(delete(b).where(b.c.customer_id.in_(sorted(found))))
-    return found
+    return take(
+        connection,
+        p,
+        set(connection.scalars(select(b.c.customer_id).where(b.c.sequential).distinct())),
+    )
+
+
+def take(connection: Any, p: Plan, customers: set[int]) -> set[int]:
+    """Remove these customers' orders from the scratch table (they earn order by order)."""
+    if customers:
+        b = p.scratch
+        connection.execute(delete(b).where(b.c.customer_id.in_(sorted(customers))))
+    return customers
 
 
 def write_ledger(connection: Any, program_id: int, p: Plan, now: dt.datetime) -> None:
@@ -430,57 +541,80 @@ def write_ledger(connection: Any, program_id: int, p: Plan, now: dt.datetime) ->
     )
 
 
-def upgrade_candidates(connection: Any, prog: Program, p: Plan) -> list[Any]:
-    """Members of the batch whose measure over the window ending at their last order in it
-    may meet a higher tier: rows (member_id, customer_id, tier, end, measure)."""
+def upgrades(connection: Any, prog: Program, p: Plan) -> list[TierChange]:
+    """The upgrades the batch's orders triggered (spend or orders measure), in order."""
     b = p.scratch
-    top = prog.tiers[-1].name
-    ends = (
-        select(
-            b.c.member_id,
-            b.c.customer_id,
-            b.c.tier,
-            func.max(b.c.occurred_at).label("hi"),
-        )
-        .where(or_(b.c.tier.is_(None), b.c.tier != top))
-        .group_by(b.c.member_id, b.c.customer_id, b.c.tier)
+    scale = SCALE if prog.measure == "spend" else 1
+    rows = connection.execute(
+        select(b.c.member_id, b.c.customer_id, b.c.tier, b.c.upgrade_to, b.c.occurred_at,
+               b.c.measure)
+        .where(b.c.upgrade_to.is_not(None))
+        .order_by(b.c.order_id)
+    )  # fmt: skip
+    return [
+        TierChange(
+            r.member_id,
+            r.customer_id,
+            prog.name,
+            r.tier,
+            r.upgrade_to,
+            r.occurred_at,
+            "upgrade",
+            Decimal(int(r.measure)) / scale,
+        )  # fmt: skip
+        for r in rows
+    ]
+
+
+def rising(connection: Any, prog: Program, p: Plan) -> set[int]:
+    """Points measure: the customers of the batch whose measure after one of its orders
+    meets a tier above theirs, with every order earning at their tier before the batch.
+
+    The others' tier holds through the batch, so the points in the scratch table are
+    exact for them; these earn order by order (an upgrade changes what later orders
+    earn, which changes the measure after them). The measure after an order: the
+    member's ledger (earned and reversed points) in the window ending at the order, but
+    not rows caused by orders stored after it, and the batch's points up to it.
+    """
+    b, ledger = p.scratch, t.ledger
+    dialect = connection.dialect.name
+    ladder = {rank: bar for rank, _, bar in _ladder(prog)}
+    top = len(prog.tiers) - 1
+    later = b.alias("earlier")
+    total: Any = literal(0, BigInteger)
+    for i in range(len(p.rule_names)):
+        total = total + later.c[f"points_{i}"]
+    rank0 = _rank_of(prog, b.c.tier)
+    lo = add_months(b.c.occurred_at, -prog.window_months, dialect)
+    batch = (
+        select(b.c.customer_id, b.c.member_id, b.c.order_id, b.c.occurred_at,
+               rank0.label("rank0"), func.sum(total).label("batch"))
+        .select_from(b)
+        .join(later, and_(later.c.member_id == b.c.member_id, later.c.order_id <= b.c.order_id,
+                          later.c.occurred_at > lo, later.c.occurred_at <= b.c.occurred_at))
+        .where(or_(b.c.tier.is_(None), b.c.tier != prog.tiers[-1].name))
+        .group_by(b.c.customer_id, b.c.member_id, b.c.order_id, b.c.occurred_at, b.c.tier)
         .subquery()
-    )
-    lo = add_months(ends.c.hi, -prog.window_months, connection.dialect.name)
-    if prog.measure == "points":
-        table, key = t.ledger, t.ledger.c.member_id == ends.c.member_id
-        value: Any = func.sum(t.ledger.c.points)
-        where = t.ledger.c.kind.in_(("earn", "reverse"))
-    else:
-        table, key = ck.orders, ck.orders.c.customer_id == ends.c.customer_id
-        amount = func.sum(ck.orders.c.amount, type_=NullType())
-        value = amount if prog.measure == "spend" else func.count()
-        where = ck.orders.c.status == "paid"
-    # one correlated sum per member (an index range each): no sort of the joined rows
-    total = (
-        select(value)
-        .where(key, table.c.occurred_at > lo, table.c.occurred_at <= ends.c.hi, where)
+    )  # fmt: skip
+    before = (
+        select(func.coalesce(func.sum(ledger.c.points), 0))
+        .where(
+            ledger.c.member_id == batch.c.member_id,
+            ledger.c.kind.in_(("earn", "reverse")),
+            ledger.c.occurred_at > add_months(batch.c.occurred_at, -prog.window_months, dialect),
+            ledger.c.occurred_at <= batch.c.occurred_at,
+            or_(ledger.c.order_id.is_(None), ledger.c.order_id <= batch.c.order_id),
+        )
         .scalar_subquery()
     )
-    # materialized: the filter below must not evaluate the sums a second time
-    measured = (
-        select(ends.c.member_id, ends.c.customer_id, ends.c.tier, ends.c.hi, total.label("total"))
-        .cte("measured")
-        .prefix_with("MATERIALIZED")
+    # the threshold of the next tier up from the member's (outside the ladder: any measure)
+    bar = case(
+        *((batch.c.rank0 == rank - 1, ladder[rank]) for rank in range(1, top + 1)),
+        else_=None,
     )
-    # only members whose measure reaches the next tier up from theirs (less a cent: SQLite
-    # sums money as floating point; Python decides exactly); a member outside the ladder
-    # moves to its base tier whatever the measure
-    bars = {
-        tier.name: float(above.threshold) - 0.01
-        for tier, above in zip(prog.tiers, prog.tiers[1:], strict=False)
-    }
-    outside = or_(
-        measured.c.tier.is_(None), measured.c.tier.not_in([tier.name for tier in prog.tiers])
-    )
-    bar = case(bars, value=measured.c.tier) if bars else literal(None)
-    query = select(measured).where(or_(outside, measured.c.total >= bar))
-    return list(connection.execute(query))
+    outside = batch.c.rank0 < 0
+    query = select(batch.c.customer_id).where(or_(outside, before + batch.c.batch >= bar))
+    return set(connection.scalars(query.distinct()))
 
 
 def new_entries(

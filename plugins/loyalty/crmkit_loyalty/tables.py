@@ -134,18 +134,6 @@ tier_changes = Table(
     Index("ix_loyalty_tier_changes_member_id", "member_id"),
 )
 
-#: A per-connection scratch table (not in crmkit's metadata, no migration): the
-#: qualifying windows of the members of one earning batch, joined in SQL.
-windows = Table(
-    "loyalty_tmp_windows",
-    MetaData(),
-    Column("id", Integer, primary_key=True),  # for crmkit.plugin.insert_many
-    Column("key", Integer, nullable=False),
-    Column("lo", UTCDateTime, nullable=False),
-    Column("hi", UTCDateTime, nullable=False),
-    prefixes=["TEMPORARY"],
-)
-
 
 @functools.cache
 def batch_orders(rules: int) -> Table:
@@ -160,8 +148,12 @@ def batch_orders(rules: int) -> Table:
         Column("customer_id", Integer, nullable=False),
         Column("occurred_at", UTCDateTime, nullable=False),
         Column("expires_at", UTCDateTime),
-        Column("tier", String(100)),  # the member's tier before the batch
+        Column("tier", String(100)),  # the tier the order earns with
         Column("sequential", Boolean, nullable=False),  # the member earns order by order
+        # spend or orders measure: the qualifying measure after the order (spend in
+        # 1/10,000) and the tier it moves the member up to, if any
+        Column("measure", BigInteger),
+        Column("upgrade_to", String(100)),
         *(Column(f"points_{i}", BigInteger, nullable=False) for i in range(rules)),
         prefixes=["TEMPORARY"],
     )

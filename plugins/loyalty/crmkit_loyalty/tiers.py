@@ -5,15 +5,14 @@ Functions named like a LoyaltyService method are its bodies; their docstrings ar
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, delete, func, select, update
-from sqlalchemy.schema import CreateTable
-from sqlalchemy.types import NullType
+from sqlalchemy import Integer, and_, func, literal, select, update
 
 import crmkit.plugin as ck
 from crmkit.plugin import insert_many, to_decimal
@@ -29,84 +28,79 @@ if TYPE_CHECKING:
     from crmkit_loyalty.context import LoyaltyContext
 
 
-def upgrades(
-    ctx: HookContext,
-    program_id: int,
-    prog: Program,
-    rows: Mapping[int, Any],
-    last_time: Mapping[int, dt.datetime],
-) -> list[TierChange]:
-    """Members whose qualifying measure now meets a higher tier's threshold."""
-    top = prog.tiers[-1].name
-    ends = {cid: when for cid, when in last_time.items() if rows[cid].tier != top}
-    if not ends:
-        return []
-    measures = window_measures(ctx.connection, program_id, prog, rows, ends)
-    changes = []
-    for cid, measure in measures.items():
-        row = rows[cid]
-        new = prog.tier_for(measure)
-        if prog.rank(new) > prog.rank(row.tier):
-            changes.append(
-                TierChange(row.id, cid, prog.name, row.tier, new, ends[cid], "upgrade", measure)
-            )
-    return changes
+class Qualifying:
+    """Members' qualifying measures while their orders earn one by one (order-by-order
+    earning): the measure after an order counts what was stored up to it.
 
+    * ``spend`` / ``orders``: the customer's paid orders with ids up to the order's, in
+      the window ending at the order (``(end - window_months, end]``);
+    * ``points``: the member's earned and reversed points in that window, from the
+      ledger as it was before the walk (less rows caused by orders stored after the
+      order) and the rows the walk added so far (:meth:`add`).
 
-def window_measures(
-    connection: Any,
-    program_id: int,
-    prog: Program,
-    rows: Mapping[int, Any],
-    ends: Mapping[int, dt.datetime],
-) -> dict[int, Decimal]:
-    """Each member's qualifying measure over the window ending at ``ends[customer]``.
-
-    Set-based: the windows go into a temporary table (one executemany) joined
-    to the ledger (points) or the orders (spend, orders) and summed by the
-    database in one statement, whatever the members' history.
+    What it needs is read once, in one query, for the members below the top tier.
     """
-    totals: dict[int, Decimal] = {cid: Decimal(0) for cid in ends}
-    if not ends:
-        return totals
-    w = t.windows
-    points = prog.measure == "points"
-    connection.execute(CreateTable(w, if_not_exists=True))
-    connection.execute(delete(w))
-    months = -prog.window_months
-    insert_many(
-        connection,
-        w,
-        [
-            {"key": rows[cid].id if points else cid, "lo": add_months(end, months), "hi": end}
-            for cid, end in ends.items()
-        ],
-    )
-    if points:
-        table, key = t.ledger, t.ledger.c.member_id
-        value = func.sum(t.ledger.c.points)
-        where = t.ledger.c.kind.in_(("earn", "reverse"))
-    else:
-        table, key = ck.orders, ck.orders.c.customer_id
-        # untyped sum: to_decimal below reads it exactly without Money's per-row scaling
-        amount = func.sum(ck.orders.c.amount, type_=NullType())
-        value = amount if prog.measure == "spend" else func.count()
-        where = ck.orders.c.status == "paid"
-    query = (
-        select(w.c.key, value)
-        .select_from(w)
-        .join(
-            table,
-            and_(key == w.c.key, table.c.occurred_at > w.c.lo, table.c.occurred_at <= w.c.hi),
-        )
-        .where(where)
-        .group_by(w.c.key)
-    )
-    by_key = {rows[cid].id: cid for cid in ends} if points else {cid: cid for cid in ends}
-    for found, total in connection.execute(query):
-        totals[by_key[found]] = to_decimal(total or 0)
-    connection.execute(delete(w))
-    return totals
+
+    def __init__(
+        self,
+        connection: Any,
+        prog: Program,
+        rows: Mapping[int, Any],
+        orders: Sequence[Any],
+    ) -> None:
+        self.prog = prog
+        self.points = prog.measure == "points"
+        self.added: dict[int, list[tuple[dt.datetime, int]]] = defaultdict(list)
+        #: member id (points) or customer id -> [(time, order id or None, value)] by time
+        self.stored: dict[int, list[tuple[dt.datetime, int | None, Decimal]]] = defaultdict(list)
+        top = prog.tiers[-1].name
+        below = [o for o in orders if o.customer_id in rows and rows[o.customer_id].tier != top]
+        if not below:
+            return
+        lo = add_months(min(o.occurred_at for o in below), -prog.window_months)
+        hi = max(o.occurred_at for o in below)
+        keys = sorted({o.customer_id for o in below})
+        if self.points:
+            keys = sorted({rows[c].id for c in keys})
+            ledger = t.ledger.c
+            query = select(ledger.member_id, ledger.occurred_at, ledger.order_id, ledger.points)
+            query = query.where(
+                ledger.member_id.in_(keys), ledger.kind.in_(("earn", "reverse")),
+                ledger.occurred_at > lo, ledger.occurred_at <= hi,
+            )  # fmt: skip
+        else:
+            o = ck.orders.c
+            value = o.amount if prog.measure == "spend" else literal(1, Integer)
+            query = select(o.customer_id, o.occurred_at, o.id, value).where(
+                o.customer_id.in_(keys), o.status == "paid",
+                o.occurred_at > lo, o.occurred_at <= hi,
+            )  # fmt: skip
+        for key, when, order_id, amount in connection.execute(query):
+            self.stored[key].append((when, order_id, Decimal(amount)))
+        for found in self.stored.values():
+            found.sort(key=lambda item: item[0])
+
+    def add(self, member_id: int, when: dt.datetime, points: int) -> None:
+        """The walk wrote ``points`` (earned or reversed) for the member at ``when``."""
+        if self.points and points:
+            self.added[member_id].append((when, points))
+
+    def measure(self, member_id: int, order: Any) -> Decimal:
+        """The member's measure after ``order`` (which has earned)."""
+        hi = order.occurred_at
+        lo = add_months(hi, -self.prog.window_months)
+        stored = self.stored.get(member_id if self.points else order.customer_id, [])
+        start = bisect.bisect_right(stored, lo, key=lambda item: item[0])
+        total = Decimal(0)
+        for when, order_id, value in stored[start:]:
+            if when > hi:
+                break
+            if order_id is None or order_id <= order.id:
+                total += value
+        for when, points in self.added.get(member_id, ()):
+            if lo < when <= hi:
+                total += points
+        return total
 
 
 def apply_tier_changes(lc: LoyaltyContext, ctx: HookContext, changes: list[TierChange]) -> None:
