@@ -15,7 +15,7 @@ from sqlalchemy import Select, Text, and_, cast, delete, func, insert, or_, sele
 from crmkit.core import contacts as contact_persons
 from crmkit.core import personal, view360
 from crmkit.core import tables as t
-from crmkit.core.bulk import chunks, insert_many
+from crmkit.core.bulk import check_values, chunks, insert_many
 from crmkit.core.entities import CONSENT_PURPOSES, Contact, Customer
 from crmkit.core.view360 import Customer360
 from crmkit.errors import Conflict, CrmError, NotFound, ValidationError
@@ -241,6 +241,8 @@ class CustomerService:
                 return []
             self.crm.staff.refuse_inactive({c.owner for c in fresh}, "own customers")
             rows = [self._row(c, ctx.now) for c in fresh]
+            for row in rows:  # what the database would refuse: one clear error, nothing stored
+                check_values(t.customers, row)
             new_ids = insert_many(connection, t.customers, rows)
             stored = []
             consent_rows = []
@@ -291,6 +293,7 @@ class CustomerService:
             # declared after it was stored, e.g. vip=maybe before complaints was enabled)
             row = self._row(after, ctx.now, untouched=set(before.attributes) - set(extra))
             row.pop("created_at")
+            check_values(t.customers, row)
             if after.external_id != before.external_id and after.external_id:
                 clash = ctx.connection.scalar(
                     select(t.customers.c.id).where(t.customers.c.external_id == after.external_id)

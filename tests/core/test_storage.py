@@ -187,3 +187,18 @@ def test_get_many_keeps_the_order_asked_leaves_out_unknown_ids_and_has_lines(mak
     ]
     assert got[1].lines == [] and got[1].amount == Decimal("10")
     assert crm.orders.get_many([]) == []
+
+
+def test_a_customer_the_database_would_refuse_is_one_clear_error(crm):
+    import pytest
+
+    import crmkit
+
+    with pytest.raises(crmkit.ValidationError, match="name is 301 characters long; at most 300"):
+        crm.customers.add(name="x" * 301)
+    with pytest.raises(crmkit.ValidationError, match="city"):
+        crm.customers.add(name="Li Na", city="Bei\x00jing")
+    kept = crm.customers.add(name="Li Na")
+    with pytest.raises(crmkit.ValidationError, match="email"):
+        crm.customers.update(kept.id, email="a@b.cn" + "x" * 400)
+    assert crm.customers.count() == 1 and crm.customers.get(kept.id).email is None
