@@ -56,6 +56,10 @@ def interaction() -> None:
 @click.option("--body", default="", help="Notes, the message text.")
 @click.option("--staff", "staff_name", default=None, help="Username of the staff member.")
 @click.option(
+    "--external-id", default=None,
+    help="Your system's id for it; logging the same id again is refused (idempotent).",
+)  # fmt: skip
+@click.option(
     "--at", "at", default=None,
     help="When (ISO date or datetime; without offset in the configured zone). Default: now.",
 )  # fmt: skip

@@ -40,3 +40,15 @@ def test_interaction_list_filters_by_direction_and_time(make_crm, database_url):
     )
     assert bad.exit_code == 1
     assert bad.output.count("\n") == 1 and "--direction" in bad.output
+
+
+def test_interaction_log_with_an_external_id_is_idempotent(cli_runner):
+    assert cli_runner(["db", "upgrade"]).exit_code == 0
+    assert cli_runner(["customer", "add", "--name", "Li Na"]).exit_code == 0
+    args = ["interaction", "log", "1", "--channel", "phone", "--external-id", "CALL-1"]
+    first = cli_runner(args)
+    assert first.exit_code == 0, first.output
+    again = cli_runner(args)
+    assert again.exit_code == 1 and "CALL-1" in again.output
+    listed = cli_runner(["interaction", "list", "--customer", "1", "--format", "json"])
+    assert listed.output.count('"CALL-1"') == 1
