@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
-from sqlalchemy import func, null, select
+from sqlalchemy import func, null, or_, select
 
 import crmkit.plugin as ck
 from crmkit.plugin import Order, StoredOrders
@@ -53,7 +53,12 @@ def earn_orders(
         batch = [o.id for o in orders if o.id is not None]
     if not set_based:
         batch = None  # no batch: no set-based path
-    for program_id, prog in lc.programs(ctx.connection):
+    programs = lc.programs(ctx.connection)
+    if programs and not imported and not replay and len(paid()) == 1:
+        # one new order: the one check for writes about a customer (erased or merged:
+        # Conflict, the order is not stored); batches skip such customers' orders instead
+        lc.crm.customers.require_writable(paid()[0].customer_id)
+    for program_id, prog in programs:
         earn_program(lc, ctx, program_id, prog, paid, replay=replay, batch=batch, imported=imported)
 
 
@@ -118,9 +123,10 @@ def earn_set_based(
         member = select(m.id).where(m.program_id == program_id, m.customer_id == o.customer_id)
         firsts = (
             select(func.min(o.id))
-            .where(in_batch, o.status == "paid", ~member.exists())
+            .where(in_batch, o.status == "paid", ~member.exists(),
+                   o.customer_id.not_in(setbased.gone_customers()))
             .group_by(o.customer_id)
-        )
+        )  # fmt: skip
         first = dict(
             connection.execute(select(o.customer_id, o.occurred_at).where(o.id.in_(firsts))).all()
         )
@@ -167,6 +173,9 @@ def earn_rows(
 ) -> tuple[list[LedgerEntry], list[TierChange]]:
     """Earn order by order in Python (any rule type, order lines, claw-backs, referrals)."""
     connection = ctx.connection
+    gone = _gone(connection, {o.customer_id for o in paid})
+    if gone:
+        paid = [o for o in paid if o.customer_id not in gone]
     rows = _locked_members(lc, ctx, program_id, prog, paid)
     if not rows:
         return [], []
@@ -183,6 +192,22 @@ def earn_rows(
     listened = lc.listened("crmkit_loyalty_after_points_earned")
     entries = post(ctx, program_id, prog, walk.ledger, customers, extra, entries=listened)
     return entries, walk.changes
+
+
+def _gone(connection: Any, customer_ids: set[int]) -> set[int]:
+    """Which of these customers take no new points (erased, or merged into another): one
+    query for the batch."""
+    if not customer_ids:
+        return set()
+    c = ck.customers.c
+    return set(
+        connection.scalars(
+            select(c.id).where(
+                c.id.in_(sorted(customer_ids)),
+                or_(c.erased_at.is_not(None), c.merged_into.is_not(None)),
+            )
+        )
+    )
 
 
 def _locked_members(

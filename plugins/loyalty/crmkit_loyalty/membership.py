@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 import crmkit.plugin as ck
 from crmkit.plugin import Conflict, NotFound, ValidationError, insert_many, to_money
@@ -69,6 +69,10 @@ def enrol(
             raise NotFound(f"referring customer {referred_by} not found")
         if referred_by == customer_id:
             raise ValidationError("a customer cannot refer themselves", field="referred_by")
+        # no new membership (or referral bonus later) for an erased or merged customer
+        lc.crm.customers.require_writable(customer_id)
+        if referred_by is not None:
+            lc.crm.customers.require_writable(referred_by)
         already = connection.scalar(
             select(t.members.c.id).where(
                 t.members.c.program_id == program_id, t.members.c.customer_id == customer_id
@@ -101,6 +105,19 @@ def enrol_many(
             )
             if missing := [c for c in chunk if c not in known]:
                 raise NotFound(f"customer {missing[0]} not found")
+            gone = sorted(
+                ctx.connection.scalars(
+                    select(ck.customers.c.id).where(
+                        ck.customers.c.id.in_(chunk),
+                        or_(
+                            ck.customers.c.erased_at.is_not(None),
+                            ck.customers.c.merged_into.is_not(None),
+                        ),
+                    )
+                )
+            )
+            if gone:  # the one check, for the first of them (one query for the chunk)
+                lc.crm.customers.require_writable(gone[0])
             enrolled = set(
                 ctx.connection.scalars(
                     select(t.members.c.customer_id).where(

@@ -8,12 +8,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 
 import crmkit
 import crmkit.plugin as ck
 from crmkit_loyalty import hookspecs
-from crmkit_loyalty import tables as t
 from crmkit_loyalty.service import loyalty
 
 CRMKIT_API = ">=1.2,<2"  # crmkit.plugin (1.2), StoredOrders.ids (1.1)
@@ -122,20 +121,8 @@ def crmkit_export_personal_data(ctx: Any, customer: Any) -> dict[str, Any] | Non
 
 @crmkit.hookimpl
 def crmkit_erase_personal_data(ctx: Any, customer: Any) -> None:
-    # figures stay (balances, points); drop who referred whom and free-text reasons
-    ctx.connection.execute(
-        update(t.members).where(t.members.c.customer_id == customer.id).values(referred_by=None)
-    )
-    ctx.connection.execute(
-        update(t.members).where(t.members.c.referred_by == customer.id).values(referred_by=None)
-    )
-    member_ids = t.members.select().with_only_columns(t.members.c.id)
-    ctx.connection.execute(
-        update(t.ledger)
-        .where(t.ledger.c.member_id.in_(member_ids.where(t.members.c.customer_id == customer.id)))
-        .where(t.ledger.c.reason.is_not(None))
-        .values(reason="(erased)")
-    )
+    # figures stay (balances, points); who referred whom and free-text reasons go
+    loyalty(ctx.crm).erase(ctx.connection, customer.id)
 
 
 @crmkit.hookimpl

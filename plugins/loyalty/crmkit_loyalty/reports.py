@@ -1,4 +1,5 @@
-"""Read-outs: member statement, ledger consistency, liability and personal-data export.
+"""Read-outs: member statement, ledger consistency and liability (the personal-data export is
+in :mod:`crmkit_loyalty.privacy`).
 
 Functions named like a LoyaltyService method are its bodies; their docstrings are on the service.
 """
@@ -118,37 +119,3 @@ def liability(lc: LoyaltyContext, *, program: str | None = None) -> list[dict[st
                     }
                 )
         return result
-
-
-def export(connection: Any, customer_id: int) -> dict[str, Any] | None:
-    rows = connection.execute(
-        select(t.members, t.programs.c.name.label("program_name"))
-        .join(t.programs, t.programs.c.id == t.members.c.program_id)
-        .where(t.members.c.customer_id == customer_id)
-    ).all()
-    if not rows:
-        return None
-    result = []
-    for r in rows:
-        entries = connection.execute(
-            select(t.ledger).where(t.ledger.c.member_id == r.id).order_by(t.ledger.c.id)
-        ).all()
-        result.append(
-            {
-                "program": r.program_name,
-                "tier": r.tier,
-                "balance": int(r.balance),
-                "enrolled_at": r.enrolled_at,
-                "referred_by": r.referred_by,
-                "ledger": [
-                    {
-                        "kind": e.kind,
-                        "points": int(e.points),
-                        "occurred_at": e.occurred_at,
-                        "cause": cause(e),
-                    }
-                    for e in entries
-                ],
-            }
-        )
-    return {"memberships": result}

@@ -31,6 +31,7 @@ from crmkit_loyalty import (
     earning,
     expiry,
     membership,
+    privacy,
     reports,
     reversal,
     spending,
@@ -282,6 +283,12 @@ class LoyaltyService:
             self.context, candidate, since=since, until=until, members_of=members_of
         )
 
-    # -- personal data ---------------------------------------------------------------
+    # -- personal data ---------------------------------------------
     def export(self, connection: Any, customer_id: int) -> dict[str, Any] | None:
-        return reports.export(connection, customer_id)
+        """The customer's memberships and ledgers, reasons and referral links included."""
+        return privacy.export(connection, customer_id)
+
+    def erase(self, connection: Any, customer_id: int) -> int:
+        """Drop the customer's personal loyalty data (reasons, referral links); figures stay.
+        Idempotent; returns the rows changed."""
+        return privacy.erase(connection, customer_id)

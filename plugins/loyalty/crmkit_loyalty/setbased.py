@@ -304,6 +304,13 @@ def batch_filter(column: Any, ids: Sequence[int]) -> ColumnElement[bool]:
     return or_(*(column.between(low, high) for low, high in runs))
 
 
+def gone_customers() -> Any:
+    """The ids of customers who take no new points: erased, or merged into another record
+    (a subquery: one scan for the batch, no query per order)."""
+    c = ck.customers.c
+    return select(c.id).where(or_(c.erased_at.is_not(None), c.merged_into.is_not(None)))
+
+
 def _ladder(prog: Program) -> list[tuple[int, str, int]]:
     """``[(rank, tier, threshold in measure units), ...]`` from the top tier down: spend in
     1/10,000 (amounts have at most 4 decimals), orders and points whole; a measure meets
@@ -407,7 +414,7 @@ def fill(
     )
     paid = (
         select(o.c.id, o.c.customer_id, o.c.occurred_at, o.c.amount, o.c.channel, rank.label("n"))
-        .where(in_batch, o.c.status == "paid")
+        .where(in_batch, o.c.status == "paid", o.c.customer_id.not_in(gone_customers()))
         .subquery()
     )
     # points still to claw back, or a referral bonus due on this first order: these

@@ -39,6 +39,7 @@ def redeem(
     with lc.crm.transaction(actor=actor, now=at) as ctx:
         connection = ctx.connection
         program_id, prog = lc.resolve(connection, program)
+        lc.crm.customers.require_writable(customer_id)  # erased or merged: Conflict
         member = member_row(connection, program_id, prog, customer_id, lock=True)
         row = connection.execute(
             select(t.rewards)
@@ -123,6 +124,7 @@ def adjust(
         )
     with lc.crm.transaction(actor=staff, now=at) as ctx:
         program_id, prog = lc.resolve(ctx.connection, program)
+        lc.crm.customers.require_writable(customer_id)  # erased or merged: Conflict
         member = member_row(ctx.connection, program_id, prog, customer_id, lock=True)
         # a correction may always raise a balance (even one still below zero after it)
         if points < 0 and int(member.balance) + points < 0:

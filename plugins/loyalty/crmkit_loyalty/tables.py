@@ -82,7 +82,13 @@ members = Table(
     Column("balance", BigInteger, nullable=False),
     Column("clawback_due", BigInteger, nullable=False),
     Column("orders_count", Integer, nullable=False),
-    Column("referred_by", Integer, ForeignKey("customers.id", ondelete="SET NULL")),
+    # who referred the member: links two people (personal; erasure forgets it both ways)
+    Column(
+        "referred_by",
+        Integer,
+        ForeignKey("customers.id", ondelete="SET NULL"),
+        info={"personal": True},
+    ),
     Column("enrolled_at", UTCDateTime, nullable=False),
     UniqueConstraint("program_id", "customer_id", name="uq_loyalty_members_program_id"),
     Index("ix_loyalty_members_customer_id", "customer_id"),
@@ -105,7 +111,8 @@ ledger = Table(
     Column("reward_code", String(100)),  # cause: a reward
     Column("rule", String(100)),  # cause: an earn rule, "expiry", "clawback" ...
     Column("staff", String(100)),  # cause: a staff member ...
-    Column("reason", Text),  # ... with their reason
+    # ... with their reason: free text about the person (personal; erased to "(erased)")
+    Column("reason", Text, info={"personal": True}),
     Column("idem_key", String(200)),  # causes other than an order's rules
     Index(
         "uq_loyalty_ledger_idem_key",
