@@ -126,6 +126,11 @@ def crmkit_erase_personal_data(ctx: Any, customer: Any) -> None:
 
 
 @crmkit.hookimpl
+def crmkit_merge_customers(ctx: Any, kept: Any, merged: Any) -> dict[str, Any] | None:
+    return loyalty(ctx.crm).merge_customers(ctx, kept.id, merged.id)
+
+
+@crmkit.hookimpl
 def crmkit_generate_demo_data(crm: Any, rng: Any) -> str | None:
     """A retail club (three tiers, a catalogue); enrol demo customers, earn on their orders."""
     service = loyalty(crm)

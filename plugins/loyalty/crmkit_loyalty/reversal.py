@@ -22,9 +22,15 @@ if TYPE_CHECKING:
 
 
 def reverse_orders(lc: LoyaltyContext, ctx: HookContext, orders: Sequence[Order]) -> None:
-    ids = [o.id for o in orders]
+    reverse_ids(lc, ctx, [o.id for o in orders if o.id is not None])
+
+
+def reverse_ids(lc: LoyaltyContext, ctx: HookContext, ids: Sequence[int]) -> int:
+    """Reverse what these (refunded or cancelled) orders earned, once per order and member:
+    a member whose ledger already has the order's ``refund`` reversal is skipped (also
+    after a merge moved both rows to another member). Returns the reversals written."""
     if not ids:
-        return
+        return 0
     connection = ctx.connection
     earned = connection.execute(
         select(
@@ -39,12 +45,20 @@ def reverse_orders(lc: LoyaltyContext, ctx: HookContext, orders: Sequence[Order]
         .order_by(t.ledger.c.program_id, t.ledger.c.member_id, t.ledger.c.order_id)
     ).all()
     if not earned:
-        return
-    keys = {f"reverse:order:{e.order_id}:{e.member_id}" for e in earned}
-    done = set(connection.scalars(select(t.ledger.c.idem_key).where(t.ledger.c.idem_key.in_(keys))))
+        return 0
+    done = {
+        (r.order_id, r.member_id)
+        for r in connection.execute(
+            select(t.ledger.c.order_id, t.ledger.c.member_id).where(
+                t.ledger.c.order_id.in_(ids),
+                t.ledger.c.kind == "reverse",
+                t.ledger.c.rule == "refund",
+            )
+        )
+    }
     by_program: dict[int, list[Any]] = defaultdict(list)
     for e in earned:
-        if f"reverse:order:{e.order_id}:{e.member_id}" not in done:
+        if (e.order_id, e.member_id) not in done:
             by_program[e.program_id].append(e)
     programs = dict(lc.programs(connection, enabled_only=False))
     for program_id, items in by_program.items():
@@ -98,3 +112,4 @@ def reverse_orders(lc: LoyaltyContext, ctx: HookContext, orders: Sequence[Order]
             {mid: r.customer_id for mid, r in member_rows.items()},
             {mid: {"clawback_due": due[mid]} for mid in member_rows},
         )
+    return sum(len(items) for items in by_program.values())

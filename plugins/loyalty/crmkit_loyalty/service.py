@@ -31,6 +31,7 @@ from crmkit_loyalty import (
     earning,
     expiry,
     membership,
+    merging,
     privacy,
     reports,
     reversal,
@@ -283,7 +284,7 @@ class LoyaltyService:
             self.context, candidate, since=since, until=until, members_of=members_of
         )
 
-    # -- personal data ---------------------------------------------
+    # -- personal data, merges ---------------------------------------------
     def export(self, connection: Any, customer_id: int) -> dict[str, Any] | None:
         """The customer's memberships and ledgers, reasons and referral links included."""
         return privacy.export(connection, customer_id)
@@ -292,3 +293,10 @@ class LoyaltyService:
         """Drop the customer's personal loyalty data (reasons, referral links); figures stay.
         Idempotent; returns the rows changed."""
         return privacy.erase(connection, customer_id)
+
+    def merge_customers(
+        self, ctx: HookContext, kept_id: int, merged_id: int
+    ) -> dict[str, int] | None:
+        """Join ``merged_id``'s memberships into ``kept_id``'s (ledgers moved, balances the
+        ledger sums, tiers recomputed); ``{"programs", "entries", "points"}`` moved."""
+        return merging.merge(self.context, ctx, kept_id, merged_id)
