@@ -102,8 +102,12 @@ def load_program(
 def set_enabled(lc: LoyaltyContext, name: str, enabled: bool) -> None:
     with lc.crm.transaction() as ctx:
         program_id, _ = lc.resolve(ctx.connection, name)
+        # updated_at: since when the program earns (catching up earns no order dated before)
+        values = {"enabled": True, "updated_at": ctx.now} if enabled else {"enabled": False}
         ctx.connection.execute(
-            update(t.programs).where(t.programs.c.id == program_id).values(enabled=enabled)
+            update(t.programs)
+            .where(t.programs.c.id == program_id, t.programs.c.enabled.is_not(enabled))
+            .values(**values)
         )
 
 

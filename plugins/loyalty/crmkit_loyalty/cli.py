@@ -271,6 +271,16 @@ def earn(crm: Any, program: str | None) -> None:
     click.echo(f"{seen} paid orders checked")
 
 
+@loyalty_group.command("catch-up")
+@pass_crm
+def catch_up(crm: Any) -> None:
+    """Reconcile with what happened while loyalty was off: reverse refunded orders' points,
+    earn on paid orders that never earned, join merged members, erase erased ones (safe
+    to repeat)."""
+    done = loyalty(crm).catch_up()
+    click.echo(done or "loyalty: nothing to catch up")
+
+
 @loyalty_group.command("expire")
 @click.option("--as-of", "as_of", required=True, help="Expire points due by this date.")
 @program_option

@@ -131,6 +131,11 @@ def crmkit_merge_customers(ctx: Any, kept: Any, merged: Any) -> dict[str, Any] |
 
 
 @crmkit.hookimpl
+def crmkit_catch_up(ctx: Any, since: dt.datetime | None) -> str | None:
+    return loyalty(ctx.crm).catch_up(ctx, since)
+
+
+@crmkit.hookimpl
 def crmkit_generate_demo_data(crm: Any, rng: Any) -> str | None:
     """A retail club (three tiers, a catalogue); enrol demo customers, earn on their orders."""
     service = loyalty(crm)

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from crmkit.plugin import Order
 from crmkit_loyalty import (
     catalogue,
+    catchup,
     earning,
     expiry,
     membership,
@@ -284,7 +285,7 @@ class LoyaltyService:
             self.context, candidate, since=since, until=until, members_of=members_of
         )
 
-    # -- personal data, merges ---------------------------------------------
+    # -- personal data, merges, catching up ---------------------------------------------
     def export(self, connection: Any, customer_id: int) -> dict[str, Any] | None:
         """The customer's memberships and ledgers, reasons and referral links included."""
         return privacy.export(connection, customer_id)
@@ -300,3 +301,14 @@ class LoyaltyService:
         """Join ``merged_id``'s memberships into ``kept_id``'s (ledgers moved, balances the
         ledger sums, tiers recomputed); ``{"programs", "entries", "points"}`` moved."""
         return merging.merge(self.context, ctx, kept_id, merged_id)
+
+    def catch_up(
+        self, ctx: HookContext | None = None, since: dt.datetime | None = None
+    ) -> str | None:
+        """Reconcile with what the core did while the plugin was off (refunds never
+        reversed, paid orders never earned, merges, erasures); idempotent. Without
+        ``ctx``, in a transaction of its own. Returns what it did, or None."""
+        if ctx is None:
+            with self.crm.transaction() as own:
+                return catchup.catch_up(self.context, own, since)
+        return catchup.catch_up(self.context, ctx, since)

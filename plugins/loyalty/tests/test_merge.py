@@ -105,3 +105,22 @@ def test_a_referral_between_the_two_records_survives_the_merge(make_crm: Any) ->
     rules = sorted(e["cause"] for e in service.statement(li.id)["entries"])
     assert any(f"rule referral (customer {dup.id})" in cause for cause in rules), rules
     assert_consistent(service)
+
+
+def test_a_merge_made_while_loyalty_was_off_is_joined_on_catch_up(make_crm: Any) -> None:
+    crm = make_crm(plugins=["loyalty"])
+    service = loyalty(crm)
+    service.load_program(program())
+    li = crm.customers.add(name="Li Na")
+    dup = crm.customers.add(name="Li Na")
+    service.enrol(li.id)
+    service.enrol(dup.id)
+    pay(crm, li.id, "30", dt.datetime.now(dt.UTC))
+    pay(crm, dup.id, "40", dt.datetime.now(dt.UTC))
+    off = make_crm(plugins=[])
+    off.customers.merge(li.id, dup.id)
+    assert service.catch_up() == "loyalty: joined 1 memberships of merged customers"
+    assert service.balance(li.id) == 70
+    assert service.memberships(dup.id) == []
+    assert service.catch_up() is None
+    assert_consistent(service)

@@ -92,6 +92,21 @@ def test_erasure_removes_reasons_and_referral_links_and_can_be_repeated(make_crm
     assert_consistent(service)
 
 
+def test_an_erasure_made_while_loyalty_was_off_is_completed_by_catch_up(make_crm: Any) -> None:
+    crm, service, ids = _people(make_crm)
+    # a partial erasure: the core's part only (as when loyalty could not take part)
+    with crm.transaction() as ctx:
+        ctx.connection.execute(
+            update(ck.customers)
+            .where(ck.customers.c.id == ids["Li"])
+            .values(erased_at=dt.datetime.now(dt.UTC), name="(erased)")
+        )
+    assert service.catch_up() == "loyalty: erased the loyalty data of 1 erased customers"
+    assert set(_reasons(crm, ids["Li"])) <= {None, ERASED}
+    assert service.member(ids["Bo"]).referred_by is None
+    assert service.catch_up() is None
+
+
 def test_no_loyalty_write_about_an_erased_or_merged_customer(make_crm: Any, cli_runner: Any):
     crm = make_crm(plugins=["loyalty"])
     service = loyalty(crm)
