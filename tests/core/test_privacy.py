@@ -295,16 +295,9 @@ IMPORT_WRITES = {
         [{"customer_id": i, "amount": "10.00", "occurred_at": T0}]
     ),
 }
-PENDING_GUARD = "crmkit/core/interactions.py and orders.py do not call the guard yet"
 
 
-@pytest.mark.parametrize(
-    "write",
-    [
-        pytest.param(name, marks=pytest.mark.xfail(reason=PENDING_GUARD, strict=False))
-        for name in sorted(IMPORT_WRITES)
-    ],
-)
+@pytest.mark.parametrize("write", sorted(IMPORT_WRITES))
 def test_interactions_and_orders_refuse_erased_and_merged_customers(crm, write) -> None:
     keep, gone, twin = erased_and_merged(crm)
     for customer in (gone, twin):
