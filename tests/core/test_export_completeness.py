@@ -107,9 +107,7 @@ POPULATE: dict[str, Callable[[crmkit.CRM, Cli], int]] = {
 
 #: Parts whose export is known to be incomplete, and why (each an xfail, not a pass): remove
 #: the entry once the plugin marks its personal columns and exports them.
-PENDING: dict[str, str] = {
-    "loyalty": "loyalty does not mark its personal columns yet (issue 14, point 13)",
-}
+PENDING: dict[str, str] = {}  # plugin -> why its export is not complete yet (none now)
 
 
 def personal_tables(crm: crmkit.CRM, part: str) -> dict[str, list[str]]:
