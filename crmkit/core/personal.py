@@ -328,6 +328,19 @@ def _erase_core(ctx: Any, customer_id: int, erased_at: dt.datetime) -> None:
         .where(t.workflow_instances.c.customer_id == customer_id)
         .values(title="(erased)", fields={})
     )
+    # the reasons given when moving the customer's deals and cases are free text about them
+    connection.execute(
+        update(t.workflow_transitions)
+        .where(
+            t.workflow_transitions.c.instance_id.in_(
+                select(t.workflow_instances.c.id).where(
+                    t.workflow_instances.c.customer_id == customer_id
+                )
+            )
+        )
+        .where(t.workflow_transitions.c.reason != "")
+        .values(reason="(erased)")
+    )
     connection.execute(
         update(t.customers)
         .where(t.customers.c.id == customer_id)

@@ -306,3 +306,14 @@ def test_interactions_and_orders_refuse_erased_and_merged_customers(crm, write) 
         exported = crm.customers.export(customer.id)
         assert exported["interactions"] == [] and exported["orders"] == []
     IMPORT_WRITES[write](crm, keep.id)
+
+
+def test_erasure_blanks_the_reasons_given_when_moving_the_customers_deals(crm) -> None:
+    crm.staff.add("rep", "Rita Rep", roles=["sales_rep"])
+    person = crm.customers.add(name="Zhang Wei", phone="+86 138 0013 8000")
+    deal = crm.workflows.start("sales", person.id, "Zhang's van", owner="rep", actor="rep")
+    crm.workflows.move(deal.id, "lost", actor="rep", reason="Zhang Wei's wife vetoed it")
+    crm.customers.erase(person.id)
+    reasons = [h.reason for h in crm.workflows.history(deal.id)]
+    assert all("Zhang" not in r for r in reasons), reasons
+    assert "(erased)" in reasons
