@@ -27,9 +27,10 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from crmkit.core.bulk import insert_many
+from crmkit.core.consent import ConsentChange
 from crmkit.core.context import Changes, HookContext
 from crmkit.core.csvcells import csv_writer, neutralise_cell, restore_cell
-from crmkit.core.customers import BulkResult, ConsentChange
+from crmkit.core.customers import BulkResult
 from crmkit.core.entities import (
     ATTRIBUTE_TYPES,
     CHANNELS,

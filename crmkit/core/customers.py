@@ -10,12 +10,13 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import attrs
-from sqlalchemy import Select, Text, and_, cast, delete, func, insert, or_, select, update
+from sqlalchemy import Select, Text, and_, cast, func, insert, or_, select, update
 
+from crmkit.core import consent, personal, view360
 from crmkit.core import contacts as contact_persons
-from crmkit.core import personal, view360
 from crmkit.core import tables as t
 from crmkit.core.bulk import check_values, chunks, insert_many
+from crmkit.core.consent import ConsentChange
 from crmkit.core.entities import CONSENT_PURPOSES, Contact, Customer
 from crmkit.core.view360 import Customer360
 from crmkit.errors import Conflict, CrmError, NotFound, ValidationError
@@ -40,17 +41,6 @@ class BulkResult:
 
     stored: int = 0
     skipped: list[str] = attrs.field(factory=list)  # external ids already present
-
-
-@attrs.frozen
-class ConsentChange:
-    """One grant or withdrawal of consent, as ``crm.customers.consent_history`` lists it."""
-
-    purpose: str
-    granted: bool
-    changed_at: dt.datetime
-    source: str | None = None  # where it was given: "web form", "create", "import" ...
-    actor: str | None = None  # who recorded it (a staff username), None for the system
 
 
 def _json_value(value: Any) -> Any:
@@ -258,7 +248,7 @@ class CustomerService:
                 )
                 for purpose, granted in customer.consents.items():
                     consent_rows.append(
-                        self._consent_row(new_id, purpose, granted, ctx.now, consent_source)
+                        consent.consent_row(new_id, purpose, granted, ctx.now, consent_source)
                     )
             if consent_rows:
                 connection.execute(insert(t.consents), consent_rows)
@@ -310,20 +300,6 @@ class CustomerService:
             ctx.changes.customers_updated.append(after)
             return after
 
-    @staticmethod
-    def _consent_row(
-        customer_id: int, purpose: str, granted: bool, now: dt.datetime, source: str | None
-    ) -> dict[str, Any]:
-        if not purpose or not isinstance(purpose, str):
-            raise ValidationError("consent purpose must be a non-empty name such as 'marketing'")
-        return {
-            "customer_id": customer_id,
-            "purpose": purpose,
-            "granted": bool(granted),
-            "changed_at": now,
-            "source": source,
-        }
-
     def set_consent(
         self,
         customer_id: int,
@@ -338,23 +314,9 @@ class CustomerService:
         ``consents`` keeps the latest answer per purpose; every call also appends to the
         consent history (:meth:`consent_history`) in the same transaction.
         """
-        with self.crm.transaction(actor=actor) as ctx:
-            before = self.require_writable(customer_id)
-            row = self._consent_row(customer_id, purpose, granted, ctx.now, source or actor)
-            ctx.connection.execute(
-                delete(t.consents).where(
-                    and_(t.consents.c.customer_id == customer_id, t.consents.c.purpose == purpose)
-                )
-            )
-            ctx.connection.execute(insert(t.consents), row)
-            change = {**row, "source": source, "actor": actor or ctx.actor}
-            ctx.connection.execute(insert(t.consent_changes), change)
-            after = self.get(customer_id)
-            self.crm.fire(
-                ctx, "crmkit_after_customers_updated", customers=[after], previous=[before]
-            )
-            ctx.changes.customers_updated.append(after)
-            return after
+        return consent.set_consent(
+            self.crm, customer_id, purpose, granted, source=source, actor=actor
+        )
 
     def add_contact(
         self,
@@ -425,16 +387,7 @@ class CustomerService:
         (purpose, value, time, source, actor); ``purpose`` keeps one purpose's changes.
         An erasure removes the history with the rest of the person's data.
         """
-        self.get(customer_id)
-        c = t.consent_changes.c
-        query = select(c.purpose, c.granted, c.changed_at, c.source, c.actor).where(
-            c.customer_id == customer_id
-        )
-        if purpose:
-            query = query.where(c.purpose == purpose)
-        with self.crm.reading() as connection:
-            rows = connection.execute(query.order_by(c.changed_at, c.id))
-            return [ConsentChange(**row._mapping) for row in rows]
+        return consent.history(self.crm, customer_id, purpose=purpose)
 
     def withdrawn(self, purpose: str, customer_ids: Iterable[int] | None = None) -> set[int]:
         """Ids of customers who withdrew consent for ``purpose`` (among ``customer_ids``).
@@ -442,16 +395,7 @@ class CustomerService:
         Withdrawn means an explicit ``granted = false``; a customer never asked is not in
         the set. Analyses of people (``profiling``) leave these customers out.
         """
-        query = select(t.consents.c.customer_id).where(
-            and_(t.consents.c.purpose == purpose, t.consents.c.granted.is_(False))
-        )
-        with self.crm.reading() as connection:
-            if customer_ids is None:
-                return set(connection.scalars(query))
-            found: set[int] = set()
-            for chunk in chunks(iter(customer_ids), 5000):
-                found |= set(connection.scalars(query.where(t.consents.c.customer_id.in_(chunk))))
-            return found
+        return consent.withdrawn(self.crm, purpose, customer_ids)
 
     def get_by_external_id(self, external_id: str) -> Customer:
         """The customer with this external id; :class:`NotFound` when there is none."""
