@@ -23,7 +23,7 @@ import os
 import sys
 import types
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -323,3 +323,26 @@ def owner_of(pm: pluggy.PluginManager, exc: BaseException) -> str | None:
 
 def enabled_names(statuses: Iterable[PluginStatus]) -> list[str]:
     return [s.name for s in statuses if s.ok]
+
+
+def each_implementation(
+    pm: pluggy.PluginManager, hook_name: str
+) -> Iterator[tuple[str, Callable[[Mapping[str, Any]], Any]]]:
+    """Each implementation of ``hook_name``, in pluggy's call order, as (plugin, call).
+
+    ``call(arguments)`` runs that plugin's implementation with the arguments it accepts.
+    For hooks whose answers the core takes plugin by plugin (360 sections, timeline,
+    export, erasure, merge, catch-up): a failing plugin can be named and the others
+    still run. Hook wrappers are not applied.
+    """
+    for impl in reversed(getattr(pm.hook, hook_name).get_hookimpls()):
+        if impl.hookwrapper or impl.wrapper:
+            continue
+        yield impl.plugin_name, _caller(impl)
+
+
+def _caller(impl: Any) -> Callable[[Mapping[str, Any]], Any]:
+    def call(arguments: Mapping[str, Any]) -> Any:
+        return impl.function(*(arguments[name] for name in impl.argnames))
+
+    return call

@@ -35,6 +35,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
 
+from crmkit import plugins as plugin_loader
 from crmkit.core import tables as t
 from crmkit.errors import CrmError, PluginError
 
@@ -189,12 +190,11 @@ def enable(
 def call_catch_up(crm: CRM, ctx: HookContext, name: str, since: dt.datetime | None) -> str | None:
     """Call plugin ``name``'s ``crmkit_catch_up`` (only its own); errors name it."""
     said: list[str] = []
-    for impl in crm.pm.hook.crmkit_catch_up.get_hookimpls():
-        if impl.plugin_name != name:
+    for plugin, call in plugin_loader.each_implementation(crm.pm, "crmkit_catch_up"):
+        if plugin != name:
             continue
-        arguments = {"ctx": ctx, "since": since}
         try:
-            result = impl.function(**{a: arguments[a] for a in impl.argnames})
+            result = call({"ctx": ctx, "since": since})
         except Exception as exc:
             what = str(exc) if isinstance(exc, CrmError) else f"{type(exc).__name__}: {exc}"
             raise PluginError(
@@ -225,7 +225,9 @@ def catch_up(crm: CRM, name: str) -> str | None:
 
 def implements_catch_up(crm: CRM, name: str) -> bool:
     """True when plugin ``name`` implements ``crmkit_catch_up``."""
-    return any(i.plugin_name == name for i in crm.pm.hook.crmkit_catch_up.get_hookimpls())
+    return any(
+        plugin == name for plugin, _ in plugin_loader.each_implementation(crm.pm, "crmkit_catch_up")
+    )
 
 
 def _upsert(ctx: HookContext, name: str, *, overwrite: bool) -> None:

@@ -16,12 +16,13 @@ external id kept so old references resolve and say where the customer went), and
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
 from sqlalchemy import and_, delete, func, insert, select, update
 
+from crmkit import plugins as plugin_loader
 from crmkit.core import duplicates
 from crmkit.core import tables as t
 from crmkit.core.entities import Customer
@@ -254,12 +255,10 @@ def counts(crm: CRM, customer_id: int) -> dict[str, int]:
 
 def plugins_taking_part(crm: CRM) -> list[str]:
     """Names of the plugins that move their data in a merge (implement the hook)."""
-    return [impl.plugin_name for impl in _impls(crm)]
+    return [name for name, _ in plugin_loader.each_implementation(crm.pm, MERGE_HOOK)]
 
 
-def _impls(crm: CRM) -> list[Any]:
-    # pluggy calls the last registered first; keep that order
-    return list(reversed(crm.pm.hook.crmkit_merge_customers.get_hookimpls()))
+MERGE_HOOK = "crmkit_merge_customers"
 
 
 # -- the merge --------------------------------------------------------------------------------
@@ -294,10 +293,10 @@ def merge(
             )
         moved: dict[str, Any] = {"core": _move_core(ctx, decided)}
         kept_now = crm.customers.get(kept_id)
-        for impl in _impls(crm):
-            summary = _call_plugin(impl, ctx, kept_now, merged)
+        for name, call in plugin_loader.each_implementation(crm.pm, MERGE_HOOK):
+            summary = _call_plugin(name, call, ctx, kept_now, merged)
             if summary is not None:
-                moved[impl.plugin_name] = jsonable(summary)
+                moved[name] = jsonable(summary)
         _retire(ctx, merged, kept_id)
         merge_id = connection.scalar(
             insert(t.customer_merges).returning(t.customer_merges.c.id),
@@ -357,16 +356,17 @@ def _move_core(ctx: Any, decided: MergePlan) -> dict[str, Any]:
     return summary
 
 
-def _call_plugin(impl: Any, ctx: Any, kept: Customer, merged: Customer) -> Any:
-    arguments = {"ctx": ctx, "kept": kept, "merged": merged}
+def _call_plugin(
+    name: str, call: Callable[[Mapping[str, Any]], Any], ctx: Any, kept: Customer, merged: Customer
+) -> Any:
     try:
-        return impl.function(**{name: arguments[name] for name in impl.argnames})
+        return call({"ctx": ctx, "kept": kept, "merged": merged})
     except Exception as exc:
         what = f"{type(exc).__name__}: {exc}" if not isinstance(exc, CrmError) else str(exc)
         raise PluginError(
-            f"plugin {impl.plugin_name!r} failed to merge customer {merged.id} into customer "
+            f"plugin {name!r} failed to merge customer {merged.id} into customer "
             f"{kept.id}: {what}; nothing of the merge was stored",
-            plugin=impl.plugin_name,
+            plugin=name,
         ) from exc
 
 

@@ -214,12 +214,9 @@ def _each(
     names the plugin. The core's own implementations (``crmkit.*``) are called unnamed."""
     if pm is None:
         return
-    for impl in getattr(pm.hook, hook).get_hookimpls():
-        if impl.hookwrapper or impl.wrapper:
-            continue
-        name = impl.plugin_name
+    for name, call in plugin_loader.each_implementation(pm, hook):
         try:
-            result = impl.function(*(arguments[arg] for arg in impl.argnames))
+            result = call(arguments)
         except CrmError as exc:
             raise type(exc)(f"plugin {name!r} failed to {doing}: {exc}") from exc
         except Exception as exc:

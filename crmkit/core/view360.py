@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 from sqlalchemy import and_, func, select
 
+from crmkit import plugins as plugin_loader
 from crmkit.core import tables as t
 from crmkit.core.entities import Contact, Customer, Interaction, Section, TimelineEntry
 from crmkit.core.types import to_decimal
@@ -155,12 +156,9 @@ def plugin_timeline(crm: CRM, customer: Customer, limit: int) -> list[TimelineEn
     """
     arguments = {"crm": crm, "customer": customer, "limit": limit}
     found: list[TimelineEntry] = []
-    for impl in reversed(crm.pm.hook.crmkit_customer_timeline.get_hookimpls()):
-        if impl.hookwrapper or impl.wrapper:
-            continue
-        name = impl.plugin_name
+    for name, call in plugin_loader.each_implementation(crm.pm, "crmkit_customer_timeline"):
         try:
-            entries = list(impl.function(*(arguments[arg] for arg in impl.argnames)) or ())
+            entries = list(call(arguments) or ())
         except Exception as exc:
             log.error(
                 "customer %s, timeline: plugin %r failed to give its entries: %s: %s",
@@ -190,12 +188,9 @@ def plugin_sections(crm: CRM, customer: Customer) -> list[Section]:
     """
     arguments = {"crm": crm, "customer": customer}
     sections = []
-    for impl in reversed(crm.pm.hook.crmkit_customer_360_section.get_hookimpls()):
-        if impl.hookwrapper or impl.wrapper:
-            continue
-        name = impl.plugin_name
+    for name, call in plugin_loader.each_implementation(crm.pm, "crmkit_customer_360_section"):
         try:
-            section = impl.function(*(arguments[arg] for arg in impl.argnames))
+            section = call(arguments)
         except Exception as exc:
             error = f"plugin {name!r} failed to build its section: {type(exc).__name__}: {exc}"
             log.error("customer %s, 360 view: %s", customer.id, error, exc_info=exc)
