@@ -44,7 +44,30 @@ from crmkit.errors import ConfigError, CrmError
 CONFIG_NAME = "crmkit.toml"
 DEFAULT_DATABASE = "sqlite:///crm.db"
 PLUGINS_VARIABLE = "CRMKIT_PLUGINS"
-CORE_KEYS = {"database", "plugins", "timezone", "currency", "templates", "attributes", "workflows"}
+CORE_KEYS = {
+    "database", "plugins", "timezone", "currency", "templates", "attributes", "workflows",
+    "roles", "server",
+}  # fmt: skip
+
+
+@attrs.define
+class ServerSettings:
+    """``[server]`` of crmkit.toml: how ``crmkit serve`` listens and guards sessions."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    #: set the cookie's Secure flag (on behind HTTPS; off for http://127.0.0.1)
+    secure_cookies: bool = False
+    session_idle_minutes: int = 60
+    session_absolute_hours: int = 12
+    #: largest request body accepted (bulk imports included), in bytes
+    max_body_bytes: int = 50 * 1024 * 1024
+    #: the language of messages and pages when the request does not say ("en" or "zh")
+    language: str = "en"
+
+
+SERVER_KEYS = {f.name: f.type for f in attrs.fields(ServerSettings)}
 
 
 @attrs.define
@@ -57,6 +80,9 @@ class Config:
     attributes: list[AttributeDefinition] = attrs.field(factory=list)
     workflows: dict[str, dict[str, Any]] = attrs.field(factory=dict)
     plugin_settings: dict[str, dict[str, Any]] = attrs.field(factory=dict)
+    #: ``[roles.<name>] grants = ["customers.read:own", ...]``: replaces or adds a role
+    roles: dict[str, list[str]] = attrs.field(factory=dict)
+    server: ServerSettings = attrs.field(factory=ServerSettings)
     path: Path | None = None
     #: where ``plugins`` came from when not from the file, e.g. the environment variable
     plugins_source: str | None = None
@@ -179,7 +205,46 @@ def from_dict(data: dict[str, Any], path: Path | None = None) -> Config:
         raise fail("workflows", "must be a table of workflow definitions")
     config.workflows = workflows
     config.plugin_settings = _plugin_settings(data, fail)
+    config.roles = _roles(data.get("roles") or {}, fail)
+    config.server = _server(data.get("server") or {}, fail)
     return config
+
+
+def _roles(value: Any, fail: _Fail) -> dict[str, list[str]]:
+    if not isinstance(value, dict):
+        raise fail("roles", "must be tables like [roles.sales_rep] grants = [...]")
+    roles = {}
+    for name, table in value.items():
+        grants = table.get("grants") if isinstance(table, dict) else None
+        if not isinstance(grants, list) or not all(isinstance(g, str) for g in grants):
+            raise fail(
+                f"roles.{name}",
+                'needs grants = ["permission:scope", ...], e.g. ["customers.read:own"]',
+            )
+        unknown = set(table) - {"grants", "title"}
+        if unknown:
+            raise fail(f"roles.{name}", f"unknown keys {sorted(unknown)}; known: grants, title")
+        roles[name] = grants
+    return roles
+
+
+def _server(value: Any, fail: _Fail) -> ServerSettings:
+    if not isinstance(value, dict):
+        raise fail("server", "must be a table: [server] port = 8000")
+    unknown = set(value) - set(SERVER_KEYS)
+    if unknown:
+        raise fail("server", f"unknown keys {sorted(unknown)}; known: {sorted(SERVER_KEYS)}")
+    settings = ServerSettings()
+    for key, given in value.items():
+        default = getattr(settings, key)
+        if type(given) is not type(default):
+            raise fail(f"server.{key}", f"must be {type(default).__name__}, not {given!r}")
+        if isinstance(given, int) and not isinstance(given, bool) and given <= 0:
+            raise fail(f"server.{key}", f"must be positive, not {given}")
+        setattr(settings, key, given)
+    if settings.language not in ("en", "zh"):
+        raise fail("server.language", f"must be 'en' or 'zh', not {settings.language!r}")
+    return settings
 
 
 #: ``fail(key, message)``: the ConfigError naming the file and the key.

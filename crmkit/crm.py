@@ -11,23 +11,26 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pluggy
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PrefixLoader, select_autoescape
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, event
 
 from crmkit import config as config_module
 from crmkit import plugins as plugin_loader
-from crmkit.core import db, migrate
+from crmkit.core import audit, db, migrate
+from crmkit.core.actors import Actor
 from crmkit.core.catchup import PluginStates
 from crmkit.core.context import Changes, HookContext
 from crmkit.core.customers import CustomerService
 from crmkit.core.entities import AttributeDefinition, SettingsSpec
 from crmkit.core.interactions import InteractionService
 from crmkit.core.orders import OrderService
+from crmkit.core.permissions import CORE_PERMISSIONS, Permissions, PermissionSpec, Resource
 from crmkit.core.staff import StaffService
 from crmkit.core.workflow import WorkflowDefinition
 from crmkit.core.workflows import WorkflowService
-from crmkit.errors import ConfigError, CrmError, PluginError, SchemaOutOfDate
+from crmkit.errors import ConfigError, CrmError, Forbidden, PluginError, SchemaOutOfDate
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +44,7 @@ def open(  # noqa: A001 - the natural name: crmkit.open(...)
     settings: dict[str, dict[str, Any]] | None = None,
     upgrade: bool = False,
     database: str | None = None,
+    actor: Actor | None = None,
 ) -> CRM:
     """Open a CRM.
 
@@ -49,7 +53,9 @@ def open(  # noqa: A001 - the natural name: crmkit.open(...)
     ``$CRMKIT_CONFIG``). ``plugins`` overrides the enabled plugins (names, or
     plugin objects registered directly); ``settings`` overrides plugin
     settings by table; ``upgrade=True`` brings the schema to head first,
-    otherwise an out-of-date schema raises :class:`SchemaOutOfDate`.
+    otherwise an out-of-date schema raises :class:`SchemaOutOfDate`. ``actor`` is who
+    acts when no other actor is bound (:meth:`CRM.acting_as`); by default the local
+    operator ``python:<os user>``, who holds every permission and is audited.
     """
     text = os.fspath(target) if target is not None else None
     if text is not None and ("://" in text or text.endswith((".db", ".sqlite", ".sqlite3"))):
@@ -63,7 +69,7 @@ def open(  # noqa: A001 - the natural name: crmkit.open(...)
         config.plugins_source = "the plugins argument of crmkit.open"
     for name, values in (settings or {}).items():
         config.plugin_settings.setdefault(name, {}).update(values)
-    crm = CRM(config)
+    crm = CRM(config, actor=actor)
     try:
         if upgrade:
             crm.upgrade()
@@ -84,8 +90,10 @@ class CRM:
     whole write back and the error names the plugin.
     """
 
-    def __init__(self, config: config_module.Config) -> None:
+    def __init__(self, config: config_module.Config, *, actor: Actor | None = None) -> None:
         self.config = config
+        #: who acts when nothing else is bound: the operator of this Python process
+        self.default_actor: Actor = actor or Actor.operator("python")
         self.pm, self.plugin_statuses = plugin_loader.load(
             config.plugins, where=config.plugins_where
         )
@@ -93,9 +101,14 @@ class CRM:
         self._current: contextvars.ContextVar[HookContext | None] = contextvars.ContextVar(
             f"crmkit_transaction_{id(self)}", default=None
         )
+        self._actor: contextvars.ContextVar[Actor | None] = contextvars.ContextVar(
+            f"crmkit_actor_{id(self)}", default=None
+        )
+        self._watch_writes()
         self.settings = self._collect_settings()
         self.attribute_definitions = self._collect_attributes()
         self.workflow_definitions = self._collect_workflows()
+        self.permissions = self._collect_permissions()
         self._templates: Environment | None = None
         # which plugins missed writes while off: checked before the first write (catchup.py)
         self._plugin_states = PluginStates()
@@ -149,30 +162,88 @@ class CRM:
         """Fire an event inside ``ctx``'s transaction and note it for after-commit."""
         self.call(hook_name, ctx=ctx, **kwargs)
 
+    # -- who acts -----------------------------------------------------------
+    @property
+    def actor(self) -> Actor:
+        """Who is acting now: the actor bound by :meth:`acting_as`, else :attr:`default_actor`."""
+        return self._actor.get() or self.default_actor
+
+    @contextmanager
+    def acting_as(self, actor: Actor) -> Iterator[CRM]:
+        """Run the block as ``actor``: every service call in it is authorised for, and
+        audited as, ``actor`` (the HTTP server binds each request's actor this way)."""
+        token = self._actor.set(actor)
+        try:
+            yield self
+        finally:
+            self._actor.reset(token)
+
+    def authorise(self, action: str, resource: Resource | None = None) -> None:
+        """Allow the current actor to do ``action`` on ``resource``, or raise
+        :class:`~crmkit.errors.Forbidden` (no permission) or
+        :class:`~crmkit.errors.NotFound` (a customer's record outside the actor's scope)."""
+        self.permissions.authorise(self.actor, action, resource)
+
+    def visible_owners(self, action: str) -> frozenset[str] | None:
+        """For list queries: ``None`` when the actor sees every customer for ``action``,
+        else the owners whose customers they see. Raises Forbidden without the permission."""
+        return self.permissions.visible_owners(self.actor, action)
+
+    def _resolve_actor(self, actor: Actor | str | None) -> Actor:
+        current = self.actor
+        if actor is None:
+            return current
+        if isinstance(actor, Actor):
+            return actor
+        # a name given with the write (a staff username): recorded as "on behalf of"
+        if current.is_operator:
+            return attrs.evolve(current, on_behalf_of=actor)
+        if actor == current.username:
+            return current
+        raise Forbidden(
+            f"{current.name} may not record work as {actor!r}; sign in as that staff member"
+        )
+
+    def _watch_writes(self) -> None:
+        """Note the tables each transaction writes, for the audit safety net."""
+
+        @event.listens_for(self.engine, "before_cursor_execute")
+        def note(connection: Any, _cursor: Any, statement: str, *_: Any) -> None:
+            ctx = self._current.get()
+            if ctx is not None and ctx.connection is connection:
+                audit.note_statement(ctx, statement)
+
     # -- transactions -----------------------------------------------------
     @contextmanager
     def transaction(
-        self, actor: str | None = None, now: dt.datetime | None = None
+        self, actor: Actor | str | None = None, now: dt.datetime | None = None
     ) -> Iterator[HookContext]:
         """One unit of work. Nested calls join the outer transaction.
 
-        After the commit, ``crmkit_after_commit`` receives what was changed. Before the
-        first one of this CRM, plugins that were off while others wrote catch up
-        (:mod:`crmkit.core.catchup`).
+        It runs as the current actor (:attr:`actor`); ``actor`` may name another
+        :class:`Actor`, or a staff username the operator records the work for
+        (``on_behalf_of``). Its audit entries commit with it; a write that recorded none
+        gets one naming the tables it wrote. After the commit, ``crmkit_after_commit``
+        receives what was changed. Before the first one of this CRM, plugins that were off
+        while others wrote catch up (:mod:`crmkit.core.catchup`).
         """
         outer = self._current.get()
         if outer is not None:
             yield outer
             return
+        who = self._resolve_actor(actor)
         self._plugin_states.before_write(self)
         with self.engine.connect().execution_options(**db.WRITE) as connection:
-            ctx = HookContext(crm=self, connection=connection, now=now or utcnow(), actor=actor)
+            ctx = HookContext(crm=self, connection=connection, now=now or utcnow(), actor=who)
             token = self._current.set(ctx)
+            bound = self._actor.set(who)
             try:
                 with connection.begin():
                     self._plugin_states.during_write(ctx)
                     yield ctx
+                    audit.close(ctx)
             finally:
+                self._actor.reset(bound)
                 self._current.reset(token)
         if ctx.changes:
             self._after_commit(ctx.changes)
@@ -259,6 +330,13 @@ class CRM:
                     raise ConfigError(f"{self.config.where}: [{spec.name}] {exc}") from None
             settings[spec.name] = values
         return settings
+
+    def _collect_permissions(self) -> Permissions:
+        specs: list[PermissionSpec] = list(CORE_PERMISSIONS)
+        for name, call in plugin_loader.each_implementation(self.pm, "crmkit_register_permissions"):
+            for spec in call({}) or []:
+                specs.append(attrs.evolve(spec, declared_by=name))
+        return Permissions(self, specs, self.config.roles, self.config.where)
 
     def _collect_attributes(self) -> dict[str, AttributeDefinition]:
         found: dict[str, AttributeDefinition] = {}

@@ -49,3 +49,24 @@ class PluginError(CrmError):
 
 class SchemaOutOfDate(CrmError):
     """The database schema is behind the code; run ``crmkit db upgrade``."""
+
+
+class Forbidden(CrmError):
+    """The acting staff member, token or job lacks the permission the action needs.
+
+    ``permission`` names it (``"customers.erase"``). A record outside the actor's scope
+    (another rep's customer) is reported as :class:`NotFound` instead, so its existence
+    does not leak.
+    """
+
+    def __init__(self, message: str, *, permission: str | None = None) -> None:
+        super().__init__(message)
+        self.permission = permission
+
+
+class Unauthenticated(CrmError):
+    """No valid identity: wrong password, unknown or revoked token, expired session."""
+
+
+class PreconditionFailed(CrmError):
+    """The record changed since the caller read it (a stale ``If-Match`` version)."""

@@ -36,7 +36,9 @@ Every event receives ``ctx``, a :class:`crmkit.core.context.HookContext`:
 the running transaction: use it for your own reads and writes so they commit
 or roll back with the change), ``ctx.settings`` (all settings, yours under your
 plugin's name), ``ctx.now`` (timezone-aware time of the change) and
-``ctx.actor`` (the staff username acting, or ``None`` for the system).
+``ctx.actor`` (who is acting: a :class:`crmkit.core.actors.Actor`; store
+``ctx.actor.label`` in your own columns) and ``ctx.audit(...)`` (append an audit
+entry in the same transaction; every write should record one).
 
 Plugins publish their own hooks for other plugins in a ``hookspecs.py``
 module of their package, returned from :func:`crmkit_register_hookspecs`, and
@@ -67,6 +69,7 @@ if TYPE_CHECKING:  # imported for annotations only; keeps this module import-lig
 
     import click
 
+    from crmkit.core.actors import Actor
     from crmkit.core.context import HookContext
     from crmkit.core.entities import (
         AttributeDefinition,
@@ -77,8 +80,10 @@ if TYPE_CHECKING:  # imported for annotations only; keeps this module import-lig
         SettingsSpec,
         TimelineEntry,
     )
+    from crmkit.core.permissions import PermissionSpec, Resource
     from crmkit.core.workflow import Transition, WorkflowDefinition, WorkflowInstance
     from crmkit.crm import CRM
+    from crmkit.server.routing import Route
 
 #: Version of this hook contract and of the public Python API. A plugin
 #: declares the versions it supports with ``CRMKIT_API = ">=1.0,<2"``; minor
@@ -88,7 +93,11 @@ if TYPE_CHECKING:  # imported for annotations only; keeps this module import-lig
 #: 1.2: the public plugin API is drawn (:mod:`crmkit.plugin`); plugin hooks
 #: follow the naming grammar (old names work, deprecated, until 1.3);
 #: ``crmkit_allow_transition`` asks every plugin.
-API_VERSION = "1.2"
+#: 1.3: actors, permissions and the audit log (``ctx.actor`` is an
+#: :class:`~crmkit.core.actors.Actor`, ``ctx.audit``, ``crm.authorise``);
+#: ``crmkit_register_permissions``, ``crmkit_permission_allowed``,
+#: ``crmkit_register_routes``.
+API_VERSION = "1.3"
 
 hookspec = pluggy.HookspecMarker("crmkit")
 hookimpl = pluggy.HookimplMarker("crmkit")
@@ -539,6 +548,73 @@ def crmkit_after_commit(crm: CRM, changes: Any) -> None:
         def crmkit_after_commit(crm, changes):
             for order in changes.orders_created:
                 send_receipt(order)
+    """
+
+
+@hookspec
+def crmkit_register_permissions() -> Sequence[PermissionSpec]:
+    """Declare your plugin's permissions and which default roles hold them.
+
+    When: once, when the CRM opens. Transaction: none. Returns: a sequence of
+    :class:`crmkit.plugin.PermissionSpec`, each named ``<plugin>.<verb>``, with
+    ``default_grants`` mapping a default role (``sales_rep``, ``sales_manager``,
+    ``cost_accounting``, ``technical_support``, ``complaint_handler``, ``manager``) to a
+    scope (``own``, ``team``, ``all``); ``admin`` holds every permission anyway. Check
+    them in your service methods with ``crm.authorise("<plugin>.<verb>", resource)``;
+    ``[roles.<name>]`` tables of crmkit.toml may change any role's grants.
+
+    Example::
+
+        @crmkit.hookimpl
+        def crmkit_register_permissions():
+            return [
+                PermissionSpec("loyalty.read", "see members, balances and statements",
+                               default_grants={"sales_rep": "own", "manager": "all"}),
+                PermissionSpec("loyalty.adjust", "grant or take points by hand",
+                               default_grants={"manager": "all"}),
+            ]
+    """
+
+
+@hookspec
+def crmkit_register_routes() -> Sequence[Route]:
+    """Add HTTP API routes, mounted under ``/api/v1/<plugin>/``.
+
+    When: once, when ``crmkit serve`` builds its application. Transaction: none here; a
+    route's handler runs in a worker thread with the request's actor bound
+    (``crm.acting_as``), so the service methods it calls authorise and audit as that
+    actor. Returns: a sequence of :class:`crmkit.plugin.Route`; their paths are relative
+    to the plugin's prefix, their body/query/response attrs classes go into the OpenAPI
+    document, and every route sits behind the same sign-in (unless ``public=True``),
+    body limits and problem documents as the core's.
+
+    Example::
+
+        @crmkit.hookimpl
+        def crmkit_register_routes():
+            return [Route("GET", "/members/{customer_id:int}", get_member,
+                          summary="A member's balance and tier", response=Member)]
+    """
+
+
+@hookspec
+def crmkit_permission_allowed(
+    crm: CRM, actor: Actor, action: str, resource: Resource | None
+) -> bool | str | None:
+    """Add a rule to every permission check: refuse with ``False`` or a reason.
+
+    When: on every ``crm.authorise(action, resource)``, after the actor's roles granted
+    the permission (and a token's scopes allowed it). Transaction: the caller's, if any
+    (read through ``crm.reading()``). Returns: ``None`` or ``True`` for no objection;
+    ``False`` or a non-empty string refuses (the string is the reason shown). Every
+    plugin is asked; any refusal wins. Keep it cheap: it runs on every service call.
+
+    Example::
+
+        @crmkit.hookimpl
+        def crmkit_permission_allowed(crm, actor, action, resource):
+            if action == "customers.erase" and actor.kind == "token":
+                return "erasure is not allowed through API tokens"
     """
 
 

@@ -26,6 +26,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from crmkit.core.actors import Actor
+from crmkit.core.audit import AuditEntry
 from crmkit.core.bulk import insert_many
 from crmkit.core.consent import ConsentChange
 from crmkit.core.context import Changes, HookContext
@@ -53,6 +55,7 @@ from crmkit.core.entities import (
     to_money,
 )
 from crmkit.core.orders import StoredOrders
+from crmkit.core.permissions import PermissionSpec, Resource
 from crmkit.core.serialize import jsonable
 from crmkit.core.tables import (
     consent_changes,
@@ -74,13 +77,17 @@ from crmkit.errors import (
     ConfigError,
     Conflict,
     CrmError,
+    Forbidden,
     NotFound,
     PluginError,
+    PreconditionFailed,
     SchemaOutOfDate,
     TransitionRefused,
+    Unauthenticated,
     ValidationError,
 )
 from crmkit.hooks import API_VERSION, hookimpl, hookspec
+from crmkit.server.routing import ApiRequest, ApiResponse, Page, Route
 
 if TYPE_CHECKING:  # the lazy names below, for type checkers and editors
     from crmkit.cli import CliState, UserError, pass_crm
@@ -116,6 +123,8 @@ def __getattr__(name: str) -> Any:
 GROUPS: dict[str, tuple[str, ...]] = {
     "Hooks and versions": ("API_VERSION", "hookimpl", "hookspec"),
     "The CRM handle": ("CRM", "open", "HookContext", "Changes"),
+    "Actors, permissions and the audit log": ("Actor", "PermissionSpec", "Resource", "AuditEntry"),
+    "HTTP routes": ("Route", "ApiRequest", "ApiResponse", "Page"),
     "Entities": (
         "Customer",
         "Contact",
@@ -154,6 +163,9 @@ GROUPS: dict[str, tuple[str, ...]] = {
         "PluginError",
         "SchemaOutOfDate",
         "TransitionRefused",
+        "Forbidden",
+        "Unauthenticated",
+        "PreconditionFailed",
     ),
     "Tables": (
         "metadata",
@@ -205,6 +217,14 @@ __all__ = [  # the same names as GROUPS (a test checks)
     "open",
     "HookContext",
     "Changes",
+    "Actor",
+    "PermissionSpec",
+    "Resource",
+    "AuditEntry",
+    "Route",
+    "ApiRequest",
+    "ApiResponse",
+    "Page",
     "Customer",
     "Contact",
     "Interaction",
@@ -238,6 +258,9 @@ __all__ = [  # the same names as GROUPS (a test checks)
     "PluginError",
     "SchemaOutOfDate",
     "TransitionRefused",
+    "Forbidden",
+    "Unauthenticated",
+    "PreconditionFailed",
     "metadata",
     "customers",
     "contacts",

@@ -63,7 +63,7 @@ def set_consent(
             )
         )
         ctx.connection.execute(insert(t.consents), row)
-        change = {**row, "source": source, "actor": actor or ctx.actor}
+        change = {**row, "source": source, "actor": actor or ctx.actor.label}
         ctx.connection.execute(insert(t.consent_changes), change)
         after = crm.customers.get(customer_id)
         crm.fire(ctx, "crmkit_after_customers_updated", customers=[after], previous=[before])

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 import attrs
 from sqlalchemy import Connection
 
+from crmkit.core.actors import Actor
+
 if TYPE_CHECKING:
     from crmkit.crm import CRM
 
@@ -44,14 +46,48 @@ class HookContext:
 
     ``connection`` belongs to the running transaction: plugin reads and writes
     through it commit or roll back together with the change that fired the
-    event. ``now`` is the timezone-aware time of the change.
+    event. ``now`` is the timezone-aware time of the change. ``actor`` is who is acting
+    (:class:`crmkit.core.actors.Actor`; ``actor.label`` is the name to store in a record's
+    own ``staff``/``actor`` column). Record what you change with :meth:`audit`.
     """
 
     crm: CRM
     connection: Connection
     now: dt.datetime
-    actor: str | None = None
+    actor: Actor = attrs.field(factory=Actor.operator)
     changes: Changes = attrs.field(factory=Changes)
+    #: set once an audit entry is recorded; tables written (for the audit safety net)
+    audited: bool = False
+    written_tables: set[str] = attrs.field(factory=set)
+
+    def audit(
+        self,
+        action: str,
+        entity: str,
+        entity_id: Any = None,
+        *,
+        customer_id: int | None = None,
+        before: Any = None,
+        after: Any = None,
+        changes: Any = None,
+    ) -> None:
+        """Append an audit entry in this transaction: ``action`` (``"loyalty.adjust"``),
+        the ``entity`` kind and id, the customer it concerns (erasure scrubs their entries),
+        and either ``before``/``after`` mappings (only differing fields are kept) or
+        ``changes`` as ``{field: [before, after]}``. Personal values go in ``changes`` like
+        any other; erasure of the customer replaces them with ``"[erased]"``."""
+        from crmkit.core import audit
+
+        audit.record(
+            self,
+            action,
+            entity,
+            entity_id,
+            customer_id=customer_id,
+            before=before,
+            after=after,
+            changes=changes,
+        )
 
     @property
     def settings(self) -> dict[str, Any]:

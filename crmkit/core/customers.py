@@ -252,7 +252,7 @@ class CustomerService:
                     )
             if consent_rows:
                 connection.execute(insert(t.consents), consent_rows)
-                history = [{**row, "actor": actor or ctx.actor} for row in consent_rows]
+                history = [{**row, "actor": actor or ctx.actor.label} for row in consent_rows]
                 connection.execute(insert(t.consent_changes), history)
             self.crm.fire(ctx, "crmkit_after_customers_created", customers=stored)
             ctx.changes.customers_created.extend(stored)

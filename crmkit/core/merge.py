@@ -304,14 +304,14 @@ def merge(
                 "kept_id": kept_id,
                 "merged_id": merged_id,
                 "at": ctx.now,
-                "actor": ctx.actor,
+                "actor": ctx.actor.label,
                 "moved": moved,
             },
         )
         kept_after, merged_after = crm.customers.get(kept_id), crm.customers.get(merged_id)
         crm.fire(ctx, "crmkit_after_customers_updated", customers=[kept_after], previous=[kept])
         ctx.changes.customers_updated.extend([kept_after, merged_after])
-        result = MergeResult(merge_id, kept_after, merged_after, ctx.now, ctx.actor, moved)
+        result = MergeResult(merge_id, kept_after, merged_after, ctx.now, ctx.actor.label, moved)
         ctx.changes.other.setdefault("customer_merges", []).append(result)
         return result
 
@@ -349,7 +349,7 @@ def _move_core(ctx: Any, decided: MergePlan) -> dict[str, Any]:
             )
         )
         connection.execute(insert(t.consents), row)
-        connection.execute(insert(t.consent_changes), {**row, "actor": ctx.actor})
+        connection.execute(insert(t.consent_changes), {**row, "actor": ctx.actor.label})
     summary["filled"] = list(decided.filled)
     summary["chosen"] = dict(decided.chosen)
     summary["consents"] = dict(decided.consents)

@@ -15,6 +15,7 @@ import attrs
 from sqlalchemy import insert, select, update
 
 from crmkit.core import tables as t
+from crmkit.core.actors import Actor
 from crmkit.core.entities import Staff
 from crmkit.errors import Conflict, NotFound, ValidationError
 
@@ -132,13 +133,30 @@ class StaffService:
                 f"'crmkit staff activate {who}'"
             )
 
+    def actor(self, username: str, *, request_id: str | None = None) -> Actor:
+        """The :class:`Actor` of staff member ``username`` (``crmkit --as``, sign-in):
+        NotFound for an unknown username, ValidationError for a deactivated one."""
+        member = self.get(username)
+        if not member.active:
+            raise ValidationError(
+                f"staff member {username!r} is deactivated and cannot act; "
+                "reactivate them with 'crmkit staff activate'"
+            )
+        return Actor.for_staff(
+            member.username,
+            member.roles,
+            staff_id=member.id,
+            manager=member.manager,
+            request_id=request_id,
+        )
+
     def get(self, username: str) -> Staff:
         """The staff member with this username; :class:`NotFound` when there is none."""
         with self.crm.reading() as connection:
             row = connection.execute(select(t.staff).where(t.staff.c.username == username)).first()
         if row is None:
             raise NotFound(f"staff member {username!r} not found; add them with 'crmkit staff add'")
-        return Staff(**row._mapping)
+        return _staff(row)
 
     def find(self, username: str | None) -> Staff | None:
         """The staff member with this username, or ``None`` (also for ``None``)."""
@@ -163,7 +181,7 @@ class StaffService:
             query = query.where(t.staff.c.active.is_(True))
         with self.crm.reading() as connection:
             rows = connection.execute(query).all()
-        members = [Staff(**row._mapping) for row in rows]
+        members = [_staff(row) for row in rows]
         if role:
             members = [m for m in members if role in m.roles]
         if department:
@@ -192,3 +210,11 @@ def _clean(field: str, value: Any) -> Any:
             f"staff {field} is {len(value)} characters long; at most {size} fit", field=field
         )
     return value
+
+
+_STAFF_FIELDS = tuple(f.name for f in attrs.fields(Staff))
+
+
+def _staff(row: Any) -> Staff:
+    """The entity from a row of ``staff`` (the password hash never leaves this module)."""
+    return Staff(**{name: row._mapping[name] for name in _STAFF_FIELDS})

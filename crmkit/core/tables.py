@@ -47,6 +47,9 @@ staff = Table(
     Column("manager", String(100)),
     # staff are deactivated, never deleted, so their history keeps its names
     Column("active", Boolean, nullable=False, default=True, server_default=sa_true()),
+    # argon2id (crmkit.core.identity); None: this member cannot sign in
+    Column("password_hash", String(200)),
+    Column("password_changed_at", UTCDateTime),
 )
 
 customers = Table(
@@ -75,6 +78,9 @@ customers = Table(
     # the customer this record was merged into (crm.customers.merge); it then takes no
     # writes. No foreign key: adding one to SQLite's customers would rebuild the table.
     Column("merged_into", Integer),
+    # bumped by every update: the ETag of the record; an edit made against an older
+    # version is refused (crm.customers.update(..., expected_version=N))
+    Column("version", Integer, nullable=False, default=1, server_default="1"),
     Index("ix_customers_owner", "owner"),
     Index("ix_customers_region", "region"),
 )
@@ -220,4 +226,83 @@ plugin_states = Table(
     Column("plugin", String(100), primary_key=True),
     Column("enabled", Boolean, nullable=False),
     Column("changed_at", UTCDateTime, nullable=False),
+)
+
+
+#: Every write, core and plugins: who, when, what, the changed fields (before, after) and
+#: the request, appended by the write's own transaction (crmkit.core.audit).
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("actor_kind", String(20), nullable=False),
+    Column("on_behalf_of", String(100)),
+    Column("action", String(100), nullable=False),
+    Column("entity", String(50), nullable=False),
+    Column("entity_id", String(100)),
+    # the customer the entry concerns: the 360 activity, and erasure scrubs these entries
+    Column("customer_id", Integer),
+    # {"field": [before, after]}; a create has before None, a delete after None
+    Column("changes", JSON, nullable=False, default=dict, info={"personal": True}),
+    Column("request_id", String(64)),
+    Index("ix_audit_log_customer_id", "customer_id", "id"),
+    Index("ix_audit_log_actor", "actor", "id"),
+    Index("ix_audit_log_at", "at"),
+)
+
+#: Browser sessions, server-side: the cookie holds a random token, this table its SHA-256.
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("staff_id", Integer, ForeignKey("staff.id", ondelete="CASCADE"), nullable=False),
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("last_seen_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("address", String(64)),
+    Index("ix_sessions_staff_id", "staff_id"),
+)
+
+#: API tokens for other systems: shown once at creation; only the SHA-256 is stored.
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("staff_id", Integer, ForeignKey("staff.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(100), nullable=False, default=""),
+    Column("prefix", String(20), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("scopes", JSON, nullable=False, default=list),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("created_by", String(200)),
+    Column("expires_at", UTCDateTime),
+    Column("last_used_at", UTCDateTime),
+    Column("revoked_at", UTCDateTime),
+)
+
+#: Failed sign-ins, by account and by address, for the back-off (pruned as they age).
+login_failures = Table(
+    "login_failures",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("key", String(200), nullable=False),  # "account:<username>" / "address:<ip>"
+    Column("at", UTCDateTime, nullable=False),
+    Index("ix_login_failures_key_at", "key", "at"),
+)
+
+#: The first response to each POST carrying an Idempotency-Key, per actor, stored by the
+#: write's own transaction: a retry gets it back and writes nothing twice.
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("actor", String(200), primary_key=True),
+    Column("key", String(200), primary_key=True),
+    Column("request_hash", String(64), nullable=False),
+    Column("status", Integer, nullable=False),
+    Column("headers", JSON, nullable=False, default=dict),
+    Column("body", Text, nullable=False, default=""),
+    Column("created_at", UTCDateTime, nullable=False),
 )

@@ -213,7 +213,7 @@ class WorkflowService:
             "instance_id": instance_id,
             "from_stage": from_stage,
             "to_stage": to_stage,
-            "actor": ctx.actor,
+            "actor": ctx.actor.label,
             "at": ctx.now,
             "reason": reason or "",
         }

@@ -64,7 +64,7 @@ def test_upgrade_from_older_revision_keeps_data(database_url):
     crm.close()
 
 
-CORE_HEAD = "c0004"
+CORE_HEAD = "c0005"
 CORE_TABLES = {
     "staff", "customers", "contacts", "consents", "interactions", "orders", "order_lines",
     "workflow_instances", "workflow_transitions",

@@ -1,0 +1,95 @@
+"""Route declarations for the HTTP API: what a handler takes and returns, as data.
+
+A :class:`Route` names its method, path, handler and the attrs classes of its query,
+body and response. The server decodes the query and body into those classes (an unknown
+field, a wrong type or a missing required field is a 422 problem document before the
+handler runs), binds the request's actor to the CRM, runs the handler in a worker
+thread, and encodes what it returns. The OpenAPI document is generated from the same
+classes and signatures, never written by hand.
+
+This module imports nothing of the web stack: plugins declare routes at no start-up cost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+if TYPE_CHECKING:
+    from crmkit.core.actors import Actor
+    from crmkit.crm import CRM
+
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+
+@attrs.frozen
+class Route:
+    """One API operation.
+
+    ``path`` is relative to ``/api/v1`` (core) or ``/api/v1/<plugin>`` (a plugin's routes)
+    and uses Starlette's converters: ``"/customers/{customer_id:int}"``. ``handler(request)``
+    is a plain function taking an :class:`ApiRequest`; it returns an attrs instance, a
+    mapping, a list, a :class:`Page` (a list with a next cursor: ``Link`` header) or an
+    :class:`ApiResponse`. ``query``/``body``/``response`` are attrs classes (``response``
+    may be ``list[Cls]``); ``body_kind="stream"`` hands the raw body to the handler (bulk
+    import) instead of decoding JSON. ``public=True`` routes need no sign-in (a case's
+    public status by tracking code); everything else needs a session or a token.
+    ``operation_id`` defaults to the handler's name (prefixed by the plugin's).
+    """
+
+    method: str
+    path: str
+    handler: Callable[[ApiRequest], Any]
+    summary: str
+    query: type | None = None
+    body: type | None = None
+    response: Any = None
+    status: int = 200
+    public: bool = False
+    body_kind: str = "json"  # "json" | "stream"
+    tags: tuple[str, ...] = ()
+    operation_id: str | None = None
+    description: str | None = None
+    #: problem types this route may answer with besides the common ones (docs only)
+    errors: tuple[int, ...] = ()
+
+
+@attrs.define
+class ApiRequest:
+    """What a handler gets: the CRM (the request's actor already bound), the decoded
+    path parameters, query and body, and the headers that matter to writes."""
+
+    crm: CRM
+    actor: Actor
+    path: Mapping[str, Any]
+    query: Any = None
+    body: Any = None
+    headers: Mapping[str, str] = attrs.field(factory=dict)
+    request_id: str = ""
+    #: the If-Match header's version (quotes stripped), for PATCH; None when absent
+    if_match: str | None = None
+    #: the raw body, for ``body_kind="stream"`` routes: an iterator of bytes chunks
+    stream: Any = None
+    #: the request's language: "en" or "zh" (Accept-Language, else [server] language)
+    language: str = "en"
+
+
+@attrs.define
+class ApiResponse:
+    """A response with a status, headers or an ETag of its own."""
+
+    body: Any = None
+    status: int = 200
+    headers: Mapping[str, str] = attrs.field(factory=dict)
+    etag: str | None = None
+
+
+@attrs.define
+class Page:
+    """A page of a list: ``items`` and the cursor of the next page (``None`` at the end);
+    the server sends the ``Link: <...>; rel="next"`` header and the items as the body."""
+
+    items: Sequence[Any]
+    next_cursor: str | None = None
