@@ -70,3 +70,11 @@ class Unauthenticated(CrmError):
 
 class PreconditionFailed(CrmError):
     """The record changed since the caller read it (a stale ``If-Match`` version)."""
+
+
+class TooManyAttempts(Unauthenticated):
+    """Too many failed sign-ins for this account or address: wait ``retry_after`` seconds."""
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

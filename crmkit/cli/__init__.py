@@ -367,7 +367,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 # Register the core's command modules (each adds its commands to ``cli``).
-from crmkit.cli import admin, catchup, demo, merge, records, transfer  # noqa: E402,F401
+from crmkit.cli import admin, audit, catchup, demo, identity, merge, records, serve, transfer  # noqa: E402,F401,I001
 
 __all__ = ["CliState", "UserError", "cli", "common_options", "main", "pass_crm"]
 

@@ -1,0 +1,1 @@
+"""``crmkit audit`` commands (being built for issue 15)."""

@@ -1,0 +1,1 @@
+"""``crmkit identity`` commands (being built for issue 15)."""

@@ -1,0 +1,1 @@
+"""``crmkit serve`` commands (being built for issue 15)."""
