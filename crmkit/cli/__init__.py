@@ -1,9 +1,11 @@
 """The ``crmkit`` command line (click).
 
-Every command takes ``--config PATH`` and ``--database URL``, before or after
-the command's name (``crmkit --config x.toml customer list`` and ``crmkit
+Every command takes ``--config PATH``, ``--database URL`` and ``--as STAFF``, before
+or after the command's name (``crmkit --config x.toml customer list`` and ``crmkit
 customer list --config x.toml`` are the same; the root group moves them to
-the front before parsing, so plugins' commands take them too). Plugins add
+the front before parsing, so plugins' commands take them too). Commands act as the
+local operator, recorded as ``cli:<os user>`` and holding every permission; with
+``--as STAFF`` (or ``CRMKIT_AS``) they act as that staff member, with their permissions. Plugins add
 their command groups through ``crmkit_register_commands``; inside a command,
 ``@pass_crm`` hands over the open CRM. A user mistake prints one line to
 stderr and exits 1; the traceback only shows with ``--verbose``. Warnings the
@@ -27,27 +29,42 @@ import click
 import crmkit
 from crmkit import config as config_module
 from crmkit import plugins as plugin_loader
+from crmkit.core.actors import Actor
 from crmkit.errors import CrmError, PluginError
 
 
 @attrs.define
 class CliState:
-    """One command run's state: --config, --database, --verbose, the plugin override,
-    and the CRM it opens."""
+    """One command run's state: --config, --database, --as, --verbose, the plugin
+    override, and the CRM it opens."""
 
     config: str | None = None
     database: str | None = None
     verbose: bool = False
     crm: crmkit.CRM | None = None
     plugins: list[str | Any] | None = None  # names or plugin objects; overrides the config
+    #: --as STAFF: the staff member the command acts as (None: the operator, cli:<os user>)
+    acting_as: str | None = None
 
     def open(self, *, upgrade: bool = False) -> crmkit.CRM:
         """The CRM of this command run, opened on first use (warns about plugins that
-        failed to load)."""
+        failed to load). It acts as the operator ``cli:<os user>``, or as the staff
+        member of ``--as``."""
         if self.crm is None:
-            self.crm = crmkit.open(
-                self.config, database=self.database, plugins=self.plugins, upgrade=upgrade
+            crm = crmkit.open(
+                self.config,
+                database=self.database,
+                plugins=self.plugins,
+                upgrade=upgrade,
+                actor=Actor.operator("cli"),
             )
+            if self.acting_as:
+                try:
+                    crm.default_actor = crm.staff.actor(self.acting_as)
+                except BaseException:
+                    crm.close()
+                    raise
+            self.crm = crm
             for status in self.crm.plugin_statuses:
                 if status.enabled and not status.ok:
                     click.echo(
@@ -71,11 +88,12 @@ class CliState:
 
 
 #: Options of the root group that may also come after the command's name.
-GLOBAL_OPTIONS = ("--config", "--database")
+GLOBAL_OPTIONS = ("--config", "--database", "--as")
 
 
 def hoist_global_options(args: Sequence[str]) -> list[str]:
-    """``args`` with every ``--config X`` / ``--database X`` (or ``--config=X``) moved first.
+    """``args`` with every ``--config X`` / ``--database X`` / ``--as X`` (or ``--config=X``)
+    moved first.
 
     Their order among themselves is kept, so the last one given wins; nothing after
     ``--`` moves. Commands must not define options of these names for another meaning.
@@ -308,14 +326,31 @@ def pass_crm(command: Callable[..., Any]) -> Callable[..., Any]:
     callback=_set_state("database"),
     help="Database URL, e.g. sqlite:///crm.db; overrides the config file.",
 )
+@click.option(
+    "--as",
+    "acting_as",
+    metavar="STAFF",
+    envvar="CRMKIT_AS",
+    is_eager=True,
+    callback=_set_state("acting_as"),
+    help="Act as this staff member, with their permissions (default: the local operator, "
+    "recorded as cli:<os user>, who may do everything).",
+)
 @click.option("--verbose", "-v", is_flag=True, help="Show tracebacks for errors.")
 @click.version_option(crmkit.__version__, prog_name="crmkit")
 @click.pass_context
-def cli(ctx: click.Context, config: str | None, database: str | None, verbose: bool) -> None:
+def cli(
+    ctx: click.Context,
+    config: str | None,
+    database: str | None,
+    acting_as: str | None,
+    verbose: bool,
+) -> None:
     """crmkit: a plugin-based CRM. Start with 'crmkit init' or 'crmkit demo'."""
     state = ctx.ensure_object(CliState)
     state.config = state.config or config
     state.database = state.database or database
+    state.acting_as = state.acting_as or acting_as
     state.verbose = verbose
 
 
