@@ -239,3 +239,157 @@ def assert_migrations_match_tables(
             f"the migrations of {branch} do not match its table definitions on "
             f"{crm.engine.dialect.name} ({len(differences)} difference(s)):\n{lines}"
         )
+
+
+# -- a live crmkit serve process -------------------------------------------------
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class LiveServer:
+    """A ``crmkit serve`` subprocess on a loopback port: ``url``, ``client()``, ``stop()``.
+
+    Its stdout and stderr (the JSON access log included) go to ``log_path``; read them
+    with :meth:`output`.
+    """
+
+    def __init__(self, process: subprocess.Popen[bytes], url: str, log_path: Path) -> None:
+        self.process = process
+        self.url = url
+        self.log_path = log_path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def client(self, **options: Any) -> Any:
+        """An ``httpx.Client`` on the server (close it, or use it in a ``with`` block)."""
+        import httpx
+
+        options.setdefault("timeout", 30)
+        return httpx.Client(base_url=self.url, **options)
+
+    def output(self) -> str:
+        """What the server printed so far (stdout and stderr)."""
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def worker_pids(self) -> list[int]:
+        """The processes serving requests: the children of a multi-worker server, else the
+        server itself (Linux: read from /proc)."""
+        children = Path(f"/proc/{self.pid}/task/{self.pid}/children")
+        try:
+            found = [int(p) for p in children.read_text().split()]
+        except OSError:
+            found = []
+        # uvicorn's supervisor also starts a resource tracker: keep the processes serving
+        workers = [p for p in found if "multiprocessing" not in _cmdline(p)]
+        return workers or [self.pid]
+
+    def stop(self, timeout: float = 30) -> int:
+        """SIGTERM (graceful: requests in flight finish), then wait; returns the exit status."""
+        import signal
+
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        return int(self.process.returncode)
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\x00", b" ").decode()
+    except OSError:
+        return ""
+
+
+def start_server(
+    config_path_or_url: str | os.PathLike[str],
+    workers: int = 1,
+    env: dict[str, str] | None = None,
+    *,
+    timeout: float = 60,
+    cwd: str | os.PathLike[str] | None = None,
+) -> LiveServer:
+    """Start ``crmkit serve`` as a real subprocess on a free 127.0.0.1 port and wait until
+    ``/healthz`` answers.
+
+    ``config_path_or_url`` is a crmkit.toml (``CRMKIT_CONFIG``) or a database URL
+    (``CRMKIT_DATABASE_URL``); ``env`` adds environment variables, e.g.
+    ``{"CRMKIT_PLUGINS": "loyalty"}``. Stop it with :meth:`LiveServer.stop` (SIGTERM).
+    """
+    import sys
+    import tempfile
+    import time
+
+    import httpx
+
+    port = free_port()
+    variables = dict(os.environ)
+    target = os.fspath(config_path_or_url)
+    if "://" in target:
+        variables.pop("CRMKIT_CONFIG", None)
+        variables["CRMKIT_DATABASE_URL"] = target
+    else:
+        variables.pop("CRMKIT_DATABASE_URL", None)
+        variables["CRMKIT_CONFIG"] = str(Path(target).resolve())
+    variables.update(env or {})
+    folder = Path(tempfile.mkdtemp(prefix="crmkit-serve-"))
+    log_path = folder / "server.log"
+    command = [
+        sys.executable, "-c", "from crmkit.cli import main; main()", "serve",
+        "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
+    ]  # fmt: skip
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            command, env=variables, stdout=log, stderr=subprocess.STDOUT,
+            cwd=os.fspath(cwd) if cwd is not None else folder,
+        )  # fmt: skip
+    server = LiveServer(process, f"http://127.0.0.1:{port}", log_path)
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"crmkit serve exited with status {process.returncode}:\n{server.output()}"
+            )
+        try:
+            if httpx.get(f"{server.url}/healthz", timeout=2).status_code == 200:
+                return server
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            server.stop(5)
+            raise RuntimeError(f"crmkit serve did not answer /healthz in {timeout}s:\n"
+                               f"{server.output()}")  # fmt: skip
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def live_server() -> Iterator[Callable[..., LiveServer]]:
+    """Factory: ``live_server(config_or_url, workers=1, env={...})`` starts ``crmkit serve``
+    (see :func:`start_server`); every server started is stopped at the end of the test."""
+    started: list[LiveServer] = []
+
+    def factory(
+        config_path_or_url: str | os.PathLike[str],
+        workers: int = 1,
+        env: dict[str, str] | None = None,
+        **options: Any,
+    ) -> LiveServer:
+        server = start_server(config_path_or_url, workers=workers, env=env, **options)
+        started.append(server)
+        return server
+
+    yield factory
+    for server in started:
+        server.stop()

@@ -1,0 +1,561 @@
+"""The dispatcher: each :class:`~crmkit.server.routing.Route` becomes a Starlette route.
+
+For every request it: checks the path parameters; decodes the query string and the JSON
+body into the route's attrs classes (:mod:`crmkit.server.codec`); identifies the caller
+(``Authorization: Bearer`` token, else the ``crmkit_session`` cookie with its CSRF token
+on writes, else anonymous on public routes, else 401); runs the handler in a worker thread
+with the actor bound (``crm.acting_as``), inside one transaction with the stored response
+when the POST carries an ``Idempotency-Key``; encodes what the handler returned; and
+turns every refusal into a problem document. An unexpected exception is a 500 carrying
+only the request id; its traceback goes to the log.
+
+The route table (:func:`route_table`) is the core's routes under ``/api/v1`` and each
+plugin's under ``/api/v1/<plugin>``; two routes with the same method and path, or the
+same operation id, stop the server at start-up naming the plugins.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import re
+import time
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
+
+import anyio.from_thread
+import attrs
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route as StarletteRoute
+
+from crmkit import plugins as plugin_loader
+from crmkit.core.actors import Actor
+from crmkit.errors import PluginError, Unauthenticated
+from crmkit.server import codec, problems
+from crmkit.server.problems import MEDIA_TYPE, Problem
+from crmkit.server.routing import METHODS, ApiRequest, ApiResponse, Page, Route
+
+if TYPE_CHECKING:
+    from crmkit.crm import CRM
+
+log = logging.getLogger("crmkit.server")
+
+API_PREFIX = "/api/v1"
+SESSION_COOKIE = "crmkit_session"
+UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+#: request headers a handler never sees (credentials)
+HIDDEN_HEADERS = frozenset({"authorization", "cookie", "x-csrf-token"})
+IDEMPOTENCY_KEY = re.compile(r"[\x20-\x7e]{1,200}")
+TOKEN_TEXT = re.compile(r"[\x21-\x7e]{1,512}")
+_CONVERTER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::([a-z]+))?\}")
+
+
+@attrs.define
+class Mounted:
+    """A route as served: its full path, the plugin it came from, its operation id."""
+
+    route: Route
+    path: str
+    plugin: str | None
+    operation_id: str
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """(method, path with parameter names erased): two routes with one key clash."""
+        return self.route.method.upper(), _CONVERTER.sub("{}", self.path)
+
+
+def route_table(crm: CRM) -> list[Mounted]:
+    """The core's routes and every enabled plugin's, as served; refuses clashes."""
+    from crmkit.server.api import core_routes
+
+    mounted = [_mount(route, None) for route in core_routes()]
+    for plugin, call in plugin_loader.each_implementation(crm.pm, "crmkit_register_routes"):
+        core = plugin.startswith("crmkit.")
+        try:
+            routes = list(call({}) or ())
+        except Exception as exc:
+            raise PluginError(
+                f"plugin {plugin!r} failed in crmkit_register_routes: {type(exc).__name__}: {exc}",
+                plugin=plugin,
+            ) from exc
+        for route in routes:
+            if not isinstance(route, Route):
+                raise PluginError(
+                    f"plugin {plugin!r}: crmkit_register_routes returned {route!r}, "
+                    "not a crmkit.plugin.Route",
+                    plugin=plugin,
+                )
+            mounted.append(_mount(route, None if core else plugin))
+    _refuse_clashes(mounted)
+    return mounted
+
+
+def _mount(route: Route, plugin: str | None) -> Mounted:
+    if route.method.upper() not in METHODS:
+        raise PluginError(
+            f"{_owner(plugin)}: route {route.path!r} has method {route.method!r}; "
+            f"use one of {', '.join(METHODS)}",
+            plugin=plugin,
+        )
+    if not route.path.startswith("/"):
+        raise PluginError(
+            f"{_owner(plugin)}: route path {route.path!r} must start with '/'", plugin=plugin
+        )
+    prefix = f"{API_PREFIX}/{plugin}" if plugin else API_PREFIX
+    path = prefix + (route.path if route.path != "/" else "")
+    name = route.operation_id or getattr(route.handler, "__name__", "operation")
+    operation_id = f"{plugin}_{name}" if plugin else name
+    return Mounted(route=route, path=path, plugin=plugin, operation_id=operation_id)
+
+
+def _owner(plugin: str | None) -> str:
+    return f"plugin {plugin!r}" if plugin else "the core"
+
+
+def _refuse_clashes(mounted: list[Mounted]) -> None:
+    seen: dict[tuple[str, str], Mounted] = {}
+    ids: dict[str, Mounted] = {}
+    for item in mounted:
+        other = seen.get(item.key)
+        if other is not None:
+            raise PluginError(
+                f"{_owner(item.plugin)} declares {item.route.method.upper()} {item.path}, "
+                f"which {_owner(other.plugin)} already declares; give one of them another path",
+                plugin=item.plugin or other.plugin,
+            )
+        seen[item.key] = item
+        same = ids.get(item.operation_id)
+        if same is not None:
+            raise PluginError(
+                f"{_owner(item.plugin)}: operation id {item.operation_id!r} of "
+                f"{item.route.method.upper()} {item.path} is already used by "
+                f"{same.route.method.upper()} {same.path}; set Route(operation_id=...)",
+                plugin=item.plugin or same.plugin,
+            )
+        ids[item.operation_id] = item
+
+
+def starlette_routes(server: Any, mounted: list[Mounted]) -> list[StarletteRoute]:
+    """One Starlette route per path, dispatching on the method (so 405 lists ``Allow``)."""
+    by_path: dict[str, dict[str, Mounted]] = {}
+    for item in mounted:
+        by_path.setdefault(item.path, {})[item.route.method.upper()] = item
+    routes = []
+    for path, methods in by_path.items():
+        routes.append(StarletteRoute(path, _endpoint(server, methods), methods=sorted(methods)))
+    return routes
+
+
+def _endpoint(server: Any, methods: dict[str, Mounted]) -> Callable[[Request], Any]:
+    async def endpoint(request: Request) -> Response:
+        method = request.method.upper()
+        item = methods.get("GET" if method == "HEAD" else method)
+        assert item is not None  # Starlette answered 405 for the others
+        return await Dispatch(server, item, request).run()
+
+    return endpoint
+
+
+# -- one request ---------------------------------------------------------------
+
+
+@attrs.define
+class Rendered:
+    """A response ready to send (and, for an idempotent POST, to store)."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    media_type: str = "application/json"
+
+    def response(self, request_id: str, **extra: str) -> Response:
+        headers = {**self.headers, **extra}
+        if self.status in (204, 304):
+            return Response(status_code=self.status, headers=headers)
+        return Response(
+            self.body, status_code=self.status, headers=headers, media_type=self.media_type
+        )
+
+
+def problem_response(problem: Problem, request: Request) -> Response:
+    rid = request_id(request)
+    body = problem.body(instance=request.url.path, request_id=rid)
+    return Response(
+        body, status_code=problem.status, headers=problem.headers, media_type=MEDIA_TYPE
+    )
+
+
+def request_id(request: Request) -> str:
+    return str(request.scope.get("state", {}).get("request_id", ""))
+
+
+class Dispatch:
+    """Serving one request of one route."""
+
+    def __init__(self, server: Any, item: Mounted, request: Request) -> None:
+        self.server = server
+        self.crm: CRM = server.crm
+        self.item = item
+        self.route = item.route
+        self.request = request
+        self.rid = request_id(request)
+
+    async def run(self) -> Response:
+        try:
+            return await self._run()
+        except Exception as exc:
+            return self.failure(exc)
+
+    def failure(self, exc: BaseException) -> Response:
+        problem = problems.from_exception(exc) or _database_problem(exc)
+        if problem is None:
+            log.error(
+                "request %s: %s %s failed", self.rid, self.request.method,
+                self.request.url.path, exc_info=exc,
+            )  # fmt: skip
+            problem = problems.internal_error()
+        return problem_response(problem, self.request)
+
+    async def _run(self) -> Response:
+        await self.server.require_ready()
+        path = self._path_params()
+        query = codec.decode_query(self.route.query, self.request.query_params.multi_items())
+        actor, csrf = await self._authenticate()
+        state = self.request.scope.setdefault("state", {})
+        state["actor_name"] = actor.name
+        state["staff_id"] = actor.staff_id
+        raw = b""
+        if self.route.body_kind != "stream" and self.request.method.upper() in UNSAFE:
+            raw = await self.request.body()
+        if csrf is not None and self.request.method.upper() in UNSAFE:
+            self._check_csrf(csrf, raw)
+        body = self._decode_body(raw)
+        stream = _BodyStream(self.request) if self.route.body_kind == "stream" else None
+        api_request = ApiRequest(
+            crm=self.crm,
+            actor=actor,
+            path=path,
+            query=query,
+            body=body,
+            headers={k: v for k, v in self.request.headers.items() if k not in HIDDEN_HEADERS},
+            request_id=self.rid,
+            if_match=if_match(self.request.headers.get("if-match")),
+            stream=stream,
+            language=self._language(),
+        )
+        key = self._idempotency_key()
+        if key is None:
+            rendered = await run_in_threadpool(self._call, api_request)
+            return rendered.response(self.rid)
+        digest = request_hash(self.request, raw)
+        return await run_in_threadpool(self._idempotent, api_request, key, digest, stream)
+
+    # -- inputs ----------------------------------------------------------------
+
+    def _path_params(self) -> dict[str, Any]:
+        params = dict(self.request.path_params)
+        for name, value in params.items():
+            bad_int = isinstance(value, int) and not codec.INT_MIN <= value <= codec.INT_MAX
+            bad_text = isinstance(value, str) and ("\x00" in value or not _encodable(value))
+            if bad_int or bad_text:
+                raise Problem("not-found", f"no resource at {self.request.url.path!r} ({name})")
+        return params
+
+    async def _authenticate(self) -> tuple[Actor, str | None]:
+        """The actor, and the session's CSRF token when a cookie identified them."""
+        header = self.request.headers.get("authorization")
+        if header is not None:
+            scheme, _, token = header.strip().partition(" ")
+            token = token.strip()
+            if scheme.lower() != "bearer" or not TOKEN_TEXT.fullmatch(token):
+                raise problems.unauthenticated(
+                    "the Authorization header must be 'Bearer <token>' with an API token"
+                )
+            actor = await run_in_threadpool(self._token_actor, token)
+            return actor.with_request(self.rid), None
+        cookie = self.request.cookies.get(SESSION_COOKIE)
+        if cookie:
+            try:
+                session = await run_in_threadpool(self._session, cookie)
+            except Unauthenticated:
+                if self.route.public:  # an expired cookie does not hide public pages
+                    return Actor.anonymous(self.rid), None
+                raise
+            return session.actor.with_request(self.rid), session.csrf_token
+        if self.route.public:
+            return Actor.anonymous(self.rid), None
+        raise problems.unauthenticated(
+            "sign in first: send 'Authorization: Bearer <token>' or the crmkit_session cookie "
+            "from POST /api/v1/auth/login"
+        )
+
+    def _token_actor(self, token: str) -> Actor:
+        from crmkit.core import identity
+
+        return identity.token_actor(self.crm, token, request_id=self.rid)
+
+    def _session(self, cookie: str) -> Any:
+        from crmkit.core import identity
+
+        if not TOKEN_TEXT.fullmatch(cookie):
+            raise Unauthenticated("the session cookie is not valid; sign in again")
+        client = self.request.client
+        address = client.host if client else None
+        return identity.session_actor(self.crm, cookie, address=address, request_id=self.rid)
+
+    def _check_csrf(self, expected: str, raw: bytes) -> None:
+        given = self.request.headers.get("x-csrf-token")
+        ctype = self.request.headers.get("content-type", "")
+        if given is None and ctype.startswith("application/x-www-form-urlencoded"):
+            form = parse_qs(raw.decode("utf-8", "replace"), max_num_fields=1000)
+            given = (form.get("csrf_token") or [None])[0]
+        if not given or not hmac.compare_digest(given.encode(), str(expected).encode()):
+            raise Problem(
+                "forbidden",
+                "missing or wrong CSRF token: send the X-CSRF-Token header with the "
+                "csrf_token your sign-in returned",
+            )
+
+    def _decode_body(self, raw: bytes) -> Any:
+        cls = self.route.body
+        if cls is None or self.route.body_kind == "stream":
+            return None
+        if not raw.strip():
+            raise Problem("malformed-body", "this operation needs a JSON object as its body")
+        ctype = self.request.headers.get("content-type", "")
+        media = ctype.split(";", 1)[0].strip().lower()
+        if media != "application/json" and not (
+            media.startswith("application/") and media.endswith("+json")
+        ):
+            raise Problem(
+                "unsupported-media-type",
+                f"the body must be application/json, not {media or 'without a Content-Type'}",
+            )
+        return codec.decode_json(cls, raw)
+
+    def _language(self) -> str:
+        header = self.request.headers.get("accept-language", "")
+        for part in header.split(","):
+            tag = part.split(";", 1)[0].strip().lower()
+            if tag.startswith("zh"):
+                return "zh"
+            if tag.startswith("en"):
+                return "en"
+        return self.crm.config.server.language
+
+    def _idempotency_key(self) -> str | None:
+        if self.request.method.upper() != "POST":
+            return None
+        key = self.request.headers.get("idempotency-key")
+        if key is None:
+            return None
+        if not IDEMPOTENCY_KEY.fullmatch(key):
+            raise Problem(
+                "validation-error",
+                "Idempotency-Key must be 1 to 200 printable ASCII characters",
+                field="Idempotency-Key",
+            )
+        return key
+
+    # -- running the handler (worker thread) -----------------------------------
+
+    def _call(self, api_request: ApiRequest) -> Rendered:
+        with self.crm.acting_as(api_request.actor):
+            result = self.route.handler(api_request)
+            return self._render(result)
+
+    def _render(self, result: Any) -> Rendered:
+        status = self.route.status
+        headers: dict[str, str] = {}
+        if isinstance(result, ApiResponse):
+            status = result.status
+            headers.update({str(k): str(v) for k, v in result.headers.items()})
+            if result.etag is not None:
+                headers["ETag"] = quote_etag(result.etag)
+            result = result.body
+        if isinstance(result, Page):
+            if result.next_cursor:
+                url = self.request.url.include_query_params(cursor=result.next_cursor)
+                headers["Link"] = f'<{url}>; rel="next"'
+            result = list(result.items)
+        if status in (204, 304):
+            return Rendered(status, headers, b"")
+        return Rendered(status, headers, codec.encode(result))
+
+    def _idempotent(
+        self, api_request: ApiRequest, key: str, digest: str, stream: _BodyStream | None
+    ) -> Response:
+        """Run the POST once per (actor, key): the stored response is written by the same
+        transaction as the handler's writes, so a retry finds both or neither."""
+        from crmkit.core.tables import idempotency_keys as keys
+
+        actor = api_request.actor
+        with self.crm.acting_as(actor):
+            try:
+                with self.crm.transaction() as ctx:
+                    stored = _stored(ctx.connection, actor.name, key)
+                    if stored is None:
+                        result = self.route.handler(api_request)
+                        rendered = self._render(result)
+                        if stream is not None:
+                            digest = stream.finish(digest)
+                        self._store(ctx, keys, actor.name, key, digest, rendered)
+                        return rendered.response(self.rid)
+            except _KeyTaken:
+                stored = self._stored_after_race(actor.name, key)
+            if stream is not None:
+                digest = stream.finish(digest)
+            return self._replay(stored, digest)
+
+    def _store(
+        self, ctx: Any, keys: sa.Table, actor: str, key: str, digest: str, rendered: Rendered
+    ) -> None:
+        row = {
+            "actor": actor,
+            "key": key,
+            "request_hash": digest,
+            "status": rendered.status,
+            "headers": rendered.headers,
+            "body": rendered.body.decode("utf-8"),
+            "created_at": ctx.now,
+        }
+        try:
+            with ctx.connection.begin_nested():
+                ctx.connection.execute(keys.insert().values(**row))
+        except sa_exc.IntegrityError:
+            raise _KeyTaken() from None
+
+    def _stored_after_race(self, actor: str, key: str) -> Any:
+        """After losing the race for a key, the winner's stored response, waiting a little
+        for it to commit; a 409 when it is still running."""
+        deadline = time.monotonic() + 5
+        while True:
+            with self.crm.reading() as connection:
+                stored = _stored(connection, actor, key)
+            if stored is not None:
+                return stored
+            if time.monotonic() > deadline:
+                raise Problem("conflict", "a request with this Idempotency-Key is in progress")
+            time.sleep(0.05)
+
+    def _replay(self, stored: Any, digest: str) -> Response:
+        if stored.request_hash != digest:
+            raise Problem(
+                "idempotency-key-reused",
+                "this Idempotency-Key was used for a different request (method, path, query "
+                "or body); use a new key for a new request",
+            )
+        headers = dict(stored.headers or {})
+        rendered = Rendered(stored.status, headers, stored.body.encode("utf-8"))
+        return rendered.response(self.rid, **{"Idempotent-Replayed": "true"})
+
+
+class _KeyTaken(Exception):
+    """Another request stored a response under this idempotency key first."""
+
+
+def _stored(connection: sa.Connection, actor: str, key: str) -> Any:
+    from crmkit.core.tables import idempotency_keys as keys
+
+    query = sa.select(keys).where(keys.c.actor == actor, keys.c.key == key)
+    return connection.execute(query).first()
+
+
+def request_hash(request: Request, raw: bytes) -> str:
+    """sha256 of the method, path, query string and body: what makes two requests 'the same'."""
+    digest = hashlib.sha256()
+    for part in (request.method.upper(), request.url.path, request.url.query):
+        digest.update(part.encode("utf-8", "surrogateescape") + b"\x00")
+    digest.update(raw)
+    return digest.hexdigest()
+
+
+class _BodyStream:
+    """The request body as a blocking iterator of chunks, for a handler in a worker thread.
+
+    Reads through the event loop (``anyio.from_thread``), so a large import streams without
+    being held in memory; the middleware's byte count still applies.
+    """
+
+    def __init__(self, request: Request) -> None:
+        self._chunks = request.stream().__aiter__()
+        self._done = False
+        self._hash = hashlib.sha256()
+
+    async def _next(self) -> bytes | None:
+        try:
+            return await self._chunks.__anext__()
+        except StopAsyncIteration:
+            return None
+
+    def __iter__(self) -> Iterator[bytes]:
+        while not self._done:
+            chunk = anyio.from_thread.run(self._next)
+            if chunk is None:
+                self._done = True
+                return
+            if chunk:
+                self._hash.update(chunk)
+                yield chunk
+
+    def finish(self, head: str) -> str:
+        """Read what the handler left, then the hash of ``head`` (method, path, query) and
+        the whole body."""
+        for _ in self:
+            pass
+        return hashlib.sha256(head.encode() + self._hash.digest()).hexdigest()
+
+
+def if_match(value: str | None) -> str | None:
+    """The If-Match version: ``W/"v3"`` and ``"v3"`` give ``v3``; None when absent."""
+    if value is None:
+        return None
+    text = value.strip()
+    text = text.removeprefix("W/").strip()
+    if len(text) >= 2 and text.startswith('"') and text.endswith('"'):
+        text = text[1:-1]
+    return text
+
+
+def quote_etag(etag: str) -> str:
+    text = str(etag)
+    if text.startswith(('"', 'W/"')):
+        return text
+    return f'"{text}"'
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _database_problem(exc: BaseException) -> Problem | None:
+    """A database refusal the codec did not foresee: never a 500 for the client's input."""
+    if isinstance(exc, sa_exc.IntegrityError):
+        log.warning("integrity error answered as 409: %s", exc.orig)
+        return Problem("conflict", "the write conflicts with stored data; nothing was written")
+    if isinstance(exc, sa_exc.DataError):
+        log.warning("data error answered as 422: %s", exc.orig)
+        return Problem("validation-error", "a value does not fit the database; nothing was written")
+    if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError):
+        log.error("database error: %s", exc.orig)
+        return Problem("not-ready", "the database is unreachable; try again shortly")
+    return None
+
+
+def json_response(data: Any, status: int = 200) -> Response:
+    return Response(
+        json.dumps(data, ensure_ascii=False).encode(), status_code=status,
+        media_type="application/json",
+    )  # fmt: skip

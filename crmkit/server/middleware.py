@@ -1,0 +1,165 @@
+"""ASGI middleware of ``crmkit serve``: request id, body limit, security headers, access log.
+
+One pure-ASGI layer (no buffering of responses, so streamed bodies stay streamed):
+
+* **Request id**: an incoming ``X-Request-ID`` of 1-64 characters ``[A-Za-z0-9._-]`` is
+  kept, anything else is replaced by a fresh uuid4 hex; it is echoed in the response and
+  put in ``scope["state"]["request_id"]`` (the dispatcher puts it into the actor, so the
+  audit log records it).
+* **Body limit**: a ``Content-Length`` over ``max_body_bytes`` is answered 413 at once;
+  a body without one (chunked) is counted as it streams and reading past the limit
+  raises :class:`~crmkit.server.problems.Problem` ``payload-too-large``.
+* **Security headers**: ``X-Content-Type-Options: nosniff``, ``Referrer-Policy``,
+  ``X-Frame-Options: DENY`` on every response, ``Cache-Control: no-store`` on the API's.
+* **Access log**: one JSON line per request on the logger ``crmkit.access``: request id,
+  actor, method, path (no query string), status, milliseconds. Never headers, cookies,
+  passwords or bodies.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+from crmkit.server.problems import MEDIA_TYPE, Problem
+
+access_log = logging.getLogger("crmkit.access")
+
+REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+
+
+def request_id_of(scope: Scope) -> str:
+    """The request's id: the client's ``X-Request-ID`` when sane, else a new one."""
+    for name, value in scope.get("headers", ()):
+        if name == b"x-request-id":
+            try:
+                text = value.decode("ascii")
+            except UnicodeDecodeError:
+                break
+            if REQUEST_ID.fullmatch(text):
+                return text
+            break
+    return uuid.uuid4().hex
+
+
+def content_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+class ServerMiddleware:
+    """The layer described in the module's docstring, around the Starlette app."""
+
+    def __init__(self, app: Any, *, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        rid = request_id_of(scope)
+        state = scope.setdefault("state", {})
+        state["request_id"] = rid
+        path = scope.get("path", "")
+        api = path.startswith("/api/")
+        status = {"code": 500}
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+                headers = [
+                    (k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"
+                ]
+                names = {k.lower() for k, _ in headers}
+                headers.append((b"x-request-id", rid.encode("ascii")))
+                for name, value in _SECURITY_HEADERS:
+                    if name not in names:
+                        headers.append((name, value))
+                if api and b"cache-control" not in names:
+                    headers.append((b"cache-control", b"no-store"))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            length = content_length(scope)
+            if length is not None and length > self.max_body_bytes:
+                await self._too_large(scope, send_with_headers, rid)
+                return
+            await self.app(scope, self._counting(receive), send_with_headers)
+        finally:
+            self._log(scope, state, rid, status["code"], started)
+
+    def _counting(self, receive: Any) -> Any:
+        limit = self.max_body_bytes
+        seen = {"bytes": 0}
+
+        async def counted() -> Message:
+            message = await receive()
+            if message["type"] == "http.request":
+                seen["bytes"] += len(message.get("body", b""))
+                if seen["bytes"] > limit:
+                    raise too_large(limit)
+            return message
+
+        return counted
+
+    async def _too_large(self, scope: Scope, send: Any, rid: str) -> None:
+        problem = too_large(self.max_body_bytes)
+        body = problem.body(instance=scope.get("path", ""), request_id=rid)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": problem.status,
+                "headers": [
+                    (b"content-type", MEDIA_TYPE.encode()),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    @staticmethod
+    def _log(scope: Scope, state: dict[str, Any], rid: str, status: int, started: float) -> None:
+        if not access_log.isEnabledFor(logging.INFO):
+            return
+        raw_path = scope.get("path", "")
+        line = {
+            "request_id": rid,
+            "actor": state.get("actor_name"),
+            "staff_id": state.get("staff_id"),
+            "method": scope.get("method"),
+            "path": raw_path.encode("utf-8", "backslashreplace").decode("utf-8")[:500],
+            "status": status,
+            "ms": round((time.perf_counter() - started) * 1000, 1),
+        }
+        access_log.info(json.dumps(line, ensure_ascii=False))
+
+
+_SECURITY_HEADERS = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+)
+
+
+def too_large(limit: int) -> Problem:
+    return Problem(
+        "payload-too-large",
+        f"the request body is larger than {limit} bytes ([server] max_body_bytes)",
+        limit=limit,
+    )
