@@ -193,6 +193,11 @@ def problem_response(problem: Problem, request: Request) -> Response:
     )
 
 
+def _session_id(cookie: str | None) -> str | None:
+    """The id the sessions table knows a cookie's token by (its SHA-256), or None."""
+    return hashlib.sha256(cookie.encode()).hexdigest() if cookie else None
+
+
 def request_id(request: Request) -> str:
     return str(request.scope.get("state", {}).get("request_id", ""))
 
@@ -250,6 +255,8 @@ class Dispatch:
             if_match=if_match(self.request.headers.get("if-match")),
             stream=stream,
             language=self._language(),
+            client=self.request.client.host if self.request.client else None,
+            session_id=_session_id(self.request.cookies.get(SESSION_COOKIE)),
         )
         key = self._idempotency_key()
         if key is None:

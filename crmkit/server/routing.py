@@ -74,6 +74,11 @@ class ApiRequest:
     stream: Any = None
     #: the request's language: "en" or "zh" (Accept-Language, else [server] language)
     language: str = "en"
+    #: the client's address (sign-in back-off per address)
+    client: str | None = None
+    #: the id (SHA-256) of the session cookie the request carried, valid or not: sign-in
+    #: replaces that session, sign-out ends it
+    session_id: str | None = None
 
 
 @attrs.define
