@@ -175,7 +175,7 @@ def test_cli_door(world: World, op: Operation) -> None:
         if not ok:
             wrong.append(
                 f"{principal} ({' '.join(args)}): expected {want}, got exit "
-                f"{result.exit_code}: {err.strip() or result.output.strip()[:200]}"
+                f"{result.exit_code}: {' '.join((err or result.output).split())[:200]}"
             )
     assert not wrong, f"{op.name} through the CLI:\n" + "\n".join(wrong)
 
