@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, delete, func, insert, select, update
 
-from crmkit.plugin import NotFound, ValidationError
-from crmkit_knowledgebase import frontmatter
+from crmkit.plugin import NotFound, PreconditionFailed, Resource, ValidationError
+from crmkit_knowledgebase import access, frontmatter
 from crmkit_knowledgebase import search as fts
 from crmkit_knowledgebase import tables as t
 from crmkit_knowledgebase.content import (
@@ -37,13 +37,17 @@ if TYPE_CHECKING:
     from crmkit.plugin import CRM
 
 
-def article_row(connection: Any, ref: int | str) -> Any:
-    """The ``kb_articles`` row of an article by id or slug; NotFound otherwise."""
+def article_row(connection: Any, ref: int | str, *, lock: bool = False) -> Any:
+    """The ``kb_articles`` row of an article by id or slug; NotFound otherwise. ``lock``:
+    ``SELECT ... FOR UPDATE`` on PostgreSQL (SQLite's write transaction locks already)."""
     if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
         cond = t.articles.c.id == int(ref)
     else:
         cond = t.articles.c.slug == ref
-    row = connection.execute(select(t.articles).where(cond)).first()
+    query = select(t.articles).where(cond)
+    if lock:
+        query = query.with_for_update()
+    row = connection.execute(query).first()
     if row is None:
         raise NotFound(
             f"knowledge base article {ref!r} not found; list articles with 'crmkit kb list'"
@@ -60,6 +64,7 @@ class Articles:
     # -- reads ------------------------------------------------------------
     def get(self, ref: int | str) -> Article:
         """An article by id or slug."""
+        self.crm.authorise(access.READ)
         with self.crm.reading() as connection:
             return article_from_row(article_row(connection, ref))
 
@@ -72,7 +77,11 @@ class Articles:
         status: str | None = None,
         limit: int | None = 100,
         offset: int = 0,
+        after_id: int | None = None,
     ) -> list[Article]:
+        """Articles by category, title and id; ``after_id`` instead orders by id and starts
+        after it (the HTTP API's cursor)."""
+        self.crm.authorise(access.READ)
         q = select(t.articles).order_by(t.articles.c.category, t.articles.c.title, t.articles.c.id)
         for name, value in (("category", category), ("audience", audience), ("status", status)):
             if value is not None:
@@ -83,12 +92,15 @@ class Articles:
                     select(t.article_tags.c.article_id).where(t.article_tags.c.tag == tag)
                 )
             )
+        if after_id is not None:
+            q = q.order_by(None).order_by(t.articles.c.id).where(t.articles.c.id > after_id)
         if limit is not None:
             q = q.limit(limit)
         with self.crm.reading() as connection:
             return [article_from_row(r) for r in connection.execute(q.offset(offset))]
 
     def count(self) -> int:
+        self.crm.authorise(access.READ)
         with self.crm.reading() as connection:
             return connection.execute(select(func.count()).select_from(t.articles)).scalar_one()
 
@@ -131,16 +143,36 @@ class Articles:
     ) -> list[Article]:
         """Create many articles in one transaction (batched inserts, one index update)."""
         cleaned = [clean_new_article(item, i + 1) for i, item in enumerate(items)]
+        self.crm.authorise(access.WRITE)
+        if any(c["status"] == "published" for c in cleaned):
+            self.crm.authorise(access.PUBLISH)
         with self.crm.transaction(actor=author, now=now) as ctx:
             conn = ctx.connection
+            who = ctx.actor.label
             _assign_slugs(conn, cleaned)
             rows = [
                 {**c, "revision": 1, "views": 0, "helpful_yes": 0, "helpful_no": 0,
-                 "created_at": ctx.now, "updated_at": ctx.now, "created_by": author,
-                 "updated_by": author}
+                 "created_at": ctx.now, "updated_at": ctx.now, "created_by": who,
+                 "updated_by": who}
                 for c in cleaned
             ]  # fmt: skip
-            ids = _insert_articles(conn, rows, author=author, at=ctx.now, message=message)
+            ids = _insert_articles(conn, rows, author=who, at=ctx.now, message=message)
+            if len(ids) == 1:
+                content = {f: rows[0][f] for f in CONTENT_FIELDS}
+                access.record(
+                    ctx,
+                    "kb_article.create",
+                    "kb_article",
+                    ids[0],
+                    changes=access.content_changes(None, content, (None, 1)),
+                )
+            else:
+                access.record(
+                    ctx,
+                    "kb_article.create_many",
+                    "kb_article",
+                    changes={"articles": [None, len(ids)], "ids": [None, [ids[0], ids[-1]]]},
+                )
             ctx.changes.other.setdefault("kb_articles", []).extend(ids)
             return [
                 article_from_row(r)
@@ -159,14 +191,50 @@ class Articles:
         **changes: Any,
     ) -> Article:
         """Change an article; every effective change is a new revision. No change: no revision."""
+        return self._edit(ref, None, author, message, now, changes)
+
+    def edit_at(
+        self,
+        ref: int | str,
+        revision: int | None,
+        *,
+        author: str | None = None,
+        message: str = "",
+        now: dt.datetime | None = None,
+        **changes: Any,
+    ) -> Article:
+        """:meth:`edit` if the article is still at ``revision`` (None: whatever it is at),
+        else :class:`PreconditionFailed` with nothing written (the HTTP API's
+        ``If-Match``). Checked with the row locked: of two edits from the same revision,
+        exactly one wins."""
+        return self._edit(ref, revision, author, message, now, changes)
+
+    def _edit(
+        self,
+        ref: int | str,
+        expected_revision: int | None,
+        author: str | None,
+        message: str,
+        now: dt.datetime | None,
+        changes: dict[str, Any],
+    ) -> Article:
         cleaned = clean_content(changes)
+        self.crm.authorise(access.WRITE)
         with self.crm.transaction(actor=author, now=now) as ctx:
             conn = ctx.connection
-            current = article_from_row(article_row(conn, ref))
+            author = ctx.actor.label
+            current = article_from_row(article_row(conn, ref, lock=expected_revision is not None))
+            if expected_revision is not None and current.revision != expected_revision:
+                raise PreconditionFailed(
+                    f"article {current.slug!r} is at revision {current.revision}, not "
+                    f"{expected_revision}; read it again and re-apply your change"
+                )
             before = current.content()
             after = {**before, **cleaned}
             if after == before:
                 return current
+            if "published" in (before["status"], after["status"]):
+                self.crm.authorise(access.PUBLISH)
             if after["slug"] != before["slug"]:
                 _check_slug_free(conn, after["slug"])
             number = current.revision + 1
@@ -188,11 +256,19 @@ class Articles:
             if after["tags"] != before["tags"]:
                 _replace_tags(conn, current.id, after["tags"])
             fts.upsert(conn, [{**after, "id": current.id}])
+            access.record(
+                ctx,
+                "kb_article.update",
+                "kb_article",
+                current.id,
+                changes=access.content_changes(before, after, (current.revision, number)),
+            )
             ctx.changes.other.setdefault("kb_articles", []).append(current.id)
             return article_from_row(article_row(conn, current.id))
 
     # -- revisions --------------------------------------------------------
     def revisions(self, ref: int | str) -> list[Revision]:
+        self.crm.authorise(access.READ)
         with self.crm.reading() as connection:
             article = article_row(connection, ref)
             rows = connection.execute(
@@ -203,6 +279,7 @@ class Articles:
             return [revision_from_row(r) for r in rows]
 
     def revision(self, ref: int | str, number: int) -> Revision:
+        self.crm.authorise(access.READ)
         with self.crm.reading() as connection:
             article = article_row(connection, ref)
             row = connection.execute(
@@ -252,12 +329,20 @@ class Articles:
         """Return an article and count ``count`` views (more than one: imported figures)."""
         if not isinstance(count, int) or count < 1:
             raise ValidationError("view count must be a whole number of at least 1", field="count")
+        self.crm.authorise(access.READ)
         with self.crm.transaction() as ctx:
             row = article_row(ctx.connection, ref)
             ctx.connection.execute(
                 update(t.articles)
                 .where(t.articles.c.id == row.id)
                 .values(views=t.articles.c.views + count)
+            )
+            access.record(
+                ctx,
+                "kb_article.view",
+                "kb_article",
+                row.id,
+                changes={"views": [row.views, row.views + count]},
             )
             return article_from_row(article_row(ctx.connection, row.id))
 
@@ -272,9 +357,11 @@ class Articles:
         """Record a was-this-helpful vote."""
         if not isinstance(helpful, bool):
             raise ValidationError("helpful must be true or false", field="helpful")
+        self.crm.authorise(access.READ)
         with self.crm.transaction() as ctx:
             row = article_row(ctx.connection, ref)
             if customer_id is not None:  # a vote by a customer is a write about them
+                self.crm.authorise(access.SEND, Resource.customer(customer_id))
                 self.crm.customers.require_writable(customer_id)
             ctx.connection.execute(
                 insert(t.votes).values(
@@ -286,6 +373,17 @@ class Articles:
                 )
             )
             column = "helpful_yes" if helpful else "helpful_no"
+            access.record(
+                ctx,
+                "kb_article.vote",
+                "kb_article",
+                row.id,
+                customer_id=customer_id,
+                changes={
+                    column: [row._mapping[column], row._mapping[column] + 1],
+                    "comment": [None, comment or ""],
+                },
+            )
             ctx.connection.execute(
                 update(t.articles)
                 .where(t.articles.c.id == row.id)

@@ -14,7 +14,7 @@ from crmkit_knowledgebase.limits import DEFAULTS as LIMIT_DEFAULTS
 from crmkit_knowledgebase.limits import validate_settings as validate_limits
 from crmkit_knowledgebase.service import service
 
-CRMKIT_API = ">=1.2,<2"  # crmkit.plugin (1.2)
+CRMKIT_API = ">=1.3,<2"  # permissions, audit, routes (1.3)
 
 DEFAULTS: dict[str, Any] = {
     "site_title": "Help centre",
@@ -63,6 +63,22 @@ def crmkit_register_template_dirs() -> list[str]:
 
 
 @ck.hookimpl
+def crmkit_register_permissions() -> tuple[ck.PermissionSpec, ...]:
+    """knowledgebase.read / write / publish / send / admin (see :mod:`.access`)."""
+    from crmkit_knowledgebase.access import PERMISSIONS
+
+    return PERMISSIONS
+
+
+@ck.hookimpl
+def crmkit_register_routes() -> list[ck.Route]:
+    """Search, suggest, articles with revisions; a public search (see :mod:`.api`)."""
+    from crmkit_knowledgebase.api import routes
+
+    return routes()
+
+
+@ck.hookimpl
 def crmkit_register_commands(cli: Any) -> None:
     from crmkit_knowledgebase.cli import kb
 
@@ -71,7 +87,10 @@ def crmkit_register_commands(cli: Any) -> None:
 
 @ck.hookimpl
 def crmkit_customer_360_section(crm: Any, customer: Any) -> ck.Section | None:
-    sends = service(crm).sends(customer.id, limit=50)
+    try:
+        sends = service(crm).sends(customer.id, limit=50)
+    except ck.Forbidden:  # a role without knowledgebase.read: the 360 goes without it
+        return None
     if not sends:
         return None
     return ck.Section(
@@ -175,7 +194,7 @@ def crmkit_complaints_reply_proposals(crm: Any, complaint: Any, text: str) -> li
     limit = crm.settings.get("knowledgebase", DEFAULTS)["propose_limit"]
     try:
         suggestions = kb.suggest(text or "", limit=limit * 2, audience="public")
-    except ck.ValidationError:  # no words to match
+    except (ck.ValidationError, ck.Forbidden):  # no words to match; no knowledgebase.read
         return []
     proposals = []
     for s in suggestions:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, bindparam, select, text
 
 from crmkit.plugin import ValidationError
+from crmkit_knowledgebase import access
 from crmkit_knowledgebase import tables as t
 from crmkit_knowledgebase.content import AUDIENCES, STATUSES, choice
 from crmkit_knowledgebase.entities import Hit, article_from_row
@@ -156,6 +157,28 @@ class ArticleSearch:
         ``mode="all"`` needs every term, ``"any"`` one of them. See
         :func:`crmkit_knowledgebase.text.parse_query` for the query syntax.
         """
+        self.crm.authorise(access.READ)
+        return self._search(query, category=category, tag=tag, audience=audience,
+                            status=status, mode=mode, limit=limit, offset=offset)  # fmt: skip
+
+    def public_search(self, query: str, *, limit: int = 20, offset: int = 0) -> list[Hit]:
+        """Search the published public articles: what the self-service site shows, so it
+        needs no permission (the HTTP API serves it without sign-in)."""
+        return self._search(query, audience="public", status="published", limit=limit,
+                            offset=offset)  # fmt: skip
+
+    def _search(
+        self,
+        query: str,
+        *,
+        category: str | None = None,
+        tag: str | None = None,
+        audience: str | None = None,
+        status: str | None = None,
+        mode: str = "all",
+        limit: int = 20,
+        offset: int = 0,
+    ) -> list[Hit]:
         if audience is not None:
             choice(audience, "audience", AUDIENCES)
         if status is not None:
@@ -175,12 +198,14 @@ class ArticleSearch:
 
     def reindex(self) -> int:
         """Rebuild the full-text index from the articles table."""
+        self.crm.authorise(access.ADMIN)
         with self.crm.transaction() as ctx:
             erase_index(ctx.connection)
             count = 0
             for chunk in _batches(ctx.connection.execute(select(t.articles)), 2000):
                 upsert(ctx.connection, [dict(r._mapping) for r in chunk])
                 count += len(chunk)
+            ctx.audit("kb.reindex", "kb_index", changes={"articles": [None, count]})
             return count
 
 

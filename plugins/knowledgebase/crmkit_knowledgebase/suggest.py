@@ -18,6 +18,7 @@ import attrs
 from sqlalchemy import select
 
 from crmkit.plugin import ValidationError
+from crmkit_knowledgebase import access
 from crmkit_knowledgebase import search as fts
 from crmkit_knowledgebase import tables as t
 from crmkit_knowledgebase.entities import Suggestion, article_from_row, template_from_row
@@ -71,6 +72,7 @@ class Suggestions:
         the candidate's fields (triggers and title weigh most), plus a bonus for
         each trigger phrase found whole in the message.
         """
+        self.crm.authorise(access.READ)
         sequence = message_tokens(text)
         docs: list[Candidate] = []
         with self.crm.reading() as connection:

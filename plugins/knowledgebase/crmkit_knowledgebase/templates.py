@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 import attrs
 from sqlalchemy import insert, select, update
 
-from crmkit.plugin import NotFound, PluginError, ValidationError
+from crmkit.plugin import NotFound, PluginError, Resource, ValidationError
+from crmkit_knowledgebase import access, templating
 from crmkit_knowledgebase import tables as t
-from crmkit_knowledgebase import templating
 from crmkit_knowledgebase.articles import article_row
 from crmkit_knowledgebase.content import clean_template
 from crmkit_knowledgebase.entities import (
@@ -63,6 +63,7 @@ class ReplyTemplates:
         author: str | None = None,
     ) -> Template:
         """Save a reply template; refused when it does not compile or escapes the sandbox."""
+        self.crm.authorise(access.WRITE)
         data = clean_template(
             {
                 "name": name,
@@ -90,15 +91,17 @@ class ReplyTemplates:
                     f"a reply template named {name!r} already exists; edit it instead",
                     field="name",
                 )
-            ctx.connection.execute(
-                insert(t.templates).values(
-                    **data, created_at=ctx.now, updated_at=ctx.now, updated_by=author
-                )
-            )
+            new_id = ctx.connection.execute(
+                insert(t.templates)
+                .values(**data, created_at=ctx.now, updated_at=ctx.now, updated_by=ctx.actor.label)
+                .returning(t.templates.c.id)
+            ).scalar_one()
+            access.record(ctx, "kb_template.create", "kb_template", new_id, after=data)
             return template_from_row(template_row(ctx.connection, name))
 
     def edit_template(self, name: str, *, author: str | None = None, **changes: Any) -> Template:
         data = clean_template(changes)
+        self.crm.authorise(access.WRITE)
         with self.crm.transaction(actor=author) as ctx:
             current = template_from_row(template_row(ctx.connection, name))
             merged = {**attrs.asdict(current), **data}
@@ -113,15 +116,26 @@ class ReplyTemplates:
             ctx.connection.execute(
                 update(t.templates)
                 .where(t.templates.c.id == current.id)
-                .values(**data, updated_at=ctx.now, updated_by=author)
+                .values(**data, updated_at=ctx.now, updated_by=ctx.actor.label)
+            )
+            old = attrs.asdict(current)
+            access.record(
+                ctx,
+                "kb_template.update",
+                "kb_template",
+                current.id,
+                before={k: old[k] for k in data},
+                after=data,
             )
             return template_from_row(template_row(ctx.connection, merged["name"]))
 
     def template(self, name: str) -> Template:
+        self.crm.authorise(access.READ)
         with self.crm.reading() as connection:
             return template_from_row(template_row(connection, name))
 
     def templates(self) -> list[Template]:
+        self.crm.authorise(access.READ)
         with self.crm.reading() as connection:
             rows = connection.execute(select(t.templates).order_by(t.templates.c.name))
             return [template_from_row(r) for r in rows]
@@ -156,6 +170,8 @@ class ReplyTemplates:
         contributed = contributed_variables(self.crm)
         if customer_id is None:
             customer_id = _customer_id(given.values())
+        if customer_id is not None:  # the customer's fields go into the text
+            self.crm.authorise("customers.read", Resource.customer(customer_id))
         context: dict[str, Any] = {
             "company": self.crm.settings.get("knowledgebase", {}).get("company", ""),
             "staff": staff or "",
@@ -188,7 +204,9 @@ class ReplyTemplates:
         customer; a ``complaint``'s ``id`` is recorded with the send."""
         if (template is None) == (article is None):
             raise ValidationError("send exactly one of a template or an article", field="template")
+        self.crm.authorise(access.SEND, Resource.customer(customer_id))
         with self.crm.transaction(actor=staff) as ctx:
+            staff = ctx.actor.label
             # a send is a write about the customer: refused for one erased or merged away
             customer = self.crm.customers.require_writable(customer_id)
             if template is not None:
@@ -214,12 +232,27 @@ class ReplyTemplates:
                 )  # fmt: skip
                 .returning(t.sends.c.id)
             ).scalar_one()
+            access.record(
+                ctx,
+                "kb_send.create",
+                "kb_send",
+                new_id,
+                customer_id=customer.id,
+                changes={
+                    "kind": [None, row["kind"]],
+                    "title": [None, row["title"]],
+                    "channel": [None, channel],
+                    "complaint_id": [None, complaint_id],
+                },
+            )
             ctx.changes.other.setdefault("kb_sends", []).append(new_id)
             return send_from_row(
                 ctx.connection.execute(select(t.sends).where(t.sends.c.id == new_id)).one()
             )
 
     def sends(self, customer_id: int, *, limit: int | None = 50) -> list[Send]:
+        self.crm.authorise(access.READ)
+        self.crm.authorise("customers.read", Resource.customer(customer_id))
         q = (
             select(t.sends)
             .where(t.sends.c.customer_id == customer_id)

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import select
 
 from crmkit.plugin import ValidationError
+from crmkit_knowledgebase import access
 from crmkit_knowledgebase import tables as t
 from crmkit_knowledgebase.content import clean_content
 from crmkit_knowledgebase.entities import article_from_row
@@ -98,9 +99,12 @@ def import_dir(kb: Any, directory: str | Path, *, author: str | None = None) -> 
     articles = read_articles(article_files)
     templates = [(read_template(p), p) for p in template_files]
     counts: Counter[str] = Counter(dict.fromkeys(COUNTS, 0))
-    with kb.crm.transaction(actor=author):
+    kb.crm.authorise(access.WRITE)
+    with kb.crm.transaction(actor=author) as ctx, access.bulk():
         counts.update(_store_articles(kb, articles, author))
         counts.update(_store_templates(kb, templates, author))
+        # one entry for the import, with its counts (never one per article)
+        ctx.audit("kb.import", "kb_import", changes={k: [None, counts[k]] for k in COUNTS})
     return {k: counts[k] for k in COUNTS}
 
 

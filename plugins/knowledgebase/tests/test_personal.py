@@ -3,6 +3,7 @@ for erased or merged customers, merge, timeline and catch-up; on both backends."
 
 from __future__ import annotations
 
+import getpass
 import json
 from typing import Any
 
@@ -146,7 +147,7 @@ def test_the_timeline_lists_what_was_sent_newest_first(kb: Any) -> None:
     crm.interactions.log(li.id, "phone", subject="Called about the parcel")
     (entries,) = crm.call("crmkit_customer_timeline", crm=crm, customer=li, limit=10)
     assert [(e.kind, e.title, e.source) for e in entries] == [
-        ("kb_article", "Article sent: Warranty (chat)", "knowledgebase"),
+        ("kb_article", f"Article sent: Warranty (chat by python:{getpass.getuser()})", "knowledgebase"),
         ("kb_reply", "Reply sent: Sorry (email by ann)", "knowledgebase"),
     ]  # fmt: skip
     assert entries[1].body == "Dear Li Na, sorry about the parcel to 12 Elm St."
