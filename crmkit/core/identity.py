@@ -273,6 +273,7 @@ def login(
     *,
     address: str | None = None,
     previous_session: str | None = None,
+    previous_session_id: str | None = None,
     request_id: str | None = None,
     now: dt.datetime | None = None,
 ) -> LoginResult:
@@ -282,7 +283,8 @@ def login(
     any failure, whether or not the account exists or is active, and
     :class:`~crmkit.errors.TooManyAttempts` while the account or ``address`` is backed off
     (the password is then not checked). ``previous_session`` is a session token the
-    client presented: it is deleted (the session id changes at every sign-in).
+    client presented (or ``previous_session_id``, its SHA-256): it is deleted (the session
+    id changes at every sign-in).
     """
     moment = _aware(now)
     name = username if isinstance(username, str) else ""
@@ -302,7 +304,10 @@ def login(
         _record_failure(crm, keys, moment)
         raise Unauthenticated(WRONG_CREDENTIALS)
     actor = _actor_of(row, request_id)
-    return _start_session(crm, row, actor, password, keys[0], address, previous_session, moment)
+    replaced = previous_session_id
+    if previous_session and isinstance(previous_session, str):
+        replaced = _sha256(previous_session)
+    return _start_session(crm, row, actor, password, keys[0], address, replaced, moment)
 
 
 def _start_session(
@@ -312,7 +317,7 @@ def _start_session(
     password: str,
     account_key: str,
     address: str | None,
-    previous_session: str | None,
+    replaced: str | None,
     moment: dt.datetime,
 ) -> LoginResult:
     token = secrets.token_urlsafe(32)
@@ -320,8 +325,8 @@ def _start_session(
     expires_at = moment + dt.timedelta(hours=crm.config.server.session_absolute_hours)
     with crm.transaction(actor=actor, now=moment) as ctx:
         c = ctx.connection
-        if previous_session and isinstance(previous_session, str):
-            c.execute(delete(t.sessions).where(t.sessions.c.id == _sha256(previous_session)))
+        if replaced:
+            c.execute(delete(t.sessions).where(t.sessions.c.id == replaced))
         c.execute(
             insert(t.sessions),
             {
@@ -390,12 +395,13 @@ def session_actor(
     return SessionInfo(_actor_of(found, request_id), found.csrf_token, session_id, found.expires_at)
 
 
-def logout(crm: CRM, session_token: str | None) -> bool:
-    """End the session of ``session_token``; True when there was one (audited as
-    ``auth.logout`` by its staff member)."""
-    if not session_token or not isinstance(session_token, str) or len(session_token) > 200:
+def logout(crm: CRM, session_token: str | None = None, *, session_id: str | None = None) -> bool:
+    """End the session of ``session_token`` (or of ``session_id``, its SHA-256); True when
+    there was one (audited as ``auth.logout`` by its staff member)."""
+    if session_token and isinstance(session_token, str) and len(session_token) <= 200:
+        session_id = _sha256(session_token)
+    if not session_id or not isinstance(session_id, str) or len(session_id) != 64:
         return False
-    session_id = _sha256(session_token)
     with crm.reading() as connection:
         row = connection.execute(
             select(t.staff).join(t.sessions, t.sessions.c.staff_id == t.staff.c.id)
@@ -407,6 +413,17 @@ def logout(crm: CRM, session_token: str | None) -> bool:
         ctx.connection.execute(delete(t.sessions).where(t.sessions.c.id == session_id))
         ctx.audit("auth.logout", "staff", row.id, changes={"session": ["started", None]})
     return True
+
+
+def session_csrf(crm: CRM, session_id: str | None) -> str | None:
+    """The CSRF token of session ``session_id`` (a page reloaded after sign-in asks for it
+    again through ``GET /auth/me``), or None."""
+    if not session_id or not isinstance(session_id, str) or len(session_id) != 64:
+        return None
+    with crm.reading() as connection:
+        return connection.scalar(
+            select(t.sessions.c.csrf_token).where(t.sessions.c.id == session_id)
+        )
 
 
 # -- API tokens -------------------------------------------------------------------------
@@ -654,6 +671,7 @@ __all__ = [
     "retry_after",
     "revoke_token",
     "session_actor",
+    "session_csrf",
     "set_password",
     "token_actor",
     "verify_password",
