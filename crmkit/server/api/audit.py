@@ -13,12 +13,12 @@ TAGS = ("audit",)
 
 
 def _entries(req: ApiRequest, **filters: Any) -> list[Any]:
-    """The entries through the audit service (it checks ``audit.read``), or, where the
-    CRM has none, the same check and read done here."""
+    """The entries through the audit service ``crm.audit_log`` (it checks ``audit.read``);
+    on a CRM without one, the same check and read done here."""
     crm = req.crm
-    service = getattr(crm, "audit", None)
-    if service is not None and hasattr(service, "entries"):
-        return list(service.entries(**filters))
+    service = getattr(crm, "audit_log", None)
+    if service is not None:
+        return list(service.list(**filters))
     from crmkit.core import audit
 
     crm.authorise("audit.read")

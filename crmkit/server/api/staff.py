@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from crmkit.errors import ValidationError
 from crmkit.server.api import common
@@ -34,9 +35,16 @@ def get_staff(req: ApiRequest) -> ApiResponse:
     return ApiResponse(body=out, etag=out.etag)
 
 
+def _check_manager(req: ApiRequest, manager: str | None) -> None:
+    """A manager who is no staff member is a 422 on ``manager`` (not a 404 of the URL)."""
+    if manager and req.crm.staff.find(manager) is None:
+        raise ValidationError(f"manager {manager!r} is no staff member", field="manager")
+
+
 def add_staff(req: ApiRequest) -> ApiResponse:
     """Add a staff member (passwords and tokens: ``crmkit staff password``, /auth)."""
     body: s.StaffIn = req.body
+    _check_manager(req, body.manager)
     added = req.crm.staff.add(
         body.username,
         body.name,
@@ -50,7 +58,7 @@ def add_staff(req: ApiRequest) -> ApiResponse:
         body=out,
         status=201,
         etag=out.etag,
-        headers={"Location": f"/api/v1/staff/{added.username}"},
+        headers={"Location": f"/api/v1/staff/{quote(added.username, safe='')}"},
     )
 
 
@@ -70,6 +78,7 @@ def update_staff(req: ApiRequest) -> ApiResponse:
     if not changes and body.active is None:
         raise ValidationError("nothing to change; give at least one field")
     crm = req.crm
+    _check_manager(req, body.manager)
     with crm.transaction():  # the check and the change in one transaction
         common.lock_row(crm, "staff", username, column="username")
         common.check_if_match(req, c.staff_etag(crm.staff.get(username)))
