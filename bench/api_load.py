@@ -196,13 +196,15 @@ def start_bare(url: str, port: int, workers: int) -> subprocess.Popen[bytes]:
         "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
         "--no-access-log", "--log-level", "warning",
     ]  # fmt: skip
-    return subprocess.Popen(command, env=env, start_new_session=True)
+    log = (Path(tempfile.gettempdir()) / f"bare-asgi-{port}.log").open("wb")
+    return subprocess.Popen(command, env=env, start_new_session=True, stdout=log, stderr=log)
 
 
 def start_crmkit(folder: Path, port: int, workers: int) -> subprocess.Popen[bytes]:
     crmkit = Path(sys.executable).with_name("crmkit")
     command = [str(crmkit), "serve", "--port", str(port), "--workers", str(workers)]
-    return subprocess.Popen(command, cwd=folder, start_new_session=True)
+    log = (folder / f"server-{port}.log").open("wb")  # its access log: one JSON line a request
+    return subprocess.Popen(command, cwd=folder, start_new_session=True, stdout=log, stderr=log)
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
