@@ -70,6 +70,9 @@ STAFF = (
 )
 PASSWORD = "correct horse battery staple 42"
 
+#: the plugins enabled in the matrix's CRM (their rows are at the end of the table)
+PLUGINS = ["knowledgebase"]
+
 # fmt: off
 #: operation -> expected status per principal, in PRINCIPALS order:
 #:  anon  rep  other smgr cost tech compl mgr admin revoked expired no_csrf
@@ -94,6 +97,9 @@ EXPECTED: dict[str, tuple[int, ...]] = {
     "workflow.move":    (401, OK,  404, 409, 409, OK,  403, 409, OK,  401, 401, 403),
     "audit.list":       (401, 403, 403, 403, 403, 403, 403, OK,  OK,  401, 401, OK),
     "import.customers": (401, 403, 403, 403, 403, 403, 403, OK,  OK,  401, 401, 403),
+    # the knowledge base plugin: read by every role, written by service staff and managers
+    "kb.search":        (401, OK,  OK,  OK,  OK,  OK,  OK,  OK,  OK,  401, 401, OK),
+    "kb.article.add":   (401, 403, 403, 403, 403, OK,  OK,  OK,  OK,  401, 401, 403),
 }
 # fmt: on
 
@@ -192,9 +198,9 @@ class Operation:
 
 
 def _audit_list(crm: Any, target: Target) -> Any:
-    service = getattr(crm, "audit", None)
-    if service is not None and hasattr(service, "entries"):
-        return service.entries(customer_id=target.customer_id)
+    service = getattr(crm, "audit_log", None)  # the audit service (checks audit.read)
+    if service is not None:
+        return service.list(customer_id=target.customer_id)
     from crmkit.core import audit
 
     crm.authorise("audit.read")  # what the audit service does, until it exists
@@ -371,6 +377,32 @@ OPERATIONS: tuple[Operation, ...] = (
         _import,
         lambda t: ["import", "customers", str(import_file(t.folder, "c" + t.unique))],
         _import_http,
+    ),
+)
+
+
+def _kb(crm: Any) -> Any:
+    from crmkit_knowledgebase.service import service
+
+    return service(crm)
+
+
+OPERATIONS += (
+    Operation(
+        "kb.search",
+        lambda crm, t: _kb(crm).search("refund"),
+        lambda t: ["kb", "search", "refund"],
+        lambda t: {"method": "GET", "path": "/knowledgebase/search?q=refund"},
+    ),
+    Operation(
+        "kb.article.add",
+        lambda crm, t: _kb(crm).add(f"Refunds {t.unique}", "How refunds work."),
+        lambda t: ["kb", "add", "--title", f"Refunds {t.unique}", "--body", "How."],
+        lambda t: {
+            "method": "POST",
+            "path": "/knowledgebase/articles",
+            "json": {"title": f"Refunds {t.unique}", "body": "How refunds work."},
+        },  # fmt: skip
     ),
 )
 

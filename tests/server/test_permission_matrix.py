@@ -17,6 +17,7 @@ a missing permission or stage role, "not found"/"no <thing> <id>" for another re
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import re
 import sys
@@ -45,6 +46,7 @@ from matrix import (  # noqa: E402 - the table beside this file (importlib mode)
     OK,
     OPERATIONS,
     PASSWORD,
+    PLUGINS,
     PRINCIPALS,
     STAFF_PRINCIPALS,
     USERNAME,
@@ -75,7 +77,7 @@ def world(request: pytest.FixtureRequest, tmp_path_factory: Any) -> Iterator[Wor
     else:
         assert server is not None
         url = create_postgres_database(server)
-    crm = crmkit.open(url, plugins=[], upgrade=True)
+    crm = crmkit.open(url, plugins=PLUGINS, upgrade=True)
     try:
         found = seed(crm, folder)
         for principal in STAFF_PRINCIPALS:
@@ -162,7 +164,7 @@ def test_cli_door(world: World, op: Operation) -> None:
         want = expected(op.name, principal)
         target = world.target(op)
         args = ["--as", USERNAME[principal], *op.cli(target)]
-        result = run_cli(args, database=world.url, plugins=[])
+        result = run_cli(args, database=world.url, plugins=PLUGINS)
         err = result.stderr
         if want == OK:
             ok = result.exit_code == 0
@@ -187,7 +189,7 @@ def test_cli_door(world: World, op: Operation) -> None:
 def server(world: World) -> Iterator[str]:
     """``crmkit serve`` on the world's database, on a free loopback port: its base URL."""
     config = world.folder / "crmkit.toml"
-    config.write_text(f'database = "{world.url}"\nplugins = []\n', encoding="utf-8")
+    config.write_text(f'database = "{world.url}"\nplugins = {json.dumps(PLUGINS)}\n')
     live = start_server(config, cwd=world.folder)
     try:
         yield live.url
