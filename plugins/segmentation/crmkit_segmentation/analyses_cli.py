@@ -18,6 +18,7 @@ import click
 
 from crmkit.plugin import ValidationError, jsonable
 
+from . import access
 from .abc import abc_classes
 from .analyses import (
     DEFAULT_DISCOUNT_RATE,
@@ -51,6 +52,14 @@ def left_out_notes(
     return notes(count_left_out(crm, as_of, scope, start))
 
 
+def rfm_report(
+    crm: Any, as_of: dt.date, scope: Mapping[str, str] | None = None, bins: int | None = None
+) -> Rows:
+    """RFM rows (``segmentation.run``; only the customers the actor may see)."""
+    owners = access.visible_owners(crm, access.RUN)
+    return access.keep_visible(crm, rfm_rows(crm, as_of, dict(scope or {}), bins), owners)
+
+
 def _bands(text: str | None, default: Any, option: str) -> list[tuple[str, Decimal | None]]:
     return list(default) if not text else parse_bands(text, option)
 
@@ -69,8 +78,10 @@ def abc_report(
     """ABC rows (or one row per class with ``summary``); ``classes`` like ``"A=80,B=95,C"``.
 
     Without ``measure`` or ``classes``, the ``abc_measure`` and ``abc_thresholds`` settings
-    apply (the same ones snapshots use).
+    apply (the same ones snapshots use). Needs ``segmentation.run``; the rows are those of
+    customers the actor may see, the summary counts everyone.
     """
+    owners = access.visible_owners(crm, access.RUN)
     cfg = settings_of(crm)
     measure = measure or cfg["abc_measure"]
     configured = [(k, Decimal(str(v))) for k, v in cfg["abc_thresholds"].items()] + [("C", None)]
@@ -81,6 +92,8 @@ def abc_report(
     if summary:
         labels = [label for label, _ in cumulative_bands(bands, cumulative=True, option="")]
         rows = summarise(rows, "class", labels, relationship_map("abc", labels, relationships))
+    else:
+        rows = access.keep_visible(crm, rows, owners)
     return jsonable(rows)
 
 
@@ -98,8 +111,10 @@ def pyramid_report(
     """Pyramid rows (or one row per tier); ``tiers`` like ``"vip=1,major=4,ordinary=15,small"``.
 
     Without ``measure`` or ``tiers``, the ``pyramid_measure`` and ``pyramid_shares`` settings
-    apply (the same ones snapshots use).
+    apply (the same ones snapshots use). Needs ``segmentation.run``; the rows are those of
+    customers the actor may see, the summary counts everyone.
     """
+    owners = access.visible_owners(crm, access.RUN)
     cfg = settings_of(crm)
     measure = measure or cfg["pyramid_measure"]
     configured = [(k, Decimal(str(v))) for k, v in cfg["pyramid_shares"].items()]
@@ -111,6 +126,8 @@ def pyramid_report(
         labels = [label for label, _ in bands]
         levels = relationship_map("pyramid", labels, relationships)
         rows = summarise(rows, "tier", labels, levels)
+    else:
+        rows = access.keep_visible(crm, rows, owners)
     return jsonable(rows)
 
 
@@ -122,7 +139,9 @@ def matrix_report(
     summary: bool = False,
     **options: Any,
 ) -> Rows:
-    """Matrix rows (see :func:`.matrix.value_matrix` for ``options``), or one per quadrant."""
+    """Matrix rows (see :func:`.matrix.value_matrix` for ``options``), or one per quadrant.
+    Needs ``segmentation.run``; rows of customers the actor may see, summaries of everyone."""
+    owners = access.visible_owners(crm, access.RUN)
     rows = value_matrix(crm, as_of, scope, **options)
     if summary:
         levels = relationship_map("matrix", QUADRANTS, options.get("relationships"))
@@ -139,6 +158,8 @@ def matrix_report(
                 }
             )
         rows = out
+    else:
+        rows = access.keep_visible(crm, rows, owners)
     return jsonable(rows)
 
 
@@ -152,9 +173,10 @@ def clusters_report(
 ) -> dict[str, Any]:
     """``{left_out_profiling, k, silhouette, silhouette_by_k, features, rows}``: profiles, or
     members; ``left_out_profiling`` counts the customers left out for withdrawn profiling
-    consent."""
+    consent. Needs ``segmentation.run``; members are those the actor may see."""
     from .clusters import cluster_customers  # numpy/scipy only when clustering
 
+    owners = access.visible_owners(crm, access.RUN)
     result = cluster_customers(crm, as_of, scope, **options)
     return jsonable(
         {
@@ -163,7 +185,9 @@ def clusters_report(
             "silhouette": result.silhouette,
             "silhouette_by_k": result.silhouette_by_k,
             "features": list(result.features),
-            "rows": result.members if members else result.profiles,
+            "rows": access.keep_visible(crm, result.members, owners)
+            if members
+            else result.profiles,
         }
     )
 
@@ -175,7 +199,9 @@ def breakdown_report(
     dimensions: Sequence[str] = DEFAULT_DIMENSIONS,
     **options: Any,
 ) -> Rows:
-    """Breakdown rows (``dimension, group, customers, orders, revenue, margin, ...``)."""
+    """Breakdown rows (``dimension, group, customers, orders, revenue, margin, ...``):
+    company-wide figures (``segmentation.run``)."""
+    access.visible_owners(crm, access.RUN)
     return jsonable(
         market_breakdown(crm, as_of, scope, dimensions or DEFAULT_DIMENSIONS, **options)
     )
@@ -255,7 +281,7 @@ def add_commands(segment: click.Group) -> None:
     def rfm_cmd(crm, as_of, scope, bins, fmt):
         "RFM scores (quintiles by default) computed in SQL, named through the RFM map."
         filters = parse_scope(scope)
-        rows = rfm_rows(crm, as_of.date(), filters, bins)
+        rows = rfm_report(crm, as_of.date(), filters, bins)
         chart = auto_charts(rows, known_labels(crm, "rfm")) if fmt == "html" else None
         title = f"RFM as of {_day(as_of)}"
         left = left_out_notes(crm, as_of, filters)

@@ -171,13 +171,14 @@ def add_commands(segment: click.Group) -> None:
         """Lifetime value: BG/NBD purchases and P(alive), Gamma-Gamma spend, discounted CLV."""
         if chunk_size < 1:
             raise ValidationError(f"--chunk-size must be at least 1, got {chunk_size}")
-        from . import clv
+        from . import access, clv
 
+        owners = access.visible_owners(crm, access.RUN)
         settings = clv.Settings(time_unit, horizon, discount_rate, margin)
         model = clv.fit_model(
             crm, as_of.date(), parse_scope(scope), settings, sample, seed, chunk_size
         )
-        chunks = clv.score(crm, model, chunk_size)
+        chunks = (access.keep_visible(crm, c, owners) for c in clv.score(crm, model, chunk_size))
         if fmt == "json":
             parts = _json(model, chunks)
         elif fmt == "csv":

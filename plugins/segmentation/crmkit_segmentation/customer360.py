@@ -13,9 +13,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from crmkit.plugin import CrmError, Money, Section, orders
+from crmkit.plugin import CrmError, Forbidden, Money, NotFound, Resource, Section, orders
 
-from . import profiling
+from . import access, profiling
 from . import snapshots as snaps
 
 CLV_FIELDS = (
@@ -98,7 +98,12 @@ def not_profiled(crm: Any, customer: Any) -> str | None:
 
 
 def section(crm: Any, customer: Any) -> Section | None:
-    """The section, or None for a customer in no snapshot and without counted orders."""
+    """The section, or None for a customer in no snapshot and without counted orders, or
+    for an actor without ``segmentation.read`` on the customer."""
+    try:
+        crm.authorise(access.READ, Resource.customer(customer.id, owner=customer.owner))
+    except (Forbidden, NotFound):
+        return None
     history = historical_value(crm, customer.id)
     reason = not_profiled(crm, customer)
     if reason is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from . import access
 from . import snapshots as snaps
 from .analyses_cli import as_of_option, scope_option
 from .output import FORMATS, auto_charts, emit_report
@@ -37,6 +38,7 @@ def add_commands(segment: click.Group) -> None:
     def pack_cmd(crm, name, as_of, scope, save, fmt):
         "Run industry pack NAME (see 'segment packs')."
         filters = parse_scope(scope)
+        owners = access.visible_owners(crm, access.RUN)
         rows, left_out = run_pack_counted(crm, name, as_of.date(), filters)
         if save:
             snap = snaps.take_snapshot(
@@ -44,6 +46,7 @@ def add_commands(segment: click.Group) -> None:
             )
             click.echo(f"saved snapshot {snap.id} ({snap.changed} changed)", err=True)
             left_out = snap.left_out or 0
+        rows = access.keep_visible(crm, rows, owners)  # the snapshot took every row
         pack = all_packs(crm)[name]
         chart = auto_charts(rows, pack.labels) if fmt == "html" else None
         title = f"{pack.title} as of {as_of.date().isoformat()}"

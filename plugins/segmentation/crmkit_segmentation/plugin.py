@@ -25,7 +25,7 @@ from .packs import BUILTIN, Pack
 from .schemes import builtin
 from .tables import memberships, snapshots
 
-CRMKIT_API = ">=1.2,<2"
+CRMKIT_API = ">=1.3,<2"  # permissions, audit, routes (1.3)
 
 
 @ck.hookimpl
@@ -41,6 +41,22 @@ def crmkit_register_migrations() -> str:
 @ck.hookimpl
 def crmkit_register_settings() -> ck.SettingsSpec:
     return seg_settings.spec()
+
+
+@ck.hookimpl
+def crmkit_register_permissions() -> tuple[ck.PermissionSpec, ...]:
+    """segmentation.read / run / snapshot (see :mod:`.access`)."""
+    from .access import PERMISSIONS
+
+    return PERMISSIONS
+
+
+@ck.hookimpl
+def crmkit_register_routes() -> list[ck.Route]:
+    """Analyses, snapshots and the members of a segment (see :mod:`.api`)."""
+    from .api import routes
+
+    return routes()
 
 
 @ck.hookimpl

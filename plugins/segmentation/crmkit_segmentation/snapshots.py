@@ -25,7 +25,7 @@ import sqlalchemy as sa
 
 from crmkit.plugin import NotFound, ValidationError, consents, customers
 
-from . import profiling, schemes
+from . import access, profiling, schemes
 from .hookspecs import SegmentChange
 from .settings import settings_of
 from .tables import memberships, snapshots
@@ -72,7 +72,9 @@ def take_snapshot(
     ``rows`` lets a caller that has just run the scheme (``segment pack --snapshot``) store
     that result instead of computing it again (with ``left_out``, the customers it left out
     for withdrawn profiling consent). Rows of customers who withdrew profiling consent are
-    dropped inside the snapshot's transaction, whoever computed them."""
+    dropped inside the snapshot's transaction, whoever computed them. Needs
+    ``segmentation.snapshot``; audited as ``segmentation.snapshot`` with the counts."""
+    crm.authorise(access.SNAPSHOT)
     if rows is None:
         rows, params, left_out = schemes.classify(crm, scheme, as_of, scope or {})
     else:
@@ -115,6 +117,18 @@ def take_snapshot(
             ]
         if changes:
             crm.fire(ctx, "crmkit_segmentation_after_segments_changed", changes=changes)
+        ctx.audit(
+            "segmentation.snapshot",
+            "segmentation_snapshot",
+            snap_id,
+            changes={
+                "scheme": [None, scheme],
+                "as_of": [None, as_of.isoformat()],
+                "scope": [None, params["scope"]],
+                "customers": [None, len(labels)],
+                "changed": [None, len(changes)],
+            },
+        )
         ctx.changes.other.setdefault("segmentation_snapshots", []).append(snap_id)
         row = conn.execute(sa.select(snapshots).where(snapshots.c.id == snap_id)).one()
         return _snapshot(row, len(labels), len(changes), left_out + len(withdrawn))
@@ -133,6 +147,7 @@ def _previous(conn: Any, scheme: str, as_of: dt.date, scope: dict[str, str]) -> 
 
 
 def get_snapshot(crm: Any, snapshot_id: int) -> Snapshot:
+    crm.authorise(access.READ)
     with crm.reading() as conn:
         row = conn.execute(sa.select(snapshots).where(snapshots.c.id == snapshot_id)).first()
         if row is None:
@@ -145,7 +160,11 @@ def get_snapshot(crm: Any, snapshot_id: int) -> Snapshot:
     return _snapshot(row, int(count or 0))
 
 
-def list_snapshots(crm: Any, scheme: str | None = None) -> list[Snapshot]:
+def list_snapshots(
+    crm: Any, scheme: str | None = None, *, after_id: int | None = None, limit: int | None = None
+) -> list[Snapshot]:
+    """Saved snapshots (of ``scheme``), oldest first; ``after_id``/``limit`` page by id."""
+    crm.authorise(access.READ)
     counts = (
         sa.select(memberships.c.snapshot_id, sa.func.count().label("n"))
         .group_by(memberships.c.snapshot_id)
@@ -158,11 +177,16 @@ def list_snapshots(crm: Any, scheme: str | None = None) -> list[Snapshot]:
     )
     if scheme:
         query = query.where(snapshots.c.scheme == scheme)
+    if after_id is not None:
+        query = query.order_by(None).order_by(snapshots.c.id).where(snapshots.c.id > after_id)
+    if limit is not None:
+        query = query.limit(limit)
     with crm.reading() as conn:
         return [_snapshot(r, int(r.n or 0)) for r in conn.execute(query)]
 
 
 def latest_snapshot(crm: Any, scheme: str) -> Snapshot:
+    crm.authorise(access.READ)
     with crm.reading() as conn:
         row = conn.execute(
             sa.select(snapshots)
@@ -332,7 +356,13 @@ CAMPAIGN_COLUMNS = ("customer_id", "external_id", "name", "email", "phone", "reg
 
 
 def campaign_list(
-    crm: Any, segment: str, scheme: str, snapshot_id: int | None = None
+    crm: Any,
+    segment: str,
+    scheme: str,
+    snapshot_id: int | None = None,
+    *,
+    after_id: int | None = None,
+    limit: int | None = None,
 ) -> dict[str, Any]:
     """Customers of ``segment`` in a snapshot who granted the campaign consent purpose.
 
@@ -341,7 +371,12 @@ def campaign_list(
     Returns ``rows``, ``left_out`` (in the segment, without the campaign consent) and
     ``left_out_profiling`` (in the segment, profiling consent withdrawn), so the caller can
     say how many were dropped and why.
+
+    Needs ``segmentation.read``: only the customers the actor may see are listed or counted
+    (a sales rep's own, a sales manager's team's). ``after_id``/``limit`` page the rows by
+    customer id (the counts are the whole segment's).
     """
+    owners = access.visible_owners(crm, access.READ)
     snap = latest_snapshot(crm, scheme) if snapshot_id is None else get_snapshot(crm, snapshot_id)
     if snap.scheme != scheme:
         raise ValidationError(
@@ -376,13 +411,17 @@ def campaign_list(
             customers.c.id.in_(members),
             customers.c.erased_at.is_(None),
             customers.c.merged_into.is_(None),
+            access.owner_clause(owners),
         )
         base = sa.and_(in_segment, profiling.allowed(customers.c.id))
-        rows = conn.execute(
-            sa.select(*(customers.c[c] for c in CAMPAIGN_COLUMNS[1:]), customers.c.id)
-            .where(base, customers.c.id.in_(consented))
-            .order_by(customers.c.id)
-        ).all()
+        listed = sa.and_(base, customers.c.id.in_(consented))
+        query = sa.select(*(customers.c[c] for c in CAMPAIGN_COLUMNS[1:]), customers.c.id)
+        if after_id is not None:
+            query = query.where(customers.c.id > after_id)
+        if limit is not None:
+            query = query.limit(limit)
+        rows = conn.execute(query.where(listed).order_by(customers.c.id)).all()
+        consenting = conn.scalar(sa.select(sa.func.count()).where(listed))
         profiled = conn.scalar(sa.select(sa.func.count()).where(base))
         everyone = conn.scalar(sa.select(sa.func.count()).where(in_segment))
     out = [
@@ -397,6 +436,22 @@ def campaign_list(
         "snapshot": snap,
         "purpose": purpose,
         "rows": out,
-        "left_out": profiled - len(out),
+        "left_out": profiled - consenting,
         "left_out_profiling": everyone - profiled,
     }
+
+
+def segment_counts(crm: Any, snapshot_id: int) -> list[tuple[str, int]]:
+    """(segment, customers) of a snapshot, counting only customers the actor may see
+    (``segmentation.read``), in the scheme's display order."""
+    snap = get_snapshot(crm, snapshot_id)
+    owners = access.visible_owners(crm, access.READ)
+    query = (
+        sa.select(memberships.c.segment, sa.func.count())
+        .select_from(memberships.join(customers, customers.c.id == memberships.c.customer_id))
+        .where(memberships.c.snapshot_id == snap.id, access.owner_clause(owners))
+        .group_by(memberships.c.segment)
+    )
+    with crm.reading() as conn:
+        counts = {str(seg): int(n) for seg, n in conn.execute(query)}
+    return [(seg, counts[seg]) for seg in _label_order(crm, snap.scheme, set(counts))]
