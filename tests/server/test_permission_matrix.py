@@ -10,8 +10,9 @@ Python door: Forbidden=403, NotFound=404, Unauthenticated=401, Conflict or
 TransitionRefused=409. The revoked token and the expired session go through the same
 identity functions the server uses (``token_actor``, ``session_actor``); the missing CSRF
 header exists only over HTTP. CLI door: the staff principals only (``--as`` names a staff
-member), exit 0 when allowed, exit 1 with one ``error:`` line when refused: "may not" for
-a missing permission or stage role, "not found"/"no <thing> <id>" for another rep's record.
+member), exit 0 when allowed, exit 1 with one ``error:`` line when refused, naming the
+permission (``customers.erase``) for a 403, "may not" for a stage role (409), "not found" or
+"no <thing> <id>" (and no permission) for another rep's record.
 """
 
 from __future__ import annotations
@@ -154,6 +155,8 @@ def test_python_door(world: World, op: Operation) -> None:
 # -- the CLI door ------------------------------------------------------------------------
 
 NOT_FOUND = re.compile(r"not found|\bno [a-z ]+ \d+", re.IGNORECASE)
+#: a refusal names the permission it lacks (customers.erase, knowledgebase.write:own ...)
+PERMISSION = re.compile(r"\b[a-z]+\.[a-z_]+\b")
 
 
 @pytest.mark.parametrize("op", OPERATIONS, ids=[op.name for op in OPERATIONS])
@@ -171,8 +174,10 @@ def test_cli_door(world: World, op: Operation) -> None:
         else:
             ok = result.exit_code == 1 and err.startswith("error:")
             if want == 404:
-                ok = ok and bool(NOT_FOUND.search(err)) and "may not" not in err
-            elif want in (403, 409):
+                ok = ok and bool(NOT_FOUND.search(err)) and not PERMISSION.search(err)
+            elif want == 403:
+                ok = ok and bool(PERMISSION.search(err)) and not NOT_FOUND.search(err)
+            elif want == 409:
                 ok = ok and "may not" in err
         if not ok:
             wrong.append(
