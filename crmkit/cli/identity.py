@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import sys
 import zoneinfo
 from typing import Any
 
@@ -46,7 +47,7 @@ def staff_password(crm: Any, username: str) -> None:
 
 
 def _read_password(username: str) -> str:
-    stdin = click.get_text_stream("stdin")
+    stdin = sys.stdin
     if stdin.isatty():
         return click.prompt(
             f"New password for {username}",
