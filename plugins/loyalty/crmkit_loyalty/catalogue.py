@@ -96,19 +96,39 @@ def load_program(
                 .where(t.members.c.program_id == program_id, t.members.c.tier.is_(None))
                 .values(tier=program.base_tier, tier_since=ctx.now)
             )
+        ctx.audit(
+            "loyalty.program.load",
+            "program",
+            program.name,
+            before=None if row is None else {"version": row.version, "enabled": row.enabled},
+            after={
+                "version": 1 if row is None else row.version + 1,
+                "enabled": enabled,
+                "source": program.source,
+                "tiers": len(program.tiers),
+                "rewards": len(program.rewards),
+            },
+        )
     return program
 
 
 def set_enabled(lc: LoyaltyContext, name: str, enabled: bool) -> None:
     with lc.crm.transaction() as ctx:
-        program_id, _ = lc.resolve(ctx.connection, name)
+        program_id, prog = lc.resolve(ctx.connection, name)
         # updated_at: since when the program earns (catching up earns no order dated before)
         values = {"enabled": True, "updated_at": ctx.now} if enabled else {"enabled": False}
-        ctx.connection.execute(
+        changed = ctx.connection.execute(
             update(t.programs)
             .where(t.programs.c.id == program_id, t.programs.c.enabled.is_not(enabled))
             .values(**values)
-        )
+        ).rowcount
+        if changed:
+            ctx.audit(
+                "loyalty.program.enable" if enabled else "loyalty.program.disable",
+                "program",
+                prog.name,
+                changes={"enabled": [not enabled, enabled]},
+            )
 
 
 def program(lc: LoyaltyContext, name: str | None = None) -> Program:

@@ -36,6 +36,7 @@ from sqlalchemy import exists, or_, select
 import crmkit.plugin as ck
 from crmkit_loyalty import merging, privacy
 from crmkit_loyalty import tables as t
+from crmkit_loyalty.access import audit_batch
 from crmkit_loyalty.earning import earn_program
 from crmkit_loyalty.ledger import CHUNK
 from crmkit_loyalty.program import Program
@@ -64,6 +65,14 @@ def catch_up(lc: LoyaltyContext, ctx: HookContext, since: dt.datetime | None = N
     )
     if earned:
         done.append(f"earned on {earned} paid orders")
+    if done:
+        audit_batch(
+            ctx,
+            "loyalty.catch_up",
+            "plugin",
+            "loyalty",
+            counts={"merged": merged, "erased": erased, "reversed": reversed_, "earned": earned},
+        )
     return "loyalty: " + "; ".join(done) if done else None
 
 

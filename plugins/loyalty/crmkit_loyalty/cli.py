@@ -232,7 +232,11 @@ def members(crm: Any, program: str | None, tier: str | None, limit: int | None, 
 @click.argument("reward")
 @program_option
 @click.option("--quantity", type=int, default=1, show_default=True)
-@click.option("--staff", default=None, help="Staff member handling the redemption.")
+@click.option(
+    "--staff",
+    default=None,
+    help="The staff member the operator records it for (default: who acts, --as STAFF).",
+)
 @pass_crm
 def redeem(
     crm: Any, customer_id: int, reward: str, program: str | None, quantity: int, staff: str | None
@@ -249,11 +253,15 @@ def redeem(
 @click.argument("customer_id", type=int)
 @click.argument("points", type=int)
 @click.option("--reason", required=True, help="Why (required; shown on the statement).")
-@click.option("--staff", required=True, help="Username of the staff member adjusting.")
+@click.option(
+    "--staff",
+    default=None,
+    help="The staff member the operator records it for (default: who acts, --as STAFF).",
+)
 @program_option
 @pass_crm
 def adjust(
-    crm: Any, customer_id: int, points: int, reason: str, staff: str, program: str | None
+    crm: Any, customer_id: int, points: int, reason: str, staff: str | None, program: str | None
 ) -> None:
     """Add (or, negative, remove) points by hand, with a reason."""
     service = loyalty(crm)

@@ -18,7 +18,8 @@ import crmkit.plugin as ck
 from crmkit.plugin import Order, StoredOrders
 from crmkit_loyalty import setbased
 from crmkit_loyalty import tables as t
-from crmkit_loyalty.ledger import CHUNK, end_of_day, post
+from crmkit_loyalty.access import audit_batch
+from crmkit_loyalty.ledger import CHUNK, audit_since, end_of_day, mark, post
 from crmkit_loyalty.membership import enrol_rows
 from crmkit_loyalty.program import Program
 from crmkit_loyalty.records import LedgerEntry, TierChange, entry_from_row
@@ -54,12 +55,18 @@ def earn_orders(
     if not set_based:
         batch = None  # no batch: no set-based path
     programs = lc.programs(ctx.connection)
-    if programs and not imported and not replay and len(paid()) == 1:
+    if not programs:
+        return
+    if not imported and not replay and len(paid()) == 1:
         # one new order: the one check for writes about a customer (erased or merged:
         # Conflict, the order is not stored); batches skip such customers' orders instead
         lc.crm.customers.require_writable(paid()[0].customer_id)
+    before = mark(ctx.connection)
     for program_id, prog in programs:
         earn_program(lc, ctx, program_id, prog, paid, replay=replay, batch=batch, imported=imported)
+    # part of the core's write (an order added, paid or imported): one entry per batch
+    orders_seen = len(batch) if batch is not None else len(paid())
+    audit_since(ctx, "loyalty.earn", "orders", None, before, orders=orders_seen)
 
 
 def _paid(orders: Iterable[Order]) -> list[Order]:
@@ -430,9 +437,51 @@ def earn_existing(
     for start in range(0, len(order_ids), CHUNK):
         chunk = order_ids[start : start + CHUNK]
         with lc.crm.transaction() as ctx:  # read in the transaction, once
+            before = mark(ctx.connection)
             paid = functools.cache(functools.partial(lc.crm.orders.get_many, chunk))
             earn_program(lc, ctx, program_id, prog, paid, replay=True)
+            audit_since(ctx, "loyalty.earn", "program", prog.name, before, orders=len(chunk))
     return len(order_ids)
+
+
+def earn_for_customer(
+    lc: LoyaltyContext, customer_id: int, *, order_id: int | None = None, program: str | None = None
+) -> list[LedgerEntry]:
+    with lc.crm.transaction() as ctx:
+        connection = ctx.connection
+        program_id, prog = lc.resolve(connection, program)
+        lc.crm.customers.require_writable(customer_id)  # erased or merged: Conflict
+        query = select(ck.orders.c.id, ck.orders.c.customer_id, ck.orders.c.status).where(
+            ck.orders.c.customer_id == customer_id
+        )
+        if order_id is not None:
+            query = select(ck.orders.c.id, ck.orders.c.customer_id, ck.orders.c.status).where(
+                ck.orders.c.id == order_id
+            )
+        rows = connection.execute(query.order_by(ck.orders.c.id)).all()
+        if order_id is not None:
+            if not rows or rows[0].customer_id != customer_id:
+                raise ck.NotFound(f"customer {customer_id} has no order {order_id}")
+            if rows[0].status != "paid":
+                raise ck.ValidationError(
+                    f"order {order_id} is {rows[0].status}; only paid orders earn points",
+                    field="order_id",
+                )
+        ids = [r.id for r in rows if r.status == "paid"]
+        before = mark(connection)
+        if ids:
+            paid = functools.cache(functools.partial(lc.crm.orders.get_many, ids))
+            earn_program(lc, ctx, program_id, prog, paid, replay=True)
+        audit_since(ctx, "loyalty.earn", "customer", customer_id, before, orders=len(ids))
+        return [
+            entry_from_row(row, prog.name)
+            for row in connection.execute(
+                select(t.ledger, t.members.c.customer_id)
+                .join(t.members, t.members.c.id == t.ledger.c.member_id)
+                .where(t.ledger.c.id > before)
+                .order_by(t.ledger.c.id)
+            )
+        ]
 
 
 def award_birthdays(
@@ -474,4 +523,12 @@ def award_birthdays(
         ]
         entries = post(ctx, program_id, prog, out, {r.id: r.customer_id for r in due})
         lc.fire(ctx, "crmkit_loyalty_after_points_earned", entries=entries)
+        if entries:
+            audit_batch(
+                ctx,
+                "loyalty.birthdays",
+                "program",
+                prog.name,
+                counts={"members": len(entries), "points": sum(e.points for e in entries)},
+            )
         return entries

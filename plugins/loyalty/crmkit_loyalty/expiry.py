@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import and_, case, func, select
 
 from crmkit_loyalty import tables as t
+from crmkit_loyalty.access import audit_batch
 from crmkit_loyalty.ledger import end_of_day, post
 from crmkit_loyalty.membership import member_row
 from crmkit_loyalty.program import add_months
@@ -85,6 +86,18 @@ def expire(
                     )
             entries += post(ctx, program_id, prog, out, {m: r.customer_id for m, r in rows.items()})
         lc.fire(ctx, "crmkit_loyalty_after_points_expired", entries=entries)
+        if entries:
+            audit_batch(
+                ctx,
+                "loyalty.expire",
+                "program",
+                program,
+                counts={
+                    "as_of": when.isoformat(),
+                    "members": len(entries),
+                    "points": sum(e.points for e in entries),
+                },
+            )
     return entries
 
 

@@ -11,10 +11,11 @@ from collections import defaultdict
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import bindparam, func, update
+from sqlalchemy import bindparam, func, select, update
 
 from crmkit.plugin import ValidationError, insert_many
 from crmkit_loyalty import tables as t
+from crmkit_loyalty.access import audit_batch
 from crmkit_loyalty.program import Program
 from crmkit_loyalty.records import LedgerEntry
 
@@ -120,3 +121,51 @@ def post(
         )
         for new_id, row in zip(ids, full, strict=True)
     ]
+
+
+def mark(connection: Any) -> int:
+    """The newest ledger id now (to count what a batch writes after it: :func:`since`)."""
+    return int(connection.scalar(select(func.max(t.ledger.c.id))) or 0)
+
+
+def since(connection: Any, before: int) -> tuple[int, int, set[int]]:
+    """(entries, points, customer ids) the ledger gained after id ``before``."""
+    rows = connection.execute(
+        select(
+            t.members.c.customer_id,
+            func.count().label("n"),
+            func.coalesce(func.sum(t.ledger.c.points), 0).label("points"),
+        )
+        .join(t.members, t.members.c.id == t.ledger.c.member_id)
+        .where(t.ledger.c.id > before)
+        .group_by(t.members.c.customer_id)
+    ).all()
+    return (
+        sum(int(r.n) for r in rows),
+        sum(int(r.points) for r in rows),
+        {r.customer_id for r in rows},
+    )
+
+
+def audit_since(
+    ctx: HookContext,
+    action: str,
+    entity: str,
+    entity_id: Any,
+    before: int,
+    **counts: Any,
+) -> int:
+    """One audit entry for what the ledger gained after id ``before`` in this transaction
+    (entries, points, members, plus ``counts``), when it gained anything; the customer is
+    named when there is one. Returns the entries counted."""
+    entries, points, customers = since(ctx.connection, before)
+    if entries:
+        audit_batch(
+            ctx,
+            action,
+            entity,
+            entity_id,
+            customer_id=next(iter(customers)) if len(customers) == 1 else None,
+            counts={**counts, "entries": entries, "points": points, "members": len(customers)},
+        )
+    return entries

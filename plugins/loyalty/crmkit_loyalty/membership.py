@@ -16,6 +16,7 @@ import crmkit.plugin as ck
 from crmkit.plugin import Conflict, NotFound, ValidationError, insert_many, to_money
 from crmkit_loyalty import catalogue
 from crmkit_loyalty import tables as t
+from crmkit_loyalty.access import audit_batch
 from crmkit_loyalty.ledger import CHUNK, post
 from crmkit_loyalty.program import Program
 from crmkit_loyalty.records import Member, member_from_row
@@ -82,6 +83,18 @@ def enrol(
             raise Conflict(f"customer {customer_id} is already a member of {prog.name!r}")
         enrol_rows(lc, ctx, program_id, prog, [customer_id], {customer_id: referred_by})
         row = member_row(connection, program_id, prog, customer_id, lock=False)
+        ctx.audit(
+            "loyalty.enrol",
+            "member",
+            row.id,
+            customer_id=customer_id,
+            after={
+                "program": prog.name,
+                "tier": row.tier,
+                "balance": int(row.balance),
+                "referred_by": referred_by,
+            },
+        )
         return member_from_row(row, prog.name)
 
 
@@ -129,6 +142,10 @@ def enrol_many(
             fresh = [c for c in chunk if c not in enrolled]
             enrol_rows(lc, ctx, program_id, prog, fresh, {})
             count += len(fresh)
+            if fresh:
+                audit_batch(
+                    ctx, "loyalty.enrol", "program", prog.name, counts={"members": len(fresh)}
+                )
     return count
 
 
@@ -233,38 +250,73 @@ def balance(lc: LoyaltyContext, customer_id: int, *, program: str | None = None)
     return member(lc, customer_id, program=program).balance
 
 
+def _members_query(
+    lc: LoyaltyContext,
+    connection: Any,
+    program: str | None,
+    tier: str | None,
+    owners: frozenset[str] | None,
+) -> tuple[Program, Any]:
+    program_id, prog = lc.resolve(connection, program)
+    if tier is not None and prog.tier(tier) is None:
+        raise ValidationError(
+            f"tier {tier!r} is not a tier of {prog.name!r}; tiers: "
+            + ", ".join(x.name for x in prog.tiers),
+            field="tier",
+        )
+    query = (
+        select(t.members, ck.customers.c.name)
+        .join(ck.customers, ck.customers.c.id == t.members.c.customer_id)
+        .where(t.members.c.program_id == program_id)
+    )
+    if tier is not None:
+        query = query.where(t.members.c.tier == tier)
+    if owners is not None:  # own/team scope: the members of the customers the actor sees
+        query = query.where(ck.customers.c.owner.in_(sorted(owners)))
+    return prog, query
+
+
+def _member_dict(r: Any, prog: Program) -> dict[str, Any]:
+    return {
+        "customer_id": r.customer_id,
+        "name": r.name,
+        "program": prog.name,
+        "tier": r.tier,
+        "balance": int(r.balance),
+        "orders": r.orders_count,
+        "enrolled_at": r.enrolled_at,
+    }
+
+
 def members(
     lc: LoyaltyContext,
     *,
     program: str | None = None,
     tier: str | None = None,
     limit: int | None = None,
+    owners: frozenset[str] | None = None,
 ) -> list[dict[str, Any]]:
     with lc.crm.reading() as connection:
-        program_id, prog = lc.resolve(connection, program)
-        if tier is not None and prog.tier(tier) is None:
-            raise ValidationError(
-                f"tier {tier!r} is not a tier of {prog.name!r}; tiers: "
-                + ", ".join(x.name for x in prog.tiers),
-                field="tier",
-            )
-        query = (
-            select(t.members, ck.customers.c.name)
-            .join(ck.customers, ck.customers.c.id == t.members.c.customer_id)
-            .where(t.members.c.program_id == program_id)
-        )
-        if tier is not None:
-            query = query.where(t.members.c.tier == tier)
+        prog, query = _members_query(lc, connection, program, tier, owners)
         rows = list(connection.execute(query))
     rows.sort(key=lambda r: (-prog.rank(r.tier), -int(r.balance), r.customer_id))
-    return [
-        {
-            "customer_id": r.customer_id,
-            "name": r.name,
-            "tier": r.tier,
-            "balance": int(r.balance),
-            "orders": r.orders_count,
-            "enrolled_at": r.enrolled_at,
-        }
-        for r in rows[:limit]
-    ]
+    return [_member_dict(r, prog) for r in rows[:limit]]
+
+
+def members_page(
+    lc: LoyaltyContext,
+    *,
+    program: str | None = None,
+    tier: str | None = None,
+    after: int = 0,
+    limit: int = 50,
+    owners: frozenset[str] | None = None,
+) -> list[dict[str, Any]]:
+    with lc.crm.reading() as connection:
+        prog, query = _members_query(lc, connection, program, tier, owners)
+        query = (
+            query.where(t.members.c.customer_id > after)
+            .order_by(t.members.c.customer_id)
+            .limit(limit)
+        )
+        return [_member_dict(r, prog) for r in connection.execute(query)]

@@ -20,6 +20,7 @@ from sqlalchemy import String, and_, delete, exists, func, select, type_coerce, 
 import crmkit.plugin as ck
 from crmkit.plugin import to_decimal
 from crmkit_loyalty import tables as t
+from crmkit_loyalty.access import audit_batch
 from crmkit_loyalty.program import Program, add_months
 from crmkit_loyalty.records import TierChange
 from crmkit_loyalty.tiers import apply_tier_changes
@@ -80,7 +81,13 @@ def merge(
         if change is not None:
             changes.append(change)
     apply_tier_changes(lc, ctx, changes)
-    return {"programs": len(theirs), "entries": entries, "points": points}
+    summary = {"programs": len(theirs), "entries": entries, "points": points}
+    # part of the core's merge: one entry naming what moved to the kept customer
+    audit_batch(
+        ctx, "loyalty.merge", "customer", kept_id, customer_id=kept_id,
+        counts={"merged_customer": merged_id, **summary},
+    )  # fmt: skip
+    return summary
 
 
 def _referrer(new: Any, old: Any, kept_id: int, merged_id: int) -> int | None:

@@ -12,10 +12,11 @@ from sqlalchemy import func, select
 
 import crmkit
 import crmkit.plugin as ck
-from crmkit_loyalty import hookspecs
+from crmkit_loyalty import access, hookspecs
 from crmkit_loyalty.service import loyalty
 
-CRMKIT_API = ">=1.2,<2"  # crmkit.plugin (1.2), StoredOrders.ids (1.1)
+# permissions, audit, routes (1.3), crmkit.plugin (1.2), StoredOrders.ids (1.1)
+CRMKIT_API = ">=1.3,<2"
 
 HERE = Path(__file__).parent
 EXAMPLES = HERE / "examples"
@@ -49,6 +50,18 @@ def crmkit_register_migrations() -> str:
 @crmkit.hookimpl
 def crmkit_register_settings() -> crmkit.SettingsSpec:
     return crmkit.SettingsSpec("loyalty", dict(DEFAULTS), _validate)
+
+
+@crmkit.hookimpl
+def crmkit_register_permissions() -> list[ck.PermissionSpec]:
+    return list(access.PERMISSIONS)
+
+
+@crmkit.hookimpl
+def crmkit_register_routes() -> list[ck.Route]:
+    from crmkit_loyalty.api import routes
+
+    return routes()
 
 
 @crmkit.hookimpl
@@ -86,7 +99,10 @@ def crmkit_after_orders_updated(ctx: Any, orders: Sequence[Any], previous: Seque
 @crmkit.hookimpl
 def crmkit_customer_360_section(crm: Any, customer: Any) -> crmkit.Section | None:
     service = loyalty(crm)
-    memberships = service.memberships(customer.id)
+    try:
+        memberships = service.memberships(customer.id)
+    except (ck.Forbidden, ck.NotFound):  # the reader may see the customer, not loyalty
+        return None
     if not memberships:
         return None
     days = crm.settings["loyalty"]["expiring_soon_days"]

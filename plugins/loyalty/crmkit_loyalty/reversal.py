@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from crmkit.plugin import Order
 from crmkit_loyalty import tables as t
 from crmkit_loyalty.expiry import expired_of_lot
-from crmkit_loyalty.ledger import post
+from crmkit_loyalty.ledger import audit_since, mark, post
 
 if TYPE_CHECKING:
     from crmkit.plugin import HookContext
@@ -22,7 +22,11 @@ if TYPE_CHECKING:
 
 
 def reverse_orders(lc: LoyaltyContext, ctx: HookContext, orders: Sequence[Order]) -> None:
-    reverse_ids(lc, ctx, [o.id for o in orders if o.id is not None])
+    ids = [o.id for o in orders if o.id is not None]
+    before = mark(ctx.connection) if ids else 0
+    if reverse_ids(lc, ctx, ids):
+        # part of the core's write (the orders refunded or cancelled): one entry per batch
+        audit_since(ctx, "loyalty.reverse", "orders", None, before, orders=len(ids))
 
 
 def reverse_ids(lc: LoyaltyContext, ctx: HookContext, ids: Sequence[int]) -> int:

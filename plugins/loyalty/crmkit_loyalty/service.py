@@ -14,6 +14,15 @@ The service is the public API; each part of it lives in a module with one job:
 ``ledger`` writes the ledger and ``records`` holds the returned records. They get
 the service's :class:`~crmkit_loyalty.context.LoyaltyContext` (the CRM, its programs
 resolved and cached, the events) rather than the service itself.
+
+Permissions (:mod:`crmkit_loyalty.access`): every public method authorises the current
+actor (``crm.actor``) first — a member's records with ``loyalty.read``/``earn``/``redeem``/
+``adjust`` on that customer (another rep's customer is NotFound), programs and batch runs
+with ``loyalty.admin``, the liability and what-if reports with ``loyalty.report``; the
+methods the core's events call (``earn_orders``, ``reverse_orders``, ``merge_customers``,
+``export``, ``erase``, ``catch_up`` with a ``ctx``) are part of the core's write and check
+nothing more. Every write records an audit entry in its transaction (one per batch in the
+bulk paths, with counts).
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from crmkit.plugin import Order
 from crmkit_loyalty import (
+    access,
     catalogue,
     catchup,
     earning,
@@ -40,6 +50,7 @@ from crmkit_loyalty import (
     tiers,
     whatif,
 )
+from crmkit_loyalty.access import ADJUST, ADMIN, EARN, READ, REDEEM, REPORT
 from crmkit_loyalty.context import LoyaltyContext
 from crmkit_loyalty.program import Program, load_program_file
 from crmkit_loyalty.records import KINDS, LedgerEntry, Member, Reward, TierChange
@@ -95,25 +106,31 @@ class LoyaltyService:
         Replacing keeps members, ledgers and the rewards' redeemed counters;
         rewards missing from the new definition are deactivated, not deleted.
         """
+        access.require(self.crm, ADMIN)
         return catalogue.load_program(self.context, definition, source=source, enabled=enabled)
 
     def load_program_file(self, path: str | Path, *, enabled: bool = True) -> Program:
         """Read, validate and store a program TOML file (see :meth:`load_program`)."""
+        access.require(self.crm, ADMIN)
         return self.load_program(load_program_file(path, self.rule_types), enabled=enabled)
 
     def set_enabled(self, name: str, enabled: bool) -> None:
+        access.require(self.crm, ADMIN)
         catalogue.set_enabled(self.context, name, enabled)
 
     def program(self, name: str | None = None) -> Program:
+        access.require(self.crm, READ)
         return catalogue.program(self.context, name)
 
     def programs(self) -> list[dict[str, Any]]:
         """Every stored program with its state and member count."""
+        access.require(self.crm, READ)
         return catalogue.programs(self.context)
 
     def rewards(
         self, program: str | None = None, *, include_inactive: bool = False
     ) -> list[Reward]:
+        access.require(self.crm, READ)
         return catalogue.rewards(self.context, program, include_inactive=include_inactive)
 
     # -- members ------------------------------------------------------------------
@@ -126,6 +143,7 @@ class LoyaltyService:
         at: dt.datetime | None = None,
     ) -> Member:
         """Enrol a customer (sign-up bonus if the program has one); Conflict if already in."""
+        access.on_customer(self.crm, EARN, customer_id)
         return membership.enrol(
             self.context, customer_id, program=program, referred_by=referred_by, at=at
         )
@@ -138,13 +156,16 @@ class LoyaltyService:
         at: dt.datetime | None = None,
     ) -> int:
         """Enrol many customers at once (already-enrolled ones are skipped); returns the count."""
+        access.require(self.crm, ADMIN)
         return membership.enrol_many(self.context, customer_ids, program=program, at=at)
 
     def member(self, customer_id: int, *, program: str | None = None) -> Member:
+        access.on_customer(self.crm, READ, customer_id)
         return membership.member(self.context, customer_id, program=program)
 
     def memberships(self, customer_id: int) -> list[Member]:
         """The customer's memberships in every program."""
+        access.on_customer(self.crm, READ, customer_id)
         return membership.memberships(self.context, customer_id)
 
     def member_price(
@@ -152,16 +173,37 @@ class LoyaltyService:
     ) -> dict[str, Any]:
         """The member price of ``amount``: the member's tier discount taken off, to the cent
         (half up). Returns tier, discount (a fraction), the discount amount and the price."""
+        access.on_customer(self.crm, READ, customer_id)
         return membership.member_price(self.context, customer_id, amount, program=program)
 
     def balance(self, customer_id: int, *, program: str | None = None) -> int:
+        access.on_customer(self.crm, READ, customer_id)
         return membership.balance(self.context, customer_id, program=program)
 
     def members(
         self, *, program: str | None = None, tier: str | None = None, limit: int | None = None
     ) -> list[dict[str, Any]]:
-        """Members with their customer's name, by tier (highest first) then balance."""
-        return membership.members(self.context, program=program, tier=tier, limit=limit)
+        """Members with their customer's name, by tier (highest first) then balance (the
+        members of the customers the actor may see with ``loyalty.read``)."""
+        owners = access.visible_owners(self.crm, READ)
+        return membership.members(
+            self.context, program=program, tier=tier, limit=limit, owners=owners
+        )
+
+    def members_page(
+        self,
+        *,
+        program: str | None = None,
+        tier: str | None = None,
+        after: int = 0,
+        limit: int = 50,
+    ) -> list[dict[str, Any]]:
+        """Up to ``limit`` members by customer id, those after customer ``after`` (keyset
+        paging for the HTTP API), of the customers the actor may see."""
+        owners = access.visible_owners(self.crm, READ)
+        return membership.members_page(
+            self.context, program=program, tier=tier, after=after, limit=limit, owners=owners
+        )
 
     # -- earning ------------------------------------------------------------------
     def earn_orders(
@@ -182,12 +224,34 @@ class LoyaltyService:
         self, *, program: str | None = None, customer_ids: Iterable[int] | None = None
     ) -> int:
         """Earn on stored paid orders that have not earned yet (idempotent); returns orders seen."""
+        self._earn_check(customer_ids)
         return earning.earn_existing(self.context, program=program, customer_ids=customer_ids)
+
+    def earn(
+        self, customer_id: int, *, order_id: int | None = None, program: str | None = None
+    ) -> list[LedgerEntry]:
+        """Earn, in one program, on the customer's stored paid orders that have not earned
+        yet (or only on ``order_id``): a staff member crediting a purchase the automatic
+        earning missed. Idempotent; returns the ledger entries written (none when every
+        order earned already, or the customer is no member of a program without
+        ``auto_enrol``)."""
+        access.on_customer(self.crm, EARN, customer_id)
+        return earning.earn_for_customer(
+            self.context, customer_id, order_id=order_id, program=program
+        )
+
+    def _earn_check(self, customer_ids: Iterable[int] | None) -> None:
+        if customer_ids is None:
+            access.require(self.crm, ADMIN)
+            return
+        for customer_id in set(customer_ids):
+            access.on_customer(self.crm, EARN, customer_id)
 
     def award_birthdays(
         self, as_of: dt.date | str, *, program: str | None = None
     ) -> list[LedgerEntry]:
         """Give the birthday bonus to members born in ``as_of``'s month (once a year each)."""
+        access.require(self.crm, ADMIN)
         return earning.award_birthdays(self.context, as_of, program=program)
 
     # -- spending and corrections ------------------------------------------------------
@@ -202,7 +266,11 @@ class LoyaltyService:
         at: dt.datetime | None = None,
     ) -> LedgerEntry:
         """Spend points on a reward. Refused (nothing written) when the balance is short,
-        the reward is unknown, inactive, out of its validity dates or out of stock."""
+        the reward is unknown, inactive, out of its validity dates or out of stock.
+
+        ``actor`` names the staff member an operator records the redemption for; else the
+        acting staff member is recorded."""
+        access.on_customer(self.crm, REDEEM, customer_id)
         return spending.redeem(
             self.context,
             customer_id,
@@ -219,11 +287,16 @@ class LoyaltyService:
         points: int,
         *,
         reason: str,
-        staff: str,
+        staff: str | None = None,
         program: str | None = None,
         at: dt.datetime | None = None,
     ) -> LedgerEntry:
-        """A manual correction by a staff member; the reason is required. Never below zero."""
+        """A manual correction by a staff member; the reason is required. Never below zero.
+
+        The staff member recorded is the acting one (``crm.actor``); ``staff`` names the
+        staff member an operator records it for (a signed-in staff member may name only
+        themselves)."""
+        access.on_customer(self.crm, ADJUST, customer_id)
         return spending.adjust(
             self.context, customer_id, points, reason=reason, staff=staff, program=program, at=at
         )
@@ -234,11 +307,13 @@ class LoyaltyService:
     ) -> list[LedgerEntry]:
         """Expire points whose lots expired by the end of ``as_of`` (all enabled programs,
         or one). Running it again for the same date expires nothing more."""
+        access.require(self.crm, ADMIN)
         return expiry.expire(self.context, as_of, program=program)
 
     def expiring(self, customer_id: int, within_days: int, *, program: str | None = None,
                  now: dt.datetime | None = None) -> int:  # fmt: skip
         """Points of the member that will expire within ``within_days`` unless spent."""
+        access.on_customer(self.crm, READ, customer_id)
         return expiry.expiring(self.context, customer_id, within_days, program=program, now=now)
 
     # -- tiers ----------------------------------------------------------------------
@@ -247,22 +322,27 @@ class LoyaltyService:
     ) -> list[TierChange]:
         """The periodic review: every member gets the tier their measure over the window
         ending ``as_of`` meets, down as well as up."""
+        access.require(self.crm, ADMIN)
         return tiers.review_tiers(self.context, as_of, program=program)
 
     def tier_history(self, customer_id: int, *, program: str | None = None) -> list[dict[str, Any]]:
+        access.on_customer(self.crm, READ, customer_id)
         return tiers.tier_history(self.context, customer_id, program=program)
 
     # -- reading ----------------------------------------------------------------------
     def statement(self, customer_id: int, *, program: str | None = None) -> dict[str, Any]:
         """The member's ledger in recording order with a running balance."""
+        access.on_customer(self.crm, READ, customer_id)
         return reports.statement(self.context, customer_id, program=program)
 
     def ledger_sums(self, *, program: str | None = None) -> dict[int, tuple[int, int]]:
         """customer id → (balance row, sum of ledger): they must always be equal."""
+        access.require(self.crm, REPORT)
         return reports.ledger_sums(self.context, program=program)
 
     def liability(self, *, program: str | None = None) -> list[dict[str, Any]]:
         """Outstanding points valued at their redemption value, per program and tier."""
+        access.require(self.crm, REPORT)
         return reports.liability(self.context, program=program)
 
     # -- what-if ---------------------------------------------------------------------
@@ -281,6 +361,7 @@ class LoyaltyService:
         unless ``members_of`` names a program whose members only are replayed.
         Tiers move up as thresholds are met (no downgrades inside the replay).
         """
+        access.require(self.crm, REPORT)
         return whatif.what_if(
             self.context, candidate, since=since, until=until, members_of=members_of
         )
@@ -307,8 +388,10 @@ class LoyaltyService:
     ) -> str | None:
         """Reconcile with what the core did while the plugin was off (refunds never
         reversed, paid orders never earned, merges, erasures); idempotent. Without
-        ``ctx``, in a transaction of its own. Returns what it did, or None."""
+        ``ctx``, in a transaction of its own (``loyalty.admin``). Returns what it did, or
+        None."""
         if ctx is None:
+            access.require(self.crm, ADMIN)
             with self.crm.transaction() as own:
                 return catchup.catch_up(self.context, own, since)
         return catchup.catch_up(self.context, ctx, since)

@@ -92,13 +92,27 @@ def redeem(
                     "kind": "redeem",
                     "points": -cost,
                     "reward_code": reward,
-                    "staff": actor,
+                    "staff": ctx.actor.label,
                     "reason": f"{quantity} x {row.title}",
                 }
             ],
             {member.id: customer_id},
         )
         lc.fire(ctx, "crmkit_loyalty_after_points_redeemed", entries=[entry])
+        ctx.audit(
+            "loyalty.redeem",
+            "member",
+            member.id,
+            customer_id=customer_id,
+            before={"balance": int(member.balance)},
+            after={
+                "balance": int(member.balance) - cost,
+                "reward": reward,
+                "quantity": quantity,
+                "points": -cost,
+                "program": prog.name,
+            },
+        )
         return entry
 
 
@@ -108,7 +122,7 @@ def adjust(
     points: int,
     *,
     reason: str,
-    staff: str,
+    staff: str | None = None,
     program: str | None = None,
     at: dt.datetime | None = None,
 ) -> LedgerEntry:
@@ -118,11 +132,9 @@ def adjust(
         )
     if not isinstance(reason, str) or not reason.strip():
         raise ValidationError("an adjustment needs a reason (--reason TEXT)", field="reason")
-    if not isinstance(staff, str) or not staff.strip():
-        raise ValidationError(
-            "an adjustment needs the staff member making it (--staff USER)", field="staff"
-        )
-    with lc.crm.transaction(actor=staff, now=at) as ctx:
+    if staff is not None and (not isinstance(staff, str) or not staff.strip()):
+        raise ValidationError("--staff must name a staff member (a username)", field="staff")
+    with lc.crm.transaction(actor=staff.strip() if staff else None, now=at) as ctx:
         program_id, prog = lc.resolve(ctx.connection, program)
         lc.crm.customers.require_writable(customer_id)  # erased or merged: Conflict
         member = member_row(ctx.connection, program_id, prog, customer_id, lock=True)
@@ -144,10 +156,23 @@ def adjust(
                     "points": points,
                     "expires_at": prog.expires_at(ctx.now) if points > 0 else None,
                     "rule": "manual",
-                    "staff": staff.strip(),
+                    "staff": ctx.actor.label,
                     "reason": reason.strip(),
                 }
             ],
             {member.id: customer_id},
+        )
+        ctx.audit(
+            "loyalty.adjust",
+            "member",
+            member.id,
+            customer_id=customer_id,
+            before={"balance": int(member.balance)},
+            after={
+                "balance": int(member.balance) + points,
+                "points": points,
+                "reason": reason.strip(),
+                "program": prog.name,
+            },
         )
         return entry

@@ -17,6 +17,7 @@ from sqlalchemy import Integer, and_, func, literal, select, update
 import crmkit.plugin as ck
 from crmkit.plugin import insert_many, to_decimal
 from crmkit_loyalty import tables as t
+from crmkit_loyalty.access import audit_batch
 from crmkit_loyalty.ledger import CHUNK, end_of_day
 from crmkit_loyalty.membership import member_row
 from crmkit_loyalty.program import Program, add_months
@@ -198,6 +199,14 @@ def review_tiers(
                         )
                     )
         apply_tier_changes(lc, ctx, changes)
+        if changes:
+            audit_batch(
+                ctx,
+                "loyalty.review_tiers",
+                "program",
+                program,
+                counts={"as_of": when.isoformat(), "changes": len(changes)},
+            )
     return changes
 
 
