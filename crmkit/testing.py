@@ -289,7 +289,7 @@ class LiveServer:
         except OSError:
             found = []
         # uvicorn's supervisor also starts a resource tracker: keep the processes serving
-        workers = [p for p in found if "multiprocessing" not in _cmdline(p)]
+        workers = [p for p in found if "resource_tracker" not in _cmdline(p)]
         return workers or [self.pid]
 
     def stop(self, timeout: float = 30) -> int:

@@ -25,9 +25,10 @@ import time
 import uuid
 from typing import Any
 
-from crmkit.server.problems import MEDIA_TYPE, Problem
+from crmkit.server.problems import MEDIA_TYPE, Problem, internal_error
 
 access_log = logging.getLogger("crmkit.access")
+log = logging.getLogger("crmkit.server")
 
 REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
@@ -81,6 +82,7 @@ class ServerMiddleware:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
+                status["started"] = 1
                 headers = [
                     (k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"
                 ]
@@ -100,6 +102,13 @@ class ServerMiddleware:
                 await self._too_large(scope, send_with_headers, rid)
                 return
             await self.app(scope, self._counting(receive), send_with_headers)
+        except Exception:
+            # the application's own handlers answer errors; this is the last line
+            log.exception("request %s failed outside the dispatcher", rid)
+            if "started" in status:
+                raise
+            problem = internal_error()
+            await self._send_problem(scope, send_with_headers, rid, problem)
         finally:
             self._log(scope, state, rid, status["code"], started)
 
@@ -118,7 +127,10 @@ class ServerMiddleware:
         return counted
 
     async def _too_large(self, scope: Scope, send: Any, rid: str) -> None:
-        problem = too_large(self.max_body_bytes)
+        await self._send_problem(scope, send, rid, too_large(self.max_body_bytes))
+
+    @staticmethod
+    async def _send_problem(scope: Scope, send: Any, rid: str, problem: Problem) -> None:
         body = problem.body(instance=scope.get("path", ""), request_id=rid)
         await send(
             {

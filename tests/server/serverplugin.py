@@ -105,7 +105,8 @@ def add_customers(req: ApiRequest) -> Created:
     """Writes two customers in one transaction, then sleeps inside it (kill -9 test)."""
     crm = req.crm
     ids = []
-    with crm.transaction(actor=crmkit.plugin.Actor.job("servertest")) as ctx:
+    # acting_as, not transaction(actor=): an idempotent POST's transaction is already open
+    with crm.acting_as(crmkit.plugin.Actor.job("servertest")), crm.transaction() as ctx:
         for suffix in ("one", "two"):
             ids.append(crm.customers.add(name=f"{req.body.name} {suffix}").id)
             if req.body.sleep:
