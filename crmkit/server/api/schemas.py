@@ -15,9 +15,40 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 import attrs
+
+from crmkit.core.entities import (
+    CHANNELS,
+    CUSTOMER_KINDS,
+    CUSTOMER_STATUSES,
+    CUSTOMER_TYPES,
+    DIRECTIONS,
+    ORDER_STATUSES,
+)
+
+CustomerType = Literal[*CUSTOMER_TYPES]
+CustomerKind = Literal[*CUSTOMER_KINDS]
+CustomerStatus = Literal[*CUSTOMER_STATUSES]
+Channel = Literal[*CHANNELS]
+Direction = Literal[*DIRECTIONS]
+OrderStatus = Literal[*ORDER_STATUSES]
+
+
+def doc(text: str, default: Any = None) -> Any:
+    """A field with ``default`` and a description (shown in the OpenAPI document)."""
+    return attrs.field(default=default, metadata={"description": text})
+
+
+#: the page size and cursor of every list
+LIMIT = "How many items (1 to 500; default 50)."
+CURSOR = 'The next page: the cursor of the Link header\'s rel="next" URL, as given.'
+SINCE = (
+    "From this time (inclusive): ISO 8601; a date alone is its midnight, a time without "
+    "offset is in the configured time zone."
+)
+UNTIL = "Before this time (exclusive), as since."
 
 # -- lists ------------------------------------------------------------------------------
 
@@ -26,80 +57,76 @@ import attrs
 class CustomerQuery:
     """Filters of ``GET /customers`` (those of ``crmkit customer list``), oldest first."""
 
-    #: text in the name, e-mail, phone or external id (case-insensitive)
-    q: str | None = None
-    status: str | None = None
-    owner: str | None = None
-    region: str | None = None
-    kind: str | None = None
-    industry: str | None = None
-    #: only customers who gave consent for this purpose (e.g. marketing)
-    consent: str | None = None
-    #: custom attribute equals value, ``key:value`` (repeatable; typed when declared)
-    attr: list[str] = attrs.field(factory=list)
-    limit: int | None = None
-    cursor: str | None = None
+    q: str | None = doc("Text in the name, e-mail, phone or external id (any case).")
+    status: CustomerStatus | None = doc("Only customers with this status.")
+    owner: str | None = doc("Only customers owned by this staff member (username).")
+    region: str | None = doc("Only customers in this region.")
+    kind: CustomerKind | None = doc("Only customers of this kind.")
+    industry: str | None = doc("Only customers in this industry.")
+    consent: str | None = doc("Only customers who gave consent for this purpose (marketing).")
+    attr: list[str] = attrs.field(
+        factory=list,
+        metadata={"description": "A custom attribute equals a value, key:value (repeatable; "
+                  "typed when declared: attr=vip:true)."},
+    )  # fmt: skip
+    limit: int | None = doc(LIMIT)
+    cursor: str | None = doc(CURSOR)
 
 
 @attrs.define
 class InteractionQuery:
     """Filters of ``GET /interactions`` (those of ``crmkit interaction list``), newest first."""
 
-    #: customer id or external id
-    customer: str | None = None
-    channel: str | None = None
-    staff: str | None = None
-    #: text in the subject or body
-    q: str | None = None
-    direction: str | None = None
-    #: from this time (inclusive); a date alone is its midnight in the configured zone
-    since: str | None = None
-    #: before this time (exclusive)
-    until: str | None = None
-    limit: int | None = None
-    cursor: str | None = None
+    customer: str | None = doc("Only this customer's (id or external id).")
+    channel: Channel | None = doc("Only on this channel.")
+    staff: str | None = doc("Only those of this staff member (username).")
+    q: str | None = doc("Text in the subject or body (any case).")
+    direction: Direction | None = doc("inbound or outbound.")
+    since: str | None = doc(SINCE)
+    until: str | None = doc(UNTIL)
+    limit: int | None = doc(LIMIT)
+    cursor: str | None = doc(CURSOR)
 
 
 @attrs.define
 class CustomerInteractionQuery:
     """Filters of ``GET /customers/{id}/interactions``, newest first."""
 
-    channel: str | None = None
-    staff: str | None = None
-    q: str | None = None
-    direction: str | None = None
-    since: str | None = None
-    until: str | None = None
-    limit: int | None = None
-    cursor: str | None = None
+    channel: Channel | None = doc("Only on this channel.")
+    staff: str | None = doc("Only those of this staff member (username).")
+    q: str | None = doc("Text in the subject or body (any case).")
+    direction: Direction | None = doc("inbound or outbound.")
+    since: str | None = doc(SINCE)
+    until: str | None = doc(UNTIL)
+    limit: int | None = doc(LIMIT)
+    cursor: str | None = doc(CURSOR)
 
 
 @attrs.define
 class OrderQuery:
     """Filters of ``GET /orders`` (those of ``crmkit order list``), newest first."""
 
-    customer: str | None = None
-    status: str | None = None
-    #: text in the order number or the customer's name or external id
-    q: str | None = None
-    owner: str | None = None
-    region: str | None = None
-    channel: str | None = None
-    since: str | None = None
-    until: str | None = None
-    limit: int | None = None
-    cursor: str | None = None
+    customer: str | None = doc("Only this customer's (id or external id).")
+    status: OrderStatus | None = doc("Only orders with this status.")
+    q: str | None = doc("Text in the order number or the customer's name or external id.")
+    owner: str | None = doc("Only orders of customers owned by this staff member.")
+    region: str | None = doc("Only orders of customers in this region.")
+    channel: str | None = doc("Only orders from this sales channel.")
+    since: str | None = doc(SINCE)
+    until: str | None = doc(UNTIL)
+    limit: int | None = doc(LIMIT)
+    cursor: str | None = doc(CURSOR)
 
 
 @attrs.define
 class StaffQuery:
     """Filters of ``GET /staff``, by username."""
 
-    role: str | None = None
-    department: str | None = None
-    include_inactive: bool = False
-    limit: int | None = None
-    cursor: str | None = None
+    role: str | None = doc("Only members with this role.")
+    department: str | None = doc("Only members of this department.")
+    include_inactive: bool = doc("Also the deactivated members.", False)
+    limit: int | None = doc(LIMIT)
+    cursor: str | None = doc(CURSOR)
 
 
 @attrs.define
@@ -107,49 +134,46 @@ class WorkflowInstanceQuery:
     """Filters of ``GET /workflow-instances`` (those of ``crmkit workflow list``), oldest
     first."""
 
-    workflow: str | None = None
-    stage: str | None = None
-    customer: str | None = None
-    owner: str | None = None
-    #: only instances not closed
-    open: bool = False
-    limit: int | None = None
-    cursor: str | None = None
+    workflow: str | None = doc("Only instances of this workflow (sales).")
+    stage: str | None = doc("Only instances at this stage (needs workflow).")
+    customer: str | None = doc("Only this customer's (id or external id).")
+    owner: str | None = doc("Only instances this staff member is responsible for.")
+    open: bool = doc("Only instances not closed.", False)
+    limit: int | None = doc(LIMIT)
+    cursor: str | None = doc(CURSOR)
 
 
 @attrs.define
 class AuditQuery:
     """Filters of ``GET /audit``, newest first."""
 
-    customer: int | None = None
-    #: the staff member (or other actor label) who acted, or on whose behalf
-    staff: str | None = None
-    #: an action or its prefix: ``customer.update``, ``customer.``
-    action: str | None = None
-    since: str | None = None
-    limit: int | None = None
-    cursor: str | None = None
+    customer: int | None = doc("Only entries about this customer (and records merged into it).")
+    staff: str | None = doc(
+        "Only entries by this actor (a username, token:7:wang.lei, cli:root) or on their behalf."
+    )
+    action: str | None = doc("An action or its prefix: customer.update, customer.")
+    since: str | None = doc(SINCE)
+    limit: int | None = doc(LIMIT)
+    cursor: str | None = doc(CURSOR)
 
 
 @attrs.define
 class LimitQuery:
     """How many items, newest first."""
 
-    limit: int | None = None
+    limit: int | None = doc("How many items (1 to 500).")
 
 
 @attrs.define
 class ImportQuery:
     """Options of ``POST /import/{kind}`` (those of ``crmkit import``)."""
 
-    #: store the valid rows and list the bad ones (default: any bad row stores nothing)
-    skip_invalid: bool = False
-    #: amounts use a comma before the decimals (``1234,50``)
-    decimal_comma: bool = False
-    #: text encoding of the body (default UTF-8)
-    encoding: str | None = None
-    #: ``csv`` or ``jsonl``; default from the Content-Type
-    format: str | None = None
+    skip_invalid: bool = doc(
+        "Store the valid rows and list the bad ones (default: any bad row stores nothing).", False
+    )
+    decimal_comma: bool = doc("Amounts use a comma before the decimals (1234,50).", False)
+    encoding: str | None = doc("Text encoding of the body (default UTF-8).")
+    format: Literal["csv", "jsonl"] | None = doc("csv or jsonl (default: from the Content-Type).")
 
 
 # -- customers --------------------------------------------------------------------------
@@ -161,9 +185,9 @@ class CustomerIn:
     attributes are typed and validated)."""
 
     name: str
-    type: str | None = None
-    kind: str | None = None
-    status: str | None = None
+    type: CustomerType | None = None
+    kind: CustomerKind | None = None
+    status: CustomerStatus | None = None
     external_id: str | None = None
     email: str | None = None
     phone: str | None = None
@@ -187,9 +211,9 @@ class CustomerPatch:
     merge and a ``null`` attribute is removed."""
 
     name: str | None = None
-    type: str | None = None
-    kind: str | None = None
-    status: str | None = None
+    type: CustomerType | None = None
+    kind: CustomerKind | None = None
+    status: CustomerStatus | None = None
     external_id: str | None = None
     email: str | None = None
     phone: str | None = None
@@ -354,9 +378,9 @@ class InteractionIn:
     ``external_id`` makes logging it again a 409."""
 
     customer_id: int
-    channel: str
+    channel: Channel
     occurred_at: dt.datetime | None = None
-    direction: str = "inbound"
+    direction: Direction = "inbound"
     subject: str = ""
     body: str = ""
     staff: str | None = None
@@ -403,7 +427,7 @@ class OrderIn:
     external_id: str | None = None
     cost: Decimal | None = None
     currency: str | None = None
-    status: str = "paid"
+    status: OrderStatus = "paid"
     channel: str | None = None
     lines: list[OrderLineIn] = attrs.field(factory=list)
 
@@ -425,8 +449,9 @@ class OrderOut:
 
 @attrs.define
 class OrderStatusIn:
-    #: placed, paid, refunded or cancelled
-    status: str
+    """The new status of an order."""
+
+    status: OrderStatus
 
 
 # -- staff ----------------------------------------------------------------------------
