@@ -4,6 +4,7 @@ process through CRMKIT_EXTRA_PLUGINS; see tests/server/conftest.py)."""
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import time
 from decimal import Decimal
 from typing import Any, Literal
@@ -16,6 +17,8 @@ from crmkit.plugin import ApiRequest, ApiResponse, Page, PermissionSpec, Route
 
 CRMKIT_NAME = "servertest"
 CRMKIT_API = ">=1.3,<2"
+
+log = logging.getLogger("crmkit.servertest")
 
 
 @attrs.define
@@ -111,6 +114,7 @@ def add_customers(req: ApiRequest) -> Created:
             ids.append(crm.customers.add(name=f"{req.body.name} {suffix}").id)
             if req.body.sleep:
                 ctx.connection.execute(sa.text("SELECT 1"))
+                log.info("servertest %s: wrote %s, sleeping", req.request_id, suffix)
                 time.sleep(req.body.sleep)
     return Created(customer_ids=ids, echo=req.body.name)
 
