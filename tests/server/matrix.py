@@ -71,7 +71,7 @@ STAFF = (
 PASSWORD = "correct horse battery staple 42"
 
 #: the plugins enabled in the matrix's CRM (their rows are at the end of the table)
-PLUGINS = ["knowledgebase"]
+PLUGINS = ["knowledgebase", "loyalty"]
 
 # fmt: off
 #: operation -> expected status per principal, in PRINCIPALS order:
@@ -100,6 +100,9 @@ EXPECTED: dict[str, tuple[int, ...]] = {
     # the knowledge base plugin: read by every role, written by service staff and managers
     "kb.search":        (401, OK,  OK,  OK,  OK,  OK,  OK,  OK,  OK,  401, 401, OK),
     "kb.article.add":   (401, 403, 403, 403, 403, OK,  OK,  OK,  OK,  401, 401, 403),
+    # loyalty: balances follow the customer's scope; points by hand are the manager's
+    "loyalty.balance":  (401, OK,  404, OK,  403, OK,  OK,  OK,  OK,  401, 401, OK),
+    "loyalty.adjust":   (401, 403, 403, 403, 403, 403, 403, OK,  OK,  401, 401, 403),
 }
 # fmt: on
 
@@ -171,6 +174,11 @@ def seed(crm: Any, folder: Path) -> World:
     crm.orders.add(customer_id=a.id, amount=Decimal("99.00"), status="paid",
                    occurred_at=dt.datetime(2026, 1, 2, 9, tzinfo=dt.UTC))  # fmt: skip
     crm.interactions.log(a.id, "phone", subject="first call")
+    from crmkit_loyalty import loyalty
+    from crmkit_loyalty.testing import program
+
+    loyalty(crm).load_program(program())
+    loyalty(crm).enrol(a.id)
     return World(crm.config.database, crm, a.id, b.id, folder)
 
 
@@ -402,6 +410,32 @@ OPERATIONS += (
             "method": "POST",
             "path": "/knowledgebase/articles",
             "json": {"title": f"Refunds {t.unique}", "body": "How refunds work."},
+        },  # fmt: skip
+    ),
+)
+
+
+def _loyalty(crm: Any) -> Any:
+    from crmkit_loyalty import loyalty
+
+    return loyalty(crm)
+
+
+OPERATIONS += (
+    Operation(
+        "loyalty.balance",
+        lambda crm, t: _loyalty(crm).balance(t.customer_id),
+        lambda t: ["loyalty", "balance", str(t.customer_id)],
+        lambda t: {"method": "GET", "path": f"/loyalty/members/{t.customer_id}/balance"},
+    ),
+    Operation(
+        "loyalty.adjust",  # the opening example: 100,000 points by anyone
+        lambda crm, t: _loyalty(crm).adjust(t.customer_id, 100_000, reason="matrix"),
+        lambda t: ["loyalty", "adjust", str(t.customer_id), "100000", "--reason", "matrix"],
+        lambda t: {
+            "method": "POST",
+            "path": f"/loyalty/members/{t.customer_id}/adjust",
+            "json": {"points": 100_000, "reason": "matrix"},
         },  # fmt: skip
     ),
 )
