@@ -20,6 +20,9 @@ of its write transactions (one small locking SELECT, only in that case), so a pl
 re-enabled by another process while this one keeps writing catches up again later.
 The catch-up transaction locks the plugin's row first, so it waits for such writes to
 commit and then sees them. ``crmkit plugins catch-up NAME`` runs it with ``since=None``.
+
+The bookkeeping and the catch-ups run as the job ``job:catch-up`` (whoever's write
+triggered them), and a catch-up records one audit entry, ``plugin.catch_up``.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from sqlalchemy.exc import DBAPIError
 
 from crmkit import plugins as plugin_loader
 from crmkit.core import tables as t
+from crmkit.core.actors import Actor
 from crmkit.errors import CrmError, PluginError
 
 if TYPE_CHECKING:
@@ -44,6 +48,9 @@ if TYPE_CHECKING:
     from crmkit.crm import CRM
 
 log = logging.getLogger(__name__)
+
+#: Who the bookkeeping and the catch-ups run as.
+CATCH_UP = Actor.job("catch-up")
 
 #: The row that says the database was written with plugin bookkeeping.
 CORE_ROW = "crmkit"
@@ -114,7 +121,7 @@ def check(crm: CRM, states: PluginStates, *, skip: frozenset[str] = frozenset())
     if gone or CORE_ROW not in recorded:
         token = _bookkeeping.set(True)
         try:
-            with crm.transaction() as ctx:
+            with crm.transaction(actor=CATCH_UP) as ctx:
                 if gone:
                     ctx.connection.execute(
                         update(t.plugin_states)
@@ -162,7 +169,7 @@ def enable(
     """
     token = _bookkeeping.set(True)
     try:
-        with crm.transaction() as ctx:
+        with crm.transaction(actor=CATCH_UP) as ctx:
             row = ctx.connection.execute(
                 select(t.plugin_states).where(t.plugin_states.c.plugin == name).with_for_update()
             ).first()
@@ -173,6 +180,13 @@ def enable(
             else:
                 due, since = not row.enabled, row.changed_at
             said = call_catch_up(crm, ctx, name, since) if due else None
+            if due:
+                ctx.audit(
+                    "plugin.catch_up",
+                    "plugin",
+                    name,
+                    changes={"since": [None, since], "reconciled": [None, said]},
+                )
             _upsert(ctx, name, overwrite=True)
     finally:
         _bookkeeping.reset(token)

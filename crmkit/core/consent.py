@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 from sqlalchemy import and_, delete, insert, select
 
+from crmkit.core import access
 from crmkit.core import tables as t
 from crmkit.core.bulk import chunks
 from crmkit.errors import ValidationError
@@ -53,9 +54,15 @@ def set_consent(
     source: str | None = None,
     actor: str | None = None,
 ) -> Customer:
-    """Record one answer: replace the latest in ``consents``, append to ``consent_changes``."""
+    """Record one answer: replace the latest in ``consents``, append to ``consent_changes``.
+
+    Needs ``customers.write`` on the customer; audited as ``consent.change``
+    (``consents.<purpose>`` before and after, and the source). A consent change does not
+    bump the customer's ``version`` (the consent history is its own record).
+    """
+    access.require(crm, "customers.write")
     with crm.transaction(actor=actor) as ctx:
-        before = crm.customers.require_writable(customer_id)
+        before = crm.customers.writable_for(customer_id, "customers.write")
         row = consent_row(customer_id, purpose, granted, ctx.now, source or actor)
         ctx.connection.execute(
             delete(t.consents).where(
@@ -65,7 +72,17 @@ def set_consent(
         ctx.connection.execute(insert(t.consents), row)
         change = {**row, "source": source, "actor": actor or ctx.actor.label}
         ctx.connection.execute(insert(t.consent_changes), change)
-        after = crm.customers.get(customer_id)
+        ctx.audit(
+            "consent.change",
+            "customer",
+            customer_id,
+            customer_id=customer_id,
+            changes={
+                f"consents.{purpose}": [before.consents.get(purpose), bool(granted)],
+                "source": [None, source],
+            },
+        )
+        after = crm.customers._get(customer_id)
         crm.fire(ctx, "crmkit_after_customers_updated", customers=[after], previous=[before])
         ctx.changes.customers_updated.append(after)
         return after
@@ -73,7 +90,7 @@ def set_consent(
 
 def history(crm: CRM, customer_id: int, *, purpose: str | None = None) -> list[ConsentChange]:
     """Every grant and withdrawal by the customer, oldest first (one purpose if given)."""
-    crm.customers.get(customer_id)
+    crm.customers.get(customer_id)  # customers.read on it
     c = t.consent_changes.c
     query = select(c.purpose, c.granted, c.changed_at, c.source, c.actor).where(
         c.customer_id == customer_id

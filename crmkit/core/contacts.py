@@ -17,6 +17,7 @@ import attrs
 import sqlalchemy as sa
 from sqlalchemy import delete, select
 
+from crmkit.core import access
 from crmkit.core import tables as t
 from crmkit.core.entities import Contact
 from crmkit.errors import NotFound, ValidationError
@@ -28,8 +29,14 @@ if TYPE_CHECKING:
 EDITABLE = ("name", "role", "email", "phone")
 
 
+def audited(contact: Contact) -> dict[str, Any]:
+    """A contact's values as its audit entries record them."""
+    return {key: getattr(contact, key) for key in EDITABLE}
+
+
 def get(crm: CRM, contact_id: int) -> Contact:
-    """The contact with this id; :class:`NotFound` when there is none."""
+    """The contact with this id; :class:`NotFound` when there is none (no check: the
+    callers authorise)."""
     with crm.reading() as connection:
         row = connection.execute(select(t.contacts).where(t.contacts.c.id == contact_id)).first()
     if row is None:
@@ -48,9 +55,10 @@ def update(crm: CRM, contact_id: int, **changes: Any) -> Contact:
             f"a contact has no field {unknown[0]!r}; the fields are {', '.join(EDITABLE)}",
             field=unknown[0],
         )
+    access.require(crm, "customers.write")
     with crm.transaction() as ctx:
         before = get(crm, contact_id)
-        crm.customers.require_writable(before.customer_id)
+        crm.customers.writable_for(before.customer_id, "customers.write")
         cleaned = {key: _clean(key, value) for key, value in changes.items()}
         after = attrs.evolve(before, **cleaned)  # the entity validates name and email
         if after != before:
@@ -59,15 +67,31 @@ def update(crm: CRM, contact_id: int, **changes: Any) -> Contact:
                 .where(t.contacts.c.id == contact_id)
                 .values({key: getattr(after, key) for key in cleaned})
             )
+            ctx.audit(
+                "contact.update",
+                "contact",
+                contact_id,
+                customer_id=before.customer_id,
+                before=audited(before),
+                after=audited(after),
+            )
     return after
 
 
 def remove(crm: CRM, contact_id: int) -> Contact:
     """Delete a contact person; returns what was removed."""
+    access.require(crm, "customers.write")
     with crm.transaction() as ctx:
         found = get(crm, contact_id)
-        crm.customers.require_writable(found.customer_id)
+        crm.customers.writable_for(found.customer_id, "customers.write")
         ctx.connection.execute(delete(t.contacts).where(t.contacts.c.id == contact_id))
+        ctx.audit(
+            "contact.remove",
+            "contact",
+            contact_id,
+            customer_id=found.customer_id,
+            before=audited(found),
+        )
     return found
 
 

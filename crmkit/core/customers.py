@@ -1,5 +1,16 @@
 """Customer service: create, read, change, consent, contacts (the 360 view is in
-:mod:`crmkit.core.view360`, export and erasure in :mod:`crmkit.core.personal`)."""
+:mod:`crmkit.core.view360`, export and erasure in :mod:`crmkit.core.personal`).
+
+Every public method authorises the current actor (:mod:`crmkit.core.access`): reads need
+``customers.read``, writes ``customers.write`` on the customer (own/team scopes: the
+customer's owner must be the actor or in their team, else :class:`NotFound`), erasure
+``customers.erase``, export ``customers.export``, merge ``customers.merge`` on both
+records; lists keep the customers the actor may see. Every write records its audit entry
+in its own transaction (``customer.create``, ``customer.update``, ``consent.change``,
+``contact.create`` ...). Lookups other parts of crmkit make on the way
+(:meth:`require_writable`, :meth:`ids_by_external_id`, :meth:`withdrawn`) check nothing:
+the operation calling them has authorised its actor.
+"""
 
 from __future__ import annotations
 
@@ -12,14 +23,21 @@ from typing import TYPE_CHECKING, Any
 import attrs
 from sqlalchemy import Select, Text, and_, cast, func, insert, or_, select, update
 
-from crmkit.core import consent, personal, view360
+from crmkit.core import access, consent, personal, view360
 from crmkit.core import contacts as contact_persons
 from crmkit.core import tables as t
 from crmkit.core.bulk import check_values, chunks, insert_many
 from crmkit.core.consent import ConsentChange
 from crmkit.core.entities import CONSENT_PURPOSES, Contact, Customer
 from crmkit.core.view360 import Customer360
-from crmkit.errors import Conflict, CrmError, NotFound, ValidationError
+from crmkit.errors import (
+    Conflict,
+    CrmError,
+    Forbidden,
+    NotFound,
+    PreconditionFailed,
+    ValidationError,
+)
 
 if TYPE_CHECKING:
     from crmkit.core.duplicates import DuplicateCandidate, DuplicateReport
@@ -102,6 +120,7 @@ class CustomerService:
             updated_at=row.updated_at,
             erased_at=row.erased_at,
             merged_into=row.merged_into,
+            version=row.version,
         )
 
     def _row(
@@ -142,6 +161,40 @@ class CustomerService:
         return Customer(**clean, attributes=attributes, consents=consents)
 
     # -- writes -----------------------------------------------------------
+    def _owners_for_new(self, customers: list[Customer]) -> list[Customer]:
+        """Authorise ``customers.write`` for new customers; with an own/team scope each
+        given owner must be the actor or in their team (:class:`Forbidden`), and a customer
+        given without an owner becomes the acting staff member's (so they can see it)."""
+        scope = access.require(self.crm, "customers.write")
+        actor = self.crm.actor
+        if scope != "all" and actor.username:
+            customers = [c if c.owner else attrs.evolve(c, owner=actor.username) for c in customers]
+            allowed = access.visible_owners(self.crm, "customers.write") or frozenset()
+            outside = sorted({str(c.owner) for c in customers if c.owner not in allowed})
+            if outside:
+                raise Forbidden(
+                    f"{actor.name} may only add customers owned by "
+                    f"{'their team' if scope == 'team' else 'themselves'} "
+                    f"(customers.write:{scope}); owner {outside[0]!r} is outside it",
+                    permission="customers.write",
+                )
+        access.authorise(self.crm, "customers.write")  # plugin rules
+        return customers
+
+    def _check_new_owner(self, owner: str | None) -> None:
+        """A customer given to ``owner`` must stay inside the actor's scope (own/team)."""
+        scope = access.require(self.crm, "customers.write")
+        if scope == "all":
+            return
+        allowed = access.visible_owners(self.crm, "customers.write") or frozenset()
+        if owner not in allowed:
+            raise Forbidden(
+                f"{self.crm.actor.name} may only give customers to "
+                f"{'their team' if scope == 'team' else 'themselves'} "
+                f"(customers.write:{scope}); owner {owner!r} is outside it",
+                permission="customers.write",
+            )
+
     def add(
         self,
         customer: Customer | Mapping[str, Any] | None = None,
@@ -153,18 +206,26 @@ class CustomerService:
     ) -> Customer:
         """Create one customer; returns it with its id. Fires ``crmkit_after_customers_created``.
 
+        Needs ``customers.write``. A staff member holding it at scope ``own`` or ``team``
+        may only give an owner inside that scope (else :class:`Forbidden`); a customer
+        they add without an owner becomes their own (they could not see it otherwise).
+        The local operator and ``all`` scopes leave a missing owner empty. Audited as
+        ``customer.create`` with the stored values.
+
         Consents given with it (``consents={"marketing": True}``) are recorded in the
         consent history with ``consent_source`` as their source. A likely duplicate of a
         stored customer is logged as one warning naming the candidates and the evidence
         (:meth:`find_duplicates_of` returns them).
         """
         entity = self.build(customer if customer is not None else fields)
-        result = self._insert(
-            [entity], actor=actor, skip_existing=False, consent_source=consent_source
-        )
-        from crmkit.core import duplicates
+        [entity] = self._owners_for_new([entity])
+        with access.trusted(self.crm):
+            result = self._insert(
+                [entity], actor=actor, skip_existing=False, consent_source=consent_source
+            )
+            from crmkit.core import duplicates
 
-        duplicates.flag_new(self.crm, result[0])
+            duplicates.flag_new(self.crm, result[0])
         return result[0]
 
     def add_many(
@@ -181,19 +242,40 @@ class CustomerService:
         With ``skip_existing`` a customer whose ``external_id`` is already stored
         is skipped and listed in the result; otherwise it is a Conflict. Consents given
         with the customers are recorded in the consent history with ``consent_source``
-        (an importer passes e.g. ``"import customers.csv"``).
+        (an importer passes e.g. ``"import customers.csv"``). Authorised as :meth:`add`
+        (each batch's owners); one audit entry per batch (``customer.create_many``: how
+        many, the ids), not one per customer.
         """
         result = BulkResult()
         for batch in chunks((self.build(c) for c in customers), batch_size):
-            with self.crm.transaction(actor=actor):
+            batch = self._owners_for_new(batch)
+            with access.trusted(self.crm), self.crm.transaction(actor=actor):
                 stored = self._insert(
                     batch,
                     actor=actor,
                     skip_existing=skip_existing,
                     result=result,
                     consent_source=consent_source,
+                    audit="batch",
                 )
             result.stored += len(stored)
+        return result
+
+    def _store_many(
+        self, customers: list[Customer], *, consent_source: str = "create"
+    ) -> BulkResult:
+        """One batch of an import, in the import's transaction: no check, no audit entry
+        (the import authorised ``import.run`` once and records one entry for the file)."""
+        result = BulkResult()
+        stored = self._insert(
+            customers,
+            actor=None,
+            skip_existing=True,
+            result=result,
+            consent_source=consent_source,
+            audit="none",
+        )
+        result.stored += len(stored)
         return result
 
     def _insert(
@@ -204,6 +286,7 @@ class CustomerService:
         skip_existing: bool,
         result: BulkResult | None = None,
         consent_source: str = "create",
+        audit: str = "one",
     ) -> list[Customer]:
         with self.crm.transaction(actor=actor) as ctx:
             connection = ctx.connection
@@ -244,6 +327,7 @@ class CustomerService:
                         created_at=row["created_at"],
                         updated_at=row["updated_at"],
                         attributes=self._decode_attributes(row["attributes"]),
+                        version=1,
                     )
                 )
                 for purpose, granted in customer.consents.items():
@@ -254,51 +338,134 @@ class CustomerService:
                 connection.execute(insert(t.consents), consent_rows)
                 history = [{**row, "actor": actor or ctx.actor.label} for row in consent_rows]
                 connection.execute(insert(t.consent_changes), history)
+            self._audit_created(ctx, stored, audit)
             self.crm.fire(ctx, "crmkit_after_customers_created", customers=stored)
             ctx.changes.customers_created.extend(stored)
             return stored
 
-    def update(self, customer_id: int, /, *, actor: str | None = None, **changes: Any) -> Customer:
-        """Change profile fields and attributes (``attributes={...}`` merges; None removes)."""
-        with self.crm.transaction(actor=actor) as ctx:
-            before = self.require_writable(customer_id)
-            attributes = dict(before.attributes)
-            extra = changes.pop("attributes", None) or {}
-            for key in list(changes):
-                if key not in PROFILE_FIELDS:
-                    extra[key] = changes.pop(key)
-            for key, value in extra.items():
-                if value is None:
-                    attributes.pop(key, None)
-                else:
-                    attributes[key] = value
-            if "birth_date" in changes and isinstance(changes["birth_date"], str):
-                changes["birth_date"] = self.build(
-                    {"name": "x", "birth_date": changes["birth_date"]}
-                ).birth_date
-            after = attrs.evolve(before, **changes, attributes=attributes)  # validates
-            if after.owner != before.owner:
-                self.crm.staff.refuse_inactive(after.owner, "own customers")
-            # a stored value the edit does not touch is not re-validated (an attribute
-            # declared after it was stored, e.g. vip=maybe before complaints was enabled)
-            row = self._row(after, ctx.now, untouched=set(before.attributes) - set(extra))
-            row.pop("created_at")
-            check_values(t.customers, row)
-            if after.external_id != before.external_id and after.external_id:
-                clash = ctx.connection.scalar(
-                    select(t.customers.c.id).where(t.customers.c.external_id == after.external_id)
+    @staticmethod
+    def _audit_created(ctx: Any, stored: list[Customer], how: str) -> None:
+        if how == "one":
+            for customer in stored:
+                ctx.audit(
+                    "customer.create",
+                    "customer",
+                    customer.id,
+                    customer_id=customer.id,
+                    after=audited_values(customer),
                 )
-                if clash is not None:
-                    raise Conflict(f"external_id {after.external_id!r} belongs to customer {clash}")
-            ctx.connection.execute(
-                update(t.customers).where(t.customers.c.id == customer_id).values(row)
+        elif how == "batch" and stored:
+            ids = [c.id for c in stored]
+            ctx.audit(
+                "customer.create_many",
+                "customer",
+                customer_id=ids[0] if len(ids) == 1 else None,
+                changes={"stored": [None, len(ids)], "ids": [None, [min(ids), max(ids)]]},
             )
-            after = self.get(customer_id)
-            self.crm.fire(
-                ctx, "crmkit_after_customers_updated", customers=[after], previous=[before]
+
+    def update(
+        self,
+        customer_id: int,
+        /,
+        *,
+        actor: str | None = None,
+        expected_version: int | None = None,
+        **changes: Any,
+    ) -> Customer:
+        """Change profile fields and attributes (``attributes={...}`` merges; None removes).
+
+        Needs ``customers.write`` on the customer, and a new ``owner`` must be inside the
+        actor's scope too. Every update bumps the customer's ``version`` (consent and
+        contact changes do not: they have their own history); with ``expected_version``
+        an edit of a customer whose version differs (someone changed it since it was
+        read) raises :class:`PreconditionFailed` and writes nothing, also when two edits
+        race (the UPDATE is conditional on the version and its row count checked).
+        Audited as ``customer.update`` with the changed fields before and after
+        (attributes as ``attributes.<name>``).
+        """
+        access.require(self.crm, "customers.write")
+        with self.crm.transaction(actor=actor) as ctx:
+            current = self._lock(ctx, customer_id)
+            access.authorise(self.crm, "customers.write", customer_id, owner=current.owner)
+            if "owner" in changes and (changes["owner"] or None) != current.owner:
+                self._check_new_owner(changes["owner"] or None)
+            if expected_version is not None and current.version != expected_version:
+                raise PreconditionFailed(
+                    f"customer {customer_id} changed since it was read (version "
+                    f"{current.version}, not {expected_version}); read it again and redo "
+                    "the edit; nothing was changed"
+                )
+            with access.trusted(self.crm):
+                return self._update(ctx, customer_id, changes, current.version)
+
+    def _lock(self, ctx: Any, customer_id: int) -> Any:
+        """The customer's row, locked until the transaction ends (PostgreSQL)."""
+        query = select(t.customers.c.owner, t.customers.c.version).where(
+            t.customers.c.id == customer_id
+        )
+        if ctx.connection.dialect.name == "postgresql":
+            query = query.with_for_update()
+        row = ctx.connection.execute(query).first()
+        if row is None:
+            raise NotFound(
+                f"customer {customer_id} not found; list customers with 'crmkit customer list'"
             )
-            ctx.changes.customers_updated.append(after)
-            return after
+        return row
+
+    def _update(
+        self, ctx: Any, customer_id: int, changes: dict[str, Any], version: int
+    ) -> Customer:
+        before = self.require_writable(customer_id)
+        attributes = dict(before.attributes)
+        extra = changes.pop("attributes", None) or {}
+        for key in list(changes):
+            if key not in PROFILE_FIELDS:
+                extra[key] = changes.pop(key)
+        for key, value in extra.items():
+            if value is None:
+                attributes.pop(key, None)
+            else:
+                attributes[key] = value
+        if "birth_date" in changes and isinstance(changes["birth_date"], str):
+            changes["birth_date"] = self.build(
+                {"name": "x", "birth_date": changes["birth_date"]}
+            ).birth_date
+        after = attrs.evolve(before, **changes, attributes=attributes)  # validates
+        if after.owner != before.owner:
+            self.crm.staff.refuse_inactive(after.owner, "own customers")
+        # a stored value the edit does not touch is not re-validated (an attribute
+        # declared after it was stored, e.g. vip=maybe before complaints was enabled)
+        row = self._row(after, ctx.now, untouched=set(before.attributes) - set(extra))
+        row.pop("created_at")
+        check_values(t.customers, row)
+        if after.external_id != before.external_id and after.external_id:
+            clash = ctx.connection.scalar(
+                select(t.customers.c.id).where(t.customers.c.external_id == after.external_id)
+            )
+            if clash is not None:
+                raise Conflict(f"external_id {after.external_id!r} belongs to customer {clash}")
+        done = ctx.connection.execute(
+            update(t.customers)
+            .where(t.customers.c.id == customer_id, t.customers.c.version == version)
+            .values({**row, "version": version + 1})
+        )
+        if done.rowcount != 1:  # changed by another transaction since we read it
+            raise PreconditionFailed(
+                f"customer {customer_id} changed while this edit ran; read it again and "
+                "redo the edit; nothing was changed"
+            )
+        after = self.get(customer_id)
+        ctx.audit(
+            "customer.update",
+            "customer",
+            customer_id,
+            customer_id=customer_id,
+            before={**audited_values(before), "version": version},
+            after={**audited_values(after), "version": version + 1},
+        )
+        self.crm.fire(ctx, "crmkit_after_customers_updated", customers=[after], previous=[before])
+        ctx.changes.customers_updated.append(after)
+        return after
 
     def set_consent(
         self,
@@ -312,7 +479,8 @@ class CustomerService:
         """Record consent (or its withdrawal) for one purpose, e.g. ``marketing``.
 
         ``consents`` keeps the latest answer per purpose; every call also appends to the
-        consent history (:meth:`consent_history`) in the same transaction.
+        consent history (:meth:`consent_history`) in the same transaction. Needs
+        ``customers.write`` on the customer; audited as ``consent.change``.
         """
         return consent.set_consent(
             self.crm, customer_id, purpose, granted, source=source, actor=actor
@@ -327,9 +495,11 @@ class CustomerService:
         email: str | None = None,
         phone: str | None = None,
     ) -> Contact:
-        """Add a contact person to an organisation customer."""
+        """Add a contact person to an organisation customer (``customers.write`` on it;
+        audited as ``contact.create``)."""
+        access.require(self.crm, "customers.write")
         with self.crm.transaction() as ctx:
-            customer = self.require_writable(customer_id)
+            customer = self.writable_for(customer_id, "customers.write")
             if customer.type != "organisation":
                 raise ValidationError(
                     f"customer {customer_id} is a person; contacts belong to organisations"
@@ -341,7 +511,15 @@ class CustomerService:
                 insert(t.contacts).returning(t.contacts.c.id),
                 {k: v for k, v in attrs.asdict(contact).items() if k != "id"},
             )
-            return attrs.evolve(contact, id=new_id)
+            contact = attrs.evolve(contact, id=new_id)
+            ctx.audit(
+                "contact.create",
+                "contact",
+                new_id,
+                customer_id=customer_id,
+                after=contact_persons.audited(contact),
+            )
+            return contact
 
     def update_contact(self, contact_id: int, /, **changes: Any) -> Contact:
         """Change a contact person's name, role, email or phone; refused for an erased or
@@ -354,7 +532,15 @@ class CustomerService:
 
     # -- reads ------------------------------------------------------------
     def get(self, customer_id: int) -> Customer:
-        """The customer with this id; :class:`NotFound` when there is none."""
+        """The customer with this id; :class:`NotFound` when there is none, or when it is
+        outside the actor's ``customers.read`` scope (:class:`Forbidden` without it)."""
+        access.require(self.crm, "customers.read")
+        customer = self._get(customer_id)
+        access.authorise(self.crm, "customers.read", customer_id, owner=customer.owner)
+        return customer
+
+    def _get(self, customer_id: int) -> Customer:
+        """:meth:`get` without a check (for operations that authorised their actor)."""
         with self.crm.reading() as connection:
             row = connection.execute(
                 select(t.customers).where(t.customers.c.id == customer_id)
@@ -370,9 +556,20 @@ class CustomerService:
 
         The one check every write about a customer goes through, in the core and in
         plugins: an erased person gets no new interactions, orders, cases or points, and
-        a record merged into another sends the caller to the record it became.
+        a record merged into another sends the caller to the record it became. It checks
+        no permission: the write calling it has authorised its actor.
         """
-        customer = self.get(customer_id)
+        customer = self._get(customer_id)
+        reason = personal.refusal(customer_id, customer.erased_at, customer.merged_into)
+        if reason:
+            raise Conflict(reason)
+        return customer
+
+    def writable_for(self, customer_id: int, action: str) -> Customer:
+        """The customer, once the actor is authorised for ``action`` on it (out of scope:
+        :class:`NotFound`) and it may take new data (:meth:`require_writable`)."""
+        customer = self._get(customer_id)
+        access.authorise(self.crm, action, customer_id, owner=customer.owner)
         reason = personal.refusal(customer_id, customer.erased_at, customer.merged_into)
         if reason:
             raise Conflict(reason)
@@ -385,7 +582,8 @@ class CustomerService:
 
         Consents given at creation or import and every :meth:`set_consent` are kept
         (purpose, value, time, source, actor); ``purpose`` keeps one purpose's changes.
-        An erasure removes the history with the rest of the person's data.
+        An erasure removes the history with the rest of the person's data. Needs
+        ``customers.read`` on the customer.
         """
         return consent.history(self.crm, customer_id, purpose=purpose)
 
@@ -393,24 +591,31 @@ class CustomerService:
         """Ids of customers who withdrew consent for ``purpose`` (among ``customer_ids``).
 
         Withdrawn means an explicit ``granted = false``; a customer never asked is not in
-        the set. Analyses of people (``profiling``) leave these customers out.
+        the set. Analyses of people (``profiling``) leave these customers out. A helper
+        for analyses (ids only): it checks no permission, the analysis does.
         """
         return consent.withdrawn(self.crm, purpose, customer_ids)
 
     def get_by_external_id(self, external_id: str) -> Customer:
-        """The customer with this external id; :class:`NotFound` when there is none."""
+        """The customer with this external id; :class:`NotFound` when there is none (or it
+        is outside the actor's ``customers.read`` scope)."""
+        access.require(self.crm, "customers.read")
         with self.crm.reading() as connection:
             row = connection.execute(
                 select(t.customers).where(t.customers.c.external_id == external_id)
             ).first()
             if row is None:
                 raise NotFound(f"no customer has external_id {external_id!r}")
-            return self._entity(row, self._consents(connection, [row.id]).get(row.id))
+            found = self._entity(row, self._consents(connection, [row.id]).get(row.id))
+        access.authorise(self.crm, "customers.read", found.id, owner=found.owner)
+        return found
 
     def resolve(self, ref: int | str) -> Customer:
-        """Find a customer by numeric id or by external id (``42`` or ``C-0042``)."""
+        """Find a customer by numeric id or by external id (``42`` or ``C-0042``); one
+        outside the actor's ``customers.read`` scope is not found."""
         if isinstance(ref, int):
             return self.get(ref)
+        access.require(self.crm, "customers.read")
         text = str(ref).strip()
         with self.crm.reading() as connection:
             row = connection.execute(
@@ -422,10 +627,18 @@ class CustomerService:
                 ).first()
             if row is None:
                 raise NotFound(f"customer {text!r} not found (looked up as external id and as id)")
-            return self._entity(row, self._consents(connection, [row.id]).get(row.id))
+            found = self._entity(row, self._consents(connection, [row.id]).get(row.id))
+        try:
+            access.authorise(self.crm, "customers.read", found.id, owner=found.owner)
+        except NotFound:
+            raise NotFound(
+                f"customer {text!r} not found (looked up as external id and as id)"
+            ) from None
+        return found
 
     def ids_by_external_id(self, external_ids: Iterable[str]) -> dict[str, int]:
-        """Map external ids to customer ids in one query (missing ones are absent)."""
+        """Map external ids to customer ids in one query (missing ones are absent); a
+        helper of imports, which authorise ``import.run`` themselves."""
         wanted = list(set(external_ids))
         if not wanted:
             return {}
@@ -471,9 +684,13 @@ class CustomerService:
         """A SELECT of customers with the given filters, for listing or for plugins.
 
         ``attributes`` keeps customers whose custom attribute equals the given
-        value; a declared attribute's value is converted (and validated) first.
+        value; a declared attribute's value is converted (and validated) first. Only the
+        customers the actor may see are selected (``customers.read``: own, team or all).
         """
         query = select(t.customers)
+        owners = access.visible_owners(self.crm, "customers.read")
+        if owners is not None:
+            query = query.where(t.customers.c.owner.in_(owners))
         if text:  # a case-insensitive substring; % and _ are plain characters
             query = query.where(
                 or_(
@@ -560,7 +777,9 @@ class CustomerService:
             )
 
     def contacts(self, customer_id: int) -> list[Contact]:
-        """The contact persons of an organisation customer, oldest first."""
+        """The contact persons of an organisation customer, oldest first
+        (``customers.read`` on the customer)."""
+        self.get(customer_id)
         with self.crm.reading() as connection:
             rows = connection.execute(
                 select(t.contacts)
@@ -570,7 +789,9 @@ class CustomerService:
             return [Contact(**row._mapping) for row in rows]
 
     def view(self, customer_id: int, *, limit: int = 100) -> Customer360:
-        """The 360 view: profile, contacts, timeline, orders, workflows, plugin sections."""
+        """The 360 view: profile, contacts, timeline, orders, workflows, plugin sections and
+        the customer's recent activity (``customers.read`` on the customer; each part is
+        shown when the actor may read it, see :mod:`crmkit.core.view360`)."""
         return view360.build(self.crm, customer_id, limit=limit)
 
     # -- personal data ----------------------------------------------------
@@ -579,6 +800,7 @@ class CustomerService:
 
         Installed plugins that are not enabled but hold tables in the database export
         their part too; :class:`PluginError` (nothing exported) when one cannot be loaded.
+        Needs ``customers.export`` on the customer.
         """
         return personal.export(self.crm, customer_id)
 
@@ -587,28 +809,60 @@ class CustomerService:
 
         Every installed plugin holding tables in the database erases its part, enabled or
         not; :class:`PluginError` (nothing erased) when one cannot be loaded. Erasing an
-        erased customer runs every erase hook again, completing a partial erasure.
+        erased customer runs every erase hook again, completing a partial erasure. Needs
+        ``customers.erase`` on the customer; audited as ``customer.erase`` (field names,
+        no values), and the values in the customer's audit entries are scrubbed.
         """
         return personal.erase(self.crm, customer_id, actor=actor).customer
 
     # -- duplicates and merge ---------------------------------------------------------------
     def find_duplicates_of(self, customer: Customer | int) -> list[DuplicateCandidate]:
         """Stored customers that may be the same as ``customer`` (an entity, stored or not,
-        or an id): shared e-mail, phone or name key, strongest evidence first."""
+        or an id): shared e-mail, phone or name key, strongest evidence first. Needs
+        ``customers.read``; only customers the actor may see are candidates."""
         from crmkit.core import duplicates
 
         target = self.get(customer) if isinstance(customer, int) else customer
-        return duplicates.find_for(self.crm, target)
+        access.require(self.crm, "customers.read")
+        found = duplicates.find_for(self.crm, target)
+        visible = self._visible_ids({c.customer_id for c in found})
+        return found if visible is None else [c for c in found if c.customer_id in visible]
+
+    def _visible_ids(self, ids: set[int]) -> set[int] | None:
+        """Of ``ids``, those the actor may see (``customers.read``); None: all of them."""
+        owners = access.visible_owners(self.crm, "customers.read")
+        if owners is None:
+            return None
+        visible: set[int] = set()
+        with self.crm.reading() as connection:
+            for chunk in chunks(iter(sorted(ids)), 5000):
+                visible.update(
+                    connection.scalars(
+                        select(t.customers.c.id).where(
+                            t.customers.c.id.in_(chunk), t.customers.c.owner.in_(owners)
+                        )
+                    )
+                )
+        return visible
 
     def duplicates(self, *, max_block: int = 50) -> DuplicateReport:
         """Every pair of customers sharing an e-mail, phone or name key, with the evidence.
 
         Keys shared by more than ``max_block`` customers are reported as crowded instead
-        of as pairs. Erased and merged records are left out.
+        of as pairs. Erased and merged records are left out. Needs ``customers.read``;
+        with an own/team scope only pairs of two customers the actor sees are listed (and
+        no crowded keys, which may count others' customers).
         """
         from crmkit.core import duplicates
 
-        return duplicates.find_pairs(self.crm, max_block=max_block)
+        access.authorise(self.crm, "customers.read")
+        with access.trusted(self.crm):
+            report = duplicates.find_pairs(self.crm, max_block=max_block)
+        visible = self._visible_ids({i for p in report.pairs for i in (p.first_id, p.second_id)})
+        if visible is None:
+            return report
+        pairs = tuple(p for p in report.pairs if p.first_id in visible and p.second_id in visible)
+        return duplicates.DuplicateReport(pairs=pairs, crowded=())
 
     def merge(
         self,
@@ -625,11 +879,21 @@ class CustomerService:
         are filled from the merged record, and fields both hold differently are chosen
         with ``prefer={"email": "kept" | "merged"}`` (else :class:`MergeConflict`, nothing
         changed). Every plugin's ``crmkit_merge_customers`` moves its data; the merged
-        record then points to the kept one (``merged_into``) and takes no writes.
+        record then points to the kept one (``merged_into``) and takes no writes. Needs
+        ``customers.merge`` on both customers; audited as ``customer.merge`` on each.
         """
         from crmkit.core import merge
 
         return merge.merge(self.crm, kept_id, merged_id, prefer=prefer, actor=actor)
+
+
+def audited_values(customer: Customer) -> dict[str, Any]:
+    """A customer's values as audit entries record them: profile fields, then
+    ``attributes.<name>`` and ``consents.<purpose>``."""
+    values: dict[str, Any] = {f: getattr(customer, f) for f in PROFILE_FIELDS}
+    values.update({f"attributes.{k}": v for k, v in customer.attributes.items()})
+    values.update({f"consents.{k}": v for k, v in customer.consents.items()})
+    return values
 
 
 __all__ = [

@@ -148,6 +148,9 @@ class Customer:
     updated_at: dt.datetime | None = attrs.field(default=None, validator=aware("updated_at"))
     erased_at: dt.datetime | None = None
     merged_into: int | None = None  # the customer this record was merged into
+    #: bumped by every profile change (``crm.customers.update``, a merge, an erasure):
+    #: the ETag, and ``update(expected_version=...)`` refuses a stale edit
+    version: int = 1
 
     def consented(self, purpose: str) -> bool:
         """True only when the customer gave consent for ``purpose`` (default: no)."""

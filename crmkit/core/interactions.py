@@ -1,4 +1,11 @@
-"""Interaction service: every contact with a customer, on any channel."""
+"""Interaction service: every contact with a customer, on any channel.
+
+Logging needs ``interactions.write`` on the customer, reading ``interactions.read``
+(lists keep the interactions of customers the actor may see). ``staff`` is data (who
+handled the contact), not who records it: a staff member may log a call another member
+took. Audited as ``interaction.log`` (one entry per interaction) or
+``interaction.log_many`` (one per batch).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 from sqlalchemy import select
 
+from crmkit.core import access
 from crmkit.core import tables as t
 from crmkit.core.bulk import check_values, chunks, existing_values, insert_many, lock_inserts
 from crmkit.core.entities import Interaction
@@ -27,6 +35,16 @@ def auto_key() -> str:
 
 if TYPE_CHECKING:
     from crmkit.crm import CRM
+
+
+def audited(interaction: Interaction) -> dict[str, Any]:
+    """An interaction's values as its audit entry records them."""
+    return {
+        key: getattr(interaction, key)
+        for key in (
+            "channel", "direction", "occurred_at", "subject", "body", "staff", "external_id"
+        )
+    }  # fmt: skip
 
 
 class InteractionService:
@@ -60,8 +78,18 @@ class InteractionService:
         ``external_id`` (the id in the system it came from) makes logging it
         again a :class:`Conflict`; without one it gets a unique ``auto-...`` key,
         so an export of it imports back exactly once.
+
+        ``staff`` names who handled it; the local operator's write is recorded on their
+        behalf (audit ``on_behalf_of``). A staff member logging without ``staff`` is
+        recorded as the one who handled it.
         """
-        with self.crm.transaction(actor=staff) as ctx:
+        access.require(self.crm, "interactions.write")
+        current = self.crm.actor
+        if staff is None and not current.is_operator and current.username:
+            staff = current.username
+        with self.crm.transaction(actor=staff if current.is_operator else None) as ctx:
+            owner = self._owner(ctx, customer_id)
+            access.authorise(self.crm, "interactions.write", customer_id, owner=owner)
             entity = Interaction(
                 customer_id=customer_id,
                 channel=channel,
@@ -78,7 +106,26 @@ class InteractionService:
                     f"an interaction with external_id {external_id!r} is already stored; "
                     "choose another external_id"
                 )
-            return stored[0]
+            done = stored[0]
+            ctx.audit(
+                "interaction.log",
+                "interaction",
+                done.id,
+                customer_id=customer_id,
+                after=audited(done),
+            )
+            return done
+
+    @staticmethod
+    def _owner(ctx: Any, customer_id: int) -> str | None:
+        row = ctx.connection.execute(
+            select(t.customers.c.owner).where(t.customers.c.id == customer_id)
+        ).first()
+        if row is None:
+            raise NotFound(
+                f"customer {customer_id} not found; interactions need an existing customer"
+            )
+        return row.owner
 
     def log_many(
         self, interactions: Iterable[Interaction | Mapping[str, Any]], *, batch_size: int = 2000
@@ -88,13 +135,48 @@ class InteractionService:
 
         Interactions whose ``external_id`` is already stored are skipped (so
         importing the same file twice stores nothing new); those without one
-        get a unique ``auto-...`` key.
+        get a unique ``auto-...`` key. Needs ``interactions.write`` on every customer of
+        the batch (own/team scopes: one query per batch); one audit entry per batch.
         """
         stored = 0
         for batch in chunks((self.build(i) for i in interactions), batch_size):
             with self.crm.transaction() as ctx:
-                stored += len(self._insert(ctx, batch))
+                self._authorise_batch(ctx, batch)
+                done = self._insert(ctx, batch)
+                if done:
+                    ids = [i.id for i in done]
+                    ctx.audit(
+                        "interaction.log_many",
+                        "interaction",
+                        changes={"stored": [None, len(ids)], "ids": [None, [min(ids), max(ids)]]},
+                    )
+                stored += len(done)
         return stored
+
+    def _authorise_batch(self, ctx: Any, batch: list[Interaction]) -> None:
+        """``interactions.write`` on each customer of ``batch``: out of scope is NotFound."""
+        scope = access.require(self.crm, "interactions.write")
+        access.authorise(self.crm, "interactions.write")
+        if scope == "all":
+            return
+        owners = access.visible_owners(self.crm, "interactions.write") or frozenset()
+        ids = {i.customer_id for i in batch}
+        seen = existing_values(ctx.connection, t.customers.c.id, ids)
+        inside = {
+            row.id
+            for chunk in chunks(iter(sorted(ids)), 5000)
+            for row in ctx.connection.execute(
+                select(t.customers.c.id).where(
+                    t.customers.c.id.in_(chunk), t.customers.c.owner.in_(owners)
+                )
+            )
+        }
+        if outside := (ids & seen) - inside:
+            raise NotFound(f"no customer {min(outside)}")
+
+    def _store_many(self, ctx: Any, batch: list[Interaction]) -> int:
+        """One batch of an import in its transaction: no check, no audit entry of its own."""
+        return len(self._insert(ctx, batch))
 
     def _insert(self, ctx: Any, batch: list[Interaction]) -> list[Interaction]:
         """Store ``batch`` (external ids already stored are skipped); return the stored ones."""
@@ -131,13 +213,18 @@ class InteractionService:
         return stored
 
     def get(self, interaction_id: int) -> Interaction:
-        """The interaction with this id; :class:`NotFound` when there is none."""
+        """The interaction with this id; :class:`NotFound` when there is none or it is
+        outside the actor's ``interactions.read`` scope."""
+        access.require(self.crm, "interactions.read")
         with self.crm.reading() as connection:
             row = connection.execute(
                 select(t.interactions).where(t.interactions.c.id == interaction_id)
             ).first()
         if row is None:
             raise NotFound(f"interaction {interaction_id} not found")
+        access.authorise(
+            self.crm, "interactions.read", row.customer_id, kind="interaction", id=interaction_id
+        )
         return Interaction(**row._mapping)
 
     def list(
@@ -153,8 +240,15 @@ class InteractionService:
         limit: int | None = 50,
         offset: int = 0,
     ) -> list[Interaction]:
-        """Interactions, newest first; ``since`` is inclusive, ``until`` exclusive."""
+        """Interactions, newest first; ``since`` is inclusive, ``until`` exclusive. Only
+        those of customers the actor may see (``interactions.read``); with
+        ``customer_id``, a customer outside the scope is :class:`NotFound`."""
+        if customer_id is not None:
+            access.authorise(self.crm, "interactions.read", customer_id)
         query = select(t.interactions)
+        scoped = access.owners_filter(self.crm, "interactions.read", t.interactions.c.customer_id)
+        if scoped is not None:
+            query = query.where(scoped)
         if direction:
             query = query.where(t.interactions.c.direction == direction)
         if since is not None:

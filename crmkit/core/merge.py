@@ -11,6 +11,13 @@ called on its own so its summary is recorded under its name), the merged record 
 marked ``merged_into`` the kept one (inactive, its personal data cleared, its id and
 external id kept so old references resolve and say where the customer went), and a
 ``customer_merges`` row records what moved.
+
+Needs ``customers.merge`` on both customers. Audited as ``customer.merge`` twice: on
+the kept customer (the fields that changed, ``merged_from``) and on the merged record
+(``merged_into``). Audit entries are not moved: each stays on the id it was recorded
+for, and the kept customer's activity and export gather the entries of the records
+merged into it (:func:`crmkit.core.auditlog.customer_ids`). Both records' ``version``
+is bumped.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import attrs
 from sqlalchemy import and_, delete, func, insert, select, update
 
 from crmkit import plugins as plugin_loader
-from crmkit.core import duplicates
+from crmkit.core import access, duplicates
 from crmkit.core import tables as t
 from crmkit.core.entities import Customer
 from crmkit.core.serialize import jsonable
@@ -275,7 +282,9 @@ def merge(
         raise ValidationError(
             f"customer {kept_id} cannot be merged into itself; give two different customers"
         )
-    with crm.transaction(actor=actor) as ctx:
+    access.require(crm, "customers.merge")
+    check = not access.is_trusted(crm)
+    with crm.transaction(actor=actor) as ctx, access.trusted(crm):
         connection = ctx.connection
         # both rows locked (PostgreSQL) in id order, so crossing merges cannot interleave
         connection.execute(
@@ -284,7 +293,9 @@ def merge(
             .order_by(t.customers.c.id)
             .with_for_update()
         ).all()
-        kept, merged = crm.customers.get(kept_id), crm.customers.get(merged_id)
+        kept, merged = crm.customers._get(kept_id), crm.customers._get(merged_id)
+        if check:
+            _authorise(crm, kept, merged)
         check_mergeable(kept, merged)
         decided = plan(crm, kept, merged, prefer)
         if decided.conflicts:
@@ -292,7 +303,7 @@ def merge(
                 conflict_message(kept, merged, decided.conflicts), decided.conflicts
             )
         moved: dict[str, Any] = {"core": _move_core(ctx, decided)}
-        kept_now = crm.customers.get(kept_id)
+        kept_now = crm.customers._get(kept_id)
         for name, call in plugin_loader.each_implementation(crm.pm, MERGE_HOOK):
             summary = _call_plugin(name, call, ctx, kept_now, merged)
             if summary is not None:
@@ -308,12 +319,42 @@ def merge(
                 "moved": moved,
             },
         )
-        kept_after, merged_after = crm.customers.get(kept_id), crm.customers.get(merged_id)
+        kept_after, merged_after = crm.customers._get(kept_id), crm.customers._get(merged_id)
+        _audit(ctx, kept, kept_after, merged, merge_id)
         crm.fire(ctx, "crmkit_after_customers_updated", customers=[kept_after], previous=[kept])
         ctx.changes.customers_updated.extend([kept_after, merged_after])
         result = MergeResult(merge_id, kept_after, merged_after, ctx.now, ctx.actor.label, moved)
         ctx.changes.other.setdefault("customer_merges", []).append(result)
         return result
+
+
+def _authorise(crm: CRM, kept: Customer, merged: Customer) -> None:
+    """``customers.merge`` on both records (outside the actor's scope: NotFound); called
+    inside the merge's own trusted block, so it asks the permissions directly."""
+    from crmkit.core.permissions import Resource
+
+    for customer in (kept, merged):
+        crm.authorise("customers.merge", Resource.customer(customer.id, owner=customer.owner))
+
+
+def _audit(ctx: Any, kept: Customer, kept_after: Customer, merged: Customer, merge_id: int) -> None:
+    from crmkit.core.customers import audited_values
+
+    ctx.audit(
+        "customer.merge",
+        "customer",
+        kept.id,
+        customer_id=kept.id,
+        before={**audited_values(kept), "merged_from": None},
+        after={**audited_values(kept_after), "merged_from": merged.id, "merge": merge_id},
+    )
+    ctx.audit(
+        "customer.merge",
+        "customer",
+        merged.id,
+        customer_id=merged.id,
+        changes={"merged_into": [None, kept.id], "merge": [None, merge_id]},
+    )
 
 
 def _move_core(ctx: Any, decided: MergePlan) -> dict[str, Any]:
@@ -333,7 +374,12 @@ def _move_core(ctx: Any, decided: MergePlan) -> dict[str, Any]:
     connection.execute(
         update(t.customers)
         .where(t.customers.c.id == kept.id)
-        .values(**decided.profile, attributes=decided.attributes, updated_at=ctx.now)
+        .values(
+            **decided.profile,
+            attributes=decided.attributes,
+            updated_at=ctx.now,
+            version=t.customers.c.version + 1,
+        )
     )
     for purpose, granted in decided.consents.items():
         row = {
@@ -388,6 +434,7 @@ def _retire(ctx: Any, merged: Customer, kept_id: int) -> None:
             status="inactive",
             merged_into=kept_id,
             updated_at=ctx.now,
+            version=t.customers.c.version + 1,
         )
     )
     ctx.connection.execute(delete(t.consents).where(t.consents.c.customer_id == merged.id))

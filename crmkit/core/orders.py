@@ -1,4 +1,10 @@
-"""Order service: purchases with Decimal amounts, lines and a status."""
+"""Order service: purchases with Decimal amounts, lines and a status.
+
+Adding orders and changing their status need ``orders.write`` on the customer, reading
+``orders.read`` (lists keep the orders of customers the actor may see). Audited as
+``order.create`` (one entry per order), ``order.create_many`` (one per batch of
+:meth:`OrderService.add_many` / :meth:`OrderService.add_rows`) and ``order.status``.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,7 @@ from typing import TYPE_CHECKING, Any, overload
 import attrs
 from sqlalchemy import insert, select, update
 
+from crmkit.core import access
 from crmkit.core import tables as t
 from crmkit.core.bulk import (
     RowFormat,
@@ -27,6 +34,14 @@ from crmkit.errors import Conflict, NotFound, ValidationError
 
 if TYPE_CHECKING:
     from crmkit.crm import CRM
+
+
+def audited(order: Order) -> dict[str, Any]:
+    """An order's values as its audit entry records them (lines: how many)."""
+    values = {c: getattr(order, c) for c in ORDER_COLUMNS if c != "customer_id"}
+    values["lines"] = len(order.lines) or None
+    return values
+
 
 #: the order table's columns in the order :meth:`OrderService.add_rows` takes them
 ORDER_COLUMNS = (
@@ -188,13 +203,57 @@ class OrderService:
         return Order(**values)
 
     def add(self, order: Order | Mapping[str, Any] | None = None, /, **fields: Any) -> Order:
-        """Store one order (duplicate ``external_id``: Conflict); fires orders_created."""
+        """Store one order (duplicate ``external_id``: Conflict); fires orders_created.
+        Needs ``orders.write`` on the customer; audited as ``order.create``."""
+        access.require(self.crm, "orders.write")
         entity = self.build(order if order is not None else fields)
         with self.crm.transaction() as ctx:
+            self._authorise_customers(ctx, [entity.customer_id])
             stored = self._insert(ctx, [entity])
             if not stored:
                 raise Conflict(f"an order with external_id {entity.external_id!r} already exists")
-            return stored[0]
+            done = stored[0]
+            ctx.audit(
+                "order.create",
+                "order",
+                done.id,
+                customer_id=done.customer_id,
+                after=audited(done),
+            )
+            return done
+
+    def _authorise_customers(self, ctx: Any, customer_ids: Iterable[int]) -> None:
+        """``orders.write`` on each of ``customer_ids`` (one query; out of scope: NotFound)."""
+        scope = access.require(self.crm, "orders.write")
+        ids = set(customer_ids)
+        if len(ids) == 1 and scope != "all":
+            access.authorise(self.crm, "orders.write", next(iter(ids)))
+            return
+        access.authorise(self.crm, "orders.write")
+        if scope == "all" or not ids:
+            return
+        owners = access.visible_owners(self.crm, "orders.write") or frozenset()
+        seen = existing_values(ctx.connection, t.customers.c.id, ids)
+        inside = {
+            row.id
+            for chunk in chunks(iter(sorted(ids)), 5000)
+            for row in ctx.connection.execute(
+                select(t.customers.c.id).where(
+                    t.customers.c.id.in_(chunk), t.customers.c.owner.in_(owners)
+                )
+            )
+        }
+        if outside := (ids & seen) - inside:
+            raise NotFound(f"no customer {min(outside)}")
+
+    @staticmethod
+    def _audit_batch(ctx: Any, ids: Sequence[int]) -> None:
+        if ids:
+            ctx.audit(
+                "order.create_many",
+                "order",
+                changes={"stored": [None, len(ids)], "ids": [None, [min(ids), max(ids)]]},
+            )
 
     def add_many(
         self, orders: Iterable[Order | Mapping[str, Any]], *, batch_size: int = 5000
@@ -202,12 +261,15 @@ class OrderService:
         """Store many orders: one transaction, one INSERT batch and one event per batch.
 
         Orders whose ``external_id`` is already stored are skipped (listed in
-        the result), so importing the same file twice stores nothing new.
+        the result), so importing the same file twice stores nothing new. Needs
+        ``orders.write`` on every customer of a batch; one audit entry per batch.
         """
         result = BulkResult()
         for batch in chunks((self.build(o) for o in orders), batch_size):
             with self.crm.transaction() as ctx:
+                self._authorise_customers(ctx, {o.customer_id for o in batch})
                 stored = self._insert(ctx, batch, result)
+                self._audit_batch(ctx, [o.id for o in stored])
             result.stored += len(stored)
         return result
 
@@ -232,33 +294,53 @@ class OrderService:
         only if a listener reads them (or a ``crmkit_after_commit`` listener
         exists). Orders of an erased or merged customer are refused
         (:class:`Conflict`), unless ``customers_checked`` says the caller checked
-        that already in this transaction (the importer does, once per import).
+        that already in this transaction (the importer does, once per import). Needs
+        ``orders.write`` on every customer of the rows (checked once per call); one audit
+        entry per call. The importer calls :meth:`_add_rows` in its own transaction
+        (``import.run`` checked once, one entry for the file).
         """
-        result = BulkResult()
         with self.crm.transaction() as ctx:
-            connection = ctx.connection
-            lock_inserts(connection, t.orders)
-            existing = existing_values(connection, t.orders.c.external_id, (r[0] for r in rows))
-            fresh = [r for r in rows if r[0] not in existing] if existing else rows
-            if fresh and not customers_checked:
-                refuse_unwritable(connection, {r[1] for r in fresh})
-            result.skipped.extend(sorted(existing))
-            form = self.row_format()
-            if not driver_form:
-                fresh = form.to_driver(fresh)
-            new_ids = insert_rows(connection, t.orders, ORDER_COLUMNS, fresh, driver_form=True)
-            result.stored = len(new_ids)
-            if new_ids and self._observed():
-
-                def build() -> list[Order]:
-                    values = form.to_python(fresh)
-                    return [_trusted_order(r, i) for r, i in zip(values, new_ids, strict=True)]
-
-                stored = StoredOrders(new_ids, build)
-                self.crm.fire(ctx, "crmkit_after_orders_created", orders=stored)
-                if self.crm.has_hook("crmkit_after_commit"):  # its only reader
-                    ctx.changes.orders_created.extend(stored)
+            if not access.is_trusted(self.crm):
+                self._authorise_customers(ctx, {r[1] for r in rows})
+            result, new_ids = self._add_rows(
+                ctx, rows, driver_form=driver_form, customers_checked=customers_checked
+            )
+            self._audit_batch(ctx, new_ids)
         return result
+
+    def _add_rows(
+        self,
+        ctx: Any,
+        rows: Sequence[tuple[Any, ...]],
+        *,
+        driver_form: bool = False,
+        customers_checked: bool = False,
+    ) -> tuple[BulkResult, Sequence[int]]:
+        """:meth:`add_rows` without a check or an audit entry, in ``ctx``'s transaction."""
+        result = BulkResult()
+        connection = ctx.connection
+        lock_inserts(connection, t.orders)
+        existing = existing_values(connection, t.orders.c.external_id, (r[0] for r in rows))
+        fresh = [r for r in rows if r[0] not in existing] if existing else rows
+        if fresh and not customers_checked:
+            refuse_unwritable(connection, {r[1] for r in fresh})
+        result.skipped.extend(sorted(existing))
+        form = self.row_format()
+        if not driver_form:
+            fresh = form.to_driver(fresh)
+        new_ids = insert_rows(connection, t.orders, ORDER_COLUMNS, fresh, driver_form=True)
+        result.stored = len(new_ids)
+        if new_ids and self._observed():
+
+            def build() -> list[Order]:
+                values = form.to_python(fresh)
+                return [_trusted_order(r, i) for r, i in zip(values, new_ids, strict=True)]
+
+            stored = StoredOrders(new_ids, build)
+            self.crm.fire(ctx, "crmkit_after_orders_created", orders=stored)
+            if self.crm.has_hook("crmkit_after_commit"):  # its only reader
+                ctx.changes.orders_created.extend(stored)
+        return result, new_ids
 
     def row_format(self) -> RowFormat:
         """How :meth:`add_rows` rows travel to the database driver (see RowFormat)."""
@@ -313,14 +395,19 @@ class OrderService:
         return fresh
 
     def set_status(self, order_id: int, status: str, *, actor: str | None = None) -> Order:
-        """Change an order's status (paid, refunded, cancelled); fires orders_updated."""
+        """Change an order's status (paid, refunded, cancelled); fires orders_updated.
+        Needs ``orders.write`` on the order's customer; audited as ``order.status``."""
+        access.require(self.crm, "orders.write")
         if status not in ORDER_STATUSES:
             raise ValidationError(
                 f"status {status!r} is not valid; use one of: {', '.join(ORDER_STATUSES)}",
                 field="status",
             )
         with self.crm.transaction(actor=actor) as ctx:
-            before = self.get(order_id)
+            before = self._get(order_id)
+            access.authorise(
+                self.crm, "orders.write", before.customer_id, kind="order", id=order_id
+            )
             if before.status == status:
                 return before
             check_signs(before.amount, before.cost, status)
@@ -328,6 +415,13 @@ class OrderService:
                 update(t.orders).where(t.orders.c.id == order_id).values(status=status)
             )
             after = attrs.evolve(before, status=status)
+            ctx.audit(
+                "order.status",
+                "order",
+                order_id,
+                customer_id=before.customer_id,
+                changes={"status": [before.status, status]},
+            )
             self.crm.fire(ctx, "crmkit_after_orders_updated", orders=[after], previous=[before])
             ctx.changes.orders_updated.append(after)
             return after
@@ -355,7 +449,14 @@ class OrderService:
         ]
 
     def get(self, order_id: int) -> Order:
-        """The order with this id, lines included; :class:`NotFound` when there is none."""
+        """The order with this id, lines included; :class:`NotFound` when there is none or
+        it is outside the actor's ``orders.read`` scope."""
+        access.require(self.crm, "orders.read")
+        order = self._get(order_id)
+        access.authorise(self.crm, "orders.read", order.customer_id, kind="order", id=order_id)
+        return order
+
+    def _get(self, order_id: int) -> Order:
         with self.crm.reading() as connection:
             row = connection.execute(select(t.orders).where(t.orders.c.id == order_id)).first()
             if row is None:
@@ -365,24 +466,42 @@ class OrderService:
     def get_many(self, order_ids: Sequence[int]) -> list[Order]:
         """Orders with their lines, in the order of ``order_ids``; ids not stored are left out.
 
-        Reads through the running transaction when there is one.
+        Reads through the running transaction when there is one. Orders of customers
+        outside the actor's ``orders.read`` scope are left out too.
         """
         found: dict[int, Any] = {}
+        scoped = access.owners_filter(self.crm, "orders.read", t.orders.c.customer_id)
         with self.crm.reading() as connection:
             for chunk in chunks(iter(order_ids), 5000):
-                rows = connection.execute(select(t.orders).where(t.orders.c.id.in_(chunk))).all()
+                query = select(t.orders).where(t.orders.c.id.in_(chunk))
+                if scoped is not None:
+                    query = query.where(scoped)
+                rows = connection.execute(query).all()
                 found.update((o.id, o) for o in self._entities(connection, rows))
         return [found[i] for i in order_ids if i in found]
 
     def get_by_external_id(self, external_id: str) -> Order:
-        """The order with this external id; :class:`NotFound` when there is none."""
+        """The order with this external id; :class:`NotFound` when there is none (or it is
+        outside the actor's ``orders.read`` scope)."""
+        access.require(self.crm, "orders.read")
         with self.crm.reading() as connection:
             row = connection.execute(
                 select(t.orders).where(t.orders.c.external_id == external_id)
             ).first()
             if row is None:
                 raise NotFound(f"no order has external_id {external_id!r}")
-            return self._entities(connection, [row])[0]
+            order = self._entities(connection, [row])[0]
+        access.authorise(self.crm, "orders.read", order.customer_id, kind="order", id=external_id)
+        return order
+
+    def _visible(self, customer_id: int | None) -> Any:
+        """A SELECT of the orders the actor may read (of ``customer_id``: NotFound when that
+        customer is outside the scope)."""
+        if customer_id is not None:
+            access.authorise(self.crm, "orders.read", customer_id)
+        query = select(t.orders)
+        scoped = access.owners_filter(self.crm, "orders.read", t.orders.c.customer_id)
+        return query if scoped is None else query.where(scoped)
 
     def list(
         self,
@@ -402,9 +521,11 @@ class OrderService:
 
         ``text`` matches (case-insensitively, as a substring) the order's
         external id or the customer's name or external id; ``owner`` and
-        ``region`` select the orders of customers with that owner or region.
+        ``region`` select the orders of customers with that owner or region. Only orders
+        of customers the actor may see (``orders.read``); with ``customer_id``, a customer
+        outside the scope is :class:`NotFound`.
         """
-        query = select(t.orders)
+        query = self._visible(customer_id)
         if customer_id is not None:
             query = query.where(t.orders.c.customer_id == customer_id)
         if status:

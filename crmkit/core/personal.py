@@ -13,6 +13,13 @@ while a part of it is left out.
 
 **Re-running an erasure** on an erased customer runs every plugin's erase hook (and the
 core's) again, completing an erasure a plugin left partial; the first erasure's date stays.
+
+**Permissions and the audit log.** Export needs ``customers.export`` on the customer,
+erasure ``customers.erase``; each then reads everything it needs without further checks.
+The export holds the customer's audit entries as ``activity`` (with those of records
+merged into it). Erasure scrubs the values of those entries (``"[erased]"``), keeping
+who did what, when, to which fields, and records its own ``customer.erase`` entry with
+field names only.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from sqlalchemy import Connection, delete, or_, select, update
 
 from crmkit import hooks
 from crmkit import plugins as plugin_loader
-from crmkit.core import migrate
+from crmkit.core import access, audit, auditlog, migrate
 from crmkit.core import tables as t
 from crmkit.core.bulk import chunks
 from crmkit.core.entities import Customer
@@ -235,10 +242,11 @@ def export(crm: CRM, customer_id: int) -> dict[str, Any]:
     """Everything held on a customer, core and plugins, as JSON-ready data.
 
     Plugins installed but not enabled that hold tables in the database export their
-    part too (see the module's documentation).
+    part too (see the module's documentation). Needs ``customers.export`` on the customer.
     """
-    with crm.transaction() as ctx:
-        customer = crm.customers.get(customer_id)
+    authorised(crm, "customers.export", customer_id)
+    with crm.transaction() as ctx, access.trusted(crm):
+        customer = crm.customers._get(customer_id)
         dormant = dormant_plugins(crm, ctx.connection, f"export customer {customer_id}")
         data: dict[str, Any] = {
             "customer": attrs.asdict(customer),
@@ -259,6 +267,9 @@ def export(crm: CRM, customer_id: int) -> dict[str, Any]:
                 }
                 for w in crm.workflows.list(customer_id=customer_id)
             ],
+            "activity": [
+                auditlog.as_dict(entry) for entry in auditlog.of_customer(crm, customer_id)
+            ],
             "plugins": {},
         }
         arguments = {"ctx": ctx, "customer": customer}
@@ -269,6 +280,14 @@ def export(crm: CRM, customer_id: int) -> dict[str, Any]:
                 if part:
                     data["plugins"][name] = part
         return jsonable(data)
+
+
+def authorised(crm: CRM, action: str, customer_id: int) -> None:
+    """Authorise the actor for ``action`` on the customer (NotFound when there is none or
+    it is outside the actor's scope; Forbidden without the permission)."""
+    access.require(crm, action)
+    customer = crm.customers._get(customer_id)
+    access.authorise(crm, action, customer_id, owner=customer.owner)
 
 
 # -- erasure -------------------------------------------------------------------------
@@ -292,10 +311,12 @@ def erase(crm: CRM, customer_id: int, *, actor: str | None = None) -> Erasure:
     """Erase a person's data everywhere; order totals stay (anonymised) for statistics.
 
     Every installed plugin holding tables in the database erases its part, enabled or not;
-    an erased customer may be erased again to complete a partial erasure.
+    an erased customer may be erased again to complete a partial erasure. Needs
+    ``customers.erase`` on the customer.
     """
-    with crm.transaction(actor=actor) as ctx:
-        before = crm.customers.get(customer_id)
+    authorised(crm, "customers.erase", customer_id)
+    with crm.transaction(actor=actor) as ctx, access.trusted(crm):
+        before = crm.customers._get(customer_id)
         doing = f"erase customer {customer_id}"
         dormant = dormant_plugins(crm, ctx.connection, doing)
         ran: list[str] = []
@@ -305,7 +326,8 @@ def erase(crm: CRM, customer_id: int, *, actor: str | None = None) -> Erasure:
                 if not name.startswith("crmkit."):
                     ran.append(name)
         _erase_core(ctx, customer_id, before.erased_at or ctx.now)
-        after = crm.customers.get(customer_id)
+        scrub(ctx, customer_id, before)
+        after = crm.customers._get(customer_id)
         crm.fire(ctx, "crmkit_after_customers_updated", customers=[after], previous=[before])
         ctx.changes.customers_updated.append(after)
         return Erasure(
@@ -314,6 +336,34 @@ def erase(crm: CRM, customer_id: int, *, actor: str | None = None) -> Erasure:
             plugins=tuple(sorted(set(ran))),
             loaded=dormant.names,
         )
+
+
+#: what the core's erasure clears besides the profile fields it lists
+ERASED_PARTS = ("attributes", "consents", "consent_changes", "contacts", "interactions",
+                "workflow titles, fields and transition reasons")  # fmt: skip
+
+
+def scrub(ctx: Any, customer_id: int, before: Customer) -> None:
+    """Scrub the values of the customer's audit entries (and of records merged into it),
+    then record ``customer.erase`` naming what was cleared, without values."""
+    ids = auditlog.customer_ids(ctx.connection, customer_id)
+    for one in ids:
+        audit.scrub_customer(ctx.connection, one)
+    cleared = [f for f in _ERASED_FIELDS if getattr(before, f, None) is not None]
+    ctx.audit(
+        "customer.erase",
+        "customer",
+        customer_id,
+        customer_id=customer_id,
+        changes={
+            **{field: [audit.ERASED, None] for field in cleared},
+            "erased": [None, [*cleared, *ERASED_PARTS]],
+        },
+    )
+
+
+_ERASED_FIELDS = ("name", "external_id", "email", "phone", "address", "birth_date",
+                  "occupation", "city")  # fmt: skip
 
 
 def _erase_core(ctx: Any, customer_id: int, erased_at: dt.datetime) -> None:
@@ -354,5 +404,6 @@ def _erase_core(ctx: Any, customer_id: int, erased_at: dt.datetime) -> None:
             status="inactive",
             updated_at=ctx.now,
             erased_at=erased_at,
+            version=t.customers.c.version + 1,
         )
     )

@@ -4,6 +4,12 @@ Staff are never deleted: :meth:`StaffService.deactivate` sets ``active`` to fals
 keeps the row, so interactions, transitions and ledgers still show who did what. A
 deactivated member cannot be made the owner of a customer, nor act in a workflow
 (:meth:`StaffService.refuse_inactive`); :meth:`StaffService.activate` undoes it.
+
+Adding and changing staff needs ``staff.admin``; :meth:`StaffService.get` and
+:meth:`StaffService.list` need ``staff.read``. The lookups the rest of crmkit makes
+(:meth:`StaffService.actor` at sign-in and for ``--as``, :meth:`StaffService.find`,
+:meth:`StaffService.refuse_inactive`, ``_get``) check nothing. Audited as
+``staff.create``, ``staff.update``, ``staff.deactivate`` and ``staff.activate``.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 from sqlalchemy import insert, select, update
 
+from crmkit.core import access
 from crmkit.core import tables as t
 from crmkit.core.actors import Actor
 from crmkit.core.entities import Staff
@@ -39,6 +46,7 @@ class StaffService:
     ) -> Staff:
         """Add a staff member (``username`` unique); ``roles`` are workflow roles such as
         ``sales_rep``."""
+        access.authorise(self.crm, "staff.admin")
         member = Staff(
             username=username,
             name=name or username,
@@ -51,9 +59,10 @@ class StaffService:
             if ctx.connection.scalar(select(t.staff.c.id).where(t.staff.c.username == username)):
                 raise Conflict(f"staff member {username!r} already exists")
             if manager:
-                self.get(manager)
+                self._get(manager)
             values = {k: v for k, v in attrs.asdict(member).items() if k != "id"}
             new_id = ctx.connection.scalar(insert(t.staff).returning(t.staff.c.id), values)
+            ctx.audit("staff.create", "staff", username, after=_audited(member))
         return attrs.evolve(member, id=new_id)
 
     #: what :meth:`update` changes (``active`` through :meth:`deactivate`/:meth:`activate`)
@@ -72,20 +81,28 @@ class StaffService:
                 f"{', '.join(self.EDITABLE)} (deactivate with 'crmkit staff deactivate')",
                 field=unknown[0],
             )
+        access.authorise(self.crm, "staff.admin")
         cleaned = {key: _clean(key, value) for key, value in changes.items()}
         with self.crm.transaction() as ctx:
-            before = self.get(username)
+            before = self._get(username)
             manager = cleaned.get("manager")
             if manager == username:
                 raise ValidationError(f"{username!r} cannot be their own manager", field="manager")
             if manager:
-                self.get(manager)
+                self._get(manager)
             after = attrs.evolve(before, **cleaned)  # validates the email
             if after != before:
                 ctx.connection.execute(
                     update(t.staff)
                     .where(t.staff.c.username == username)
                     .values({key: getattr(after, key) for key in cleaned})
+                )
+                ctx.audit(
+                    "staff.update",
+                    "staff",
+                    username,
+                    before=_audited(before),
+                    after=_audited(after),
                 )
         return after
 
@@ -99,11 +116,18 @@ class StaffService:
         return self._set_active(username, True)
 
     def _set_active(self, username: str, active: bool) -> Staff:
+        access.authorise(self.crm, "staff.admin")
         with self.crm.transaction() as ctx:
-            member = self.get(username)
+            member = self._get(username)
             if member.active != active:
                 ctx.connection.execute(
                     update(t.staff).where(t.staff.c.username == username).values(active=active)
+                )
+                ctx.audit(
+                    "staff.activate" if active else "staff.deactivate",
+                    "staff",
+                    username,
+                    changes={"active": [member.active, active]},
                 )
         return attrs.evolve(member, active=active)
 
@@ -135,8 +159,9 @@ class StaffService:
 
     def actor(self, username: str, *, request_id: str | None = None) -> Actor:
         """The :class:`Actor` of staff member ``username`` (``crmkit --as``, sign-in):
-        NotFound for an unknown username, ValidationError for a deactivated one."""
-        member = self.get(username)
+        NotFound for an unknown username, ValidationError for a deactivated one. Checks no
+        permission: it is how an actor comes to be."""
+        member = self._get(username)
         if not member.active:
             raise ValidationError(
                 f"staff member {username!r} is deactivated and cannot act; "
@@ -151,7 +176,13 @@ class StaffService:
         )
 
     def get(self, username: str) -> Staff:
-        """The staff member with this username; :class:`NotFound` when there is none."""
+        """The staff member with this username; :class:`NotFound` when there is none.
+        Needs ``staff.read``."""
+        access.authorise(self.crm, "staff.read")
+        return self._get(username)
+
+    def _get(self, username: str) -> Staff:
+        """:meth:`get` without a check (lookups of other services)."""
         with self.crm.reading() as connection:
             row = connection.execute(select(t.staff).where(t.staff.c.username == username)).first()
         if row is None:
@@ -159,11 +190,12 @@ class StaffService:
         return _staff(row)
 
     def find(self, username: str | None) -> Staff | None:
-        """The staff member with this username, or ``None`` (also for ``None``)."""
+        """The staff member with this username, or ``None`` (also for ``None``); a lookup
+        for other services, checking no permission."""
         if not username:
             return None
         try:
-            return self.get(username)
+            return self._get(username)
         except NotFound:
             return None
 
@@ -175,7 +207,9 @@ class StaffService:
         include_inactive: bool = False,
     ) -> list[Staff]:
         """Active staff members, by username; optionally only those with ``role`` or in
-        ``department``; ``include_inactive`` adds the deactivated ones."""
+        ``department``; ``include_inactive`` adds the deactivated ones. Needs
+        ``staff.read``."""
+        access.authorise(self.crm, "staff.read")
         query = select(t.staff).order_by(t.staff.c.username)
         if not include_inactive:
             query = query.where(t.staff.c.active.is_(True))
@@ -213,6 +247,14 @@ def _clean(field: str, value: Any) -> Any:
 
 
 _STAFF_FIELDS = tuple(f.name for f in attrs.fields(Staff))
+
+
+def _audited(member: Staff) -> dict[str, Any]:
+    """A staff member's values as audit entries record them (no password, ever)."""
+    return {
+        key: getattr(member, key)
+        for key in ("name", "email", "roles", "department", "manager", "active")
+    }
 
 
 def _staff(row: Any) -> Staff:

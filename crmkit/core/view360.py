@@ -4,6 +4,15 @@ A plugin's section that fails to build is replaced by an error section naming
 the plugin, so one broken plugin never takes the page down. The timeline merges the
 interactions with the entries plugins contribute (``crmkit_customer_timeline``), newest
 first; a plugin whose entries fail is logged and left out.
+
+**Permissions.** The view needs ``customers.read`` on the customer (out of the actor's
+scope: :class:`NotFound`). Each other part shows only when the actor may read it on this
+customer: interactions and the timeline (``interactions.read``), orders and the totals
+(``orders.read``), workflows (``workflows.read``); a part left out is named in
+``hidden``. **Activity**, the customer's latest audit entries (and those of records
+merged into it), shows to anyone who may read the customer: it is the history of what
+they can see. The values of entries about interactions, orders or workflows the actor
+may not read are left out (who did what, when, to which fields stays).
 """
 
 from __future__ import annotations
@@ -16,7 +25,9 @@ import attrs
 from sqlalchemy import and_, func, select
 
 from crmkit import plugins as plugin_loader
+from crmkit.core import access, auditlog
 from crmkit.core import tables as t
+from crmkit.core.audit import AuditEntry
 from crmkit.core.entities import Contact, Customer, Interaction, Section, TimelineEntry
 from crmkit.core.types import to_decimal
 
@@ -81,6 +92,10 @@ class Customer360:
     totals: dict[str, Any]
     timeline: list[Interaction | TimelineEntry] = attrs.field(factory=list)
     consent_history: list[Any] = attrs.field(factory=list)
+    #: the customer's latest audit entries, newest first (``ACTIVITY_LIMIT``)
+    activity: list[AuditEntry] = attrs.field(factory=list)
+    #: parts left out because the actor may not read them ("orders", "interactions" ...)
+    hidden: list[str] = attrs.field(factory=list)
 
     @property
     def analyses_excluded(self) -> str | None:
@@ -93,33 +108,80 @@ def moment(item: Interaction | TimelineEntry) -> Any:
     return item.occurred_at if isinstance(item, Interaction) else item.at
 
 
+#: audit entries the 360's activity part shows
+ACTIVITY_LIMIT = 20
+
+#: the permission reading each part of the view, and the audit entities it covers
+PARTS = {"interactions": "interactions.read", "orders": "orders.read",
+         "workflows": "workflows.read"}  # fmt: skip
+_ENTITY_PART = {"interaction": "interactions", "order": "orders", "workflow": "workflows"}
+
+
 def build(crm: CRM, customer_id: int, *, limit: int = 100) -> Customer360:
-    """The 360 view: profile, contacts, timeline, orders, workflows, plugin sections."""
+    """The 360 view: profile, contacts, timeline, orders, workflows, plugin sections,
+    activity (see the module doc for what each actor sees)."""
     customer = crm.customers.get(customer_id)
+    may = {
+        part: access.may(crm, action, customer_id, owner=customer.owner)
+        for part, action in PARTS.items()
+    }
+    with access.trusted(crm):
+        return _build(crm, customer, may, limit)
+
+
+def _build(crm: CRM, customer: Customer, may: dict[str, bool], limit: int) -> Customer360:
+    customer_id = customer.id
+    assert customer_id is not None
     found = plugin_sections(crm, customer)
-    interactions = crm.interactions.list(customer_id=customer_id, limit=limit)
+    interactions = (
+        crm.interactions.list(customer_id=customer_id, limit=limit) if may["interactions"] else []
+    )
+    return Customer360(
+        customer=customer,
+        contacts=crm.customers.contacts(customer_id),
+        interactions=interactions,
+        orders=crm.orders.list(customer_id=customer_id, limit=limit) if may["orders"] else [],
+        workflows=crm.workflows.list(customer_id=customer_id) if may["workflows"] else [],
+        sections=sorted(found, key=lambda s: (s.order, s.title)),
+        totals=_totals(crm, customer_id, may["orders"]),
+        timeline=timeline(crm, customer, limit=limit, interactions=interactions)
+        if may["interactions"]
+        else [],
+        consent_history=crm.customers.consent_history(customer_id),
+        activity=activity(crm, customer_id, may),
+        hidden=[part for part, allowed in may.items() if not allowed],
+    )
+
+
+def _totals(crm: CRM, customer_id: int, allowed: bool) -> dict[str, Any]:
+    if not allowed:
+        return {"paid_orders": None, "revenue": None, "last_order": None}
     with crm.reading() as connection:
         totals_row = connection.execute(
             select(
                 func.count(), func.sum(t.orders.c.amount), func.max(t.orders.c.occurred_at)
             ).where(and_(t.orders.c.customer_id == customer_id, t.orders.c.status == "paid"))
         ).one()
-    totals = {
+    return {
         "paid_orders": totals_row[0],
         "revenue": to_decimal(totals_row[1]) if totals_row[1] is not None else Decimal(0),
         "last_order": totals_row[2],
     }
-    return Customer360(
-        customer=customer,
-        contacts=crm.customers.contacts(customer_id),
-        interactions=interactions,
-        orders=crm.orders.list(customer_id=customer_id, limit=limit),
-        workflows=crm.workflows.list(customer_id=customer_id),
-        sections=sorted(found, key=lambda s: (s.order, s.title)),
-        totals=totals,
-        timeline=timeline(crm, customer, limit=limit, interactions=interactions),
-        consent_history=crm.customers.consent_history(customer_id),
-    )
+
+
+def activity(
+    crm: CRM, customer_id: int, may: dict[str, bool], limit: int = ACTIVITY_LIMIT
+) -> list[AuditEntry]:
+    """The customer's latest audit entries; values of parts the actor may not read are
+    left out (the fields changed stay, with ``None`` for both values)."""
+    found = auditlog.of_customer(crm, customer_id, limit=limit)
+    shown = []
+    for entry in found:
+        part = _ENTITY_PART.get(entry.entity)
+        if part is not None and not may.get(part, True):
+            entry = attrs.evolve(entry, changes={k: [None, None] for k in entry.changes})
+        shown.append(entry)
+    return shown
 
 
 def timeline(

@@ -1,4 +1,11 @@
-"""The workflow engine: start instances, move them through stages, report on them."""
+"""The workflow engine: start instances, move them through stages, report on them.
+
+Starting, moving and changing instances needs ``workflows.move`` on the instance's
+customer, reading them ``workflows.read`` (lists and figures keep the instances of
+customers the actor may see). A staff actor moving an instance is held to the stage's
+roles like a named ``actor``. Audited as ``workflow.start``, ``workflow.move`` and
+``workflow.update``.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +13,9 @@ import datetime as dt
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, func, insert, over, select, update
+from sqlalchemy import and_, func, insert, over, select, true, update
 
+from crmkit.core import access
 from crmkit.core import tables as t
 from crmkit.core.entities import to_money
 from crmkit.core.workflow import StageFigures, Transition, WorkflowDefinition, WorkflowInstance
@@ -53,13 +61,15 @@ class WorkflowService:
         at: dt.datetime | None = None,
     ) -> WorkflowInstance:
         """Start an instance at the initial stage (recorded as a transition from None)."""
+        access.require(self.crm, "workflows.move")
         definition = self.definition(workflow)
         if not title or not title.strip():
             raise ValidationError("a workflow instance needs a title", field="title")
         with self.crm.transaction(actor=actor, now=at) as ctx:
-            self.crm.customers.require_writable(customer_id)  # not erased, not merged
+            # in the actor's scope, not erased, not merged
+            self.crm.customers.writable_for(customer_id, "workflows.move")
             if owner:
-                self.crm.staff.get(owner)
+                self.crm.staff._get(owner)
                 self.crm.staff.refuse_inactive(owner, "own workflow instances")
             initial = definition.stage(definition.initial)
             fields = dict(fields or {})
@@ -81,8 +91,15 @@ class WorkflowService:
                 insert(t.workflow_instances).returning(t.workflow_instances.c.id), row
             )
             transition = self._record(ctx, new_id, workflow, None, definition.initial, "started")
+            ctx.audit(
+                "workflow.start",
+                "workflow",
+                new_id,
+                customer_id=customer_id,
+                after={k: v for k, v in row.items() if k not in ("customer_id", "created_at")},
+            )
             self.crm.fire(ctx, "crmkit_after_workflow_transitions", transitions=[transition])
-            return self.get(new_id)
+            return self._get(new_id)
 
     def move(
         self,
@@ -99,11 +116,19 @@ class WorkflowService:
         Refused (TransitionRefused, nothing stored) when the move is not in the
         current stage's ``to`` list, the actor lacks a role of the current
         stage, a field required by the target stage is missing, or a plugin
-        vetoes through ``crmkit_allow_transition``. ``actor=None`` acts as the
-        system and skips the role check.
+        vetoes through ``crmkit_allow_transition``. ``actor=None`` for the local
+        operator acts as the system and skips the role check; a staff actor is checked
+        against the stage's roles as themselves.
         """
+        access.require(self.crm, "workflows.move")
+        current_actor = self.crm.actor
+        if actor is None and not current_actor.is_operator:
+            actor = current_actor.username
         with self.crm.transaction(actor=actor, now=at) as ctx:
             instance = self._lock(ctx, instance_id)
+            access.authorise(
+                self.crm, "workflows.move", instance.customer_id, kind="workflow", id=instance_id
+            )
             definition = self.definition(instance.workflow)
             current = definition.stage(instance.stage)
             if to_stage not in definition.stage_names:
@@ -120,7 +145,7 @@ class WorkflowService:
             if actor is not None:  # a deactivated member takes no part in workflows
                 self.crm.staff.refuse_inactive(actor, "act in workflows")
             if actor is not None and current.roles:
-                member = self.crm.staff.get(actor)
+                member = self.crm.staff._get(actor)
                 if ADMIN_ROLE not in member.roles and not set(member.roles) & set(current.roles):
                     raise TransitionRefused(
                         f"{actor!r} (roles: {', '.join(member.roles) or 'none'}) may not move "
@@ -154,8 +179,16 @@ class WorkflowService:
             transition = self._record(
                 ctx, instance_id, instance.workflow, instance.stage, to_stage, reason
             )
+            ctx.audit(
+                "workflow.move",
+                "workflow",
+                instance_id,
+                customer_id=instance.customer_id,
+                before={"stage": instance.stage, "fields": instance.fields},
+                after={"stage": to_stage, "fields": merged, "reason": reason or None},
+            )
             self.crm.fire(ctx, "crmkit_after_workflow_transitions", transitions=[transition])
-            return self.get(instance_id)
+            return self._get(instance_id)
 
     def update(
         self,
@@ -166,16 +199,21 @@ class WorkflowService:
         owner: str | None = None,
         fields: dict[str, Any] | None = None,
     ) -> WorkflowInstance:
-        """Change an instance's value, due date, owner or fields without moving it."""
+        """Change an instance's value, due date, owner or fields without moving it
+        (``workflows.move`` on its customer; audited as ``workflow.update``)."""
+        access.require(self.crm, "workflows.move")
         with self.crm.transaction() as ctx:
             instance = self._lock(ctx, instance_id)
+            access.authorise(
+                self.crm, "workflows.move", instance.customer_id, kind="workflow", id=instance_id
+            )
             changes: dict[str, Any] = {}
             if value is not None:
                 changes["value"] = to_money(value, "value")
             if due_on is not None:
                 changes["due_on"] = due_on
             if owner is not None:
-                self.crm.staff.get(owner)
+                self.crm.staff._get(owner)
                 self.crm.staff.refuse_inactive(owner, "own workflow instances")
                 changes["owner"] = owner
             if fields:
@@ -186,7 +224,15 @@ class WorkflowService:
                     .where(t.workflow_instances.c.id == instance_id)
                     .values(changes)
                 )
-            return self.get(instance_id)
+                ctx.audit(
+                    "workflow.update",
+                    "workflow",
+                    instance_id,
+                    customer_id=instance.customer_id,
+                    before={k: getattr(instance, k) for k in changes},
+                    after=changes,
+                )
+            return self._get(instance_id)
 
     @staticmethod
     def _check_required(
@@ -234,8 +280,25 @@ class WorkflowService:
         return WorkflowInstance(**row._mapping)
 
     # -- reads ------------------------------------------------------------
+    def _visible(self) -> Any:
+        """A SELECT of the instances of customers the actor may see (``workflows.read``)."""
+        query = select(t.workflow_instances)
+        scoped = access.owners_filter(
+            self.crm, "workflows.read", t.workflow_instances.c.customer_id
+        )
+        return query if scoped is None else query.where(scoped)
+
     def get(self, instance_id: int) -> WorkflowInstance:
-        """The workflow instance (a deal, a case ...) with this id."""
+        """The workflow instance (a deal, a case ...) with this id (``workflows.read`` on
+        its customer; outside the actor's scope: :class:`NotFound`)."""
+        access.require(self.crm, "workflows.read")
+        instance = self._get(instance_id)
+        access.authorise(
+            self.crm, "workflows.read", instance.customer_id, kind="workflow", id=instance_id
+        )
+        return instance
+
+    def _get(self, instance_id: int) -> WorkflowInstance:
         with self.crm.reading() as connection:
             row = connection.execute(
                 select(t.workflow_instances).where(t.workflow_instances.c.id == instance_id)
@@ -255,8 +318,11 @@ class WorkflowService:
         limit: int | None = None,
         offset: int = 0,
     ) -> list[WorkflowInstance]:
-        """Workflow instances, newest first, filtered by workflow, stage, customer, owner, open."""
-        query = select(t.workflow_instances)
+        """Workflow instances, newest first, filtered by workflow, stage, customer, owner, open.
+        Only instances of customers the actor may see (``workflows.read``)."""
+        if customer_id is not None:
+            access.authorise(self.crm, "workflows.read", customer_id)
+        query = self._visible()
         if workflow:
             query = query.where(t.workflow_instances.c.workflow == workflow)
         if stage:
@@ -275,6 +341,7 @@ class WorkflowService:
 
     def history(self, instance_id: int) -> list[Transition]:
         """Every transition of an instance, oldest first: the audit trail."""
+        self.get(instance_id)
         query = (
             select(t.workflow_transitions, t.workflow_instances.c.workflow)
             .join(
@@ -303,6 +370,7 @@ class WorkflowService:
         as_of = as_of or dt.datetime.now(dt.UTC)
         tr = t.workflow_transitions
         wi = t.workflow_instances
+        scoped = access.owners_filter(self.crm, "workflows.read", wi.c.customer_id)
         visits = (
             select(
                 tr.c.instance_id,
@@ -314,6 +382,7 @@ class WorkflowService:
             )
             .join(wi, wi.c.id == tr.c.instance_id)
             .where(and_(wi.c.workflow == workflow, tr.c.at <= as_of))
+            .where(scoped if scoped is not None else true())
             .subquery()
         )
         won_stages = [s.name for s in definition.stages if s.outcome == "won"]

@@ -11,6 +11,7 @@ from typing import IO, Any
 
 from sqlalchemy import select
 
+from crmkit.core import access
 from crmkit.core import tables as t
 from crmkit.core.csvcells import csv_writer
 from crmkit.core.customers import PROFILE_FIELDS
@@ -101,9 +102,20 @@ def export_file(
     :func:`~crmkit.core.csvcells.csv_writer`: a cell a spreadsheet would run as
     a formula (``=``, ``+``, ``-``, ``@``, tab, CR first) gets a leading ``'``,
     which the importer takes off again.
+
+    Needs ``import.run``: a bulk export writes whole tables, every customer's records,
+    so it is the bulk import's permission, not the read permissions (which are scoped to
+    a staff member's own or team's customers). The export reads no audit entry and
+    writes none.
     """
     if kind not in KINDS:
         raise ValidationError(f"cannot export {kind!r}; choose one of: {', '.join(KINDS)}")
+    access.authorise(crm, "import.run")
+    with access.trusted(crm):
+        return _export(crm, kind, path, output_format)
+
+
+def _export(crm: Any, kind: str, path: str | os.PathLike[str], output_format: str | None) -> int:
     fmt = detect_format(path, output_format)
     try:
         handle = open(path, "w", encoding="utf-8", newline="")  # noqa: SIM115

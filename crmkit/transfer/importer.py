@@ -8,6 +8,7 @@ import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from crmkit.core import access
 from crmkit.errors import ValidationError
 from crmkit.transfer.convert import Converter
 from crmkit.transfer.read import RecordReader
@@ -42,9 +43,34 @@ def import_file(
     ``progress(label, source)`` may return a context manager wrapping each
     pass (used by the CLI for its progress bar); ``source.size`` and
     ``source.bytes_read`` tell how far the pass is.
+
+    Needs ``import.run``, checked once for the import (not per batch or row: the records
+    go in through the services' unchecked batch paths). The import's transaction records
+    one audit entry, ``import.<kind>``: the file, and how many records were read, stored,
+    already present and rejected.
     """
     if rejects is not None and not skip_invalid:
         raise ValidationError("a rejects file needs skip_invalid (--skip-invalid)")
+    access.authorise(crm, "import.run")
+    with access.trusted(crm):
+        return _import(
+            crm, kind, path, encoding, input_format, skip_invalid, rejects, batch_size,
+            progress, decimal_comma,
+        )  # fmt: skip
+
+
+def _import(
+    crm: Any,
+    kind: str,
+    path: str | os.PathLike[str],
+    encoding: str | None,
+    input_format: str | None,
+    skip_invalid: bool,
+    rejects: str | os.PathLike[str] | None,
+    batch_size: int,
+    progress: Callable[[str, Any], Any] | None,
+    decimal_comma: bool,
+) -> ImportResult:
     converter = Converter(crm, kind, decimal_comma=decimal_comma)
     reader = RecordReader(path, encoding=encoding, input_format=input_format)
     result = ImportResult(kind=kind, path=reader.path)

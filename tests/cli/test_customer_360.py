@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import logging
 from decimal import Decimal
 from html.parser import HTMLParser
@@ -537,8 +538,9 @@ def test_the_360_shows_the_consent_history_and_that_analyses_leave_the_customer_
         "value) leave this customer out" in text
     )
     history = text.split("consent history (oldest first):\n", 1)[1].splitlines()
-    assert history[0].endswith("marketing given (create)")
-    assert history[1].endswith("profiling withdrawn")
+    # the local operator who recorded them is named since issue 15 ("by python:<user>")
+    assert re.search(r"marketing given \(create, by python:\S+\)$", history[0]), history[0]
+    assert re.search(r"profiling withdrawn \(by python:\S+\)$", history[1]), history[1]
     data = json.loads(show(url, plugins, "C-1", "--format", "json").stdout)
     assert data["analyses"] == {
         "included": False,
