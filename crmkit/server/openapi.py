@@ -134,30 +134,36 @@ class Schemas:
         self.components[name] = self._object(cls)
         return name
 
+    def field(self, field: attrs.Attribute, annotation: Any) -> dict[str, Any]:  # type: ignore[type-arg]
+        """The schema of one field: its type, default and description."""
+        schema = self.of(annotation)
+        if "$ref" in schema:  # siblings of $ref: keep the reference alone
+            return schema
+        default = field.default
+        if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
+            default = attrs.NOTHING if default.takes_self else default.factory()
+        if default is not attrs.NOTHING:
+            try:
+                value = jsonable(default)
+                json.dumps(value)
+            except (TypeError, ValueError):
+                pass
+            else:
+                schema = {**schema, "default": value}
+        description = field.metadata.get("description") if field.metadata else None
+        if description:
+            schema = {**schema, "description": str(description)}
+        return schema
+
     def _object(self, cls: type) -> dict[str, Any]:
         hints = codec.type_hints(cls)
         properties: dict[str, Any] = {}
         required: list[str] = []
         for field in codec.init_fields(cls):
             name = codec.public_name(field)
-            schema = self.of(hints[field.name])
-            default = field.default
-            if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
-                default = attrs.NOTHING if default.takes_self else default.factory()
-            if default is not attrs.NOTHING:
-                try:
-                    value = jsonable(default)
-                    json.dumps(value)
-                except (TypeError, ValueError):
-                    pass
-                else:
-                    schema = {**schema, "default": value} if "$ref" not in schema else schema
-            else:
+            properties[name] = self.field(field, hints[field.name])
+            if not codec.has_default(field):
                 required.append(name)
-            description = field.metadata.get("description") if field.metadata else None
-            if description and "$ref" not in schema:
-                schema = {**schema, "description": str(description)}
-            properties[name] = schema
         result: dict[str, Any] = {
             "type": "object",
             "properties": properties,
@@ -199,7 +205,8 @@ def _parameters(item: Mounted, schemas: Schemas) -> list[dict[str, Any]]:
     if cls is not None:
         hints = codec.type_hints(cls)
         for field in codec.init_fields(cls):
-            schema = schemas.of(hints[field.name])
+            schema = schemas.field(field, hints[field.name])
+            description = schema.pop("description", None)
             param: dict[str, Any] = {
                 "name": codec.public_name(field),
                 "in": "query",
@@ -209,9 +216,8 @@ def _parameters(item: Mounted, schemas: Schemas) -> list[dict[str, Any]]:
             if schema.get("type") == "array" or "array" in (schema.get("type") or ()):
                 param["style"] = "form"
                 param["explode"] = True
-            description = field.metadata.get("description") if field.metadata else None
             if description:
-                param["description"] = str(description)
+                param["description"] = description
             params.append(param)
     method = item.route.method.upper()
     if method == "POST":

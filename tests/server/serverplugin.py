@@ -149,7 +149,14 @@ def crmkit_register_routes() -> list[Route]:
         Route("POST", "/private", whoami, "Needs sign-in to write", operation_id="private_write"),
         Route("GET", "/tagged/{n:int}", tagged, "A response with status, headers, ETag", **public),
         Route("GET", "/boom", boom, "Fails unexpectedly", **public),
-        Route("GET", "/refuse", refuse, "Refuses", **public),
+        Route(
+            "GET",
+            "/refuse",
+            refuse,
+            "Refuses",
+            description="Refuses <script>alert('x')</script>",
+            **public,
+        ),
         Route(
             "POST",
             "/customers",
