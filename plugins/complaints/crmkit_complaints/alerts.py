@@ -14,6 +14,7 @@ from sqlalchemy import and_, case, exists, func, insert, literal, null, select
 
 import crmkit.plugin as ck
 from crmkit_complaints import tables as t
+from crmkit_complaints.access import audit_batch
 from crmkit_complaints.assignment import responsible_sql
 from crmkit_complaints.records import LEVELS, SLA_TARGETS, Alert
 
@@ -48,6 +49,18 @@ def check_sla(svc: ComplaintService, as_of: dt.datetime) -> list[Alert]:
                 )
         alerts = _raised_since(ctx, before)
         _notify(svc, ctx, alerts, as_of)
+        if alerts:
+            audit_batch(
+                ctx,
+                "complaints.check_sla",
+                "sla_alerts",
+                None,
+                counts={
+                    "as_of": as_of.isoformat(),
+                    "warnings": sum(1 for a in alerts if a.level == "warning"),
+                    "breaches": sum(1 for a in alerts if a.level == "breach"),
+                },
+            )
         return alerts
 
 

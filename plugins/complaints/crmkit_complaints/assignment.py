@@ -38,6 +38,13 @@ def assign(
         )
         if complaint.workflow_instance_id:
             svc.crm.workflows.update(complaint.workflow_instance_id, owner=username)
+        ctx.audit(
+            "complaints.assign",
+            "complaint",
+            complaint.id,
+            customer_id=complaint.customer_id,
+            changes={"assignee": [complaint.assignee, username]},
+        )
         return records.get(svc.crm, complaint_id)
 
 

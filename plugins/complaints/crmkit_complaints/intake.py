@@ -90,7 +90,7 @@ def log(
             customer_id,
             f"Complaint: {category}",
             owner=assignee,
-            actor=actor,
+            actor=actor or ctx.actor.username,
             fields={"category": category, "channel": channel},
         )
         row = {
@@ -106,9 +106,25 @@ def log(
             "assignee": assignee,
             "description": description.strip(),
             "stage": instance.stage,
-            "created_by": actor,
+            "created_by": ctx.actor.label,
         }
-        return _store(svc, ctx, row)
+        complaint = _store(svc, ctx, row)
+        ctx.audit(
+            "complaints.log",
+            "complaint",
+            complaint.id,
+            customer_id=customer_id,
+            after={
+                "channel": channel,
+                "category": category,
+                "severity": severity,
+                "priority": complaint.priority,
+                "assignee": assignee,
+                "stage": complaint.stage,
+                "interaction_id": interaction_id,
+            },
+        )
+        return complaint
 
 
 def _check_interaction(crm: CRM, interaction_id: int, customer_id: int) -> None:

@@ -53,9 +53,22 @@ def move(
                 update(t.complaints).where(t.complaints.c.id == complaint_id).values(changes)
             )
         svc.crm.workflows.move(
-            complaint.workflow_instance_id, to_stage, actor=actor, reason=reason, at=ctx.now
+            complaint.workflow_instance_id,
+            to_stage,
+            actor=actor or ctx.actor.username,  # the stage's roles apply to staff
+            reason=reason,
+            at=ctx.now,
         )
-        return records.get(svc.crm, complaint_id)
+        after = records.get(svc.crm, complaint_id)
+        ctx.audit(
+            "complaints.move",
+            "complaint",
+            complaint_id,
+            customer_id=complaint.customer_id,
+            before={"stage": complaint.stage, **{k: getattr(complaint, k) for k in changes}},
+            after={"stage": after.stage, **changes},
+        )
+        return after
 
 
 def on_transitions(

@@ -11,13 +11,13 @@ from typing import Any
 import attrs
 
 import crmkit.plugin as ck
-from crmkit_complaints import catchup, hookspecs, personal
+from crmkit_complaints import access, catchup, hookspecs, personal
 from crmkit_complaints.businesshours import Calendar
 from crmkit_complaints.policies import check_policy
 from crmkit_complaints.records import OPEN_STAGES
 from crmkit_complaints.service import service
 
-CRMKIT_API = ">=1.2,<2"  # crmkit.plugin (1.2)
+CRMKIT_API = ">=1.3,<2"  # permissions, audit, routes (1.3), crmkit.plugin (1.2)
 
 HANDLERS = ["complaint_handler", "manager"]
 
@@ -182,6 +182,18 @@ def crmkit_register_attributes() -> list[ck.AttributeDefinition]:
 
 
 @ck.hookimpl
+def crmkit_register_permissions() -> list[ck.PermissionSpec]:
+    return list(access.PERMISSIONS)
+
+
+@ck.hookimpl
+def crmkit_register_routes() -> list[ck.Route]:
+    from crmkit_complaints.api import routes
+
+    return routes()
+
+
+@ck.hookimpl
 def crmkit_register_template_dirs() -> list[str]:
     return [str(Path(__file__).parent / "templates")]
 
@@ -210,7 +222,10 @@ def crmkit_register_commands(cli: Any) -> None:
 
 @ck.hookimpl
 def crmkit_customer_360_section(crm: Any, customer: Any) -> ck.Section | None:
-    open_ones = service(crm).list(customer_id=customer.id, open_only=True, limit=None)
+    try:
+        open_ones = service(crm).list(customer_id=customer.id, open_only=True, limit=None)
+    except (ck.Forbidden, ck.NotFound):  # the reader may see the customer, not complaints
+        return None
     if not open_ones:
         return None
     return ck.Section(

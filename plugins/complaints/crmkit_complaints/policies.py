@@ -17,6 +17,7 @@ from sqlalchemy import and_, bindparam, insert, select, update
 from crmkit.plugin import CHANNELS, ValidationError
 from crmkit_complaints import sla
 from crmkit_complaints import tables as t
+from crmkit_complaints.access import audit_batch
 from crmkit_complaints.records import Policy, as_complaint
 
 if TYPE_CHECKING:
@@ -129,7 +130,14 @@ def set_policy(
         )
         ctx.connection.execute(insert(t.sla_policies), attrs.asdict(policy))
         # the calendar is unchanged: complaints whose targets stay the same keep their dues
-        return recompute(svc, priority=priority, channel=channel, targets_only=True)
+        changed = recompute(svc, priority=priority, channel=channel, targets_only=True)
+        ctx.audit(
+            "complaints.policy",
+            "sla_policy",
+            f"{priority}/{channel}",
+            after={**attrs.asdict(policy), "complaints_recomputed": changed},
+        )
+        return changed
 
 
 def recompute(
@@ -169,6 +177,9 @@ def recompute(
                     updates,
                 )
             changed += len(updates)
+        if changed:
+            counts = {"priority": priority, "channel": channel, "complaints": changed}
+            audit_batch(ctx, "complaints.recompute", "sla_policy", None, counts=counts)
         return changed
 
 

@@ -7,9 +7,9 @@ import datetime as dt
 from typing import Any
 
 import attrs
-from sqlalchemy import select
+from sqlalchemy import and_, case, or_, select
 
-from crmkit.plugin import Conflict, NotFound
+from crmkit.plugin import Conflict, NotFound, customers
 from crmkit_complaints import tables as t
 from crmkit_complaints.hookspecs import ComplaintFacts
 
@@ -124,7 +124,8 @@ def complaint_facts(complaint: Complaint) -> ComplaintFacts:
 
 
 def not_found(complaint_id: int) -> NotFound:
-    return NotFound(f"complaint {complaint_id} not found; see 'crmkit complaints list'")
+    # the same words as a complaint outside the actor's scope: nothing tells them apart
+    return NotFound(f"no complaint {complaint_id}")
 
 
 def lock(ctx: Any, complaint_id: int) -> Complaint:
@@ -159,25 +160,98 @@ def get(crm: Any, complaint_id: int) -> Complaint:
     return as_complaint(row)
 
 
-def list_complaints(
-    crm: Any,
+def _filtered(
+    query: Any,
+    owners: frozenset[str] | None,
     *,
     customer_id: int | None = None,
     stage: str | None = None,
     open_only: bool = False,
     department: str | None = None,
-    limit: int | None = 100,
-) -> list[Complaint]:
-    query = select(t.complaints).order_by(t.complaints.c.id)
+    assignee: str | None = None,
+    priority: str | None = None,
+    channel: str | None = None,
+    category: str | None = None,
+) -> Any:
+    c = t.complaints.c
+    if owners is not None:  # own/team scope: the complaints of the customers they see
+        query = query.where(
+            c.customer_id.in_(select(customers.c.id).where(customers.c.owner.in_(sorted(owners))))
+        )
     if customer_id is not None:
-        query = query.where(t.complaints.c.customer_id == customer_id)
+        query = query.where(c.customer_id == customer_id)
     if stage:
-        query = query.where(t.complaints.c.stage == stage)
+        query = query.where(c.stage == stage)
     if open_only:
-        query = query.where(t.complaints.c.stage.in_(OPEN_STAGES))
-    if department:
-        query = query.where(t.complaints.c.department == department)
+        query = query.where(c.stage.in_(OPEN_STAGES))
+    for column, value in (
+        (c.department, department),
+        (c.assignee, assignee),
+        (c.priority, priority),
+        (c.channel, channel),
+        (c.category, category),
+    ):
+        if value:
+            query = query.where(column == value)
+    return query
+
+
+def list_complaints(
+    crm: Any,
+    *,
+    owners: frozenset[str] | None = None,
+    limit: int | None = 100,
+    **filters: Any,
+) -> list[Complaint]:
+    query = _filtered(select(t.complaints).order_by(t.complaints.c.id), owners, **filters)
     if limit:
         query = query.limit(limit)
+    with crm.reading() as connection:
+        return [as_complaint(r) for r in connection.execute(query)]
+
+
+def next_due(table: Any = None) -> Any:
+    """SQL for a complaint's next SLA due moment: the earlier of its first-response and
+    resolution due moments (NULL when neither is running)."""
+    c = (table if table is not None else t.complaints).c
+    first, resolution = c.first_response_due_at, c.resolution_due_at
+    return case(
+        (first.is_(None), resolution),
+        (resolution.is_(None), first),
+        (first <= resolution, first),
+        else_=resolution,
+    )
+
+
+def due_of(complaint: Complaint) -> dt.datetime | None:
+    """The next SLA due moment of ``complaint`` (as :func:`next_due`)."""
+    found = [d for d in (complaint.first_response_due_at, complaint.resolution_due_at) if d]
+    return min(found) if found else None
+
+
+def queue(
+    crm: Any,
+    *,
+    owners: frozenset[str] | None = None,
+    after: tuple[dt.datetime | None, int] | None = None,
+    limit: int = 50,
+    **filters: Any,
+) -> list[Complaint]:
+    c = t.complaints.c
+    due = next_due()
+    query = _filtered(select(t.complaints), owners, **filters)
+    if after is not None:
+        last_due, last_id = after
+        if last_due is None:  # inside the tail of complaints with nothing due
+            query = query.where(due.is_(None), c.id > last_id)
+        else:
+            query = query.where(
+                or_(
+                    due.is_(None),
+                    due > last_due,
+                    and_(due == last_due, c.id > last_id),
+                )
+            )
+    query = query.order_by(due.is_(None), due, c.id).limit(limit)
     with crm.reading() as connection:
         return [as_complaint(r) for r in connection.execute(query)]

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 from sqlalchemy import insert, select, update
 
-from crmkit.plugin import NotFound, ValidationError
+from crmkit.plugin import NotFound, ValidationError, staff
 from crmkit_complaints import records, sla
 from crmkit_complaints import tables as t
 from crmkit_complaints.records import WORKFLOW
@@ -44,7 +44,7 @@ def reply(
         values = {
             "complaint_id": c.id,
             "at": ctx.now,
-            "author": actor,
+            "author": ctx.actor.label,
             "body": body.strip(),
             "public": public,
             "show_author": show_author,
@@ -58,6 +58,13 @@ def reply(
                 .values(first_response_at=ctx.now, **sla.dues(svc, updated))
             )
         ctx.changes.other.setdefault("complaints_replies", []).append(new_id)
+        ctx.audit(
+            "complaints.reply" if public else "complaints.note",
+            "complaint",
+            c.id,
+            customer_id=c.customer_id,
+            after={"reply_id": new_id, "public": public, "show_author": show_author},
+        )
         return {"id": new_id, **values}
 
 
@@ -83,13 +90,28 @@ def status(svc: ComplaintService, tracking_code: str) -> dict[str, Any]:
         )
     c = records.as_complaint(row)
     definition = svc.crm.workflows.definition(WORKFLOW)
-    shown = []
-    for r in replies(svc, c.id, public_only=True):
-        author = None
-        if r["show_author"] and r["author"]:
-            member = svc.crm.staff.find(r["author"])
-            author = member.name if member else None
-        shown.append({"at": r["at"], "author": author, "body": r["body"]})
+    public = replies(svc, c.id, public_only=True)
+    # the display names of the staff who chose to sign their replies (read here, not
+    # through the staff service: the customer reading this is nobody's staff member)
+    signed = {r["author"] for r in public if r["show_author"] and r["author"]}
+    with svc.crm.reading() as connection:
+        names = dict(
+            connection.execute(
+                select(staff.c.username, staff.c.name).where(staff.c.username.in_(signed))
+            ).all()
+        ) if signed else {}  # fmt: skip
+        answered = connection.scalar(
+            select(t.surveys.c.complaint_id).where(t.surveys.c.complaint_id == c.id)
+        )
+    shown = [
+        {
+            "at": r["at"],
+            "author": names.get(r["author"]) if r["show_author"] else None,
+            "body": r["body"],
+        }
+        for r in public
+    ]
+    resolved = c.resolved_at is not None or c.closed_at is not None
     return {
         "tracking_code": c.tracking_code,
         "category": c.category,
@@ -99,6 +121,8 @@ def status(svc: ComplaintService, tracking_code: str) -> dict[str, Any]:
         "resolved_at": c.resolved_at,
         "closed_at": c.closed_at,
         "replies": shown,
+        # the satisfaction survey can be answered (resolved, not answered yet)
+        "survey_open": resolved and answered is None,
     }
 
 

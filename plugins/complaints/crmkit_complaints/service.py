@@ -12,6 +12,13 @@ staff), ``lifecycle`` (moves, following the workflow), ``sla`` (due moments, pau
 measuring), ``policies`` (SLA policies, recompute), ``alerts`` (check-sla and its
 notifications), ``replies`` (replies, status page, reply proposals), ``surveys``,
 ``reports``; ``records`` holds the records returned.
+
+Permissions (:mod:`crmkit_complaints.access`): every public method authorises the current
+actor (``crm.actor``) first — a complaint with ``complaints.read``/``write``/``assign`` on
+its customer (another rep's customer's complaint is NotFound, as if there were none), SLA
+policies and alert runs with ``complaints.admin``, reports with ``complaints.report``.
+:meth:`status` and :meth:`survey_by_code` are the customer's: the tracking code is the
+credential, no sign-in. Every write records an audit entry in its transaction.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from crmkit_complaints import (
+    access,
     alerts,
     assignment,
     intake,
@@ -33,6 +41,7 @@ from crmkit_complaints import (
     sla,
     surveys,
 )
+from crmkit_complaints.access import ADMIN, ASSIGN, READ, REPORT, WRITE
 from crmkit_complaints.businesshours import Calendar, hours
 from crmkit_complaints.policies import RECOMPUTE_PAGE
 from crmkit_complaints.records import OPEN_STAGES, WORKFLOW, Alert, Complaint, Policy
@@ -76,11 +85,13 @@ class ComplaintService:
 
     def policies(self, connection: Any = None) -> dict[tuple[str, str], Policy]:
         """Settings' policies overridden by those stored with :meth:`set_policy`."""
+        access.require(self.crm, READ)
         return policies.policies(self, connection)
 
     def policy_for(self, priority: str, channel: str, connection: Any = None) -> Policy:
         """The policy governing ``priority`` and ``channel`` (exact, priority, channel,
         fallback)."""
+        access.require(self.crm, READ)
         return policies.policy_for(self, priority, channel, connection)
 
     # -- writes ----------------------------------------------------------
@@ -103,6 +114,7 @@ class ComplaintService:
         A VIP customer's complaint gets the ``vip_priority`` setting instead of
         ``priority``: see :func:`crmkit_complaints.intake.is_vip`.
         """
+        access.on_customer(self.crm, WRITE, customer_id)
         return intake.log(
             self,
             customer_id,
@@ -119,6 +131,7 @@ class ComplaintService:
 
     def assign(self, complaint_id: int, username: str, *, actor: str | None = None) -> Complaint:
         """Assign a complaint to a staff member (the workflow instance's owner too)."""
+        self._check(ASSIGN, complaint_id)
         return assignment.assign(self, complaint_id, username, actor=actor)
 
     def move(
@@ -133,6 +146,7 @@ class ComplaintService:
         at: dt.datetime | None = None,
     ) -> Complaint:
         """Move through the core workflow (roles and vetoes apply); notes root cause/resolution."""
+        self._check(WRITE, complaint_id)
         return lifecycle.move(
             self,
             complaint_id,
@@ -160,6 +174,7 @@ class ComplaintService:
     ) -> dict[str, Any]:
         """A public reply (the customer sees it) or an internal note; a public reply is the
         first response when none was given yet."""
+        self._check(WRITE, complaint_id)
         return replies.reply(
             self, complaint_id, body, public=public, show_author=show_author, actor=actor, at=at
         )
@@ -179,6 +194,7 @@ class ComplaintService:
         Time already accrued and paused is kept: see :meth:`recompute`. Returns how many
         open complaints got new targets.
         """
+        access.require(self.crm, ADMIN)
         return policies.set_policy(
             self,
             priority,
@@ -208,6 +224,7 @@ class ComplaintService:
         did not change (the calendar is known to be the same). Complaints are read a page
         at a time and written with one executemany per page.
         """
+        access.require(self.crm, ADMIN)
         return policies.recompute(
             self, priority=priority, channel=channel, targets_only=targets_only, page=page
         )
@@ -224,6 +241,7 @@ class ComplaintService:
         manager; then ``crmkit_complaints_after_sla_alerts_raised`` fires with the
         new alerts. Nothing is printed: the CLI prints what was sent.
         """
+        access.require(self.crm, ADMIN)
         return alerts.check_sla(self, as_of)
 
     def survey(
@@ -236,12 +254,36 @@ class ComplaintService:
         at: dt.datetime | None = None,
     ) -> dict[str, Any]:
         """Record the satisfaction survey of a resolved or closed complaint."""
+        self._check(WRITE, complaint_id)
         return surveys.survey(self, complaint_id, csat=csat, nps=nps, comment=comment, at=at)
 
+    def survey_by_code(
+        self,
+        tracking_code: str,
+        *,
+        csat: int,
+        nps: int,
+        comment: str = "",
+        at: dt.datetime | None = None,
+    ) -> dict[str, Any]:
+        """The customer answers the survey with their tracking code (no sign-in: the code
+        is the credential); as :meth:`survey`, once, after resolution."""
+        return surveys.survey_by_code(
+            self, tracking_code, csat=csat, nps=nps, comment=comment, at=at
+        )
+
     # -- reads -------------------------------------------------------------
+    def _check(self, action: str, complaint_id: int) -> Complaint:
+        """Authorise ``action`` on the complaint (Forbidden without the permission, then
+        NotFound when there is none or its customer is outside the actor's scope)."""
+        access.require(self.crm, action)
+        complaint = records.get(self.crm, complaint_id)
+        access.on_complaint(self.crm, action, complaint_id, complaint.customer_id)
+        return complaint
+
     def get(self, complaint_id: int) -> Complaint:
-        """One complaint; NotFound when there is none."""
-        return records.get(self.crm, complaint_id)
+        """One complaint; NotFound when there is none (or it is not yours to see)."""
+        return self._check(READ, complaint_id)
 
     def list(
         self,
@@ -252,9 +294,11 @@ class ComplaintService:
         department: str | None = None,
         limit: int | None = 100,
     ) -> list[Complaint]:
-        """Complaints by id, filtered; ``limit=None`` for all."""
+        """Complaints by id, filtered; ``limit=None`` for all (those of the customers the
+        actor may see)."""
         return records.list_complaints(
             self.crm,
+            owners=access.visible_owners(self.crm, READ),
             customer_id=customer_id,
             stage=stage,
             open_only=open_only,
@@ -264,10 +308,29 @@ class ComplaintService:
 
     def replies(self, complaint_id: int, *, public_only: bool = False) -> list[dict[str, Any]]:
         """A complaint's replies and internal notes in order (``public_only``: replies)."""
+        self._check(READ, complaint_id)
         return replies.replies(self, complaint_id, public_only=public_only)
 
+    def queue(
+        self,
+        *,
+        after: tuple[dt.datetime | None, int] | None = None,
+        limit: int = 50,
+        **filters: Any,
+    ) -> list[Complaint]:
+        """The work queue: complaints by their next SLA due moment (the earlier of first
+        response and resolution due; none last), then id; those after ``after`` (the
+        last one's ``(due, id)``: keyset paging). Filters: ``customer_id``, ``stage``,
+        ``open_only``, ``department``, ``assignee``, ``priority``, ``channel``,
+        ``category``. Only the complaints of customers the actor may see."""
+        return records.queue(
+            self.crm, owners=access.visible_owners(self.crm, READ), after=after, limit=limit,
+            **filters,
+        )  # fmt: skip
+
     def status(self, tracking_code: str) -> dict[str, Any]:
-        """What the customer may see: stage, dates and public replies (no internal notes)."""
+        """What the customer may see: stage, dates and public replies (no internal notes).
+        No permission: the tracking code is the customer's credential."""
         return replies.status(self, tracking_code)
 
     def status_page(self, tracking_code: str) -> str:
@@ -305,15 +368,18 @@ class ComplaintService:
         ``check-sla`` having run, and a past ``as_of`` reproduces a past report.
         Compliance is the share of complaints with neither target breached.
         """
+        access.require(self.crm, REPORT)
         return reports.report(self, by, as_of=as_of)
 
     def departments(self, department: str | None = None) -> list[dict[str, Any]]:
         """Per department (or just ``department``): its complaints with their categories and
         root causes, so R&D and management see what to change."""
+        access.require(self.crm, REPORT)
         return reports.departments(self, department)
 
     def propose(self, complaint_id: int) -> list[dict[str, Any]] | None:
         """Reply proposals from plugins implementing ``crmkit_complaints_reply_proposals``
         (given the complaint's ``ComplaintFacts``), best first; ``None`` when no plugin
         offers them."""
+        self._check(READ, complaint_id)
         return replies.propose(self, complaint_id)

@@ -60,7 +60,7 @@ def test_cli_walkthrough(make_crm: Any, database_url: str) -> None:
 def test_cli_errors_are_one_line(make_crm: Any, database_url: str) -> None:
     make_crm(plugins=["complaints"])
     r = run(database_url, "show", "7")
-    assert r.exit_code == 1 and "complaint 7 not found" in r.output
+    assert r.exit_code == 1 and "no complaint 7" in r.output
     r = run(database_url, "status", "C-unknown")
     assert r.exit_code == 1 and "no complaint has tracking code" in r.output
     r = run(database_url, "log", "--customer", "99", "--channel", "phone",
