@@ -15,6 +15,7 @@ from crmkit.cli.output import emit, format_option
 from crmkit.core.customers import PROFILE_FIELDS
 from crmkit.core.entities import CUSTOMER_KINDS, CUSTOMER_STATUSES, CUSTOMER_TYPES, Customer
 from crmkit.core.serialize import jsonable
+from crmkit.errors import NotFound
 
 #: Profile options of ``add`` and ``edit``: (option, field, help).
 _PROFILE_OPTIONS = (
@@ -48,8 +49,8 @@ def _profile_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _check_owner(crm: Any, owner: str | None) -> None:
-    if owner:
-        crm.staff.get(owner)  # NotFound says how to add them
+    if owner and crm.staff.find(owner) is None:  # a lookup: no staff.read needed
+        raise NotFound(f"staff member {owner!r} not found; add them with 'crmkit staff add'")
 
 
 def customer_row(customer: Customer) -> dict[str, Any]:

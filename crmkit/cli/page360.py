@@ -25,6 +25,7 @@ from jinja2 import Environment, TemplateNotFound
 from markupsafe import Markup
 
 from crmkit.cli.output import _pad, _width
+from crmkit.core.auditlog import as_dict as audit_dict
 from crmkit.core.customers import PROFILE_FIELDS
 from crmkit.core.entities import CONSENT_PURPOSES, Interaction, Section, TimelineEntry
 from crmkit.core.serialize import jsonable
@@ -104,6 +105,24 @@ def consent_line(change: Any, stamp: Callable[[Any], str]) -> str:
     return f"  {stamp(change.changed_at)} {change.purpose} {granted}{extra}"
 
 
+def activity_item(entry: Any) -> dict[str, Any]:
+    """One audit entry of the 360's activity part: who (and on whose behalf), when, what,
+    and the fields it changed with their values before and after."""
+    item = audit_dict(entry)
+    item["who"] = entry.actor + (f" for {entry.on_behalf_of}" if entry.on_behalf_of else "")
+    item["fields"] = sorted(entry.changes)
+    return item
+
+
+def activity_line(item: dict[str, Any], stamp: Callable[[Any], str]) -> str:
+    """One activity entry as a line of the text form."""
+    what = f"{item['action']} {item['entity']}" + (
+        f" {item['entity_id']}" if item["entity_id"] else ""
+    )
+    fields = f": {', '.join(item['fields'])}" if item["fields"] else ""
+    return f"  {stamp(item['at'])} {item['who']} {what}{fields}"
+
+
 def _consents(view: Customer360) -> list[tuple[str, bool | None]]:
     given = view.customer.consents
     purposes = [*CONSENT_PURPOSES, *sorted(set(given) - set(CONSENT_PURPOSES))]
@@ -168,6 +187,8 @@ def html(crm: Any, view: Customer360) -> str:
         analyses_excluded=view.analyses_excluded,
         timeline=[timeline_item(item) for item in view.timeline],
         workflows=_workflow_rows(crm, view),
+        activity=[activity_item(entry) for entry in view.activity],
+        hidden=view.hidden,
         plugin_sections=sections,
         local=lambda moment: "" if moment is None else crm.local_time(moment),
         timezone=crm.config.timezone,
@@ -189,6 +210,8 @@ def as_json(crm: Any, view: Customer360) -> str:
         "orders": view.orders,
         "workflows": view.workflows,
         "sections": [_json_section(s) for s in view.sections],
+        "activity": [activity_item(entry) for entry in view.activity],
+        "hidden": view.hidden,
     }
     return json.dumps(jsonable(data), ensure_ascii=False, indent=2)
 
@@ -255,6 +278,10 @@ def text(crm: Any, view: Customer360) -> str:
     for section in view.sections:
         lines.append(f"{section.title}:")
         lines += section_text(crm, section, text_templates)
+    lines.append(f"activity ({len(view.activity)}, newest first):")
+    lines += [activity_line(activity_item(entry), stamp) for entry in view.activity]
+    if view.hidden:
+        lines.append(f"not shown (no permission): {', '.join(view.hidden)}")
     return "\n".join(lines)
 
 

@@ -11,6 +11,7 @@ from crmkit.cli import UserError, cli, pass_crm
 from crmkit.cli import params as p
 from crmkit.cli.output import emit, format_option
 from crmkit.core.serialize import jsonable
+from crmkit.errors import NotFound
 
 
 @cli.group(cls=p.RecordGroup)
@@ -60,8 +61,8 @@ def workflow_start(
     """Start WORKFLOW (e.g. sales) for CUSTOMER (id or external id) at its first stage."""
     crm.workflows.definition(name)  # an unknown workflow is named before anything else
     target = p.customer(crm, ref)
-    if actor:
-        crm.staff.get(actor)
+    if actor and crm.staff.find(actor) is None:  # a lookup: no staff.read needed
+        raise NotFound(f"staff member {actor!r} not found; add them with 'crmkit staff add'")
     instance = crm.workflows.start(
         name,
         target.id,
