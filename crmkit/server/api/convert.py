@@ -7,9 +7,6 @@ import datetime as dt
 import zoneinfo
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
-
-from crmkit.core import tables as t
 from crmkit.core.customers import PROFILE_FIELDS
 from crmkit.errors import ValidationError
 from crmkit.server.api import common
@@ -23,15 +20,8 @@ if TYPE_CHECKING:
 
 
 def customer_version(crm: CRM, customer: Customer) -> int:
-    """The customer's version (its ETag): from the entity when it carries one, else read."""
-    version = getattr(customer, "version", None)
-    if isinstance(version, int):
-        return version
-    with crm.reading() as connection:
-        found = connection.scalar(
-            select(t.customers.c.version).where(t.customers.c.id == customer.id)
-        )
-    return int(found or 1)
+    """The customer's version (its ETag ``"v<version>"``), bumped by every change."""
+    return int(customer.version)
 
 
 def customer_etag(version: int) -> str:
