@@ -41,6 +41,7 @@ from crmkit.core import db
 from crmkit.core import tables as t
 from crmkit.core.actors import Actor
 from crmkit.errors import (
+    CrmError,
     Forbidden,
     NotFound,
     TooManyAttempts,
@@ -286,6 +287,10 @@ def login(
     client presented (or ``previous_session_id``, its SHA-256): it is deleted (the session
     id changes at every sign-in).
     """
+    if crm._current.get() is not None:
+        # a failure must be recorded although the attempt fails: never inside a transaction
+        # that the failure would roll back (nor may a session token be stored with it)
+        raise CrmError("identity.login runs on its own, never inside a transaction")
     moment = _aware(now)
     name = username if isinstance(username, str) else ""
     keys = _failure_keys(name, address)

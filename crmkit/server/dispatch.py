@@ -258,7 +258,9 @@ class Dispatch:
             client=self.request.client.host if self.request.client else None,
             session_id=_session_id(self.request.cookies.get(SESSION_COOKIE)),
         )
-        key = self._idempotency_key()
+        # public routes (sign-in) store no response: it would hold a session cookie, be
+        # shared by every anonymous caller, and run the sign-in inside another transaction
+        key = None if self.route.public else self._idempotency_key()
         if key is None:
             rendered = await run_in_threadpool(self._call, api_request)
             return rendered.response(self.rid)

@@ -16,6 +16,7 @@ from crmkit.core import tables as t
 from crmkit.core.actors import Actor
 from crmkit.errors import (
     Conflict,
+    CrmError,
     Forbidden,
     NotFound,
     TooManyAttempts,
@@ -171,6 +172,15 @@ def test_every_failure_says_the_same(team):
         assert str(caught.value) == "wrong username or password"
     with crm.reading() as connection:
         assert connection.scalar(select(func.count()).select_from(t.sessions)) == 0
+
+
+def test_login_refuses_to_run_inside_a_transaction(team):
+    """Its failures must be recorded although it raises: never in a transaction that the
+    failure rolls back."""
+    crm = team
+    with pytest.raises(CrmError, match="never inside a transaction"), crm.transaction():
+        identity.login(crm, "li.na", "wrong password 1")
+    assert failures(crm) == {}
 
 
 def test_rehash_at_sign_in(team):

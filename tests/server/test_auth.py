@@ -201,3 +201,29 @@ def test_secure_cookies_by_configuration(people, start):
     assert response.status_code == 200
     parts = cookie_parts(response)
     assert {"Secure", "HttpOnly", "SameSite=Lax", "Max-Age=7200"} <= set(parts)
+
+
+def test_sign_in_ignores_idempotency_keys(people, start):
+    """A stored sign-in response would hold a live session cookie for anyone replaying the
+    key, and a failure inside the stored transaction would roll back its own counting."""
+    client = start()
+    first = sign_in(client, headers={"Idempotency-Key": "same-key"})
+    second = httpx.post(
+        str(client.base_url).rstrip("/") + "/auth/login",
+        json={"username": "li.na", "password": PASSWORD},
+        headers={"Idempotency-Key": "same-key"},
+    )
+    assert first.status_code == second.status_code == 200
+    assert "idempotent-replayed" not in second.headers
+    assert cookie_parts(first)[0] != cookie_parts(second)[0]
+    for i in range(3):
+        wrong = httpx.post(  # no cookie: a fresh client
+            str(client.base_url).rstrip("/") + "/auth/login",
+            json={"username": "li.na", "password": "wrong"},
+            headers={"Idempotency-Key": f"k{i}"},
+        )
+        assert wrong.status_code == 401
+    with people.reading() as connection:
+        assert connection.execute(select(t.idempotency_keys)).all() == []
+        failed = connection.execute(select(t.login_failures.c.key)).scalars().all()
+    assert failed.count("account:li.na") == 3
