@@ -4,6 +4,7 @@ meanwhile never shift a page), Idempotency-Key on POST /orders, 404s and 422s.""
 
 from __future__ import annotations
 
+import base64
 import sys
 import uuid
 from collections.abc import Iterator
@@ -106,7 +107,19 @@ def test_interaction_refusals(api: Api) -> None:
     ghost = api.client.post("/interactions", json={"customer_id": 987654, "channel": "web"})
     assert ghost.status_code in (404, 422), ghost.text
     assert api.client.get("/interactions/987654").status_code == 404
-    for params in ({"channel": "pigeon"}, {"since": "yesterday"}, {"customer": "no-such"}):
+    early = {"customer_id": cid, "channel": "web", "occurred_at": "0001-01-01T00:00:00+01:00"}
+    assert api.client.post("/interactions", json=early).status_code == 422
+    assert api.client.post("/orders", json={**early, "amount": "1"}).status_code == 422
+    for state in ('{"at":"9999-12-31T23:59:59.999999+00:00","n":0}', '{"at":5,"n":0}',
+                  '{"at":"2026-01-01T00:00:00+00:00","n":-1}', '{"o":1}', "[]",
+                  '{"at":"2026-01-01T00:00:00+00:00","n":1000000000000000000000}'):  # fmt: skip
+        cursor = base64.urlsafe_b64encode(state.encode()).decode().rstrip("=")
+        for path in ("/interactions", "/orders", "/customers", "/audit", "/workflow-instances"):
+            tampered = api.client.get(path, params={"cursor": cursor})
+            assert tampered.status_code == 422, (path, state, tampered.text)
+            assert tampered.json()["field"] == "cursor"
+    for params in ({"channel": "pigeon"}, {"since": "yesterday"}, {"customer": "no-such"},
+                   {"since": "0001-01-01T00:00:00+05:00"}, {"until": "2026-02-30"}):  # fmt: skip
         refused = api.client.get("/interactions", params=params)
         assert refused.status_code in (404, 422), (params, refused.text)
 

@@ -64,9 +64,13 @@ def decode_cursor(cursor: str | None, *keys: str) -> dict[str, Any] | None:
     return state
 
 
+#: the largest position or id a cursor may carry (a 64-bit integer column's)
+_MAX_STATE = 2**63 - 1
+
+
 def state_int(state: dict[str, Any], key: str) -> int:
     value = state.get(key)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_STATE:
         raise ValidationError("cursor is not valid; start again without it", field="cursor")
     return value
 
@@ -78,7 +82,26 @@ def state_time(state: dict[str, Any], key: str) -> dt.datetime:
         value = None
     if value is None or value.tzinfo is None:
         raise ValidationError("cursor is not valid; start again without it", field="cursor")
-    return value
+    try:
+        return value.astimezone(dt.UTC) + TICK - TICK  # it and the next tick are times
+    except OverflowError:
+        raise ValidationError(
+            "cursor is not valid; start again without it", field="cursor"
+        ) from None
+
+
+def storable(value: dt.datetime | None, field: str) -> dt.datetime | None:
+    """``value`` when the database can hold it as UTC (years 1 to 9999 there), else a 422
+    on ``field`` (``0001-01-01T00:00:00+01:00`` is before year 1 in UTC)."""
+    if value is None or value.tzinfo is None:
+        return value
+    try:
+        return value.astimezone(dt.UTC) + TICK - TICK
+    except OverflowError:
+        raise ValidationError(
+            f"{field} {value.isoformat()} is out of range; give a time between years 1 and 9999",
+            field=field,
+        ) from None
 
 
 def offset_page(

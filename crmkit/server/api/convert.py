@@ -198,14 +198,14 @@ def moment(crm: CRM, text: str | None, field: str) -> dt.datetime | None:
     try:
         if len(value) == 10:
             day = dt.date.fromisoformat(value)
-            return dt.datetime(day.year, day.month, day.day, tzinfo=zone)
+            return common.storable(dt.datetime(day.year, day.month, day.day, tzinfo=zone), field)
         parsed = dt.datetime.fromisoformat(value)
     except ValueError:
         raise ValidationError(
             f"{field} {text!r} is not an ISO date or datetime such as 2026-03-01T14:30+08:00",
             field=field,
         ) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=zone)
+    return common.storable(parsed if parsed.tzinfo else parsed.replace(tzinfo=zone), field)
 
 
 def choice(value: str | None, field: str, allowed: tuple[str, ...] | list[str]) -> None:

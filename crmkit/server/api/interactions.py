@@ -56,7 +56,7 @@ def log_interaction(req: ApiRequest) -> ApiResponse:
     logged = req.crm.interactions.log(
         body.customer_id,
         body.channel,
-        occurred_at=body.occurred_at,
+        occurred_at=common.storable(body.occurred_at, "occurred_at"),
         direction=body.direction,
         subject=body.subject,
         body=body.body,

@@ -54,7 +54,7 @@ def add_order(req: ApiRequest) -> ApiResponse:
     added = req.crm.orders.add(
         customer_id=body.customer_id,
         amount=body.amount,
-        occurred_at=body.occurred_at or dt.datetime.now(dt.UTC),
+        occurred_at=common.storable(body.occurred_at, "occurred_at") or dt.datetime.now(dt.UTC),
         external_id=body.external_id,
         cost=body.cost,
         currency=currency,
