@@ -220,13 +220,13 @@ def _parameters(item: Mounted, schemas: Schemas) -> list[dict[str, Any]]:
                 param["description"] = description
             params.append(param)
     method = item.route.method.upper()
-    if method == "POST":
+    if method == "POST" and not item.route.public:  # public routes ignore the key
         params.append({
             "name": "Idempotency-Key", "in": "header", "required": False,
             "description": "Retrying with the same key returns the first response; the "
             "write happens once.",
             "schema": {"type": "string", "minLength": 1, "maxLength": 200,
-                       "pattern": "^[\\x20-\\x7e]+$"},
+                       "pattern": "^[\\x21-\\x7e]([\\x20-\\x7e]*[\\x21-\\x7e])?$"},
         })  # fmt: skip
     if method == "PATCH":
         params.append({

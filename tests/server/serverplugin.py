@@ -75,7 +75,12 @@ def echo(req: ApiRequest) -> Any:
 
 
 def items(req: ApiRequest) -> Page:
-    start = int(req.query.cursor or 0)
+    cursor = req.query.cursor or "0"
+    if not cursor.isdigit() or len(cursor) > 3:
+        raise crmkit.ValidationError("cursor: not a cursor this list gave", field="cursor")
+    start = int(cursor)
+    if not 1 <= req.query.limit <= 500:
+        raise crmkit.ValidationError("limit: 1 to 500", field="limit")
     stop = min(start + req.query.limit, 7)
     cursor = str(stop) if stop < 7 else None
     return Page([Item(n) for n in range(start, stop)], cursor)
@@ -147,7 +152,14 @@ def crmkit_register_routes() -> list[Route]:
         Route("GET", "/whoami", whoami, "Who is acting", **public),
         Route("GET", "/private", whoami, "Needs sign-in", operation_id="private_read"),
         Route("POST", "/private", whoami, "Needs sign-in to write", operation_id="private_write"),
-        Route("GET", "/tagged/{n:int}", tagged, "A response with status, headers, ETag", **public),
+        Route(
+            "GET",
+            "/tagged/{n:int}",
+            tagged,
+            "A response with status, headers, ETag",
+            status=201,
+            **public,
+        ),
         Route("GET", "/boom", boom, "Fails unexpectedly", **public),
         Route(
             "GET",
@@ -157,6 +169,7 @@ def crmkit_register_routes() -> list[Route]:
             description="Refuses <script>alert('x')</script>",
             **public,
         ),
+        # signed in: honours Idempotency-Key (public routes ignore it)
         Route(
             "POST",
             "/customers",
@@ -165,6 +178,16 @@ def crmkit_register_routes() -> list[Route]:
             body=CustomerBody,
             response=Created,
             status=201,
+        ),
+        Route(
+            "POST",
+            "/open-customers",
+            add_customers,
+            "Add two customers without signing in",
+            body=CustomerBody,
+            response=Created,
+            status=201,
+            operation_id="add_open_customers",
             **public,
         ),
         Route("GET", "/slow", slow, "Answers after a while", query=SlowQuery, **public),

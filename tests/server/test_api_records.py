@@ -207,3 +207,31 @@ def test_idempotency_key_on_post_orders(api: Api) -> None:
     assert reused.status_code == 422
     assert problem_type(reused) == "idempotency-key-reused"
     assert len(api.client.get("/orders", params={"region": region}).json()) == 1
+
+
+def test_a_sales_rep_sees_only_their_own_customers_records(api: Api) -> None:
+    region = f"r-{uuid.uuid4().hex[:8]}"
+    mine = _customer(api, region=region, owner="rep_a")
+    other = _customer(api, region=region, owner="boss")
+    records = {}
+    for cid in (mine, other):
+        order = api.client.post("/orders", json={"customer_id": cid, "amount": "5.00"})
+        logged = api.client.post("/interactions", json={"customer_id": cid, "channel": "web"})
+        assert order.status_code == logged.status_code == 201
+        records[cid] = (order.json()["id"], logged.json()["id"])
+
+    seen = api.rep.get("/customers", params={"region": region})
+    assert [c["id"] for c in seen.json()] == [mine]
+    orders = api.rep.get("/orders", params={"region": region})
+    assert [o["customer_id"] for o in orders.json()] == [mine]
+    assert api.rep.get(f"/orders/{records[mine][0]}").status_code == 200
+    assert api.rep.get(f"/interactions/{records[mine][1]}").status_code == 200
+    for path in (f"/customers/{other}", f"/customers/{other}/360", f"/orders/{records[other][0]}",
+                 f"/interactions/{records[other][1]}", f"/customers/{other}/interactions",
+                 f"/customers/{other}/consent"):  # fmt: skip
+        hidden = api.rep.get(path)
+        assert hidden.status_code == 404, (path, hidden.text)
+        assert problem_type(hidden) == "not-found"
+    refused = api.rep.post("/orders", json={"customer_id": other, "amount": "1.00"})
+    assert refused.status_code in (404, 422), refused.text
+    assert len(api.client.get("/orders", params={"customer": other}).json()) == 1

@@ -268,7 +268,7 @@ def test_hostile_paths_queries_and_headers_get_4xx(served: LiveServer) -> None:
             {"Content-Type": "application/json; charset=latin-1\x7f"},
         ]
         for headers in headers_list:
-            r = client.post(f"{T}/customers", json={"name": "h"}, headers=headers)
+            r = client.post(f"{T}/open-customers", json={"name": "h"}, headers=headers)
             assert r.status_code < 500, (headers, r.status_code, r.text)
 
 
@@ -306,9 +306,10 @@ def count_customers(crm: crmkit.CRM, name_prefix: str) -> int:
 
 
 def test_idempotent_post_replays_and_refuses_reuse(
-    served: LiveServer, server_crm: crmkit.CRM
+    served: LiveServer, server_crm: crmkit.CRM, staff_token: str
 ) -> None:
-    key = {"Idempotency-Key": "order-2024-0001"}
+    auth = {"Authorization": f"Bearer {staff_token}"}
+    key = {**auth, "Idempotency-Key": "order-2024-0001"}
     with served.client() as client:
         first = client.post(f"{T}/customers", json={"name": "Idem"}, headers=key)
         assert first.status_code == 201, first.text
@@ -320,32 +321,44 @@ def test_idempotent_post_replays_and_refuses_reuse(
         reused = client.post(f"{T}/customers", json={"name": "Other"}, headers=key)
         assert_problem(reused, 422, "idempotency-key-reused")
         assert count_customers(server_crm, "Other") == 0
+        query = client.post(f"{T}/customers?x=1", json={"name": "Idem"}, headers=key)
+        assert_problem(query, 422, "unknown-field")  # refused before the key is looked at
         # without a key, every POST writes
-        client.post(f"{T}/customers", json={"name": "Idem"})
+        client.post(f"{T}/customers", json={"name": "Idem"}, headers=auth)
         assert count_customers(server_crm, "Idem") == 4
         # a failed request stores nothing: the key stays free
-        bad = {"Idempotency-Key": "failed-once"}
+        bad = {**auth, "Idempotency-Key": "failed-once"}
         assert client.post(f"{T}/customers", json={"name": 5}, headers=bad).status_code == 422
         later = client.post(f"{T}/customers", json={"name": "Late"}, headers=bad)
         assert later.status_code == 201 and "idempotent-replayed" not in later.headers
+        # a malformed key is refused
+        for wrong in ("", "x" * 201, "caf\u00e9".encode()):
+            r = client.post(
+                f"{T}/customers", json={"name": "Nope"}, headers={**auth, "Idempotency-Key": wrong}
+            )
+            assert_problem(r, 422, "validation-error")
+        assert count_customers(server_crm, "Nope") == 0
+        # public routes ignore the key (a sign-in's response must never be stored or shared)
+        open_key = {"Idempotency-Key": "public-key"}
+        for _ in range(2):
+            r = client.post(f"{T}/open-customers", json={"name": "Open"}, headers=open_key)
+            assert r.status_code == 201 and "idempotent-replayed" not in r.headers
+        assert count_customers(server_crm, "Open") == 4
 
 
 def test_concurrent_posts_with_one_key_write_once(
-    served: LiveServer, server_crm: crmkit.CRM
+    served: LiveServer, server_crm: crmkit.CRM, staff_token: str
 ) -> None:
     """Real concurrent requests: the handler sleeps inside its transaction, so they overlap."""
     results: list[httpx.Response] = []
     barrier = threading.Barrier(4)
+    headers = {"Authorization": f"Bearer {staff_token}", "Idempotency-Key": "race-key"}
 
     def post() -> None:
         with served.client() as client:
             barrier.wait()
             results.append(
-                client.post(
-                    f"{T}/customers",
-                    json={"name": "Race", "sleep": 0.3},
-                    headers={"Idempotency-Key": "race-key"},
-                )
+                client.post(f"{T}/customers", json={"name": "Race", "sleep": 0.3}, headers=headers)
             )
 
     threads = [threading.Thread(target=post) for _ in range(4)]
