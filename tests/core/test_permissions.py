@@ -253,9 +253,13 @@ class NoEditsOfVips:
 
     @crmkit.hookimpl
     def crmkit_permission_allowed(self, crm, actor, action, resource):
-        if action == "customers.write" and resource is not None and resource.customer_id:
-            if crm.customers._get(resource.customer_id).attributes.get("vip"):
-                return "VIP customers are edited by key account managers only"
+        about = resource.customer_id if resource is not None else None
+        if (
+            action == "customers.write"
+            and about
+            and crm.customers._get(about).attributes.get("vip")
+        ):
+            return "VIP customers are edited by key account managers only"
         return None
 
 
