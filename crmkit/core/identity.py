@@ -345,6 +345,7 @@ def _start_session(
             },
         )
         c.execute(delete(t.login_failures).where(t.login_failures.c.key == account_key))
+        _prune(crm, c, row.id, moment)
         if needs_rehash(row.password_hash):
             c.execute(
                 update(t.staff)
@@ -358,6 +359,19 @@ def _start_session(
             changes={"session": [None, "started"], "address": [None, address]},
         )
     return LoginResult(token, csrf, actor, expires_at)
+
+
+def _prune(crm: CRM, connection: Connection, staff_id: int, now: dt.datetime) -> None:
+    """Housekeeping at each sign-in: the member's ended sessions, everyone's failures older
+    than the back-off window (both tables only ever hold what still matters)."""
+    s = t.sessions.c
+    idle = dt.timedelta(minutes=crm.config.server.session_idle_minutes)
+    connection.execute(
+        delete(t.sessions).where(
+            s.staff_id == staff_id, (s.expires_at <= now) | (s.last_seen_at < now - idle)
+        )
+    )
+    connection.execute(delete(t.login_failures).where(t.login_failures.c.at <= now - WINDOW))
 
 
 def session_actor(

@@ -334,6 +334,25 @@ def test_login_rotates_the_session(team):
     identity.session_actor(crm, third.session_token, now=at(4))
 
 
+def test_sign_in_prunes_ended_sessions_and_old_failures(team):
+    crm = team
+    old = identity.login(crm, "li.na", PASSWORD, now=T0).session_token
+    other = identity.login(crm, "boss", ADMIN_PASSWORD, now=T0).session_token
+    fail(crm, "ghost", address="10.6.0.1", when=at(1))
+    fresh = identity.login(crm, "li.na", PASSWORD, now=at(minutes=30)).session_token
+    fail(crm, "ghost", address="10.6.0.1", when=at(minutes=50))
+    with crm.reading() as connection:
+        assert len(connection.execute(select(t.sessions)).all()) == 3  # nothing ended yet
+    identity.login(crm, "li.na", PASSWORD, now=at(minutes=61))  # the first one is idle
+    with crm.reading() as connection:
+        ids = set(connection.scalars(select(t.sessions.c.id)))
+        left = list(connection.scalars(select(t.login_failures.c.at)))
+    assert identity._sha256(old) not in ids  # ended: idle for over an hour
+    assert identity._sha256(fresh) in ids
+    assert identity._sha256(other) in ids  # another member's sessions are theirs to end
+    assert left == [at(minutes=50)] * 2  # account and address; the older pair is gone
+
+
 def test_logout(team):
     crm = team
     token = identity.login(crm, "li.na", PASSWORD, now=T0).session_token
