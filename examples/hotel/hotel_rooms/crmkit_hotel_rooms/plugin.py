@@ -8,10 +8,11 @@ from typing import Any
 from sqlalchemy import delete, select
 
 import crmkit
+from crmkit.plugin import Forbidden
 from crmkit_hotel_rooms import service
 from crmkit_hotel_rooms.tables import preferences
 
-CRMKIT_API = ">=1.2,<2"  # crmkit.plugin
+CRMKIT_API = ">=1.3,<2"  # crmkit.plugin with permissions, audit and routes
 CRMKIT_NAME = "hotel_rooms"  # also when registered as an object (tests, scripts)
 CRMKIT_USES = ("loyalty",)  # adds the `nights` earn rule when loyalty is enabled
 
@@ -50,6 +51,20 @@ def crmkit_register_template_dirs() -> list[str]:
 
 
 @crmkit.hookimpl
+def crmkit_register_permissions() -> tuple[Any, ...]:
+    """hotel_rooms.read and hotel_rooms.write (see :mod:`crmkit_hotel_rooms.service`)."""
+    return service.PERMISSIONS
+
+
+@crmkit.hookimpl
+def crmkit_register_routes() -> list[Any]:
+    """GET /guests/{id} and PATCH /guests/{id}/preferences (see :mod:`.api`)."""
+    from crmkit_hotel_rooms.api import routes
+
+    return routes()
+
+
+@crmkit.hookimpl
 def crmkit_register_commands(cli: Any) -> None:
     from crmkit_hotel_rooms.cli import rooms
 
@@ -58,7 +73,10 @@ def crmkit_register_commands(cli: Any) -> None:
 
 @crmkit.hookimpl
 def crmkit_customer_360_section(crm: Any, customer: Any) -> crmkit.Section | None:
-    found = service.profile(crm, customer.id)
+    try:
+        found = service.profile(crm, customer.id)
+    except Forbidden:  # a role without hotel_rooms.read sees no room preferences
+        return None
     if found is None:
         return None
     return crmkit.Section(

@@ -1,9 +1,18 @@
-"""Room preferences, stays, and the ``nights`` earn rule for the loyalty plugin."""
+"""Room preferences, stays, and the ``nights`` earn rule for the loyalty plugin.
+
+Permissions (:data:`PERMISSIONS`): ``hotel_rooms.read`` to see a guest's preferences and
+stays, ``hotel_rooms.write`` to record preferences; both scoped to the customers a role
+works on (front desk staff hold the service roles: every guest). Stays are core orders:
+recording them needs the core's ``orders.write``. Every change of preferences records a
+``room_preferences.update`` audit entry with the fields before and after.
+"""
 
 from __future__ import annotations
 
 import csv
 import datetime as dt
+import hashlib
+import json
 import zoneinfo
 from collections.abc import Mapping
 from decimal import Decimal
@@ -15,10 +24,27 @@ from sqlalchemy import and_, func, insert, select, update
 
 import crmkit
 import crmkit.plugin as ck
-from crmkit.plugin import BulkResult, ValidationError, to_money
+from crmkit.plugin import (
+    BulkResult,
+    PermissionSpec,
+    PreconditionFailed,
+    Resource,
+    ValidationError,
+    to_money,
+)
 from crmkit_hotel_rooms.tables import preferences
 
 FIELDS = ("floor", "pillow", "bed", "quiet", "note")
+READ = "hotel_rooms.read"
+WRITE = "hotel_rooms.write"
+_SERVICE = {"technical_support": "all", "complaint_handler": "all", "manager": "all"}
+PERMISSIONS = (
+    PermissionSpec(READ, "see guests' room preferences and stays",
+                   default_grants={"sales_rep": "own", "sales_manager": "team",
+                                   "cost_accounting": "all", **_SERVICE}),
+    PermissionSpec(WRITE, "record guests' room preferences",
+                   default_grants={"sales_rep": "own", "sales_manager": "team", **_SERVICE}),
+)  # fmt: skip
 CHECK_IN = dt.time(15, 0)
 CHECK_OUT = dt.time(11, 0)
 
@@ -48,8 +74,12 @@ def prefer(
     quiet: bool | None = None,
     note: str | None = None,
     staff: str | None = None,
+    expected: str | None = None,
 ) -> dict[str, Any]:
-    """Set a guest's room preferences; only the values given change. Returns the profile."""
+    """Set a guest's room preferences; only the values given change. Returns the profile.
+
+    ``expected``: the profile's :func:`etag` the caller read (HTTP ``If-Match``); when it
+    changed since, :class:`PreconditionFailed` and nothing is written."""
     changes = {
         "floor": _choice(crm, "floor", floor, "floors"),
         "pillow": _choice(crm, "pillow", pillow, "pillows"),
@@ -62,28 +92,49 @@ def prefer(
         raise ValidationError(
             "give at least one preference: --floor, --pillow, --bed, --quiet or --note"
         )
+    crm.authorise(WRITE, Resource.customer(customer_id))
     with crm.transaction(actor=staff) as ctx:
         crm.customers.get(customer_id)  # NotFound names the customer
         if staff:
             crm.staff.get(staff)
-        values = {**changes, "updated_by": staff, "updated_at": ctx.now}
+        query = select(preferences).where(preferences.c.customer_id == customer_id)
+        row = ctx.connection.execute(query.with_for_update()).first()
+        before = {k: getattr(row, k) for k in FIELDS} if row is not None else {}
+        if expected is not None and expected != etag(_profile(row)):
+            raise PreconditionFailed(
+                "the guest's room preferences changed since you read them; read them again"
+            )
+        values = {**changes, "updated_by": ctx.actor.label, "updated_at": ctx.now}
         done = ctx.connection.execute(
             update(preferences).where(preferences.c.customer_id == customer_id).values(values)
         )
         if not done.rowcount:
             ctx.connection.execute(insert(preferences).values(customer_id=customer_id, **values))
+        ctx.audit("room_preferences.update", "room_preferences", customer_id,
+                  customer_id=customer_id, before=before, after={**before, **changes})  # fmt: skip
     return profile(crm, customer_id) or {}
+
+
+def _profile(row: Any) -> dict[str, Any] | None:
+    if row is None:
+        return None
+    return {k: getattr(row, k) for k in (*FIELDS, "updated_by", "updated_at")}
+
+
+def etag(found: dict[str, Any] | None) -> str:
+    """The ETag of a profile: the first 16 hex of the SHA-256 of its canonical JSON."""
+    text = json.dumps(ck.jsonable(found), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def profile(crm: crmkit.CRM, customer_id: int) -> dict[str, Any] | None:
     """A guest's room preferences, or None when none were recorded."""
+    crm.authorise(READ, Resource.customer(customer_id))
     with crm.reading() as connection:
         row = connection.execute(
             select(preferences).where(preferences.c.customer_id == customer_id)
         ).first()
-    if row is None:
-        return None
-    return {k: getattr(row, k) for k in (*FIELDS, "updated_by", "updated_at")}
+    return _profile(row)
 
 
 def stay_order(
@@ -163,6 +214,7 @@ def record_stays(crm: crmkit.CRM, path: str | Path) -> BulkResult:
 
 def stays(crm: crmkit.CRM, customer_id: int) -> dict[str, Any]:
     """Number of paid stays and room nights of a guest."""
+    crm.authorise(READ, Resource.customer(customer_id))
     category = settings(crm)["room_category"]
     with crm.reading() as connection:
         row = connection.execute(
