@@ -204,8 +204,10 @@ def latest_snapshot(crm: Any, scheme: str) -> Snapshot:
 
 
 def movement(crm: Any, snapshot_a: int, snapshot_b: int) -> dict[str, Any]:
-    """How many customers moved from each segment of A to each segment of B (SQL counts)."""
+    """How many customers moved from each segment of A to each segment of B (SQL counts),
+    counting the customers the actor may see (``segmentation.read``)."""
     a, b = get_snapshot(crm, snapshot_a), get_snapshot(crm, snapshot_b)
+    owners = access.visible_owners(crm, access.READ)
     if a.scheme != b.scheme:
         raise ValidationError(
             f"segmentation: snapshot {a.id} is {a.scheme!r} and {b.id} is {b.scheme!r}; "
@@ -219,13 +221,14 @@ def movement(crm: Any, snapshot_a: int, snapshot_b: int) -> dict[str, Any]:
                 mb, sa.and_(mb.c.customer_id == ma.c.customer_id, mb.c.snapshot_id == b.id)
             )
         )
-        .where(ma.c.snapshot_id == a.id)
+        .where(ma.c.snapshot_id == a.id, *_visible(ma, owners))
         .group_by(ma.c.segment, mb.c.segment)
     )
     entered = (
         sa.select(mb.c.segment, sa.func.count())
         .where(
             mb.c.snapshot_id == b.id,
+            *_visible(mb, owners),
             ~sa.exists().where(ma.c.snapshot_id == a.id, ma.c.customer_id == mb.c.customer_id),
         )
         .group_by(mb.c.segment)
@@ -258,6 +261,14 @@ def movement(crm: Any, snapshot_a: int, snapshot_b: int) -> dict[str, Any]:
         ],
         "rows": matrix,
     }
+
+
+def _visible(members: Any, owners: frozenset[str] | None) -> list[Any]:
+    """WHERE clauses keeping the memberships of customers owned by ``owners`` (none: all)."""
+    if owners is None:
+        return []
+    seen = sa.select(customers.c.id).where(access.owner_clause(owners))
+    return [members.c.customer_id.in_(seen)]
 
 
 def _label_order(crm: Any, scheme: str, labels: set[str]) -> list[str]:

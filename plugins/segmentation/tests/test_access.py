@@ -79,6 +79,10 @@ def test_roles_on_snapshots_and_members(shop: Any) -> None:
         assert sum(n for _, n in snaps.segment_counts(crm, snap.id)) == 3
     with as_(crm, "rep_b"):
         assert all_members(crm, snap.id) == {ids["b2"]}
+        moved = snaps.movement(crm, snap.id, snap.id)  # counts only rep_b's customers
+        assert moved["snapshots"]["stayed"] == 3 and moved["snapshots"]["moved"] == 0
+    with as_(crm, "boss"):
+        assert snaps.movement(crm, snap.id, snap.id)["snapshots"]["stayed"] == 6
     with as_(crm, "lead"):  # a sales manager: the team (rep_a's customers)
         assert all_members(crm, snap.id) == consenting & shop.a
     with as_(crm, "support"), pytest.raises(Forbidden) as refused:
