@@ -259,6 +259,7 @@ def customer_consent(
 @pass_crm
 def customer_export(crm: Any, ref: str, output: str | None) -> None:
     """Everything held on a customer as JSON; each plugin's part is under "plugins", by name."""
+    crm.permissions.require(crm.actor, "customers.export")  # 403 before any look-up
     data = crm.customers.export(p.customer(crm, ref).id)
     text = json.dumps(data, ensure_ascii=False, indent=2)
     if output is None:
@@ -281,6 +282,7 @@ def customer_erase(crm: Any, ref: str, yes: bool) -> None:
     """
     from crmkit.core import personal
 
+    crm.permissions.require(crm.actor, "customers.erase")  # 403 before any look-up
     target = p.customer(crm, ref)
     if target.erased_at is None and not yes:
         raise UserError(
