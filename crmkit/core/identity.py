@@ -196,14 +196,18 @@ def _clip(text: Any, size: int) -> str:
 
 def retry_after(crm: CRM, username: str, address: str | None, now: dt.datetime) -> int:
     """Seconds the next sign-in for ``username`` from ``address`` must still wait (0: none)."""
+    with crm.reading() as connection:
+        return _wait(connection, _failure_keys(username, address), now)
+
+
+def _wait(connection: Connection, keys: list[str], now: dt.datetime) -> int:
     f = t.login_failures.c
     wait = 0.0
-    with crm.reading() as connection:
-        rows = connection.execute(
-            select(f.key, func.count(), func.max(f.at))
-            .where(f.key.in_(_failure_keys(username, address)), f.at > now - WINDOW)
-            .group_by(f.key)
-        ).all()
+    rows = connection.execute(
+        select(f.key, func.count(), func.max(f.at))
+        .where(f.key.in_(keys), f.at > now - WINDOW)
+        .group_by(f.key)
+    ).all()
     for _key, count, last in rows:
         if count < FREE_FAILURES:
             continue
@@ -220,11 +224,27 @@ def _as_utc(value: Any) -> dt.datetime:
     return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
-def _record_failure(crm: CRM, keys: list[str], now: dt.datetime) -> None:
+def _claim_attempt(crm: CRM, keys: list[str], now: dt.datetime) -> tuple[int, list[int]]:
+    """Check the back-off and count this attempt as a failure, in one step: ``(wait, [])``
+    when it must wait, else ``(0, ids of the failure rows)`` (a success deletes them).
+
+    Counting before the password is checked, atomically (SQLite: the write lock taken at
+    BEGIN; PostgreSQL: an advisory lock per key), means parallel guesses cannot all pass
+    the check before any of them is counted."""
     f = t.login_failures.c
     with _bookkeeping(crm) as connection:
+        if connection.dialect.name == "postgresql":
+            for key in sorted(keys):
+                connection.execute(select(func.pg_advisory_xact_lock(func.hashtext(key))))
+        wait = _wait(connection, keys, now)
+        if wait:
+            return wait, []
         connection.execute(delete(t.login_failures).where(f.key.in_(keys), f.at <= now - WINDOW))
-        connection.execute(insert(t.login_failures), [{"key": key, "at": now} for key in keys])
+        ids = [
+            connection.scalar(insert(t.login_failures).returning(f.id), {"key": key, "at": now})
+            for key in keys
+        ]
+    return 0, ids
 
 
 # -- sign-in and sessions ---------------------------------------------------------------
@@ -294,7 +314,7 @@ def login(
     moment = _aware(now)
     name = username if isinstance(username, str) else ""
     keys = _failure_keys(name, address)
-    wait = retry_after(crm, name, address, moment)
+    wait, claimed = _claim_attempt(crm, keys, moment)
     if wait:
         raise TooManyAttempts(
             f"too many failed sign-ins; try again in {wait} seconds", retry_after=wait
@@ -306,13 +326,12 @@ def login(
         stored or _dummy_hash(), password if isinstance(password, str) else ""
     )
     if row is None or stored is None or not matches or not row.active:
-        _record_failure(crm, keys, moment)
-        raise Unauthenticated(WRONG_CREDENTIALS)
+        raise Unauthenticated(WRONG_CREDENTIALS)  # counted already by _claim_attempt
     actor = _actor_of(row, request_id)
     replaced = previous_session_id
     if previous_session and isinstance(previous_session, str):
         replaced = _sha256(previous_session)
-    return _start_session(crm, row, actor, password, keys[0], address, replaced, moment)
+    return _start_session(crm, row, actor, password, (keys[0], claimed), address, replaced, moment)
 
 
 def _start_session(
@@ -320,7 +339,7 @@ def _start_session(
     row: Any,
     actor: Actor,
     password: str,
-    account_key: str,
+    counted: tuple[str, list[int]],
     address: str | None,
     replaced: str | None,
     moment: dt.datetime,
@@ -344,7 +363,10 @@ def _start_session(
                 "address": _clip(address, 64) if address else None,
             },
         )
-        c.execute(delete(t.login_failures).where(t.login_failures.c.key == account_key))
+        # the account's failures end with a success; so does this attempt's own count
+        f = t.login_failures.c
+        account_key, claimed = counted
+        c.execute(delete(t.login_failures).where((f.key == account_key) | f.id.in_(claimed)))
         _prune(crm, c, row.id, moment)
         if needs_rehash(row.password_hash):
             c.execute(

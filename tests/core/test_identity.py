@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from argon2 import PasswordHasher
@@ -235,6 +236,26 @@ def test_back_off_per_account(team):
     identity.login(crm, "li.na", PASSWORD, address="10.9.9.9", now=at(7))
     assert "account:li.na" not in failures(crm)
     fail(crm, "li.na", address="10.3.0.1", when=at(8))  # counting starts again
+
+
+def test_parallel_guesses_are_counted_before_any_password_is_checked(team):
+    """Twelve guesses at once: five are checked, the rest wait (none slips through while the
+    first ones are still hashing)."""
+    crm = team
+
+    def guess(number: int) -> str:
+        try:
+            identity.login(crm, "li.na", f"guess {number}!", address=f"10.7.0.{number}", now=T0)
+        except TooManyAttempts:
+            return "wait"
+        except Unauthenticated:
+            return "wrong"
+        return "in"
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        outcomes = list(pool.map(guess, range(12)))
+    assert sorted(outcomes) == ["wait"] * 7 + ["wrong"] * 5
+    assert failures(crm)["account:li.na"] == 5
 
 
 def test_back_off_caps_at_fifteen_minutes_and_forgets_old_failures(team):
