@@ -106,8 +106,39 @@ def render(document: dict[str, Any] | None = None) -> str:
                 f"{_query(operation)} | {_cell(_body(operation))} | {_cell(answer)} |"
             )
         lines.append("")
+    lines += permission_table()
     lines.append(END)
     return "\n".join(lines) + "\n"
+
+
+def permission_table() -> list[str]:
+    """The core's permissions and the scope each default role holds them at (``own``:
+    the member's customers, ``team``: their reports' too, ``all``; admin holds all)."""
+    from crmkit.core.permissions import ADMIN_ROLE, CORE_PERMISSIONS
+
+    roles: list[str] = []
+    for spec in CORE_PERMISSIONS:
+        roles += [r for r in spec.default_grants if r not in roles]
+    roles.append(ADMIN_ROLE)
+    lines = [
+        "### Permissions of the default roles",
+        "",
+        "Each operation calls a service that checks one of these for the caller (a token: "
+        "its staff member's roles, narrowed to its scopes). `own`: the customers the member "
+        "owns; `team`: also those of everyone reporting to them; `all`: every customer. "
+        "`[roles.<name>]` in crmkit.toml changes or adds roles; plugins add permissions.",
+        "",
+        "| Permission | Allows | " + " | ".join(roles) + " |",
+        "|---|---|" + "---|" * len(roles),
+    ]
+    for spec in CORE_PERMISSIONS:
+        cells = [
+            "all" if role == ADMIN_ROLE else spec.default_grants.get(role, "") for role in roles
+        ]
+        cells = [c if spec.scoped or not c else "yes" for c in cells]
+        lines.append(f"| `{spec.name}` | {_cell(spec.description)} | " + " | ".join(cells) + " |")
+    lines.append("")
+    return lines
 
 
 def updated(text: str, generated: str) -> str:

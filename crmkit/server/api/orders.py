@@ -62,8 +62,9 @@ def add_order(req: ApiRequest) -> ApiResponse:
         channel=body.channel,
         lines=lines,
     )
+    stored = req.crm.orders.get(added.id)  # as every later read gives it (amount scale)
     return ApiResponse(
-        body=c.order_out(added), status=201, headers={"Location": f"/api/v1/orders/{added.id}"}
+        body=c.order_out(stored), status=201, headers={"Location": f"/api/v1/orders/{added.id}"}
     )
 
 
