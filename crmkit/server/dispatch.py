@@ -231,12 +231,14 @@ class Dispatch:
 
     async def _run(self) -> Response:
         await self.server.require_ready()
-        path = self._path_params()
-        query = codec.decode_query(self.route.query, self.request.query_params.multi_items())
+        # who asks comes first: without credentials every route but a public one is a 401,
+        # whatever else is wrong with the request
         actor, csrf = await self._authenticate()
         state = self.request.scope.setdefault("state", {})
         state["actor_name"] = actor.name
         state["staff_id"] = actor.staff_id
+        path = self._path_params()
+        query = codec.decode_query(self.route.query, self.request.query_params.multi_items())
         raw = b""
         if self.route.body_kind != "stream" and self.request.method.upper() in UNSAFE:
             raw = await self.request.body()

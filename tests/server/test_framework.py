@@ -109,6 +109,10 @@ def test_authentication(
         doc = assert_problem(client.get(f"{T}/private"), 401, "unauthenticated")
         assert "sign in" in doc["detail"]
         assert client.get(f"{T}/private").headers["www-authenticate"] == "Bearer"
+        # identity is checked first: a bad query or body does not hide the 401
+        assert_problem(client.get(f"{T}/private?bogus=1"), 401, "unauthenticated")
+        bad_body = client.post(f"{T}/customers", content=b"{", headers={"content-type": "x/y"})
+        assert_problem(bad_body, 401, "unauthenticated")
         for header in ("Bearer crm_nonsense", "Basic YW5uOng=", "Bearer", "Bearer a b"):
             r = client.get(f"{T}/private", headers={"Authorization": header})
             assert_problem(r, 401, "unauthenticated")
