@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from crmkit.cli import CliState, UserError, cli, common_options
+from crmkit.errors import SchemaOutOfDate
 
 #: one JSON line per request on stderr (logger crmkit.access), uvicorn's own messages beside
 LOG_CONFIG: dict[str, Any] = {
@@ -88,6 +89,7 @@ def serve(
             err=True,
         )
     _pass_configuration(state, config)
+    _check_application()
     log_config = {**LOG_CONFIG, "loggers": dict(LOG_CONFIG["loggers"])}
     if quiet:
         log_config["loggers"]["crmkit.access"] = {"level": "WARNING", "propagate": False}
@@ -108,6 +110,34 @@ def serve(
     except SystemExit as exc:  # uvicorn exits on a start-up failure (port in use, app error)
         if exc.code not in (0, None):
             raise UserError(f"the server stopped at start-up (exit status {exc.code})") from None
+
+
+def _check_application() -> None:
+    """Build what every worker builds once here, so a mistake (two routes with one path, a
+    plugin failing to load) is one clear error instead of workers failing in a loop; warn
+    when the schema is not at head (the server starts; /readyz answers 503 until upgraded)."""
+    from crmkit.server import app, dispatch
+
+    crm = app.open_crm()
+    try:
+        for status in crm.plugin_statuses:
+            if status.enabled and not status.ok:
+                click.echo(
+                    f"warning: plugin {status.name!r} is not loaded: {status.reason}", err=True
+                )
+        dispatch.route_table(crm)
+        try:
+            crm.check_schema()
+        except SchemaOutOfDate:
+            click.echo(
+                "warning: schema not at head: run crmkit db upgrade (until then /readyz and "
+                "the API answer 503)",
+                err=True,
+            )
+        except Exception as exc:  # the database does not answer: /readyz will say so
+            click.echo(f"warning: database unreachable: {type(exc).__name__}: {exc}", err=True)
+    finally:
+        crm.close()
 
 
 def _pass_configuration(state: CliState, config: Any) -> None:

@@ -144,6 +144,9 @@ def create_app(crm: CRM | None = None) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        for status in server.crm.plugin_statuses:
+            if status.enabled and not status.ok:
+                log.warning("plugin %r is not loaded: %s", status.name, status.reason)
         await run_in_threadpool(server.check)
         if not server.ready:
             log.warning("crmkit serve: not ready: %s", server.not_ready_reason)

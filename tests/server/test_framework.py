@@ -56,6 +56,7 @@ def test_readyz_names_a_schema_not_upgraded(
         assert client.get("/healthz").status_code == 200
         doc = assert_problem(client.get("/readyz"), 503, "not-ready")
         assert "schema not at head: run crmkit db upgrade" in doc["detail"]
+        assert "warning: schema not at head: run crmkit db upgrade" in server.output()
         # the API answers 503 too rather than failing on missing tables
         assert_problem(client.get(f"{T}/whoami"), 503, "not-ready")
         # once upgraded, the same process becomes ready
