@@ -12,6 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import crmkit
 from crmkit.testing import LiveServer
@@ -407,3 +409,92 @@ def test_access_log_lines(served: LiveServer, staff_token: str) -> None:
     assert lines["log-check-2"]["actor"] == "anonymous"
     text = served.output()
     assert staff_token not in text and "very-private-body-value" not in text
+
+
+# -- the codec alone: whatever the bytes, a decoded instance or a 4xx problem ------------
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**80), max_value=2**80)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "name",
+                    "count",
+                    "price",
+                    "at",
+                    "day",
+                    "flag",
+                    "kind",
+                    "tags",
+                    "lines",
+                    "extra",
+                    "sku",
+                    "amount",
+                    "other",
+                ]
+            )
+            | st.text(max_size=5),
+            children,
+            max_size=5,
+        )
+    ),  # fmt: skip
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=json_values)
+def test_codec_decodes_or_refuses_with_a_4xx(value: object) -> None:
+    from crmkit.server import codec
+    from crmkit.server.problems import Problem
+
+    plugin = _serverplugin()
+    raw = json.dumps(value).encode()
+    for cls in (plugin.EchoBody, plugin.ListQuery, plugin.CustomerBody):
+        try:
+            decoded = codec.decode_json(cls, raw)
+        except Problem as problem:
+            assert 400 <= problem.status < 500
+        else:
+            assert isinstance(decoded, cls)
+            codec.encode(decoded)  # and what was decoded encodes again
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    raw=st.binary(max_size=60),
+    pairs=st.lists(st.tuples(st.text(max_size=8), st.text(max_size=8)), max_size=4),
+)
+def test_codec_refuses_any_bytes_and_query_with_a_4xx(raw: bytes, pairs: list) -> None:
+    from crmkit.server import codec
+    from crmkit.server.problems import Problem
+
+    plugin = _serverplugin()
+    try:
+        codec.decode_json(plugin.EchoBody, raw)
+    except Problem as problem:
+        assert 400 <= problem.status < 500
+    try:
+        codec.decode_query(plugin.ListQuery, pairs)
+    except Problem as problem:
+        assert 400 <= problem.status < 500
+
+
+def _serverplugin() -> object:
+    import importlib.util
+    import sys
+
+    name = "crmkit_test_serverplugin"
+    if name not in sys.modules:
+        path = Path(__file__).with_name("serverplugin.py")
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
