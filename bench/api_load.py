@@ -301,6 +301,7 @@ class Tally:
         self.times: dict[str, list[float]] = {k: [] for k in KINDS}
         self.errors: dict[str, int] = {k: 0 for k in KINDS}
         self.examples: list[str] = []
+        self.cpu = 0.0  # CPU seconds the server's processes used while measured
 
     def error(self, kind: str, what: str) -> None:
         self.errors[kind] += 1
@@ -336,16 +337,43 @@ async def client(
     connection.close()
 
 
+def cpu_seconds(root: int) -> float:
+    """CPU time (user + system) used so far by process ``root`` and its descendants."""
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        parents[int(entry.name)] = int(fields[1])
+        times[int(entry.name)] = (int(fields[11]) + int(fields[12])) / tick
+    tree, todo = {root}, [root]
+    while todo:
+        parent = todo.pop()
+        for pid, ppid in parents.items():
+            if ppid == parent and pid not in tree:
+                tree.add(pid)
+                todo.append(pid)
+    return sum(times.get(pid, 0.0) for pid in tree)
+
+
 async def drive(port: int, headers: dict[str, str], customers: int, clients: int,
-                seconds: float, warmup: float) -> Tally:  # fmt: skip
+                seconds: float, warmup: float, server: int) -> Tally:  # fmt: skip
     tally = Tally()
     loop = asyncio.get_running_loop()
     started = loop.time()
     until = started + warmup + seconds
+    marks: list[float] = []
+    loop.call_at(started + warmup, lambda: marks.append(cpu_seconds(server)))
     await asyncio.gather(*(
         client(port, headers, customers, 1000 + n, started, warmup, until, tally)
         for n in range(clients)
     ))  # fmt: skip
+    tally.cpu = cpu_seconds(server) - marks[0]
     return tally
 
 
@@ -360,7 +388,11 @@ def report(name: str, tally: Tally, seconds: float) -> dict[str, float]:
     done = sum(len(v) for v in tally.times.values())
     errors = sum(tally.errors.values())
     rate = done / seconds
-    print(f"\n{name}: {rate:,.0f} requests/s ({done:,} in {seconds:.0f} s), errors {errors}")
+    cpu_ms = tally.cpu * 1000 / done if done else float("nan")
+    print(
+        f"\n{name}: {rate:,.0f} requests/s ({done:,} in {seconds:.0f} s), errors {errors}; "
+        f"server CPU {cpu_ms:.1f} ms a request"
+    )
     print(f"  {'kind':<12}{'count':>8}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'errors':>8}")
     for kind in KINDS:
         values = tally.times[kind]
@@ -378,7 +410,7 @@ def report(name: str, tally: Tally, seconds: float) -> dict[str, float]:
         )
     for example in tally.examples:
         print(f"  ! {example}")
-    return {"rate": rate, "errors": errors, "read_p95": percentile(reads, 0.95)}
+    return {"rate": rate, "errors": errors, "read_p95": percentile(reads, 0.95), "cpu_ms": cpu_ms}
 
 
 def run_one(name: str, start: Callable[[int], subprocess.Popen[bytes]], headers: dict[str, str],
@@ -388,7 +420,9 @@ def run_one(name: str, start: Callable[[int], subprocess.Popen[bytes]], headers:
     try:
         wait_ready(port, process)
         tally = asyncio.run(
-            drive(port, headers, args.customers, args.clients, args.seconds, args.warmup)
+            drive(
+                port, headers, args.customers, args.clients, args.seconds, args.warmup, process.pid
+            )
         )
     finally:
         stop(process)
@@ -451,6 +485,13 @@ def main() -> None:
         p95 = max(r["read_p95"] for r in results["crmkit"]) * 1000
         print(f"crmkit throughput: {ours / bare:.0%} of the bare app's (target >= 70%)")
         print(f"crmkit read p95: {p95:.1f} ms (target <= 50 ms)")
+        bare_cpu = sum(r["cpu_ms"] for r in results["bare"]) / len(results["bare"])
+        our_cpu = sum(r["cpu_ms"] for r in results["crmkit"]) / len(results["crmkit"])
+        print(
+            f"server CPU a request: crmkit {our_cpu:.1f} ms, bare {bare_cpu:.1f} ms: "
+            f"{bare_cpu / our_cpu:.0%} (the throughput ratio on an idle machine with CPU "
+            "the limit; the database's own CPU not counted)"
+        )
     if any(r["errors"] for rs in results.values() for r in rs):
         raise SystemExit("errors: see above")
 
