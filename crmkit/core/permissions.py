@@ -99,12 +99,14 @@ CORE_PERMISSIONS: tuple[PermissionSpec, ...] = (
           technical_support="all", complaint_handler="all", manager="all"),
     _core("orders.write", "add orders and change their status and costs",
           sales_rep="own", sales_manager="team", cost_accounting="all", manager="all"),
+    # complaint handlers work complaints, which are workflow instances; a stage's own
+    # roles still decide who moves it (a handler cannot move a sales deal's stages)
     _core("workflows.read", "see deals and other workflow instances",
           sales_rep="own", sales_manager="team", cost_accounting="all",
-          technical_support="all", manager="all"),
+          technical_support="all", complaint_handler="all", manager="all"),
     _core("workflows.move", "start workflow instances and move them between stages",
           sales_rep="own", sales_manager="team", cost_accounting="all",
-          technical_support="all", manager="all"),
+          technical_support="all", complaint_handler="all", manager="all"),
     _core("staff.read", "see staff members", False,
           sales_rep="all", sales_manager="all", cost_accounting="all",
           technical_support="all", complaint_handler="all", manager="all"),
