@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import re
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -31,6 +32,7 @@ from crmkit.core.serialize import jsonable
 from crmkit.server.problems import Problem
 
 INT_MIN, INT_MAX = -(2**63), 2**63 - 1
+_SPACED_OFFSET = re.compile(r"(?<=\d) (\d\d(:?\d\d)?)$")
 MAX_DEPTH = 32
 _NONE = type(None)
 
@@ -291,8 +293,11 @@ class _Decoder:
     def datetime(self, value: Any, field: str) -> dt.datetime:
         if not isinstance(value, str):
             raise _fail(field, "a date and time (ISO 8601 with an offset)", value)
+        text = value.strip()
+        if self.text:  # an unencoded '+' of the offset arrives as a space in a query string
+            text = _SPACED_OFFSET.sub(r"+\1", text)
         try:
-            moment = dt.datetime.fromisoformat(value.strip())
+            moment = dt.datetime.fromisoformat(text)
         except ValueError:
             raise _fail(
                 field, "a date and time in ISO 8601 such as 2024-05-01T09:30:00+08:00"

@@ -46,6 +46,7 @@ class ListQuery:
     limit: int = 50
     cursor: str | None = None
     kind: Literal["a", "b"] | None = None
+    since: dt.datetime | None = None
 
 
 @attrs.define

@@ -121,7 +121,8 @@ def test_test_routes_are_documented(document: dict) -> None:
 
     items = paths[f"{T}/items"]["get"]
     query = {p["name"]: p for p in items["parameters"] if p["in"] == "query"}
-    assert set(query) == {"limit", "cursor", "kind"}
+    assert set(query) == {"limit", "cursor", "kind", "since"}
+    assert query["since"]["schema"]["format"] == "date-time"
     assert query["limit"]["required"] is False and query["limit"]["schema"]["default"] == 50
     ok = items["responses"]["200"]
     assert ok["content"]["application/json"]["schema"] == {
