@@ -163,14 +163,10 @@ def test_token_create_shows_it_once(team, cli):
     assert rows[0]["active"] is False and rows[0]["revoked_at"]
     assert audit(team, "token.create") == [(f"cli:{os_user()}", "cli")]
     assert audit(team, "token.revoke") == [(f"cli:{os_user()}", "cli")]
-    with crm_reading(team) as connection:
+    with team.reading() as connection:
         entries = json.dumps([list(r) for r in connection.execute(sql_select(t.audit_log))],
                              default=str)  # fmt: skip
     assert text not in entries and text[4:] not in entries
-
-
-def crm_reading(crm: crmkit.CRM) -> Any:
-    return crm.reading()
 
 
 def test_token_create_json_and_mistakes(team, cli):
