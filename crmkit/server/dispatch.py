@@ -231,17 +231,25 @@ class Dispatch:
 
     async def _run(self) -> Response:
         await self.server.require_ready()
-        # who asks comes first: without credentials every route but a public one is a 401,
-        # whatever else is wrong with the request
-        actor, csrf = await self._authenticate()
-        state = self.request.scope.setdefault("state", {})
-        state["actor_name"] = actor.name
-        state["staff_id"] = actor.staff_id
+        if self.route.body_kind == "stream":
+            # the body is the handler's to read: identify the caller before it starts
+            identity = await run_in_threadpool(self._identify)
+            return await run_in_threadpool(self._serve, identity, b"")
+        raw = b""
+        if self.request.method.upper() in UNSAFE:
+            raw = await self.request.body()
+        # one trip to a worker thread: identity, decoding, the handler
+        return await run_in_threadpool(self._serve, None, raw)
+
+    def _serve(self, identity: tuple[Actor, str | None] | None, raw: bytes) -> Response:
+        """In a worker thread: identify the caller (unless done), decode, run the handler.
+
+        Who asks comes first: without credentials every route but a public one is a 401,
+        whatever else is wrong with the request.
+        """
+        actor, csrf = identity or self._identify()
         path = self._path_params()
         query = codec.decode_query(self.route.query, self.request.query_params.multi_items())
-        raw = b""
-        if self.route.body_kind != "stream" and self.request.method.upper() in UNSAFE:
-            raw = await self.request.body()
         if csrf is not None and self.request.method.upper() in UNSAFE:
             self._check_csrf(csrf, raw)
         body = self._decode_body(raw)
@@ -264,10 +272,17 @@ class Dispatch:
         # shared by every anonymous caller, and run the sign-in inside another transaction
         key = None if self.route.public else self._idempotency_key()
         if key is None:
-            rendered = await run_in_threadpool(self._call, api_request)
-            return rendered.response(self.rid)
+            return self._call(api_request).response(self.rid)
         digest = request_hash(self.request, raw)
-        return await run_in_threadpool(self._idempotent, api_request, key, digest, stream)
+        return self._idempotent(api_request, key, digest, stream)
+
+    def _identify(self) -> tuple[Actor, str | None]:
+        """The caller (noted for the access log) and the session's CSRF token, if any."""
+        actor, csrf = self._authenticate()
+        state = self.request.scope.setdefault("state", {})
+        state["actor_name"] = actor.name
+        state["staff_id"] = actor.staff_id
+        return actor, csrf
 
     # -- inputs ----------------------------------------------------------------
 
@@ -280,7 +295,7 @@ class Dispatch:
                 raise Problem("not-found", f"no resource at {self.request.url.path!r} ({name})")
         return params
 
-    async def _authenticate(self) -> tuple[Actor, str | None]:
+    def _authenticate(self) -> tuple[Actor, str | None]:
         """The actor, and the session's CSRF token when a cookie identified them."""
         header = self.request.headers.get("authorization")
         if header is not None:
@@ -290,12 +305,12 @@ class Dispatch:
                 raise problems.unauthenticated(
                     "the Authorization header must be 'Bearer <token>' with an API token"
                 )
-            actor = await run_in_threadpool(self._token_actor, token)
+            actor = self._token_actor(token)
             return actor.with_request(self.rid), None
         cookie = self.request.cookies.get(SESSION_COOKIE)
         if cookie:
             try:
-                session = await run_in_threadpool(self._session, cookie)
+                session = self._session(cookie)
             except Unauthenticated:
                 if self.route.public:  # an expired cookie does not hide public pages
                     return Actor.anonymous(self.rid), None
