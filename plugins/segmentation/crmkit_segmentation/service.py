@@ -9,6 +9,7 @@ rows of customers the actor may see); ``snapshot`` saves the scheme's result thr
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -70,6 +71,7 @@ def check_options(crm: Any, kind: str, run: AnalysisRun) -> dict[str, Any]:
                 f"{', '.join(allowed) or 'none'}",
                 field=name,
             )
+    _check_values(run)
     if given.get("snapshot") and len(given) > 1:
         extra = sorted(set(given) - {"snapshot"})[0]
         raise ValidationError(
@@ -78,6 +80,26 @@ def check_options(crm: Any, kind: str, run: AnalysisRun) -> dict[str, Any]:
             field=extra,
         )
     return given
+
+
+def _refuse(field: str, message: str) -> ValidationError:
+    return ValidationError(f"segmentation: {field} {message}", field=field)
+
+
+def _check_values(run: AnalysisRun) -> None:
+    """What the commands' option types check (click ranges), for the HTTP API."""
+    if run.bins is not None and not 2 <= run.bins <= 100:
+        raise _refuse("bins", f"must be a whole number from 2 to 100, got {run.bins}")
+    if run.seed is not None and not 0 <= run.seed < 2**32:
+        raise _refuse("seed", f"must be a whole number from 0 to 4294967295, got {run.seed}")
+    for name in ("discount_rate", "current_split", "potential_split"):
+        value = getattr(run, name)
+        if value is not None and not value.is_finite():
+            raise _refuse(name, f"must be a number, got {value}")
+    for name in ("horizon", "margin"):
+        value = getattr(run, name)
+        if value is not None and not math.isfinite(value):
+            raise _refuse(name, f"must be a finite number, got {value}")
 
 
 def run_analysis(crm: Any, kind: str, run: AnalysisRun) -> AnalysisResult:

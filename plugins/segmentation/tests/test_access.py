@@ -209,3 +209,30 @@ def test_http_routes(shop: Any, database_url: str, live_server: Any, tmp_path: A
         for client in c.values():
             client.close()
     assert audit_entries(crm, "segmentation.snapshot")[0].actor.endswith(":boss")
+
+
+@pytest.mark.parametrize(
+    ("kind", "options", "field"),
+    [
+        ("rfm", {"bins": 0}, "bins"),
+        ("rfm", {"bins": 101}, "bins"),
+        ("rfm", {"k": 3}, "k"),
+        ("clusters", {"seed": -1}, "seed"),
+        ("matrix", {"current_split": Decimal("NaN")}, "current_split"),
+        ("clv", {"horizon": float("inf")}, "horizon"),
+        ("abc", {"snapshot": True, "summary": True}, "summary"),
+        ("colour", {}, "kind"),
+    ],
+)
+def test_options_an_analysis_does_not_take_are_refused(
+    shop: Any, kind: str, options: dict[str, Any], field: str
+) -> None:
+    from crmkit_segmentation.schemas import AnalysisRun
+    from crmkit_segmentation.service import run_analysis
+
+    from crmkit.plugin import ValidationError
+
+    with pytest.raises(ValidationError) as refused:
+        run_analysis(shop.crm, kind, AnalysisRun(as_of=AS_OF, **options))
+    assert refused.value.field == field
+    assert snaps.list_snapshots(shop.crm) == []
