@@ -273,7 +273,12 @@ def crmkit_merge_customers(ctx: Any, kept: Any, merged: Any) -> dict[str, Any] |
 
 @ck.hookimpl
 def crmkit_customer_timeline(crm: Any, customer: Any, limit: int) -> list[ck.TimelineEntry]:
-    """Complaints opened and public replies sent to the customer, newest first."""
+    """Complaints opened and public replies sent to the customer, newest first (nothing
+    for a reader without ``complaints.read`` on the customer)."""
+    try:
+        access.on_customer(crm, access.READ, customer.id)
+    except (ck.Forbidden, ck.NotFound):
+        return []
     with crm.reading() as connection:
         return list(personal.timeline(connection, customer.id, limit))
 
