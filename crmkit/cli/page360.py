@@ -274,14 +274,14 @@ def text(crm: Any, view: Customer360) -> str:
         f"[{row['stage_title']}]"
         for row in _workflow_rows(crm, view)
     ]
-    text_templates = crm.templates.overlay(autoescape=False, cache_size=50)
-    for section in view.sections:
-        lines.append(f"{section.title}:")
-        lines += section_text(crm, section, text_templates)
     lines.append(f"activity ({len(view.activity)}, newest first):")
     lines += [activity_line(activity_item(entry), stamp) for entry in view.activity]
     if view.hidden:
         lines.append(f"not shown (no permission): {', '.join(view.hidden)}")
+    text_templates = crm.templates.overlay(autoescape=False, cache_size=50)
+    for section in view.sections:
+        lines.append(f"{section.title}:")
+        lines += section_text(crm, section, text_templates)
     return "\n".join(lines)
 
 

@@ -22,7 +22,7 @@ from crmkit.testing import artifacts_dir, chromium
 
 CORE_SECTIONS = [
     "section-profile", "section-attributes", "section-consent", "section-contacts",
-    "section-timeline", "section-orders", "section-workflows",
+    "section-timeline", "section-orders", "section-workflows", "section-activity",
 ]  # fmt: skip
 
 

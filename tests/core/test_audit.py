@@ -296,3 +296,33 @@ def test_audit_list_on_the_command_line(crm: crmkit.CRM, cli_runner: Any) -> Non
     crm.staff.add("ann", "Ann", roles=["sales_rep"])
     result = cli_runner(["--as", "ann", "audit", "list"])
     assert result.exit_code == 1 and "audit.read" in result.stderr
+
+
+def test_the_360_activity_in_text_json_and_html(crm: crmkit.CRM, cli_runner: Any) -> None:
+    li = crm.customers.add(name="Li Na", external_id="C-1")
+    crm.customers.update(li.id, city="Xi'an", actor="wang")
+    crm.interactions.log(li.id, "phone", subject="Private call", occurred_at=T0)
+    crm.staff.add("carl", "Carl", roles=["cost_accounting"])  # reads customers, not calls
+
+    def show(*args: str) -> str:
+        result = cli_runner(["customer", "show", "C-1", *args], plugins=[])
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+    text = show()
+    activity = text.split("activity (3, newest first):\n", 1)[1].splitlines()
+    assert activity[1].endswith(
+        f"{OPERATOR} for wang customer.update customer {li.id}: city, version"
+    )
+    data = json.loads(show("--format", "json"))
+    assert [a["action"] for a in data["activity"]] == [
+        "interaction.log", "customer.update", "customer.create",
+    ]  # fmt: skip
+    assert data["activity"][1]["changes"]["city"] == [None, "Xi'an"] and data["hidden"] == []
+    page = show("--format", "html")
+    assert 'id="section-activity"' in page and "Xi&#39;an" in page
+    data = json.loads(show("--as", "carl", "--format", "json"))
+    assert data["hidden"] == ["interactions"] and data["timeline"] == []
+    call = data["activity"][0]
+    assert call["action"] == "interaction.log" and "Private call" not in json.dumps(call)
+    assert call["changes"]["subject"] == [None, None]
