@@ -138,6 +138,11 @@ class World:
     sessions: dict[str, Any] = attrs.field(factory=dict)
     counter: Any = attrs.field(factory=lambda: itertools.count(1))
 
+    def audit_mark(self) -> int:
+        """The newest audit entry's id: every write is audited, so a refusal must leave it."""
+        with self.crm.engine.connect() as connection:
+            return int(connection.exec_driver_sql("SELECT max(id) FROM audit_log").scalar() or 0)
+
     def fresh_customer(self) -> int:
         n = next(self.counter)
         found = self.crm.customers.add(
@@ -164,12 +169,13 @@ class World:
 
 
 def seed(crm: Any, folder: Path) -> World:
-    """Staff (with passwords), rep_a's organisation customer, rep_b's customer."""
+    """Staff (the manager with a password), rep_a's organisation customer (with an order,
+    an interaction and a loyalty membership), rep_b's customer."""
     from crmkit.core import identity
 
     for username, roles, manager in STAFF:
         crm.staff.add(username, username.title(), roles=roles, manager=manager)
-        identity.set_password(crm, username, PASSWORD)
+    identity.set_password(crm, "boss", PASSWORD)  # the sessions' member (argon2id is slow)
     a = crm.customers.add(name="Acme Ltd", type="organisation", owner="rep_a", region="east")
     b = crm.customers.add(name="Bolt Ltd", type="organisation", owner="rep_b", region="west")
     crm.orders.add(customer_id=a.id, amount=Decimal("99.00"), status="paid",

@@ -52,6 +52,7 @@ from matrix import (  # noqa: E402 - the table beside this file (importlib mode)
     STAFF_PRINCIPALS,
     USERNAME,
     Operation,
+    Target,
     World,
     expected,
     seed,
@@ -116,8 +117,7 @@ def python_actor(world: World, principal: str) -> Actor:
     return crm.staff.actor(USERNAME[principal])
 
 
-def python_status(world: World, op: Operation, principal: str) -> tuple[int, str]:
-    target = world.target(op)
+def python_status(world: World, op: Operation, principal: str, target: Target) -> tuple[int, str]:
     try:
         actor = python_actor(world, principal)
         with world.crm.acting_as(actor):
@@ -144,11 +144,15 @@ def test_python_door(world: World, op: Operation) -> None:
         if principal == "no_csrf":  # a header: only HTTP has it
             continue
         want = expected(op.name, principal)
-        got, why = python_status(world, op, principal)
+        target = world.target(op)
+        mark = world.audit_mark()
+        got, why = python_status(world, op, principal, target)
         if principal == "anonymous" and want == 401 and got == 403:
             got = 401  # no identity in Python: the permission check refuses it (Forbidden)
         if not outcome_matches(want, got):
             wrong.append(f"{principal}: expected {want}, got {got} {why}")
+        elif want >= 400 and world.audit_mark() != mark:
+            wrong.append(f"{principal}: refused ({got}) but something was written (audited)")
     assert not wrong, f"{op.name} through the Python API:\n" + "\n".join(wrong)
 
 
@@ -167,6 +171,7 @@ def test_cli_door(world: World, op: Operation) -> None:
         want = expected(op.name, principal)
         target = world.target(op)
         args = ["--as", USERNAME[principal], *op.cli(target)]
+        mark = world.audit_mark()
         result = run_cli(args, database=world.url, plugins=PLUGINS)
         err = result.stderr
         if want == OK:
@@ -179,6 +184,7 @@ def test_cli_door(world: World, op: Operation) -> None:
                 ok = ok and bool(PERMISSION.search(err)) and not NOT_FOUND.search(err)
             elif want == 409:
                 ok = ok and "may not" in err
+            ok = ok and world.audit_mark() == mark  # a refusal writes nothing
         if not ok:
             wrong.append(
                 f"{principal} ({' '.join(args)}): expected {want}, got exit "
@@ -216,9 +222,8 @@ def http_credentials(world: World, principal: str) -> tuple[dict[str, str], dict
 
 
 def http_status(
-    client: httpx.Client, world: World, op: Operation, principal: str
+    client: httpx.Client, world: World, op: Operation, principal: str, target: Target
 ) -> httpx.Response:
-    target = world.target(op)
     request = op.http(target)
     headers, cookies = http_credentials(world, principal)
     headers = {**headers, **request.get("headers", {})}
@@ -241,7 +246,9 @@ def test_http_door(server: str, world: World, op: Operation) -> None:
     with httpx.Client(base_url=server, timeout=30) as client:
         for principal in PRINCIPALS:
             want = expected(op.name, principal)
-            response = http_status(client, world, op, principal)
+            target = world.target(op)
+            mark = world.audit_mark()
+            response = http_status(client, world, op, principal, target)
             if not outcome_matches(want, response.status_code):
                 wrong.append(
                     f"{principal}: expected {want}, got {response.status_code} "
@@ -255,6 +262,8 @@ def test_http_door(server: str, world: World, op: Operation) -> None:
                     assert response.headers.get("WWW-Authenticate", "").startswith("Bearer")
                 if principal == "no_csrf":
                     assert "csrf" in problem.get("detail", "").lower(), problem
+                if world.audit_mark() != mark:
+                    wrong.append(f"{principal}: refused ({want}) but something was written")
     assert not wrong, f"{op.name} over HTTP:\n" + "\n".join(wrong)
 
 
