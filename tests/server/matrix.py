@@ -71,7 +71,7 @@ STAFF = (
 PASSWORD = "correct horse battery staple 42"
 
 #: the plugins enabled in the matrix's CRM (their rows are at the end of the table)
-PLUGINS = ["knowledgebase", "loyalty"]
+PLUGINS = ["knowledgebase", "loyalty", "complaints", "segmentation"]
 
 # fmt: off
 #: operation -> expected status per principal, in PRINCIPALS order:
@@ -104,6 +104,10 @@ EXPECTED: dict[str, tuple[int, ...]] = {
     # loyalty: balances follow the customer's scope; points by hand are the manager's
     "loyalty.balance":  (401, OK,  404, OK,  403, OK,  OK,  OK,  OK,  401, 401, OK),
     "loyalty.adjust":   (401, 403, 403, 403, 403, 403, 403, OK,  OK,  401, 401, 403),
+    # complaints: logged by the customer's rep or team and by service staff
+    "complaint.log":    (401, OK,  404, OK,  403, OK,  OK,  OK,  OK,  401, 401, 403),
+    # segmentation: analyses are run by sales managers (their team) and managers
+    "segment.rfm":      (401, 403, 403, OK,  403, 403, 403, OK,  OK,  401, 401, 403),
 }
 # fmt: on
 
@@ -444,6 +448,55 @@ OPERATIONS += (
             "path": f"/loyalty/members/{t.customer_id}/adjust",
             "json": {"points": 100_000, "reason": "matrix"},
         },  # fmt: skip
+    ),
+)
+
+
+def _complaints(crm: Any) -> Any:
+    from crmkit_complaints.service import service
+
+    return service(crm)
+
+
+def _rfm(crm: Any) -> Any:
+    from crmkit_segmentation.analyses_cli import rfm_report
+
+    return rfm_report(crm, dt.date(2026, 12, 1))
+
+
+COMPLAINT = {"channel": "phone", "category": "delivery", "description": "late parcel"}
+
+OPERATIONS += (
+    Operation(
+        "complaint.log",
+        lambda crm, t: _complaints(crm).log(t.customer_id, **COMPLAINT),
+        lambda t: [
+            "complaints",
+            "log",
+            "--customer",
+            str(t.customer_id),
+            "--channel",
+            "phone",
+            "--category",
+            "delivery",
+            "--description",
+            "late parcel",
+        ],  # fmt: skip
+        lambda t: {
+            "method": "POST",
+            "path": "/complaints/complaints",
+            "json": {"customer_id": t.customer_id, **COMPLAINT},
+        },  # fmt: skip
+    ),
+    Operation(
+        "segment.rfm",
+        lambda crm, t: _rfm(crm),
+        lambda t: ["segment", "rfm", "--as-of", "2026-12-01"],
+        lambda t: {
+            "method": "POST",
+            "path": "/segmentation/analyses/rfm",
+            "json": {"as_of": "2026-12-01"},
+        },
     ),
 )
 
