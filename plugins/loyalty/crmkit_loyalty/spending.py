@@ -21,6 +21,10 @@ from crmkit_loyalty.records import LedgerEntry
 if TYPE_CHECKING:
     from crmkit_loyalty.context import LoyaltyContext
 
+#: the most points one manual adjustment may grant or take (a typo guard; the ledger's
+#: BIGINT could not hold a balance moved by anything near 2**63 either)
+MAX_ADJUSTMENT = 1_000_000_000
+
 
 def redeem(
     lc: LoyaltyContext,
@@ -129,6 +133,11 @@ def adjust(
     if isinstance(points, bool) or not isinstance(points, int) or points == 0:
         raise ValidationError(
             f"points must be a non-zero whole number, not {points!r}", field="points"
+        )
+    if abs(points) > MAX_ADJUSTMENT:
+        raise ValidationError(
+            f"an adjustment moves at most {MAX_ADJUSTMENT:,} points, not {points:,}",
+            field="points",
         )
     if not isinstance(reason, str) or not reason.strip():
         raise ValidationError("an adjustment needs a reason (--reason TEXT)", field="reason")

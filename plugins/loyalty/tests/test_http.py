@@ -113,6 +113,8 @@ def test_adjust_is_a_managers_and_idempotent(served: Any) -> None:
         assert other.status_code == 422
         r = mg.post(f"{API}/members/{a}/adjust", json={"points": "many", "reason": "x"})
         assert r.status_code == 422 and r.json()["field"] == "points"
+        r = mg.post(f"{API}/members/{a}/adjust", json={"points": 2**62, "reason": "x"})
+        assert r.status_code == 422 and r.json()["field"] == "points"
     assert service.balance(a) == before + 250
     with crm.reading() as connection:
         rows = connection.execute(
