@@ -120,38 +120,16 @@ def outcome(call: Callable[[], Any]) -> str:
     return OK
 
 
-#: cells the core refuses today: a complaint is a core workflow instance, and the core
-#: grants complaint_handler no ``workflows.move`` (see the xfail test below)
-WAITING_FOR_CORE = {("ch", "log"), ("ch", "move"), ("ch", "assign")}
-
-
-def _wrong(world: Any, cells: set[tuple[str, str]] | None, skip: set[tuple[str, str]]) -> list[str]:
+def test_every_role_on_every_operation(world: Any) -> None:
     crm, svc, a, _ = world
     wrong = []
     for username in ROLES:
         actor = crm.staff.actor(username)
         for name, expected in MATRIX.items():
-            if (username, name) in skip or (cells is not None and (username, name) not in cells):
-                continue
             with crm.acting_as(actor):
                 got = outcome(operations(crm, svc, a)[name])
             if got != expected[username]:
                 wrong.append(f"{username} {name}: expected {expected[username]}, got {got}")
-    return wrong
-
-
-def test_every_role_on_every_operation(world: Any) -> None:
-    wrong = _wrong(world, None, WAITING_FOR_CORE)
-    assert not wrong, "\n".join(wrong)
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="the core's workflows.move (which starting, moving and re-owning the complaint's "
-    "workflow instance check) is not granted to complaint_handler in CORE_PERMISSIONS",
-)
-def test_complaint_handlers_log_move_and_assign(world: Any) -> None:
-    wrong = _wrong(world, WAITING_FOR_CORE, set())
     assert not wrong, "\n".join(wrong)
 
 
