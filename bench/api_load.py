@@ -22,9 +22,11 @@ the load generator costs little CPU on the same machine) send a seeded mix for
 ``--seconds`` after a warm-up: 70% reads (25% GET a customer, 20% a filtered customer
 list ``?region=..&limit=50``, 25% the customer 360 JSON) and 30% writes (15% POST an
 interaction, 15% POST an order). Prints per server requests/s, p50/p95/p99 per kind and
-errors (any non-2xx or failed request; must be 0), then crmkit's throughput as a
-percentage of the bare app's and crmkit's read p95 beside the issue's targets (>= 70%,
-<= 50 ms). Record ``uptime`` beside the figures: the machine is shared.
+errors (any non-2xx or failed request; must be 0) and the CPU time the server's processes
+spent per request, then crmkit's throughput as a percentage of the bare app's and crmkit's
+read p95 beside the issue's targets (>= 70%, <= 50 ms). Record ``uptime`` beside the
+figures: on a shared machine the throughput ratio moves with the load, the CPU per request
+much less. ``--rounds 2`` alternates the servers twice.
 """
 
 from __future__ import annotations
