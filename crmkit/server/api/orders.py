@@ -79,7 +79,7 @@ def get_order(req: ApiRequest) -> s.OrderOut:
     return c.order_out(_order(req))
 
 
-def set_status(req: ApiRequest) -> s.OrderOut:
+def set_order_status(req: ApiRequest) -> s.OrderOut:
     """Change an order's status (placed, paid, refunded, cancelled)."""
     body: s.OrderStatusIn = req.body
     c.choice(body.status, "status", ORDER_STATUSES)
@@ -95,6 +95,6 @@ def routes() -> list[Route]:
               response=s.OrderOut, status=201, tags=TAGS, errors=(404, 409)),
         Route("GET", one, get_order, "Get an order", response=s.OrderOut, tags=TAGS,
               errors=(404,)),
-        Route("POST", one + "/status", set_status, "Change an order's status",
+        Route("POST", one + "/status", set_order_status, "Change an order's status",
               body=s.OrderStatusIn, response=s.OrderOut, tags=TAGS, errors=(404,)),
     ]  # fmt: skip
