@@ -55,13 +55,16 @@ UNTIL = "Before this time (exclusive), as since."
 
 @attrs.define
 class CustomerQuery:
-    """Filters of ``GET /customers`` (those of ``crmkit customer list``), oldest first."""
+    """Filters of ``GET /customers`` (those of ``crmkit customer list``), oldest first.
+
+    Query parameters are plain text (an empty one is as if absent); enumerated values
+    are checked by the handlers (422 naming the parameter)."""
 
     q: str | None = doc("Text in the name, e-mail, phone or external id (any case).")
-    status: CustomerStatus | None = doc("Only customers with this status.")
+    status: str | None = doc(f"Only customers with this status: {', '.join(CUSTOMER_STATUSES)}.")
     owner: str | None = doc("Only customers owned by this staff member (username).")
     region: str | None = doc("Only customers in this region.")
-    kind: CustomerKind | None = doc("Only customers of this kind.")
+    kind: str | None = doc(f"Only customers of this kind: {', '.join(CUSTOMER_KINDS)}.")
     industry: str | None = doc("Only customers in this industry.")
     consent: str | None = doc("Only customers who gave consent for this purpose (marketing).")
     attr: list[str] = attrs.field(
@@ -78,10 +81,10 @@ class InteractionQuery:
     """Filters of ``GET /interactions`` (those of ``crmkit interaction list``), newest first."""
 
     customer: str | None = doc("Only this customer's (id or external id).")
-    channel: Channel | None = doc("Only on this channel.")
+    channel: str | None = doc(f"Only on this channel: {', '.join(CHANNELS)}.")
     staff: str | None = doc("Only those of this staff member (username).")
     q: str | None = doc("Text in the subject or body (any case).")
-    direction: Direction | None = doc("inbound or outbound.")
+    direction: str | None = doc("inbound or outbound.")
     since: str | None = doc(SINCE)
     until: str | None = doc(UNTIL)
     limit: int | None = doc(LIMIT)
@@ -92,10 +95,10 @@ class InteractionQuery:
 class CustomerInteractionQuery:
     """Filters of ``GET /customers/{id}/interactions``, newest first."""
 
-    channel: Channel | None = doc("Only on this channel.")
+    channel: str | None = doc(f"Only on this channel: {', '.join(CHANNELS)}.")
     staff: str | None = doc("Only those of this staff member (username).")
     q: str | None = doc("Text in the subject or body (any case).")
-    direction: Direction | None = doc("inbound or outbound.")
+    direction: str | None = doc("inbound or outbound.")
     since: str | None = doc(SINCE)
     until: str | None = doc(UNTIL)
     limit: int | None = doc(LIMIT)
@@ -107,7 +110,7 @@ class OrderQuery:
     """Filters of ``GET /orders`` (those of ``crmkit order list``), newest first."""
 
     customer: str | None = doc("Only this customer's (id or external id).")
-    status: OrderStatus | None = doc("Only orders with this status.")
+    status: str | None = doc(f"Only orders with this status: {', '.join(ORDER_STATUSES)}.")
     q: str | None = doc("Text in the order number or the customer's name or external id.")
     owner: str | None = doc("Only orders of customers owned by this staff member.")
     region: str | None = doc("Only orders of customers in this region.")
@@ -173,7 +176,7 @@ class ImportQuery:
     )
     decimal_comma: bool = doc("Amounts use a comma before the decimals (1234,50).", False)
     encoding: str | None = doc("Text encoding of the body (default UTF-8).")
-    format: Literal["csv", "jsonl"] | None = doc("csv or jsonl (default: from the Content-Type).")
+    format: str | None = doc("csv or jsonl (default: from the Content-Type).")
 
 
 # -- customers --------------------------------------------------------------------------
