@@ -83,6 +83,7 @@ PLUGINS = ["knowledgebase", "loyalty", "complaints", "segmentation"]
 EXPECTED: dict[str, tuple[int, ...]] = {
     "customer.list":    (401, OK,  OK,  OK,  OK,  OK,  OK,  OK,  OK,  401, 401, OK),
     "customer.get":     (401, OK,  404, OK,  OK,  OK,  OK,  OK,  OK,  401, 401, OK),
+    "customer.360":     (401, OK,  404, OK,  OK,  OK,  OK,  OK,  OK,  401, 401, OK),
     "customer.create":  (401, OK,  403, OK,  403, 403, 403, OK,  OK,  401, 401, 403),
     "customer.patch":   (401, OK,  404, OK,  403, 403, 403, OK,  OK,  401, 401, 403),
     "customer.erase":   (401, 403, 403, 403, 403, 403, 403, OK,  OK,  401, 401, 403),
@@ -257,6 +258,12 @@ OPERATIONS: tuple[Operation, ...] = (
         lambda crm, t: crm.customers.get(t.customer_id),
         lambda t: ["customer", "show", str(t.customer_id), "--format", "json"],
         lambda t: {"method": "GET", "path": f"/customers/{t.customer_id}"},
+    ),
+    Operation(
+        "customer.360",  # parts the reader may not see are left out, never a refusal
+        lambda crm, t: crm.customers.view(t.customer_id),
+        lambda t: ["customer", "show", str(t.customer_id)],
+        lambda t: {"method": "GET", "path": f"/customers/{t.customer_id}/360"},
     ),
     Operation(
         "customer.create",
