@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 import logging
+import re
 from decimal import Decimal
 from html.parser import HTMLParser
 from pathlib import Path
