@@ -305,6 +305,13 @@ class LiveServer:
                 self.process.wait(10)
         return int(self.process.returncode)
 
+    def cleanup(self) -> None:
+        """Stop the server and delete its log folder."""
+        import shutil
+
+        self.stop()
+        shutil.rmtree(self.log_path.parent, ignore_errors=True)
+
 
 def _cmdline(pid: int) -> str:
     try:
@@ -359,9 +366,9 @@ def start_server(
     deadline = time.monotonic() + timeout
     while True:
         if process.poll() is not None:
-            raise RuntimeError(
-                f"crmkit serve exited with status {process.returncode}:\n{server.output()}"
-            )
+            output = server.output()
+            server.cleanup()
+            raise RuntimeError(f"crmkit serve exited with status {process.returncode}:\n{output}")
         try:
             if httpx.get(f"{server.url}/healthz", timeout=2).status_code == 200:
                 return server
@@ -369,8 +376,9 @@ def start_server(
             pass
         if time.monotonic() > deadline:
             server.stop(5)
-            raise RuntimeError(f"crmkit serve did not answer /healthz in {timeout}s:\n"
-                               f"{server.output()}")  # fmt: skip
+            output = server.output()
+            server.cleanup()
+            raise RuntimeError(f"crmkit serve did not answer /healthz in {timeout}s:\n{output}")
         time.sleep(0.1)
 
 
@@ -392,4 +400,4 @@ def live_server() -> Iterator[Callable[..., LiveServer]]:
 
     yield factory
     for server in started:
-        server.stop()
+        server.cleanup()

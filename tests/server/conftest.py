@@ -86,7 +86,7 @@ def served_setup(
         yield Setup(database_url=url, crm=crm, server=server, token=token)
     finally:
         if server is not None:
-            server.stop()
+            server.cleanup()
         crm.close()
         if pg_server is not None:
             drop_postgres_database(pg_server, url)

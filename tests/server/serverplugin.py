@@ -126,6 +126,7 @@ def add_customers(req: ApiRequest) -> Created:
 
 
 def slow(req: ApiRequest) -> dict[str, Any]:
+    log.info("servertest %s: sleeping", req.request_id)
     time.sleep(req.query.seconds)
     return {"slept": req.query.seconds}
 

@@ -26,6 +26,14 @@ def customer_names(crm: crmkit.CRM, prefix: str) -> list[str]:
         return sorted(connection.execute(query).scalars())
 
 
+def wait_for_log(server: LiveServer, text: str, timeout: float = 30) -> None:
+    """Wait until the server's output holds ``text`` (a handler's line: it is running)."""
+    deadline = time.monotonic() + timeout
+    while text not in server.output():
+        assert time.monotonic() < deadline, f"{text!r} never logged:\n{server.output()}"
+        time.sleep(0.05)
+
+
 def test_sigterm_lets_the_request_in_flight_finish(
     make_crm: Callable[..., crmkit.CRM],
     database_url: str,
@@ -41,12 +49,17 @@ def test_sigterm_lets_the_request_in_flight_finish(
     def slow_write() -> None:
         with server.client() as client:
             answers.append(
-                client.post(f"{T}/open-customers", json={"name": "Graceful", "sleep": 0.75})
+                client.post(
+                    f"{T}/open-customers",
+                    json={"name": "Graceful", "sleep": 0.75},
+                    headers={"X-Request-ID": "graceful-write"},
+                )
             )
 
     thread = threading.Thread(target=slow_write)
     thread.start()
-    time.sleep(0.5)  # the handler is inside its transaction, between its two writes
+    # the handler is inside its transaction, between its two writes
+    wait_for_log(server, "servertest graceful-write: wrote one")
     server.process.send_signal(signal.SIGTERM)
     thread.join(30)
     assert answers and answers[0].status_code == 201, answers and answers[0].text
@@ -76,11 +89,15 @@ def test_sigterm_waits_for_a_slow_read(
 
     def slow() -> None:
         with server.client() as client:
-            answers.append(client.get(f"{T}/slow", params={"seconds": "2"}))
+            answers.append(
+                client.get(
+                    f"{T}/slow", params={"seconds": "2"}, headers={"X-Request-ID": "slow-read"}
+                )
+            )
 
     thread = threading.Thread(target=slow)
     thread.start()
-    time.sleep(0.7)  # the request is in the handler
+    wait_for_log(server, "servertest slow-read: sleeping")  # the request is in the handler
     started = time.monotonic()
     server.process.send_signal(signal.SIGTERM)
     thread.join(30)
@@ -124,10 +141,7 @@ def test_killed_worker_leaves_nothing_half_written(
     thread = threading.Thread(target=doomed_write)
     thread.start()
     # the handler logs once the first customer is inserted (uncommitted), then sleeps
-    deadline = time.monotonic() + 30
-    while "servertest doomed-write: wrote one" not in server.output():
-        assert time.monotonic() < deadline, server.output()
-        time.sleep(0.05)
+    wait_for_log(server, "servertest doomed-write: wrote one")
     for pid in workers:
         os.kill(pid, signal.SIGKILL)
     thread.join(60)
