@@ -189,7 +189,10 @@ class _Decoder:
         return value
 
     def union(self, options: tuple[Any, ...], value: Any, field: str) -> Any:
-        if value is None or (self.text and value == "" and _NONE in options):
+        # an empty query value is "not given" only for text fields; for a number or a date
+        # it is a wrong value (422), as the OpenAPI document says (integer or null)
+        empty_text = self.text and value == "" and str in options
+        if value is None or (empty_text and _NONE in options):
             if _NONE in options:
                 return None
             raise _fail(field, "a value", None)

@@ -248,6 +248,12 @@ class Dispatch:
         whatever else is wrong with the request.
         """
         actor, csrf = identity or self._identify()
+        if self.request.method.upper() == "PATCH" and not self.request.headers.get("if-match"):
+            # every edit names the version it was made against (core and plugins alike)
+            raise Problem(
+                "precondition-required",
+                "this change needs an If-Match header with the record's ETag (from a GET of it)",
+            )
         path = self._path_params()
         query = codec.decode_query(self.route.query, self.request.query_params.multi_items())
         if csrf is not None and self.request.method.upper() in UNSAFE:
