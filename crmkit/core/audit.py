@@ -128,7 +128,13 @@ def entries(
     if customer_id is not None:
         query = query.where(a.customer_id == customer_id)
     if actor is not None:
-        query = query.where((a.actor == actor) | (a.on_behalf_of == actor))
+        # a staff member's own entries, those made through their API tokens
+        # ("token:<id>:<username>") and those an operator recorded on their behalf
+        query = query.where(
+            (a.actor == actor)
+            | (a.on_behalf_of == actor)
+            | ((a.actor_kind == "token") & a.actor.endswith(f":{actor}", autoescape=True))
+        )
     if action is not None:
         query = query.where(a.action.startswith(action, autoescape=True))
     if since is not None:
