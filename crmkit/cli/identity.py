@@ -1,5 +1,5 @@
-"""``crmkit staff password`` and ``crmkit token create|list|revoke``: staff sign-in and
-API tokens (:mod:`crmkit.core.identity`).
+"""``crmkit staff password``, ``crmkit token create|list|revoke`` and ``crmkit roles``: staff sign-in,
+API tokens and what each role may do (:mod:`crmkit.core.identity`).
 
 A password is never an option or argument (it would stay in the shell history and show
 in ``ps``): ``crmkit staff password STAFF`` prompts twice without echo on a terminal, and
@@ -163,3 +163,28 @@ def token_revoke(crm: Any, token_id: int) -> None:
 
 
 __all__ = ["staff_password", "token", "token_create", "token_list", "token_revoke"]
+
+
+@cli.command("roles")
+@click.option("--role", default=None, help="Only this role.")
+@format_option()
+@pass_crm
+def roles(crm: Any, role: str | None, fmt: str) -> None:
+    """Every role with the permissions it grants and at which scope (own, team, all):
+    the core's defaults, the plugins', and [roles.<name>] of crmkit.toml."""
+    described = crm.permissions.describe()
+    if role is not None and role not in {r["role"] for r in described}:
+        known = ", ".join(r["role"] for r in described)
+        raise UserError(f"no role {role!r}; roles: {known}")
+    rows = [
+        {
+            "role": item["role"],
+            "permission": name,
+            "scope": scope if crm.permissions.specs[name].scoped else "-",
+            "declared_by": crm.permissions.specs[name].declared_by,
+        }
+        for item in described
+        if role in (None, item["role"])
+        for name, scope in item["grants"].items()
+    ]
+    emit(rows, fmt)
