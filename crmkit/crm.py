@@ -20,6 +20,7 @@ from crmkit import config as config_module
 from crmkit import plugins as plugin_loader
 from crmkit.core import audit, db, migrate
 from crmkit.core.actors import Actor
+from crmkit.core.auditlog import AuditService
 from crmkit.core.catchup import PluginStates
 from crmkit.core.context import Changes, HookContext
 from crmkit.core.customers import CustomerService
@@ -117,6 +118,8 @@ class CRM:
         self.orders = OrderService(self)
         self.staff = StaffService(self)
         self.workflows = WorkflowService(self)
+        #: the audit log's reader (``crm.audit_log.list(customer_id=...)``; audit.read)
+        self.audit_log = AuditService(self)
 
     # -- plugins ----------------------------------------------------------
     @property

@@ -43,7 +43,7 @@ def one_error(result: Any) -> str:
     return errors[0].removeprefix("error: ")
 
 
-CORE_C0004_TABLES = {"consent_changes", "customer_merges", "plugin_states"}
+CORE_C0005_TABLES = {"audit_log", "sessions", "api_tokens", "login_failures", "idempotency_keys"}
 
 
 def test_downgrade_asks_and_refuses_without_an_answer(make_crm, cli_runner, database_url):
@@ -56,8 +56,8 @@ def test_downgrade_asks_and_refuses_without_an_answer(make_crm, cli_runner, data
         "downgrade not confirmed: no answer (no terminal to ask on?); nothing was changed; "
         "add --yes to downgrade without asking"
     )
-    assert "core: c0004 -> c0003: drops tables " in refused.stderr
-    for name in CORE_C0004_TABLES | {"customers.merged_into", "staff.active"}:
+    assert "core: c0005 -> c0004: drops tables " in refused.stderr
+    for name in CORE_C0005_TABLES | {"customers.version", "staff.password_hash"}:
         assert name in refused.stderr
     assert "Downgrade and drop this data? [y/N]" in refused.stderr
     # answered no
@@ -68,8 +68,8 @@ def test_downgrade_asks_and_refuses_without_an_answer(make_crm, cli_runner, data
     done = cli_runner(["db", "downgrade", "crmkit@-1"], plugins=["loyalty"], input="y\n")
     assert done.exit_code == 0, done.stderr
     assert done.stdout.startswith("downgraded to crmkit@-1; now at ")
-    assert revisions(database_url) == {"c0003", "loyalty0004"}
-    assert tables(database_url) == before_tables - CORE_C0004_TABLES
+    assert revisions(database_url) == {"c0004", "loyalty0004"}
+    assert tables(database_url) == before_tables - CORE_C0005_TABLES
 
 
 def test_downgrade_base_with_yes_removes_every_table_plugins_first(
@@ -94,9 +94,9 @@ def test_downgrade_base_with_yes_removes_every_table_plugins_first(
 
 def test_downgrade_to_where_it_is_does_nothing(make_crm, cli_runner):
     make_crm()
-    result = cli_runner(["db", "downgrade", "c0004"], plugins=[])
+    result = cli_runner(["db", "downgrade", "c0005"], plugins=[])
     assert result.exit_code == 0, result.stderr
-    assert result.stdout == "nothing to downgrade: the database is already at c0004\n"
+    assert result.stdout == "nothing to downgrade: the database is already at c0005\n"
 
 
 @pytest.mark.parametrize(
@@ -162,7 +162,7 @@ def test_base_refused_while_a_disabled_plugins_tables_refer_to_the_core(
     # a disabled plugin's revision stays recorded through a downgrade of the core
     done = cli_runner(["db", "downgrade", "crmkit@-1", "--yes"], plugins=[])
     assert done.exit_code == 0, done.stderr
-    assert revisions(database_url) == {"c0003", "loyalty0004"}
+    assert revisions(database_url) == {"c0004", "loyalty0004"}
 
 
 # -- a closed pipe ------------------------------------------------------------
@@ -190,6 +190,6 @@ def test_a_closed_pipe_ends_quietly(tmp_path, reader):
     stderr = writer.stderr.read().decode()
     writer.wait(timeout=60)
     if reader[0] == "head":
-        assert head.stdout == "current: c0004\n"
+        assert head.stdout == "current: c0005\n"
     assert stderr == ""  # no "BrokenPipeError", no traceback, no "error: unexpected"
     assert writer.returncode in (0, 1)
