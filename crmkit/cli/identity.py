@@ -1,5 +1,5 @@
-"""``crmkit staff password``, ``crmkit token create|list|revoke`` and ``crmkit roles``: staff sign-in,
-API tokens and what each role may do (:mod:`crmkit.core.identity`).
+"""``crmkit staff password``, ``crmkit token create|list|revoke`` and ``crmkit roles``:
+staff sign-in, API tokens and what each role may do (:mod:`crmkit.core.identity`).
 
 A password is never an option or argument (it would stay in the shell history and show
 in ``ps``): ``crmkit staff password STAFF`` prompts twice without echo on a terminal, and
