@@ -105,6 +105,9 @@ class CRM:
         self._actor: contextvars.ContextVar[Actor | None] = contextvars.ContextVar(
             f"crmkit_actor_{id(self)}", default=None
         )
+        self._shared: contextvars.ContextVar[_SharedConnection | None] = contextvars.ContextVar(
+            f"crmkit_connection_{id(self)}", default=None
+        )
         self._watch_writes()
         self.settings = self._collect_settings()
         self.attribute_definitions = self._collect_attributes()
@@ -236,7 +239,7 @@ class CRM:
             return
         who = self._resolve_actor(actor)
         self._plugin_states.before_write(self)
-        with self.engine.connect().execution_options(**db.WRITE) as connection:
+        with self._connect(write=True) as connection:
             ctx = HookContext(crm=self, connection=connection, now=now or utcnow(), actor=who)
             token = self._current.set(ctx)
             bound = self._actor.set(who)
@@ -258,7 +261,38 @@ class CRM:
         if outer is not None:
             yield outer.connection
             return
-        with self.engine.connect() as connection:
+        shared = self._shared.get()
+        if shared is not None and shared.lent:  # a read inside a read: the same connection
+            yield shared.connect()
+            return
+        with self._connect(write=False) as connection:
+            yield connection
+
+    @contextmanager
+    def connection_scope(self) -> Iterator[None]:
+        """Within the block, this thread's reads and its transaction share one database
+        connection: one pool checkout (and liveness ping) instead of one per read. The
+        server opens one per request; each read still ends its own snapshot, so a read
+        after a write sees it."""
+        if self._shared.get() is not None:
+            yield
+            return
+        shared = _SharedConnection(self.engine)
+        token = self._shared.set(shared)
+        try:
+            yield
+        finally:
+            self._shared.reset(token)
+            shared.close()
+
+    @contextmanager
+    def _connect(self, *, write: bool) -> Iterator[Connection]:
+        shared = self._shared.get()
+        if shared is None or shared.lent:
+            with self.engine.connect().execution_options(**(db.WRITE if write else {})) as c:
+                yield c
+            return
+        with shared.lend(write=write) as connection:
             yield connection
 
     def _after_commit(self, changes: Changes) -> None:
@@ -415,6 +449,51 @@ class CRM:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class _SharedConnection:
+    """The connection a :meth:`CRM.connection_scope` lends to one read or write at a time."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.connection: Connection | None = None
+        self.lent = False
+        # PostgreSQL reads run in autocommit: each statement is its own READ COMMITTED
+        # snapshot, as inside a transaction, without the BEGIN and ROLLBACK round trips
+        self.autocommit_reads = engine.dialect.name == "postgresql"
+        self.level: str | None = None
+
+    def connect(self) -> Connection:
+        if self.connection is None:
+            self.connection = self.engine.connect()
+        return self.connection
+
+    @contextmanager
+    def lend(self, *, write: bool) -> Iterator[Connection]:
+        connection = self.connect()
+        if connection.in_transaction():
+            connection.rollback()
+        if self.autocommit_reads:
+            level = connection.default_isolation_level if write else "AUTOCOMMIT"
+            if level != self.level:
+                connection.execution_options(isolation_level=level)
+                self.level = level
+        self.lent = True
+        if write:  # SQLite: BEGIN IMMEDIATE for this transaction only
+            connection.execution_options(**db.WRITE)
+        try:
+            yield connection
+        finally:
+            self.lent = False
+            if write:
+                connection.execution_options(crmkit_write=False)
+            if connection.in_transaction():  # end the read's snapshot
+                connection.rollback()
+
+    def close(self) -> None:
+        if self.connection is not None:
+            self.connection.close()
+            self.connection = None
 
 
 def utcnow() -> dt.datetime:

@@ -30,9 +30,9 @@ def customer_ids(connection: Connection, customer_id: int) -> list[int]:
     """``customer_id`` and the ids of the records merged into it (directly or not)."""
     found, todo = [customer_id], [customer_id]
     while todo:
-        merged = list(
-            connection.scalars(select(t.customers.c.id).where(t.customers.c.merged_into.in_(todo)))
-        )
+        # customer_merges is indexed by the kept record (customers.merged_into is not)
+        m = t.customer_merges.c
+        merged = list(connection.scalars(select(m.merged_id).where(m.kept_id.in_(todo))))
         todo = [i for i in merged if i not in found]
         found += todo
     return found

@@ -49,6 +49,10 @@ def insert_many(connection: Connection, table: Table, rows: Sequence[dict[str, A
     return insert_rows(connection, table, columns, [tuple(row[c] for c in columns) for row in rows])
 
 
+#: batches up to this size go in with INSERT ... RETURNING on PostgreSQL (COPY above it)
+FEW_ROWS = 16
+
+
 def insert_rows(
     connection: Connection,
     table: Table,
@@ -70,6 +74,13 @@ def insert_rows(
     """
     if not rows:
         return []
+    if not driver_form and len(rows) <= FEW_ROWS and connection.dialect.name != "sqlite":
+        # a handful of rows (one order from the API): one INSERT ... RETURNING beats
+        # taking ids from the sequence and opening a COPY
+        statement = insert(table).returning(table.c.id, sort_by_parameter_order=True)
+        return list(
+            connection.scalars(statement, [dict(zip(columns, r, strict=True)) for r in rows])
+        )
     if not driver_form:
         rows = RowFormat(connection.dialect, table, columns).to_driver(rows)
     if connection.dialect.name != "sqlite":

@@ -779,7 +779,8 @@ class CustomerService:
     def contacts(self, customer_id: int) -> list[Contact]:
         """The contact persons of an organisation customer, oldest first
         (``customers.read`` on the customer)."""
-        self.get(customer_id)
+        if not access.is_trusted(self.crm):  # a trusted caller (the 360) has checked it
+            self.get(customer_id)
         with self.crm.reading() as connection:
             rows = connection.execute(
                 select(t.contacts)

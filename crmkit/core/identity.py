@@ -37,7 +37,6 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from sqlalchemy import Connection, delete, func, insert, select, update
 
-from crmkit.core import db
 from crmkit.core import tables as t
 from crmkit.core.actors import Actor
 from crmkit.errors import (
@@ -175,7 +174,7 @@ def _bookkeeping(crm: CRM) -> Iterator[Connection]:
     if outer is not None:
         yield outer.connection
         return
-    with crm.engine.connect().execution_options(**db.WRITE) as connection, connection.begin():
+    with crm._connect(write=True) as connection, connection.begin():
         yield connection
 
 

@@ -366,8 +366,10 @@ class OrderService:
             raise Conflict(f"order external_id {dupes[0]!r} appears twice in the same batch")
         for order in batch:
             check_order(order)
-        lock_inserts(connection, t.orders)
-        existing = existing_values(connection, t.orders.c.external_id, ids)
+        existing: set[Any] = set()
+        if ids:  # only external ids can be stored twice: lock and look them up only then
+            lock_inserts(connection, t.orders)
+            existing = existing_values(connection, t.orders.c.external_id, ids)
         fresh = [o for o in batch if not o.external_id or o.external_id not in existing]
         if result is not None:
             result.skipped.extend(sorted(existing))

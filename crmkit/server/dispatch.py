@@ -242,7 +242,13 @@ class Dispatch:
         return await run_in_threadpool(self._serve, None, raw)
 
     def _serve(self, identity: tuple[Actor, str | None] | None, raw: bytes) -> Response:
-        """In a worker thread: identify the caller (unless done), decode, run the handler.
+        """In a worker thread, on one database connection for the whole request (the
+        identity lookup, the handler's reads and its write): see :meth:`_answer`."""
+        with self.crm.connection_scope():
+            return self._answer(identity, raw)
+
+    def _answer(self, identity: tuple[Actor, str | None] | None, raw: bytes) -> Response:
+        """Identify the caller (unless done), decode, run the handler.
 
         Who asks comes first: without credentials every route but a public one is a 401,
         whatever else is wrong with the request.
