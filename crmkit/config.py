@@ -57,6 +57,9 @@ class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 1
+    #: threads per worker running request handlers (service code is synchronous); more
+    #: threads wait on the GIL more than they gain (bench/api_load.py)
+    threads: int = 8
     #: set the cookie's Secure flag (on behind HTTPS; off for http://127.0.0.1)
     secure_cookies: bool = False
     session_idle_minutes: int = 60
