@@ -39,5 +39,10 @@ def demo(ctx: click.Context, customers: int, seed: int) -> None:
         f"crmkit{database} customer show C00001",
         f"crmkit{database} export orders --output orders.csv",
         f"crmkit{database} plugins list",
+        f"crmkit{database} --as wang.lei customer list   # a sales rep sees their own",
+        f"crmkit{database} audit list --limit 10",
+        f"crmkit{database} token create --staff admin --scopes '*' --expires never",
+        f"crmkit{database} serve   # then: curl -H 'Authorization: Bearer crm_...' "
+        "http://127.0.0.1:8000/api/v1/customers",
     ):
         click.echo(f"  {command}")

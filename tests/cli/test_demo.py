@@ -100,6 +100,8 @@ def test_demo_command_builds_and_refuses_a_database_with_customers(database_url)
     assert result.exit_code == 0, result.output
     assert "customers: 150 (" in result.stdout
     assert "try next:" in result.stdout
+    assert " --as wang.lei customer list" in result.stdout
+    assert "token create --staff admin" in result.stdout and " serve " in result.stdout
     with crmkit.open(database_url, plugins=[]) as crm:
         assert crm.customers.count() == 150
         assert len(crm.staff.list(role="sales_manager")) == 1
