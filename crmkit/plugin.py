@@ -87,7 +87,16 @@ from crmkit.errors import (
     ValidationError,
 )
 from crmkit.hooks import API_VERSION, hookimpl, hookspec
-from crmkit.server.routing import ApiRequest, ApiResponse, Page, Route
+from crmkit.server.routing import (
+    ApiRequest,
+    ApiResponse,
+    Page,
+    Route,
+    cursor_int,
+    decode_cursor,
+    encode_cursor,
+    page_limit,
+)
 
 if TYPE_CHECKING:  # the lazy names below, for type checkers and editors
     from crmkit.cli import CliState, UserError, pass_crm
@@ -124,7 +133,16 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "Hooks and versions": ("API_VERSION", "hookimpl", "hookspec"),
     "The CRM handle": ("CRM", "open", "HookContext", "Changes"),
     "Actors, permissions and the audit log": ("Actor", "PermissionSpec", "Resource", "AuditEntry"),
-    "HTTP routes": ("Route", "ApiRequest", "ApiResponse", "Page"),
+    "HTTP routes": (
+        "Route",
+        "ApiRequest",
+        "ApiResponse",
+        "Page",
+        "page_limit",
+        "encode_cursor",
+        "decode_cursor",
+        "cursor_int",
+    ),
     "Entities": (
         "Customer",
         "Contact",
@@ -225,6 +243,10 @@ __all__ = [  # the same names as GROUPS (a test checks)
     "ApiRequest",
     "ApiResponse",
     "Page",
+    "page_limit",
+    "encode_cursor",
+    "decode_cursor",
+    "cursor_int",
     "Customer",
     "Contact",
     "Interaction",

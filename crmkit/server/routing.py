@@ -12,10 +12,16 @@ This module imports nothing of the web stack: plugins declare routes at no start
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
+
+from crmkit.core.serialize import jsonable
+from crmkit.errors import ValidationError
 
 if TYPE_CHECKING:
     from crmkit.core.actors import Actor
@@ -98,3 +104,57 @@ class Page:
 
     items: Sequence[Any]
     next_cursor: str | None = None
+
+
+# -- paging: what every list route shares ------------------------------------------------
+
+#: the page size when ``limit`` is not given, and the most one page may hold
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 500
+#: the largest number a cursor may carry (a 64-bit integer column's)
+_MAX_CURSOR_INT = 2**63 - 1
+_BAD_CURSOR = 'cursor is not valid; use the URL of the Link header\'s rel="next" as given'
+
+
+def page_limit(value: int | None, default: int = DEFAULT_LIMIT) -> int:
+    """The page size a list route was asked for: ``default`` when not given, else a whole
+    number from 1 to 500 (a 422 on ``limit`` otherwise)."""
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_LIMIT:
+        raise ValidationError(
+            f"limit {value!r} is out of range; give a whole number from 1 to {MAX_LIMIT}",
+            field="limit",
+        )
+    return value
+
+
+def encode_cursor(state: Mapping[str, Any]) -> str:
+    """An opaque cursor holding ``state`` (the last item's sort key and id, JSON-ready):
+    base64url of its JSON, for :attr:`Page.next_cursor`."""
+    raw = json.dumps(jsonable(state), separators=(",", ":"), sort_keys=True).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None, *keys: str) -> dict[str, Any] | None:
+    """The state of a cursor made by :func:`encode_cursor` (None for no cursor); a cursor
+    that is not one of ours, or lacks one of ``keys``, is a 422 on ``cursor``."""
+    if cursor is None or cursor == "":
+        return None
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        state = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+    except (ValueError, binascii.Error, UnicodeError):
+        state = None
+    if not isinstance(state, dict) or any(key not in state for key in keys):
+        raise ValidationError(_BAD_CURSOR, field="cursor")
+    return state
+
+
+def cursor_int(state: Mapping[str, Any], key: str) -> int:
+    """``state[key]`` as a whole number from 0 to 2**63-1 (an id or a position), else a
+    422 on ``cursor``."""
+    value = state.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_CURSOR_INT:
+        raise ValidationError(_BAD_CURSOR, field="cursor")
+    return value

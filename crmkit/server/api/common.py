@@ -7,8 +7,6 @@ A cursor that does not decode is a 422 naming the ``cursor`` parameter.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
 import hashlib
 import json
@@ -17,52 +15,19 @@ from typing import TYPE_CHECKING, Any
 
 from crmkit.core.serialize import jsonable
 from crmkit.errors import PreconditionFailed, ValidationError
+from crmkit.server.routing import (  # noqa: F401 - the route modules import them from here
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    decode_cursor,
+    encode_cursor,
+)
+from crmkit.server.routing import page_limit as limit_of  # noqa: F401
 
 if TYPE_CHECKING:
     from crmkit.server.routing import ApiRequest
 
-#: the page size when ``limit`` is not given, and the most one page may hold
-DEFAULT_LIMIT = 50
-MAX_LIMIT = 500
 #: the smallest step of a stored time: keyset paging by time adds it to be inclusive
 TICK = dt.timedelta(microseconds=1)
-
-
-def limit_of(value: int | None) -> int:
-    """The page size asked for, checked (1..500; default 50)."""
-    if value is None:
-        return DEFAULT_LIMIT
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_LIMIT:
-        raise ValidationError(
-            f"limit {value!r} is out of range; give a whole number from 1 to {MAX_LIMIT}",
-            field="limit",
-        )
-    return value
-
-
-def encode_cursor(state: dict[str, Any]) -> str:
-    """An opaque cursor for ``state`` (JSON-ready values)."""
-    raw = json.dumps(jsonable(state), separators=(",", ":"), sort_keys=True).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str | None, *keys: str) -> dict[str, Any] | None:
-    """The state of a cursor made by :func:`encode_cursor` (None for no cursor); a cursor
-    that is not one of ours, or lacks one of ``keys``, is a 422 on ``cursor``."""
-    if cursor is None or cursor == "":
-        return None
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        state = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
-    except (ValueError, binascii.Error, UnicodeError):
-        state = None
-    if not isinstance(state, dict) or any(key not in state for key in keys):
-        raise ValidationError(
-            'cursor is not valid; use the URL of the Link header\'s rel="next" as given',
-            field="cursor",
-        )
-    return state
-
 
 #: the largest position or id a cursor may carry (a 64-bit integer column's)
 _MAX_STATE = 2**63 - 1

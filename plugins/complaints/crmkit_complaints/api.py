@@ -11,21 +11,17 @@ internal notes, assignees, usernames or SLA figures.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
-import json
 from typing import Any
 
 import attrs
 
+from crmkit import plugin
 from crmkit.plugin import ApiRequest, ApiResponse, Page, Route, ValidationError
 from crmkit_complaints.records import Complaint, due_of
 from crmkit_complaints.service import service
 
 TAGS = ("complaints",)
-DEFAULT_LIMIT = 50
-MAX_LIMIT = 500
 
 # -- shapes -----------------------------------------------------------------------------
 
@@ -180,41 +176,26 @@ class StatusOut:
 # -- helpers ----------------------------------------------------------------------------
 
 
-def _limit(value: int | None) -> int:
-    if value is None:
-        return DEFAULT_LIMIT
-    if not 1 <= value <= MAX_LIMIT:
-        raise ValidationError(
-            f"limit {value} is out of range; give a whole number from 1 to {MAX_LIMIT}",
-            field="limit",
-        )
-    return value
-
-
 def encode_cursor(complaint: Complaint) -> str:
-    due = due_of(complaint)
-    state = {"due": due.isoformat() if due else None, "id": complaint.id}
-    raw = json.dumps(state, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return plugin.encode_cursor({"due": due_of(complaint), "id": complaint.id})
 
 
 def decode_cursor(cursor: str | None) -> tuple[dt.datetime | None, int] | None:
-    if not cursor:
+    state = plugin.decode_cursor(cursor, "id", "due")
+    if state is None:
         return None
-    bad = ValidationError(
-        'cursor is not valid; use the URL of the Link header\'s rel="next" as given',
-        field="cursor",
-    )
+    last_id = plugin.cursor_int(state, "id")
+    if state["due"] is None:
+        return None, last_id
     try:
-        state = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        last_id, due = state["id"], state["due"]
-        moment = None if due is None else dt.datetime.fromisoformat(due)
-    except (ValueError, binascii.Error, UnicodeError, TypeError, KeyError):
-        raise bad from None
-    if isinstance(last_id, bool) or not isinstance(last_id, int) or last_id < 0:
-        raise bad
-    if moment is not None and moment.tzinfo is None:
-        raise bad
+        moment = dt.datetime.fromisoformat(state["due"])
+    except (TypeError, ValueError):
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise ValidationError(
+            'cursor is not valid; use the URL of the Link header\'s rel="next" as given',
+            field="cursor",
+        )
     return moment, last_id
 
 
@@ -253,7 +234,7 @@ def log_complaint(req: ApiRequest) -> ApiResponse:
 def complaint_queue(req: ApiRequest) -> Page:
     """The queue: complaints by their next SLA due moment (none last), then id."""
     query: QueueQuery = req.query or QueueQuery()
-    limit = _limit(query.limit)
+    limit = plugin.page_limit(query.limit)
     found = service(req.crm).queue(
         after=decode_cursor(query.cursor),
         limit=limit + 1,

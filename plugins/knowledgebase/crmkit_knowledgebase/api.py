@@ -7,56 +7,28 @@ shapes (:mod:`.schemas`), cursors and ETags. An article's ETag is ``"r<revision>
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from typing import Any
 
-from crmkit.plugin import ApiRequest, ApiResponse, Page, PreconditionFailed, Route, ValidationError
+from crmkit import plugin
+from crmkit.plugin import ApiRequest, ApiResponse, Page, PreconditionFailed, Route
 from crmkit_knowledgebase import schemas as s
 from crmkit_knowledgebase.entities import Article, Hit
 from crmkit_knowledgebase.service import service
 
-DEFAULT_LIMIT = 50
-MAX_LIMIT = 500
 TAGS = ("knowledgebase",)
 
 
 # -- paging ------------------------------------------------------------------------------
 
 
-def limit_of(value: int | None, default: int = DEFAULT_LIMIT) -> int:
-    """The page size asked for (1..500)."""
-    if value is None:
-        return default
-    if not 1 <= value <= MAX_LIMIT:
-        raise ValidationError(
-            f"limit {value!r} is out of range; give a whole number from 1 to {MAX_LIMIT}",
-            field="limit",
-        )
-    return value
-
-
 def encode_cursor(key: str, value: int) -> str:
-    raw = json.dumps({key: value}, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return plugin.encode_cursor({key: value})
 
 
 def decode_cursor(cursor: str | None, key: str) -> int:
     """The number a cursor of :func:`encode_cursor` holds (0 without a cursor)."""
-    if not cursor:
-        return 0
-    try:
-        state = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (ValueError, binascii.Error, UnicodeError):
-        state = None
-    value = state.get(key) if isinstance(state, dict) else None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValidationError(
-            'cursor is not valid; use the URL of the Link header\'s rel="next" as given',
-            field="cursor",
-        )
-    return value
+    state = plugin.decode_cursor(cursor, key)
+    return 0 if state is None else plugin.cursor_int(state, key)
 
 
 # -- shapes --------------------------------------------------------------------------------
@@ -100,7 +72,7 @@ def _hits_page(found: list[Any], offset: int, limit: int) -> tuple[list[Any], st
 
 def search(req: ApiRequest) -> Page:
     q: s.SearchQuery = req.query
-    limit, offset = limit_of(q.limit, 20), decode_cursor(q.cursor, "offset")
+    limit, offset = plugin.page_limit(q.limit, 20), decode_cursor(q.cursor, "offset")
     found = service(req.crm).search(
         q.q, category=q.category, tag=q.tag, audience=q.audience, status=q.status,
         mode=q.mode, limit=limit + 1, offset=offset,
@@ -111,7 +83,7 @@ def search(req: ApiRequest) -> Page:
 
 def public_search(req: ApiRequest) -> Page:
     q: s.PublicSearchQuery = req.query
-    limit, offset = limit_of(q.limit, 20), decode_cursor(q.cursor, "offset")
+    limit, offset = plugin.page_limit(q.limit, 20), decode_cursor(q.cursor, "offset")
     found = service(req.crm).public_search(q.q, limit=limit + 1, offset=offset)
     items, cursor = _hits_page(found, offset, limit)
     return Page(
@@ -133,7 +105,7 @@ def public_search(req: ApiRequest) -> Page:
 def suggest(req: ApiRequest) -> list[s.SuggestionOut]:
     b: s.SuggestBody = req.body
     kb = service(req.crm)
-    limit = limit_of(b.limit, kb.settings.get("suggest_limit", 5))
+    limit = plugin.page_limit(b.limit, kb.settings.get("suggest_limit", 5))
     found = kb.suggest(
         b.message, limit=limit, audience=b.audience, articles=b.articles, templates=b.templates
     )
@@ -142,7 +114,7 @@ def suggest(req: ApiRequest) -> list[s.SuggestionOut]:
 
 def list_articles(req: ApiRequest) -> Page:
     q: s.ArticleQuery = req.query
-    limit, after = limit_of(q.limit), decode_cursor(q.cursor, "after")
+    limit, after = plugin.page_limit(q.limit), decode_cursor(q.cursor, "after")
     found = service(req.crm).list(
         category=q.category, tag=q.tag, audience=q.audience, status=q.status,
         limit=limit + 1, after_id=after,

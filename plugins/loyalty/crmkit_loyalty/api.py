@@ -10,21 +10,17 @@ response with the write). Points are whole numbers; money values are decimal str
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
-import json
 from decimal import Decimal
 
 import attrs
 
-from crmkit.plugin import ApiRequest, ApiResponse, Page, Route, ValidationError
+from crmkit import plugin
+from crmkit.plugin import ApiRequest, ApiResponse, Page, Route
 from crmkit_loyalty.records import LedgerEntry, Member
 from crmkit_loyalty.service import loyalty
 
 TAGS = ("loyalty",)
-DEFAULT_LIMIT = 50
-MAX_LIMIT = 500
 
 # -- shapes -----------------------------------------------------------------------------
 
@@ -206,36 +202,13 @@ class RewardOut:
 # -- helpers ----------------------------------------------------------------------------
 
 
-def _limit(value: int | None) -> int:
-    if value is None:
-        return DEFAULT_LIMIT
-    if not 1 <= value <= MAX_LIMIT:
-        raise ValidationError(
-            f"limit {value} is out of range; give a whole number from 1 to {MAX_LIMIT}",
-            field="limit",
-        )
-    return value
-
-
 def encode_cursor(after: int) -> str:
-    raw = json.dumps({"after": after}, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return plugin.encode_cursor({"after": after})
 
 
 def decode_cursor(cursor: str | None) -> int:
-    if not cursor:
-        return 0
-    try:
-        state = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (ValueError, binascii.Error, UnicodeError):
-        state = None
-    after = state.get("after") if isinstance(state, dict) else None
-    if isinstance(after, bool) or not isinstance(after, int) or after < 0:
-        raise ValidationError(
-            'cursor is not valid; use the URL of the Link header\'s rel="next" as given',
-            field="cursor",
-        )
-    return after
+    state = plugin.decode_cursor(cursor, "after")
+    return 0 if state is None else plugin.cursor_int(state, "after")
 
 
 def entry_out(e: LedgerEntry) -> EntryOut:
@@ -281,7 +254,7 @@ def _program(req: ApiRequest) -> str | None:
 def list_members(req: ApiRequest) -> Page:
     """A program's members by customer id (those of the customers you may see)."""
     query: MemberQuery = req.query or MemberQuery()
-    limit = _limit(query.limit)
+    limit = plugin.page_limit(query.limit)
     rows = loyalty(req.crm).members_page(
         program=query.program,
         tier=query.tier,

@@ -7,52 +7,25 @@ the request's actor (:mod:`.access`) and audit snapshots; they only translate sh
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from typing import Any
 
-from crmkit.plugin import ApiRequest, Page, Route, ValidationError
+from crmkit import plugin
+from crmkit.plugin import ApiRequest, Page, Route
 
 from . import schemas as s
 from . import snapshots as snaps
 from .service import run_analysis
 
-DEFAULT_LIMIT = 50
-MAX_LIMIT = 500
 TAGS = ("segmentation",)
 
 
-def limit_of(value: int | None) -> int:
-    if value is None:
-        return DEFAULT_LIMIT
-    if not 1 <= value <= MAX_LIMIT:
-        raise ValidationError(
-            f"limit {value!r} is out of range; give a whole number from 1 to {MAX_LIMIT}",
-            field="limit",
-        )
-    return value
-
-
 def encode_cursor(after: int) -> str:
-    raw = json.dumps({"after": after}, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return plugin.encode_cursor({"after": after})
 
 
 def decode_cursor(cursor: str | None) -> int | None:
-    if not cursor:
-        return None
-    try:
-        state = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (ValueError, binascii.Error, UnicodeError):
-        state = None
-    value = state.get("after") if isinstance(state, dict) else None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValidationError(
-            'cursor is not valid; use the URL of the Link header\'s rel="next" as given',
-            field="cursor",
-        )
-    return value
+    state = plugin.decode_cursor(cursor, "after")
+    return None if state is None else plugin.cursor_int(state, "after")
 
 
 def analyse(req: ApiRequest) -> s.AnalysisResult:
@@ -66,7 +39,7 @@ def _snapshot_out(snap: Any) -> s.SnapshotOut:
 
 def list_snapshots(req: ApiRequest) -> Page:
     q: s.SnapshotQuery = req.query
-    limit = limit_of(q.limit)
+    limit = plugin.page_limit(q.limit)
     found = snaps.list_snapshots(
         req.crm, q.scheme, after_id=decode_cursor(q.cursor) or 0, limit=limit + 1
     )
@@ -84,7 +57,7 @@ def get_snapshot(req: ApiRequest) -> s.SnapshotDetail:
 
 def members(req: ApiRequest) -> Page:
     q: s.MembersQuery = req.query
-    limit = limit_of(q.limit)
+    limit = plugin.page_limit(q.limit)
     found = snaps.campaign_list(
         req.crm, req.path["segment"], q.scheme, q.snapshot,
         after_id=decode_cursor(q.cursor), limit=limit + 1,
