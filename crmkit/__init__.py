@@ -11,20 +11,11 @@ Embed it::
 Extend it with plugins: see :mod:`crmkit.hooks`.
 """
 
-from crmkit.core.entities import (
-    AttributeDefinition,
-    Contact,
-    Customer,
-    Interaction,
-    Order,
-    OrderLine,
-    Section,
-    SettingsSpec,
-    Staff,
-)
-from crmkit.core.orders import StoredOrders
-from crmkit.core.workflow import Stage, Transition, WorkflowDefinition, WorkflowInstance
-from crmkit.crm import CRM, open
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from crmkit.errors import (
     ConfigError,
     Conflict,
@@ -36,6 +27,61 @@ from crmkit.errors import (
     ValidationError,
 )
 from crmkit.hooks import API_VERSION, hookimpl, hookspec
+
+if TYPE_CHECKING:  # the lazy names below, for type checkers and editors
+    from crmkit.core.entities import (
+        AttributeDefinition,
+        Contact,
+        Customer,
+        Interaction,
+        Order,
+        OrderLine,
+        Section,
+        SettingsSpec,
+        Staff,
+    )
+    from crmkit.core.orders import StoredOrders
+    from crmkit.core.workflow import Stage, Transition, WorkflowDefinition, WorkflowInstance
+    from crmkit.crm import CRM, open
+
+# name -> module that defines it, imported on first access (PEP 562): ``import crmkit``
+# (which every command line run and plugin does) stays free of SQLAlchemy and Jinja2
+_LAZY = {
+    **dict.fromkeys(
+        (
+            "AttributeDefinition",
+            "Contact",
+            "Customer",
+            "Interaction",
+            "Order",
+            "OrderLine",
+            "Section",
+            "SettingsSpec",
+            "Staff",
+        ),
+        "crmkit.core.entities",
+    ),
+    "StoredOrders": "crmkit.core.orders",
+    **dict.fromkeys(
+        ("Stage", "Transition", "WorkflowDefinition", "WorkflowInstance"), "crmkit.core.workflow"
+    ),
+    "CRM": "crmkit.crm",
+    "open": "crmkit.crm",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'crmkit' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __version__ = "0.1.0"
 

@@ -137,17 +137,22 @@ def crmkit_register_commands(cli: click.Group) -> None:
     """Add click commands or groups to the ``crmkit`` command line.
 
     When: once per CLI run, before the command line is parsed into a
-    subcommand, and only for enabled plugins. Transaction: none.
-    Returns: nothing; call ``cli.add_command(...)``. Inside a command, get the
-    open CRM with :func:`crmkit.cli.pass_crm`.
+    subcommand (also for ``crmkit --help``), and only for enabled plugins.
+    Transaction: none. Returns: nothing; call ``cli.add_command(...)``. Inside a
+    command, get the open CRM with :func:`crmkit.plugin.pass_crm`.
+
+    Add a :func:`crmkit.plugin.lazy_command`: its name and one-line help are all
+    ``crmkit --help`` needs, and the module holding the real command (and what it
+    imports: SQLAlchemy, numpy ...) loads only when the command runs. A command or
+    group added directly still works, but its module's imports then slow every
+    ``crmkit`` run, ``--help`` included.
 
     Example::
 
         @crmkit.hookimpl
         def crmkit_register_commands(cli):
-            @cli.group()
-            def loyalty():
-                "Points, tiers and rewards."
+            help = "Points, tiers and rewards."  # the same as the group's docstring
+            cli.add_command(lazy_command("loyalty", "crmkit_loyalty.cli:loyalty", help))
     """
 
 

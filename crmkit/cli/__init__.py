@@ -6,7 +6,8 @@ customer list --config x.toml`` are the same; the root group moves them to
 the front before parsing, so plugins' commands take them too). Commands act as the
 local operator, recorded as ``cli:<os user>`` and holding every permission; with
 ``--as STAFF`` (or ``CRMKIT_AS``) they act as that staff member, with their permissions. Plugins add
-their command groups through ``crmkit_register_commands``; inside a command,
+their command groups through ``crmkit_register_commands`` (as :func:`lazy_command`
+placeholders, so ``crmkit --help`` imports no plugin's command module); inside a command,
 ``@pass_crm`` hands over the open CRM. A user mistake prints one line to
 stderr and exits 1; the traceback only shows with ``--verbose``. Warnings the
 library logs (a plugin's failing 360 section, an after-commit hook) show as
@@ -16,12 +17,13 @@ one ``warning:`` line each on stderr.
 from __future__ import annotations
 
 import functools
+import importlib
 import logging
 import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import click
@@ -32,6 +34,9 @@ from crmkit import plugins as plugin_loader
 from crmkit.core.actors import Actor
 from crmkit.errors import CrmError, PluginError
 
+if TYPE_CHECKING:
+    from crmkit.crm import CRM
+
 
 @attrs.define
 class CliState:
@@ -41,12 +46,12 @@ class CliState:
     config: str | None = None
     database: str | None = None
     verbose: bool = False
-    crm: crmkit.CRM | None = None
+    crm: CRM | None = None
     plugins: list[str | Any] | None = None  # names or plugin objects; overrides the config
     #: --as STAFF: the staff member the command acts as (None: the operator, cli:<os user>)
     acting_as: str | None = None
 
-    def open(self, *, upgrade: bool = False) -> crmkit.CRM:
+    def open(self, *, upgrade: bool = False) -> CRM:
         """The CRM of this command run, opened on first use (warns about plugins that
         failed to load). It acts as the operator ``cli:<os user>``, or as the staff
         member of ``--as``."""
@@ -117,6 +122,39 @@ def hoist_global_options(args: Sequence[str]) -> list[str]:
     return front + rest
 
 
+class LazyCommand(click.Command):
+    """A command known by its name and short help until it runs: then ``target``
+    (``"module:attribute"``, a click command) is imported and takes its place.
+
+    The root group lists it in ``crmkit --help`` without importing its module; the
+    command's own ``--help``, its run and shell completion below it use the real one.
+    """
+
+    def __init__(self, name: str, target: str, help: str, *, hidden: bool = False) -> None:
+        super().__init__(name, help=help, hidden=hidden)
+        self.target = target
+
+    def load(self) -> click.Command:
+        """Import and return the command this placeholder stands for."""
+        module, _, attribute = self.target.partition(":")
+        command = getattr(importlib.import_module(module), attribute)
+        if not isinstance(command, click.Command):
+            raise PluginError(f"{self.target} is no click command (lazy command {self.name!r})")
+        return command
+
+
+def lazy_command(name: str, target: str, help: str) -> click.Command:
+    """A top-level command that imports its module only when it runs.
+
+    ``crmkit_register_commands`` adds one with ``cli.add_command(lazy_command("kb",
+    "crmkit_kb.cli:kb", help="Knowledge base: ..."))``: ``crmkit --help`` then lists
+    ``kb`` with ``help`` (its first line) and imports nothing of the plugin's commands;
+    ``crmkit kb ...`` imports ``crmkit_kb.cli`` and runs its ``kb`` group. Keep ``help``
+    the same as the real command's (a bundled plugin's test compares them).
+    """
+    return LazyCommand(name, target, help)
+
+
 class CrmkitGroup(click.Group):
     """Root group: adds enabled plugins' commands on first lookup; errors become one line."""
 
@@ -173,7 +211,25 @@ class CrmkitGroup(click.Group):
         self._load_plugin_commands(ctx)
         if not self._visible(ctx, cmd_name):
             return None
-        return super().get_command(ctx, cmd_name)
+        command = super().get_command(ctx, cmd_name)
+        if isinstance(command, LazyCommand) and not ctx.meta.get("crmkit_listing"):
+            command = self.commands[cmd_name] = command.load()
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # the listing needs only names and short helps: lazy commands stay unimported
+        ctx.meta["crmkit_listing"] = True
+        try:
+            super().format_commands(ctx, formatter)
+        finally:
+            del ctx.meta["crmkit_listing"]
+
+    def shell_complete(self, ctx: click.Context, incomplete: str) -> list[Any]:
+        ctx.meta["crmkit_listing"] = True
+        try:
+            return super().shell_complete(ctx, incomplete)
+        finally:
+            del ctx.meta["crmkit_listing"]
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         return super().parse_args(ctx, hoist_global_options(args))
@@ -404,7 +460,16 @@ def main(argv: list[str] | None = None) -> None:
 # Register the core's command modules (each adds its commands to ``cli``).
 from crmkit.cli import admin, audit, catchup, demo, identity, merge, records, serve, transfer  # noqa: E402,F401,I001
 
-__all__ = ["CliState", "UserError", "cli", "common_options", "main", "pass_crm"]
+__all__ = [
+    "CliState",
+    "LazyCommand",
+    "UserError",
+    "cli",
+    "common_options",
+    "lazy_command",
+    "main",
+    "pass_crm",
+]
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

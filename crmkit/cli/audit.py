@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from crmkit.cli import cli, pass_crm
 from crmkit.cli.output import emit, format_option
 from crmkit.cli.params import CustomerRefType, DateTimeType
-from crmkit.core.auditlog import MAX_LIMIT, AuditService, as_dict
+
+if TYPE_CHECKING:
+    from crmkit.core.auditlog import AuditService
+
+#: crmkit.core.auditlog.MAX_LIMIT, repeated so that ``crmkit --help`` imports no SQLAlchemy
+#: (tests/cli/test_startup.py checks they agree)
+MAX_LIMIT = 10_000
 
 COLUMNS = ["id", "at", "actor", "on_behalf_of", "action", "entity", "entity_id",
            "customer_id", "changes", "request_id"]  # fmt: skip
@@ -23,6 +29,8 @@ def audit() -> None:
 
 def audit_service(crm: Any) -> AuditService:
     """The CRM's audit log reader (``crm.audit_log``)."""
+    from crmkit.core.auditlog import AuditService
+
     service = getattr(crm, "audit_log", None)
     return service if isinstance(service, AuditService) else AuditService(crm)
 
@@ -90,6 +98,8 @@ def audit_list(
 ) -> None:
     """List audit entries, newest first: who (actor, on behalf of), when, what (action,
     entity, id), the customer and the changed fields before -> after."""
+    from crmkit.core.auditlog import as_dict
+
     service = audit_service(crm)
     customer_id = None
     if customer_ref is not None:

@@ -8,7 +8,6 @@ import click
 
 from crmkit.cli import UserError, pass_crm
 from crmkit.cli.admin import plugins
-from crmkit.core import catchup
 
 
 @plugins.command("catch-up")
@@ -21,6 +20,8 @@ def plugins_catch_up(crm: Any, name: str) -> None:
     crmkit does this by itself on the first write after a plugin comes back; this
     command is for doing it on demand.
     """
+    from crmkit.core import catchup  # SQLAlchemy: imported when the command runs
+
     if name not in crm.plugin_names:
         loaded = ", ".join(crm.plugin_names) or "none"
         raise UserError(

@@ -12,7 +12,6 @@ import click
 from crmkit.cli import UserError, cli, pass_crm
 from crmkit.cli import params as p
 from crmkit.cli.output import emit, format_option
-from crmkit.core.customers import PROFILE_FIELDS
 from crmkit.core.entities import CUSTOMER_KINDS, CUSTOMER_STATUSES, CUSTOMER_TYPES, Customer
 from crmkit.core.serialize import jsonable
 from crmkit.errors import NotFound
@@ -55,6 +54,8 @@ def _check_owner(crm: Any, owner: str | None) -> None:
 
 def customer_row(customer: Customer) -> dict[str, Any]:
     """A customer as one JSON object: profile, attributes, consents and times."""
+    from crmkit.core.customers import PROFILE_FIELDS  # SQLAlchemy: not on --help
+
     return {
         "id": customer.id,
         **{f: getattr(customer, f) for f in PROFILE_FIELDS},
@@ -68,6 +69,8 @@ def customer_row(customer: Customer) -> dict[str, Any]:
 
 def _flat_rows(customers: list[Customer]) -> tuple[list[dict[str, Any]], list[str]]:
     """CSV rows: profile columns, one column per custom attribute, granted consents."""
+    from crmkit.core.customers import PROFILE_FIELDS  # SQLAlchemy: not on --help
+
     names = sorted({k for c in customers for k in c.attributes})
     columns = ["id", *PROFILE_FIELDS, *names, "consents", "created_at"]
     rows = []

@@ -14,7 +14,7 @@ import datetime as dt
 import json
 import sys
 import zoneinfo
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -22,7 +22,9 @@ from crmkit.cli import UserError, cli, pass_crm
 from crmkit.cli import params as p
 from crmkit.cli.activity import staff
 from crmkit.cli.output import emit, format_option
-from crmkit.core import identity
+
+if TYPE_CHECKING:
+    from crmkit.core import identity
 
 # -- staff password ------------------------------------------------------------------
 
@@ -37,6 +39,8 @@ def staff_password(crm: Any, username: str) -> None:
     one line on standard input (it is never an option or argument): printf '%s\\n' "$PW" |
     crmkit staff password USERNAME. At least 10 characters, not the username.
     """
+    from crmkit.core import identity  # SQLAlchemy: imported when a command runs
+
     crm.staff.get(username)  # an unknown member is refused before anything is asked
     actor = crm.actor
     if not (actor.kind == "staff" and actor.username == username):
@@ -108,6 +112,8 @@ def token_create(
     crm: Any, username: str, scope_texts: tuple[str, ...], expires: str, name: str, fmt: str
 ) -> None:
     """Create an API token for a staff member; it is printed once, only its hash is kept."""
+    from crmkit.core import identity  # SQLAlchemy: imported when a command runs
+
     scopes = [s.strip() for text in scope_texts for s in text.split(",") if s.strip()]
     expires_at = _expiry(expires, crm.config.timezone)
     text, info = identity.create_token(
@@ -127,6 +133,8 @@ def token_create(
 
 
 def _row(crm: Any, info: identity.TokenInfo) -> dict[str, Any]:
+    from crmkit.core import identity  # SQLAlchemy: imported when a command runs
+
     return {
         "id": info.id,
         "staff": info.staff,
@@ -148,6 +156,8 @@ def _row(crm: Any, info: identity.TokenInfo) -> dict[str, Any]:
 @pass_crm
 def token_list(crm: Any, username: str | None, fmt: str) -> None:
     """API tokens, newest first (never their text): prefix, scopes, expiry, last use."""
+    from crmkit.core import identity  # SQLAlchemy: imported when a command runs
+
     rows = [_row(crm, info) for info in identity.list_tokens(crm, username)]
     columns = ["id", "staff", "name", "prefix", "scopes", "expires_at", "last_used_at"]
     emit(rows, fmt, [*columns, "active"] if fmt == "table" else None)
@@ -158,6 +168,8 @@ def token_list(crm: Any, username: str | None, fmt: str) -> None:
 @pass_crm
 def token_revoke(crm: Any, token_id: int) -> None:
     """Revoke API token ID: it stops working at once."""
+    from crmkit.core import identity  # SQLAlchemy: imported when a command runs
+
     info = identity.revoke_token(crm, token_id)
     click.echo(f"revoked API token {info.id} of {info.staff}")
 

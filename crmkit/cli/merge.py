@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -10,8 +10,9 @@ from crmkit.cli import UserError, pass_crm
 from crmkit.cli import params as p
 from crmkit.cli.customer import customer
 from crmkit.cli.output import emit, format_option
-from crmkit.core import merge as merging
-from crmkit.core.duplicates import Evidence
+
+if TYPE_CHECKING:
+    from crmkit.core.duplicates import Evidence
 
 
 def _evidence_text(evidence: tuple[Evidence, ...]) -> str:
@@ -70,6 +71,8 @@ def customer_duplicates(crm: Any, ref: str | None, max_block: int, fmt: str) -> 
 
 
 def _prefer(pairs: tuple[str, ...]) -> dict[str, str]:
+    from crmkit.core import merge as merging  # SQLAlchemy: imported when a command runs
+
     prefer = p.key_values(pairs, "--prefer")
     for field, choice in prefer.items():
         if choice not in merging.CHOICES:
@@ -85,6 +88,8 @@ def _plural(count: int, word: str) -> str:
 
 
 def _moves(counts: dict[str, int]) -> str:
+    from crmkit.core import merge as merging  # SQLAlchemy: imported when a command runs
+
     return ", ".join(
         _plural(counts[name], name.removesuffix("s").replace("_", " "))
         for name in merging.MOVED_TABLES
@@ -92,6 +97,8 @@ def _moves(counts: dict[str, int]) -> str:
 
 
 def _preview(crm: Any, kept: Any, merged: Any, prefer: dict[str, str]) -> list[str]:
+    from crmkit.core import merge as merging  # SQLAlchemy: imported when a command runs
+
     merging.check_mergeable(kept, merged)
     decided = merging.plan(crm, kept, merged, prefer)
     if decided.conflicts:

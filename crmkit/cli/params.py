@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import zoneinfo
 from collections.abc import Callable, Sequence
 from decimal import Decimal
@@ -13,13 +14,18 @@ import click
 
 from crmkit.cli import UserError
 from crmkit.cli.output import emit
-from crmkit.core import tables as t
-from crmkit.core.bulk import money_limits, money_problem
 from crmkit.core.entities import Customer, to_money
 from crmkit.errors import CrmError, ValidationError
 
-#: what the money columns hold (NUMERIC(18, 4)), read from the table definition
-_MONEY_LIMITS = money_limits(t.orders.c.amount)
+
+@functools.cache
+def _money_limits() -> tuple[Any, ...]:
+    """What the money columns hold (NUMERIC(18, 4)), read from the table definition."""
+    # SQLAlchemy is imported when an amount is parsed, not when a command module loads
+    from crmkit.core import tables as t
+    from crmkit.core.bulk import money_limits
+
+    return money_limits(t.orders.c.amount)
 
 
 class RecordGroup(click.Group):
@@ -132,7 +138,9 @@ def money(text: str | None, option: str) -> Decimal | None:
         amount = to_money(text, option)
     except ValidationError as exc:
         raise UserError(str(exc)) from None
-    problem = money_problem(amount, *_MONEY_LIMITS)
+    from crmkit.core.bulk import money_problem
+
+    problem = money_problem(amount, *_money_limits())
     if problem is not None:
         raise UserError(f"{option} {problem}")
     return amount

@@ -5,12 +5,15 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from crmkit.cli import UserError, cli, pass_crm
-from crmkit.transfer import BATCH_SIZE, FORMATS, KINDS, RecordReader, export_file, import_file
+from crmkit.transfer.columns import BATCH_SIZE, FORMATS, KINDS
+
+if TYPE_CHECKING:
+    from crmkit.transfer.read import RecordReader
 
 
 def _progress_factory() -> Any:
@@ -95,6 +98,8 @@ def import_command(
     """
     if rejects and not skip_invalid:
         raise UserError("--rejects needs --skip-invalid (otherwise a bad row stores nothing)")
+    from crmkit.transfer import import_file  # SQLAlchemy: imported when the command runs
+
     result = import_file(
         crm,
         kind,
@@ -134,5 +139,7 @@ def import_command(
 @pass_crm
 def export_command(crm: Any, kind: str, output: str, output_format: str | None) -> None:
     """Export every KIND record to a CSV or JSON Lines file that 'crmkit import' reads back."""
+    from crmkit.transfer import export_file  # SQLAlchemy: imported when the command runs
+
     count = export_file(crm, kind, output, output_format=output_format)
     click.echo(f"exported {count} {kind} to {output}")

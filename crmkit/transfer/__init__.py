@@ -50,13 +50,37 @@ The modules, one job each:
 
 from __future__ import annotations
 
-from crmkit.transfer.columns import FORMATS, KINDS
-from crmkit.transfer.convert import Converter
-from crmkit.transfer.export import export_file
-from crmkit.transfer.importer import import_file
-from crmkit.transfer.read import RecordReader
-from crmkit.transfer.results import ImportResult, Problem, RowError
-from crmkit.transfer.store import BATCH_SIZE
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the lazy names below, for type checkers and editors
+    from crmkit.transfer.columns import BATCH_SIZE, FORMATS, KINDS
+    from crmkit.transfer.convert import Converter
+    from crmkit.transfer.export import export_file
+    from crmkit.transfer.importer import import_file
+    from crmkit.transfer.read import RecordReader
+    from crmkit.transfer.results import ImportResult, Problem, RowError
+
+# name -> module; imported on first access (PEP 562), so the command line's options can
+# read crmkit.transfer.columns without importing SQLAlchemy
+_LAZY = {
+    **dict.fromkeys(("BATCH_SIZE", "FORMATS", "KINDS"), "crmkit.transfer.columns"),
+    "Converter": "crmkit.transfer.convert",
+    "export_file": "crmkit.transfer.export",
+    "import_file": "crmkit.transfer.importer",
+    "RecordReader": "crmkit.transfer.read",
+    **dict.fromkeys(("ImportResult", "Problem", "RowError"), "crmkit.transfer.results"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'crmkit.transfer' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "BATCH_SIZE",

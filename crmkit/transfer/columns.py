@@ -1,6 +1,12 @@
-"""What the transfer files hold: the kinds of record, the file formats and their columns."""
+"""What the transfer files hold: the kinds of record, the file formats and their columns.
+
+It imports nothing (the command line reads it for its options' choices and defaults).
+"""
 
 from __future__ import annotations
+
+#: rows per stored batch: one plugin event each, all batches in the import's one transaction
+BATCH_SIZE = 50_000
 
 KINDS = ("customers", "orders", "interactions")
 FORMATS = ("csv", "jsonl")

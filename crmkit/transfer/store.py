@@ -13,12 +13,10 @@ from crmkit.core.bulk import lock_inserts
 from crmkit.core.entities import Interaction
 from crmkit.core.orders import refuse_unwritable
 from crmkit.errors import CrmError, PluginError, ValidationError
+from crmkit.transfer.columns import BATCH_SIZE  # noqa: F401 (defined there; importers read it here)
 from crmkit.transfer.read import records
 from crmkit.transfer.results import ImportResult
 from crmkit.transfer.spool import Spool
-
-#: rows per stored batch: one plugin event each, all batches in the import's one transaction
-BATCH_SIZE = 50_000
 
 _TABLES = {"orders": t.orders, "customers": t.customers, "interactions": t.interactions}
 _PLUGIN_SUFFIX = "; nothing of this change was stored"

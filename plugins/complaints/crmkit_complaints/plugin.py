@@ -11,11 +11,10 @@ from typing import Any
 import attrs
 
 import crmkit.plugin as ck
-from crmkit_complaints import access, catchup, hookspecs, personal
-from crmkit_complaints.businesshours import Calendar
-from crmkit_complaints.policies import check_policy
-from crmkit_complaints.records import OPEN_STAGES
-from crmkit_complaints.service import service
+from crmkit_complaints import hookspecs
+
+# The plugin's other modules (SQLAlchemy tables, the service) are imported inside the
+# hooks that use them: loading the plugin for ``crmkit --help`` stays cheap.
 
 CRMKIT_API = ">=1.3,<2"  # permissions, audit, routes (1.3), crmkit.plugin (1.2)
 
@@ -116,6 +115,9 @@ DEFAULTS: dict[str, Any] = {
 
 
 def _validate(values: dict[str, Any]) -> None:
+    from crmkit_complaints.businesshours import Calendar
+    from crmkit_complaints.policies import check_policy
+
     try:
         Calendar.from_dict(values["calendar"], "calendar")
     except ck.ConfigError as exc:
@@ -183,6 +185,8 @@ def crmkit_register_attributes() -> list[ck.AttributeDefinition]:
 
 @ck.hookimpl
 def crmkit_register_permissions() -> list[ck.PermissionSpec]:
+    from crmkit_complaints import access
+
     return list(access.PERMISSIONS)
 
 
@@ -200,6 +204,8 @@ def crmkit_register_template_dirs() -> list[str]:
 
 @ck.hookimpl
 def crmkit_after_workflow_transitions(ctx: Any, transitions: Sequence[Any]) -> None:
+    from crmkit_complaints.service import service
+
     if any(tr.workflow == "complaint" for tr in transitions):
         service(ctx.crm).on_transitions(ctx, transitions)
 
@@ -215,13 +221,15 @@ def crmkit_knowledgebase_register_template_variables() -> dict[str, dict[str, st
 
 @ck.hookimpl
 def crmkit_register_commands(cli: Any) -> None:
-    from crmkit_complaints.cli import complaints
-
-    cli.add_command(complaints)
+    # imported when a complaints command runs, not for ``crmkit --help``
+    help = "Complaints from every channel: lifecycle, SLA, replies, surveys, reports."
+    cli.add_command(ck.lazy_command("complaints", "crmkit_complaints.cli:complaints", help))
 
 
 @ck.hookimpl
 def crmkit_customer_360_section(crm: Any, customer: Any) -> ck.Section | None:
+    from crmkit_complaints.service import service
+
     try:
         open_ones = service(crm).list(customer_id=customer.id, open_only=True, limit=None)
     except (ck.Forbidden, ck.NotFound):  # the reader may see the customer, not complaints
@@ -255,6 +263,8 @@ def crmkit_customer_360_section(crm: Any, customer: Any) -> ck.Section | None:
 @ck.hookimpl
 def crmkit_export_personal_data(ctx: Any, customer: Any) -> dict[str, Any] | None:
     """Every personal value of the customer's complaints (see ``personal.export``)."""
+    from crmkit_complaints import personal
+
     return personal.export(ctx.connection, customer.id)
 
 
@@ -262,12 +272,16 @@ def crmkit_export_personal_data(ctx: Any, customer: Any) -> dict[str, Any] | Non
 def crmkit_erase_personal_data(ctx: Any, customer: Any) -> None:
     """Blank the customer's complaint texts, notes, survey comments and tracking codes;
     idempotent, so a re-run completes a partial erasure."""
+    from crmkit_complaints import personal
+
     personal.erase(ctx.connection, [customer.id])
 
 
 @ck.hookimpl
 def crmkit_merge_customers(ctx: Any, kept: Any, merged: Any) -> dict[str, Any] | None:
     """Re-link the duplicate's complaints to the kept customer: ``{"complaints": n}``."""
+    from crmkit_complaints import personal
+
     return personal.merge(ctx.connection, kept.id, merged.id)
 
 
@@ -275,6 +289,8 @@ def crmkit_merge_customers(ctx: Any, kept: Any, merged: Any) -> dict[str, Any] |
 def crmkit_customer_timeline(crm: Any, customer: Any, limit: int) -> list[ck.TimelineEntry]:
     """Complaints opened and public replies sent to the customer, newest first (nothing
     for a reader without ``complaints.read`` on the customer)."""
+    from crmkit_complaints import access, personal
+
     try:
         access.on_customer(crm, access.READ, customer.id)
     except (ck.Forbidden, ck.NotFound):
@@ -287,11 +303,15 @@ def crmkit_customer_timeline(crm: Any, customer: Any, limit: int) -> list[ck.Tim
 def crmkit_catch_up(ctx: Any, since: dt.datetime | None) -> str | None:
     """Complete erasures and merges made while complaints was off; report invalid ``vip``
     values. ``since`` is not needed: see ``crmkit_complaints.catchup``."""
+    from crmkit_complaints import catchup
+
     return catchup.catch_up(ctx)
 
 
 @ck.hookimpl
 def crmkit_generate_demo_data(crm: Any, rng: Any) -> str | None:
+    from crmkit_complaints.service import service
+
     svc = service(crm)
     customers = crm.customers.list(limit=20)
     if not customers:
@@ -331,4 +351,12 @@ def crmkit_generate_demo_data(crm: Any, rng: Any) -> str | None:
     return f"complaints: {made} complaints across {len(channels)} channels"
 
 
-__all__ = ["COMPLAINT_FLOW", "DEFAULTS", "OPEN_STAGES"]
+def __getattr__(name: str) -> Any:
+    if name == "OPEN_STAGES":  # re-exported on first use (PEP 562): records imports SQLAlchemy
+        from crmkit_complaints.records import OPEN_STAGES
+
+        return OPEN_STAGES
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["COMPLAINT_FLOW", "DEFAULTS", "OPEN_STAGES"]  # noqa: F822 (OPEN_STAGES: lazy)

@@ -8,6 +8,39 @@ Use from Python::
     kb.search("退款")
 """
 
-from crmkit_knowledgebase.service import KnowledgeBase, service
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from crmkit_knowledgebase.service import KnowledgeBase, service
 
 __all__ = ["KnowledgeBase", "service"]
+
+
+def __getattr__(name: str) -> Any:
+    # imported on first use (PEP 562): loading the plugin's hooks, which imports this
+    # package first, then costs no SQLAlchemy or Jinja2 (``crmkit --help`` stays quick)
+    if name not in __all__:
+        raise AttributeError(f"module 'crmkit_knowledgebase' has no attribute {name!r}")
+    importlib.import_module("crmkit_knowledgebase.service")
+    value = getattr(sys.modules["crmkit_knowledgebase.service"], name)
+    globals()[name] = value
+    return value
+
+
+class _Package(types.ModuleType):
+    """The package's ``service`` is the function of the same-named submodule: when the
+    import system binds the submodule here, the function takes its place (as the eager
+    ``from crmkit_knowledgebase.service import service`` used to do)."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "service" and isinstance(value, types.ModuleType):
+            value = value.service
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

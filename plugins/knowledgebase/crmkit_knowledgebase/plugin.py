@@ -5,14 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
-
 import crmkit.plugin as ck
-from crmkit_knowledgebase import personal
-from crmkit_knowledgebase import tables as t
 from crmkit_knowledgebase.limits import DEFAULTS as LIMIT_DEFAULTS
 from crmkit_knowledgebase.limits import validate_settings as validate_limits
-from crmkit_knowledgebase.service import service
+
+# The plugin's other modules (SQLAlchemy tables, the service) are imported inside the
+# hooks that use them: loading the plugin for ``crmkit --help`` stays cheap.
 
 CRMKIT_API = ">=1.3,<2"  # permissions, audit, routes (1.3)
 
@@ -80,13 +78,15 @@ def crmkit_register_routes() -> list[ck.Route]:
 
 @ck.hookimpl
 def crmkit_register_commands(cli: Any) -> None:
-    from crmkit_knowledgebase.cli import kb
-
-    cli.add_command(kb)
+    # imported when a kb command runs, not for ``crmkit --help``
+    help = "Knowledge base: articles, search, reply templates, self-service site."
+    cli.add_command(ck.lazy_command("kb", "crmkit_knowledgebase.cli:kb", help))
 
 
 @ck.hookimpl
 def crmkit_customer_360_section(crm: Any, customer: Any) -> ck.Section | None:
+    from crmkit_knowledgebase.service import service
+
     try:
         sends = service(crm).sends(customer.id, limit=50)
     except ck.Forbidden:  # a role without knowledgebase.read: the 360 goes without it
@@ -118,6 +118,8 @@ def crmkit_customer_360_section(crm: Any, customer: Any) -> ck.Section | None:
 @ck.hookimpl
 def crmkit_export_personal_data(ctx: Any, customer: Any) -> dict[str, Any] | None:
     """The customer's sends (with their texts) and votes (with their comments)."""
+    from crmkit_knowledgebase import personal
+
     return personal.export(ctx.connection, customer.id)
 
 
@@ -125,6 +127,8 @@ def crmkit_export_personal_data(ctx: Any, customer: Any) -> dict[str, Any] | Non
 def crmkit_erase_personal_data(ctx: Any, customer: Any) -> None:
     """Send texts blanked (the sends stay, for the counts); votes unlinked, comments blanked
     (the helpful counts stay). Idempotent."""
+    from crmkit_knowledgebase import personal
+
     personal.erase(ctx.connection, [customer.id])
 
 
@@ -132,12 +136,16 @@ def crmkit_erase_personal_data(ctx: Any, customer: Any) -> None:
 def crmkit_merge_customers(ctx: Any, kept: Any, merged: Any) -> dict[str, Any] | None:
     """Re-link the duplicate's sends and votes to the kept customer:
     ``{"sends": n, "votes": m}``, or None when it had none."""
+    from crmkit_knowledgebase import personal
+
     return personal.merge(ctx.connection, kept.id, merged.id)
 
 
 @ck.hookimpl
 def crmkit_customer_timeline(crm: Any, customer: Any, limit: int) -> list[ck.TimelineEntry]:
     """Replies (templates) and articles sent to the customer, newest first, at most limit."""
+    from crmkit_knowledgebase import personal
+
     with crm.reading() as connection:
         return personal.timeline(connection, customer.id, limit)
 
@@ -146,11 +154,14 @@ def crmkit_customer_timeline(crm: Any, customer: Any, limit: int) -> list[ck.Tim
 def crmkit_catch_up(ctx: Any, since: Any) -> str | None:
     """Re-link sends and votes of customers merged, and erase those of customers erased,
     while this plugin was off (found from the tables, so ``since`` is not needed)."""
+    from crmkit_knowledgebase import personal
+
     return personal.catch_up(ctx.connection)
 
 
 @ck.hookimpl
 def crmkit_generate_demo_data(crm: Any, rng: Any) -> str | None:
+    from crmkit_knowledgebase.service import service
     from crmkit_knowledgebase.transfer import import_dir
 
     kb = service(crm)
@@ -190,6 +201,8 @@ def crmkit_complaints_reply_proposals(crm: Any, complaint: Any, text: str) -> li
     A template that can not be rendered for this complaint (a field it needs is
     missing) is left out rather than failing the whole proposal.
     """
+    from crmkit_knowledgebase.service import service
+
     kb = service(crm)
     limit = crm.settings.get("knowledgebase", DEFAULTS)["propose_limit"]
     try:
@@ -218,6 +231,10 @@ def crmkit_complaints_reply_proposals(crm: Any, complaint: Any, text: str) -> li
 
 def counts(crm: Any) -> dict[str, int]:
     """Row counts of the plugin's tables (for tests and `crmkit kb stats`)."""
+    from sqlalchemy import func, select
+
+    from crmkit_knowledgebase import tables as t
+
     with crm.reading() as connection:
         return {
             name: connection.execute(select(func.count()).select_from(table)).scalar_one()

@@ -9,7 +9,29 @@ Python API::
     svc.redeem(customer_id, "coffee", program="retail-club")
 """
 
-from crmkit_loyalty.program import Program, load_program_file, parse_program
-from crmkit_loyalty.service import LoyaltyService, loyalty
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from crmkit_loyalty.program import Program, load_program_file, parse_program
+    from crmkit_loyalty.service import LoyaltyService, loyalty
 
 __all__ = ["LoyaltyService", "Program", "load_program_file", "loyalty", "parse_program"]
+
+# name -> module, imported on first use (PEP 562): loading the plugin's hooks, which
+# imports this package first, then costs no SQLAlchemy (``crmkit --help`` stays quick)
+_LAZY = {
+    **dict.fromkeys(("Program", "load_program_file", "parse_program"), "crmkit_loyalty.program"),
+    **dict.fromkeys(("LoyaltyService", "loyalty"), "crmkit_loyalty.service"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'crmkit_loyalty' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

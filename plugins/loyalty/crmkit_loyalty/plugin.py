@@ -6,14 +6,14 @@ import datetime as dt
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import Any
-
-from sqlalchemy import func, select
+from typing import TYPE_CHECKING, Any
 
 import crmkit
 import crmkit.plugin as ck
-from crmkit_loyalty import access, hookspecs
-from crmkit_loyalty.service import loyalty
+from crmkit_loyalty import hookspecs
+
+if TYPE_CHECKING:
+    from crmkit_loyalty.service import LoyaltyService
 
 # permissions, audit, routes (1.3), crmkit.plugin (1.2), StoredOrders.ids (1.1)
 CRMKIT_API = ">=1.3,<2"
@@ -27,6 +27,14 @@ DEFAULTS: dict[str, Any] = {
     # the customer 360 section shows the points that expire within this many days
     "expiring_soon_days": 60,
 }
+
+
+def loyalty(crm: Any) -> LoyaltyService:
+    """The CRM's loyalty service. The service (and SQLAlchemy) is imported on first use,
+    so loading the plugin for ``crmkit --help`` stays cheap."""
+    from crmkit_loyalty.service import loyalty as service
+
+    return service(crm)
 
 
 def _validate(values: dict[str, Any]) -> None:
@@ -54,6 +62,8 @@ def crmkit_register_settings() -> crmkit.SettingsSpec:
 
 @crmkit.hookimpl
 def crmkit_register_permissions() -> list[ck.PermissionSpec]:
+    from crmkit_loyalty import access
+
     return list(access.PERMISSIONS)
 
 
@@ -71,9 +81,9 @@ def crmkit_register_template_dirs() -> list[str]:
 
 @crmkit.hookimpl
 def crmkit_register_commands(cli: Any) -> None:
-    from crmkit_loyalty.cli import loyalty_group
-
-    cli.add_command(loyalty_group)
+    # imported when a loyalty command runs, not for ``crmkit --help``
+    help = "Loyalty programs: points, tiers, rewards, expiry."
+    cli.add_command(ck.lazy_command("loyalty", "crmkit_loyalty.cli:loyalty_group", help))
 
 
 @crmkit.hookimpl
@@ -154,6 +164,8 @@ def crmkit_catch_up(ctx: Any, since: dt.datetime | None) -> str | None:
 @crmkit.hookimpl
 def crmkit_generate_demo_data(crm: Any, rng: Any) -> str | None:
     """A retail club (three tiers, a catalogue); enrol demo customers, earn on their orders."""
+    from sqlalchemy import func, select
+
     service = loyalty(crm)
     program = service.load_program_file(EXAMPLES / "retail_club.toml")
     customers = [c.id for c in crm.customers.iterate()]

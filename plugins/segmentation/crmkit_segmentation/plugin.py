@@ -1,7 +1,10 @@
 """crmkit segmentation plugin: hook implementations and the ``crmkit segment`` commands.
 
 The hooks this plugin publishes for others are in :mod:`.hookspecs`; the commands are in
-the ``*_cli`` modules, the customer 360 section in :mod:`.customer360`.
+the ``*_cli`` modules (grouped in :mod:`.commands`), the customer 360 section in
+:mod:`.customer360`. The plugin's other modules (SQLAlchemy tables, the analyses, numpy)
+are imported inside the hooks that use them: loading the plugin for ``crmkit --help``
+stays cheap.
 """
 
 from __future__ import annotations
@@ -11,19 +14,17 @@ import random
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import Any
-
-import click
-import sqlalchemy as sa
+from typing import TYPE_CHECKING, Any
 
 import crmkit.plugin as ck
 
-from . import analyses_cli, clv_cli, customer360, hookspecs, packs_cli, snapshots_cli
-from . import settings as seg_settings
-from . import snapshots as snaps
-from .packs import BUILTIN, Pack
-from .schemes import builtin
-from .tables import memberships, snapshots
+from . import hookspecs
+
+if TYPE_CHECKING:
+    import click
+    import sqlalchemy as sa
+
+    from .packs import Pack
 
 CRMKIT_API = ">=1.3,<2"  # permissions, audit, routes (1.3)
 
@@ -40,6 +41,8 @@ def crmkit_register_migrations() -> str:
 
 @ck.hookimpl
 def crmkit_register_settings() -> ck.SettingsSpec:
+    from . import settings as seg_settings
+
     return seg_settings.spec()
 
 
@@ -68,21 +71,29 @@ def crmkit_register_template_dirs() -> list[str]:
 def crmkit_segmentation_current_segments(
     crm: ck.CRM, customer_ids: Sequence[int]
 ) -> dict[int, dict[str, str]]:
+    from . import snapshots as snaps
+
     return snaps.current_segments(crm, customer_ids)
 
 
 @ck.hookimpl
 def crmkit_segmentation_vip_customers(crm: ck.CRM, customer_ids: Sequence[int]) -> set[int]:
+    from . import snapshots as snaps
+
     return snaps.vip_customers(crm, customer_ids)
 
 
 @ck.hookimpl
 def crmkit_segmentation_register_packs() -> list[Pack]:
+    from .packs import BUILTIN
+
     return BUILTIN
 
 
 @ck.hookimpl
 def crmkit_customer_360_section(crm: ck.CRM, customer: ck.Customer) -> ck.Section | None:
+    from . import customer360
+
     return customer360.section(crm, customer)
 
 
@@ -90,6 +101,10 @@ def crmkit_customer_360_section(crm: ck.CRM, customer: ck.Customer) -> ck.Sectio
 def crmkit_export_personal_data(
     ctx: ck.HookContext, customer: ck.Customer
 ) -> dict[str, Any] | None:
+    import sqlalchemy as sa
+
+    from .tables import memberships, snapshots
+
     rows = ctx.connection.execute(
         sa.select(snapshots.c.id, snapshots.c.scheme, snapshots.c.as_of, memberships.c.segment)
         .join(memberships, memberships.c.snapshot_id == snapshots.c.id)
@@ -119,6 +134,8 @@ def crmkit_erase_personal_data(ctx: ck.HookContext, customer: ck.Customer) -> No
     movement matrices, counted from the memberships, no longer include the erased
     customer. Idempotent: a re-run finds nothing more to delete.
     """
+    from .tables import memberships
+
     ctx.connection.execute(memberships.delete().where(memberships.c.customer_id == customer.id))
 
 
@@ -145,6 +162,10 @@ def crmkit_catch_up(ctx: ck.HookContext, since: dt.datetime | None) -> str | Non
     nothing derived goes stale while the plugin is off, except memberships of customers
     merged (or erased) meanwhile: those are dropped, as the merge and erasure hooks would
     have. Idempotent; ``since`` is not needed (the check covers every customer cheaply)."""
+    import sqlalchemy as sa
+
+    from .tables import memberships
+
     gone = sa.select(ck.customers.c.id).where(
         sa.or_(ck.customers.c.merged_into.is_not(None), ck.customers.c.erased_at.is_not(None))
     )
@@ -157,6 +178,8 @@ def crmkit_catch_up(ctx: ck.HookContext, since: dt.datetime | None) -> str | Non
 
 
 def _drop_memberships(conn: sa.Connection, customer_ids: Sequence[int]) -> int:
+    from .tables import memberships
+
     found = conn.execute(memberships.delete().where(memberships.c.customer_id.in_(customer_ids)))
     return int(found.rowcount or 0)
 
@@ -164,6 +187,12 @@ def _drop_memberships(conn: sa.Connection, customer_ids: Sequence[int]) -> int:
 @ck.hookimpl
 def crmkit_generate_demo_data(crm: ck.CRM, rng: random.Random) -> str | None:
     """Two snapshots per scheme (a quarter apart) so ``segment diff`` has movement to show."""
+    import sqlalchemy as sa
+
+    from . import settings as seg_settings
+    from . import snapshots as snaps
+    from .schemes import builtin
+
     with crm.reading() as conn:
         last = conn.scalar(sa.select(sa.func.max(ck.orders.c.occurred_at)))
     if last is None:
@@ -183,9 +212,6 @@ def crmkit_generate_demo_data(crm: ck.CRM, rng: random.Random) -> str | None:
 
 @ck.hookimpl
 def crmkit_register_commands(cli: click.Group) -> None:
-    @cli.group()
-    def segment():
-        "Customer segmentation: RFM, snapshots, movement, campaign lists, industry packs."
-
-    for commands in (clv_cli, analyses_cli, snapshots_cli, packs_cli):
-        commands.add_commands(segment)
+    # imported when a segment command runs, not for ``crmkit --help``
+    help = "Customer segmentation: RFM, snapshots, movement, campaign lists, industry packs."
+    cli.add_command(ck.lazy_command("segment", "crmkit_segmentation.commands:segment", help))
