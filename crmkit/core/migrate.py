@@ -17,6 +17,7 @@ The drift check (:func:`schema_differences`, used by
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import fnmatch
 import importlib.metadata
@@ -27,19 +28,21 @@ import sys
 import types
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.autogenerate import compare_metadata
-from alembic.config import Config
-from alembic.runtime.environment import EnvironmentContext
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, Table, column, table
+from sqlalchemy import Connection, Engine, Table, column, select, table
+from sqlalchemy.exc import SQLAlchemyError
 
 from crmkit.core.db import WRITE
 from crmkit.core.tables import metadata
 from crmkit.errors import PluginError
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from alembic.runtime.migration import MigrationContext
+
+# Alembic (0.1-0.2 s of imports) is imported inside the functions that need it: opening
+# a CRM whose schema is at head reads the revision files' heads itself (at_heads).
 
 CORE_MIGRATIONS = Path(__file__).parent / "migrations"
 #: entry-point group of installed plugins (the same as crmkit.plugins.ENTRY_POINT_GROUP)
@@ -54,6 +57,8 @@ def alembic_config(
     ``plugin_version_dirs`` is a list of folders, or a mapping of plugin name to
     folder (:func:`plugin_version_dirs`) so that errors about a folder name its plugin.
     """
+    from alembic.config import Config
+
     if isinstance(plugin_version_dirs, Mapping):
         owners = {str(folder): name for name, folder in plugin_version_dirs.items()}
     else:
@@ -129,6 +134,8 @@ def check_plugin_folders(config: Config) -> None:
 
 def revision_folders(config: Config) -> set[Path]:
     """The folders holding at least one revision Alembic loaded."""
+    from alembic.script import ScriptDirectory
+
     script = ScriptDirectory.from_config(config)
     return {Path(rev.path).parent.resolve() for rev in script.walk_revisions()}
 
@@ -172,11 +179,15 @@ def folder_owner(folder: Path) -> str | None:
 
 def current_revisions(engine: Engine) -> tuple[str, ...]:
     """The revisions the database is at (one per branch), empty for a new database."""
+    from alembic.runtime.migration import MigrationContext
+
     with engine.connect() as connection:
         return tuple(MigrationContext.configure(connection).get_current_heads())
 
 
 def head_revisions(config: Config) -> tuple[str, ...]:
+    from alembic.script import ScriptDirectory
+
     return tuple(ScriptDirectory.from_config(config).get_heads())
 
 
@@ -186,6 +197,8 @@ VERSION_TABLE = "alembic_version"
 
 def known_revisions(config: Config) -> set[str]:
     """Every revision of the core and the enabled plugins' branches."""
+    from alembic.script import ScriptDirectory
+
     return {rev.revision for rev in ScriptDirectory.from_config(config).walk_revisions()}
 
 
@@ -195,11 +208,96 @@ def pending(engine: Engine, config: Config) -> bool:
     Revisions of plugins that are disabled or uninstalled are ignored: their
     tables stay, and the core and the other plugins keep working.
     """
+    from alembic.script import ScriptDirectory
+
     script = ScriptDirectory.from_config(config)
     known = known_revisions(config)
     current = [rev for rev in current_revisions(engine) if rev in known]
     reached = {rev.revision for c in current for rev in script.iterate_revisions(c, "base")}
     return any(head not in reached for head in script.get_heads())
+
+
+def at_heads(engine: Engine, version_dirs: Sequence[str]) -> bool:
+    """True when the database is at the head of every branch in ``version_dirs``, found
+    without Alembic: the heads read from the revision files (:func:`script_heads`) are
+    all among the revisions stored in ``alembic_version``.
+
+    False means "not shown": the caller asks Alembic (:func:`pending`), which also
+    handles what this leaves out (a revision file it cannot read as plain literals,
+    ``depends_on``, a database behind its heads, a missing folder).
+    """
+    heads = script_heads(version_dirs)
+    if not heads:
+        return False
+    version = table(VERSION_TABLE, column("version_num"))
+    try:
+        with engine.connect() as connection:
+            stored = set(connection.scalars(select(version.c.version_num)))
+    except SQLAlchemyError:  # no version table yet (a new database), or no database
+        return False
+    return heads <= stored
+
+
+#: the module-level names a revision file assigns, as Alembic reads them
+_REVISION_NAMES = ("revision", "down_revision", "depends_on")
+
+
+def script_heads(version_dirs: Sequence[str]) -> set[str] | None:
+    """The head revisions of the revision files in ``version_dirs`` (a head: a revision
+    no other names as its ``down_revision``), read with :mod:`ast`, never imported.
+
+    None when that reading may differ from Alembic's: a folder that does not exist or
+    holds no revisions, a file whose ``revision``/``down_revision`` are not literals,
+    a ``depends_on``. Alembic reads the ``*.py`` files directly in each folder except
+    ``__init__.py`` (and editor lock files ``.#*``); so does this.
+    """
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for folder in map(Path, version_dirs):
+        if not folder.is_dir():
+            return None
+        found = 0
+        for path in sorted(folder.glob("*.py")):
+            if path.name.startswith(("__init__", ".#")):
+                continue
+            values = _revision_literals(path)
+            if values is None:
+                return None
+            revision, down = values.get("revision"), values.get("down_revision")
+            if not isinstance(revision, str) or values.get("depends_on") is not None:
+                return None
+            downs = (down,) if isinstance(down, str) else down or ()
+            if not isinstance(downs, tuple | list) or not all(isinstance(d, str) for d in downs):
+                return None
+            revisions.add(revision)
+            parents.update(downs)
+            found += 1
+        if not found:
+            return None
+    return revisions - parents
+
+
+def _revision_literals(path: Path) -> dict[str, Any] | None:
+    """The literal values ``path`` assigns to :data:`_REVISION_NAMES` at module level
+    (``revision = "x"`` or ``revision: str = "x"``); None when one is not a literal."""
+    try:
+        tree = ast.parse(path.read_bytes(), str(path))
+    except (OSError, SyntaxError, ValueError):
+        return None
+    values: dict[str, Any] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target, value = node.targets[0], node.value
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            target, value = node.target, node.value
+        else:
+            continue
+        if isinstance(target, ast.Name) and target.id in _REVISION_NAMES:
+            try:
+                values[target.id] = ast.literal_eval(value)
+            except ValueError:
+                return None
+    return values
 
 
 def upgrade(engine: Engine, config: Config, target: str = "heads") -> None:
@@ -211,6 +309,9 @@ def upgrade(engine: Engine, config: Config, target: str = "heads") -> None:
     longer installed) are set aside while Alembic runs and put back after, so
     a company can enable only some plugins and uninstall others.
     """
+    from alembic import command
+    from alembic.runtime.migration import MigrationContext
+
     check_plugin_folders(config)
     known = known_revisions(config)
     with engine.connect().execution_options(**WRITE) as connection:
@@ -236,6 +337,9 @@ def upgrade(engine: Engine, config: Config, target: str = "heads") -> None:
 
 def upgrade_sql(engine: Engine, config: Config, target: str = "heads") -> str:
     """The SQL ``upgrade`` would run from the database's current revisions, as text."""
+    from alembic.runtime.environment import EnvironmentContext
+    from alembic.script import ScriptDirectory
+
     check_plugin_folders(config)
     script = ScriptDirectory.from_config(config)
     known = known_revisions(config)
@@ -264,6 +368,8 @@ def upgrade_sql(engine: Engine, config: Config, target: str = "heads") -> str:
 
 def downgrade(engine: Engine, config: Config, target: str) -> None:
     """Downgrade to ``target`` (``loyalty@base`` removes the loyalty plugin's tables)."""
+    from alembic import command
+
     with engine.connect().execution_options(**WRITE) as connection:
         config.attributes["connection"] = connection
         try:
@@ -350,6 +456,8 @@ def _tables_in(module_names: Sequence[str]) -> set[str]:
 
 def migration_context(connection: Connection, owned: Owned, **opts: Any) -> MigrationContext:
     """A context comparing ``owned``'s tables (types included) with the shared metadata."""
+    from alembic.runtime.migration import MigrationContext
+
     options = {
         "include_object": owned.include_object,
         "compare_type": True,
@@ -361,6 +469,8 @@ def migration_context(connection: Connection, owned: Owned, **opts: Any) -> Migr
 
 def schema_differences(connection: Connection, owned: Owned) -> list[Any]:
     """Alembic's ``compare_metadata`` for ``owned``'s tables: [] when they match."""
+    from alembic.autogenerate import compare_metadata
+
     return compare_metadata(migration_context(connection, owned), metadata)
 
 

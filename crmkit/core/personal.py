@@ -29,7 +29,6 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
-from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, delete, or_, select, update
 
 from crmkit import hooks
@@ -155,6 +154,8 @@ def dormant_plugins(crm: CRM, connection: Connection, doing: str) -> Dormant:
     """Load the installed plugins that hold tables in the database but are not loaded in
     ``crm``; :class:`PluginError` naming any that cannot be run (``doing``: "erase customer
     3", for the message). Cheap when there are none: one read of ``alembic_version``."""
+    from alembic.runtime.migration import MigrationContext  # only writes that erase or merge
+
     current = set(MigrationContext.configure(connection).get_current_heads())
     foreign = current - _known_revisions(crm, migrate.plugin_version_dirs(crm.pm))
     if not foreign:

@@ -51,18 +51,12 @@ from jinja2.sandbox import SandboxedEnvironment
 from jinja2.utils import pass_context, pass_environment
 from jinja2.visitor import NodeTransformer
 
+from crmkit_knowledgebase.limit_settings import DEFAULTS, validate_settings  # noqa: F401 (re-exported)
+
 #: the largest whole number a template may compute: 10**1000 fits (3,322 bits), 10**10000 not
 MAX_NUMBER_BITS = 4096
 #: all a render builds and prints together: at most this many times template_max_output
 BUILT_FACTOR = 20
-
-#: the settings (``[knowledgebase]``) and their defaults
-DEFAULTS: dict[str, Any] = {
-    "template_time_limit": 2.0,
-    "template_max_output": 200_000,
-    "template_max_range": 10_000,
-    "template_max_loop_iterations": 100_000,
-}
 
 NUMBERS = f"templates compute with whole numbers of at most {MAX_NUMBER_BITS:,} bits"
 WRITE_WIDTH = "write the width as a number in the format"
@@ -96,17 +90,6 @@ class Limits:
     @property
     def max_built(self) -> int:
         return self.max_output * BUILT_FACTOR
-
-
-def validate_settings(values: Mapping[str, Any]) -> None:
-    """Refuse limit settings that are not positive numbers (ValueError naming the setting)."""
-    limit = values["template_time_limit"]
-    if isinstance(limit, bool) or not isinstance(limit, int | float) or not 0 < limit <= 3600:
-        raise ValueError("template_time_limit must be a number of seconds above 0 (2.0 by default)")
-    for key in ("template_max_output", "template_max_range", "template_max_loop_iterations"):
-        value = values[key]
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{key} must be a whole number of at least 1 ({DEFAULTS[key]:_})")
 
 
 class TemplateLimit(Exception):  # noqa: N818 - "limit" says what it is, as Jinja's names do

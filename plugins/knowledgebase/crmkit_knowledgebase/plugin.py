@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Any
 
 import crmkit.plugin as ck
-from crmkit_knowledgebase.limits import DEFAULTS as LIMIT_DEFAULTS
-from crmkit_knowledgebase.limits import validate_settings as validate_limits
+from crmkit_knowledgebase.limit_settings import DEFAULTS as LIMIT_DEFAULTS
+from crmkit_knowledgebase.limit_settings import validate_settings as validate_limits
 
 # The plugin's other modules (SQLAlchemy tables, the service) are imported inside the
 # hooks that use them: loading the plugin for ``crmkit --help`` stays cheap.
