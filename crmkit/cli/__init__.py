@@ -147,10 +147,11 @@ def lazy_command(name: str, target: str, help: str) -> click.Command:
     """A top-level command that imports its module only when it runs.
 
     ``crmkit_register_commands`` adds one with ``cli.add_command(lazy_command("kb",
-    "crmkit_kb.cli:kb", help="Knowledge base: ..."))``: ``crmkit --help`` then lists
-    ``kb`` with ``help`` (its first line) and imports nothing of the plugin's commands;
-    ``crmkit kb ...`` imports ``crmkit_kb.cli`` and runs its ``kb`` group. Keep ``help``
-    the same as the real command's (a bundled plugin's test compares them).
+    "crmkit_kb.cli:kb", "Knowledge base: ..."))``: ``crmkit --help`` lists ``kb`` with
+    ``help`` (shortened as click shortens any command's) and imports nothing of the
+    plugin's commands; ``crmkit kb ...`` (its ``--help`` too) imports ``crmkit_kb.cli``
+    and runs its ``kb`` command or group. ``target`` is ``"module:attribute"``; keep
+    ``help`` the same as that command's help (the bundled plugins' tests compare them).
     """
     return LazyCommand(name, target, help)
 

@@ -20,10 +20,12 @@ from __future__ import annotations
 import ast
 import dataclasses
 import fnmatch
+import importlib
 import importlib.metadata
 import importlib.util
 import io
 import os
+import pkgutil
 import sys
 import types
 from collections.abc import Mapping, Sequence
@@ -430,10 +432,26 @@ def owned_tables(pm: Any, plugin: str | None, unmanaged: Sequence[str] = ()) -> 
     if obj is None:
         raise PluginError(f"plugin {plugin!r} is not enabled", plugin=plugin)
     package = _package_of(obj)
+    _import_all(package)
     modules = [m for m in list(sys.modules) if m == package or m.startswith(package + ".")]
     names = _tables_in(modules) - core
     prefixes = {f"{plugin}_"} | {n.split("_")[0] + "_" for n in names if "_" in n}
     return Owned(frozenset(names), tuple(sorted(prefixes)), tuple(unmanaged))
+
+
+def _import_all(package: str) -> None:
+    """Import every module of ``package`` but its migrations: a plugin's hook module
+    imports its tables only when a hook needs them (start-up stays quick), and the
+    tables are found on the imported modules. A module that cannot be imported (an
+    optional dependency missing) is passed over, as it was before."""
+    paths = getattr(sys.modules.get(package), "__path__", None)
+    for info in pkgutil.walk_packages(paths or [], package + "."):
+        if ".migrations" in info.name or info.name in sys.modules:
+            continue
+        try:
+            importlib.import_module(info.name)
+        except ImportError:
+            continue
 
 
 def _package_of(plugin: Any) -> str:
