@@ -21,7 +21,6 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
 
 from crmkit.core.types import Money, UTCDateTime
 from crmkit.errors import ValidationError
@@ -265,7 +264,10 @@ def existing_values(connection: Connection, column: Column[Any], values: Iterabl
             sql = f'SELECT "{name}" FROM "{table}" WHERE "{name}" IN ({marks})'  # noqa: S608
             found.update(row[0] for row in connection.exec_driver_sql(sql, tuple(chunk)))
         return found
-    # PostgreSQL: one array parameter instead of thousands of bound values
+    # PostgreSQL: one array parameter instead of thousands of bound values (the dialect is
+    # imported here: a SQLite run never loads it)
+    from sqlalchemy.dialects.postgresql import ARRAY
+
     values_param = bindparam("values", type_=ARRAY(column.type))
     statement = select(column).where(column == any_(values_param))
     found.update(connection.scalars(statement, {"values": wanted}))

@@ -34,8 +34,6 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import inspect, select, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
 
 from crmkit import plugins as plugin_loader
@@ -248,9 +246,11 @@ def _upsert(ctx: HookContext, name: str, *, overwrite: bool) -> None:
     """Record ``name`` enabled since now (``overwrite``), or only if it has no row."""
     values = {"plugin": name, "enabled": True, "changed_at": ctx.now}
     dialect = ctx.connection.dialect.name
-    statement = (postgresql_insert if dialect == "postgresql" else sqlite_insert)(
-        t.plugin_states
-    ).values(values)
+    if dialect == "postgresql":  # each dialect imported when used: start-up loads neither
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    statement = insert(t.plugin_states).values(values)
     if overwrite:
         statement = statement.on_conflict_do_update(
             index_elements=["plugin"], set_={"enabled": True, "changed_at": ctx.now}

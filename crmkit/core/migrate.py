@@ -25,7 +25,6 @@ import importlib.metadata
 import importlib.util
 import io
 import os
-import pkgutil
 import sys
 import types
 from collections.abc import Mapping, Sequence
@@ -444,6 +443,8 @@ def _import_all(package: str) -> None:
     imports its tables only when a hook needs them (start-up stays quick), and the
     tables are found on the imported modules. A module that cannot be imported (an
     optional dependency missing) is passed over, as it was before."""
+    import pkgutil
+
     paths = getattr(sys.modules.get(package), "__path__", None)
     for info in pkgutil.walk_packages(paths or [], package + "."):
         if ".migrations" in info.name or info.name in sys.modules:
