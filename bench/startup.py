@@ -16,9 +16,9 @@ time are printed, with the issue's target next to each crmkit row:
 
 Every command runs once untimed first. Python's bytecode cache is on, as for any
 installed package (pip compiles it at install; the floors' libraries have theirs): a
-``PYTHONDONTWRITEBYTECODE`` in the environment is dropped for the runs, otherwise
-crmkit's own sources would be compiled again on every run and the floors' not.
-``--no-bytecode-cache`` measures that case (crmkit compiled from source each run).
+``PYTHONDONTWRITEBYTECODE`` in the environment is dropped for the runs, otherwise, in
+a checkout without ``__pycache__`` folders, crmkit's own sources would be compiled
+again on every run and the floors' libraries not.
 """
 
 from __future__ import annotations
@@ -64,18 +64,11 @@ def timed(argv: list[str], runs: int, env: dict[str, str]) -> tuple[float, float
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=15, help="fresh processes per command")
-    parser.add_argument(
-        "--no-bytecode-cache",
-        action="store_true",
-        help="compile crmkit's sources on every run (PYTHONDONTWRITEBYTECODE=1)",
-    )
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="crmkit-startup-"))
     env = {**os.environ, "CRMKIT_CONFIG": str(folder / "crmkit.toml")}
     env.pop("CRMKIT_PLUGINS", None)
     env.pop("PYTHONDONTWRITEBYTECODE", None)
-    if args.no_bytecode_cache:
-        env["PYTHONDONTWRITEBYTECODE"] = "1"
     url = f"sqlite:///{folder / 'demo.db'}"
     (folder / "crmkit.toml").write_text(f'database = "{url}"\n', encoding="utf-8")
     subprocess.run(
@@ -86,9 +79,7 @@ def main() -> None:
         stderr=subprocess.DEVNULL,
     )
     load = os.getloadavg()[0]
-    cache = "off (sources compiled each run)" if args.no_bytecode_cache else "on"
-    print(f"{os.cpu_count()} cores, load average {load:.2f}, {args.runs} runs each, "
-          f"bytecode cache {cache}\n")  # fmt: skip
+    print(f"{os.cpu_count()} cores, load average {load:.2f}, {args.runs} runs each\n")
     print(f"{'command':<48} {'median':>8} {'fastest':>8}  target")
     floors = {}
     for name, code in FLOORS.items():
