@@ -14,6 +14,7 @@ Extend it with plugins: see :mod:`crmkit.hooks`.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from typing import TYPE_CHECKING, Any
 
 from crmkit.errors import (
@@ -73,10 +74,22 @@ _LAZY = {
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
-        raise AttributeError(f"module 'crmkit' has no attribute {name!r}")
+        return _submodule(__name__, name)
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
+
+
+def _submodule(package: str, name: str) -> Any:
+    """``package.name`` as an attribute: a submodule, imported now (the eager imports
+    this package once had made ``crmkit.config`` and the like attributes without one)."""
+    try:
+        found = importlib.util.find_spec(f"{package}.{name}") if name.isidentifier() else None
+    except (ImportError, ValueError):
+        found = None
+    if found is None:
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+    return importlib.import_module(f"{package}.{name}")
 
 
 def __dir__() -> list[str]:

@@ -193,6 +193,10 @@ def __getattr__(name: str) -> Any:
     return value
 
 
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
+
 #: The public names, grouped as the API reference shows them.
 GROUPS: dict[str, tuple[str, ...]] = {
     "Hooks and versions": ("API_VERSION", "hookimpl", "hookspec"),

@@ -51,6 +51,7 @@ The modules, one job each:
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the lazy names below, for type checkers and editors
@@ -75,7 +76,9 @@ _LAZY = {
 
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
-    if module is None:
+    if module is None:  # a submodule, as an attribute (the eager imports once made them so)
+        if name.isidentifier() and importlib.util.find_spec(f"{__name__}.{name}") is not None:
+            return importlib.import_module(f"{__name__}.{name}")
         raise AttributeError(f"module 'crmkit.transfer' has no attribute {name!r}")
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value

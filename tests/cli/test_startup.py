@@ -142,3 +142,14 @@ def test_lazy_names_of_the_packages_resolve():
             assert getattr(package, name) is not None, f"{package.__name__}.{name}"
     with pytest.raises(AttributeError):
         crmkit.no_such_name  # noqa: B018
+
+
+def test_import_crmkit_is_light_and_its_submodules_stay_attributes():
+    code = (
+        "import sys, crmkit, crmkit.plugin, crmkit_loyalty, crmkit_knowledgebase\n"
+        "light = not {'sqlalchemy', 'jinja2'} & set(sys.modules)\n"
+        "print(light, crmkit.config.Config.__name__, crmkit_loyalty.tiers.__name__,\n"
+        "      crmkit_knowledgebase.service.__name__, crmkit.open.__name__)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["True", "Config", "crmkit_loyalty.tiers", "service", "open"]
