@@ -1,20 +1,21 @@
-"""RFM scoring computed inside the database with NTILE window functions."""
+"""RFM scoring: one per-customer GROUP BY in the database, NTILE buckets in numpy."""
 
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.types import NullType
 
-from crmkit.plugin import ValidationError, orders
+from crmkit.plugin import ValidationError, orders, to_decimal
 
 from .profiling import allowed
 from .scope import (
     SCOPE_FIELDS,
     check_scope,
     counted_orders,
-    customer_key,
     orders_in_scope,
     require_orders_before,
     scope_clauses,
@@ -29,53 +30,86 @@ def rfm_scores(
 ) -> list[dict[str, Any]]:
     """Score every in-scope customer with orders up to ``as_of`` (inclusive).
 
-    R, F and M are 1..bins (bins = worst); ties are split by customer id so the
-    result is deterministic. Computed with one SQL statement. Customers who withdrew
-    profiling consent are left out before scoring (they take no share of a bin).
+    R, F and M are 1..bins (1 worst, bins best); ties are split by customer id so the
+    result is deterministic. Customers who withdrew profiling consent are left out
+    before scoring (they take no share of a bin). The scores are those of
+    ``NTILE(bins) OVER (ORDER BY value, customer_id)`` over the per-customer aggregate:
+    one GROUP BY statement returns the customers in recency order, and F and M are
+    ranked in numpy (:mod:`.ntile`) on the exact values the database summed.
     """
     if bins < 2:
         raise ValidationError(f"segmentation: bins must be at least 2, got {bins}")
     scope = check_scope(scope)
     end = _as_of_end(as_of)
-    agg = (
+    # The plain column, not customer_key(): every column read here is in the covering
+    # index ix_orders_customer_time, which hands both backends the orders grouped by
+    # customer (2x faster than hashing or sorting customer_id + 0).
+    cid = orders.c.customer_id
+    a = (
         sa.select(
-            customer_key().label("cid"),
+            cid.label("cid"),
             sa.func.max(orders.c.occurred_at).label("last_at"),
             sa.func.count().label("frequency"),
-            sa.func.sum(orders.c.amount).label("monetary"),
+            # raw: SQLite's float sum is what its NTILE ordered by; converted to Money below
+            sa.type_coerce(sa.func.sum(orders.c.amount), NullType()).label("monetary"),
         )
         .select_from(orders_in_scope(scope))
         .where(*counted_orders(end), *scope_clauses(scope))
-        .group_by(customer_key())
+        .group_by(cid)
+        .subquery("a")
     )
-    a = agg.subquery("a")
     query = (
-        sa.select(
-            a.c.cid,
-            a.c.last_at,
-            a.c.frequency,
-            a.c.monetary,
-            sa.func.ntile(bins).over(order_by=(a.c.last_at.asc(), a.c.cid)).label("r"),
-            sa.func.ntile(bins).over(order_by=(a.c.frequency.asc(), a.c.cid)).label("f"),
-            sa.func.ntile(bins).over(order_by=(a.c.monetary.asc(), a.c.cid)).label("m"),
-        )
+        sa.select(a.c.cid, a.c.frequency, a.c.monetary)
         .where(allowed(a.c.cid))
-        .order_by(a.c.cid)
+        .order_by(a.c.last_at, a.c.cid)  # R's order, compared by the database itself
     )
     with crm.engine.connect() as conn:
         require_orders_before(conn, as_of)
         rows = conn.execute(query).all()
+    if not rows:
+        return []
+    return _scored(rows, bins)
+
+
+def _scored(rows: list[Any], bins: int) -> list[dict[str, Any]]:
+    """Rows (customer id, frequency, raw monetary) in recency order → result rows by id."""
+    import numpy as np  # here, not at import: a CLI start-up loads no numpy
+
+    from .ntile import ntile_by_position, ntiles
+
+    ids_, frequency_, monetary = zip(*rows, strict=True)
+    ids = np.array(ids_, dtype=np.int64)
+    frequency = np.array(frequency_, dtype=np.int64)
+    r = ntile_by_position(len(rows), bins)
+    f = ntiles(frequency, ids, bins)
+    m = ntiles(monetary, ids, bins)
+    by_id = np.argsort(ids, kind="stable").tolist()
     return [
         {
-            "customer_id": r.cid,
-            "frequency": int(r.frequency),
-            "monetary": r.monetary,
-            "r": int(r.r),
-            "f": int(r.f),
-            "m": int(r.m),
+            "customer_id": ids_[i],
+            "frequency": frequency_[i],
+            "monetary": _money(monetary[i]),
+            "r": r_,
+            "f": f_,
+            "m": m_,
         }
-        for r in rows
+        for i, r_, f_, m_ in zip(
+            by_id, r[by_id].tolist(), f[by_id].tolist(), m[by_id].tolist(), strict=True
+        )
     ]
+
+
+_PLACES = {n: Decimal(1).scaleb(-n) for n in (2, 3, 4)}
+
+
+def _money(raw: Any) -> Decimal:
+    """A raw SQL sum as the Money type returns it (``money_scale(to_decimal(raw))``: 2 to
+    4 places), for half its cost: the places are read off the 4-place text."""
+    value = (Decimal(repr(raw)) if type(raw) is float else to_decimal(raw)).quantize(_PLACES[4])
+    text = str(value)  # always 4 places: a quantized Money value is never in E notation
+    if text[-2:] == "00":
+        return value.quantize(_PLACES[2])
+    return value.quantize(_PLACES[3]) if text[-1] == "0" else value
 
 
 # First matching rule wins: (segment, (r_min, r_max), (f_min, f_max)) on a 1..5 scale.
@@ -103,15 +137,21 @@ def name_segments(rows: list[dict[str, Any]], bins: int = 5, segment_map=DEFAULT
 
     A row no rule matches is a configuration error (the map must cover the whole grid).
     """
+    named: dict[tuple[int, int], str] = {}  # (r, f) → segment: the map is read once per cell
     for row in rows:
-        r5, f5 = _to5(row["r"], bins), _to5(row["f"], bins)
-        for name, (rlo, rhi), (flo, fhi) in segment_map:
-            if rlo <= r5 <= rhi and flo <= f5 <= fhi:
-                row["segment"] = name
-                break
-        else:
-            raise ValidationError(
-                f"segmentation: the RFM segment map has no rule for R={r5}, F={f5}; "
-                "add a rule covering it"
-            )
+        cell = (row["r"], row["f"])
+        name = named.get(cell)
+        if name is None:
+            name = named[cell] = _segment(*cell, bins, segment_map)
+        row["segment"] = name
     return rows
+
+
+def _segment(r: int, f: int, bins: int, segment_map) -> str:
+    r5, f5 = _to5(r, bins), _to5(f, bins)
+    for name, (rlo, rhi), (flo, fhi) in segment_map:
+        if rlo <= r5 <= rhi and flo <= f5 <= fhi:
+            return name
+    raise ValidationError(
+        f"segmentation: the RFM segment map has no rule for R={r5}, F={f5}; add a rule covering it"
+    )

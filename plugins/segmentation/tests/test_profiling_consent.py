@@ -102,6 +102,19 @@ def test_nobody_left_names_the_withdrawals(make_crm) -> None:
         run_pack(crm, "finance", TODAY)
 
 
+def test_withdrawn_ids_few_or_many(make_crm) -> None:
+    crm = make_crm(plugins=["segmentation"])
+    ids = seed(crm)
+    withdraw(crm, ids[2], ids[5])
+    crm.customers.set_consent(ids[3], "profiling", True)
+    many = [*ids, *range(10**6, 10**6 + profiling.CHUNK)]  # a snapshot's worth: one read
+    with crm.reading() as conn:
+        assert profiling.withdrawn_ids(conn, ids) == {ids[2], ids[5]}
+        assert profiling.withdrawn_ids(conn, ids[3:5]) == set()
+        assert profiling.withdrawn_ids(conn, many) == {ids[2], ids[5]}
+        assert profiling.withdrawn_ids(conn, many[3:]) == {ids[5]}
+
+
 class EveryonePack:
     """A pack from another plugin that classifies every customer, consent or not."""
 
