@@ -200,12 +200,15 @@ def _pg_newest(
     query = {k: v for k, v in params.items() if k not in ("limit", "offset")}
     found: list[tuple[int, float]] = []
     try:
-        width = 8 * n
+        width, scanned = 8 * n, 0
         while top is not None and len(found) < n:
             low = top - width if top - width >= bottom else bottom - 1
             rows = connection.execute(sql, {**query, "top": top, "low": low, "n": n - len(found)})
             found.extend((row[0], float(row[1])) for row in rows)
-            top, width = (low, width * 4) if low >= bottom else (None, width)
+            scanned += top - low
+            # the next slice: twice what the matches so far say the rest needs, at least 4x
+            needed = 2 * (n - len(found)) * scanned // len(found) if found else top
+            top, width = (low, max(width * 4, needed)) if low >= bottom else (None, width)
     finally:
         connection.execute(text("SELECT set_config('enable_indexscan', :old, true)"), {"old": old})
     return found
@@ -283,7 +286,7 @@ class ArticleSearch:
             # the module's search(): the ranked ids from the index
             found = search(
                 connection, terms, mode=mode, category=category, tag=tag, audience=audience,
-                status=status, limit=limit, offset=offset,
+                status=status, limit=limit, offset=offset, candidates=CANDIDATES,
             )  # fmt: skip
             return hits(connection, found, terms)
 

@@ -537,6 +537,17 @@ def _hits(text: str, terms: Iterable[Term]) -> list[tuple[int, int]]:
     return merged
 
 
+def _densest(spans: Sequence[tuple[int, int]], width: int) -> int:
+    """The first of the (sorted) spans that most spans start within ``width`` of."""
+    best, best_count = 0, 0
+    starts = [a for a, _ in spans]
+    for i, a in enumerate(starts):
+        count = bisect.bisect_left(starts, a + width, i) - i
+        if count > best_count:
+            best, best_count = i, count
+    return best
+
+
 def highlight(text: str, terms: Sequence[Term], *, width: int = 160) -> str:
     """An HTML-escaped snippet of ``text`` around the best cluster of hits, hits in ``<mark>``."""
     text = text[:SNIPPET_SCAN]
@@ -544,13 +555,7 @@ def highlight(text: str, terms: Sequence[Term], *, width: int = 160) -> str:
     if not spans:
         cut = text[:width]
         return html.escape(cut) + ("…" if len(text) > width else "")
-    best, best_count = 0, 0
-    starts = [a for a, _ in spans]
-    for i, a in enumerate(starts):
-        count = bisect.bisect_left(starts, a + width, i) - i  # hits starting in the window
-        if count > best_count:
-            best, best_count = i, count
-    anchor = spans[best][0]
+    anchor = spans[_densest(spans, width)][0]
     start = max(0, anchor - width // 4)
     if start > 0:  # begin at a word (or the text's start) when one is near
         space = text.rfind(" ", 0, start + 1)
