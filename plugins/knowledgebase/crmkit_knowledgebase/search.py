@@ -155,18 +155,17 @@ def _fts5_sql(
     # unfiltered: the index alone; filtered: CROSS JOIN keeps the matches as the outer
     # loop, and each lookup stays inside the covering index ix_kb_articles_filter
     join = " CROSS JOIN kb_articles a ON a.id = kb_fts.rowid" if where else ""
-    bound = ""
-    if n is not None:
-        # the n-th newest match (FTS5 reads its index in rowid order): rank from it on
-        params["last"] = n - 1
-        bound = (
-            f" AND kb_fts.rowid >= coalesce((SELECT kb_fts.rowid FROM kb_fts{join} "
-            f"WHERE kb_fts MATCH :q{extra} ORDER BY kb_fts.rowid DESC LIMIT 1 OFFSET :last), 0)"
+    select = f"SELECT kb_fts.rowid AS id, -bm25(kb_fts, {w}) AS score FROM kb_fts{join} "
+    if n is None:
+        return (
+            f"{select}WHERE kb_fts MATCH :q{extra} "
+            "ORDER BY score DESC, kb_fts.rowid LIMIT :limit OFFSET :offset"
         )
+    # the n newest matches (FTS5 reads its index in rowid order), then only they are ranked
+    params["n"] = n
     return (
-        f"SELECT kb_fts.rowid AS id, -bm25(kb_fts, {w}) AS score FROM kb_fts{join} "
-        f"WHERE kb_fts MATCH :q{bound}{extra} "
-        "ORDER BY score DESC, kb_fts.rowid LIMIT :limit OFFSET :offset"
+        f"SELECT id, score FROM ({select}WHERE kb_fts MATCH :q{extra} "
+        "ORDER BY kb_fts.rowid DESC LIMIT :n) ORDER BY score DESC, id LIMIT :limit OFFSET :offset"
     )
 
 
