@@ -104,17 +104,11 @@ class Suggestion:
     why: list[str]
 
 
-#: the article's fields: the columns of ``kb_articles``, in the same order
-ARTICLE_FIELDS = tuple(f.name for f in attrs.fields(Article))
-
-
 def article_from_row(row: Any) -> Article:
-    """The article of a row whose first columns are those of ``kb_articles`` (by name)."""
-    m = row._mapping
-    fields = {name: m[name] for name in ARTICLE_FIELDS}
-    fields["tags"] = list(fields["tags"] or [])
-    fields["products"] = list(fields["products"] or [])
-    return Article(**fields)
+    m = dict(row._mapping)
+    m["tags"] = list(m["tags"] or [])
+    m["products"] = list(m["products"] or [])
+    return Article(**m)
 
 
 def revision_from_row(row: Any) -> Revision:

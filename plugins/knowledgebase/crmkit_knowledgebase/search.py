@@ -18,7 +18,7 @@ from crmkit.plugin import ValidationError
 from crmkit_knowledgebase import access
 from crmkit_knowledgebase import tables as t
 from crmkit_knowledgebase.content import AUDIENCES, STATUSES, choice
-from crmkit_knowledgebase.entities import Article, Hit, article_from_row
+from crmkit_knowledgebase.entities import Article, Hit
 from crmkit_knowledgebase.text import (
     Term,
     fts5_query,
@@ -155,16 +155,16 @@ def _fts5_sql(
     # unfiltered: the index alone; filtered: CROSS JOIN keeps the matches as the outer
     # loop, and each lookup stays inside the covering index ix_kb_articles_filter
     join = " CROSS JOIN kb_articles a ON a.id = kb_fts.rowid" if where else ""
-    select = f"SELECT kb_fts.rowid AS id, -bm25(kb_fts, {w}) AS score FROM kb_fts{join} "
+    ranked = f"SELECT kb_fts.rowid AS id, -bm25(kb_fts, {w}) AS score FROM kb_fts{join} "
     if n is None:
         return (
-            f"{select}WHERE kb_fts MATCH :q{extra} "
+            f"{ranked}WHERE kb_fts MATCH :q{extra} "
             "ORDER BY score DESC, kb_fts.rowid LIMIT :limit OFFSET :offset"
         )
     # the n newest matches (FTS5 reads its index in rowid order), then only they are ranked
     params["n"] = n
     return (
-        f"SELECT id, score FROM ({select}WHERE kb_fts MATCH :q{extra} "
+        f"SELECT id, score FROM ({ranked}WHERE kb_fts MATCH :q{extra} "
         "ORDER BY kb_fts.rowid DESC LIMIT :n) ORDER BY score DESC, id LIMIT :limit OFFSET :offset"
     )
 
@@ -308,18 +308,17 @@ def hits(
     """The articles of ``found`` (ids and scores, best first) with their snippets."""
     if not found:
         return []
-    rows = {
-        r.id: r
-        for r in connection.execute(
-            select(t.articles).where(t.articles.c.id.in_([i for i, _ in found]))
-        )
-    }
-    return [_hit(rows[article_id], score, terms) for article_id, score in found]
+    convert = _converters(connection.dialect)
+    statement = text(f"SELECT {_article_columns()} FROM kb_articles art WHERE art.id IN :ids")
+    rows = connection.execute(
+        statement.bindparams(bindparam("ids", expanding=True)), {"ids": [i for i, _ in found]}
+    )
+    articles = {a.id: a for a in map(convert, rows)}
+    return [_hit(articles[article_id], score, terms) for article_id, score in found]
 
 
-def _hit(row: Any, score: float, terms: Sequence[Term]) -> Hit:
-    """The hit of an article row (or an :class:`Article`), with a snippet."""
-    article = row if isinstance(row, Article) else article_from_row(row)
+def _hit(article: Article, score: float, terms: Sequence[Term]) -> Hit:
+    """The hit of an article, with a snippet."""
     source = plain_text(article.body) or article.title
     return Hit(article, score, highlight(source, terms))
 
