@@ -3,7 +3,8 @@ PostgreSQL) and :class:`ArticleSearch`, the ``kb.search`` that ranks and highlig
 
 Both backends index the same analysed text (:mod:`crmkit_knowledgebase.text`), so
 matching is identical; ranking uses each backend's own function (FTS5
-``bm25`` with column weights, PostgreSQL ``ts_rank`` with setweight A/B/D).
+``bm25`` with column weights, PostgreSQL ``ts_rank`` with setweight A/B/D). A query ranks
+only its :data:`CANDIDATES` newest matches, the same ones on both backends.
 """
 
 from __future__ import annotations
