@@ -3,21 +3,23 @@ PostgreSQL) and :class:`ArticleSearch`, the ``kb.search`` that ranks and highlig
 
 Both backends index the same analysed text (:mod:`crmkit_knowledgebase.text`), so
 matching is identical; ranking uses each backend's own function (FTS5
-``bm25`` with column weights, PostgreSQL ``ts_rank`` with setweight A/B/D).
+``bm25`` with column weights, PostgreSQL ``ts_rank`` with setweight A/B/D). A query ranks
+only its :data:`CANDIDATES` newest matches, the same ones on both backends.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import functools
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, bindparam, select, text
+from sqlalchemy import Connection, Dialect, bindparam, select, text
 
 from crmkit.plugin import ValidationError
 from crmkit_knowledgebase import access
 from crmkit_knowledgebase import tables as t
 from crmkit_knowledgebase.content import AUDIENCES, STATUSES, choice
-from crmkit_knowledgebase.entities import Hit, article_from_row
+from crmkit_knowledgebase.entities import Article, Hit
 from crmkit_knowledgebase.text import (
     Term,
     fts5_query,
@@ -80,6 +82,13 @@ def upsert(connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         )
 
 
+#: a query ranks at most this many of its matches: the newest (highest article ids) that pass
+#: its filters. Ranking reads every ranked article's index entry, so a word found in thousands
+#: of articles would cost thousands of reads; the candidates are picked in index order instead.
+#: Both backends pick the same candidates, so they return the same articles.
+CANDIDATES = 500
+
+
 def search(
     connection: Connection,
     terms: Sequence[Term],
@@ -91,10 +100,40 @@ def search(
     status: str | None = None,
     limit: int = 20,
     offset: int = 0,
+    candidates: int | None = CANDIDATES,
 ) -> list[tuple[int, float]]:
-    """Article ids and scores (higher is better), best first."""
+    """Article ids and scores (higher is better), best first.
+
+    With ``candidates`` (n), only the n newest matching articles are ranked, so a query
+    yields at most n results; ``None`` ranks every match. A query with at most n matches
+    gets the same results either way."""
+    where, params = _filters(category, tag, audience, status)
+    params.update(limit=limit, offset=offset)
+    extra = "".join(f" AND {w}" for w in where)
+    if connection.dialect.name != "sqlite":
+        params["q"] = tsquery(terms, mode)
+        if candidates is not None:
+            ranked = _pg_newest(connection, params, where, candidates)
+            ranked.sort(key=lambda r: (-r[1], r[0]))
+            return ranked[offset : offset + limit]
+        sql = (
+            "SELECT a.id, ts_rank(s.document, q.query) AS score "
+            "FROM kb_search s JOIN kb_articles a ON a.id = s.article_id, "
+            "to_tsquery('simple', :q) AS q(query) "
+            f"WHERE s.document @@ q.query{extra} "
+            "ORDER BY score DESC, a.id LIMIT :limit OFFSET :offset"
+        )
+    else:
+        sql = _fts5_sql(terms, mode, params, where, candidates)
+    return [(row[0], float(row[1])) for row in connection.execute(text(sql), params)]
+
+
+def _filters(
+    category: str | None, tag: str | None, audience: str | None, status: str | None
+) -> tuple[list[str], dict[str, Any]]:
+    """SQL conditions on the article ``a`` for the filters given, and their parameters."""
     where = []
-    params: dict[str, Any] = {"limit": limit, "offset": offset}
+    params: dict[str, Any] = {}
     for name, value in (("category", category), ("audience", audience), ("status", status)):
         if value is not None:
             where.append(f"a.{name} = :{name}")
@@ -104,28 +143,75 @@ def search(
             "EXISTS (SELECT 1 FROM kb_article_tags t WHERE t.article_id = a.id AND t.tag = :tag)"
         )
         params["tag"] = tag
+    return where, params
+
+
+def _fts5_sql(
+    terms: Sequence[Term], mode: str, params: dict[str, Any], where: list[str], n: int | None
+) -> str:
+    """The FTS5 query of :func:`search` (its ``params`` completed): ``id, score`` rows."""
+    params["q"] = fts5_query(terms, mode)
     extra = "".join(f" AND {w}" for w in where)
-    if connection.dialect.name == "sqlite":
-        params["q"] = fts5_query(terms, mode)
-        w = ", ".join(str(x) for x in BM25_WEIGHTS)
-        # unfiltered: the index alone; filtered: CROSS JOIN keeps the matches as the outer
-        # loop, and each lookup stays inside the covering index ix_kb_articles_filter
-        join = " CROSS JOIN kb_articles a ON a.id = kb_fts.rowid" if where else ""
-        sql = (
-            f"SELECT kb_fts.rowid, -bm25(kb_fts, {w}) AS score FROM kb_fts{join} "
-            f"WHERE kb_fts MATCH :q{extra} "
+    w = ", ".join(str(x) for x in BM25_WEIGHTS)
+    # unfiltered: the index alone; filtered: CROSS JOIN keeps the matches as the outer
+    # loop, and each lookup stays inside the covering index ix_kb_articles_filter
+    join = " CROSS JOIN kb_articles a ON a.id = kb_fts.rowid" if where else ""
+    ranked = f"SELECT kb_fts.rowid AS id, -bm25(kb_fts, {w}) AS score FROM kb_fts{join} "
+    if n is None:
+        return (
+            f"{ranked}WHERE kb_fts MATCH :q{extra} "
             "ORDER BY score DESC, kb_fts.rowid LIMIT :limit OFFSET :offset"
         )
-    else:
-        params["q"] = tsquery(terms, mode)
-        sql = (
-            "SELECT a.id, ts_rank(s.document, q.query) AS score "
-            "FROM kb_search s JOIN kb_articles a ON a.id = s.article_id, "
-            "to_tsquery('simple', :q) AS q(query) "
-            f"WHERE s.document @@ q.query{extra} "
-            "ORDER BY score DESC, a.id LIMIT :limit OFFSET :offset"
+    # the n newest matches (FTS5 reads its index in rowid order), then only they are ranked
+    params["n"] = n
+    return (
+        f"SELECT id, score FROM ({ranked}WHERE kb_fts MATCH :q{extra} "
+        "ORDER BY kb_fts.rowid DESC LIMIT :n) ORDER BY score DESC, id LIMIT :limit OFFSET :offset"
+    )
+
+
+def _pg_newest(
+    connection: Connection, params: dict[str, Any], where: list[str], n: int
+) -> list[tuple[int, float]]:
+    """The ``n`` newest matches of ``params["q"]`` (and the filters ``where``), ranked.
+
+    A GIN index yields the matches in no order, and finding the newest by reading every
+    match's row costs as much as ranking them all. So the ids are scanned in slices, newest
+    first and each four times wider than the last; the GIN bitmap is intersected with the
+    primary key's range, and only the matches inside a slice are read."""
+    join = " JOIN kb_articles a ON a.id = s.article_id" if where else ""
+    extra = "".join(f" AND {w}" for w in where)
+    sql = text(
+        "SELECT c.article_id, ts_rank(c.document, to_tsquery('simple', :q)) FROM ("
+        f"SELECT s.article_id, s.document FROM kb_search s{join} "
+        f"WHERE s.document @@ to_tsquery('simple', :q) AND s.article_id <= :top "
+        f"AND s.article_id > :low{extra} ORDER BY s.article_id DESC LIMIT :n) c"
+    )
+    # the planner does not know that testing a row's tsvector costs a read (and maybe a
+    # decompression): given an index scan, it walks the id range testing every article
+    # (the subquery runs first: the old value is read before the setting changes)
+    old, bottom, top, _ = connection.execute(
+        text(
+            "SELECT old, bottom, top, set_config('enable_indexscan', 'off', true) FROM ("
+            "SELECT current_setting('enable_indexscan') AS old, min(article_id) AS bottom, "
+            "max(article_id) AS top FROM kb_search OFFSET 0) x"
         )
-    return [(row[0], float(row[1])) for row in connection.execute(text(sql), params)]
+    ).one()
+    query = {k: v for k, v in params.items() if k not in ("limit", "offset")}
+    found: list[tuple[int, float]] = []
+    try:
+        width, scanned = 8 * n, 0
+        while top is not None and len(found) < n:
+            low = top - width if top - width >= bottom else bottom - 1
+            rows = connection.execute(sql, {**query, "top": top, "low": low, "n": n - len(found)})
+            found.extend((row[0], float(row[1])) for row in rows)
+            scanned += top - low
+            # the next slice: twice what the matches so far say the rest needs, at least 4x
+            needed = 2 * (n - len(found)) * scanned // len(found) if found else top
+            top, width = (low, max(width * 4, needed)) if low >= bottom else (None, width)
+    finally:
+        connection.execute(text("SELECT set_config('enable_indexscan', :old, true)"), {"old": old})
+    return found
 
 
 def erase_index(connection: Connection) -> None:
@@ -189,10 +275,18 @@ class ArticleSearch:
             raise ValidationError("limit must be at least 1", field="limit")
         terms = parse_query(query)
         with self.crm.reading() as connection:
+            if connection.dialect.name == "sqlite":
+                # the ranked ids and their articles in one statement
+                where, params = _filters(category, tag, audience, status)
+                params.update(limit=limit, offset=offset)
+                ranked = _fts5_sql(terms, mode, params, where, CANDIDATES)
+                rows = connection.execute(text(_with_articles(ranked)), params)
+                convert = _converters(connection.dialect)
+                return [_hit(convert(row), row[-1], terms) for row in rows]
             # the module's search(): the ranked ids from the index
             found = search(
                 connection, terms, mode=mode, category=category, tag=tag, audience=audience,
-                status=status, limit=limit, offset=offset,
+                status=status, limit=limit, offset=offset, candidates=CANDIDATES,
             )  # fmt: skip
             return hits(connection, found, terms)
 
@@ -215,18 +309,52 @@ def hits(
     """The articles of ``found`` (ids and scores, best first) with their snippets."""
     if not found:
         return []
-    rows = {
-        r.id: r
-        for r in connection.execute(
-            select(t.articles).where(t.articles.c.id.in_([i for i, _ in found]))
-        )
-    }
-    out = []
-    for article_id, score in found:
-        article = article_from_row(rows[article_id])
-        source = plain_text(article.body) or article.title
-        out.append(Hit(article, score, highlight(source, terms)))
-    return out
+    convert = _converters(connection.dialect)
+    statement = text(f"SELECT {_article_columns()} FROM kb_articles art WHERE art.id IN :ids")
+    rows = connection.execute(
+        statement.bindparams(bindparam("ids", expanding=True)), {"ids": [i for i, _ in found]}
+    )
+    articles = {a.id: a for a in map(convert, rows)}
+    return [_hit(articles[article_id], score, terms) for article_id, score in found]
+
+
+def _hit(article: Article, score: float, terms: Sequence[Term]) -> Hit:
+    """The hit of an article, with a snippet."""
+    source = plain_text(article.body) or article.title
+    return Hit(article, score, highlight(source, terms))
+
+
+@functools.cache
+def _article_columns() -> str:
+    return ", ".join(f"art.{c.name}" for c in t.articles.c)
+
+
+def _with_articles(ranked: str) -> str:
+    """The articles of the ``id, score`` rows of ``ranked``, in its order, with their score."""
+    return (
+        f"SELECT {_article_columns()}, r.score FROM ({ranked}) r "
+        "CROSS JOIN kb_articles art ON art.id = r.id ORDER BY r.score DESC, r.id"
+    )
+
+
+@functools.cache
+def _converters(dialect: Dialect) -> Callable[[Sequence[Any]], Article]:
+    """A row of :func:`_with_articles` to its article: each column's own conversion (JSON,
+    time zone), applied without a typed statement (whose result set up costs 3x more)."""
+    names = [c.name for c in t.articles.c]
+    convert = [(i, c.type.result_processor(dialect, None)) for i, c in enumerate(t.articles.c)]
+    convert = [(i, f) for i, f in convert if f is not None]
+
+    def article(row: Sequence[Any]) -> Article:
+        values = list(row[: len(names)])
+        for i, f in convert:
+            values[i] = f(values[i])
+        fields = dict(zip(names, values, strict=True))
+        fields["tags"] = list(fields["tags"] or [])
+        fields["products"] = list(fields["products"] or [])
+        return Article(**fields)
+
+    return article
 
 
 def _batches(rows: Iterable[Any], size: int) -> Iterable[list[Any]]:

@@ -132,9 +132,10 @@ def article_candidates(
 ) -> list[Candidate]:
     """The ``limit`` published articles the full-text index ranks best for any token."""
     terms = [Term((tok,)) for tok in dict.fromkeys(sequence)]
-    found = fts.search(
-        connection, terms, mode="any", status="published", audience=audience, limit=limit
-    )
+    found = fts.search(  # every match is a candidate: a message's words are many and common
+        connection, terms, mode="any", status="published", audience=audience, limit=limit,
+        candidates=None,
+    )  # fmt: skip
     rows = connection.execute(select(t.articles).where(t.articles.c.id.in_([i for i, _ in found])))
     out = []
     for row in rows:

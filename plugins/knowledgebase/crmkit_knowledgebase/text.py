@@ -23,6 +23,7 @@ and PostgreSQL (``to_tsvector('simple', ...)``) only split it on spaces.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import html
 import os
@@ -249,10 +250,8 @@ def prefix_stem(word: str) -> str:
     (``deliveries``), ``quickl`` → ``quick`` (``quickly``), ``flie`` → ``fl``
     (``flies`` → ``fly``).
     """
-    common = stem(word)
-    for completion in _COMPLETIONS:
-        common = os.path.commonprefix([common, _stem_uncached(word + completion)])
-    return common
+    stems = {_stem_uncached(word + completion) for completion in _COMPLETIONS}
+    return os.path.commonprefix([stem(word), *stems])
 
 
 #: :func:`stem` without its cache, for the made-up completions above
@@ -448,10 +447,28 @@ def _fold_char(ch: str) -> str:
     return fold(ch)
 
 
+#: the characters :func:`_fold_with_offsets` has seen, the table of those that fold to another
+#: single character (for ``str.translate``), and those that fold to none or several
+_SEEN: set[str] = set()
+_FOLD_TABLE: dict[int, str] = {}
+_NOT_ONE: set[str] = set()
+
+
 def _fold_with_offsets(text: str) -> tuple[str, Sequence[int]]:
     """The folded text and, per folded character, its offset in ``text`` (plus the end)."""
     if text.isascii():  # the common case: folding is lower-casing, offsets do not move
         return text.lower(), range(len(text) + 1)
+    # the next commonest (Chinese, accents): every character folds to one, offsets stay
+    present = set(text)
+    for c in present.difference(_SEEN):
+        f = _fold_char(c)
+        if len(f) != 1:
+            _NOT_ONE.add(c)
+        elif f != c:
+            _FOLD_TABLE[ord(c)] = f
+        _SEEN.add(c)  # last: another thread that sees it sees the two above too
+    if _NOT_ONE.isdisjoint(present):
+        return text.translate(_FOLD_TABLE), range(len(text) + 1)
     chars: list[str] = []
     offsets: list[int] = []
     for i, ch in enumerate(text):  # per character, so every folded one maps back
@@ -460,6 +477,12 @@ def _fold_with_offsets(text: str) -> tuple[str, Sequence[int]]:
         offsets.extend([i] * len(f))
     offsets.append(len(text))
     return "".join(chars), offsets
+
+
+@functools.cache
+def _latin_patterns() -> tuple[re.Pattern[str], re.Pattern[str]]:
+    """A letter of a (non-CJK) word, and the rest of a word."""
+    return re.compile(_LATIN), re.compile(rf"{_LATIN}*")
 
 
 def _hits(text: str, terms: Iterable[Term]) -> list[tuple[int, int]]:
@@ -481,15 +504,19 @@ def _hits(text: str, terms: Iterable[Term]) -> list[tuple[int, int]]:
         while start != -1:
             spans.append((offsets[start], offsets[start + len(needle) - 1] + 1))
             start = folded.find(needle, start + len(needle))
-    # Latin: only words starting like a stem or a query word are candidates (one regex pass);
+    # Latin: only words starting like a stem or a query word are candidates (one regex pass
+    # finds where they start, a word's start and end are checked with patterns compiled once:
+    # the Unicode class of a word's letters takes ~5 ms to compile, a query's words do not);
     # each distinct candidate is then stemmed once and checked exactly
     starts = sorted({*stems, *(w for t in terms for w in t.words)}, key=len, reverse=True)
     if starts:
-        alternatives = "|".join(re.escape(x) for x in starts)
-        candidates = re.compile(rf"(?<!{_LATIN})(?:{alternatives}){_LATIN}*")
+        letter, rest = _latin_patterns()
         decided: dict[str, bool] = {}
-        for m in candidates.finditer(folded):
-            word = m.group(0)
+        for m in re.finditer("|".join(re.escape(x) for x in starts), folded):
+            if m.start() and letter.match(folded, m.start() - 1):
+                continue  # inside a word
+            end = rest.match(folded, m.end()).end()
+            word = folded[m.start() : end]
             hit = decided.get(word)
             if hit is None:
                 s = stem(word)
@@ -499,7 +526,7 @@ def _hits(text: str, terms: Iterable[Term]) -> list[tuple[int, int]]:
                     or any(word.startswith(r) for r in raws)
                 )
             if hit:
-                spans.append((offsets[m.start()], offsets[m.end() - 1] + 1))
+                spans.append((offsets[m.start()], offsets[end - 1] + 1))
     spans.sort()
     merged: list[tuple[int, int]] = []
     for a, b in spans:
@@ -510,6 +537,17 @@ def _hits(text: str, terms: Iterable[Term]) -> list[tuple[int, int]]:
     return merged
 
 
+def _densest(spans: Sequence[tuple[int, int]], width: int) -> int:
+    """The first of the (sorted) spans that most spans start within ``width`` of."""
+    best, best_count = 0, 0
+    starts = [a for a, _ in spans]
+    for i, a in enumerate(starts):
+        count = bisect.bisect_left(starts, a + width, i) - i
+        if count > best_count:
+            best, best_count = i, count
+    return best
+
+
 def highlight(text: str, terms: Sequence[Term], *, width: int = 160) -> str:
     """An HTML-escaped snippet of ``text`` around the best cluster of hits, hits in ``<mark>``."""
     text = text[:SNIPPET_SCAN]
@@ -517,12 +555,7 @@ def highlight(text: str, terms: Sequence[Term], *, width: int = 160) -> str:
     if not spans:
         cut = text[:width]
         return html.escape(cut) + ("…" if len(text) > width else "")
-    best, best_count = 0, 0
-    for i, (a, _) in enumerate(spans):
-        count = sum(1 for x, _ in spans[i:] if x < a + width)
-        if count > best_count:
-            best, best_count = i, count
-    anchor = spans[best][0]
+    anchor = spans[_densest(spans, width)][0]
     start = max(0, anchor - width // 4)
     if start > 0:  # begin at a word (or the text's start) when one is near
         space = text.rfind(" ", 0, start + 1)

@@ -1,0 +1,75 @@
+"""The snippet code's fast paths give what the plain ones give (pure functions, no database)."""
+
+from __future__ import annotations
+
+import re
+
+from crmkit_knowledgebase import text as t
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+#: letters, accents, CJK, characters that fold to several (ß, ﬁ) or to another one (Ｅ, É),
+#: markdown and spaces
+alphabet = st.sampled_from(list("abcefrsdu ÉéèßﬁＥ２退款政策 .,_*-\n") + ["\u0301"])
+texts = st.text(alphabet=alphabet, max_size=80)
+words = st.text(alphabet=st.sampled_from(list("abcdefrsu退款ß")), min_size=1, max_size=5)
+
+
+def old_fold_with_offsets(text: str) -> tuple[str, list[int]]:
+    """The per-character folding every text took before its fast paths."""
+    chars: list[str] = []
+    offsets: list[int] = []
+    for i, ch in enumerate(text):
+        f = t._fold_char(ch)
+        chars.append(f)
+        offsets.extend([i] * len(f))
+    offsets.append(len(text))
+    return "".join(chars), offsets
+
+
+def old_latin_words(folded: str, starts: list[str]) -> list[tuple[int, int]]:
+    """Where the words starting like one of ``starts`` are, by the one regex compiled per
+    query before (its Unicode letter class took ~5 ms to compile)."""
+    alternatives = "|".join(re.escape(x) for x in sorted(starts, key=len, reverse=True))
+    pattern = re.compile(rf"(?<!{t._LATIN})(?:{alternatives}){t._LATIN}*")
+    return [m.span() for m in pattern.finditer(folded)]
+
+
+def new_latin_words(folded: str, starts: list[str]) -> list[tuple[int, int]]:
+    """The same search as :func:`crmkit_knowledgebase.text._hits` now makes it."""
+    letter, rest = t._latin_patterns()
+    out = []
+    alternatives = "|".join(re.escape(x) for x in sorted(starts, key=len, reverse=True))
+    for m in re.finditer(alternatives, folded):
+        if m.start() and letter.match(folded, m.start() - 1):
+            continue
+        out.append((m.start(), rest.match(folded, m.end()).end()))
+    return out
+
+
+@settings(deadline=None, max_examples=300)
+@given(text=texts)
+def test_folding_with_offsets_is_the_per_character_folding(text: str) -> None:
+    folded, offsets = t._fold_with_offsets(text)
+    assert (folded, list(offsets)) == old_fold_with_offsets(text)
+
+
+@settings(deadline=None, max_examples=300)
+@given(text=texts, starts=st.lists(words, min_size=1, max_size=3))
+def test_word_starts_are_found_as_by_the_compiled_pattern(text: str, starts: list[str]) -> None:
+    folded, _ = t._fold_with_offsets(text)
+    starts = [p.text for s in starts for p in t.pieces(s) if not p.cjk]  # as queries give them
+    if starts:
+        assert new_latin_words(folded, starts) == old_latin_words(folded, starts)
+
+
+@settings(deadline=None, max_examples=300)
+@given(starts=st.lists(st.integers(0, 400), max_size=40, unique=True), width=st.integers(1, 200))
+def test_the_densest_window_is_the_one_counted_hit_by_hit(starts: list[int], width: int) -> None:
+    spans = [(a, a + 1) for a in sorted(starts)]
+    best, best_count = 0, 0  # the count before: every later span tested, for every span
+    for i, (a, _) in enumerate(spans):
+        count = sum(1 for x, _ in spans[i:] if x < a + width)
+        if count > best_count:
+            best, best_count = i, count
+    assert t._densest(spans, width) == best
