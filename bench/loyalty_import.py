@@ -18,7 +18,7 @@ subprocess (the command a user runs). Earning rides on the core's
 ``crmkit_after_orders_created`` event: one call per imported batch, a handful
 of set-based statements per batch (``crmkit_loyalty.setbased``). The script
 prints both times side by side, the time the plugin adds and the ratio
-(target: loyalty <= 2x core), then checks the result: ledger entries written,
+(target: loyalty <= 1.5x core), then checks the result: ledger entries written,
 every balance equal to the sum of its ledger, and that a second import of the
 same file earns nothing more.
 
@@ -48,6 +48,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 CHANNELS = ["store"] * 6 + ["web"] * 3 + ["phone"]
+#: loyalty's import time over the plain import's (crmkit issue 16)
+TARGET = 1.5
 
 
 def generate(path: Path, orders: int, customers: int, seed: int) -> None:
@@ -223,9 +225,9 @@ def main() -> None:
         print(f"added by loyalty:                       {loyalty_time - core_time:8.2f} s wall "
               f"{loyalty_cpu - core_cpu:8.2f} s CPU")  # fmt: skip
         ratio = loyalty_time / core_time
-        verdict = "within" if ratio <= 2 else "OVER"
+        verdict = "within" if ratio <= TARGET else "OVER"
         print(f"ratio loyalty / core:                   {ratio:8.2f}x wall "
-              f"{loyalty_cpu / core_cpu:6.2f}x CPU  ({verdict} 2x, wall)")  # fmt: skip
+              f"{loyalty_cpu / core_cpu:6.2f}x CPU  ({verdict} {TARGET}x, wall)")  # fmt: skip
         print(f"orders per second: core {args.orders / core_time:,.0f}, "
               f"loyalty {args.orders / loyalty_time:,.0f}")  # fmt: skip
 

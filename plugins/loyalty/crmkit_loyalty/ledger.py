@@ -128,23 +128,45 @@ def mark(connection: Any) -> int:
     return int(connection.scalar(select(func.max(t.ledger.c.id))) or 0)
 
 
-def since(connection: Any, before: int) -> tuple[int, int, set[int]]:
-    """(entries, points, customer ids) the ledger gained after id ``before``."""
-    rows = connection.execute(
+def since(connection: Any, before: int) -> tuple[int, int, int, int | None]:
+    """(entries, points, customers, the customer when there is one) the ledger gained
+    after id ``before``.
+
+    One pass over the new rows, without reading the members, when they are all of one
+    program (an import batch's are): a program has one member per customer, so there
+    its members count its customers. Rows of several programs are counted by customer.
+    """
+    lg = t.ledger.c
+    one = connection.execute(
         select(
-            t.members.c.customer_id,
-            func.count().label("n"),
-            func.coalesce(func.sum(t.ledger.c.points), 0).label("points"),
+            func.count(),
+            func.coalesce(func.sum(lg.points), 0),
+            func.count(lg.member_id.distinct()),
+            func.min(lg.program_id),
+            func.max(lg.program_id),
+            func.min(lg.member_id),
+        ).where(lg.id > before)
+    ).one()
+    entries, points, members, first, last, member = (int(v or 0) for v in one)
+    if not entries:
+        return 0, 0, 0, None
+    if first == last:
+        customer = None
+        if members == 1:
+            customer = connection.scalar(
+                select(t.members.c.customer_id).where(t.members.c.id == member)
+            )
+        return entries, points, members, customer
+    customers = set(
+        connection.scalars(
+            select(t.members.c.customer_id)
+            .join(t.ledger, t.members.c.id == lg.member_id)
+            .where(lg.id > before)
+            .distinct()
         )
-        .join(t.members, t.members.c.id == t.ledger.c.member_id)
-        .where(t.ledger.c.id > before)
-        .group_by(t.members.c.customer_id)
-    ).all()
-    return (
-        sum(int(r.n) for r in rows),
-        sum(int(r.points) for r in rows),
-        {r.customer_id for r in rows},
     )
+    only = next(iter(customers)) if len(customers) == 1 else None
+    return entries, points, len(customers), only
 
 
 def audit_since(
@@ -158,14 +180,14 @@ def audit_since(
     """One audit entry for what the ledger gained after id ``before`` in this transaction
     (entries, points, members, plus ``counts``), when it gained anything; the customer is
     named when there is one. Returns the entries counted."""
-    entries, points, customers = since(ctx.connection, before)
+    entries, points, customers, customer = since(ctx.connection, before)
     if entries:
         audit_batch(
             ctx,
             action,
             entity,
             entity_id,
-            customer_id=next(iter(customers)) if len(customers) == 1 else None,
-            counts={**counts, "entries": entries, "points": points, "members": len(customers)},
+            customer_id=customer,
+            counts={**counts, "entries": entries, "points": points, "members": customers},
         )
     return entries
