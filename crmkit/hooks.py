@@ -97,7 +97,9 @@ if TYPE_CHECKING:  # imported for annotations only; keeps this module import-lig
 #: :class:`~crmkit.core.actors.Actor`, ``ctx.audit``, ``crm.authorise``);
 #: ``crmkit_register_permissions``, ``crmkit_permission_allowed``,
 #: ``crmkit_register_routes``.
-API_VERSION = "1.3"
+#: 1.4: :func:`crmkit.plugin.lazy_command`: a plugin's command group is listed
+#: by name and help, its module imported only when the command runs.
+API_VERSION = "1.4"
 
 hookspec = pluggy.HookspecMarker("crmkit")
 hookimpl = pluggy.HookimplMarker("crmkit")

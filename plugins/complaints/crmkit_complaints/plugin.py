@@ -16,7 +16,7 @@ from crmkit_complaints import hookspecs
 # The plugin's other modules (SQLAlchemy tables, the service) are imported inside the
 # hooks that use them: loading the plugin for ``crmkit --help`` stays cheap.
 
-CRMKIT_API = ">=1.3,<2"  # permissions, audit, routes (1.3), crmkit.plugin (1.2)
+CRMKIT_API = ">=1.4,<2"  # lazy_command (1.4); permissions, audit, routes (1.3)
 
 HANDLERS = ["complaint_handler", "manager"]
 

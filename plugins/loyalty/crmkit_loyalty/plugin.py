@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from crmkit_loyalty.service import LoyaltyService
 
 # permissions, audit, routes (1.3), crmkit.plugin (1.2), StoredOrders.ids (1.1)
-CRMKIT_API = ">=1.3,<2"
+CRMKIT_API = ">=1.4,<2"  # lazy_command (1.4); permissions, audit, routes (1.3)
 
 HERE = Path(__file__).parent
 EXAMPLES = HERE / "examples"

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
     from .packs import Pack
 
-CRMKIT_API = ">=1.3,<2"  # permissions, audit, routes (1.3)
+CRMKIT_API = ">=1.4,<2"  # lazy_command (1.4); permissions, audit, routes (1.3)
 
 
 @ck.hookimpl
