@@ -544,3 +544,15 @@ def test_encode_is_the_jsonable_tree_dumped(value: object) -> None:
 
     expected = json.dumps(jsonable(value), ensure_ascii=False, separators=(",", ":"))
     assert codec.encode(value) == expected.encode("utf-8")
+
+
+def test_new_request_ids_are_uuid4_hex() -> None:
+    import uuid
+
+    from crmkit.server.middleware import new_request_id
+
+    made = {new_request_id() for _ in range(2000)}
+    assert len(made) == 2000
+    for text in made:
+        parsed = uuid.UUID(hex=text)
+        assert (parsed.version, parsed.variant, parsed.hex) == (4, uuid.RFC_4122, text)
