@@ -444,6 +444,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=3)
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--threads", type=int, help="crmkit's [server] threads (default: the configuration's)"
+    )
     parser.add_argument("--rounds", type=int, default=1, help="bare then crmkit, this many times")
     parser.add_argument("--only", choices=["bare", "crmkit"], help="run one server only")
     parser.add_argument("--reuse", action="store_true", help="keep the database if it is filled")
@@ -466,7 +469,10 @@ def main() -> None:
         token = build(url, args.customers, args.orders, args.interactions)
     print(f"machine: {os.cpu_count()} CPUs; load before: {os.getloadavg()}")
     folder = Path(tempfile.mkdtemp(prefix="crmkit-bench-"))
-    (folder / "crmkit.toml").write_text(f'database = "{url}"\nplugins = []\n', encoding="utf-8")
+    toml = f'database = "{url}"\nplugins = []\n'
+    if args.threads:
+        toml += f"\n[server]\nthreads = {args.threads}\n"
+    (folder / "crmkit.toml").write_text(toml, encoding="utf-8")
     headers = {"Authorization": f"Bearer {token}"}
     results: dict[str, list[dict[str, float]]] = {"bare": [], "crmkit": []}
     for _ in range(args.rounds):

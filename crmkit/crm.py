@@ -100,7 +100,7 @@ class CRM:
         self.pm, self.plugin_statuses = plugin_loader.load(
             config.plugins, where=config.plugins_where
         )
-        self.engine: Engine = db.create(config.database)
+        self.engine: Engine = db.create(config.database, **_pool_options(config))
         self._current: contextvars.ContextVar[HookContext | None] = contextvars.ContextVar(
             f"crmkit_transaction_{id(self)}", default=None
         )
@@ -464,6 +464,15 @@ class CRM:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _pool_options(config: config_module.Config) -> dict[str, Any]:
+    """Keep a connection for every server handler thread (and a few more) on PostgreSQL:
+    with SQLAlchemy's default 5, the threads beyond it closed a connection after each
+    request and opened a new one (a new server process) for the next."""
+    if not db.normalise_url(config.database).startswith("postgresql"):
+        return {}
+    return {"pool_size": max(5, config.server.threads + 2)}
 
 
 class _SharedConnection:

@@ -542,14 +542,13 @@ class CustomerService:
     def _get(self, customer_id: int) -> Customer:
         """:meth:`get` without a check (for operations that authorised their actor)."""
         with self.crm.reading() as connection:
-            row = connection.execute(
-                select(t.customers).where(t.customers.c.id == customer_id)
-            ).first()
-            if row is None:
-                raise NotFound(
-                    f"customer {customer_id} not found; list customers with 'crmkit customer list'"
-                )
-            return self._entity(row, self._consents(connection, [row.id]).get(row.id))
+            rows = connection.execute(_WITH_CONSENTS.where(t.customers.c.id == customer_id)).all()
+        if not rows:
+            raise NotFound(
+                f"customer {customer_id} not found; list customers with 'crmkit customer list'"
+            )
+        consents = {r.consent_purpose: bool(r.consent_granted) for r in rows if r.consent_purpose}
+        return self._entity(rows[0], consents)
 
     def require_writable(self, customer_id: int) -> Customer:
         """The customer, if it may take new data; :class:`Conflict` if it was erased or merged.
@@ -886,6 +885,14 @@ class CustomerService:
         from crmkit.core import merge
 
         return merge.merge(self.crm, kept_id, merged_id, prefer=prefer, actor=actor)
+
+
+#: a customer with its consents in one query (a row per consent, one when it has none)
+_WITH_CONSENTS = select(
+    t.customers,
+    t.consents.c.purpose.label("consent_purpose"),
+    t.consents.c.granted.label("consent_granted"),
+).outerjoin(t.consents, t.consents.c.customer_id == t.customers.c.id)
 
 
 def audited_values(customer: Customer) -> dict[str, Any]:

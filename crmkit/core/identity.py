@@ -27,7 +27,10 @@ import datetime as dt
 import functools
 import hashlib
 import math
+import re
 import secrets
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -35,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, delete, event, func, insert, select, update
 
 from crmkit.core import tables as t
 from crmkit.core.actors import Actor
@@ -667,39 +670,146 @@ def token_actor(
     ``request_id``. :class:`~crmkit.errors.Unauthenticated` when the token is unknown,
     revoked, expired, or its staff member is deactivated. Notes the use (at most once a
     minute). The lookup is by the token's SHA-256, so no secret is compared in Python."""
+    moment = _aware(now)
+    found = _token_lookup(crm, _token_hash(token_text), moment)
+    _touch_token(crm, found, moment)
+    return found.actor.with_request(request_id)
+
+
+@attrs.define
+class _Token:
+    """A token looked up: the actor it gives (no request id), when it expires, its use."""
+
+    id: int
+    actor: Actor
+    expires_at: dt.datetime | None
+    last_used_at: dt.datetime | None
+
+
+def _token_hash(token_text: str | None) -> str:
     ok_text = isinstance(token_text, str) and token_text.startswith(TOKEN_PREFIX)
     if not ok_text or len(token_text) > 200:  # type: ignore[arg-type]
         raise Unauthenticated(BAD_TOKEN)
-    moment = _aware(now)
+    return _sha256(token_text)  # type: ignore[arg-type]
+
+
+def _token_lookup(crm: CRM, token_hash: str, moment: dt.datetime) -> _Token:
     with crm.reading() as connection:
         row = connection.execute(
             select(t.api_tokens, t.staff.c.username, t.staff.c.roles, t.staff.c.manager,
                    t.staff.c.active)
             .join(t.staff, t.staff.c.id == t.api_tokens.c.staff_id)
-            .where(t.api_tokens.c.token_hash == _sha256(token_text))  # type: ignore[arg-type]
+            .where(t.api_tokens.c.token_hash == token_hash)
         ).first()  # fmt: skip
-    if (
-        row is None
-        or row.revoked_at is not None
-        or (row.expires_at is not None and row.expires_at <= moment)
-        or not row.active
-    ):
+    if row is None or row.revoked_at is not None or not row.active:
         raise Unauthenticated(BAD_TOKEN)
-    if row.last_used_at is None or moment - row.last_used_at >= TOUCH_EVERY:
+    found = _Token(
+        id=row.id,
+        actor=Actor.for_staff(
+            row.username, list(row.roles or []), staff_id=row.staff_id, manager=row.manager
+        ).through_token(row.id, frozenset(row.scopes or [])),
+        expires_at=row.expires_at,
+        last_used_at=row.last_used_at,
+    )
+    _check_expiry(found, moment)
+    return found
+
+
+def _check_expiry(found: _Token, moment: dt.datetime) -> None:
+    if found.expires_at is not None and found.expires_at <= moment:
+        raise Unauthenticated(BAD_TOKEN)
+
+
+def _touch_token(crm: CRM, found: _Token, moment: dt.datetime) -> None:
+    """Note the token's use, at most once per :data:`TOUCH_EVERY`."""
+    if found.last_used_at is None or moment - found.last_used_at >= TOUCH_EVERY:
         with _bookkeeping(crm) as connection:
             connection.execute(
-                update(t.api_tokens).where(t.api_tokens.c.id == row.id).values(last_used_at=moment)
+                update(t.api_tokens)
+                .where(t.api_tokens.c.id == found.id)
+                .values(last_used_at=moment)
             )
-    staff = Actor.for_staff(
-        row.username, list(row.roles or []), staff_id=row.staff_id, manager=row.manager
-    )
-    return staff.through_token(row.id, frozenset(row.scopes or [])).with_request(request_id)
+        found.last_used_at = moment
+
+
+#: How long a server worker keeps a token it looked up (:class:`TokenCache`).
+TOKEN_CACHE_SECONDS = 5.0
+#: The tables whose committed writes empty a :class:`TokenCache` (what a token's actor is
+#: made of: the token, its staff member's roles, manager and active flag).
+_IDENTITY_TABLES = re.compile(
+    r"\s*(?:UPDATE|DELETE\s+FROM|INSERT\s+INTO)\s+\"?(?:api_tokens|staff)\b", re.I
+)
+#: the one write to those tables that changes no actor: noting a token's last use
+_TOUCH = re.compile(r"UPDATE api_tokens SET last_used_at=[^,]* WHERE")
+
+
+class TokenCache:
+    """API tokens a server worker looked up, kept :data:`TOKEN_CACHE_SECONDS`: a request
+    with a token seen in the last seconds costs no lookup (hashing and one query are a
+    tenth of a simple request's work).
+
+    Correctness: expiry is checked on every use. Any committed write to ``api_tokens`` or
+    ``staff`` through this CRM (a revocation, a deactivation, a role change made by this
+    worker) empties the cache at its commit, so it takes effect at once here; one made by
+    another process (another worker, the CLI) takes effect within the cache's lifetime.
+    A lookup that raced such a commit is not kept (the generation counter).
+    """
+
+    def __init__(self, crm: CRM, seconds: float = TOKEN_CACHE_SECONDS) -> None:
+        self.crm = crm
+        self.seconds = seconds
+        self._entries: dict[str, tuple[float, _Token]] = {}
+        self._generation = 0
+        self._lock = threading.Lock()
+        event.listen(crm.engine, "before_cursor_execute", self._noted)
+        event.listen(crm.engine, "commit", self._committed)
+        event.listen(crm.engine, "rollback", self._committed)
+
+    def close(self) -> None:
+        event.remove(self.crm.engine, "before_cursor_execute", self._noted)
+        event.remove(self.crm.engine, "commit", self._committed)
+        event.remove(self.crm.engine, "rollback", self._committed)
+
+    def _noted(self, connection: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement[:1] == "S" or not _IDENTITY_TABLES.match(statement):
+            return
+        if not _TOUCH.match(statement):
+            connection.info["crmkit_identity_written"] = True
+            self.clear()  # at once, and again at the commit (a lookup in between is stale)
+
+    def _committed(self, connection: Any) -> None:
+        if connection.info.pop("crmkit_identity_written", False):
+            self.clear()
+
+    def clear(self) -> None:
+        with self._lock:
+            self._generation += 1
+            self._entries.clear()
+
+    def actor(self, token_text: str | None, *, request_id: str | None = None) -> Actor:
+        """As :func:`token_actor`, from the cache when the token was looked up lately."""
+        token_hash = _token_hash(token_text)
+        moment = _utcnow()
+        clock = time.monotonic()
+        entry = self._entries.get(token_hash)
+        if entry is not None and clock - entry[0] < self.seconds:
+            found = entry[1]
+            _check_expiry(found, moment)
+        else:
+            generation = self._generation
+            found = _token_lookup(self.crm, token_hash, moment)
+            with self._lock:
+                if generation == self._generation:
+                    self._entries[token_hash] = (clock, found)
+        _touch_token(self.crm, found, moment)
+        return found.actor.with_request(request_id)
 
 
 __all__ = [
     "FREE_FAILURES",
     "LoginResult",
     "SessionInfo",
+    "TokenCache",
     "TokenInfo",
     "WINDOW",
     "create_token",

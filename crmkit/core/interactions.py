@@ -21,7 +21,7 @@ from crmkit.core import access
 from crmkit.core import tables as t
 from crmkit.core.bulk import check_values, chunks, existing_values, insert_many, lock_inserts
 from crmkit.core.entities import Interaction
-from crmkit.core.personal import erased_or_merged
+from crmkit.core.personal import erased_or_merged, refusal
 from crmkit.errors import Conflict, NotFound
 
 #: the key an interaction logged without an external id gets (``auto-`` and 32 hex digits)
@@ -88,7 +88,7 @@ class InteractionService:
         if staff is None and not current.is_operator and current.username:
             staff = current.username
         with self.crm.transaction(actor=staff if current.is_operator else None) as ctx:
-            owner = self._owner(ctx, customer_id)
+            owner, refused = self._customer(ctx, customer_id)
             access.authorise(self.crm, "interactions.write", customer_id, owner=owner)
             entity = Interaction(
                 customer_id=customer_id,
@@ -100,7 +100,7 @@ class InteractionService:
                 staff=staff,
                 external_id=external_id,
             )
-            stored = self._insert(ctx, [entity])
+            stored = self._insert(ctx, [entity], refused=refused)
             if not stored:
                 raise Conflict(
                     f"an interaction with external_id {external_id!r} is already stored; "
@@ -117,15 +117,19 @@ class InteractionService:
             return done
 
     @staticmethod
-    def _owner(ctx: Any, customer_id: int) -> str | None:
+    def _customer(ctx: Any, customer_id: int) -> tuple[str | None, dict[int, str]]:
+        """The customer's owner and, if it takes no new data, why (one query for what the
+        permission check and :meth:`_insert`'s writability check need)."""
+        c = t.customers.c
         row = ctx.connection.execute(
-            select(t.customers.c.owner).where(t.customers.c.id == customer_id)
+            select(c.owner, c.erased_at, c.merged_into).where(c.id == customer_id)
         ).first()
         if row is None:
             raise NotFound(
                 f"customer {customer_id} not found; interactions need an existing customer"
             )
-        return row.owner
+        reason = refusal(customer_id, row.erased_at, row.merged_into)
+        return row.owner, {customer_id: reason} if reason else {}
 
     def log_many(
         self, interactions: Iterable[Interaction | Mapping[str, Any]], *, batch_size: int = 2000
@@ -178,8 +182,12 @@ class InteractionService:
         """One batch of an import in its transaction: no check, no audit entry of its own."""
         return len(self._insert(ctx, batch))
 
-    def _insert(self, ctx: Any, batch: list[Interaction]) -> list[Interaction]:
-        """Store ``batch`` (external ids already stored are skipped); return the stored ones."""
+    def _insert(
+        self, ctx: Any, batch: list[Interaction], *, refused: dict[int, str] | None = None
+    ) -> list[Interaction]:
+        """Store ``batch`` (external ids already stored are skipped); return the stored ones.
+        ``refused``: the batch's customers were read in this transaction (they exist), with
+        the reasons of those that take no new data; else they are looked up here."""
         connection = ctx.connection
         keys = [i.external_id for i in batch if i.external_id is not None]
         if len(set(keys)) != len(keys):
@@ -199,12 +207,15 @@ class InteractionService:
         rows = [{k: v for k, v in attrs.asdict(i).items() if k != "id"} for i in batch]
         for row in rows:
             check_values(t.interactions, row)
-        ids = {i.customer_id for i in batch}
-        if missing := ids - existing_values(connection, t.customers.c.id, ids):
-            raise NotFound(
-                f"customer {sorted(missing)[0]} not found; interactions need an existing customer"
-            )
-        if refused := erased_or_merged(connection, ids):  # crm.customers.require_writable
+        if refused is None:
+            ids = {i.customer_id for i in batch}
+            if missing := ids - existing_values(connection, t.customers.c.id, ids):
+                raise NotFound(
+                    f"customer {sorted(missing)[0]} not found; "
+                    "interactions need an existing customer"
+                )
+            refused = erased_or_merged(connection, ids)  # crm.customers.require_writable
+        if refused:
             raise Conflict(refused[min(refused)])
         new_ids = insert_many(connection, t.interactions, rows)
         stored = [attrs.evolve(i, id=n) for i, n in zip(batch, new_ids, strict=True)]

@@ -40,6 +40,7 @@ from starlette.routing import Route as StarletteRoute
 
 from crmkit import config as config_module
 from crmkit import plugins as plugin_loader
+from crmkit.core import identity
 from crmkit.crm import CRM
 from crmkit.errors import ConfigError, SchemaOutOfDate
 from crmkit.server import dispatch, openapi, problems
@@ -63,6 +64,7 @@ class Server:
         self.not_ready_reason = "not checked yet"
         self._checked_at = 0.0
         self.mounted = dispatch.route_table(crm)
+        self.tokens = identity.TokenCache(crm)
         self._document: dict[str, Any] | None = None
 
     def check(self) -> str | None:
@@ -96,6 +98,7 @@ class Server:
         return self._document
 
     def close(self) -> None:
+        self.tokens.close()
         if self.owns_crm:
             self.crm.close()
 

@@ -336,9 +336,9 @@ class Dispatch:
         )
 
     def _token_actor(self, token: str) -> Actor:
-        from crmkit.core import identity
-
-        return identity.token_actor(self.crm, token, request_id=self.rid)
+        # the worker's cache (crmkit.core.identity.TokenCache): no lookup for a token seen
+        # in the last seconds; revocations through this worker apply at once
+        return self.server.tokens.actor(token, request_id=self.rid)
 
     def _session(self, cookie: str) -> Any:
         from crmkit.core import identity

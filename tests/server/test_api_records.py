@@ -174,6 +174,24 @@ def test_orders_round_trip_filters_and_paging(api: Api) -> None:
     assert api.client.get("/orders/987654").status_code == 404
 
 
+def test_an_added_order_answers_as_a_later_read(api: Api) -> None:
+    """POST /orders answers without reading the order back: its body must still be what
+    every later GET gives (money scale, UTC time, lines), whatever the input's form."""
+    cid = _customer(api, region=f"r-{uuid.uuid4().hex[:8]}")
+    for body in (
+        {"customer_id": cid, "amount": "12.5", "cost": "0.0001",
+         "occurred_at": "2026-03-01T08:30:00.123456+08:00",
+         "lines": [{"product": "a", "quantity": "2.50", "price": "5"}]},
+        {"customer_id": cid, "amount": "-3", "status": "refunded", "currency": "cny"},
+        {"customer_id": cid, "amount": "1000000.1230", "cost": "7",
+         "lines": [{"product": "b", "quantity": "3", "price": "333333.3743"},
+                   {"product": "c", "price": "0.0001", "category": "x"}]},
+    ):  # fmt: skip
+        added = api.client.post("/orders", json=body)
+        assert added.status_code == 201, added.text
+        assert api.client.get(f"/orders/{added.json()['id']}").json() == added.json()
+
+
 def test_order_refusals_store_nothing(api: Api) -> None:
     region = f"r-{uuid.uuid4().hex[:8]}"
     cid = _customer(api, region=region)

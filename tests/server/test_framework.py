@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import attrs
 import httpx
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -507,3 +508,51 @@ def _serverplugin() -> object:
         sys.modules[name] = module
         spec.loader.exec_module(module)
     return sys.modules[name]
+
+
+@attrs.define
+class _Pair:
+    first: object
+    second: object = None
+
+
+_leaves = (
+    st.none() | st.booleans() | st.integers() | st.text(max_size=6)
+    | st.decimals(allow_nan=False, places=4) | st.datetimes(timezones=st.timezones())
+    | st.dates() | st.floats(allow_nan=False)
+)  # fmt: skip
+_trees = st.recursive(
+    _leaves,
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.tuples(children, children)
+        | st.sets(st.integers(), max_size=3)
+        | st.dictionaries(st.text(max_size=4) | st.integers(), children, max_size=4)
+        | st.builds(_Pair, children, children)
+    ),
+    max_leaves=25,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=_trees)
+def test_encode_is_the_jsonable_tree_dumped(value: object) -> None:
+    """codec.encode's C-walked path answers byte for byte what dumping the tree
+    crmkit.core.serialize.jsonable builds gives (entities, Decimal, times, sets)."""
+    from crmkit.core.serialize import jsonable
+    from crmkit.server import codec
+
+    expected = json.dumps(jsonable(value), ensure_ascii=False, separators=(",", ":"))
+    assert codec.encode(value) == expected.encode("utf-8")
+
+
+def test_new_request_ids_are_uuid4_hex() -> None:
+    import uuid
+
+    from crmkit.server.middleware import new_request_id
+
+    made = {new_request_id() for _ in range(2000)}
+    assert len(made) == 2000
+    for text in made:
+        parsed = uuid.UUID(hex=text)
+        assert (parsed.version, parsed.variant, parsed.hex) == (4, uuid.RFC_4122, text)

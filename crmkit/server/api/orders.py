@@ -5,7 +5,11 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from crmkit.core.entities import ORDER_STATUSES, OrderLine
+import attrs
+
+from crmkit.core import access
+from crmkit.core.entities import ORDER_STATUSES, Order, OrderLine
+from crmkit.core.types import money_scale
 from crmkit.errors import ValidationError
 from crmkit.server.api import common
 from crmkit.server.api import convert as c
@@ -62,9 +66,28 @@ def add_order(req: ApiRequest) -> ApiResponse:
         channel=body.channel,
         lines=lines,
     )
-    stored = req.crm.orders.get(added.id)  # as every later read gives it (amount scale)
+    # the answer shows the order: the same check as reading it back (orders.get), without
+    # the two queries; the values as every later read gives them (money scale, UTC)
+    access.authorise(req.crm, "orders.read", added.customer_id, kind="order", id=added.id)
+    stored = as_stored(added)
     return ApiResponse(
         body=c.order_out(stored), status=201, headers={"Location": f"/api/v1/orders/{added.id}"}
+    )
+
+
+def as_stored(order: Order) -> Order:
+    """``order`` as reading it back gives it: money at its stored scale, the time in UTC
+    (the values were checked to fit their columns, so nothing else changes)."""
+    lines = [
+        attrs.evolve(x, quantity=money_scale(x.quantity), price=money_scale(x.price))
+        for x in order.lines
+    ]
+    return attrs.evolve(
+        order,
+        amount=money_scale(order.amount),
+        cost=None if order.cost is None else money_scale(order.cost),
+        occurred_at=order.occurred_at.astimezone(dt.UTC),
+        lines=lines,
     )
 
 
