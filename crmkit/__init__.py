@@ -13,9 +13,7 @@ Extend it with plugins: see :mod:`crmkit.hooks`.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from crmkit.errors import (
     ConfigError,
@@ -28,6 +26,7 @@ from crmkit.errors import (
     ValidationError,
 )
 from crmkit.hooks import API_VERSION, hookimpl, hookspec
+from crmkit.lazy import lazy_attributes
 
 if TYPE_CHECKING:  # the lazy names below, for type checkers and editors
     from crmkit.core.entities import (
@@ -71,30 +70,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        return _submodule(__name__, name)
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def _submodule(package: str, name: str) -> Any:
-    """``package.name`` as an attribute: a submodule, imported now (the eager imports
-    this package once had made ``crmkit.config`` and the like attributes without one)."""
-    try:
-        found = importlib.util.find_spec(f"{package}.{name}") if name.isidentifier() else None
-    except (ImportError, ValueError):
-        found = None
-    if found is None:
-        raise AttributeError(f"module {package!r} has no attribute {name!r}")
-    return importlib.import_module(f"{package}.{name}")
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
-
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
 
 __version__ = "0.1.0"
 

@@ -24,8 +24,7 @@ the command line (``crmkit --help`` stays quick with every plugin enabled).
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from crmkit.errors import (
     ConfigError,
@@ -41,6 +40,7 @@ from crmkit.errors import (
     ValidationError,
 )
 from crmkit.hooks import API_VERSION, hookimpl, hookspec
+from crmkit.lazy import lazy_attributes
 
 if TYPE_CHECKING:  # the lazy names below, for type checkers and editors
     from crmkit.cli import CliState, UserError, lazy_command, pass_crm
@@ -184,22 +184,12 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'crmkit.plugin' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
 
 
 #: The public names, grouped as the API reference shows them.
 GROUPS: dict[str, tuple[str, ...]] = {
-    "Hooks and versions": ("API_VERSION", "hookimpl", "hookspec"),
+    "Hooks and versions": ("API_VERSION", "hookimpl", "hookspec", "lazy_attributes"),
     "The CRM handle": ("CRM", "open", "HookContext", "Changes"),
     "Actors, permissions and the audit log": ("Actor", "PermissionSpec", "Resource", "AuditEntry"),
     "HTTP routes": (
@@ -301,6 +291,7 @@ __all__ = [  # the same names as GROUPS (a test checks)
     "API_VERSION",
     "hookimpl",
     "hookspec",
+    "lazy_attributes",
     "CRM",
     "open",
     "HookContext",

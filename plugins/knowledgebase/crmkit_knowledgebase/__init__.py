@@ -10,11 +10,11 @@ Use from Python::
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import sys
 import types
 from typing import TYPE_CHECKING, Any
+
+from crmkit.plugin import lazy_attributes
 
 if TYPE_CHECKING:
     from crmkit_knowledgebase.service import KnowledgeBase, service
@@ -22,17 +22,10 @@ if TYPE_CHECKING:
 __all__ = ["KnowledgeBase", "service"]
 
 
-def __getattr__(name: str) -> Any:
-    # imported on first use (PEP 562): loading the plugin's hooks, which imports this
-    # package first, then costs no SQLAlchemy or Jinja2 (``crmkit --help`` stays quick)
-    if name not in __all__:  # a submodule, as an attribute (eager imports once made them so)
-        if name.isidentifier() and importlib.util.find_spec(f"{__name__}.{name}") is not None:
-            return importlib.import_module(f"{__name__}.{name}")
-        raise AttributeError(f"module 'crmkit_knowledgebase' has no attribute {name!r}")
-    importlib.import_module("crmkit_knowledgebase.service")
-    value = getattr(sys.modules["crmkit_knowledgebase.service"], name)
-    globals()[name] = value
-    return value
+# imported on first use (PEP 562): loading the plugin's hooks, which imports this package
+# first, then costs no SQLAlchemy or Jinja2 (``crmkit --help`` stays quick)
+_LAZY = dict.fromkeys(__all__, "crmkit_knowledgebase.service")
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
 
 
 class _Package(types.ModuleType):
