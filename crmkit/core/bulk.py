@@ -166,6 +166,13 @@ class RowFormat:
     def to_driver(self, rows: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
         return self._convert(rows, self._to)
 
+    def to_driver_row(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
+        """One row in the driver's form (:meth:`to_driver` of a single row)."""
+        return tuple(
+            value if function is None else function(value)
+            for value, function in zip(row, self._to, strict=True)
+        )
+
     def to_python(self, rows: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
         return self._convert(rows, self._back)
 
@@ -261,6 +268,8 @@ def existing_values(connection: Connection, column: Column[Any], values: Iterabl
     if connection.dialect.name == "sqlite":
         for start in range(0, len(wanted), _LOOKUP_CHUNK):
             chunk = wanted[start : start + _LOOKUP_CHUNK]
+            if len(chunk) >= _SETWISE and _none_or_all(connection, column, chunk, found):
+                continue
             marks = ",".join("?" * len(chunk))
             sql = f'SELECT "{name}" FROM "{table}" WHERE "{name}" IN ({marks})'  # noqa: S608
             found.update(row[0] for row in connection.exec_driver_sql(sql, tuple(chunk)))
@@ -270,6 +279,48 @@ def existing_values(connection: Connection, column: Column[Any], values: Iterabl
     statement = select(column).where(column == any_(values_param))
     found.update(connection.scalars(statement, {"values": wanted}))
     return found
+
+
+#: from this many values on, :func:`existing_values` first asks whether none or all are stored
+_SETWISE = 1000
+
+
+def _none_or_all(
+    connection: Connection, column: Column[Any], chunk: list[Any], found: set[Any]
+) -> bool:
+    """SQLite: True when none of ``chunk`` (distinct values) is stored in ``column``, or all
+    are (then added to ``found``), told by one range read; False: some are, or it cannot
+    tell.
+
+    An import's rows are mostly all new or all stored already (the same file again), and
+    files mostly list them in the order of their ids. The stored values between the
+    chunk's least and greatest (text compares by code point in Python and in SQLite's
+    BINARY collation) come back as one string: none there, none stored; exactly the
+    chunk's values, all stored. Reading one index range costs a fraction of looking each
+    value up (``IN``).
+    """
+    try:
+        low, high = min(chunk), max(chunk)
+    except TypeError:  # values of different types: no order to read a range by
+        return False
+    name, table = column.name, column.table.name
+    sql = (
+        f'SELECT count(*), group_concat("{name}", char(31)) FROM '  # noqa: S608
+        f'(SELECT "{name}" FROM "{table}" WHERE "{name}" BETWEEN ? AND ? LIMIT ?)'
+    )
+    count, text = connection.exec_driver_sql(sql, (low, high, len(chunk) + 1)).one()
+    if not count:
+        return True
+    # a stored value holding the separator splits into more parts than values were counted
+    if (
+        count == len(chunk)
+        and low.__class__ is str
+        and high.__class__ is str
+        and sorted(text.split("\x1f")) == sorted(chunk)
+    ):
+        found.update(chunk)
+        return True
+    return False
 
 
 def _last_id(connection: Connection, table: Table) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 import zoneinfo
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
@@ -44,6 +45,11 @@ ID_LENGTH = text_limit(t.orders.c.external_id)
 CUSTOMER_REF_LENGTH = text_limit(t.customers.c.external_id)
 #: a plain amount's characters: text made only of these is read by the fast path
 _PLAIN_MONEY = "0123456789.+-"
+#: money text that is its own driver form on SQLite: not negative, no sign, no leading zero,
+#: fits NUMERIC(18, 4) (``str(Decimal(text)) == text``, so no Decimal needs to be made)
+_CANONICAL_MONEY = re.compile(
+    rf"(?:0|[1-9][0-9]{{0,{MONEY_DIGITS - 1}}})(?:\.[0-9]{{1,{MONEY_PLACES}}})?"
+)
 #: zones without daylight saving or other changes of offset: no time is skipped or repeated
 _FIXED_ZONES = frozenset(
     ("UTC", "Etc/UTC", "Etc/UCT", "UCT", "GMT", "Etc/GMT", "Universal", "Etc/Universal", "Zulu")
@@ -279,13 +285,19 @@ class Converter:
     def bind(self, fieldnames: list[str] | None) -> Callable[[Any], Any]:
         """Use the CSV header (rows then come as lists in this column order); return the
         function converting one record (raises RowError): for CSV orders a specialised
-        one, else :meth:`convert`."""
+        one, else :meth:`convert`. When :attr:`driver_form` is then True, that function
+        gives orders in ``crm.orders.row_format()``'s driver form already (SQLite)."""
         self.fieldnames = fieldnames
         if fieldnames is not None and self.kind == "orders" and not self.decimal_comma:
+            if self.crm.engine.dialect.name == "sqlite":
+                self.driver_form = True
+                return self._sqlite_order_row_function(fieldnames)
             return self._order_row_function(fieldnames)
         return self.convert
 
     fieldnames: list[str] | None = None
+    #: the bound function gives orders in their driver form (see :meth:`bind`)
+    driver_form = False
 
     @property
     def key(self) -> Callable[[Any], str] | None:
@@ -319,7 +331,12 @@ class Converter:
         Orders come out in ``crm.orders.add_rows`` order (ORDER_COLUMNS).
         """
         if self.kind == "orders":
-            return [(e, ids[c], at, a, co, cu, st, ch) for e, c, at, a, co, cu, st, ch in values]
+            if not values:
+                return []
+            # column by column: the transposition and the look-ups run in C
+            columns: list[Any] = list(zip(*values, strict=True))
+            columns[1] = map(ids.__getitem__, columns[1])
+            return list(zip(*columns, strict=True))
         return [(ids[ref], *rest) for ref, *rest in values]
 
     def convert(self, record: list[str] | dict[str, Any]) -> Any:
@@ -401,6 +418,103 @@ class Converter:
             if i_channel is not None and row[i_channel]:
                 channel = _channel(row[i_channel])
             return (ext, customer, occurred_at, amount, cost, currency, status, channel)
+
+        return convert
+
+    def _sqlite_order_row_function(
+        self, names: list[str]
+    ) -> Callable[[list[str]], tuple[Any, ...]]:
+        """:meth:`_order_row_function` giving SQLite's driver form straight away.
+
+        The texts SQLite stores are made from the cells without the Python
+        values in between: a time given in UTC as ``YYYY-MM-DDTHH:MM:SS+00:00``
+        becomes ``YYYY-MM-DD HH:MM:SS.000000`` by slicing, a canonical amount
+        (:data:`_CANONICAL_MONEY`) is its own text. Anything else goes through
+        the general :meth:`order` and ``row_format().to_driver_row``, so every row
+        comes out exactly as those two would make it (a property test checks).
+        """
+        position = {name: i for i, name in enumerate(names)}
+        i_ext, i_cust, i_at, i_amount = (position[c] for c in REQUIRED["orders"])
+        # the optional columns the file has (one it lacks reads as an empty cell)
+        i_cost, i_currency, i_status, i_channel = (
+            position.get(name, -1) for name in ("cost", "currency", "status", "channel")
+        )
+        has_cost, has_currency, has_status, has_channel = (
+            i >= 0 for i in (i_cost, i_currency, i_status, i_channel)
+        )
+        fixed_zone = str(self.zone) in _FIXED_ZONES  # all of them UTC: the wall time is UTC
+        default_currency = self.currency
+        statuses = {status: status for status in ORDER_STATUSES}
+        statuses[""] = "paid"
+        currencies: dict[str, str] = {"": default_currency}  # as written -> the code
+        fromisoformat, isoformat = dt.datetime.fromisoformat, dt.datetime.isoformat
+        astimezone, utc = dt.datetime.astimezone, dt.UTC
+        canonical = _CANONICAL_MONEY.fullmatch
+        general, to_driver = self.order, self.crm.orders.row_format().to_driver_row
+        id_length, ref_length = ID_LENGTH, CUSTOMER_REF_LENGTH
+
+        def slow(row: list[str]) -> tuple[Any, ...]:
+            return to_driver(general(dict(zip(names, row, strict=True))))
+
+        def money(text: str, column: str) -> tuple[str, bool]:
+            """(driver text, negative) of a money cell that is not canonical."""
+            amount = _money_text(text, column)
+            return str(amount), amount < 0
+
+        def convert(row: list[str]) -> tuple[Any, ...]:
+            ext = row[i_ext]
+            customer = row[i_cust]
+            at = row[i_at]
+            if (
+                not ext
+                or not customer
+                or len(ext) > id_length
+                or len(customer) > ref_length
+                or len(at) <= 10
+                or ext[0] == " "
+                or ext[-1] == " "
+                or customer[0] == " "
+                or customer[-1] == " "
+                or "\x00" in ext
+                or "\x00" in customer
+            ):
+                return slow(row)
+            try:
+                moment = fromisoformat(at)
+            except ValueError:  # the general path says why
+                return slow(row)
+            zone = moment.tzinfo
+            if moment.year in (1, 9999) or (zone is None and not fixed_zone):
+                return slow(row)
+            if (
+                zone is utc
+                and len(at) == 25
+                and at[19:] == "+00:00"
+                and at[10] == "T"
+                and at[7] == "-"  # not a week date (2026-W05-3)
+                and at[16] == ":"
+            ):
+                # YYYY-MM-DDTHH:MM:SS+00:00, read by fromisoformat: digits and a real date
+                at = f"{at[:10]} {at[11:19]}.000000"
+            else:
+                moment = moment if zone is None or zone is utc else astimezone(moment, utc)
+                at = isoformat(moment, " ", "microseconds")[:26]
+            amount, negative = row[i_amount], False
+            if canonical(amount) is None:
+                amount, negative = money(amount, "amount")
+            cost = (row[i_cost] if has_cost else "") or None
+            if cost is not None and canonical(cost) is None:
+                cost, below = money(cost, "cost")
+                negative = negative or below
+            raw = row[i_currency] if has_currency else ""
+            currency = currencies.get(raw) or _currency_code(raw, currencies)
+            raw = row[i_status] if has_status else ""
+            status = statuses.get(raw) or _status(raw)
+            if negative:
+                _signs(Decimal(amount), None if cost is None else Decimal(cost), status)
+            raw = row[i_channel] if has_channel else ""
+            channel = _channel(raw) if raw else None
+            return (ext, customer, at, amount, cost, currency, status, channel)
 
         return convert
 
