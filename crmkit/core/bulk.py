@@ -260,7 +260,9 @@ def _money_text(value: Any) -> str | None:
 
 def existing_values(connection: Connection, column: Column[Any], values: Iterable[Any]) -> set[Any]:
     """Which of ``values`` are stored in ``column`` (an indexed column), in few statements."""
-    wanted = list(dict.fromkeys(v for v in values if v is not None))
+    distinct = dict.fromkeys(values)
+    distinct.pop(None, None)
+    wanted = list(distinct)
     found: set[Any] = set()
     if not wanted:
         return found

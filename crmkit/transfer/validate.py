@@ -46,25 +46,27 @@ def validate(
     flush = pending.flush
     convert: Callable[[Any], Any] | None = None
     read = 0
+    left = batch = LOOKUP_BATCH  # records until the next flush
     try:
         for line, record in records(reader, "validating", progress):
             if convert is None:
                 converter.check_header(reader.path, reader.fieldnames)
                 convert = converter.bind(reader.fieldnames)
             read += 1
-            if len(values) + len(problems) >= LOOKUP_BATCH:
-                flush()
             if record.__class__ is RowError:
                 problem = Problem(line, record.column, record.reason)
                 problems.append((line, problem, record.record))
-                continue
-            try:
-                value = convert(record)
-            except RowError as exc:
-                problems.append((line, Problem(line, exc.column, exc.reason), record))
-                continue
-            values.append(value)
-            origins.append((line, record))
+            else:
+                try:
+                    values.append(convert(record))
+                except RowError as exc:
+                    problems.append((line, Problem(line, exc.column, exc.reason), record))
+                else:
+                    origins.append((line, record))
+            left -= 1
+            if not left:
+                flush()
+                left = batch
         result.read = read
         if convert is None:
             converter.check_header(reader.path, reader.fieldnames)
@@ -201,7 +203,7 @@ class _Pending:
                         refused[ref] = reasons[customer_id]
                     else:
                         customers[ref] = customer_id
-        if not refs.issubset(customers):
+        if not customers.keys() >= refs:  # (set.issubset would copy the dict into a set)
             kept, kept_where = [], []
             for value, origin in zip(good, where, strict=True):
                 ref = ref_of(value)
