@@ -278,9 +278,26 @@ def existing_values(connection: Connection, column: Column[Any], values: Iterabl
         return found
     # PostgreSQL: one array parameter instead of thousands of bound values
     values_param = bindparam("values", type_=ARRAY(column.type))
+    if len(wanted) >= _SETWISE and _none_between(connection, column, values_param, wanted):
+        return found
     statement = select(column).where(column == any_(values_param))
     found.update(connection.scalars(statement, {"values": wanted}))
     return found
+
+
+def _none_between(
+    connection: Connection, column: Column[Any], values_param: Any, wanted: list[Any]
+) -> bool:
+    """PostgreSQL: True when no value lies stored between the least and the greatest of
+    ``wanted``, by the column's own collation (the server takes them): one index seek
+    instead of looking each one up, for an import's rows that are all new."""
+    name, table = column.name, column.table.name
+    sql = text(
+        f'SELECT 1 FROM "{table}" WHERE "{name}" BETWEEN '  # noqa: S608
+        "(SELECT min(v) FROM unnest(:values) AS v) AND (SELECT max(v) FROM unnest(:values) AS v) "
+        "LIMIT 1"
+    ).bindparams(values_param)
+    return connection.execute(sql, {"values": wanted}).first() is None
 
 
 #: from this many values on, :func:`existing_values` first asks whether none or all are stored

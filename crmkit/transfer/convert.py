@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import re
 import zoneinfo
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
@@ -45,13 +44,8 @@ ID_LENGTH = text_limit(t.orders.c.external_id)
 CUSTOMER_REF_LENGTH = text_limit(t.customers.c.external_id)
 #: a plain amount's characters: text made only of these is read by the fast path
 _PLAIN_MONEY = "0123456789.+-"
-#: money text that is its own driver form on SQLite: not negative, no sign, no leading zero,
-#: fits NUMERIC(18, 4) (``str(Decimal(text)) == text``, so no Decimal needs to be made)
-_CANONICAL_MONEY = re.compile(
-    rf"(?:0|[1-9][0-9]{{0,{MONEY_DIGITS - 1}}})(?:\.[0-9]{{1,{MONEY_PLACES}}})?"
-)
 #: zones without daylight saving or other changes of offset: no time is skipped or repeated
-_FIXED_ZONES = frozenset(
+FIXED_ZONES = frozenset(
     ("UTC", "Etc/UTC", "Etc/UCT", "UCT", "GMT", "Etc/GMT", "Universal", "Etc/Universal", "Zulu")
 )
 
@@ -289,10 +283,12 @@ class Converter:
         gives orders in ``crm.orders.row_format()``'s driver form already (SQLite)."""
         self.fieldnames = fieldnames
         if fieldnames is not None and self.kind == "orders" and not self.decimal_comma:
+            from crmkit.transfer.orderrows import order_rows, sqlite_order_rows  # (it uses us)
+
             if self.crm.engine.dialect.name == "sqlite":
                 self.driver_form = True
-                return self._sqlite_order_row_function(fieldnames)
-            return self._order_row_function(fieldnames)
+                return sqlite_order_rows(self, fieldnames)
+            return order_rows(self, fieldnames)
         return self.convert
 
     fieldnames: list[str] | None = None
@@ -350,173 +346,6 @@ class Converter:
         if self.kind == "interactions":
             return self.interaction(record)
         return self.customer(record)
-
-    def _order_row_function(self, names: list[str]) -> Callable[[list[str]], tuple[Any, ...]]:
-        """A converter for CSV order rows (lists of strings) with as little work as possible.
-
-        Anything out of the ordinary (spaces, long or odd values, a date
-        without a time, a time without an offset in a zone with daylight
-        saving, years 1 and 9999) goes to the general :meth:`order`.
-        """
-        position = {name: i for i, name in enumerate(names)}
-        i_ext, i_cust, i_at, i_amount = (position[c] for c in REQUIRED["orders"])
-        i_cost = position.get("cost")
-        i_currency = position.get("currency")
-        i_status = position.get("status")
-        i_channel = position.get("channel")
-        zone = self.zone
-        fixed_zone = str(zone) in _FIXED_ZONES
-        default_currency = self.currency
-        statuses = {status: status for status in ORDER_STATUSES}
-        currencies: dict[str, str] = {}  # as written -> the code, for the ones met so far
-        fromisoformat = dt.datetime.fromisoformat
-        general = self.order
-        id_length, ref_length = ID_LENGTH, CUSTOMER_REF_LENGTH
-
-        def convert(row: list[str]) -> tuple[Any, ...]:
-            ext = row[i_ext]
-            customer = row[i_cust]
-            at = row[i_at]
-            if (
-                not ext
-                or not customer
-                or len(ext) > id_length
-                or len(customer) > ref_length
-                or len(at) <= 10
-                or ext[0] == " "
-                or ext[-1] == " "
-                or customer[0] == " "
-                or customer[-1] == " "
-                or "\x00" in ext
-                or "\x00" in customer
-            ):
-                return general(dict(zip(names, row, strict=True)))
-            try:
-                occurred_at = fromisoformat(at)
-            except ValueError:  # the general path says why
-                return general(dict(zip(names, row, strict=True)))
-            if occurred_at.tzinfo is None:
-                if not fixed_zone:
-                    return general(dict(zip(names, row, strict=True)))
-                occurred_at = occurred_at.replace(tzinfo=zone)
-            if occurred_at.year in (1, 9999):
-                return general(dict(zip(names, row, strict=True)))
-            amount = _money_text(row[i_amount], "amount")
-            cost = None
-            if i_cost is not None and row[i_cost]:
-                cost = _money_text(row[i_cost], "cost")
-            currency = default_currency
-            if i_currency is not None and row[i_currency]:
-                raw = row[i_currency]
-                currency = currencies.get(raw) or _currency_code(raw, currencies)
-            status = "paid"
-            if i_status is not None and row[i_status]:
-                status = statuses.get(row[i_status]) or _status(row[i_status])
-            if amount < 0 or (cost is not None and cost < 0):
-                _signs(amount, cost, status)
-            channel = None
-            if i_channel is not None and row[i_channel]:
-                channel = _channel(row[i_channel])
-            return (ext, customer, occurred_at, amount, cost, currency, status, channel)
-
-        return convert
-
-    def _sqlite_order_row_function(
-        self, names: list[str]
-    ) -> Callable[[list[str]], tuple[Any, ...]]:
-        """:meth:`_order_row_function` giving SQLite's driver form straight away.
-
-        The texts SQLite stores are made from the cells without the Python
-        values in between: a time given in UTC as ``YYYY-MM-DDTHH:MM:SS+00:00``
-        becomes ``YYYY-MM-DD HH:MM:SS.000000`` by slicing, a canonical amount
-        (:data:`_CANONICAL_MONEY`) is its own text. Anything else goes through
-        the general :meth:`order` and ``row_format().to_driver_row``, so every row
-        comes out exactly as those two would make it (a property test checks).
-        """
-        position = {name: i for i, name in enumerate(names)}
-        i_ext, i_cust, i_at, i_amount = (position[c] for c in REQUIRED["orders"])
-        # the optional columns the file has (one it lacks reads as an empty cell)
-        i_cost, i_currency, i_status, i_channel = (
-            position.get(name, -1) for name in ("cost", "currency", "status", "channel")
-        )
-        has_cost, has_currency, has_status, has_channel = (
-            i >= 0 for i in (i_cost, i_currency, i_status, i_channel)
-        )
-        fixed_zone = str(self.zone) in _FIXED_ZONES  # all of them UTC: the wall time is UTC
-        default_currency = self.currency
-        statuses = {status: status for status in ORDER_STATUSES}
-        statuses[""] = "paid"
-        currencies: dict[str, str] = {"": default_currency}  # as written -> the code
-        fromisoformat, isoformat = dt.datetime.fromisoformat, dt.datetime.isoformat
-        astimezone, utc = dt.datetime.astimezone, dt.UTC
-        canonical = _CANONICAL_MONEY.fullmatch
-        general, to_driver = self.order, self.crm.orders.row_format().to_driver_row
-        id_length, ref_length = ID_LENGTH, CUSTOMER_REF_LENGTH
-
-        def slow(row: list[str]) -> tuple[Any, ...]:
-            return to_driver(general(dict(zip(names, row, strict=True))))
-
-        def money(text: str, column: str) -> tuple[str, bool]:
-            """(driver text, negative) of a money cell that is not canonical."""
-            amount = _money_text(text, column)
-            return str(amount), amount < 0
-
-        def convert(row: list[str]) -> tuple[Any, ...]:
-            ext = row[i_ext]
-            customer = row[i_cust]
-            at = row[i_at]
-            if (
-                not ext
-                or not customer
-                or len(ext) > id_length
-                or len(customer) > ref_length
-                or len(at) <= 10
-                or ext[0] == " "
-                or ext[-1] == " "
-                or customer[0] == " "
-                or customer[-1] == " "
-                or "\x00" in ext
-                or "\x00" in customer
-            ):
-                return slow(row)
-            try:
-                moment = fromisoformat(at)
-            except ValueError:  # the general path says why
-                return slow(row)
-            zone = moment.tzinfo
-            if moment.year in (1, 9999) or (zone is None and not fixed_zone):
-                return slow(row)
-            if (
-                zone is utc
-                and len(at) == 25
-                and at[19:] == "+00:00"
-                and at[10] == "T"
-                and at[7] == "-"  # not a week date (2026-W05-3)
-                and at[16] == ":"
-            ):
-                # YYYY-MM-DDTHH:MM:SS+00:00, read by fromisoformat: digits and a real date
-                at = f"{at[:10]} {at[11:19]}.000000"
-            else:
-                moment = moment if zone is None or zone is utc else astimezone(moment, utc)
-                at = isoformat(moment, " ", "microseconds")[:26]
-            amount, negative = row[i_amount], False
-            if canonical(amount) is None:
-                amount, negative = money(amount, "amount")
-            cost = (row[i_cost] if has_cost else "") or None
-            if cost is not None and canonical(cost) is None:
-                cost, below = money(cost, "cost")
-                negative = negative or below
-            raw = row[i_currency] if has_currency else ""
-            currency = currencies.get(raw) or _currency_code(raw, currencies)
-            raw = row[i_status] if has_status else ""
-            status = statuses.get(raw) or _status(raw)
-            if negative:
-                _signs(Decimal(amount), None if cost is None else Decimal(cost), status)
-            raw = row[i_channel] if has_channel else ""
-            channel = _channel(raw) if raw else None
-            return (ext, customer, at, amount, cost, currency, status, channel)
-
-        return convert
 
     def order(self, r: dict[str, Any]) -> tuple[Any, ...]:
         external_id = r["external_id"]

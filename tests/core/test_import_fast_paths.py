@@ -1,7 +1,8 @@
 """The importer's shortcuts answer exactly what the general code answers.
 
-* SQLite's order rows made straight from the cells (``Converter.bind``) equal the general
-  conversion followed by ``row_format().to_driver_row``, or fail on the same column;
+* order rows made straight from the cells equal the general conversion, or fail on the same
+  column: SQLite's driver form (``Converter.bind``) the general values followed by
+  ``row_format().to_driver_row``, PostgreSQL's values (``order_rows``) the general values;
 * the spool gives back the batches it was given, whatever their values;
 * the duplicate check with its ascending-ids shortcut answers what a set answers;
 * ``existing_values`` with its range read answers what a plain look-up answers.
@@ -16,12 +17,13 @@ from decimal import Decimal
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, insert
+from sqlalchemy import Column, Integer, MetaData, String, Table, insert
 
 import crmkit
-from crmkit.core import bulk
+from crmkit.core import bulk, db
 from crmkit.transfer import duplicates
 from crmkit.transfer.convert import Converter
+from crmkit.transfer.orderrows import order_rows
 from crmkit.transfer.results import RowError
 from crmkit.transfer.spool import Spool
 
@@ -78,8 +80,8 @@ money = st.one_of(
     st.text(alphabet="0123456789.+-", max_size=8),
 )  # fmt: skip
 ids = st.one_of(
-    st.text(alphabet=string.ascii_letters + string.digits + "-_ ", max_size=6),
-    st.sampled_from(["", " O1", "O1 ", "a\x00b", "x" * 101, "订单-1"]),
+    st.text(alphabet=string.ascii_letters + string.digits + "-_ \t\u3000", max_size=6),
+    st.sampled_from(["", " O1", "O1 ", "\tO1", "O1\u3000", "a\x00b", "x" * 101, "订单-1"]),
 )
 cells = {
     "external_id": ids,
@@ -110,7 +112,7 @@ def _outcome(convert, row):
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data(), zone=st.sampled_from(ZONES), rows=st.integers(1, 8))
-def test_sqlite_rows_from_the_cells_equal_the_general_conversion(crm, data, zone, rows):
+def test_order_rows_from_the_cells_equal_the_general_conversion(crm, data, zone, rows):
     crm.config.timezone = zone
     optional = data.draw(st.lists(st.sampled_from(OPTIONAL), unique=True))
     names = data.draw(st.permutations(["external_id", "customer", "occurred_at", "amount"]))
@@ -123,10 +125,16 @@ def test_sqlite_rows_from_the_cells_equal_the_general_conversion(crm, data, zone
     def general(row):
         return to_driver(converter.order(dict(zip(names, row, strict=True))))
 
+    python_values = order_rows(converter, names)
+
+    def general_values(row):
+        return converter.order(dict(zip(names, row, strict=True)))
+
     for _ in range(rows):
         row = [data.draw(cells[name]) for name in names]
         given_row = list(row)
         assert _outcome(fast, row) == _outcome(general, row), row
+        assert _outcome(python_values, row) == _outcome(general_values, row), row
         assert row == given_row  # the record is left as read (the rejects file writes it)
 
 
@@ -206,21 +214,40 @@ def test_seen_keys_with_ascending_runs_answer_what_a_set_answers(batches, limit,
         seen.close()
 
 
-@settings(max_examples=150, deadline=None)
+@pytest.fixture
+def things(database_url):
+    """A table of keys on this run's backend (PostgreSQL: its own collation, not code points)."""
+    engine = db.create(database_url)
+    meta = MetaData()
+    table = Table(
+        "things", meta, Column("id", Integer, primary_key=True), Column("key", String(10))
+    )
+    meta.create_all(engine)
+    patch = pytest.MonkeyPatch()
+    patch.setattr(bulk, "_SETWISE", 2)  # the range reads from two values on, not 1,000
+    yield engine, table
+    patch.undo()
+    engine.dispose()
+
+
+keys = st.text(alphabet="aBb\x1f,-_ 9", max_size=4)
+
+
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
-    stored=st.sets(st.text(alphabet="ab\x1f,", max_size=4)),
-    wanted=st.lists(st.text(alphabet="ab\x1f,", max_size=4)),
+    stored=st.sets(keys),
+    wanted=st.lists(keys),
     numbers=st.sets(st.integers(0, 50)),
     asked=st.lists(st.integers(0, 60)),
 )
 def test_existing_values_with_a_range_read_answer_what_a_look_up_answers(
-    monkeypatch_module, stored, wanted, numbers, asked
+    things, stored, wanted, numbers, asked
 ):
-    engine = create_engine("sqlite://")
-    meta = MetaData()
-    table = Table("things", meta, Column("id", Integer, primary_key=True), Column("key", String))
-    meta.create_all(engine)
+    engine, table = things
     with engine.begin() as connection:
+        connection.execute(table.delete())
         if stored:
             connection.execute(insert(table), [{"key": k} for k in stored])
         if numbers:
@@ -233,20 +260,11 @@ def test_existing_values_with_a_range_read_answer_what_a_look_up_answers(
         }
 
 
-@pytest.fixture(scope="module")
-def monkeypatch_module():
-    """Range reads from two values on (instead of 1,000), so small examples take them."""
-    patch = pytest.MonkeyPatch()
-    patch.setattr(bulk, "_SETWISE", 2)
-    yield patch
-    patch.undo()
-
-
 def test_money_that_is_its_own_text_is_the_decimal_text():
-    from crmkit.transfer.convert import _CANONICAL_MONEY
+    from crmkit.transfer.orderrows import CANONICAL_MONEY
 
     for text in ("0", "0.0000", "12.50", "99999999999999.9999", "100", "7.1"):
-        assert _CANONICAL_MONEY.fullmatch(text)
+        assert CANONICAL_MONEY.fullmatch(text)
         assert str(Decimal(text)) == text
     for text in ("007", "+5", "-1", ".5", "5.", "1.23456", "100000000000000", "1e3"):
-        assert not _CANONICAL_MONEY.fullmatch(text)
+        assert not CANONICAL_MONEY.fullmatch(text)
