@@ -258,11 +258,18 @@ def _money_text(value: Any) -> str | None:
     return str(value)
 
 
-def existing_values(connection: Connection, column: Column[Any], values: Iterable[Any]) -> set[Any]:
-    """Which of ``values`` are stored in ``column`` (an indexed column), in few statements."""
-    distinct = dict.fromkeys(values)
-    distinct.pop(None, None)
-    wanted = list(distinct)
+def existing_values(
+    connection: Connection, column: Column[Any], values: Iterable[Any], *, distinct: bool = False
+) -> set[Any]:
+    """Which of ``values`` are stored in ``column`` (an indexed column), in few statements.
+
+    ``distinct``: the values are known distinct and not None (not sifted again)."""
+    if distinct:
+        wanted = list(values)
+    else:
+        unique = dict.fromkeys(values)
+        unique.pop(None, None)
+        wanted = list(unique)
     found: set[Any] = set()
     if not wanted:
         return found

@@ -166,7 +166,8 @@ class _Pending:
             return good, where
         key_of = self.key_of
         with self.crm.reading() as connection:
-            stored = existing_values(connection, column, map(key_of, good))
+            # distinct: the repeats in the file were refused before
+            stored = existing_values(connection, column, map(key_of, good), distinct=True)
         if not stored:
             return good, where
         self.present += len(stored)
