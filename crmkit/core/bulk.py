@@ -285,26 +285,38 @@ def existing_values(
         return found
     # PostgreSQL: one array parameter instead of thousands of bound values
     values_param = bindparam("values", type_=ARRAY(column.type))
-    if len(wanted) >= _SETWISE and _none_between(connection, column, values_param, wanted):
-        return found
+    if len(wanted) >= _SETWISE:
+        told = _none_or_all_server(connection, column, values_param, wanted)
+        if told is not None:
+            return told
     statement = select(column).where(column == any_(values_param))
     found.update(connection.scalars(statement, {"values": wanted}))
     return found
 
 
-def _none_between(
+def _none_or_all_server(
     connection: Connection, column: Column[Any], values_param: Any, wanted: list[Any]
-) -> bool:
-    """PostgreSQL: True when no value lies stored between the least and the greatest of
-    ``wanted``, by the column's own collation (the server takes them): one index seek
-    instead of looking each one up, for an import's rows that are all new."""
+) -> set[Any] | None:
+    """PostgreSQL: the stored ones among ``wanted`` when none or all of them are stored, told
+    by one range read; None when some are, or it cannot tell (see :func:`_none_or_all`). The
+    server takes the least and the greatest by the column's own collation, so the range holds
+    every wanted value whatever that collation; the answer compares them as sets."""
     name, table = column.name, column.table.name
     sql = text(
-        f'SELECT 1 FROM "{table}" WHERE "{name}" BETWEEN '  # noqa: S608
-        "(SELECT min(v) FROM unnest(:values) AS v) AND (SELECT max(v) FROM unnest(:values) AS v) "
-        "LIMIT 1"
+        "WITH wanted AS (SELECT min(v) AS low, max(v) AS high FROM unnest(:values) AS v) "
+        f'SELECT count(*), string_agg(CAST("{name}" AS text), chr(31)) FROM '  # noqa: S608
+        f'(SELECT "{name}" FROM "{table}", wanted WHERE "{name}" BETWEEN low AND high '
+        "LIMIT :limit) AS stored"
     ).bindparams(values_param)
-    return connection.execute(sql, {"values": wanted}).first() is None
+    count, joined = connection.execute(sql, {"values": wanted, "limit": len(wanted) + 1}).one()
+    if not count:
+        return set()
+    # a stored value holding the separator splits into more parts than values were counted
+    if count == len(wanted) and wanted[0].__class__ is str:
+        parts = joined.split("\x1f")
+        if len(parts) == count and set(parts) == set(wanted):
+            return set(wanted)
+    return None
 
 
 #: from this many values on, :func:`existing_values` first asks whether none or all are stored
