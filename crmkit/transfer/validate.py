@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from itertools import filterfalse
 from operator import itemgetter
 from typing import Any
 
@@ -192,9 +193,11 @@ class _Pending:
         ids are then in :attr:`customers`); those whose customer is not stored, or was erased
         or merged into another (``crm.customers.require_writable``), become problems."""
         customers, refused = self.customers, self.refused
-        refs = set(map(ref_of, good))
-        unknown = refs.difference(customers).difference(refused)
-        if unknown:
+        # one pass in C: the references not resolved so far (mostly none)
+        unresolved = set(filterfalse(customers.__contains__, map(ref_of, good)))
+        if not unresolved:
+            return good, where
+        if unknown := unresolved.difference(refused):
             found = self.crm.customers.ids_by_external_id(unknown)
             if found:
                 with self.crm.reading() as connection:
@@ -204,7 +207,7 @@ class _Pending:
                         refused[ref] = reasons[customer_id]
                     else:
                         customers[ref] = customer_id
-        if not customers.keys() >= refs:  # (set.issubset would copy the dict into a set)
+        if not customers.keys() >= unresolved:  # (set.issubset would copy the dict into a set)
             kept, kept_where = [], []
             for value, origin in zip(good, where, strict=True):
                 ref = ref_of(value)
