@@ -16,7 +16,7 @@ Import reads the file once and never holds it in memory:
   orders and interactions already stored (one set-wise look-up per 10,000
   records: a file imported again is read and checked, never spooled or stored
   again) and spools the other good records, converted and with their
-  customers' ids, to a temporary file (batches column by column); it keeps
+  customers' ids, to a temporary file (pickled batches); it keeps
   only the external ids seen (while they ascend, in a temporary file; else in
   memory up to ``SEEN_IN_MEMORY``, then in a temporary SQLite file) and the
   customers resolved so far;
