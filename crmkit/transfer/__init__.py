@@ -12,11 +12,14 @@ Import reads the file once and never holds it in memory:
 
 * pass 1 reads every record, converts and validates it (types, required
   columns, declared custom attributes, external ids repeated in the file,
-  customers that are not stored, looked up a batch at a time) and spools the
-  good records, converted and with their customers' ids, to a temporary file
-  (pickled batches); it keeps only the external ids seen (in memory up to
-  ``SEEN_IN_MEMORY``, then in a temporary SQLite file) and the customers
-  resolved so far;
+  customers that are not stored, looked up a batch at a time), leaves out the
+  orders and interactions already stored (one set-wise look-up per 10,000
+  records: a file imported again is read and checked, never spooled or stored
+  again) and spools the other good records, converted and with their
+  customers' ids, to a temporary file (pickled batches); it keeps
+  only the external ids seen (while they ascend, in a temporary file; else in
+  memory up to ``SEEN_IN_MEMORY``, then in a temporary SQLite file) and the
+  customers resolved so far;
 * pass 2 (only when pass 1 found nothing wrong, or with ``skip_invalid``)
   reads the spool back and stores it a batch at a time through
   ``crm.orders.add_rows`` / ``crm.customers.add_many`` /
@@ -39,6 +42,7 @@ The modules, one job each:
 * :mod:`~crmkit.transfer.results` -- :class:`ImportResult`, :class:`Problem`, :class:`RowError`;
 * :mod:`~crmkit.transfer.read` -- :class:`RecordReader` (format, encoding, delimiter), progress;
 * :mod:`~crmkit.transfer.convert` -- :class:`Converter`: records into what the services store;
+* :mod:`~crmkit.transfer.orderrows` -- CSV order rows converted fast (SQLite: its driver form);
 * :mod:`~crmkit.transfer.duplicates` -- the external ids met so far (memory, then SQLite);
 * :mod:`~crmkit.transfer.rejects` -- the rejects file;
 * :mod:`~crmkit.transfer.spool` -- the converted records between the two passes;

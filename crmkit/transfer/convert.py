@@ -45,7 +45,7 @@ CUSTOMER_REF_LENGTH = text_limit(t.customers.c.external_id)
 #: a plain amount's characters: text made only of these is read by the fast path
 _PLAIN_MONEY = "0123456789.+-"
 #: zones without daylight saving or other changes of offset: no time is skipped or repeated
-_FIXED_ZONES = frozenset(
+FIXED_ZONES = frozenset(
     ("UTC", "Etc/UTC", "Etc/UCT", "UCT", "GMT", "Etc/GMT", "Universal", "Etc/Universal", "Zulu")
 )
 
@@ -279,13 +279,21 @@ class Converter:
     def bind(self, fieldnames: list[str] | None) -> Callable[[Any], Any]:
         """Use the CSV header (rows then come as lists in this column order); return the
         function converting one record (raises RowError): for CSV orders a specialised
-        one, else :meth:`convert`."""
+        one, else :meth:`convert`. When :attr:`driver_form` is then True, that function
+        gives orders in ``crm.orders.row_format()``'s driver form already (SQLite)."""
         self.fieldnames = fieldnames
         if fieldnames is not None and self.kind == "orders" and not self.decimal_comma:
-            return self._order_row_function(fieldnames)
+            from crmkit.transfer.orderrows import order_rows, sqlite_order_rows  # (it uses us)
+
+            if self.crm.engine.dialect.name == "sqlite":
+                self.driver_form = True
+                return sqlite_order_rows(self, fieldnames)
+            return order_rows(self, fieldnames)
         return self.convert
 
     fieldnames: list[str] | None = None
+    #: the bound function gives orders in their driver form (see :meth:`bind`)
+    driver_form = False
 
     @property
     def key(self) -> Callable[[Any], str] | None:
@@ -319,7 +327,12 @@ class Converter:
         Orders come out in ``crm.orders.add_rows`` order (ORDER_COLUMNS).
         """
         if self.kind == "orders":
-            return [(e, ids[c], at, a, co, cu, st, ch) for e, c, at, a, co, cu, st, ch in values]
+            if not values:
+                return []
+            # column by column: the transposition and the look-ups run in C
+            columns: list[Any] = list(zip(*values, strict=True))
+            columns[1] = map(ids.__getitem__, columns[1])
+            return list(zip(*columns, strict=True))
         return [(ids[ref], *rest) for ref, *rest in values]
 
     def convert(self, record: list[str] | dict[str, Any]) -> Any:
@@ -333,76 +346,6 @@ class Converter:
         if self.kind == "interactions":
             return self.interaction(record)
         return self.customer(record)
-
-    def _order_row_function(self, names: list[str]) -> Callable[[list[str]], tuple[Any, ...]]:
-        """A converter for CSV order rows (lists of strings) with as little work as possible.
-
-        Anything out of the ordinary (spaces, long or odd values, a date
-        without a time, a time without an offset in a zone with daylight
-        saving, years 1 and 9999) goes to the general :meth:`order`.
-        """
-        position = {name: i for i, name in enumerate(names)}
-        i_ext, i_cust, i_at, i_amount = (position[c] for c in REQUIRED["orders"])
-        i_cost = position.get("cost")
-        i_currency = position.get("currency")
-        i_status = position.get("status")
-        i_channel = position.get("channel")
-        zone = self.zone
-        fixed_zone = str(zone) in _FIXED_ZONES
-        default_currency = self.currency
-        statuses = {status: status for status in ORDER_STATUSES}
-        currencies: dict[str, str] = {}  # as written -> the code, for the ones met so far
-        fromisoformat = dt.datetime.fromisoformat
-        general = self.order
-        id_length, ref_length = ID_LENGTH, CUSTOMER_REF_LENGTH
-
-        def convert(row: list[str]) -> tuple[Any, ...]:
-            ext = row[i_ext]
-            customer = row[i_cust]
-            at = row[i_at]
-            if (
-                not ext
-                or not customer
-                or len(ext) > id_length
-                or len(customer) > ref_length
-                or len(at) <= 10
-                or ext[0] == " "
-                or ext[-1] == " "
-                or customer[0] == " "
-                or customer[-1] == " "
-                or "\x00" in ext
-                or "\x00" in customer
-            ):
-                return general(dict(zip(names, row, strict=True)))
-            try:
-                occurred_at = fromisoformat(at)
-            except ValueError:  # the general path says why
-                return general(dict(zip(names, row, strict=True)))
-            if occurred_at.tzinfo is None:
-                if not fixed_zone:
-                    return general(dict(zip(names, row, strict=True)))
-                occurred_at = occurred_at.replace(tzinfo=zone)
-            if occurred_at.year in (1, 9999):
-                return general(dict(zip(names, row, strict=True)))
-            amount = _money_text(row[i_amount], "amount")
-            cost = None
-            if i_cost is not None and row[i_cost]:
-                cost = _money_text(row[i_cost], "cost")
-            currency = default_currency
-            if i_currency is not None and row[i_currency]:
-                raw = row[i_currency]
-                currency = currencies.get(raw) or _currency_code(raw, currencies)
-            status = "paid"
-            if i_status is not None and row[i_status]:
-                status = statuses.get(row[i_status]) or _status(row[i_status])
-            if amount < 0 or (cost is not None and cost < 0):
-                _signs(amount, cost, status)
-            channel = None
-            if i_channel is not None and row[i_channel]:
-                channel = _channel(row[i_channel])
-            return (ext, customer, occurred_at, amount, cost, currency, status, channel)
-
-        return convert
 
     def order(self, r: dict[str, Any]) -> tuple[Any, ...]:
         external_id = r["external_id"]

@@ -79,13 +79,14 @@ def _import(
     try:
         with _collector_paused():
             try:
-                customers = validate(
+                customers, present = validate(
                     crm, converter, reader, result, sink, spool, skip_invalid, progress
                 )
             finally:
                 sink.close()
             if result.rejected and not skip_invalid:
                 return result
+            result.already_present += present
             store(crm, kind, spool, result, batch_size, progress, customers)
     finally:
         spool.close()

@@ -113,23 +113,13 @@ class RecordReader:
 
     def __iter__(self) -> Iterator[tuple[int, Any]]:
         try:
-            self._raw = open(self.path, "rb")  # noqa: SIM115 - closed in finally
+            raw = self._raw = open(self.path, "rb")  # noqa: SIM115 - closed by the records
         except OSError as exc:
             raise ValidationError(f"cannot read {self.path}: {exc.strerror or exc}") from None
-        try:
-            if self.format == "csv":
-                yield from self._csv(self._raw)
-            else:
-                yield from self._jsonl(self._raw)
-        finally:
-            self._raw.close()
-
-    def _csv(self, raw: IO[bytes]) -> Iterator[tuple[int, list[str] | RowError]]:
-        text = io.TextIOWrapper(raw, encoding=self._codec, newline="")
-        try:
-            yield from _CsvRecords(self, text)
-        except UnicodeDecodeError as exc:
-            raise self._decode_failure(exc) from None
+        if self.format == "csv":
+            # the records' own generator, without one more level around it: it runs per row
+            return iter(_CsvRecords(self, io.TextIOWrapper(raw, encoding=self._codec, newline="")))
+        return self._jsonl(raw)
 
     def _decode_failure(self, exc: UnicodeDecodeError) -> CrmError:
         """The error for undecodable bytes, naming the line they are on.
@@ -143,6 +133,10 @@ class RecordReader:
         )
 
     def _jsonl(self, raw: IO[bytes]) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
+        with raw:
+            yield from self._json_records(raw)
+
+    def _json_records(self, raw: IO[bytes]) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
         codec = self._codec
         for number, data in enumerate(raw, start=1):
             try:
@@ -225,8 +219,43 @@ class _CsvRecords:
         return next(csv.reader([line], delimiter=self.delimiter, quoting=csv.QUOTE_NONE), [])
 
     def __iter__(self) -> Iterator[tuple[int, list[str] | RowError]]:
+        """Each record with the line it starts on; closes the file at the end."""
+        taken = self.taken
+        try:
+            width = len(self._header())
+            line = 1 + len(taken)  # the line the next record starts on
+            taken.clear()
+            parsing = True
+            while parsing:
+                parsing = False
+                try:
+                    for row in self.rows:
+                        # the common case first: one line, the header's width
+                        if len(taken) == 1 and len(row) == width:
+                            if "'" in taken[0]:
+                                row = [restore_cell(cell) for cell in row]
+                            taken.clear()
+                            yield line, row
+                            line += 1
+                            continue
+                        start, line, record, parsing = self._uncommon(line, row, width)
+                        if record is not None:
+                            yield start, record
+                        if parsing:  # restarted after the record's first line
+                            break
+                except csv.Error as exc:
+                    first = self._restart_after_first_line()
+                    reason = f"a quoted field does not close properly ({exc}); check the quotes"
+                    yield line, RowError(None, reason, record=self._loose(first))
+                    line += 1
+                    parsing = True
+        except UnicodeDecodeError as exc:
+            raise self.reader._decode_failure(exc) from None
+        finally:
+            self.text.close()
+
+    def _header(self) -> list[str]:
         path = self.reader.path
-        line = 1  # the line the next record starts on
         try:
             header = next(self.rows)
         except StopIteration:
@@ -234,48 +263,35 @@ class _CsvRecords:
         except csv.Error as exc:
             raise ValidationError(f"{path}:1: the header row is malformed: {exc}") from None
         self.reader.fieldnames = _header_names(path, header)
-        width = len(header)
-        line += len(self.taken)
-        self.taken.clear()
+        return header
+
+    def _uncommon(
+        self, start: int, row: list[str], width: int
+    ) -> tuple[int, int, list[str] | RowError | None, bool]:
+        """A record over several lines, a blank line, or a row of another width: (its line,
+        the next record's line, what to hand on if anything, whether parsing restarted
+        after the record's first line)."""
         taken = self.taken
-        while True:
-            try:
-                row = next(self.rows)
-            except StopIteration:
-                return
-            except csv.Error as exc:
-                first = self._restart_after_first_line()
-                reason = f"a quoted field does not close properly ({exc}); check the quotes"
-                yield line, RowError(None, reason, record=self._loose(first))
-                line += 1
-                continue
-            start, count = line, len(taken)
-            line += count
-            if len(row) == width:
-                if count == 1:
-                    if "'" in taken[0]:
-                        row = [restore_cell(cell) for cell in row]
-                elif any("'" in part for part in taken):
-                    row = [restore_cell(cell) for cell in row]
-                taken.clear()
-                yield start, row
-            elif not row or (len(row) == 1 and not row[0].strip()):
-                taken.clear()  # a blank line
-            elif count > 1:
-                # most likely a quote that does not close: the record swallowed later lines
-                line = start + 1
-                first = self._restart_after_first_line()
-                reason = (
-                    f"a quoted field runs over {count} lines and the row has {len(row)} fields, "
-                    f"the header has {width}; check the quotes on this line"
-                )
-                yield start, RowError(None, reason, record=self._loose(first))
-            else:
-                taken.clear()
-                yield (
-                    start,
-                    RowError(None, f"has {len(row)} fields, the header has {width}", record=row),
-                )
+        count = len(taken)
+        if len(row) == width:
+            if any("'" in part for part in taken):
+                row = [restore_cell(cell) for cell in row]
+            taken.clear()
+            return start, start + count, row, False
+        if not row or (len(row) == 1 and not row[0].strip()):
+            taken.clear()  # a blank line
+            return start, start + count, None, False
+        if count > 1:
+            # most likely a quote that does not close: the record swallowed later lines
+            first = self._restart_after_first_line()
+            reason = (
+                f"a quoted field runs over {count} lines and the row has {len(row)} fields, "
+                f"the header has {width}; check the quotes on this line"
+            )
+            return start, start + 1, RowError(None, reason, record=self._loose(first)), True
+        taken.clear()
+        reason = f"has {len(row)} fields, the header has {width}"
+        return start, start + count, RowError(None, reason, record=row), False
 
 
 def _recording(lines: Iterable[str], taken: list[str]) -> Iterator[str]:
@@ -300,9 +316,13 @@ def _header_names(path: str, header: list[str]) -> list[str]:
 
 
 def records(source: Any, label: str, progress: Any) -> Iterator[Any]:
+    """The items of ``source``; with ``progress``, ticking it every 4,096 of them."""
     if progress is None:
-        yield from source
-        return
+        return iter(source)
+    return _ticking(source, label, progress)
+
+
+def _ticking(source: Any, label: str, progress: Any) -> Iterator[Any]:
     with progress(label, source) as tick:
         for count, item in enumerate(source, start=1):
             yield item

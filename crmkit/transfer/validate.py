@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from itertools import filterfalse
+from operator import itemgetter
 from typing import Any
 
+from crmkit.core import tables as t
+from crmkit.core.bulk import existing_values
 from crmkit.core.personal import erased_or_merged
 from crmkit.transfer.convert import Converter
 from crmkit.transfer.duplicates import SeenKeys
@@ -17,6 +21,8 @@ from crmkit.transfer.spool import Spool
 MAX_LISTED = 100
 #: records checked per look-up of their customers in pass 1
 LOOKUP_BATCH = 10_000
+#: the key column of the kinds whose stored records pass 1 leaves out (see _not_stored)
+_STORED_KEYS = {"orders": t.orders.c.external_id, "interactions": t.interactions.c.external_id}
 
 
 def validate(
@@ -28,11 +34,12 @@ def validate(
     spool: Spool,
     skip_invalid: bool,
     progress: Any,
-) -> set[int]:
+) -> tuple[set[int], int]:
     """Pass 1: convert and check every record; spool the good ones, ready to store.
 
     Returns the ids of the customers the good records refer to (checked writable here;
-    the storing transaction checks them once more, see :func:`~crmkit.transfer.store.store`).
+    the storing transaction checks them once more, see :func:`~crmkit.transfer.store.store`),
+    and how many good records were found already stored (left out of the spool).
     """
     pending = _Pending(crm, converter, result, sink, spool, skip_invalid)
     # the loop runs once per record: the lists and the flush are plain local names here
@@ -40,32 +47,34 @@ def validate(
     flush = pending.flush
     convert: Callable[[Any], Any] | None = None
     read = 0
+    left = batch = LOOKUP_BATCH  # records until the next flush
     try:
         for line, record in records(reader, "validating", progress):
             if convert is None:
                 converter.check_header(reader.path, reader.fieldnames)
                 convert = converter.bind(reader.fieldnames)
             read += 1
-            if len(values) + len(problems) >= LOOKUP_BATCH:
-                flush()
             if record.__class__ is RowError:
                 problem = Problem(line, record.column, record.reason)
                 problems.append((line, problem, record.record))
-                continue
-            try:
-                value = convert(record)
-            except RowError as exc:
-                problems.append((line, Problem(line, exc.column, exc.reason), record))
-                continue
-            values.append(value)
-            origins.append((line, record))
+            else:
+                try:
+                    values.append(convert(record))
+                except RowError as exc:
+                    problems.append((line, Problem(line, exc.column, exc.reason), record))
+                else:
+                    origins.append((line, record))
+            left -= 1
+            if not left:
+                flush()
+                left = batch
         result.read = read
         if convert is None:
             converter.check_header(reader.path, reader.fieldnames)
         flush()
     finally:
         pending.close()
-    return set(pending.customers.values())
+    return set(pending.customers.values()), pending.present
 
 
 class _Pending:
@@ -97,19 +106,24 @@ class _Pending:
         self.key_of = converter.key
         self.ref_of = converter.customer_ref
         self.order_format = crm.orders.row_format() if converter.kind == "orders" else None
+        self.present = 0  # records found already stored (see _not_stored)
 
     def flush(self) -> None:
         """Check the pending records, reject the bad ones, spool the good ones; then empty."""
         good, where = self._first_times()
         if self.ref_of is not None:
-            good, where = self._with_customer_ids(good, where, self.ref_of)
+            good, where = self._with_known_customers(good, where, self.ref_of)
         self._reject()
         # atomic mode stores nothing once a row is bad
         if self.skip_invalid or not self.result.rejected:
-            # orders go in the driver's form: on SQLite plain text, cheap to pickle and store
-            order_format = self.order_format
-            lines = [line for line, _record in where]
-            self.spool.write(order_format.to_driver(good) if order_format else good, lines)
+            good, where = self._not_stored(good, where)
+            if self.ref_of is not None:
+                good = self.converter.resolved(good, self.customers)
+            # orders go in the driver's form: on SQLite plain text, cheap to spool and store
+            # (the converter may have made it already)
+            if self.order_format is not None and not self.converter.driver_form:
+                good = self.order_format.to_driver(good)
+            self.spool.write(good, list(map(itemgetter(0), where)))
         self.values.clear()
         self.origins.clear()
         self.problems.clear()
@@ -137,6 +151,32 @@ class _Pending:
                 self.problems.append((line, Problem(line, "external_id", reason), record))
         return good, where
 
+    def _not_stored(
+        self, good: list[Any], where: list[tuple[int, Any]]
+    ) -> tuple[list[Any], list[tuple[int, Any]]]:
+        """``good`` (and origins) without the orders or interactions already stored: counted
+        in :attr:`present`, never spooled. Importing a file again thus costs reading and
+        checking it, and one set-wise look-up per batch (:func:`existing_values`), instead
+        of spooling and storing it all again. Storing checks the rest once more in its
+        transaction. Stored orders stay stored (an erasure keeps them, a merge moves them);
+        an interaction goes with an erasure, which the storing transaction refuses (its
+        customers are checked again there). Customers are left to the storing pass: an
+        erasure between the passes takes their external id away."""
+        column = _STORED_KEYS.get(self.converter.kind)
+        if column is None or not good:
+            return good, where
+        key_of = self.key_of
+        with self.crm.reading() as connection:
+            # distinct: the repeats in the file were refused before
+            stored = existing_values(connection, column, map(key_of, good), distinct=True)
+        if not stored:
+            return good, where
+        self.present += len(stored)
+        if len(stored) == len(good):
+            return [], []
+        kept = [i for i, value in enumerate(good) if key_of(value) not in stored]
+        return [good[i] for i in kept], [where[i] for i in kept]
+
     def _next_free_key(self, value: Any) -> Any:
         """A content-keyed record met again: the same content again is another record
         (two identical calls), keyed ``KEY~2``, ``KEY~3`` ... in file order."""
@@ -146,16 +186,18 @@ class _Pending:
             number += 1
         return self.converter.with_key(value, f"{key}~{number}")
 
-    def _with_customer_ids(
+    def _with_known_customers(
         self, good: list[Any], where: list[tuple[int, Any]], ref_of: Callable[[Any], str]
     ) -> tuple[list[Any], list[tuple[int, Any]]]:
-        """``good`` with their customers' ids (and their origins); those whose customer is not
-        stored, or was erased or merged into another (``crm.customers.require_writable``),
-        become problems."""
+        """``good`` (and their origins) whose customers are stored and take new data (their
+        ids are then in :attr:`customers`); those whose customer is not stored, or was erased
+        or merged into another (``crm.customers.require_writable``), become problems."""
         customers, refused = self.customers, self.refused
-        refs = set(map(ref_of, good))
-        unknown = refs.difference(customers).difference(refused)
-        if unknown:
+        # one pass in C: the references not resolved so far (mostly none)
+        unresolved = set(filterfalse(customers.__contains__, map(ref_of, good)))
+        if not unresolved:
+            return good, where
+        if unknown := unresolved.difference(refused):
             found = self.crm.customers.ids_by_external_id(unknown)
             if found:
                 with self.crm.reading() as connection:
@@ -165,7 +207,7 @@ class _Pending:
                         refused[ref] = reasons[customer_id]
                     else:
                         customers[ref] = customer_id
-        if not refs.issubset(customers):
+        if not customers.keys() >= unresolved:  # (set.issubset would copy the dict into a set)
             kept, kept_where = [], []
             for value, origin in zip(good, where, strict=True):
                 ref = ref_of(value)
@@ -177,7 +219,7 @@ class _Pending:
                 reason = refused.get(ref) or f"no customer has external_id {ref!r}"
                 self.problems.append((line, Problem(line, "customer", reason), record))
             good, where = kept, kept_where
-        return self.converter.resolved(good, customers), where
+        return good, where
 
     def _reject(self) -> None:
         """Count the problems, list the first MAX_LISTED and write them to the rejects file."""
