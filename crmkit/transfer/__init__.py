@@ -54,9 +54,9 @@ The modules, one job each:
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from crmkit.lazy import lazy_attributes
 
 if TYPE_CHECKING:  # the lazy names below, for type checkers and editors
     from crmkit.transfer.columns import BATCH_SIZE, FORMATS, KINDS
@@ -78,16 +78,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:  # a submodule, as an attribute (the eager imports once made them so)
-        if name.isidentifier() and importlib.util.find_spec(f"{__name__}.{name}") is not None:
-            return importlib.import_module(f"{__name__}.{name}")
-        raise AttributeError(f"module 'crmkit.transfer' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
 
 __all__ = [
     "BATCH_SIZE",
