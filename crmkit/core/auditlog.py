@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, Select, literal, select
 
 from crmkit.core import access
 from crmkit.core import tables as t
@@ -38,10 +38,20 @@ def customer_ids(connection: Connection, customer_id: int) -> list[int]:
     return found
 
 
+def customer_ids_query(customer_id: int) -> Select[Any]:
+    """What :func:`customer_ids` finds, as a subquery (a recursive CTE over
+    customer_merges): a read of a customer's entries in one round trip instead of one per
+    level of merges. UNION, not UNION ALL: it stops on ids already found."""
+    m = t.customer_merges.c
+    tree = select(literal(customer_id).label("id")).cte("merged", recursive=True)
+    tree = tree.union(select(m.merged_id).where(m.kept_id == tree.c.id))
+    return select(tree.c.id)
+
+
 def entries(
     connection: Connection,
     *,
-    customer_ids: list[int] | None = None,
+    customer_ids: list[int] | Select[Any] | None = None,
     actor: str | None = None,
     action: str | None = None,
     since: dt.datetime | None = None,
@@ -87,8 +97,7 @@ def of_customer(crm: CRM, customer_id: int, *, limit: int | None = None) -> list
     """The customer's entries (and those of records merged into it), newest first; no
     check (the 360 and the export authorise their own actor)."""
     with crm.reading() as connection:
-        ids = customer_ids(connection, customer_id)
-        return entries(connection, customer_ids=ids, limit=limit)
+        return entries(connection, customer_ids=customer_ids_query(customer_id), limit=limit)
 
 
 def as_dict(entry: AuditEntry) -> dict[str, Any]:

@@ -140,6 +140,32 @@ def check_signs(amount: Decimal, cost: Decimal | None, status: str) -> None:
             )
 
 
+def _lines_of(connection: Any, order_ids: list[int]) -> tuple[Any, dict[str, Any]]:
+    """The statement reading these orders' lines, ordered by id, and its parameters.
+
+    PostgreSQL: one statement text whatever the number of orders (``= ANY`` of an array),
+    so the driver keeps it prepared and SQLAlchemy expands no IN list; SQLite: ``IN``."""
+    if connection.dialect.name == "postgresql":
+        return _pg_lines_statement(), {"order_ids": order_ids}
+    lines = t.order_lines
+    return select(lines).where(lines.c.order_id.in_(order_ids)).order_by(lines.c.id), {}
+
+
+_PG_LINES: list[Any] = []
+
+
+def _pg_lines_statement() -> Any:
+    if not _PG_LINES:
+        # the dialect imported here: a SQLite run never loads it
+        from sqlalchemy import Integer, any_, bindparam
+        from sqlalchemy.dialects.postgresql import ARRAY
+
+        lines = t.order_lines
+        ids = bindparam("order_ids", type_=ARRAY(Integer))
+        _PG_LINES.append(select(lines).where(lines.c.order_id == any_(ids)).order_by(lines.c.id))
+    return _PG_LINES[0]
+
+
 class StoredOrders(Sequence[Order]):
     """The orders one import batch stored, as ``crmkit_after_orders_created`` gets them.
 
@@ -432,11 +458,7 @@ class OrderService:
         lines: dict[int, list[OrderLine]] = {}
         ids = [r.id for r in rows]
         for chunk in chunks(iter(ids), 5000):
-            for line in connection.execute(
-                select(t.order_lines)
-                .where(t.order_lines.c.order_id.in_(chunk))
-                .order_by(t.order_lines.c.id)
-            ):
+            for line in connection.execute(*_lines_of(connection, chunk)):
                 lines.setdefault(line.order_id, []).append(
                     OrderLine(
                         product=line.product,
