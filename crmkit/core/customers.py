@@ -659,11 +659,12 @@ class CustomerService:
         result: dict[int, dict[str, bool]] = {}
         if not ids:
             return result
-        rows = connection.execute(
-            select(t.consents.c.customer_id, t.consents.c.purpose, t.consents.c.granted).where(
-                t.consents.c.customer_id.in_(ids)
-            )
-        )
+        if connection.dialect.name == "postgresql":
+            # one array parameter: one statement text (kept prepared by the driver) and no
+            # IN list for SQLAlchemy to expand on each call; PostgreSQL plans IN as = ANY
+            rows = connection.execute(_consents_pg(), {"ids": ids})
+        else:
+            rows = connection.execute(_CONSENTS.where(t.consents.c.customer_id.in_(ids)))
         for customer_id, purpose, granted in rows:
             result.setdefault(customer_id, {})[purpose] = bool(granted)
         return result
@@ -889,6 +890,21 @@ _WITH_CONSENTS = select(
     t.consents.c.purpose.label("consent_purpose"),
     t.consents.c.granted.label("consent_granted"),
 ).outerjoin(t.consents, t.consents.c.customer_id == t.customers.c.id)
+
+_CONSENTS = select(t.consents.c.customer_id, t.consents.c.purpose, t.consents.c.granted)
+_CONSENTS_PG: list[Select[Any]] = []
+
+
+def _consents_pg() -> Select[Any]:
+    if not _CONSENTS_PG:
+        # the dialect imported here: a SQLite run never loads it
+        from sqlalchemy import Integer, any_
+        from sqlalchemy.dialects.postgresql import ARRAY
+
+        ids = bindparam("ids", type_=ARRAY(Integer))
+        _CONSENTS_PG.append(_CONSENTS.where(t.consents.c.customer_id == any_(ids)))
+    return _CONSENTS_PG[0]
+
 
 # Statements of the hot reads built once with bound parameters: building a Core
 # statement costs about as much CPU as SQLAlchemy's and psycopg's work to run it.
