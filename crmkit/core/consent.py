@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import attrs
-from sqlalchemy import and_, delete, insert, select
+from sqlalchemy import and_, bindparam, delete, insert, select
 
 from crmkit.core import access
 from crmkit.core import tables as t
@@ -92,15 +92,26 @@ def history(crm: CRM, customer_id: int, *, purpose: str | None = None) -> list[C
     """Every grant and withdrawal by the customer, oldest first (one purpose if given)."""
     if not access.is_trusted(crm):  # a trusted caller (the 360) has the customer already
         crm.customers.get(customer_id)  # customers.read on it
-    c = t.consent_changes.c
-    query = select(c.purpose, c.granted, c.changed_at, c.source, c.actor).where(
-        c.customer_id == customer_id
-    )
+    query = _HISTORY
     if purpose:
-        query = query.where(c.purpose == purpose)
+        query = query.where(t.consent_changes.c.purpose == purpose)
     with crm.reading() as connection:
-        rows = connection.execute(query.order_by(c.changed_at, c.id))
+        rows = connection.execute(query, {"customer_id": customer_id})
         return [ConsentChange(**row._mapping) for row in rows]
+
+
+# built once (the 360 reads it on every call): see crmkit.core.customers._GET
+_HISTORY = (
+    select(
+        t.consent_changes.c.purpose,
+        t.consent_changes.c.granted,
+        t.consent_changes.c.changed_at,
+        t.consent_changes.c.source,
+        t.consent_changes.c.actor,
+    )
+    .where(t.consent_changes.c.customer_id == bindparam("customer_id"))
+    .order_by(t.consent_changes.c.changed_at, t.consent_changes.c.id)
+)
 
 
 def withdrawn(crm: CRM, purpose: str, customer_ids: Iterable[int] | None = None) -> set[int]:

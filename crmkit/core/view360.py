@@ -22,7 +22,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import attrs
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, bindparam, func, select
 
 from crmkit import plugins as plugin_loader
 from crmkit.core import access, auditlog
@@ -157,16 +157,18 @@ def _totals(crm: CRM, customer_id: int, allowed: bool) -> dict[str, Any]:
     if not allowed:
         return {"paid_orders": None, "revenue": None, "last_order": None}
     with crm.reading() as connection:
-        totals_row = connection.execute(
-            select(
-                func.count(), func.sum(t.orders.c.amount), func.max(t.orders.c.occurred_at)
-            ).where(and_(t.orders.c.customer_id == customer_id, t.orders.c.status == "paid"))
-        ).one()
+        totals_row = connection.execute(_TOTALS, {"customer_id": customer_id}).one()
     return {
         "paid_orders": totals_row[0],
         "revenue": to_decimal(totals_row[1]) if totals_row[1] is not None else Decimal(0),
         "last_order": totals_row[2],
     }
+
+
+# built once, with the customer as a bound parameter (see crmkit.core.customers._GET)
+_TOTALS = select(func.count(), func.sum(t.orders.c.amount), func.max(t.orders.c.occurred_at)).where(
+    and_(t.orders.c.customer_id == bindparam("customer_id"), t.orders.c.status == "paid")
+)
 
 
 def activity(

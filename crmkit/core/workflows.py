@@ -13,7 +13,7 @@ import datetime as dt
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, func, insert, over, select, true, update
+from sqlalchemy import and_, bindparam, func, insert, over, select, true, update
 
 from crmkit.core import access
 from crmkit.core import tables as t
@@ -323,6 +323,12 @@ class WorkflowService:
         if customer_id is not None:
             access.authorise(self.crm, "workflows.read", customer_id)
         query = self._visible()
+        filtered = workflow or stage or owner or open_only or offset or limit is not None
+        if customer_id is not None and query.whereclause is None and not filtered:
+            # one customer's instances (the 360's read): the statement built once
+            with self.crm.reading() as connection:
+                rows = connection.execute(_OF_CUSTOMER, {"customer_id": customer_id})
+                return [WorkflowInstance(**row._mapping) for row in rows]
         if workflow:
             query = query.where(t.workflow_instances.c.workflow == workflow)
         if stage:
@@ -445,3 +451,12 @@ def _instance_values(instance: WorkflowInstance) -> dict[str, Any]:
     import attrs
 
     return attrs.asdict(instance, recurse=False)
+
+
+# one customer's instances: what list() builds for them, built once (building a Core
+# statement costs about as much CPU as running it)
+_OF_CUSTOMER = (
+    select(t.workflow_instances)
+    .where(t.workflow_instances.c.customer_id == bindparam("customer_id"))
+    .order_by(t.workflow_instances.c.id)
+)

@@ -272,6 +272,28 @@ def test_the_export_and_the_360_carry_the_activity(crm: crmkit.CRM) -> None:
     assert len(view.activity) == 20 and view.activity[0].changes["region"] == ["R23", "R24"]
 
 
+def test_a_customers_activity_gathers_merges_of_merges(crm: crmkit.CRM) -> None:
+    """The one-statement read (a recursive CTE) finds what the level-by-level walk finds."""
+    from crmkit.core import auditlog
+
+    kept = crm.customers.add(name="Wang Fang", email="wf@example.cn")
+    middle = crm.customers.add(name="Wang Fang", phone="139 0000 0001")
+    oldest = crm.customers.add(name="Wang Fang")
+    other = crm.customers.add(name="Zhao Lei")
+    crm.customers.update(oldest.id, city="Chengdu")
+    crm.customers.merge(middle.id, oldest.id)
+    crm.customers.merge(kept.id, middle.id)
+    crm.customers.update(other.id, city="Wuhan")
+    found = auditlog.of_customer(crm, kept.id)
+    with crm.reading() as connection:
+        ids = auditlog.customer_ids(connection, kept.id)
+        walked = auditlog.entries(connection, customer_ids=ids)
+    assert sorted(ids) == sorted([kept.id, middle.id, oldest.id])
+    assert [e.id for e in found] == [e.id for e in walked]
+    assert {e.customer_id for e in found} == {kept.id, middle.id, oldest.id}
+    assert other.id not in {e.customer_id for e in found}
+
+
 def test_audit_list_on_the_command_line(crm: crmkit.CRM, cli_runner: Any) -> None:
     run = cli_runner
     li = crm.customers.add(name="Li Na", external_id="C-1")
