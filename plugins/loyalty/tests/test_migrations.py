@@ -236,3 +236,32 @@ def test_0005_down_and_up_keeps_members_tier_history_and_guarantees(make_crm: An
         ctx.connection.execute(delete(ck.orders))
         ctx.connection.execute(delete(ck.customers))
     assert (_count(crm, t.members), _count(crm, t.ledger), _count(crm, t.tier_changes)) == (0, 0, 0)
+
+
+def test_0005_a_balance_update_of_a_row_written_in_the_transaction_fires_no_key_check(
+    make_crm: Any,
+) -> None:
+    """PostgreSQL re-checks every foreign key of a row version the transaction wrote,
+    whichever columns change: each import batch after the first paid two checks per
+    member. The triggers fire only when the key columns are written."""
+    crm, _, (alice,), _ = _member_paid(make_crm)
+    if crm.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite checks keys on UPDATE only when they change")
+    balance = "UPDATE loyalty_members SET balance = balance + 1"
+    with crm.transaction() as ctx:
+        ctx.connection.exec_driver_sql(balance)  # this transaction now wrote the row
+        (plan,) = ctx.connection.exec_driver_sql(
+            f"EXPLAIN (ANALYZE, FORMAT JSON) {balance}"
+        ).scalar()
+        ctx.connection.exec_driver_sql("UPDATE loyalty_members SET balance = balance - 2")
+    assert plan.get("Triggers", []) == []
+    crm.downgrade("loyalty0004")  # with the foreign keys: a check per key
+    with crm.transaction() as ctx:
+        ctx.connection.exec_driver_sql(balance)
+        (plan,) = ctx.connection.exec_driver_sql(
+            f"EXPLAIN (ANALYZE, FORMAT JSON) {balance}"
+        ).scalar()
+        ctx.connection.exec_driver_sql("UPDATE loyalty_members SET balance = balance - 2")
+    assert all(t_["Trigger Name"].startswith("RI_ConstraintTrigger_c_") for t_ in plan["Triggers"])
+    assert sum(t_["Calls"] for t_ in plan["Triggers"]) == 2
+    crm.upgrade()
