@@ -73,10 +73,11 @@ members = Table(
     "loyalty_members",
     metadata,
     Column("id", Integer, primary_key=True),
-    Column(
-        "program_id", Integer, ForeignKey("loyalty_programs.id", ondelete="CASCADE"), nullable=False
-    ),
-    Column("customer_id", Integer, ForeignKey("customers.id", ondelete="CASCADE"), nullable=False),
+    # no foreign keys on program and customer (loyalty0005): triggers check them on insert
+    # and when they change, and delete a deleted program's or customer's members; a key
+    # would be re-checked on every balance update of a row the transaction wrote already
+    Column("program_id", Integer, nullable=False),
+    Column("customer_id", Integer, nullable=False),
     Column("tier", String(100)),
     Column("tier_since", UTCDateTime),
     Column("balance", BigInteger, nullable=False),
