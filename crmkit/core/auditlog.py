@@ -17,6 +17,7 @@ from sqlalchemy import Connection, Integer, Select, bindparam, select
 from crmkit.core import access
 from crmkit.core import tables as t
 from crmkit.core.audit import AuditEntry
+from crmkit.core.prebuilt import with_optional_limit
 
 if TYPE_CHECKING:
     from crmkit.crm import CRM
@@ -49,15 +50,12 @@ def _customer_ids_query() -> Select[Any]:
     return select(tree.c.id)
 
 
-def _of_customer_query(*, limited: bool) -> Select[Any]:
-    a = t.audit_log.c
-    query = select(t.audit_log).where(a.customer_id.in_(_customer_ids_query()))
-    query = query.order_by(a.id.desc())
-    return query.limit(bindparam("limit", type_=Integer)) if limited else query
-
-
-# of_customer's statements, built once (see crmkit.core.customers._GET)
-_OF_CUSTOMER = {True: _of_customer_query(limited=True), False: _of_customer_query(limited=False)}
+# of_customer's statements, built once (crmkit.core.prebuilt)
+_OF_CUSTOMER = with_optional_limit(
+    select(t.audit_log)
+    .where(t.audit_log.c.customer_id.in_(_customer_ids_query()))
+    .order_by(t.audit_log.c.id.desc())
+)
 
 
 def entries(

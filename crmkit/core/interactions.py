@@ -15,13 +15,14 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
-from sqlalchemy import Integer, bindparam, select
+from sqlalchemy import bindparam, select
 
 from crmkit.core import access
 from crmkit.core import tables as t
 from crmkit.core.bulk import check_values, chunks, existing_values, insert_many, lock_inserts
 from crmkit.core.entities import Interaction
 from crmkit.core.personal import erased_or_merged, refusal
+from crmkit.core.prebuilt import with_optional_limit
 from crmkit.errors import Conflict, NotFound
 
 #: the key an interaction logged without an external id gets (``auto-`` and 32 hex digits)
@@ -294,13 +295,10 @@ class InteractionService:
             return [Interaction(**row._mapping) for row in connection.execute(query)]
 
 
-def _of_customer(*, limited: bool) -> Any:
-    i = t.interactions.c
-    query = select(t.interactions).where(i.customer_id == bindparam("customer_id"))
-    query = query.order_by(i.occurred_at.desc(), i.id.desc())
-    return query.limit(bindparam("limit", type_=Integer)) if limited else query
-
-
 # one customer's latest interactions, with and without a limit: what list() builds for
-# them, built once (building a Core statement costs about as much CPU as running it)
-_OF_CUSTOMER = {True: _of_customer(limited=True), False: _of_customer(limited=False)}
+# them, built once (crmkit.core.prebuilt)
+_OF_CUSTOMER = with_optional_limit(
+    select(t.interactions)
+    .where(t.interactions.c.customer_id == bindparam("customer_id"))
+    .order_by(t.interactions.c.occurred_at.desc(), t.interactions.c.id.desc())
+)

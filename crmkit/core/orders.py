@@ -14,7 +14,7 @@ from decimal import Decimal, localcontext
 from typing import TYPE_CHECKING, Any, overload
 
 import attrs
-from sqlalchemy import Integer, bindparam, insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 
 from crmkit.core import access
 from crmkit.core import tables as t
@@ -29,6 +29,7 @@ from crmkit.core.bulk import (
 from crmkit.core.customers import BulkResult
 from crmkit.core.entities import ORDER_STATUSES, Order, OrderLine
 from crmkit.core.personal import erased_or_merged
+from crmkit.core.prebuilt import with_optional_limit
 from crmkit.core.types import money_scale
 from crmkit.errors import Conflict, NotFound, ValidationError
 
@@ -587,13 +588,10 @@ class OrderService:
             return self._entities(connection, connection.execute(query).all())
 
 
-def _of_customer(*, limited: bool) -> Any:
-    o = t.orders.c
-    query = select(t.orders).where(o.customer_id == bindparam("customer_id"))
-    query = query.order_by(o.occurred_at.desc(), o.id.desc())
-    return query.limit(bindparam("limit", type_=Integer)) if limited else query
-
-
 # one customer's latest orders, with and without a limit: what list() builds for them,
-# built once (building a Core statement costs about as much CPU as running it)
-_OF_CUSTOMER = {True: _of_customer(limited=True), False: _of_customer(limited=False)}
+# built once (crmkit.core.prebuilt)
+_OF_CUSTOMER = with_optional_limit(
+    select(t.orders)
+    .where(t.orders.c.customer_id == bindparam("customer_id"))
+    .order_by(t.orders.c.occurred_at.desc(), t.orders.c.id.desc())
+)
