@@ -1,6 +1,7 @@
 """`crmkit plugin new` generates a plugin that installs, passes its own tests and works."""
 
 import ast
+import json
 import os
 import re
 import shutil
@@ -64,6 +65,28 @@ def test_generated_plugin_uses_only_the_public_api_and_is_publishable(tmp_path):
                  'pip install -e ".[test]"', "crmkit db revision --autogenerate --plugin visits",
                  "CRMKIT_TEST_DATABASE_URL", "Framework :: crmkit"):  # fmt: skip
         assert told in readme, told
+
+    # plugin.py is imported whenever the plugin is enabled, even for `crmkit --help`: it
+    # loads no database, template or web code, nor its own SQL and commands, until used
+    probe = """
+import json, sys
+import click
+import crmkit_visits.plugin as plugin
+cli = click.Group("crmkit")
+plugin.crmkit_register_commands(cli)
+listed = cli.commands["visits"]
+print(json.dumps([sorted(sys.modules), type(listed).__name__, listed.get_short_help_str(200)]))
+import crmkit_visits.cli
+print(json.dumps(crmkit_visits.cli.group.help))
+"""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(plugin_dir), *sys.path])}
+    lines = run(sys.executable, "-c", probe, env=env).stdout.splitlines()
+    modules, kind, short_help = json.loads(lines[0])
+    heavy = {"sqlalchemy", "alembic", "jinja2", "starlette", "crmkit_visits.notes",
+             "crmkit_visits.cli", "crmkit_visits.tables"} & set(modules)  # fmt: skip
+    assert not heavy, heavy
+    assert kind == "LazyCommand"
+    assert short_help == json.loads(lines[1]) == "Record store visits"
 
     # the generated code is lint-clean under its own ruff settings
     ruff = [sys.executable, "-m", "ruff"]
@@ -171,7 +194,7 @@ def test_plugin_authoring_walkthrough_in_a_fresh_venv(tmp_path):
     steps = dict(re.findall(r"^@@ step (\d)\n(.*?)(?=^@@ step |\Z)", done.stdout, re.M | re.S))
 
     assert "Usage: crmkit" in steps["1"]
-    assert "wrote 8 files to crmkit-visits" in steps["2"]
+    assert "wrote 10 files to crmkit-visits" in steps["2"]
     assert 'next: pip install -e "crmkit-visits[test]"' in steps["2"]
     on_sqlite = pytest_outcomes(steps["2"])
     for test in PLUGIN_TESTS:
@@ -210,7 +233,7 @@ def test_distribution_name_spells_underscores_as_dashes(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     result = run_cli(["plugin", "new", "hotel_stays"])
     assert result.exit_code == 0, (result.output, result.stderr)
-    assert "wrote 8 files to crmkit-hotel-stays\n" in result.output
+    assert "wrote 10 files to crmkit-hotel-stays\n" in result.output
     project = tomllib.loads((tmp_path / "crmkit-hotel-stays" / "pyproject.toml").read_text())
     assert project["project"]["name"] == "crmkit-hotel-stays"
     assert project["project"]["entry-points"]["crmkit"] == {
@@ -250,4 +273,13 @@ def test_plugin_list_matches_each_plugins_package():
 def test_bad_plugin_names_are_refused(tmp_path, name):
     result = run_cli(["plugin", "new", name, "--dir", str(tmp_path / "p")])
     assert result.exit_code == 1
+    assert not (tmp_path / "p").exists()
+
+
+@pytest.mark.parametrize("description", ['Record "store" visits', "a\\\\b", "two\nlines"])
+def test_descriptions_that_would_break_the_generated_files_are_refused(tmp_path, description):
+    result = run_cli(["plugin", "new", "visits", "--dir", str(tmp_path / "p"),
+                      "--description", description])  # fmt: skip
+    assert result.exit_code == 1
+    assert "--description may not contain" in result.stderr and "Traceback" not in result.output
     assert not (tmp_path / "p").exists()

@@ -41,6 +41,18 @@ def check_name(name: str) -> None:
         raise ValidationError(f"plugin name {name!r} is taken by crmkit itself; choose another")
 
 
+def check_description(description: str) -> None:
+    """The description goes verbatim into pyproject.toml, docstrings and the command's help:
+    one line, without the quote or backslash that would end or escape those strings."""
+    bad = sorted({c for c in description if c in '"\\' or not c.isprintable()})
+    if bad:
+        shown = ", ".join(repr(c) for c in bad)
+        raise ValidationError(
+            f"--description may not contain {shown}; write it as one line without double "
+            "quotes or backslashes, such as 'Record store visits'"
+        )
+
+
 def distribution_name(name: str) -> str:
     """``crmkit-<name>`` with dashes, as PyPI spells distribution names (hotel_rooms ->
     crmkit-hotel-rooms)."""
@@ -50,6 +62,7 @@ def distribution_name(name: str) -> str:
 def generate(name: str, directory: Path, description: str = "") -> list[Path]:
     """Write the plugin package for ``name`` into ``directory`` (which must not exist)."""
     check_name(name)
+    check_description(description)
     if directory.exists() and any(directory.iterdir()):
         raise ValidationError(f"{directory} already exists and is not empty; choose another --dir")
     env = Environment(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False)
