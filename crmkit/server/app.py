@@ -44,6 +44,7 @@ from crmkit.core import identity
 from crmkit.crm import CRM
 from crmkit.errors import ConfigError, SchemaOutOfDate
 from crmkit.server import dispatch, openapi, problems
+from crmkit.server.front import Front
 from crmkit.server.middleware import ServerMiddleware
 from crmkit.server.problems import Problem
 
@@ -141,7 +142,7 @@ def extra_plugins() -> list[Any]:
     return found
 
 
-def create_app(crm: CRM | None = None) -> Starlette:
+def create_app(crm: CRM | None = None) -> Front:
     """The application: over ``crm`` (kept open), or over a CRM opened from the
     configuration in the environment (closed at shutdown)."""
     server = Server(crm if crm is not None else open_crm(), owns_crm=crm is None)
@@ -178,7 +179,7 @@ def create_app(crm: CRM | None = None) -> Starlette:
         lifespan=lifespan,
     )
     app.state.server = server
-    return app
+    return Front(server, app, max_body_bytes=server.crm.config.server.max_body_bytes)
 
 
 async def healthz(_request: Request) -> Response:

@@ -79,6 +79,10 @@ class ServerMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        await self.serve(scope, receive, send, self.app)
+
+    async def serve(self, scope: Scope, receive: Any, send: Any, app: Any) -> None:
+        """Serve an HTTP request with ``app`` inside this layer."""
         started = time.perf_counter()
         rid = request_id_of(scope)
         state = scope.setdefault("state", {})
@@ -109,7 +113,7 @@ class ServerMiddleware:
             if length is not None and length > self.max_body_bytes:
                 await self._too_large(scope, send_with_headers, rid)
                 return
-            await self.app(scope, self._counting(receive), send_with_headers)
+            await app(scope, self._counting(receive), send_with_headers)
         except Exception:
             # the application's own handlers answer errors; this is the last line
             log.exception("request %s failed outside the dispatcher", rid)
