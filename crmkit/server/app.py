@@ -47,6 +47,7 @@ from crmkit.server import dispatch, openapi, problems
 from crmkit.server.front import Front
 from crmkit.server.middleware import ServerMiddleware
 from crmkit.server.problems import Problem
+from crmkit.server.threads import HandlerThreads
 
 log = logging.getLogger("crmkit.server")
 
@@ -66,6 +67,7 @@ class Server:
         self._checked_at = 0.0
         self.mounted = dispatch.route_table(crm)
         self.tokens = identity.TokenCache(crm)
+        self.threads = HandlerThreads(crm.config.server.threads)
         self._document: dict[str, Any] | None = None
 
     def check(self) -> str | None:
@@ -99,6 +101,7 @@ class Server:
         return self._document
 
     def close(self) -> None:
+        self.threads.close()
         self.tokens.close()
         if self.owns_crm:
             self.crm.close()
@@ -149,7 +152,8 @@ def create_app(crm: CRM | None = None) -> Front:
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        # handlers run in worker threads: a few threads keep the GIL's hand-offs short
+        # handlers run in server.threads ([server] threads of them), streaming imports and
+        # readiness checks in anyio's: a few threads keep the GIL's hand-offs short
         # (measured in bench/api_load.py: 40 threads, anyio's default, 169 req/s; 8: 190)
         limiter = anyio.to_thread.current_default_thread_limiter()
         limiter.total_tokens = server.crm.config.server.threads

@@ -264,8 +264,8 @@ class Dispatch:
         raw = b""
         if self.request.method.upper() in UNSAFE:
             raw = await self.request.body()
-        # one trip to a worker thread: identity, decoding, the handler
-        return await run_in_threadpool(self._serve, None, raw)
+        # one trip to a handler thread: identity, decoding, the handler
+        return await self.server.threads.run(self._serve, None, raw)
 
     def _serve(self, identity: tuple[Actor, str | None] | None, raw: bytes) -> Rendered:
         """In a worker thread, on one database connection for the whole request (the
