@@ -26,9 +26,20 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-_Call = tuple[
-    asyncio.AbstractEventLoop, asyncio.Future[Any], contextvars.Context, Callable[..., Any], tuple
-]
+
+class _Call:
+    """One call's answer: ``future`` (what the task awaits) and, once the task was
+    cancelled before the call finished, ``waiter`` (set when it has)."""
+
+    __slots__ = ("finished", "future", "waiter")
+
+    def __init__(self, future: asyncio.Future[Any]) -> None:
+        self.future = future
+        self.waiter: asyncio.Future[None] | None = None
+        self.finished = False
+
+
+_Item = tuple[asyncio.AbstractEventLoop, _Call, contextvars.Context, Callable[..., Any], tuple]
 
 
 class HandlerThreads:
@@ -37,7 +48,7 @@ class HandlerThreads:
     def __init__(self, count: int, name: str = "crmkit-handler") -> None:
         self.count = max(1, count)
         self.name = name
-        self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
+        self._calls: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
 
@@ -46,19 +57,17 @@ class HandlerThreads:
         if not self._threads:
             self._start()
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-        self._calls.put((loop, future, contextvars.copy_context(), func, args))
+        call = _Call(loop.create_future())
+        self._calls.put((loop, call, contextvars.copy_context(), func, args))
         try:
-            return await asyncio.shield(future)
+            return await call.future
         except asyncio.CancelledError:
             # like anyio.to_thread.run_sync: the call finishes before the task stops
-            while not future.done():
-                try:
-                    await asyncio.shield(future)
-                except asyncio.CancelledError:
-                    continue
-                except Exception:  # noqa: BLE001 - cancelled: the result is not wanted
-                    break
+            if not call.finished:
+                call.waiter = loop.create_future()
+                while not call.waiter.done():
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await asyncio.shield(call.waiter)
             raise
 
     def close(self) -> None:
@@ -79,29 +88,27 @@ class HandlerThreads:
 
     def _work(self) -> None:
         calls = self._calls
-        while (call := calls.get()) is not None:
-            loop, future, context, func, args = call
+        while (item := calls.get()) is not None:
+            loop, call, context, func, args = item
             result = failure = None
             try:
                 result = context.run(func, *args)
             except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task
                 failure = exc
-            _report(loop, future, result, failure)
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits for it
+                loop.call_soon_threadsafe(_settle, call, result, failure)
             # keep nothing of the request while waiting for the next one
-            call = future = context = func = args = result = failure = None
+            item = call = context = func = args = result = failure = None
 
 
-def _report(
-    loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any], result: Any, exc: Any
-) -> None:
-    with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits for the answer
-        loop.call_soon_threadsafe(_settle, future, result, exc)
-
-
-def _settle(future: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
-    if future.done():
-        return
-    if exc is not None:
-        future.set_exception(exc)
-    else:
-        future.set_result(result)
+def _settle(call: _Call, result: Any, failure: BaseException | None) -> None:
+    """On the event loop: hand the answer to the waiting task (unless cancelled)."""
+    call.finished = True
+    future = call.future
+    if not future.done():
+        if failure is not None:
+            future.set_exception(failure)
+        else:
+            future.set_result(result)
+    if call.waiter is not None and not call.waiter.done():
+        call.waiter.set_result(None)
