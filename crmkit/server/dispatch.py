@@ -287,7 +287,10 @@ class Dispatch:
                 "this change needs an If-Match header with the record's ETag (from a GET of it)",
             )
         path = self._path_params()
-        query = codec.decode_query(self.route.query, self.request.query_params.multi_items())
+        # no query string (most requests): no QueryParams to build
+        query_string = self.request.scope.get("query_string")
+        pairs = self.request.query_params.multi_items() if query_string else ()
+        query = codec.decode_query(self.route.query, pairs)
         if csrf is not None and self.request.method.upper() in UNSAFE:
             self._check_csrf(csrf, raw)
         body = self._decode_body(raw)
@@ -343,8 +346,7 @@ class Dispatch:
                 raise problems.unauthenticated(
                     "the Authorization header must be 'Bearer <token>' with an API token"
                 )
-            actor = self._token_actor(token)
-            return actor.with_request(self.rid), None
+            return self._token_actor(token), None
         cookie = self.request.cookies.get(SESSION_COOKIE)
         if cookie:
             try:
@@ -363,8 +365,10 @@ class Dispatch:
 
     def _token_actor(self, token: str) -> Actor:
         # the worker's cache (crmkit.core.identity.TokenCache): no lookup for a token seen
-        # in the last seconds; revocations through this worker apply at once
-        return self.server.tokens.actor(token, request_id=self.rid)
+        # in the last seconds; revocations through this worker apply at once. The actor
+        # it gives carries this request's id already.
+        actor = self.server.tokens.actor(token, request_id=self.rid)
+        return actor if actor.request_id == self.rid else actor.with_request(self.rid)
 
     def _session(self, cookie: str) -> Any:
         from crmkit.core import identity
