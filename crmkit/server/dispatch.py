@@ -177,6 +177,15 @@ class Rendered:
     headers: dict[str, str]
     body: bytes
     media_type: str = "application/json"
+    #: the headers as sent (:meth:`prepared`), once encoded
+    raw: list[tuple[bytes, bytes]] | None = None
+
+    def prepared(self) -> Rendered:
+        """Encode the headers now, in the handler's thread: a header value that is not
+        latin-1 fails where building the Response used to, inside the dispatcher's
+        error handling (and an idempotent POST's transaction)."""
+        self.raw = self.raw_headers()
+        return self
 
     def response(self) -> Response:
         if self.status in (204, 304):
@@ -203,9 +212,8 @@ class Rendered:
 
     async def send(self, send: Any) -> None:
         """Send it as :meth:`response` would, without building a Response."""
-        await send(
-            {"type": "http.response.start", "status": self.status, "headers": self.raw_headers()}
-        )
+        headers = self.raw if self.raw is not None else self.raw_headers()
+        await send({"type": "http.response.start", "status": self.status, "headers": headers})
         await send({"type": "http.response.body", "body": self.body})
 
 
@@ -313,7 +321,7 @@ class Dispatch:
         # shared by every anonymous caller, and run the sign-in inside another transaction
         key = None if self.route.public else self._idempotency_key()
         if key is None:
-            return self._call(api_request)
+            return self._call(api_request).prepared()
         digest = request_hash(self.request, raw)
         return self._idempotent(api_request, key, digest, stream)
 
@@ -476,7 +484,7 @@ class Dispatch:
                         if stream is not None:
                             digest = stream.finish(digest)
                         self._store(ctx, keys, actor.name, key, digest, rendered)
-                        return rendered
+                        return rendered.prepared()
             except _KeyTaken:
                 stored = self._stored_after_race(actor.name, key)
             if stream is not None:
@@ -522,7 +530,7 @@ class Dispatch:
                 "or body); use a new key for a new request",
             )
         headers = {**(stored.headers or {}), "Idempotent-Replayed": "true"}
-        return Rendered(stored.status, headers, stored.body.encode("utf-8"))
+        return Rendered(stored.status, headers, stored.body.encode("utf-8")).prepared()
 
 
 class _KeyTaken(Exception):
