@@ -44,8 +44,10 @@ from crmkit.core import identity
 from crmkit.crm import CRM
 from crmkit.errors import ConfigError, SchemaOutOfDate
 from crmkit.server import dispatch, openapi, problems
+from crmkit.server.front import Front
 from crmkit.server.middleware import ServerMiddleware
 from crmkit.server.problems import Problem
+from crmkit.server.threads import HandlerThreads
 
 log = logging.getLogger("crmkit.server")
 
@@ -65,6 +67,7 @@ class Server:
         self._checked_at = 0.0
         self.mounted = dispatch.route_table(crm)
         self.tokens = identity.TokenCache(crm)
+        self.threads = HandlerThreads(crm.config.server.threads)
         self._document: dict[str, Any] | None = None
 
     def check(self) -> str | None:
@@ -98,6 +101,7 @@ class Server:
         return self._document
 
     def close(self) -> None:
+        self.threads.close()
         self.tokens.close()
         if self.owns_crm:
             self.crm.close()
@@ -141,14 +145,15 @@ def extra_plugins() -> list[Any]:
     return found
 
 
-def create_app(crm: CRM | None = None) -> Starlette:
+def create_app(crm: CRM | None = None) -> Front:
     """The application: over ``crm`` (kept open), or over a CRM opened from the
     configuration in the environment (closed at shutdown)."""
     server = Server(crm if crm is not None else open_crm(), owns_crm=crm is None)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        # handlers run in worker threads: a few threads keep the GIL's hand-offs short
+        # handlers run in server.threads ([server] threads of them), streaming imports and
+        # readiness checks in anyio's: a few threads keep the GIL's hand-offs short
         # (measured in bench/api_load.py: 40 threads, anyio's default, 169 req/s; 8: 190)
         limiter = anyio.to_thread.current_default_thread_limiter()
         limiter.total_tokens = server.crm.config.server.threads
@@ -178,7 +183,7 @@ def create_app(crm: CRM | None = None) -> Starlette:
         lifespan=lifespan,
     )
     app.state.server = server
-    return app
+    return Front(server, app, max_body_bytes=server.crm.config.server.max_body_bytes)
 
 
 async def healthz(_request: Request) -> Response:

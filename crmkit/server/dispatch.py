@@ -159,8 +159,10 @@ def _endpoint(server: Any, methods: dict[str, Mounted]) -> Callable[[Request], A
         method = request.method.upper()
         item = methods.get("GET" if method == "HEAD" else method)
         assert item is not None  # Starlette answered 405 for the others
-        return await Dispatch(server, item, request).run()
+        return (await Dispatch(server, item, request).run()).response()
 
+    # the fast path (crmkit.server.front) serves these routes without Starlette's router
+    endpoint.crmkit_methods = methods  # type: ignore[attr-defined]
     return endpoint
 
 
@@ -175,22 +177,54 @@ class Rendered:
     headers: dict[str, str]
     body: bytes
     media_type: str = "application/json"
+    #: the headers as sent (:meth:`prepared`), once encoded
+    raw: list[tuple[bytes, bytes]] | None = None
 
-    def response(self, request_id: str, **extra: str) -> Response:
-        headers = {**self.headers, **extra}
+    def prepared(self) -> Rendered:
+        """Encode the headers now, in the handler's thread: a header value that is not
+        latin-1 fails where building the Response used to, inside the dispatcher's
+        error handling (and an idempotent POST's transaction)."""
+        self.raw = self.raw_headers()
+        return self
+
+    def response(self) -> Response:
         if self.status in (204, 304):
-            return Response(status_code=self.status, headers=headers)
+            return Response(status_code=self.status, headers=self.headers)
         return Response(
-            self.body, status_code=self.status, headers=headers, media_type=self.media_type
+            self.body, status_code=self.status, headers=self.headers, media_type=self.media_type
         )
+
+    def raw_headers(self) -> list[tuple[bytes, bytes]]:
+        """The headers :meth:`response` would send, in its order (Starlette's rules:
+        the given ones, then Content-Length and Content-Type unless given)."""
+        raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in self.headers.items()]
+        if self.status in (204, 304):
+            return raw
+        names = {name for name, _ in raw}
+        if b"content-length" not in names:
+            raw.append((b"content-length", str(len(self.body)).encode("latin-1")))
+        if b"content-type" not in names:
+            media = self.media_type
+            if media.startswith("text/") and "charset=" not in media.lower():
+                media += "; charset=utf-8"
+            raw.append((b"content-type", media.encode("latin-1")))
+        return raw
+
+    async def send(self, send: Any) -> None:
+        """Send it as :meth:`response` would, without building a Response."""
+        headers = self.raw if self.raw is not None else self.raw_headers()
+        await send({"type": "http.response.start", "status": self.status, "headers": headers})
+        await send({"type": "http.response.body", "body": self.body})
+
+
+def problem_rendered(problem: Problem, request: Request) -> Rendered:
+    rid = request_id(request)
+    body = problem.body(instance=request.url.path, request_id=rid)
+    return Rendered(problem.status, dict(problem.headers or {}), body, MEDIA_TYPE)
 
 
 def problem_response(problem: Problem, request: Request) -> Response:
-    rid = request_id(request)
-    body = problem.body(instance=request.url.path, request_id=rid)
-    return Response(
-        body, status_code=problem.status, headers=problem.headers, media_type=MEDIA_TYPE
-    )
+    return problem_rendered(problem, request).response()
 
 
 def _session_id(cookie: str | None) -> str | None:
@@ -213,13 +247,13 @@ class Dispatch:
         self.request = request
         self.rid = request_id(request)
 
-    async def run(self) -> Response:
+    async def run(self) -> Rendered:
         try:
             return await self._run()
         except Exception as exc:
             return self.failure(exc)
 
-    def failure(self, exc: BaseException) -> Response:
+    def failure(self, exc: BaseException) -> Rendered:
         problem = problems.from_exception(exc) or _database_problem(exc)
         if problem is None:
             log.error(
@@ -227,9 +261,9 @@ class Dispatch:
                 self.request.url.path, exc_info=exc,
             )  # fmt: skip
             problem = problems.internal_error()
-        return problem_response(problem, self.request)
+        return problem_rendered(problem, self.request)
 
-    async def _run(self) -> Response:
+    async def _run(self) -> Rendered:
         await self.server.require_ready()
         if self.route.body_kind == "stream":
             # the body is the handler's to read: identify the caller before it starts
@@ -238,16 +272,16 @@ class Dispatch:
         raw = b""
         if self.request.method.upper() in UNSAFE:
             raw = await self.request.body()
-        # one trip to a worker thread: identity, decoding, the handler
-        return await run_in_threadpool(self._serve, None, raw)
+        # one trip to a handler thread: identity, decoding, the handler
+        return await self.server.threads.run(self._serve, None, raw)
 
-    def _serve(self, identity: tuple[Actor, str | None] | None, raw: bytes) -> Response:
+    def _serve(self, identity: tuple[Actor, str | None] | None, raw: bytes) -> Rendered:
         """In a worker thread, on one database connection for the whole request (the
         identity lookup, the handler's reads and its write): see :meth:`_answer`."""
         with self.crm.connection_scope():
             return self._answer(identity, raw)
 
-    def _answer(self, identity: tuple[Actor, str | None] | None, raw: bytes) -> Response:
+    def _answer(self, identity: tuple[Actor, str | None] | None, raw: bytes) -> Rendered:
         """Identify the caller (unless done), decode, run the handler.
 
         Who asks comes first: without credentials every route but a public one is a 401,
@@ -261,7 +295,10 @@ class Dispatch:
                 "this change needs an If-Match header with the record's ETag (from a GET of it)",
             )
         path = self._path_params()
-        query = codec.decode_query(self.route.query, self.request.query_params.multi_items())
+        # no query string (most requests): no QueryParams to build
+        query_string = self.request.scope.get("query_string")
+        pairs = self.request.query_params.multi_items() if query_string else ()
+        query = codec.decode_query(self.route.query, pairs)
         if csrf is not None and self.request.method.upper() in UNSAFE:
             self._check_csrf(csrf, raw)
         body = self._decode_body(raw)
@@ -284,7 +321,7 @@ class Dispatch:
         # shared by every anonymous caller, and run the sign-in inside another transaction
         key = None if self.route.public else self._idempotency_key()
         if key is None:
-            return self._call(api_request).response(self.rid)
+            return self._call(api_request).prepared()
         digest = request_hash(self.request, raw)
         return self._idempotent(api_request, key, digest, stream)
 
@@ -317,8 +354,7 @@ class Dispatch:
                 raise problems.unauthenticated(
                     "the Authorization header must be 'Bearer <token>' with an API token"
                 )
-            actor = self._token_actor(token)
-            return actor.with_request(self.rid), None
+            return self._token_actor(token), None
         cookie = self.request.cookies.get(SESSION_COOKIE)
         if cookie:
             try:
@@ -337,8 +373,10 @@ class Dispatch:
 
     def _token_actor(self, token: str) -> Actor:
         # the worker's cache (crmkit.core.identity.TokenCache): no lookup for a token seen
-        # in the last seconds; revocations through this worker apply at once
-        return self.server.tokens.actor(token, request_id=self.rid)
+        # in the last seconds; revocations through this worker apply at once. The actor
+        # it gives carries this request's id already.
+        actor = self.server.tokens.actor(token, request_id=self.rid)
+        return actor if actor.request_id == self.rid else actor.with_request(self.rid)
 
     def _session(self, cookie: str) -> Any:
         from crmkit.core import identity
@@ -430,7 +468,7 @@ class Dispatch:
 
     def _idempotent(
         self, api_request: ApiRequest, key: str, digest: str, stream: _BodyStream | None
-    ) -> Response:
+    ) -> Rendered:
         """Run the POST once per (actor, key): the stored response is written by the same
         transaction as the handler's writes, so a retry finds both or neither."""
         from crmkit.core.tables import idempotency_keys as keys
@@ -446,7 +484,7 @@ class Dispatch:
                         if stream is not None:
                             digest = stream.finish(digest)
                         self._store(ctx, keys, actor.name, key, digest, rendered)
-                        return rendered.response(self.rid)
+                        return rendered.prepared()
             except _KeyTaken:
                 stored = self._stored_after_race(actor.name, key)
             if stream is not None:
@@ -484,16 +522,15 @@ class Dispatch:
                 raise Problem("conflict", "a request with this Idempotency-Key is in progress")
             time.sleep(0.05)
 
-    def _replay(self, stored: Any, digest: str) -> Response:
+    def _replay(self, stored: Any, digest: str) -> Rendered:
         if stored.request_hash != digest:
             raise Problem(
                 "idempotency-key-reused",
                 "this Idempotency-Key was used for a different request (method, path, query "
                 "or body); use a new key for a new request",
             )
-        headers = dict(stored.headers or {})
-        rendered = Rendered(stored.status, headers, stored.body.encode("utf-8"))
-        return rendered.response(self.rid, **{"Idempotent-Replayed": "true"})
+        headers = {**(stored.headers or {}), "Idempotent-Replayed": "true"}
+        return Rendered(stored.status, headers, stored.body.encode("utf-8")).prepared()
 
 
 class _KeyTaken(Exception):
