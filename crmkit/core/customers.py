@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 from sqlalchemy import Select, Text, and_, bindparam, cast, func, insert, or_, select, update
 
-from crmkit.core import access, consent, personal, view360
+from crmkit.core import access, consent, personal, prebuilt, view360
 from crmkit.core import contacts as contact_persons
 from crmkit.core import tables as t
 from crmkit.core.bulk import check_values, chunks, insert_many
@@ -542,7 +542,7 @@ class CustomerService:
     def _get(self, customer_id: int) -> Customer:
         """:meth:`get` without a check (for operations that authorised their actor)."""
         with self.crm.reading() as connection:
-            rows = connection.execute(_GET, {"customer_id": customer_id}).all()
+            rows = prebuilt.rows(connection, _GET, {"customer_id": customer_id})
         if not rows:
             raise NotFound(
                 f"customer {customer_id} not found; list customers with 'crmkit customer list'"
@@ -662,7 +662,7 @@ class CustomerService:
         if connection.dialect.name == "postgresql":
             # one array parameter: one statement text (kept prepared by the driver) and no
             # IN list for SQLAlchemy to expand on each call; PostgreSQL plans IN as = ANY
-            rows = connection.execute(_consents_pg(), {"ids": ids})
+            rows = prebuilt.rows(connection, _consents_pg(), {"ids": ids})
         else:
             rows = connection.execute(_CONSENTS.where(t.consents.c.customer_id.in_(ids)))
         for customer_id, purpose, granted in rows:
@@ -782,8 +782,8 @@ class CustomerService:
         if not access.is_trusted(self.crm):  # a trusted caller (the 360) has checked it
             self.get(customer_id)
         with self.crm.reading() as connection:
-            rows = connection.execute(_CONTACTS, {"customer_id": customer_id})
-            return [Contact(**row._mapping) for row in rows]
+            rows = prebuilt.rows(connection, _CONTACTS, {"customer_id": customer_id})
+            return [Contact(**row._asdict()) for row in rows]
 
     def view(self, customer_id: int, *, limit: int = 100) -> Customer360:
         """The 360 view: profile, contacts, timeline, orders, workflows, plugin sections and

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 from sqlalchemy import bindparam, select
 
-from crmkit.core import access
+from crmkit.core import access, prebuilt
 from crmkit.core import tables as t
 from crmkit.core.bulk import check_values, chunks, existing_values, insert_many, lock_inserts
 from crmkit.core.entities import Interaction
@@ -262,10 +262,12 @@ class InteractionService:
         if customer_id is not None and scoped is None and not filtered:
             # one customer's latest (the 360's read): the statement built once
             with self.crm.reading() as connection:
-                rows = connection.execute(
-                    _OF_CUSTOMER[limit is not None], {"customer_id": customer_id, "limit": limit}
+                rows = prebuilt.rows(
+                    connection,
+                    _OF_CUSTOMER[limit is not None],
+                    {"customer_id": customer_id, "limit": limit},
                 )
-                return [Interaction(**row._mapping) for row in rows]
+                return [Interaction(**row._asdict()) for row in rows]
         query = select(t.interactions)
         if scoped is not None:
             query = query.where(scoped)

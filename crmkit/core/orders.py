@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, overload
 import attrs
 from sqlalchemy import bindparam, insert, select, update
 
-from crmkit.core import access
+from crmkit.core import access, prebuilt
 from crmkit.core import tables as t
 from crmkit.core.bulk import (
     RowFormat,
@@ -150,6 +150,14 @@ def _lines_of(connection: Any, order_ids: list[int]) -> tuple[Any, dict[str, Any
         return _pg_lines_statement(), {"order_ids": order_ids}
     lines = t.order_lines
     return select(lines).where(lines.c.order_id.in_(order_ids)).order_by(lines.c.id), {}
+
+
+def _lines(connection: Any, order_ids: list[int]) -> list[Any]:
+    """The lines of these orders, ordered by id (PostgreSQL: on the driver's cursor)."""
+    statement, parameters = _lines_of(connection, order_ids)
+    if parameters:
+        return prebuilt.rows(connection, statement, parameters)
+    return connection.execute(statement).all()
 
 
 _PG_LINES: list[Any] = []
@@ -459,7 +467,7 @@ class OrderService:
         lines: dict[int, list[OrderLine]] = {}
         ids = [r.id for r in rows]
         for chunk in chunks(iter(ids), 5000):
-            for line in connection.execute(*_lines_of(connection, chunk)):
+            for line in _lines(connection, chunk):
                 lines.setdefault(line.order_id, []).append(
                     OrderLine(
                         product=line.product,
@@ -556,7 +564,7 @@ class OrderService:
             # one customer's latest (the 360's read): the statement built once
             with self.crm.reading() as connection:
                 parameters = {"customer_id": customer_id, "limit": limit}
-                rows = connection.execute(_OF_CUSTOMER[limit is not None], parameters).all()
+                rows = prebuilt.rows(connection, _OF_CUSTOMER[limit is not None], parameters)
                 return self._entities(connection, rows)
         if customer_id is not None:
             query = query.where(t.orders.c.customer_id == customer_id)

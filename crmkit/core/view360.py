@@ -25,7 +25,7 @@ import attrs
 from sqlalchemy import and_, bindparam, func, select
 
 from crmkit import plugins as plugin_loader
-from crmkit.core import access, auditlog
+from crmkit.core import access, auditlog, prebuilt
 from crmkit.core import tables as t
 from crmkit.core.audit import AuditEntry
 from crmkit.core.entities import Contact, Customer, Interaction, Section, TimelineEntry
@@ -157,7 +157,7 @@ def _totals(crm: CRM, customer_id: int, allowed: bool) -> dict[str, Any]:
     if not allowed:
         return {"paid_orders": None, "revenue": None, "last_order": None}
     with crm.reading() as connection:
-        totals_row = connection.execute(_TOTALS, {"customer_id": customer_id}).one()
+        totals_row = prebuilt.rows(connection, _TOTALS, {"customer_id": customer_id})[0]
     return {
         "paid_orders": totals_row[0],
         "revenue": to_decimal(totals_row[1]) if totals_row[1] is not None else Decimal(0),
