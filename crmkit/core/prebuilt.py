@@ -93,10 +93,13 @@ def rows(connection: Connection, statement: Select[Any], params: Mapping[str, An
     ):  # SQLAlchemy's own path (and its error for a transaction that failed)
         return connection.execute(statement, params).all()
     assert isinstance(plan, _Plan)
-    if transaction is None:
-        connection.begin()  # as execute() would: the connection knows it is in one
+    driver = connection.connection.dbapi_connection
+    if transaction is None and not driver.autocommit:  # type: ignore[union-attr]
+        # as execute() would: the connection knows it is in a transaction (in autocommit
+        # there is none to know of, and ending it would cost a rollback call per read)
+        connection.begin()
     values = plan.params(params)
-    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    cursor = driver.cursor()  # type: ignore[union-attr]
     try:
         cursor.execute(plan.sql, values)
         found = cursor.fetchall()

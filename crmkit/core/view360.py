@@ -18,6 +18,7 @@ may not read are left out (who did what, when, to which fields stays).
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -120,13 +121,16 @@ _ENTITY_PART = {"interaction": "interactions", "order": "orders", "workflow": "w
 def build(crm: CRM, customer_id: int, *, limit: int = 100) -> Customer360:
     """The 360 view: profile, contacts, timeline, orders, workflows, plugin sections,
     activity (see the module doc for what each actor sees)."""
-    customer = crm.customers.get(customer_id)
-    may = {
-        part: access.may(crm, action, customer_id, owner=customer.owner)
-        for part, action in PARTS.items()
-    }
-    with access.trusted(crm):
-        return _build(crm, customer, may, limit)
+    # in a connection scope (a server request): its connection lent once for every read
+    # of the view (each still its own statement), not a lend and its end per part
+    with crm.reading() if crm._shared.get() is not None else nullcontext():
+        customer = crm.customers.get(customer_id)
+        may = {
+            part: access.may(crm, action, customer_id, owner=customer.owner)
+            for part, action in PARTS.items()
+        }
+        with access.trusted(crm):
+            return _build(crm, customer, may, limit)
 
 
 def _build(crm: CRM, customer: Customer, may: dict[str, bool], limit: int) -> Customer360:
