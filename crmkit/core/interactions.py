@@ -121,10 +121,8 @@ class InteractionService:
     def _customer(ctx: Any, customer_id: int) -> tuple[str | None, dict[int, str]]:
         """The customer's owner and, if it takes no new data, why (one query for what the
         permission check and :meth:`_insert`'s writability check need)."""
-        c = t.customers.c
-        row = ctx.connection.execute(
-            select(c.owner, c.erased_at, c.merged_into).where(c.id == customer_id)
-        ).first()
+        found = prebuilt.rows(ctx.connection, _CUSTOMER_STATE, {"customer_id": customer_id})
+        row = found[0] if found else None
         if row is None:
             raise NotFound(
                 f"customer {customer_id} not found; interactions need an existing customer"
@@ -296,6 +294,11 @@ class InteractionService:
         with self.crm.reading() as connection:
             return [Interaction(**row._mapping) for row in connection.execute(query)]
 
+
+#: what logging an interaction reads of its customer, built once
+_CUSTOMER_STATE = select(
+    t.customers.c.owner, t.customers.c.erased_at, t.customers.c.merged_into
+).where(t.customers.c.id == bindparam("customer_id"))
 
 # one customer's latest interactions, with and without a limit: what list() builds for
 # them, built once (crmkit.core.prebuilt)

@@ -28,7 +28,7 @@ from crmkit.core.bulk import (
 )
 from crmkit.core.customers import BulkResult
 from crmkit.core.entities import ORDER_STATUSES, Order, OrderLine
-from crmkit.core.personal import erased_or_merged
+from crmkit.core.personal import erased_or_merged, refusal
 from crmkit.core.prebuilt import with_optional_limit
 from crmkit.core.types import money_scale
 from crmkit.errors import Conflict, NotFound, ValidationError
@@ -126,6 +126,22 @@ def refuse_unwritable(connection: Any, customer_ids: Iterable[int]) -> None:
     refused = erased_or_merged(connection, customer_ids)
     if refused:
         raise Conflict(refused[min(refused)])
+
+
+def _check_customer(connection: Any, customer_id: int) -> None:
+    """NotFound for no such customer, Conflict when it takes no new data: what the existence
+    check and :func:`refuse_unwritable` say for one customer, in one query."""
+    found = prebuilt.rows(connection, _CUSTOMER_STATE, {"customer_id": customer_id})
+    if not found:
+        raise NotFound(f"customer {customer_id} not found; orders need an existing customer")
+    reason = refusal(customer_id, found[0].erased_at, found[0].merged_into)
+    if reason:
+        raise Conflict(reason)
+
+
+_CUSTOMER_STATE = select(
+    t.customers.c.id, t.customers.c.erased_at, t.customers.c.merged_into
+).where(t.customers.c.id == bindparam("customer_id"))
 
 
 def check_signs(amount: Decimal, cost: Decimal | None, status: str) -> None:
@@ -411,12 +427,15 @@ class OrderService:
         if not fresh:
             return []
         customer_ids = {o.customer_id for o in fresh}
-        known = existing_values(connection, t.customers.c.id, customer_ids)
-        if missing := customer_ids - known:
-            raise NotFound(
-                f"customer {sorted(missing)[0]} not found; orders need an existing customer"
-            )
-        refuse_unwritable(connection, customer_ids)
+        if len(customer_ids) == 1:  # one customer (an order from the API): one query
+            _check_customer(connection, next(iter(customer_ids)))
+        else:
+            known = existing_values(connection, t.customers.c.id, customer_ids)
+            if missing := customer_ids - known:
+                raise NotFound(
+                    f"customer {sorted(missing)[0]} not found; orders need an existing customer"
+                )
+            refuse_unwritable(connection, customer_ids)
         rows = [tuple(getattr(o, c) for c in ORDER_COLUMNS) for o in fresh]
         new_ids = insert_rows(connection, t.orders, ORDER_COLUMNS, rows)
         line_rows = [

@@ -9,7 +9,9 @@ processors as :meth:`Connection.execute <sqlalchemy.engine.Connection.execute>` 
 the values are the same; what is skipped is SQLAlchemy's per-call work (execution
 context, cache key, result metadata: about 60 µs a statement, twice the driver's own).
 Driver errors go through SQLAlchemy's handling (wrapped, a dropped connection
-invalidated). Only for reads: ``before_cursor_execute`` listeners do not see them.
+invalidated). :func:`rows` is for reads (``before_cursor_execute`` listeners do not see
+them); :func:`write` runs one INSERT the same way and does call those listeners (the
+audit log's safety net, the token cache watch the statements written).
 """
 
 from __future__ import annotations
@@ -32,9 +34,17 @@ class _Plan:
 
     __slots__ = ("binds", "defaults", "processors", "row", "sql", "types")
 
-    def __init__(self, statement: Select[Any], dialect: Any) -> None:
-        compiled = statement.compile(dialect=dialect)
-        if compiled.positional or compiled.literal_execute_params or compiled.post_compile_params:
+    def __init__(
+        self, statement: Any, dialect: Any, column_keys: Sequence[str] | None = None
+    ) -> None:
+        compiled = statement.compile(dialect=dialect, column_keys=column_keys)
+        if (
+            compiled.positional
+            or compiled.literal_execute_params
+            or compiled.post_compile_params
+            or getattr(compiled, "insert_prefetch", None)  # Python-side column defaults
+            or getattr(compiled, "postfetch", None)
+        ):
             raise _Unsupported()
         self.sql: str = compiled.string
         # values the statement holds itself (status == 'paid'); given ones replace them
@@ -55,6 +65,9 @@ class _Plan:
 
     def convert(self, dialect: Any, description: Sequence[Any]) -> None:
         found = []
+        if not description:  # a statement returning nothing
+            self.processors = found
+            return
         for index, (type_, column) in enumerate(zip(self.types, description, strict=True)):
             process = type_._cached_result_processor(dialect, column[1])
             if process is not None:
@@ -66,7 +79,44 @@ class _Unsupported(Exception):
     """A statement the driver path does not run (positional or expanding parameters)."""
 
 
-_PLANS: dict[tuple[int, int], _Plan | None] = {}
+_PLANS: dict[tuple[Any, ...], _Plan | None] = {}
+
+
+def _plan(statement: Any, dialect: Any, column_keys: tuple[str, ...] | None = None) -> Any:
+    key = (id(statement), id(dialect), column_keys)
+    plan = _PLANS.get(key, _MISSING)
+    if plan is _MISSING:
+        try:
+            plan = _Plan(statement, dialect, column_keys)
+        except _Unsupported:
+            plan = None
+        _PLANS[key] = plan
+    return plan
+
+
+def _usable(connection: Connection) -> bool:
+    """The connection's transaction state lets the driver run the statement (else
+    SQLAlchemy's own path runs it, and raises its error for a transaction that failed)."""
+    transaction = connection.get_transaction()
+    nested = connection.get_nested_transaction()
+    return (transaction is None or transaction.is_active) and (nested is None or nested.is_active)
+
+
+def write(connection: Connection, statement: Any, params: Mapping[str, Any]) -> list[Any]:
+    """Run one INSERT (built once, given every column in ``params``) with ``params``; its
+    RETURNING rows as named tuples. On the driver's cursor on PostgreSQL, inside the
+    connection's transaction; through ``connection.execute`` elsewhere."""
+    dialect = connection.dialect
+    if dialect.name != "postgresql":
+        result = connection.execute(statement, params)
+        return result.all() if result.returns_rows else []
+    plan = _plan(statement, dialect, tuple(params))
+    if plan is None or not _usable(connection):
+        result = connection.execute(statement, params)
+        return result.all() if result.returns_rows else []
+    if connection.get_transaction() is None:
+        connection.begin()  # as execute() would
+    return _run(connection, plan, plan.params(params), write=True)
 
 
 def rows(connection: Connection, statement: Select[Any], params: Mapping[str, Any]) -> list[Any]:
@@ -76,35 +126,28 @@ def rows(connection: Connection, statement: Select[Any], params: Mapping[str, An
     dialect = connection.dialect
     if dialect.name != "postgresql":
         return connection.execute(statement, params).all()
-    key = (id(statement), id(dialect))
-    plan = _PLANS.get(key, _MISSING)
-    if plan is _MISSING:
-        try:
-            plan = _Plan(statement, dialect)
-        except _Unsupported:
-            plan = None
-        _PLANS[key] = plan
-    transaction = connection.get_transaction()
-    nested = connection.get_nested_transaction()
-    if (
-        plan is None
-        or (transaction is not None and not transaction.is_active)
-        or (nested is not None and not nested.is_active)
-    ):  # SQLAlchemy's own path (and its error for a transaction that failed)
+    plan = _plan(statement, dialect)
+    if plan is None or not _usable(connection):
         return connection.execute(statement, params).all()
-    assert isinstance(plan, _Plan)
     driver = connection.connection.dbapi_connection
-    if transaction is None and not driver.autocommit:  # type: ignore[union-attr]
+    if connection.get_transaction() is None and not driver.autocommit:  # type: ignore[union-attr]
         # as execute() would: the connection knows it is in a transaction (in autocommit
         # there is none to know of, and ending it would cost a rollback call per read)
         connection.begin()
-    values = plan.params(params)
-    cursor = driver.cursor()  # type: ignore[union-attr]
+    return _run(connection, plan, plan.params(params), write=False)
+
+
+def _run(connection: Connection, plan: _Plan, values: dict[str, Any], *, write: bool) -> list[Any]:
+    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
+        if write:
+            connection.dispatch.before_cursor_execute(
+                connection, cursor, plan.sql, values, None, False
+            )
         cursor.execute(plan.sql, values)
-        found = cursor.fetchall()
+        found = cursor.fetchall() if cursor.description is not None else []
         if plan.processors is None:
-            plan.convert(dialect, cursor.description)
+            plan.convert(connection.dialect, cursor.description or ())
     except Exception as exc:
         connection._handle_dbapi_exception(exc, plan.sql, values, cursor, None)
     finally:
