@@ -32,7 +32,7 @@ def with_optional_limit(query: Select[Any]) -> dict[bool, Select[Any]]:
 class _Plan:
     """A statement compiled for one dialect: SQL text, fixed parameters, converters."""
 
-    __slots__ = ("binds", "defaults", "processors", "row", "sql", "types")
+    __slots__ = ("binds", "defaults", "processors", "returns", "row", "sql", "types")
 
     def __init__(
         self, statement: Any, dialect: Any, column_keys: Sequence[str] | None = None
@@ -53,8 +53,10 @@ class _Plan:
         columns = compiled._result_columns
         self.types = [column[3] for column in columns]
         self.row: Any = namedtuple("Row", [column[0] for column in columns])  # noqa: PYI024
-        #: (index, converter) of the columns needing one: known after the first run
+        #: (index, converter) of the columns needing one, and whether the statement
+        #: returns rows: known after the first run
         self.processors: list[tuple[int, Callable[[Any], Any]]] | None = None
+        self.returns = True
 
     def params(self, given: Mapping[str, Any]) -> dict[str, Any]:
         values = {**self.defaults, **given}
@@ -65,6 +67,7 @@ class _Plan:
 
     def convert(self, dialect: Any, description: Sequence[Any]) -> None:
         found = []
+        self.returns = bool(description)
         if not description:  # a statement returning nothing
             self.processors = found
             return
@@ -145,9 +148,9 @@ def _run(connection: Connection, plan: _Plan, values: dict[str, Any], *, write: 
                 connection, cursor, plan.sql, values, None, False
             )
         cursor.execute(plan.sql, values)
-        found = cursor.fetchall() if cursor.description is not None else []
         if plan.processors is None:
             plan.convert(connection.dialect, cursor.description or ())
+        found = cursor.fetchall() if plan.returns else []
     except Exception as exc:
         connection._handle_dbapi_exception(exc, plan.sql, values, cursor, None)
     finally:
