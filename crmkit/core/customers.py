@@ -549,6 +549,24 @@ class CustomerService:
         access.authorise(self.crm, "customers.read", customer_id, owner=customer.owner)
         return customer
 
+    def _with_consents(self, rows: list[Any]) -> list[Customer]:
+        """Customers from rows of customers joined to their consents (``consent_purpose``,
+        ``consent_granted``; a customer's rows are adjacent)."""
+        found: list[Customer] = []
+        first: Any = None
+        consents: dict[str, bool] = {}
+        for row in rows:
+            if first is not None and row.id != first.id:
+                found.append(self._entity(first, consents))
+                first = None
+            if first is None:
+                first, consents = row, {}
+            if row.consent_purpose:
+                consents[row.consent_purpose] = bool(row.consent_granted)
+        if first is not None:
+            found.append(self._entity(first, consents))
+        return found
+
     def _get(self, customer_id: int) -> Customer:
         """:meth:`get` without a check (for operations that authorised their actor)."""
         with self.crm.reading() as connection:
@@ -754,13 +772,13 @@ class CustomerService:
         attributes)."""
         plain = _plain_list(filters)
         if plain is not None and access.visible_owners(self.crm, "customers.read") is None:
-            # only equality filters, every customer visible: a statement built once
+            # only equality filters, every customer visible: one statement built once, the
+            # page of customers joined to their consents (a row per consent)
             statement = _plain_list_statement(tuple(plain), limit is not None)
             with self.crm.reading() as connection:
                 params = {**plain, "offset": offset, "limit": limit}
                 rows = prebuilt.rows(connection, statement, params)
-                consents = self._consents(connection, [r.id for r in rows])
-                return [self._entity(r, consents.get(r.id)) for r in rows]
+            return self._with_consents(rows)
         query = self.query(**filters).order_by(t.customers.c.id).offset(offset)
         if limit is not None:
             query = query.limit(limit)
@@ -972,16 +990,28 @@ def _plain_list(filters: Mapping[str, Any]) -> dict[str, Any] | None:
 
 
 def _plain_list_statement(names: tuple[str, ...], limited: bool) -> Select[Any]:
-    """What ``list`` runs for equality filters on ``names`` (bound), by id, with a bound
-    offset and, if ``limited``, limit: built once per combination."""
+    """What ``list`` runs for equality filters on ``names`` (bound): the page of customers
+    by id (a bound offset and, if ``limited``, limit) joined to their consents, ordered by
+    id; built once per combination."""
     key = (names, limited)
     found = _PLAIN_LISTS.get(key)
     if found is None:
         c = t.customers.c
-        found = select(t.customers).where(*(c[name] == bindparam(name) for name in names))
-        found = found.order_by(c.id).offset(bindparam("offset", type_=Integer))
+        page = select(t.customers).where(*(c[name] == bindparam(name) for name in names))
+        page = page.order_by(c.id).offset(bindparam("offset", type_=Integer))
         if limited:
-            found = found.limit(bindparam("limit", type_=Integer))
+            page = page.limit(bindparam("limit", type_=Integer))
+        rows = page.subquery("page")
+        consents = t.consents.c
+        found = (
+            select(
+                rows,
+                consents.purpose.label("consent_purpose"),
+                consents.granted.label("consent_granted"),
+            )
+            .outerjoin(t.consents, consents.customer_id == rows.c.id)
+            .order_by(rows.c.id)
+        )
         _PLAIN_LISTS[key] = found
     return found
 
