@@ -14,7 +14,7 @@ from decimal import Decimal, localcontext
 from typing import TYPE_CHECKING, Any, overload
 
 import attrs
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import Select, bindparam, insert, select, update
 
 from crmkit.core import access, prebuilt
 from crmkit.core import tables as t
@@ -584,7 +584,7 @@ class OrderService:
             with self.crm.reading() as connection:
                 parameters = {"customer_id": customer_id, "limit": limit}
                 rows = prebuilt.rows(connection, _OF_CUSTOMER[limit is not None], parameters)
-                return self._entities(connection, rows)
+            return _with_lines(rows)
         if customer_id is not None:
             query = query.where(t.orders.c.customer_id == customer_id)
         if status:
@@ -615,10 +615,62 @@ class OrderService:
             return self._entities(connection, connection.execute(query).all())
 
 
-# one customer's latest orders, with and without a limit: what list() builds for them,
-# built once (crmkit.core.prebuilt)
-_OF_CUSTOMER = with_optional_limit(
-    select(t.orders)
-    .where(t.orders.c.customer_id == bindparam("customer_id"))
-    .order_by(t.orders.c.occurred_at.desc(), t.orders.c.id.desc())
-)
+def _with_lines(rows: list[Any]) -> list[Order]:
+    """Orders from rows of orders joined to their lines (``line_*`` columns; an order's
+    rows are adjacent, its lines in id order)."""
+    found: list[Order] = []
+    first: Any = None
+    lines: list[OrderLine] = []
+    for row in rows:
+        if first is not None and row.id != first.id:
+            found.append(_order_of(first, lines))
+            first = None
+        if first is None:
+            first, lines = row, []
+        if row.line_id is not None:
+            lines.append(
+                OrderLine(
+                    product=row.line_product,
+                    category=row.line_category,
+                    quantity=row.line_quantity,
+                    price=row.line_price,
+                )
+            )
+    if first is not None:
+        found.append(_order_of(first, lines))
+    return found
+
+
+def _order_of(row: Any, lines: list[OrderLine]) -> Order:
+    return Order(**{c: getattr(row, c) for c in ORDER_COLUMNS}, id=row.id, lines=lines)
+
+
+def _latest_with_lines(page: Select[Any]) -> Select[Any]:
+    """``page`` (orders, newest first) joined to their lines, in the same order (the
+    lines of an order by id): the orders and their lines in one statement."""
+    orders = page.subquery("page")
+    lines = t.order_lines.c
+    return (
+        select(
+            orders,
+            lines.id.label("line_id"),
+            lines.product.label("line_product"),
+            lines.category.label("line_category"),
+            lines.quantity.label("line_quantity"),
+            lines.price.label("line_price"),
+        )
+        .outerjoin(t.order_lines, lines.order_id == orders.c.id)
+        .order_by(orders.c.occurred_at.desc(), orders.c.id.desc(), lines.id)
+    )
+
+
+# one customer's latest orders with their lines, with and without a limit: what list()
+# reads for them, built once (crmkit.core.prebuilt)
+_OF_CUSTOMER = {
+    limited: _latest_with_lines(page)
+    for limited, page in with_optional_limit(
+        select(t.orders)
+        .where(t.orders.c.customer_id == bindparam("customer_id"))
+        .order_by(t.orders.c.occurred_at.desc(), t.orders.c.id.desc())
+    ).items()
+}

@@ -1,0 +1,94 @@
+"""The server's hot reads (statements built once, run on the driver on PostgreSQL, joined
+reads) give what the general queries give, on both backends."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+from sqlalchemy import select
+
+from crmkit.core import prebuilt
+from crmkit.core import tables as t
+
+T0 = dt.datetime(2024, 1, 1, 9, 30, tzinfo=dt.UTC)
+
+
+def _general_customers(crm, offset, limit, **filters):
+    """What ``customers.list`` gave before its plain path: the query, then the consents."""
+    query = crm.customers.query(**filters).order_by(t.customers.c.id).offset(offset)
+    if limit is not None:
+        query = query.limit(limit)
+    with crm.engine.connect() as connection:
+        rows = connection.execute(query).all()
+        consents = crm.customers._consents(connection, [r.id for r in rows])
+    return [crm.customers._entity(r, consents.get(r.id)) for r in rows]
+
+
+def test_a_plain_customer_list_equals_the_general_query(crm):
+    for n in range(12):
+        crm.customers.add(
+            {
+                "name": f"C{n}",
+                "region": "north" if n % 2 else "south",
+                "status": "lead" if n % 3 else "active",
+                "email": f"c{n}@example.com",
+                "attributes": {"vip": n % 4 == 0},
+                "consents": {"marketing": n % 2 == 0, "profiling": n % 5 != 0} if n % 3 else {},
+            }
+        )
+    for filters in ({}, {"region": "north"}, {"region": "north", "status": "lead"}, {"region": ""}):
+        for offset, limit in ((0, 50), (2, 3), (0, None), (11, 5)):
+            found = crm.customers.list(offset=offset, limit=limit, **filters)
+            assert found == _general_customers(crm, offset, limit, **filters)
+    assert any(c.consents for c in crm.customers.list())
+
+
+def test_one_customers_latest_orders_carry_their_lines_and_the_limit_counts_orders(crm):
+    customer = crm.customers.add({"name": "A"})
+    other = crm.customers.add({"name": "B"})
+    for n in range(6):
+        count = n % 3
+        crm.orders.add(
+            customer_id=customer.id,
+            amount=Decimal("2.50") * count if count else Decimal("10.5"),
+            occurred_at=T0 + dt.timedelta(days=n % 3),
+            lines=[
+                {"product": f"p{n}-{j}", "quantity": "2", "price": "1.25",
+                 "category": None if j else "x"}
+                for j in range(count)
+            ],
+        )  # fmt: skip
+    crm.orders.add(customer_id=other.id, amount="1", occurred_at=T0, lines=[
+        {"product": "q", "quantity": "1", "price": "1"}])  # fmt: skip
+    orders = t.orders.c
+    for limit in (100, 4, 1, None):
+        found = crm.orders.list(customer_id=customer.id, limit=limit)
+        query = (
+            select(t.orders)
+            .where(orders.customer_id == customer.id)
+            .order_by(orders.occurred_at.desc(), orders.id.desc())
+        )
+        if limit is not None:
+            query = query.limit(limit)
+        with crm.engine.connect() as connection:
+            expected = crm.orders._entities(connection, connection.execute(query).all())
+        assert found == expected
+        assert len(found) == min(6, limit or 6)
+    view = crm.customers.view(customer.id)
+    assert [len(o.lines) for o in view.orders] == [2, 2, 1, 1, 0, 0]
+    assert [x.product for x in view.orders[0].lines] == ["p5-0", "p5-1"]
+
+
+def test_driver_rows_equal_sqlalchemys_rows(crm):
+    customer = crm.customers.add({"name": "A", "consents": {"marketing": True}})
+    crm.orders.add(customer_id=customer.id, amount="12.5", cost="3", occurred_at=T0)
+    statement = select(t.orders).where(t.orders.c.customer_id == customer.id)
+    with crm.reading() as connection:
+        ours = prebuilt.rows(connection, statement, {})
+        theirs = connection.execute(statement).all()
+    assert [tuple(r) for r in ours] == [tuple(r) for r in theirs]
+    assert [type(v) for v in ours[0]] == [type(v) for v in theirs[0]]
+    assert ours[0].amount == Decimal("12.50") and str(ours[0].amount) == "12.50"
+    assert ours[0].occurred_at == T0 and ours[0].occurred_at.tzinfo is dt.UTC
+    assert ours[0]._asdict() == theirs[0]._asdict()
