@@ -92,3 +92,25 @@ def test_driver_rows_equal_sqlalchemys_rows(crm):
     assert ours[0].amount == Decimal("12.50") and str(ours[0].amount) == "12.50"
     assert ours[0].occurred_at == T0 and ours[0].occurred_at.tzinfo is dt.UTC
     assert ours[0]._asdict() == theirs[0]._asdict()
+
+
+def test_a_scope_reads_in_autocommit_and_its_writes_stay_atomic(crm):
+    """A connection scope (a server request) reads in autocommit on PostgreSQL and writes in
+    a transaction; the pool gets its connection back in transaction mode."""
+    kept = crm.customers.add({"name": "Kept"})
+    for _ in range(2):
+        with crm.connection_scope():
+            assert crm.customers.get(kept.id).name == "Kept"
+            try:
+                with crm.transaction():
+                    crm.customers.add({"name": "Gone"})
+                    assert [c.name for c in crm.customers.list()] == ["Kept", "Gone"]
+                    raise RuntimeError("undo")
+            except RuntimeError:
+                pass
+            assert [c.name for c in crm.customers.list()] == ["Kept"]
+            crm.interactions.log(kept.id, "phone", subject="after the rollback")
+        with crm.engine.connect() as connection:
+            driver = connection.connection.dbapi_connection
+            assert getattr(driver, "autocommit", False) is False
+    assert len(crm.interactions.list(customer_id=kept.id)) == 2
