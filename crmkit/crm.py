@@ -111,6 +111,8 @@ class CRM:
             f"crmkit_connection_{id(self)}", default=None
         )
         self._watch_writes()
+        if self.engine.dialect.name == "postgresql":
+            event.listen(self.engine, "before_execute", _streams_in_a_transaction)
         self.settings = self._collect_settings()
         self.attribute_definitions = self._collect_attributes()
         self.workflow_definitions = self._collect_workflows()
@@ -473,6 +475,25 @@ def _pool_options(config: config_module.Config) -> dict[str, Any]:
     if not db.normalise_url(config.database).startswith("postgresql"):
         return {}
     return {"pool_size": max(5, config.server.threads + 2)}
+
+
+#: psycopg's TransactionStatus.IDLE (no transaction open on the connection)
+_IDLE = 0
+
+
+def _streams_in_a_transaction(
+    connection: Connection, _clause: Any, _multi: Any, _params: Any, options: Any
+) -> None:
+    """A streamed read (``yield_per``, ``stream_results``: a server-side cursor, which
+    PostgreSQL opens only inside a transaction) on a connection a connection scope lent in
+    autocommit runs in a transaction: its lend ends it (the scope switches back)."""
+    if not (options.get("yield_per") or options.get("stream_results")):
+        given = connection.get_execution_options()
+        if not (given.get("yield_per") or given.get("stream_results")):
+            return
+    driver: Any = connection.connection.dbapi_connection
+    if driver.autocommit and driver.info.transaction_status == _IDLE:
+        driver.autocommit = False  # ended by the lend's rollback
 
 
 class _SharedConnection:

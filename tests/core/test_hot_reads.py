@@ -115,3 +115,21 @@ def test_a_scope_reads_in_autocommit_and_its_writes_stay_atomic(crm):
             driver = connection.connection.dbapi_connection
             assert getattr(driver, "autocommit", False) is False
     assert len(crm.interactions.list(customer_id=kept.id)) == 2
+
+
+def test_a_streamed_read_inside_a_scope_works(crm):
+    """A plugin's streamed read (yield_per: a server-side cursor, which PostgreSQL opens only
+    in a transaction) inside a connection scope, whose reads run in autocommit."""
+    for n in range(5):
+        crm.customers.add({"name": f"C{n}"})
+    with crm.connection_scope():
+        assert crm.customers.get(1).name == "C0"
+        with crm.reading() as connection:
+            result = connection.execute(
+                select(t.customers.c.id).order_by(t.customers.c.id),
+                execution_options={"yield_per": 2},
+            )
+            assert [len(p) for p in result.partitions()] == [2, 2, 1]
+        assert len(crm.customers.list()) == 5
+        crm.customers.add({"name": "C5"})
+    assert len(crm.customers.list()) == 6
