@@ -4,6 +4,7 @@ the pool notices the dropped connections at checkout and opens new ones (crmkit.
 from __future__ import annotations
 
 import time
+import warnings
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -88,3 +89,32 @@ def test_without_the_check_the_first_read_fails(pg_url):
             connection.execute(text("SELECT 1"))
     finally:
         engine.dispose()
+
+
+def test_the_servers_next_request_after_the_sessions_were_ended_succeeds(pg_url):
+    """Over HTTP (the ASGI app in process, its handler threads and pool): requests after
+    every session was ended are answered as before."""
+    with warnings.catch_warnings():  # its notice about httpx: the client works as is
+        warnings.simplefilter("ignore")
+        from starlette.testclient import TestClient
+
+    from crmkit.core import identity
+    from crmkit.server.app import create_app
+
+    with crmkit.open(pg_url, plugins=[], upgrade=True) as crm:
+        crm.staff.add("boss", "Boss", roles=["manager"])
+        customer = crm.customers.add({"name": "Ada"})
+        token, _info = identity.create_token(crm, "boss", scopes=["*"], name="t")
+        headers = {"Authorization": f"Bearer {token}"}
+        with TestClient(create_app(crm)) as client:
+            path = f"/api/v1/customers/{customer.id}"
+            assert client.get(path, headers=headers).status_code == 200
+            assert _terminate_others(pg_url) >= 1
+            assert client.get(path, headers=headers).json()["name"] == "Ada"
+            assert client.get(f"{path}/360", headers=headers).status_code == 200
+            logged = client.post(
+                "/api/v1/interactions",
+                json={"customer_id": customer.id, "channel": "phone", "subject": "after"},
+                headers=headers,
+            )
+            assert logged.status_code == 201
