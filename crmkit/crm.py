@@ -275,7 +275,7 @@ class CRM:
     @contextmanager
     def connection_scope(self) -> Iterator[None]:
         """Within the block, this thread's reads and its transaction share one database
-        connection: one pool checkout (and liveness ping) instead of one per read. The
+        connection: one pool checkout (and liveness check) instead of one per read. The
         server opens one per request; each read still ends its own snapshot, so a read
         after a write sees it."""
         if self._shared.get() is not None:
