@@ -118,3 +118,20 @@ def test_the_servers_next_request_after_the_sessions_were_ended_succeeds(pg_url)
                 headers=headers,
             )
             assert logged.status_code == 201
+
+
+def test_a_session_ended_mid_request_is_sqlalchemys_error_and_the_next_request_works(pg_url):
+    """A read on the driver (crmkit.core.prebuilt) that finds its session ended raises what
+    SQLAlchemy raises (the server answers 503) and invalidates the connection."""
+    from sqlalchemy.exc import OperationalError
+
+    with crmkit.open(pg_url, plugins=[], upgrade=True) as crm:
+        customer = crm.customers.add({"name": "Ada"})
+        with crm.connection_scope():
+            assert crm.customers.get(customer.id).name == "Ada"
+            _terminate_others(pg_url)
+            with pytest.raises(OperationalError) as failed:
+                crm.customers.get(customer.id)
+            assert failed.value.connection_invalidated
+        with crm.connection_scope():
+            assert crm.customers.get(customer.id).name == "Ada"
