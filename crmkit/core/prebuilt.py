@@ -140,8 +140,22 @@ def rows(connection: Connection, statement: Select[Any], params: Mapping[str, An
     return _run(connection, plan, plan.params(params), write=False)
 
 
+def _cursor(connection: Connection, plan: _Plan) -> Any:
+    """The driver connection's cursor for ``plan``, kept with the connection (its pool
+    record's ``info``, emptied when the connection is replaced): a cursor running the same
+    statement again skips the driver's per-cursor setup, about a third of its work."""
+    pooled = connection.connection
+    cursors = pooled.info.get("crmkit_cursors")
+    if cursors is None:
+        cursors = pooled.info["crmkit_cursors"] = {}
+    cursor = cursors.get(plan)
+    if cursor is None or cursor.closed or cursor.connection is not pooled.dbapi_connection:
+        cursor = cursors[plan] = pooled.dbapi_connection.cursor()  # type: ignore[union-attr]
+    return cursor
+
+
 def _run(connection: Connection, plan: _Plan, values: dict[str, Any], *, write: bool) -> list[Any]:
-    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    cursor = _cursor(connection, plan)
     try:
         if write:
             connection.dispatch.before_cursor_execute(
@@ -153,8 +167,6 @@ def _run(connection: Connection, plan: _Plan, values: dict[str, Any], *, write: 
         found = cursor.fetchall() if plan.returns else []
     except Exception as exc:
         connection._handle_dbapi_exception(exc, plan.sql, values, cursor, None)
-    finally:
-        cursor.close()
     make = plan.row._make
     processors = plan.processors
     if not processors:
