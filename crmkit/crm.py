@@ -111,6 +111,8 @@ class CRM:
             f"crmkit_connection_{id(self)}", default=None
         )
         self._watch_writes()
+        if self.engine.dialect.name == "postgresql":
+            event.listen(self.engine, "before_execute", _streams_in_a_transaction)
         self.settings = self._collect_settings()
         self.attribute_definitions = self._collect_attributes()
         self.workflow_definitions = self._collect_workflows()
@@ -273,7 +275,7 @@ class CRM:
     @contextmanager
     def connection_scope(self) -> Iterator[None]:
         """Within the block, this thread's reads and its transaction share one database
-        connection: one pool checkout (and liveness ping) instead of one per read. The
+        connection: one pool checkout (and liveness check) instead of one per read. The
         server opens one per request; each read still ends its own snapshot, so a read
         after a write sees it."""
         if self._shared.get() is not None:
@@ -475,6 +477,25 @@ def _pool_options(config: config_module.Config) -> dict[str, Any]:
     return {"pool_size": max(5, config.server.threads + 2)}
 
 
+#: psycopg's TransactionStatus.IDLE (no transaction open on the connection)
+_IDLE = 0
+
+
+def _streams_in_a_transaction(
+    connection: Connection, _clause: Any, _multi: Any, _params: Any, options: Any
+) -> None:
+    """A streamed read (``yield_per``, ``stream_results``: a server-side cursor, which
+    PostgreSQL opens only inside a transaction) on a connection a connection scope lent in
+    autocommit runs in a transaction: its lend ends it (the scope switches back)."""
+    if not (options.get("yield_per") or options.get("stream_results")):
+        given = connection.get_execution_options()
+        if not (given.get("yield_per") or given.get("stream_results")):
+            return
+    driver: Any = connection.connection.dbapi_connection
+    if driver.autocommit and driver.info.transaction_status == _IDLE:
+        driver.autocommit = False  # ended by the lend's rollback
+
+
 class _SharedConnection:
     """The connection a :meth:`CRM.connection_scope` lends to one read or write at a time."""
 
@@ -485,7 +506,9 @@ class _SharedConnection:
         # PostgreSQL reads run in autocommit: each statement is its own READ COMMITTED
         # snapshot, as inside a transaction, without the BEGIN and ROLLBACK round trips
         self.autocommit_reads = engine.dialect.name == "postgresql"
-        self.level: str | None = None
+        #: the driver connection was switched to autocommit (switched back before the pool
+        #: gets it: the pool's connections are in transaction mode)
+        self.switched = False
 
     def connect(self) -> Connection:
         if self.connection is None:
@@ -498,26 +521,34 @@ class _SharedConnection:
         if connection.in_transaction():
             connection.rollback()
         if self.autocommit_reads:
-            level = connection.default_isolation_level if write else "AUTOCOMMIT"
-            if level != self.level:
-                connection.execution_options(isolation_level=level)
-                self.level = level
-        self.lent = True
-        if write:  # SQLite: BEGIN IMMEDIATE for this transaction only
+            # on the driver connection itself: what execution_options(isolation_level=...)
+            # does, at a tenth of its cost (and no reset of it at every check-in)
+            driver = connection.connection.dbapi_connection
+            if driver.autocommit is write:  # type: ignore[union-attr]
+                driver.autocommit = not write  # type: ignore[union-attr]
+                self.switched = True
+        elif write:  # SQLite: BEGIN IMMEDIATE for this transaction only
             connection.execution_options(**db.WRITE)
+        self.lent = True
         try:
             yield connection
         finally:
             self.lent = False
-            if write:
+            if write and not self.autocommit_reads:
                 connection.execution_options(crmkit_write=False)
             if connection.in_transaction():  # end the read's snapshot
                 connection.rollback()
 
     def close(self) -> None:
-        if self.connection is not None:
-            self.connection.close()
-            self.connection = None
+        if self.connection is None:
+            return
+        connection, self.connection = self.connection, None
+        if self.switched and not connection.invalidated:
+            try:
+                connection.connection.dbapi_connection.autocommit = False  # type: ignore[union-attr]
+            except Exception:  # a broken connection: never back into the pool
+                connection.invalidate()
+        connection.close()
 
 
 def utcnow() -> dt.datetime:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 from sqlalchemy import Connection, insert, select, update
 
+from crmkit.core import prebuilt
 from crmkit.core import tables as t
 from crmkit.core.serialize import jsonable
 
@@ -81,8 +82,9 @@ def record(
     """Append one entry in ``ctx``'s transaction (see :meth:`HookContext.audit`)."""
     actor = ctx.actor
     values = jsonable(dict(changes)) if changes is not None else diff(before, after)
-    ctx.connection.execute(
-        insert(t.audit_log),
+    prebuilt.write(
+        ctx.connection,
+        _INSERT,
         {
             "at": ctx.now,
             "actor": actor.name,
@@ -97,6 +99,10 @@ def record(
         },
     )
     ctx.audited = True
+
+
+#: the entry's INSERT, built once (crmkit.core.prebuilt)
+_INSERT = insert(t.audit_log)
 
 
 def note_statement(ctx: HookContext, statement: str) -> None:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Integer, Select, bindparam, select
 
-from crmkit.core import access
+from crmkit.core import access, prebuilt
 from crmkit.core import tables as t
 from crmkit.core.audit import AuditEntry
 from crmkit.core.prebuilt import with_optional_limit
@@ -108,7 +108,7 @@ def of_customer(crm: CRM, customer_id: int, *, limit: int | None = None) -> list
     check (the 360 and the export authorise their own actor)."""
     query = _OF_CUSTOMER[limit is not None]
     with crm.reading() as connection:
-        rows = connection.execute(query, {"customer_id": customer_id, "limit": limit})
+        rows = prebuilt.rows(connection, query, {"customer_id": customer_id, "limit": limit})
         return [_entry(row) for row in rows]
 
 

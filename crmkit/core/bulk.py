@@ -22,6 +22,7 @@ from sqlalchemy import (
     text,
 )
 
+from crmkit.core import prebuilt
 from crmkit.core.types import Money, UTCDateTime
 from crmkit.errors import ValidationError
 
@@ -76,7 +77,10 @@ def insert_rows(
     if not driver_form and len(rows) <= FEW_ROWS and connection.dialect.name != "sqlite":
         # a handful of rows (one order from the API): one INSERT ... RETURNING beats
         # taking ids from the sequence and opening a COPY
-        statement = insert(table).returning(table.c.id, sort_by_parameter_order=True)
+        statement = _returning_id(table)
+        if len(rows) == 1:  # the statement built once, run on the driver
+            row = dict(zip(columns, rows[0], strict=True))
+            return [prebuilt.write(connection, statement, row)[0].id]
         return list(
             connection.scalars(statement, [dict(zip(columns, r, strict=True)) for r in rows])
         )
@@ -91,6 +95,18 @@ def insert_rows(
     sql = f"INSERT INTO {quote(table.name)} ({names}) VALUES ({marks})"  # noqa: S608
     connection.exec_driver_sql(sql, rows if isinstance(rows, list) else list(rows))
     return _derived_ids(connection, table, before, len(rows))
+
+
+_RETURNING_ID: dict[str, Any] = {}
+
+
+def _returning_id(table: Table) -> Any:
+    """``INSERT INTO table ... RETURNING id`` (ids in the order of the rows), built once."""
+    found = _RETURNING_ID.get(table.name)
+    if found is None or found.table is not table:
+        found = insert(table).returning(table.c.id, sort_by_parameter_order=True)
+        _RETURNING_ID[table.name] = found
+    return found
 
 
 def _copy_rows(

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 from sqlalchemy import and_, bindparam, delete, insert, select
 
-from crmkit.core import access
+from crmkit.core import access, prebuilt
 from crmkit.core import tables as t
 from crmkit.core.bulk import chunks
 from crmkit.errors import ValidationError
@@ -92,12 +92,13 @@ def history(crm: CRM, customer_id: int, *, purpose: str | None = None) -> list[C
     """Every grant and withdrawal by the customer, oldest first (one purpose if given)."""
     if not access.is_trusted(crm):  # a trusted caller (the 360) has the customer already
         crm.customers.get(customer_id)  # customers.read on it
-    query = _HISTORY
-    if purpose:
-        query = query.where(t.consent_changes.c.purpose == purpose)
     with crm.reading() as connection:
-        rows = connection.execute(query, {"customer_id": customer_id})
-        return [ConsentChange(**row._mapping) for row in rows]
+        if purpose:
+            query = _HISTORY.where(t.consent_changes.c.purpose == purpose)
+            rows = connection.execute(query, {"customer_id": customer_id}).all()
+        else:
+            rows = prebuilt.rows(connection, _HISTORY, {"customer_id": customer_id})
+        return [ConsentChange(**row._asdict()) for row in rows]
 
 
 # built once (the 360 reads it on every call): see crmkit.core.customers._GET

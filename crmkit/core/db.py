@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import select
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DisconnectionError
 
 from crmkit.errors import ConfigError
 
@@ -50,12 +51,34 @@ def create(url: str, **kwargs: Any) -> Engine:
         return engine
     if backend == "postgresql":
         try:
-            return create_engine(url, pool_pre_ping=True, **kwargs)
+            engine = create_engine(url, **kwargs)
         except ModuleNotFoundError as exc:
             raise ConfigError(
                 "PostgreSQL needs the psycopg driver: pip install 'crmkit[postgres]'"
             ) from exc
+        event.listen(engine, "checkout", _refuse_dropped)
+        return engine
     raise ConfigError(f"database backend {backend!r} is not supported; use sqlite or postgresql")
+
+
+def _refuse_dropped(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """Hide a restarted (or killed) database server from the callers, without a round trip.
+
+    A pooled PostgreSQL connection is idle between checkouts: the server sends it nothing
+    unless it ends the session (a restart, ``pg_terminate_backend``, an idle timeout),
+    when it writes the error and closes the socket. So a socket with something to read, or
+    a connection the driver knows is closed, is a dropped one: raising
+    :class:`DisconnectionError` makes the pool discard it and check out (or open) another.
+    This replaces ``pool_pre_ping``, which cost a ``SELECT 1`` round trip per checkout
+    (one per server request); a session that ends between this check and the first
+    statement fails that statement, as it would after a ping.
+    """
+    if dbapi_connection.closed:
+        raise DisconnectionError("the connection was closed")
+    poller = select.poll()
+    poller.register(dbapi_connection.fileno(), select.POLLIN)
+    if poller.poll(0):
+        raise DisconnectionError("the database ended the session (restarted or terminated)")
 
 
 def _configure_sqlite(engine: Engine) -> None:

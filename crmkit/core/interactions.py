@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 from sqlalchemy import bindparam, select
 
-from crmkit.core import access
+from crmkit.core import access, prebuilt
 from crmkit.core import tables as t
 from crmkit.core.bulk import check_values, chunks, existing_values, insert_many, lock_inserts
 from crmkit.core.entities import Interaction
@@ -121,10 +121,8 @@ class InteractionService:
     def _customer(ctx: Any, customer_id: int) -> tuple[str | None, dict[int, str]]:
         """The customer's owner and, if it takes no new data, why (one query for what the
         permission check and :meth:`_insert`'s writability check need)."""
-        c = t.customers.c
-        row = ctx.connection.execute(
-            select(c.owner, c.erased_at, c.merged_into).where(c.id == customer_id)
-        ).first()
+        found = prebuilt.rows(ctx.connection, _CUSTOMER_STATE, {"customer_id": customer_id})
+        row = found[0] if found else None
         if row is None:
             raise NotFound(
                 f"customer {customer_id} not found; interactions need an existing customer"
@@ -262,10 +260,12 @@ class InteractionService:
         if customer_id is not None and scoped is None and not filtered:
             # one customer's latest (the 360's read): the statement built once
             with self.crm.reading() as connection:
-                rows = connection.execute(
-                    _OF_CUSTOMER[limit is not None], {"customer_id": customer_id, "limit": limit}
+                rows = prebuilt.rows(
+                    connection,
+                    _OF_CUSTOMER[limit is not None],
+                    {"customer_id": customer_id, "limit": limit},
                 )
-                return [Interaction(**row._mapping) for row in rows]
+                return [Interaction(**row._asdict()) for row in rows]
         query = select(t.interactions)
         if scoped is not None:
             query = query.where(scoped)
@@ -294,6 +294,11 @@ class InteractionService:
         with self.crm.reading() as connection:
             return [Interaction(**row._mapping) for row in connection.execute(query)]
 
+
+#: what logging an interaction reads of its customer, built once
+_CUSTOMER_STATE = select(
+    t.customers.c.owner, t.customers.c.erased_at, t.customers.c.merged_into
+).where(t.customers.c.id == bindparam("customer_id"))
 
 # one customer's latest interactions, with and without a limit: what list() builds for
 # them, built once (crmkit.core.prebuilt)

@@ -14,9 +14,9 @@ from decimal import Decimal, localcontext
 from typing import TYPE_CHECKING, Any, overload
 
 import attrs
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import Select, bindparam, insert, select, update
 
-from crmkit.core import access
+from crmkit.core import access, prebuilt
 from crmkit.core import tables as t
 from crmkit.core.bulk import (
     RowFormat,
@@ -28,7 +28,7 @@ from crmkit.core.bulk import (
 )
 from crmkit.core.customers import BulkResult
 from crmkit.core.entities import ORDER_STATUSES, Order, OrderLine
-from crmkit.core.personal import erased_or_merged
+from crmkit.core.personal import erased_or_merged, refusal
 from crmkit.core.prebuilt import with_optional_limit
 from crmkit.core.types import money_scale
 from crmkit.errors import Conflict, NotFound, ValidationError
@@ -128,6 +128,22 @@ def refuse_unwritable(connection: Any, customer_ids: Iterable[int]) -> None:
         raise Conflict(refused[min(refused)])
 
 
+def _check_customer(connection: Any, customer_id: int) -> None:
+    """NotFound for no such customer, Conflict when it takes no new data: what the existence
+    check and :func:`refuse_unwritable` say for one customer, in one query."""
+    found = prebuilt.rows(connection, _CUSTOMER_STATE, {"customer_id": customer_id})
+    if not found:
+        raise NotFound(f"customer {customer_id} not found; orders need an existing customer")
+    reason = refusal(customer_id, found[0].erased_at, found[0].merged_into)
+    if reason:
+        raise Conflict(reason)
+
+
+_CUSTOMER_STATE = select(
+    t.customers.c.id, t.customers.c.erased_at, t.customers.c.merged_into
+).where(t.customers.c.id == bindparam("customer_id"))
+
+
 def check_signs(amount: Decimal, cost: Decimal | None, status: str) -> None:
     """Negative amounts and costs are refused unless the order is refunded."""
     if status == REFUND_STATUS:
@@ -150,6 +166,14 @@ def _lines_of(connection: Any, order_ids: list[int]) -> tuple[Any, dict[str, Any
         return _pg_lines_statement(), {"order_ids": order_ids}
     lines = t.order_lines
     return select(lines).where(lines.c.order_id.in_(order_ids)).order_by(lines.c.id), {}
+
+
+def _lines(connection: Any, order_ids: list[int]) -> list[Any]:
+    """The lines of these orders, ordered by id (PostgreSQL: on the driver's cursor)."""
+    statement, parameters = _lines_of(connection, order_ids)
+    if parameters:
+        return prebuilt.rows(connection, statement, parameters)
+    return connection.execute(statement).all()
 
 
 _PG_LINES: list[Any] = []
@@ -403,12 +427,15 @@ class OrderService:
         if not fresh:
             return []
         customer_ids = {o.customer_id for o in fresh}
-        known = existing_values(connection, t.customers.c.id, customer_ids)
-        if missing := customer_ids - known:
-            raise NotFound(
-                f"customer {sorted(missing)[0]} not found; orders need an existing customer"
-            )
-        refuse_unwritable(connection, customer_ids)
+        if len(customer_ids) == 1:  # one customer (an order from the API): one query
+            _check_customer(connection, next(iter(customer_ids)))
+        else:
+            known = existing_values(connection, t.customers.c.id, customer_ids)
+            if missing := customer_ids - known:
+                raise NotFound(
+                    f"customer {sorted(missing)[0]} not found; orders need an existing customer"
+                )
+            refuse_unwritable(connection, customer_ids)
         rows = [tuple(getattr(o, c) for c in ORDER_COLUMNS) for o in fresh]
         new_ids = insert_rows(connection, t.orders, ORDER_COLUMNS, rows)
         line_rows = [
@@ -459,7 +486,7 @@ class OrderService:
         lines: dict[int, list[OrderLine]] = {}
         ids = [r.id for r in rows]
         for chunk in chunks(iter(ids), 5000):
-            for line in connection.execute(*_lines_of(connection, chunk)):
+            for line in _lines(connection, chunk):
                 lines.setdefault(line.order_id, []).append(
                     OrderLine(
                         product=line.product,
@@ -556,8 +583,8 @@ class OrderService:
             # one customer's latest (the 360's read): the statement built once
             with self.crm.reading() as connection:
                 parameters = {"customer_id": customer_id, "limit": limit}
-                rows = connection.execute(_OF_CUSTOMER[limit is not None], parameters).all()
-                return self._entities(connection, rows)
+                rows = prebuilt.rows(connection, _OF_CUSTOMER[limit is not None], parameters)
+            return _with_lines(rows)
         if customer_id is not None:
             query = query.where(t.orders.c.customer_id == customer_id)
         if status:
@@ -588,10 +615,62 @@ class OrderService:
             return self._entities(connection, connection.execute(query).all())
 
 
-# one customer's latest orders, with and without a limit: what list() builds for them,
-# built once (crmkit.core.prebuilt)
-_OF_CUSTOMER = with_optional_limit(
-    select(t.orders)
-    .where(t.orders.c.customer_id == bindparam("customer_id"))
-    .order_by(t.orders.c.occurred_at.desc(), t.orders.c.id.desc())
-)
+def _with_lines(rows: list[Any]) -> list[Order]:
+    """Orders from rows of orders joined to their lines (``line_*`` columns; an order's
+    rows are adjacent, its lines in id order)."""
+    found: list[Order] = []
+    first: Any = None
+    lines: list[OrderLine] = []
+    for row in rows:
+        if first is not None and row.id != first.id:
+            found.append(_order_of(first, lines))
+            first = None
+        if first is None:
+            first, lines = row, []
+        if row.line_id is not None:
+            lines.append(
+                OrderLine(
+                    product=row.line_product,
+                    category=row.line_category,
+                    quantity=row.line_quantity,
+                    price=row.line_price,
+                )
+            )
+    if first is not None:
+        found.append(_order_of(first, lines))
+    return found
+
+
+def _order_of(row: Any, lines: list[OrderLine]) -> Order:
+    return Order(**{c: getattr(row, c) for c in ORDER_COLUMNS}, id=row.id, lines=lines)
+
+
+def _latest_with_lines(page: Select[Any]) -> Select[Any]:
+    """``page`` (orders, newest first) joined to their lines, in the same order (the
+    lines of an order by id): the orders and their lines in one statement."""
+    orders = page.subquery("page")
+    lines = t.order_lines.c
+    return (
+        select(
+            orders,
+            lines.id.label("line_id"),
+            lines.product.label("line_product"),
+            lines.category.label("line_category"),
+            lines.quantity.label("line_quantity"),
+            lines.price.label("line_price"),
+        )
+        .outerjoin(t.order_lines, lines.order_id == orders.c.id)
+        .order_by(orders.c.occurred_at.desc(), orders.c.id.desc(), lines.id)
+    )
+
+
+# one customer's latest orders with their lines, with and without a limit: what list()
+# reads for them, built once (crmkit.core.prebuilt)
+_OF_CUSTOMER = {
+    limited: _latest_with_lines(page)
+    for limited, page in with_optional_limit(
+        select(t.orders)
+        .where(t.orders.c.customer_id == bindparam("customer_id"))
+        .order_by(t.orders.c.occurred_at.desc(), t.orders.c.id.desc())
+    ).items()
+}

@@ -18,6 +18,8 @@ from sqlalchemy import DateTime, Numeric
 from sqlalchemy.types import TypeDecorator
 
 _FOUR_PLACES = Decimal("0.0001")
+_THREE_PLACES = Decimal("0.001")
+_TWO_PLACES = Decimal("0.01")
 
 
 class UTCDateTime(TypeDecorator):
@@ -76,9 +78,14 @@ def money_scale(value: Decimal) -> Decimal:
     both read back as ``250.00``, and ``0.0001`` stays ``0.0001``.
     """
     value = value.quantize(_FOUR_PLACES)
-    exponent = value.normalize().as_tuple().exponent
-    places = max(2, -exponent if isinstance(exponent, int) and exponent < 0 else 0)
-    return value.quantize(Decimal(1).scaleb(-places))
+    # the places its trailing zeros leave, from the integer it is in ten-thousandths
+    # (what normalize().as_tuple() told, at less than half the cost: every amount read)
+    units = int(value.scaleb(4))
+    if units % 100 == 0:
+        return value.quantize(_TWO_PLACES)
+    if units % 10 == 0:
+        return value.quantize(_THREE_PLACES)
+    return value
 
 
 def to_decimal(value: Any) -> Decimal:

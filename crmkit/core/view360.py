@@ -18,6 +18,7 @@ may not read are left out (who did what, when, to which fields stays).
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +26,7 @@ import attrs
 from sqlalchemy import and_, bindparam, func, select
 
 from crmkit import plugins as plugin_loader
-from crmkit.core import access, auditlog
+from crmkit.core import access, auditlog, prebuilt
 from crmkit.core import tables as t
 from crmkit.core.audit import AuditEntry
 from crmkit.core.entities import Contact, Customer, Interaction, Section, TimelineEntry
@@ -120,13 +121,16 @@ _ENTITY_PART = {"interaction": "interactions", "order": "orders", "workflow": "w
 def build(crm: CRM, customer_id: int, *, limit: int = 100) -> Customer360:
     """The 360 view: profile, contacts, timeline, orders, workflows, plugin sections,
     activity (see the module doc for what each actor sees)."""
-    customer = crm.customers.get(customer_id)
-    may = {
-        part: access.may(crm, action, customer_id, owner=customer.owner)
-        for part, action in PARTS.items()
-    }
-    with access.trusted(crm):
-        return _build(crm, customer, may, limit)
+    # in a connection scope (a server request): its connection lent once for every read
+    # of the view (each still its own statement), not a lend and its end per part
+    with crm.reading() if crm._shared.get() is not None else nullcontext():
+        customer = crm.customers.get(customer_id)
+        may = {
+            part: access.may(crm, action, customer_id, owner=customer.owner)
+            for part, action in PARTS.items()
+        }
+        with access.trusted(crm):
+            return _build(crm, customer, may, limit)
 
 
 def _build(crm: CRM, customer: Customer, may: dict[str, bool], limit: int) -> Customer360:
@@ -157,7 +161,7 @@ def _totals(crm: CRM, customer_id: int, allowed: bool) -> dict[str, Any]:
     if not allowed:
         return {"paid_orders": None, "revenue": None, "last_order": None}
     with crm.reading() as connection:
-        totals_row = connection.execute(_TOTALS, {"customer_id": customer_id}).one()
+        totals_row = prebuilt.rows(connection, _TOTALS, {"customer_id": customer_id})[0]
     return {
         "paid_orders": totals_row[0],
         "revenue": to_decimal(totals_row[1]) if totals_row[1] is not None else Decimal(0),

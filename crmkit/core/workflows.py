@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, bindparam, func, insert, over, select, true, update
 
-from crmkit.core import access
+from crmkit.core import access, prebuilt
 from crmkit.core import tables as t
 from crmkit.core.entities import to_money
 from crmkit.core.workflow import StageFigures, Transition, WorkflowDefinition, WorkflowInstance
@@ -327,8 +327,8 @@ class WorkflowService:
         if customer_id is not None and query.whereclause is None and not filtered:
             # one customer's instances (the 360's read): the statement built once
             with self.crm.reading() as connection:
-                rows = connection.execute(_OF_CUSTOMER, {"customer_id": customer_id})
-                return [WorkflowInstance(**row._mapping) for row in rows]
+                rows = prebuilt.rows(connection, _OF_CUSTOMER, {"customer_id": customer_id})
+                return [WorkflowInstance(**row._asdict()) for row in rows]
         if workflow:
             query = query.where(t.workflow_instances.c.workflow == workflow)
         if stage:

@@ -1,0 +1,135 @@
+"""The server's hot reads (statements built once, run on the driver on PostgreSQL, joined
+reads) give what the general queries give, on both backends."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+from sqlalchemy import select
+
+from crmkit.core import prebuilt
+from crmkit.core import tables as t
+
+T0 = dt.datetime(2024, 1, 1, 9, 30, tzinfo=dt.UTC)
+
+
+def _general_customers(crm, offset, limit, **filters):
+    """What ``customers.list`` gave before its plain path: the query, then the consents."""
+    query = crm.customers.query(**filters).order_by(t.customers.c.id).offset(offset)
+    if limit is not None:
+        query = query.limit(limit)
+    with crm.engine.connect() as connection:
+        rows = connection.execute(query).all()
+        consents = crm.customers._consents(connection, [r.id for r in rows])
+    return [crm.customers._entity(r, consents.get(r.id)) for r in rows]
+
+
+def test_a_plain_customer_list_equals_the_general_query(crm):
+    for n in range(12):
+        crm.customers.add(
+            {
+                "name": f"C{n}",
+                "region": "north" if n % 2 else "south",
+                "status": "lead" if n % 3 else "active",
+                "email": f"c{n}@example.com",
+                "attributes": {"vip": n % 4 == 0},
+                "consents": {"marketing": n % 2 == 0, "profiling": n % 5 != 0} if n % 3 else {},
+            }
+        )
+    for filters in ({}, {"region": "north"}, {"region": "north", "status": "lead"}, {"region": ""}):
+        for offset, limit in ((0, 50), (2, 3), (0, None), (11, 5)):
+            found = crm.customers.list(offset=offset, limit=limit, **filters)
+            assert found == _general_customers(crm, offset, limit, **filters)
+    assert any(c.consents for c in crm.customers.list())
+
+
+def test_one_customers_latest_orders_carry_their_lines_and_the_limit_counts_orders(crm):
+    customer = crm.customers.add({"name": "A"})
+    other = crm.customers.add({"name": "B"})
+    for n in range(6):
+        count = n % 3
+        crm.orders.add(
+            customer_id=customer.id,
+            amount=Decimal("2.50") * count if count else Decimal("10.5"),
+            occurred_at=T0 + dt.timedelta(days=n % 3),
+            lines=[
+                {"product": f"p{n}-{j}", "quantity": "2", "price": "1.25",
+                 "category": None if j else "x"}
+                for j in range(count)
+            ],
+        )  # fmt: skip
+    crm.orders.add(customer_id=other.id, amount="1", occurred_at=T0, lines=[
+        {"product": "q", "quantity": "1", "price": "1"}])  # fmt: skip
+    orders = t.orders.c
+    for limit in (100, 4, 1, None):
+        found = crm.orders.list(customer_id=customer.id, limit=limit)
+        query = (
+            select(t.orders)
+            .where(orders.customer_id == customer.id)
+            .order_by(orders.occurred_at.desc(), orders.id.desc())
+        )
+        if limit is not None:
+            query = query.limit(limit)
+        with crm.engine.connect() as connection:
+            expected = crm.orders._entities(connection, connection.execute(query).all())
+        assert found == expected
+        assert len(found) == min(6, limit or 6)
+    view = crm.customers.view(customer.id)
+    assert [len(o.lines) for o in view.orders] == [2, 2, 1, 1, 0, 0]
+    assert [x.product for x in view.orders[0].lines] == ["p5-0", "p5-1"]
+
+
+def test_driver_rows_equal_sqlalchemys_rows(crm):
+    customer = crm.customers.add({"name": "A", "consents": {"marketing": True}})
+    crm.orders.add(customer_id=customer.id, amount="12.5", cost="3", occurred_at=T0)
+    statement = select(t.orders).where(t.orders.c.customer_id == customer.id)
+    with crm.reading() as connection:
+        ours = prebuilt.rows(connection, statement, {})
+        theirs = connection.execute(statement).all()
+    assert [tuple(r) for r in ours] == [tuple(r) for r in theirs]
+    assert [type(v) for v in ours[0]] == [type(v) for v in theirs[0]]
+    assert ours[0].amount == Decimal("12.50") and str(ours[0].amount) == "12.50"
+    assert ours[0].occurred_at == T0 and ours[0].occurred_at.tzinfo is dt.UTC
+    assert ours[0]._asdict() == theirs[0]._asdict()
+
+
+def test_a_scope_reads_in_autocommit_and_its_writes_stay_atomic(crm):
+    """A connection scope (a server request) reads in autocommit on PostgreSQL and writes in
+    a transaction; the pool gets its connection back in transaction mode."""
+    kept = crm.customers.add({"name": "Kept"})
+    crm.engine.pool.dispose()  # one pooled connection from here: the scope's
+    for _ in range(2):
+        with crm.connection_scope():
+            assert crm.customers.get(kept.id).name == "Kept"
+            try:
+                with crm.transaction():
+                    crm.customers.add({"name": "Gone"})
+                    assert [c.name for c in crm.customers.list()] == ["Kept", "Gone"]
+                    raise RuntimeError("undo")
+            except RuntimeError:
+                pass
+            crm.interactions.log(kept.id, "phone", subject="after the rollback")
+            assert [c.name for c in crm.customers.list()] == ["Kept"]  # the last: a read
+        with crm.engine.connect() as connection:
+            driver = connection.connection.dbapi_connection
+            assert getattr(driver, "autocommit", False) is False
+    assert len(crm.interactions.list(customer_id=kept.id)) == 2
+
+
+def test_a_streamed_read_inside_a_scope_works(crm):
+    """A plugin's streamed read (yield_per: a server-side cursor, which PostgreSQL opens only
+    in a transaction) inside a connection scope, whose reads run in autocommit."""
+    for n in range(5):
+        crm.customers.add({"name": f"C{n}"})
+    with crm.connection_scope():
+        assert crm.customers.get(1).name == "C0"
+        with crm.reading() as connection:
+            result = connection.execute(
+                select(t.customers.c.id).order_by(t.customers.c.id),
+                execution_options={"yield_per": 2},
+            )
+            assert [len(p) for p in result.partitions()] == [2, 2, 1]
+        assert len(crm.customers.list()) == 5
+        crm.customers.add({"name": "C5"})
+    assert len(crm.customers.list()) == 6
