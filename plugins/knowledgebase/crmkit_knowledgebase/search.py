@@ -9,24 +9,29 @@ only its :data:`CANDIDATES` newest matches, the same ones on both backends.
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
+import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import attrs
 from sqlalchemy import Connection, Dialect, bindparam, select, text
 
-from crmkit.plugin import ValidationError
+from crmkit.plugin import UTCDateTime, ValidationError
 from crmkit_knowledgebase import access
 from crmkit_knowledgebase import tables as t
 from crmkit_knowledgebase.content import AUDIENCES, STATUSES, choice
 from crmkit_knowledgebase.entities import Article, Hit
 from crmkit_knowledgebase.text import (
+    SNIPPET_SCAN,
+    Highlighter,
     Term,
     fts5_query,
-    highlight,
     index_text,
     parse_query,
     plain_text,
+    stored_fold,
     tsquery,
 )
 
@@ -46,8 +51,23 @@ def document(title: str, tags: Sequence[str], products: Sequence[str], category:
     )
 
 
+def snippet_text(title: str, body: str) -> str:
+    """What an article's search snippets are cut from: the body as plain text (the title
+    when that is empty), as far as snippets look (``text.SNIPPET_SCAN``)."""
+    return (plain_text(body) or title)[:SNIPPET_SCAN]
+
+
+def snippet_row(article_id: int, title: str, body: str) -> dict[str, Any]:
+    """The ``kb_snippet_texts`` row of an article: its snippet text and that text folded."""
+    source = snippet_text(title, body)
+    return {"article_id": article_id, "text": source, "folded": stored_fold(source)}
+
+
 def upsert(connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
-    """(Re)index articles: each row has ``id, title, tags, products, category, body``."""
+    """(Re)index articles: each row has ``id, title, tags, products, category, body``.
+
+    The index entry and the text the article's snippets are cut from (``kb_snippet_texts``)
+    are written together, so the snippets always come from the text the index matched."""
     if not rows:
         return
     docs = []
@@ -56,12 +76,18 @@ def upsert(connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
             row["title"], row["tags"], row["products"], row["category"], row["body"]
         )
         docs.append({"id": row["id"], "title": title, "meta": meta, "body": body})
+    ids = [d["id"] for d in docs]
+    connection.execute(t.snippet_texts.delete().where(t.snippet_texts.c.article_id.in_(ids)))
+    connection.execute(
+        t.snippet_texts.insert(),
+        [snippet_row(r["id"], r["title"], r["body"]) for r in rows],
+    )
     if connection.dialect.name == "sqlite":
         connection.execute(
             text("DELETE FROM kb_fts WHERE rowid IN :ids").bindparams(
                 bindparam("ids", expanding=True)
             ),
-            {"ids": [d["id"] for d in docs]},
+            {"ids": ids},
         )
         connection.execute(
             text(
@@ -215,9 +241,10 @@ def _pg_newest(
 
 
 def erase_index(connection: Connection) -> None:
-    """Empty the index (before a rebuild)."""
+    """Empty the index and the snippet texts (before a rebuild)."""
     table = "kb_fts" if connection.dialect.name == "sqlite" else "kb_search"
     connection.execute(text(f"DELETE FROM {table}"))
+    connection.execute(t.snippet_texts.delete())
 
 
 class ArticleSearch:
@@ -280,9 +307,11 @@ class ArticleSearch:
                 where, params = _filters(category, tag, audience, status)
                 params.update(limit=limit, offset=offset)
                 ranked = _fts5_sql(terms, mode, params, where, CANDIDATES)
-                rows = connection.execute(text(_with_articles(ranked)), params)
-                convert = _converters(connection.dialect)
-                return [_hit(convert(row), row[-1], terms) for row in rows]
+                rows = connection.execute(text(_with_articles(ranked)), params).all()
+                # the ranked order (score, then id) here: in SQL, sorting carried each row
+                # with its article's texts through SQLite's sorter
+                rows.sort(key=lambda row: (-row[_SCORE], row[0]))
+                return _hits(rows, _converters(connection.dialect), terms)
             # the module's search(): the ranked ids from the index
             found = search(
                 connection, terms, mode=mode, category=category, tag=tag, audience=audience,
@@ -309,19 +338,35 @@ def hits(
     """The articles of ``found`` (ids and scores, best first) with their snippets."""
     if not found:
         return []
-    convert = _converters(connection.dialect)
-    statement = text(f"SELECT {_article_columns()} FROM kb_articles art WHERE art.id IN :ids")
+    statement = text(
+        f"SELECT {_article_columns()}, x.text, x.folded FROM kb_articles art "
+        "LEFT JOIN kb_snippet_texts x ON x.article_id = art.id WHERE art.id IN :ids"
+    )
     rows = connection.execute(
         statement.bindparams(bindparam("ids", expanding=True)), {"ids": [i for i, _ in found]}
     )
-    articles = {a.id: a for a in map(convert, rows)}
-    return [_hit(articles[article_id], score, terms) for article_id, score in found]
+    by_id = {row[0]: row for row in rows}
+    ranked = [(*by_id[i][:-2], score, *by_id[i][-2:]) for i, score in found]
+    return _hits(ranked, _converters(connection.dialect), terms)
 
 
-def _hit(article: Article, score: float, terms: Sequence[Term]) -> Hit:
-    """The hit of an article, with a snippet."""
-    source = plain_text(article.body) or article.title
-    return Hit(article, score, highlight(source, terms))
+def _hits(
+    rows: Iterable[Sequence[Any]],
+    convert: Callable[[Sequence[Any]], Article],
+    terms: Sequence[Term],
+) -> list[Hit]:
+    """Hits of rows holding an article's columns, its score, its snippet text and that text
+    folded (``kb_snippet_texts``; ``None`` for an article written without them: its snippet
+    is cut from its body)."""
+    snippet = Highlighter(terms).snippet
+    out = []
+    for row in rows:
+        article = convert(row)
+        source, folded = row[-2:]
+        if source is None:
+            source = snippet_text(article.title, article.body)
+        out.append(Hit(article, row[-3], snippet(source, folded)))
+    return out
 
 
 @functools.cache
@@ -329,11 +374,17 @@ def _article_columns() -> str:
     return ", ".join(f"art.{c.name}" for c in t.articles.c)
 
 
+#: where a row of :func:`_with_articles` has its score
+_SCORE = len(t.articles.c)
+
+
 def _with_articles(ranked: str) -> str:
-    """The articles of the ``id, score`` rows of ``ranked``, in its order, with their score."""
+    """The articles of the ``id, score`` rows of ``ranked`` with their score and snippet
+    texts (in no particular order)."""
     return (
-        f"SELECT {_article_columns()}, r.score FROM ({ranked}) r "
-        "CROSS JOIN kb_articles art ON art.id = r.id ORDER BY r.score DESC, r.id"
+        f"SELECT {_article_columns()}, r.score, x.text, x.folded FROM ({ranked}) r "
+        "CROSS JOIN kb_articles art ON art.id = r.id "
+        "LEFT JOIN kb_snippet_texts x ON x.article_id = r.id"
     )
 
 
@@ -342,17 +393,63 @@ def _converters(dialect: Dialect) -> Callable[[Sequence[Any]], Article]:
     """A row of :func:`_with_articles` to its article: each column's own conversion (JSON,
     time zone), applied without a typed statement (whose result set up costs 3x more)."""
     names = [c.name for c in t.articles.c]
+    # the columns are the article's fields in order: rows convert positionally
+    assert names == [f.name for f in attrs.fields(Article)], "kb_articles and Article differ"
+    size = len(names)
+    lists = {names.index("tags"), names.index("products")}
+    if dialect.name == "sqlite":
+        return _sqlite_converter(names, dialect)
     convert = [(i, c.type.result_processor(dialect, None)) for i, c in enumerate(t.articles.c)]
     convert = [(i, f) for i, f in convert if f is not None]
 
     def article(row: Sequence[Any]) -> Article:
-        values = list(row[: len(names)])
+        values = list(row[:size])
         for i, f in convert:
             values[i] = f(values[i])
-        fields = dict(zip(names, values, strict=True))
-        fields["tags"] = list(fields["tags"] or [])
-        fields["products"] = list(fields["products"] or [])
-        return Article(**fields)
+        for i in lists:
+            values[i] = list(values[i] or [])
+        return Article(*values)
+
+    return article
+
+
+def _sqlite_converter(names: list[str], dialect: Dialect) -> Callable[[Sequence[Any]], Article]:
+    """SQLite's rows: JSON lists come as text, times as ISO text that
+    :class:`~crmkit.plugin.UTCDateTime` reads (the conversion its own processor makes of
+    SQLite's text, without the generic layer in between)."""
+    # the positions the converter below names
+    assert names[5:7] == ["tags", "products"] and names[13:15] == ["created_at", "updated_at"]
+    assert all(isinstance(c.type, UTCDateTime) for c in list(t.articles.c)[13:15])
+    loads = dialect._json_deserializer or json.loads
+    read = UTCDateTime().process_result_value
+    iso = dt.datetime.fromisoformat
+
+    def utc(value: Any) -> dt.datetime:
+        # SQLite's own text of a naive UTC time ("2026-12-06 18:32:04.212084") read as UTC
+        # at once: what UTCDateTime gives, without datetime.replace (a third of the cost)
+        if type(value) is str and len(value) == 26 and value[10] == " " and value[19] == ".":
+            return iso(value + "+00:00")
+        return read(value, dialect)
+
+    def as_list(value: str | None) -> list[Any]:
+        if value == "[]":  # most articles have no products, many no tags
+            return []
+        return list((loads(value) if value is not None else None) or [])
+
+    def article(row: Sequence[Any]) -> Article:
+        values = row[: len(names)]
+        created = utc(values[13])
+        # an article never edited: its two times are one
+        updated = created if values[14] == values[13] else utc(values[14])
+        return Article(
+            *values[:5],
+            as_list(values[5]),
+            as_list(values[6]),
+            *values[7:13],
+            created,
+            updated,
+            *values[15:],
+        )
 
     return article
 

@@ -52,6 +52,21 @@ articles = Table(
     Index("ix_kb_articles_filter", "id", "status", "audience", "category"),
 )
 
+#: what an article's search snippets are cut from: its body as plain text (the title when the
+#: body has none), the first ``text.SNIPPET_SCAN`` characters, and that text folded when folding
+#: keeps each character in place (``text.stored_fold``; else NULL). Written with the full-text
+#: index (``search.upsert``), so a search reads them with its hits instead of reducing Markdown
+#: and folding text per hit.
+snippet_texts = Table(
+    "kb_snippet_texts",
+    metadata,
+    Column(
+        "article_id", Integer, ForeignKey("kb_articles.id", ondelete="CASCADE"), primary_key=True
+    ),
+    Column("text", Text, nullable=False),
+    Column("folded", Text),
+)
+
 article_tags = Table(
     "kb_article_tags",
     metadata,

@@ -189,8 +189,11 @@ def fold(text: str) -> str:
     return unicodedata.normalize("NFC", stripped)
 
 
+_VOWELS = frozenset("aeiouy")
+
+
 def _has_vowel(word: str) -> bool:
-    return any(c in "aeiouy" for c in word)
+    return not _VOWELS.isdisjoint(word)
 
 
 @functools.lru_cache(maxsize=65536)
@@ -209,19 +212,33 @@ def stem(word: str) -> str:
         w = w[:-2]
     elif w.endswith("s") and not w.endswith(("ss", "us", "is")):
         w = w[:-1]
-    for suffix in ("ingly", "edly", "ing", "ed"):
-        base = w[: -len(suffix)]
-        if w.endswith(suffix) and len(base) >= 3 and _has_vowel(base):
-            w = base
-            if w[-1] == w[-2] and w[-1] not in "sz" and not (w.endswith("ll") and len(w) <= 4):
-                w = w[:-1]
-            break
+    if w.endswith(("ly", "ng", "ed")):
+        w = _without_suffix(w)
     if w.endswith("ly") and len(w) > 5:
         w = w[:-2]
     if len(w) > 4 and w.endswith("y") and w[-2] not in "aeiou":
         w = w[:-1]
     if len(w) > 4 and w.endswith("e"):
         w = w[:-1]
+    return w
+
+
+def _without_suffix(w: str) -> str:
+    """:func:`stem`'s suffixes ingly, edly, ing, ed in that order: the first that leaves a
+    base of 3 or more letters with a vowel goes, and a doubled last letter of the base with
+    it (each suffix is tested before its base is cut: prefix_stem stems 138 made-up words
+    per word typed)."""
+    for suffix in ("ingly", "edly", "ing", "ed"):
+        if w.endswith(suffix):
+            base = w[: -len(suffix)]
+            if len(base) >= 3 and not _VOWELS.isdisjoint(base):
+                if (
+                    base[-1] == base[-2]
+                    and base[-1] not in "sz"
+                    and not (base.endswith("ll") and len(base) <= 4)
+                ):
+                    return base[:-1]
+                return base
     return w
 
 
@@ -442,20 +459,30 @@ def plain_text(markdown: str) -> str:
 SNIPPET_SCAN = 20_000
 
 
+def _nothing_to_escape(text: str) -> bool:
+    """Whether ``html.escape`` leaves ``text`` as it is (five scans in C, no copies)."""
+    return not ("&" in text or "<" in text or ">" in text or '"' in text or "'" in text)
+
+
+def _escape(text: str) -> str:
+    return text if _nothing_to_escape(text) else html.escape(text)
+
+
 @functools.lru_cache(maxsize=65536)
 def _fold_char(ch: str) -> str:
     return fold(ch)
 
 
-#: the characters :func:`_fold_with_offsets` has seen, the table of those that fold to another
-#: single character (for ``str.translate``), and those that fold to none or several
+#: the characters :func:`_fold_with_offsets` has seen, those that fold to another single
+#: character (with it), and those that fold to none or several
 _SEEN: set[str] = set()
-_FOLD_TABLE: dict[int, str] = {}
+_FOLDS: dict[str, str] = {}
 _NOT_ONE: set[str] = set()
 
 
 def _fold_with_offsets(text: str) -> tuple[str, Sequence[int]]:
-    """The folded text and, per folded character, its offset in ``text`` (plus the end)."""
+    """The folded text and, per folded character, its offset in ``text`` (plus the end): a
+    ``range`` when every character folds to one."""
     if text.isascii():  # the common case: folding is lower-casing, offsets do not move
         return text.lower(), range(len(text) + 1)
     # the next commonest (Chinese, accents): every character folds to one, offsets stay
@@ -465,10 +492,18 @@ def _fold_with_offsets(text: str) -> tuple[str, Sequence[int]]:
         if len(f) != 1:
             _NOT_ONE.add(c)
         elif f != c:
-            _FOLD_TABLE[ord(c)] = f
+            _FOLDS[c] = f
         _SEEN.add(c)  # last: another thread that sees it sees the two above too
     if _NOT_ONE.isdisjoint(present):
-        return text.translate(_FOLD_TABLE), range(len(text) + 1)
+        changed = present.intersection(_FOLDS)
+        if not changed:  # Chinese: each character is its own fold
+            return text, range(len(text) + 1)
+        into = {_FOLDS[c] for c in changed}
+        if into.isdisjoint(changed):  # one replace per character (str.translate with a
+            for c in changed:  # mapping looks up every character, ~200 ns each)
+                text = text.replace(c, _FOLDS[c])
+            return text, range(len(text) + 1)
+        return text.translate({ord(c): _FOLDS[c] for c in changed}), range(len(text) + 1)
     chars: list[str] = []
     offsets: list[int] = []
     for i, ch in enumerate(text):  # per character, so every folded one maps back
@@ -485,56 +520,150 @@ def _latin_patterns() -> tuple[re.Pattern[str], re.Pattern[str]]:
     return re.compile(_LATIN), re.compile(rf"{_LATIN}*")
 
 
-def _hits(text: str, terms: Iterable[Term]) -> list[tuple[int, int]]:
-    """Spans of ``text`` (original, not folded) that match a term."""
-    spans: list[tuple[int, int]] = []
-    folded, offsets = _fold_with_offsets(text)
-    terms = list(terms)
-    stems: dict[str, bool] = {}
-    for t in terms:
-        if len(t.tokens) == 1 and t.words:
-            stems[t.tokens[0]] = stems.get(t.tokens[0], False) or t.prefix
-        else:
-            stems.update({stem(x): False for x in t.words if x not in stems})
-    raws = [w for t in terms if t.prefix for w in t.words]
-    cjk = {s for t in terms for s in t.cjk}
-    prefixes = [p for p, pre in stems.items() if pre]
-    for needle in cjk:  # CJK: the query's runs as substrings
-        start = folded.find(needle)
-        while start != -1:
-            spans.append((offsets[start], offsets[start + len(needle) - 1] + 1))
-            start = folded.find(needle, start + len(needle))
-    # Latin: only words starting like a stem or a query word are candidates (one regex pass
-    # finds where they start, a word's start and end are checked with patterns compiled once:
-    # the Unicode class of a word's letters takes ~5 ms to compile, a query's words do not);
-    # each distinct candidate is then stemmed once and checked exactly
-    starts = sorted({*stems, *(w for t in terms for w in t.words)}, key=len, reverse=True)
-    if starts:
+class Highlighter:
+    """The snippets of one query's hits: what its terms give (stems, prefixes, the pattern
+    of word starts) is worked out once, and each word met is stemmed and judged once for all
+    the hits, not once per article."""
+
+    def __init__(self, terms: Iterable[Term]) -> None:
+        terms = list(terms)
+        stems: dict[str, bool] = {}
+        for t in terms:
+            if len(t.tokens) == 1 and t.words:
+                stems[t.tokens[0]] = stems.get(t.tokens[0], False) or t.prefix
+            else:
+                stems.update({stem(x): False for x in t.words if x not in stems})
+        self._stems = stems
+        self._raws = [w for t in terms if t.prefix for w in t.words]
+        self._cjk = list({s for t in terms for s in t.cjk})
+        self._prefixes = [p for p, pre in stems.items() if pre]
+        # Latin: only words starting like a stem or a query word are candidates, found by
+        # str.find (made of letters, as a query's words and stems are, a start found inside
+        # another's match follows a letter and is dropped as inside a word, so the words
+        # kept are those of one regex pass over the alternatives) or else by that regex; a
+        # word's start and end are checked with patterns compiled once (the Unicode class of
+        # a word's letters takes ~5 ms to compile); each distinct candidate is then stemmed
+        # once and checked exactly
+        starts = sorted({*stems, *(w for t in terms for w in t.words)}, key=len, reverse=True)
+        letters = _latin_patterns()[1]
+        self._starts = starts
+        self._pattern = (
+            None
+            if all(x and letters.fullmatch(x) for x in starts)
+            else re.compile("|".join(re.escape(x) for x in starts))
+        )
+        self._decided: dict[str, bool] = {}
+
+    def _hit(self, word: str) -> bool:
+        """Whether a word of the text (folded) matches a term."""
+        s = stem(word)
+        hit = self._decided[word] = (
+            s in self._stems
+            or any(s.startswith(p) for p in self._prefixes)
+            or any(word.startswith(r) for r in self._raws)
+        )
+        return hit
+
+    def _words(self, folded: str) -> Iterable[tuple[int, int]]:
+        """Where the words of ``folded`` that start like a start (a stem or a word of the
+        query) begin and end, in order."""
+        if not self._starts:
+            return
         letter, rest = _latin_patterns()
-        decided: dict[str, bool] = {}
-        for m in re.finditer("|".join(re.escape(x) for x in starts), folded):
-            if m.start() and letter.match(folded, m.start() - 1):
+        if self._pattern is not None:
+            found: Iterable[int] = (m.start() for m in self._pattern.finditer(folded))
+        else:
+            places: set[int] = set()
+            for x in self._starts:
+                at = folded.find(x)
+                while at != -1:
+                    places.add(at)
+                    at = folded.find(x, at + 1)
+            found = sorted(places)
+        ascii_text = folded.isascii()  # an ASCII letter of a word: isalnum, no regex
+        for at in found:
+            if at and (folded[at - 1].isalnum() if ascii_text else letter.match(folded, at - 1)):
                 continue  # inside a word
-            end = rest.match(folded, m.end()).end()
-            word = folded[m.start() : end]
+            yield at, rest.match(folded, at).end()
+
+    def spans(self, text: str, folded: str | None = None) -> list[tuple[int, int]]:
+        """Spans of ``text`` (original, not folded) that match a term, sorted and merged;
+        ``folded``: ``text`` folded one character for one (:func:`stored_fold`), if known."""
+        spans: list[tuple[int, int]] = []
+        if folded is None:
+            folded, offsets = _fold_with_offsets(text)
+        else:
+            offsets = range(len(text) + 1)
+        for needle in self._cjk:  # CJK: the query's runs as substrings
+            start = folded.find(needle)
+            while start != -1:
+                spans.append((offsets[start], offsets[start + len(needle) - 1] + 1))
+                start = folded.find(needle, start + len(needle))
+        decided = self._decided
+        for at, end in self._words(folded):
+            word = folded[at:end]
             hit = decided.get(word)
             if hit is None:
-                s = stem(word)
-                hit = decided[word] = (
-                    s in stems
-                    or any(s.startswith(p) for p in prefixes)
-                    or any(word.startswith(r) for r in raws)
-                )
+                hit = self._hit(word)
             if hit:
-                spans.append((offsets[m.start()], offsets[end - 1] + 1))
-    spans.sort()
-    merged: list[tuple[int, int]] = []
-    for a, b in spans:
-        if merged and a <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(b, merged[-1][1]))
-        else:
-            merged.append((a, b))
-    return merged
+                spans.append((offsets[at], offsets[end - 1] + 1))
+        if len(spans) < 2:
+            return spans
+        spans.sort()
+        merged: list[tuple[int, int]] = []
+        for a, b in spans:
+            if merged and a <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(b, merged[-1][1]))
+            else:
+                merged.append((a, b))
+        return merged
+
+    def snippet(self, text: str, folded: str | None = None, *, width: int = 160) -> str:
+        """An HTML-escaped snippet of ``text`` around the best cluster of hits, hits in
+        ``<mark>``; ``folded`` as for :meth:`spans`."""
+        text = text[:SNIPPET_SCAN]
+        spans = self.spans(text, None if folded is None else folded[:SNIPPET_SCAN])
+        if not spans:  # the words matched elsewhere (title, tags): the text's beginning
+            cut = text[:width]
+            return _escape(cut) + ("…" if len(text) > width else "")
+        anchor = spans[_densest(spans, width)][0] if len(spans) > 1 else spans[0][0]
+        start = max(0, anchor - width // 4)
+        if start > 0:  # begin at a word (or the text's start) when one is near
+            space = text.rfind(" ", 0, start + 1)
+            if space == -1 and start < 20:
+                start = 0
+            elif space != -1 and start - space < 20:
+                start = space + 1
+        end = min(len(text), start + width)
+        # most windows have nothing to escape: one look instead of an escape per piece
+        escape = str if _nothing_to_escape(text[start:end]) else html.escape
+        out = ["…" if start > 0 else ""]
+        pos = start
+        for a, b in spans:
+            if b <= start or a >= end:
+                continue
+            a, b = max(a, start), min(b, end)
+            out.append(escape(text[pos:a]))
+            out.append("<mark>" + escape(text[a:b]) + "</mark>")
+            pos = b
+        out.append(escape(text[pos:end]))
+        out.append("…" if end < len(text) else "")
+        return "".join(out)
+
+
+def stored_fold(text: str) -> str | None:
+    """``text`` folded, to store beside it when folding keeps every character in its place
+    (Chinese, accents): its snippets then need no folding. ``None`` for ASCII (lower-casing
+    is as cheap as reading a copy) and for text where folding moves characters (ß → ss)."""
+    if text.isascii():
+        return None
+    folded, offsets = _fold_with_offsets(text)
+    return folded if isinstance(offsets, range) else None
+
+
+def _hits(text: str, terms: Iterable[Term]) -> list[tuple[int, int]]:
+    """Spans of ``text`` (original, not folded) that match a term."""
+    return Highlighter(terms).spans(text)
 
 
 def _densest(spans: Sequence[tuple[int, int]], width: int) -> int:
@@ -549,33 +678,9 @@ def _densest(spans: Sequence[tuple[int, int]], width: int) -> int:
 
 
 def highlight(text: str, terms: Sequence[Term], *, width: int = 160) -> str:
-    """An HTML-escaped snippet of ``text`` around the best cluster of hits, hits in ``<mark>``."""
-    text = text[:SNIPPET_SCAN]
-    spans = _hits(text, terms)
-    if not spans:
-        cut = text[:width]
-        return html.escape(cut) + ("…" if len(text) > width else "")
-    anchor = spans[_densest(spans, width)][0]
-    start = max(0, anchor - width // 4)
-    if start > 0:  # begin at a word (or the text's start) when one is near
-        space = text.rfind(" ", 0, start + 1)
-        if space == -1 and start < 20:
-            start = 0
-        elif space != -1 and start - space < 20:
-            start = space + 1
-    end = min(len(text), start + width)
-    out = ["…" if start > 0 else ""]
-    pos = start
-    for a, b in spans:
-        if b <= start or a >= end:
-            continue
-        a, b = max(a, start), min(b, end)
-        out.append(html.escape(text[pos:a]))
-        out.append("<mark>" + html.escape(text[a:b]) + "</mark>")
-        pos = b
-    out.append(html.escape(text[pos:end]))
-    out.append("…" if end < len(text) else "")
-    return "".join(out)
+    """An HTML-escaped snippet of ``text`` around the best cluster of hits, hits in ``<mark>``
+    (for many texts and the same terms, :class:`Highlighter` works the terms out once)."""
+    return Highlighter(terms).snippet(text, width=width)
 
 
 def has_cjk(text: str) -> bool:

@@ -10,9 +10,11 @@ from hypothesis import strategies as st
 
 #: letters, accents, CJK, characters that fold to several (ß, ﬁ) or to another one (Ｅ, É),
 #: markdown and spaces
-alphabet = st.sampled_from(list("abcefrsdu ÉéèßﬁＥ２退款政策 .,_*-\n") + ["\u0301"])
+alphabet = st.sampled_from(
+    list("abcefrsduK7 ÉéèßﬁＥ２退款政策 .,，_*-\n") + ["\u0301", "\u212a", "\u212b"]
+)
 texts = st.text(alphabet=alphabet, max_size=80)
-words = st.text(alphabet=st.sampled_from(list("abcdefrsu退款ß")), min_size=1, max_size=5)
+words = st.text(alphabet=st.sampled_from(list("abcdefrsu7退款ß")), min_size=1, max_size=5)
 
 
 def old_fold_with_offsets(text: str) -> tuple[str, list[int]]:
@@ -36,15 +38,10 @@ def old_latin_words(folded: str, starts: list[str]) -> list[tuple[int, int]]:
 
 
 def new_latin_words(folded: str, starts: list[str]) -> list[tuple[int, int]]:
-    """The same search as :func:`crmkit_knowledgebase.text._hits` now makes it."""
-    letter, rest = t._latin_patterns()
-    out = []
-    alternatives = "|".join(re.escape(x) for x in sorted(starts, key=len, reverse=True))
-    for m in re.finditer(alternatives, folded):
-        if m.start() and letter.match(folded, m.start() - 1):
-            continue
-        out.append((m.start(), rest.match(folded, m.end()).end()))
-    return out
+    """The same search as :class:`crmkit_knowledgebase.text.Highlighter` now makes it (by
+    ``str.find`` when the starts are made of letters)."""
+    highlighter = t.Highlighter([t.Term((s,), False, (s,), ()) for s in starts])
+    return list(highlighter._words(folded))
 
 
 @settings(deadline=None, max_examples=300)
@@ -73,3 +70,49 @@ def test_the_densest_window_is_the_one_counted_hit_by_hit(starts: list[int], wid
         if count > best_count:
             best, best_count = i, count
     assert t._densest(spans, width) == best
+
+
+@settings(deadline=None, max_examples=300)
+@given(text=texts, query=st.lists(words, min_size=1, max_size=3))
+def test_a_snippet_from_the_stored_fold_is_the_snippet_from_the_text(text: str,
+                                                                    query: list[str]) -> None:  # fmt: skip
+    """Search reads a text's fold from ``kb_snippet_texts`` (``stored_fold``) when folding keeps
+    every character in place; the snippet is the one folding at search time gives."""
+    terms = t.parse_query(" ".join(query))
+    stored = t.stored_fold(text)
+    assert t.Highlighter(terms).snippet(text, stored) == t.highlight(text, terms)
+    if stored is not None:
+        assert len(stored) == len(text)
+
+
+def old_stem(word: str) -> str:
+    """The stemmer as it was before its suffix step tested each suffix before cutting."""
+    if len(word) <= 3 or not word.isascii() or not word.isalpha():
+        return word
+    w = word
+    if w.endswith("ies") and len(w) > 4:
+        w = w[:-3] + "y"
+    elif w.endswith("sses"):
+        w = w[:-2]
+    elif w.endswith("s") and not w.endswith(("ss", "us", "is")):
+        w = w[:-1]
+    for suffix in ("ingly", "edly", "ing", "ed"):
+        base = w[: -len(suffix)]
+        if w.endswith(suffix) and len(base) >= 3 and any(c in "aeiouy" for c in base):
+            w = base
+            if w[-1] == w[-2] and w[-1] not in "sz" and not (w.endswith("ll") and len(w) <= 4):
+                w = w[:-1]
+            break
+    if w.endswith("ly") and len(w) > 5:
+        w = w[:-2]
+    if len(w) > 4 and w.endswith("y") and w[-2] not in "aeiou":
+        w = w[:-1]
+    if len(w) > 4 and w.endswith("e"):
+        w = w[:-1]
+    return w
+
+
+@settings(deadline=None, max_examples=2000)
+@given(word=st.text(alphabet=st.sampled_from(list("aeiouyslzngdbcrtÉ1")), max_size=12))
+def test_the_stemmer_stems_as_before(word: str) -> None:
+    assert t.stem.__wrapped__(word) == old_stem(word)
