@@ -59,6 +59,7 @@ from sqlalchemy.types import NullType
 
 import crmkit.plugin as ck
 from crmkit.plugin import Order, UTCDateTime, to_decimal
+from crmkit_loyalty import bounds
 from crmkit_loyalty import tables as t
 from crmkit_loyalty.program import Program
 from crmkit_loyalty.records import TierChange
@@ -329,6 +330,14 @@ def _rank_of(prog: Program, tier: Any) -> ColumnElement[Any]:
     return case(ranks, value=tier, else_=-1) if ranks else literal(-1, Integer)
 
 
+def _next_bar(prog: Program, rank: Any) -> ColumnElement[Any]:
+    """The lowest threshold (in measure units) above a rank on the ladder; NULL outside it
+    and at the top."""
+    bars = {r: bar for r, _, bar in _ladder(prog)}
+    above = {r: min(bar for k, bar in bars.items() if k > r) for r in bars if r < max(bars)}
+    return case(above, value=rank, else_=None) if above else null()
+
+
 def _tier_of_rank(prog: Program, rank: Any, otherwise: Any) -> ColumnElement[Any]:
     return case({i: t_.name for i, t_ in enumerate(prog.tiers)}, value=rank, else_=otherwise)
 
@@ -363,7 +372,9 @@ def _with_tiers(prog: Program, locked: Any) -> Any:
     The tier an order earns with is the highest of the member's tier before the
     batch and the tiers the measures after the member's earlier orders of the batch
     met (a running maximum); an order whose measure meets a tier above that moves
-    the member up (``upgrade_to``), from the next order on.
+    the member up (``upgrade_to``), from the next order on. A NULL measure (top tier,
+    or a spend bound below the next tier: :func:`fill`) meets no tier above the
+    member's before the batch, and moves nothing.
     """
     ladder = _ladder(prog)
     met = case(
@@ -409,16 +420,19 @@ def fill(
     # each order's number among the customer's paid orders of the batch, in the order they
     # were stored (the nth-order rules need it); numbering sorts the batch by customer, so
     # the member look-ups and the measures' index ranges below are read in index order
-    rank: Any = (
-        func.row_number().over(partition_by=o.c.customer_id, order_by=o.c.id)
-        if p.nth or tiered
-        else literal(0, Integer)
-    )
+    by_customer = {"partition_by": o.c.customer_id, "order_by": o.c.id}
+    rank: Any = func.row_number().over(**by_customer) if p.nth or tiered else literal(0, Integer)
+    spend = bounds.units(o.c.amount, dialect)
+    # spend measure: the batch's spend up to each order (the same window as the numbering:
+    # one sort); with the member's spend bound it bounds the order's 12-month spend
+    pruned = tiered and prog.measure == "spend"
+    running = cast(func.sum(spend).over(**by_customer), BigInteger) if pruned else null()
     paid = (
-        select(o.c.id, o.c.customer_id, o.c.occurred_at, o.c.amount, o.c.channel, rank.label("n"))
+        select(o.c.id, o.c.customer_id, o.c.occurred_at, o.c.amount, o.c.channel,
+               rank.label("n"), spend.label("spend"), running.label("running"))
         .where(in_batch, o.c.status == "paid", o.c.customer_id.not_in(gone_customers()))
         .subquery()
-    )
+    )  # fmt: skip
     # points still to claw back, or a referral bonus due on this first order: these
     # members earn order by order (take_sequential)
     sequential = [m.c.clawback_due > 0]
@@ -426,9 +440,13 @@ def fill(
         sequential.append(and_(m.c.orders_count == 0, m.c.referred_by.is_not(None)))
     measure: Any = cast(null(), BigInteger)
     if tiered:  # members at the top tier need no measure
-        measure = case(
-            (m.c.tier == prog.tiers[-1].name, None), else_=_spend_measure(prog, paid, dialect)
-        )
+        top = m.c.tier == prog.tiers[-1].name
+        if pruned:
+            # nor do orders whose customer's paid spend of all time (the bound) cannot reach
+            # the next tier: NULL is below any tier, as at the top (see _with_tiers)
+            below = (m.c.spend_bound + paid.c.running) < _next_bar(prog, _rank_of(prog, m.c.tier))
+            top = or_(top, below)
+        measure = case((top, None), else_=_spend_measure(prog, paid, dialect))
     locked = (
         select(
             paid,
@@ -468,11 +486,13 @@ def fill(
     )
     source = select(
         rows.c.id, rows.c.member_id, rows.c.customer_id, rows.c.occurred_at, expires,
-        rows.c.tier, rows.c.sequential, rows.c.measure, rows.c.upgrade_to, *points,
+        rows.c.tier, rows.c.sequential, rows.c.measure, rows.c.upgrade_to, rows.c.spend,
+        *points,
     )  # fmt: skip
     columns = [
         "order_id", "member_id", "customer_id", "occurred_at", "expires_at", "tier",
-        "sequential", "measure", "upgrade_to", *(f"points_{i}" for i in range(len(points))),
+        "sequential", "measure", "upgrade_to", "spend",
+        *(f"points_{i}" for i in range(len(points))),
     ]  # fmt: skip
     return connection.execute(insert(b).from_select(columns, source)).rowcount
 
@@ -538,6 +558,7 @@ def write_ledger(connection: Any, program_id: int, p: Plan, now: dt.datetime) ->
             b.c.member_id,
             func.count().label("orders"),
             func.sum(total).label("points"),
+            func.sum(b.c.spend).label("spend"),
         )
         .group_by(b.c.member_id)
         .subquery()
@@ -546,7 +567,11 @@ def write_ledger(connection: Any, program_id: int, p: Plan, now: dt.datetime) ->
     connection.execute(
         update(m)
         .where(m.c.id == sums.c.member_id)
-        .values(balance=m.c.balance + sums.c.points, orders_count=m.c.orders_count + sums.c.orders)
+        .values(
+            balance=m.c.balance + sums.c.points,
+            orders_count=m.c.orders_count + sums.c.orders,
+            spend_bound=m.c.spend_bound + sums.c.spend,  # NULL (unknown) stays NULL
+        )
     )
 
 

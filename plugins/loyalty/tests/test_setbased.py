@@ -48,6 +48,19 @@ SPEND_CLUB: dict[str, Any] = {
     ],
 }  # fmt: skip
 
+#: 12-month spend tiers most customers reach late: early batches skip the windows their
+#: spend bound rules out (crmkit_loyalty.bounds), later ones read them
+BOUND_CLUB: dict[str, Any] = {
+    **SPEND_CLUB,
+    "name": "bound-club",
+    "qualification": {"measure": "spend", "window_months": 12},
+    "tiers": [
+        {"name": "member", "threshold": 0},
+        {"name": "silver", "threshold": 1000, "earn_multiplier": "1.25"},
+        {"name": "gold", "threshold": 4000, "earn_multiplier": "1.5"},
+    ],
+}
+
 POINTS_CLUB: dict[str, Any] = {
     "name": "points-club",
     "title": "Points club",
@@ -218,6 +231,8 @@ def _ledger(crm: Any, customer_id: int) -> list[tuple[Any, ...]]:
         (THIRDS, 4, False, "add_many"),
         (SPEND_CLUB, 5, True, "add_rows"),
         (POINTS_CLUB, 6, True, "add_rows"),
+        (BOUND_CLUB, 7, True, "add_many"),
+        (BOUND_CLUB, 8, True, "add_rows"),
     ],
 )
 def test_set_based_earning_equals_order_by_order(

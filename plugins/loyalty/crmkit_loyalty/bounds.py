@@ -1,0 +1,81 @@
+"""Each member's spend bound: at least their customer's paid spend of all time.
+
+A batch earning set-based needs, for each order of a member below the top tier, the
+spend of the customer's paid orders in the 12 months ending at the order (one index
+range per order, the largest cost of the batch). No window holds more than all the
+customer's paid orders, so when ``spend_bound`` plus the batch's orders up to this one
+stays below the next tier's threshold the order cannot move the member up, and its
+window is not read (:func:`crmkit_loyalty.setbased.fill`).
+
+``loyalty_members.spend_bound`` (1/10,000 units) is only ever an upper bound; NULL
+means unknown (every order's window is read). What raises a customer's paid spend
+raises it in the same transaction:
+
+* an imported or new batch earning set-based adds its orders (the balance update);
+* order-by-order earning (new orders: adds them; replays and orders paid later:
+  :func:`refresh`), enrolment, a merge (the merged customer's orders move), enabling a
+  program (its members were not kept while it was off) and catching up (orders stored
+  while the plugin was off) set it again from the orders (:func:`refresh`).
+
+Refunds, cancellations and deleted orders lower the spend and leave the bound as it is:
+still an upper bound, only looser until the next :func:`refresh`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import BigInteger, case, cast, func, select, update
+from sqlalchemy.sql.elements import ColumnElement
+
+import crmkit.plugin as ck
+from crmkit_loyalty import tables as t
+
+#: money is stored with at most 4 decimals: amounts become integers of 1/10,000
+SCALE = 10_000
+
+
+def units(amount: Any, dialect: str) -> ColumnElement[Any]:
+    """An amount in 1/10,000 as an integer in SQL, negative amounts as 0."""
+    positive = case((amount > 0, amount), else_=0)
+    if dialect == "sqlite":  # NUMERIC affinity keeps a double: round it back to 4 decimals
+        return cast(func.round(positive * SCALE), BigInteger)
+    return cast(positive * SCALE, BigInteger)
+
+
+def customer_spend(customer_id: Any, dialect: str) -> Any:
+    """The customer's paid spend of all time in 1/10,000 (a scalar subquery)."""
+    o = ck.orders.c
+    if dialect == "sqlite":  # exact integers: SQLite sums NUMERIC as floating point
+        total: Any = func.sum(units(o.amount, dialect))
+    else:
+        total = cast(func.sum(case((o.amount > 0, o.amount), else_=0)) * SCALE, BigInteger)
+    return (
+        select(func.coalesce(total, 0))
+        .where(o.customer_id == customer_id, o.status == "paid")
+        .scalar_subquery()
+    )
+
+
+def refresh(connection: Any, where: Iterable[ColumnElement[bool]] = ()) -> None:
+    """Set the members' (those matching ``where``, else all) bounds from their orders."""
+    m = t.members
+    dialect = connection.dialect.name
+    connection.execute(
+        update(m).where(*where).values(spend_bound=customer_spend(m.c.customer_id, dialect))
+    )
+
+
+def refresh_members(connection: Any, member_ids: Iterable[int]) -> None:
+    """:func:`refresh` for these members."""
+    ids = sorted(set(member_ids))
+    for start in range(0, len(ids), 5_000):
+        refresh(connection, [t.members.c.id.in_(ids[start : start + 5_000])])
+
+
+def refresh_customers(connection: Any, customer_ids: Iterable[int]) -> None:
+    """:func:`refresh` for these customers' members (every program)."""
+    ids = sorted(set(customer_ids))
+    for start in range(0, len(ids), 5_000):
+        refresh(connection, [t.members.c.customer_id.in_(ids[start : start + 5_000])])
