@@ -366,32 +366,57 @@ def _spend_measure(prog: Program, paid: Any, dialect: str) -> ColumnElement[Any]
     )
 
 
-def _with_tiers(prog: Program, locked: Any) -> Any:
-    """``locked`` with the tier each order earns with and the upgrade it triggers.
-
-    The tier an order earns with is the highest of the member's tier before the
-    batch and the tiers the measures after the member's earlier orders of the batch
-    met (a running maximum); an order whose measure meets a tier above that moves
-    the member up (``upgrade_to``), from the next order on. A NULL measure (top tier,
-    or a spend bound below the next tier: :func:`fill`) meets no tier above the
-    member's before the batch, and moves nothing.
-    """
+def _met(prog: Program, measure: Any) -> ColumnElement[Any]:
+    """The highest rank whose threshold a measure meets (NULL for a NULL measure)."""
     ladder = _ladder(prog)
-    met = case(
-        (locked.c.measure.is_(None), None),
-        *((locked.c.measure >= bar, rank) for rank, _, bar in ladder[:-1]),
+    return case(
+        (measure.is_(None), None),
+        *((measure >= bar, rank) for rank, _, bar in ladder[:-1]),
         else_=0,
     )
-    before = func.max(met).over(
-        partition_by=locked.c.member_id, order_by=locked.c.id, rows=(None, -1)
-    )
-    ranked = select(locked, met.label("met"), before.label("before")).subquery()
+
+
+def _fix_tiers(connection: Any, prog: Program, p: Plan) -> None:
+    """Give the scratch rows of members whose tier moves within the batch the tier each
+    order earns with, the upgrade it triggers and their points.
+
+    :func:`fill` wrote every row with the member's tier before the batch and no upgrade:
+    exact for a member none of whose orders' measures meets a tier above that tier (a
+    NULL measure, at the top tier or ruled out by the spend bound, meets none). For the
+    others (a few per batch), the tier an order earns with is the highest of the tier
+    before the batch and the tiers the measures after the member's earlier orders of the
+    batch met (a running maximum); an order whose measure meets a tier above that moves
+    the member up (``upgrade_to``), from the next order on.
+    """
+    b = p.scratch
+    rank0 = _rank_of(prog, b.c.tier)
+    met = _met(prog, b.c.measure)
+    moving = select(b.c.member_id).where(met > rank0)
+    before = func.max(met).over(partition_by=b.c.member_id, order_by=b.c.order_id, rows=(None, -1))
+    ranked = (
+        select(b.c.order_id, b.c.tier.label("tier0"), rank0.label("rank0"), met.label("met"),
+               before.label("before"))
+        .where(b.c.member_id.in_(moving))
+        .subquery()
+    )  # fmt: skip
     used = case((ranked.c.before > ranked.c.rank0, ranked.c.before), else_=ranked.c.rank0)
-    return select(
-        ranked,
+    fixed = select(
+        ranked.c.order_id,
         _tier_of_rank(prog, used, ranked.c.tier0).label("tier"),
         case((ranked.c.met > used, _tier_of_rank(prog, ranked.c.met, None))).label("upgrade_to"),
     ).subquery()
+    inputs = SimpleNamespace(
+        c=SimpleNamespace(
+            units=b.c.spend, channel=b.c.channel, tier=fixed.c.tier,
+            occurred_at=b.c.occurred_at, seq=b.c.seq,
+        )
+    )  # fmt: skip
+    points = {f"points_{i}": value for i, (_, value) in enumerate(rule_points(p, inputs))}
+    connection.execute(
+        update(b)
+        .where(b.c.order_id == fixed.c.order_id)
+        .values(tier=fixed.c.tier, upgrade_to=fixed.c.upgrade_to, **points)
+    )
 
 
 def fill(
@@ -403,7 +428,7 @@ def fill(
 ) -> int:
     """Put the batch's paid orders of members, with each rule's points, into the scratch
     table (:attr:`Plan.scratch`); with a spend or orders measure also the tier each
-    order earns with and the upgrades (see :func:`_with_tiers`)."""
+    order earns with and the upgrades (see :func:`_fix_tiers`)."""
     b, o, m = p.scratch, ck.orders, t.members
     dialect = connection.dialect.name
     connection.execute(CreateTable(b, if_not_exists=True))
@@ -443,7 +468,7 @@ def fill(
         top = m.c.tier == prog.tiers[-1].name
         if pruned:
             # nor do orders whose customer's paid spend of all time (the bound) cannot reach
-            # the next tier: NULL is below any tier, as at the top (see _with_tiers)
+            # the next tier: NULL is below any tier, as at the top (see _fix_tiers)
             below = (m.c.spend_bound + paid.c.running) < _next_bar(prog, _rank_of(prog, m.c.tier))
             top = or_(top, below)
         measure = case((top, None), else_=_spend_measure(prog, paid, dialect))
@@ -465,17 +490,14 @@ def fill(
         # order counts and tiers hold until the batch commits
         .with_for_update(of=m)
     )
-    if tiered:
-        # materialized: each order's measure is summed once (SQLite would otherwise inline
-        # the correlated sum into every expression reading it)
-        rows = _with_tiers(prog, locked.cte("locked").prefix_with("MATERIALIZED"))
-    else:
-        locked = locked.subquery()
-        rows = select(
-            locked,
-            locked.c.tier0.label("tier"),
-            cast(null(), String(100)).label("upgrade_to"),
-        ).subquery()
+    # every order earns with the member's tier before the batch (_fix_tiers moves the few
+    # members an order moves up): one pass, no second sort, each measure read once
+    locked = locked.subquery()
+    rows = select(
+        locked,
+        locked.c.tier0.label("tier"),
+        cast(null(), String(100)).label("upgrade_to"),
+    ).subquery()
     # the rules' points from the order and the tier it earns with, computed here once: the
     # ledger rows and the balance update read them
     points = [expression for _, expression in rule_points(p, _inputs(rows, dialect))]
@@ -487,14 +509,17 @@ def fill(
     source = select(
         rows.c.id, rows.c.member_id, rows.c.customer_id, rows.c.occurred_at, expires,
         rows.c.tier, rows.c.sequential, rows.c.measure, rows.c.upgrade_to, rows.c.spend,
-        *points,
+        rows.c.channel, rows.c.count0 + rows.c.n, *points,
     )  # fmt: skip
     columns = [
         "order_id", "member_id", "customer_id", "occurred_at", "expires_at", "tier",
-        "sequential", "measure", "upgrade_to", "spend",
+        "sequential", "measure", "upgrade_to", "spend", "channel", "seq",
         *(f"points_{i}" for i in range(len(points))),
     ]  # fmt: skip
-    return connection.execute(insert(b).from_select(columns, source)).rowcount
+    count = connection.execute(insert(b).from_select(columns, source)).rowcount
+    if tiered and count:
+        _fix_tiers(connection, prog, p)
+    return count
 
 
 def _inputs(rows: Any, dialect: str) -> SimpleNamespace:

@@ -167,6 +167,8 @@ def batch_orders(rules: int) -> Table:
         Column("measure", BigInteger),
         Column("upgrade_to", String(100)),
         Column("spend", BigInteger, nullable=False),  # the order's amount in 1/10,000 (>= 0)
+        Column("channel", String(20)),
+        Column("seq", Integer, nullable=False),  # the order's number among the member's
         *(Column(f"points_{i}", BigInteger, nullable=False) for i in range(rules)),
         prefixes=["TEMPORARY"],
     )
