@@ -516,9 +516,26 @@ def fill(
         "sequential", "measure", "upgrade_to", "spend", "channel", "seq",
         *(f"points_{i}" for i in range(len(points))),
     ]  # fmt: skip
-    count = connection.execute(insert(b).from_select(columns, source)).rowcount
+    count = _without_nested_loops(connection, insert(b).from_select(columns, source))
     if tiered and count:
         _fix_tiers(connection, prog, p)
+    return count
+
+
+def _without_nested_loops(connection: Any, statement: Any) -> int:
+    """Run the fill; on PostgreSQL with the members joined by hash, not looked up one by
+    one: each batch of an import updates its members again in the same transaction, and
+    every row version it wrote stays in the indexes until it commits, so an index look-up
+    checks one more version per batch (0.5 s of a late 50,000-order batch's 1.4 s fill;
+    reading all versions once is 0.05 s). The planner, which expects a handful of batch
+    rows, would pick the look-ups; the setting is restored after the statement."""
+    if connection.dialect.name != "postgresql":
+        return int(connection.execute(statement).rowcount)
+    was = connection.scalar(text("SELECT current_setting('enable_nestloop')"))
+    connection.execute(text("SELECT set_config('enable_nestloop', 'off', true)"))
+    count = int(connection.execute(statement).rowcount)
+    # (a failed statement rolls the transaction or savepoint back, and the setting with it)
+    connection.execute(text("SELECT set_config('enable_nestloop', :was, true)"), {"was": was})
     return count
 
 

@@ -20,7 +20,7 @@ import pytest
 from crmkit_loyalty import loyalty
 from crmkit_loyalty import tables as t
 from crmkit_loyalty.testing import assert_bounds, assert_consistent, at, paid_spend
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 
 SILVER_AT_500: dict[str, Any] = {
     "name": "spend-tiers",
@@ -227,3 +227,23 @@ def test_the_bound_is_set_by_the_migration(make_crm: Any) -> None:
     crm.upgrade()
     assert (_bound(crm, alice), _bound(crm, bob)) == (4_000_000, 123_456)
     _upgraded_by_the_import(crm, service, alice)
+
+
+def test_the_fill_leaves_the_planner_settings_as_they_were(make_crm: Any) -> None:
+    """PostgreSQL: the fill joins the members by hash (enable_nestloop off for that one
+    statement); the rest of the import's transaction plans as before."""
+    crm, service, alice = _club(make_crm)
+    if crm.engine.dialect.name != "postgresql":
+        pytest.skip("a PostgreSQL planner setting")
+    rows = [("set-1", alice, at(2025, 6, 1), Decimal("600.00"), None, "EUR", "paid", None)]
+    with crm.transaction() as ctx:
+        ctx.connection.execute(text("SET LOCAL enable_nestloop = off"))
+        crm.orders._add_rows(ctx, rows)
+        assert ctx.connection.scalar(text("SHOW enable_nestloop")) == "off"
+    with crm.transaction() as ctx:
+        crm.orders._add_rows(
+            ctx, [("set-2", alice, at(2025, 6, 2), Decimal("1.00"), None, "EUR", "paid", None)]
+        )
+        assert ctx.connection.scalar(text("SHOW enable_nestloop")) == "on"
+    assert service.member(alice).tier == "silver"
+    assert service.balance(alice) == 600 + 2  # 1.00 at silver's double rate
