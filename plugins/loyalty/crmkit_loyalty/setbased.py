@@ -234,8 +234,9 @@ def add_months(column: Any, months: int, dialect: str) -> ColumnElement[Any]:
         # over to March, so take the earlier of that and the target month's last day
         rolled = func.date(column, f"{months:+d} months")
         last = func.date(column, "start of month", f"{months + 1:+d} months", "-1 day")
-        text = func.min(rolled, last).op("||")(func.substr(column, 11))
-        return type_coerce(text, UTCDateTime)
+        # no month is shorter than 28 days: only later days need the clamp (a date() less)
+        day = case((func.substr(column, 9, 2) <= "28", rolled), else_=func.min(rolled, last))
+        return type_coerce(day.op("||")(func.substr(column, 11)), UTCDateTime)
     # PostgreSQL: adding a month interval to a timestamp clamps the day already
     naive = func.timezone("UTC", column) + func.make_interval(0, months)
     return type_coerce(func.timezone("UTC", naive), UTCDateTime)

@@ -300,6 +300,38 @@ def test_set_based_import_is_idempotent_and_fires_one_event_per_batch(make_crm: 
     assert_consistent(service)
 
 
+def test_sql_add_months_equals_python(make_crm: Any) -> None:
+    """Month ends clamp (31 January + 1 month is 28 or 29 February) in SQL as in Python,
+    days up to the 28th never do, and the time of day is kept."""
+    from crmkit_loyalty.program import add_months
+    from crmkit_loyalty.setbased import add_months as sql_add_months
+
+    crm = make_crm(plugins=["loyalty"])
+    customer = crm.customers.add(name="C")
+    moments = [
+        at(year, month, day, 13, 5, 7)
+        for year in (2024, 2025)
+        for month in (1, 2, 3, 12)
+        for day in (1, 28, 29, 30, 31)
+        if day <= (29 if month == 2 and year == 2024 else 28 if month == 2 else 31)
+    ]
+    ids = [
+        crm.orders.add(customer_id=customer.id, amount="1", occurred_at=when).id for when in moments
+    ]
+    o = ck.orders.c
+    for months in (1, -1, 12, -12, 13, 24, -25):
+        with crm.reading() as connection:
+            dialect = connection.dialect.name
+            found = dict(
+                connection.execute(
+                    select(o.id, sql_add_months(o.occurred_at, months, dialect)).where(
+                        o.id.in_(ids)
+                    )
+                ).all()
+            )
+        assert [found[i] for i in ids] == [add_months(w, months) for w in moments], months
+
+
 def test_batch_filter_selects_exactly_the_batch(make_crm: Any) -> None:
     """Consecutive ids become ranges (other writers may take ids in between on PostgreSQL)."""
     crm = make_crm(plugins=["loyalty"])
