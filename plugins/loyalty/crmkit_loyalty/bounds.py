@@ -12,10 +12,11 @@ means unknown (every order's window is read). What raises a customer's paid spen
 raises it in the same transaction:
 
 * an imported or new batch earning set-based adds its orders (the balance update);
-* order-by-order earning (new orders: adds them; replays and orders paid later:
-  :func:`refresh`), enrolment, a merge (the merged customer's orders move), enabling a
-  program (its members were not kept while it was off) and catching up (orders stored
-  while the plugin was off) set it again from the orders (:func:`refresh`).
+* order-by-order earning (new orders, orders paid later, replays) and catching up
+  (orders stored while the plugin was off) raise the bounds below the spend
+  (:func:`raise_to_spend`); enrolment, a merge (the merged customer's orders move) and
+  enabling a program (its members were not kept while it was off) set them from the
+  orders (:func:`refresh`).
 
 Refunds, cancellations and deleted orders lower the spend and leave the bound as it is:
 still an upper bound, only looser until the next :func:`refresh`.
@@ -65,6 +66,24 @@ def refresh(connection: Any, where: Iterable[ColumnElement[bool]] = ()) -> None:
     connection.execute(
         update(m).where(*where).values(spend_bound=customer_spend(m.c.customer_id, dialect))
     )
+
+
+def raise_to_spend(connection: Any, where: Iterable[ColumnElement[bool]] = ()) -> None:
+    """Raise the bounds (of the members matching ``where``, else all) that are below their
+    customer's paid spend; writes nothing when every bound holds (a replay of orders
+    already counted, a catch-up with nothing missed: no write, so no audit entry)."""
+    m = t.members
+    spend = customer_spend(m.c.customer_id, connection.dialect.name)
+    low = list(connection.scalars(select(m.c.id).where(*where, m.c.spend_bound < spend)))
+    for start in range(0, len(low), 5_000):
+        refresh(connection, [m.c.id.in_(low[start : start + 5_000])])
+
+
+def raise_members(connection: Any, member_ids: Iterable[int]) -> None:
+    """:func:`raise_to_spend` for these members."""
+    ids = sorted(set(member_ids))
+    for start in range(0, len(ids), 5_000):
+        raise_to_spend(connection, [t.members.c.id.in_(ids[start : start + 5_000])])
 
 
 def refresh_members(connection: Any, member_ids: Iterable[int]) -> None:

@@ -54,9 +54,9 @@ def catch_up(lc: LoyaltyContext, ctx: HookContext, since: dt.datetime | None = N
     merged = _merges(lc, ctx)
     if merged:
         done.append(f"joined {merged} memberships of merged customers")
-    # orders stored, paid or moved by merges while the plugin was off: every member's spend
-    # bound is set from the orders again before anything earns
-    bounds.refresh(ctx.connection)
+    # orders stored, paid or moved by merges while the plugin was off: the spend bounds
+    # below the spend are raised before anything earns
+    bounds.raise_to_spend(ctx.connection)
     erased = _erasures(ctx)
     if erased:
         done.append(f"erased the loyalty data of {erased} erased customers")

@@ -198,9 +198,9 @@ def earn_rows(
     extra = {rows[cid].id: walk.state[cid] for cid in walk.walked}
     listened = lc.listened("crmkit_loyalty_after_points_earned")
     entries = post(ctx, program_id, prog, walk.ledger, customers, extra, entries=listened)
-    # these orders are paid now (new, taken out of a set-based batch, replayed or paid
-    # later): the members' spend bounds count them again from the orders
-    bounds.refresh_members(connection, [r.id for r in rows.values()])
+    # these orders are paid now (new, taken out of a set-based batch, or paid later): the
+    # members' spend bounds count them (replayed orders counted already write nothing)
+    bounds.raise_members(connection, [rows[cid].id for cid in walk.walked])
     return entries, walk.changes
 
 
