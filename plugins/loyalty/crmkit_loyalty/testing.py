@@ -70,15 +70,19 @@ def paid_spend(crm: Any) -> dict[int, int]:
 
 
 def assert_bounds(crm: Any) -> None:
-    """Every member's ``spend_bound`` is unknown (NULL) or at least its customer's paid spend."""
+    """Every member's ``spend_bound`` is unknown (NULL) or at least its customer's paid
+    spend (erased and merged customers take no points: their bounds are never read)."""
+    import crmkit.plugin as ck
     from crmkit_loyalty import tables as t
 
     spend = paid_spend(crm)
+    c = ck.customers.c
     with crm.reading() as connection:
         members = connection.execute(
-            t.members.select().with_only_columns(
-                t.members.c.id, t.members.c.customer_id, t.members.c.spend_bound
-            )
+            t.members.select()
+            .with_only_columns(t.members.c.id, t.members.c.customer_id, t.members.c.spend_bound)
+            .join(ck.customers, c.id == t.members.c.customer_id)
+            .where(c.erased_at.is_(None), c.merged_into.is_(None))
         ).all()
     for member_id, customer_id, bound in members:
         paid = spend.get(customer_id, 0)
