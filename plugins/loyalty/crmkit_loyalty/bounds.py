@@ -14,9 +14,9 @@ raises it in the same transaction:
 * an imported or new batch earning set-based adds its orders (the balance update);
 * order-by-order earning (new orders, orders paid later, replays) and catching up
   (orders stored while the plugin was off) raise the bounds below the spend
-  (:func:`raise_to_spend`); enrolment, a merge (the merged customer's orders move) and
-  enabling a program (its members were not kept while it was off) set them from the
-  orders (:func:`refresh`).
+  (:func:`raise_to_spend`); a merge (the merged customer's orders move) and enabling a
+  program (its members were not kept while it was off) raise them to the spend
+  (:func:`refresh`); enrolment sets them (:func:`set_new_members`).
 
 Refunds, cancellations and deleted orders lower the spend and leave the bound as it is:
 still an upper bound, only looser until the next :func:`refresh`.
@@ -59,13 +59,22 @@ def customer_spend(customer_id: Any, dialect: str) -> Any:
     )
 
 
-def refresh(connection: Any, where: Iterable[ColumnElement[bool]] = ()) -> None:
-    """Set the members' (those matching ``where``, else all) bounds from their orders."""
+def refresh(
+    connection: Any, where: Iterable[ColumnElement[bool]] = (), *, new: bool = False
+) -> None:
+    """Raise the members' (those matching ``where``, else all) bounds to their customer's
+    paid spend; ``new``: members inserted by this transaction, set from NULL.
+
+    Only ever raised (NULL, unknown, stays NULL): on PostgreSQL a batch committed while
+    this statement waited for a member's lock has added its orders to the bound, and
+    this statement's sum, read before that commit, may not count them."""
     m = t.members
     dialect = connection.dialect.name
-    connection.execute(
-        update(m).where(*where).values(spend_bound=customer_spend(m.c.customer_id, dialect))
-    )
+    spend = customer_spend(m.c.customer_id, dialect)
+    if not new:
+        larger = func.greatest if dialect == "postgresql" else func.max
+        spend = case((m.c.spend_bound.is_(None), None), else_=larger(m.c.spend_bound, spend))
+    connection.execute(update(m).where(*where).values(spend_bound=spend))
 
 
 def raise_to_spend(connection: Any, where: Iterable[ColumnElement[bool]] = ()) -> None:
@@ -86,11 +95,11 @@ def raise_members(connection: Any, member_ids: Iterable[int]) -> None:
         raise_to_spend(connection, [t.members.c.id.in_(ids[start : start + 5_000])])
 
 
-def refresh_members(connection: Any, member_ids: Iterable[int]) -> None:
-    """:func:`refresh` for these members."""
+def set_new_members(connection: Any, member_ids: Iterable[int]) -> None:
+    """The bounds of members this transaction inserted, from their customers' orders."""
     ids = sorted(set(member_ids))
     for start in range(0, len(ids), 5_000):
-        refresh(connection, [t.members.c.id.in_(ids[start : start + 5_000])])
+        refresh(connection, [t.members.c.id.in_(ids[start : start + 5_000])], new=True)
 
 
 def refresh_customers(connection: Any, customer_ids: Iterable[int]) -> None:

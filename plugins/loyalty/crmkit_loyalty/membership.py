@@ -177,7 +177,7 @@ def enrol_rows(
         for c in customer_ids
     ]
     ids = insert_many(ctx.connection, t.members, rows)
-    bounds.refresh_members(ctx.connection, ids)  # the customers' orders before they joined
+    bounds.set_new_members(ctx.connection, ids)  # the customers' orders before they joined
     mapping = dict(zip(customer_ids, ids, strict=True))
     signup = prog.fixed("signup")
     if signup and signup.points:

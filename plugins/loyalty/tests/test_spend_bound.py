@@ -247,3 +247,21 @@ def test_the_fill_leaves_the_planner_settings_as_they_were(make_crm: Any) -> Non
         assert ctx.connection.scalar(text("SHOW enable_nestloop")) == "on"
     assert service.member(alice).tier == "silver"
     assert service.balance(alice) == 600 + 2  # 1.00 at silver's double rate
+
+
+@pytest.mark.parametrize("start", [9_000_000, None])
+def test_refreshing_only_raises_a_bound(make_crm: Any, start: int | None) -> None:
+    """A bound above the spend stays (on PostgreSQL a batch committed while the refresh
+    waited may have added orders its sum does not see), and an unknown one stays unknown."""
+    crm, service, alice = _club(make_crm)
+    crm.orders.add(customer_id=alice, amount="400.00", occurred_at=at(2025, 3, 1))
+    with crm.transaction() as ctx:
+        ctx.connection.execute(update(t.members).values(spend_bound=start))
+    service.set_enabled("spend-tiers", False)
+    service.set_enabled("spend-tiers", True)
+    assert _bound(crm, alice) == start
+    with crm.transaction() as ctx:
+        ctx.connection.execute(update(t.members).values(spend_bound=1))
+    service.set_enabled("spend-tiers", False)
+    service.set_enabled("spend-tiers", True)
+    assert _bound(crm, alice) == 4_000_000
