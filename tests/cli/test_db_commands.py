@@ -68,7 +68,7 @@ def test_downgrade_asks_and_refuses_without_an_answer(make_crm, cli_runner, data
     done = cli_runner(["db", "downgrade", "crmkit@-1"], plugins=["loyalty"], input="y\n")
     assert done.exit_code == 0, done.stderr
     assert done.stdout.startswith("downgraded to crmkit@-1; now at ")
-    assert revisions(database_url) == {"c0004", "loyalty0005"}
+    assert revisions(database_url) == {"c0004", "loyalty0006"}
     assert tables(database_url) == before_tables - CORE_C0005_TABLES
 
 
@@ -155,14 +155,14 @@ def test_base_refused_while_a_disabled_plugins_tables_refer_to_the_core(
     make_crm(plugins=["loyalty"])
     before = tables(database_url)
     result = cli_runner(["db", "downgrade", "base", "--yes"], plugins=[])
-    assert "it belongs to a plugin that is not enabled (its revisions loyalty0005 are set " in (
+    assert "it belongs to a plugin that is not enabled (its revisions loyalty0006 are set " in (
         one_error(result)
     )
     assert tables(database_url) == before
     # a disabled plugin's revision stays recorded through a downgrade of the core
     done = cli_runner(["db", "downgrade", "crmkit@-1", "--yes"], plugins=[])
     assert done.exit_code == 0, done.stderr
-    assert revisions(database_url) == {"c0004", "loyalty0005"}
+    assert revisions(database_url) == {"c0004", "loyalty0006"}
 
 
 # -- a closed pipe ------------------------------------------------------------

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, insert, select, update
 
+from crmkit_loyalty import bounds
 from crmkit_loyalty import tables as t
 from crmkit_loyalty.program import Program, parse_program
 from crmkit_loyalty.records import Reward
@@ -90,6 +91,8 @@ def load_program(
                 .where(t.rewards.c.program_id == program_id, t.rewards.c.code.in_(gone))
                 .values(active=False)
             )
+        if row is not None and enabled and not row.enabled:
+            _members_kept_again(connection, program_id)
         if program.tiers:
             connection.execute(
                 update(t.members)
@@ -122,6 +125,8 @@ def set_enabled(lc: LoyaltyContext, name: str, enabled: bool) -> None:
             .where(t.programs.c.id == program_id, t.programs.c.enabled.is_not(enabled))
             .values(**values)
         ).rowcount
+        if changed and enabled:
+            _members_kept_again(ctx.connection, program_id)
         if changed:
             ctx.audit(
                 "loyalty.program.enable" if enabled else "loyalty.program.disable",
@@ -129,6 +134,12 @@ def set_enabled(lc: LoyaltyContext, name: str, enabled: bool) -> None:
                 prog.name,
                 changes={"enabled": [not enabled, enabled]},
             )
+
+
+def _members_kept_again(connection: Any, program_id: int) -> None:
+    """A program enabled again: its members' spend bounds missed the orders paid while it
+    was off (only enabled programs earn), so they are set from the orders again."""
+    bounds.refresh(connection, [t.members.c.program_id == program_id])
 
 
 def program(lc: LoyaltyContext, name: str | None = None) -> Program:

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import exists, or_, select
 
 import crmkit.plugin as ck
-from crmkit_loyalty import merging, privacy
+from crmkit_loyalty import bounds, merging, privacy
 from crmkit_loyalty import tables as t
 from crmkit_loyalty.access import audit_batch
 from crmkit_loyalty.earning import earn_program
@@ -54,6 +54,9 @@ def catch_up(lc: LoyaltyContext, ctx: HookContext, since: dt.datetime | None = N
     merged = _merges(lc, ctx)
     if merged:
         done.append(f"joined {merged} memberships of merged customers")
+    # orders stored, paid or moved by merges while the plugin was off: the spend bounds
+    # below the spend are raised before anything earns
+    bounds.raise_to_spend(ctx.connection)
     erased = _erasures(ctx)
     if erased:
         done.append(f"erased the loyalty data of {erased} erased customers")

@@ -16,7 +16,7 @@ from sqlalchemy import func, null, or_, select
 
 import crmkit.plugin as ck
 from crmkit.plugin import Order, StoredOrders
-from crmkit_loyalty import setbased
+from crmkit_loyalty import bounds, setbased
 from crmkit_loyalty import tables as t
 from crmkit_loyalty.access import audit_batch
 from crmkit_loyalty.ledger import CHUNK, audit_since, end_of_day, mark, post
@@ -198,6 +198,9 @@ def earn_rows(
     extra = {rows[cid].id: walk.state[cid] for cid in walk.walked}
     listened = lc.listened("crmkit_loyalty_after_points_earned")
     entries = post(ctx, program_id, prog, walk.ledger, customers, extra, entries=listened)
+    # these orders are paid now (new, taken out of a set-based batch, or paid later): the
+    # members' spend bounds count them (replayed orders counted already write nothing)
+    bounds.raise_members(connection, [rows[cid].id for cid in walk.walked])
     return entries, walk.changes
 
 

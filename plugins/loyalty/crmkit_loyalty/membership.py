@@ -14,7 +14,7 @@ from sqlalchemy import or_, select
 
 import crmkit.plugin as ck
 from crmkit.plugin import Conflict, NotFound, ValidationError, insert_many, to_money
-from crmkit_loyalty import catalogue
+from crmkit_loyalty import bounds, catalogue
 from crmkit_loyalty import tables as t
 from crmkit_loyalty.access import audit_batch
 from crmkit_loyalty.ledger import CHUNK, post
@@ -177,6 +177,7 @@ def enrol_rows(
         for c in customer_ids
     ]
     ids = insert_many(ctx.connection, t.members, rows)
+    bounds.set_new_members(ctx.connection, ids)  # the customers' orders before they joined
     mapping = dict(zip(customer_ids, ids, strict=True))
     signup = prog.fixed("signup")
     if signup and signup.points:

@@ -19,6 +19,7 @@ from sqlalchemy import String, and_, delete, exists, func, select, type_coerce, 
 
 import crmkit.plugin as ck
 from crmkit.plugin import to_decimal
+from crmkit_loyalty import bounds
 from crmkit_loyalty import tables as t
 from crmkit_loyalty.access import audit_batch
 from crmkit_loyalty.program import Program, add_months
@@ -51,6 +52,8 @@ def merge(
     )
     theirs = {r.program_id: r for r in rows if r.customer_id == merged_id}
     if not theirs:
+        # the merged customer's orders are the kept one's now: so is their spend
+        bounds.refresh_customers(connection, [kept_id])
         return None
     ours = {r.program_id: r for r in rows if r.customer_id == kept_id}
     programs = dict(lc.programs(connection, enabled_only=False))
@@ -80,6 +83,7 @@ def merge(
         )
         if change is not None:
             changes.append(change)
+    bounds.refresh_customers(connection, [kept_id])  # with the moved orders and members
     apply_tier_changes(lc, ctx, changes)
     summary = {"programs": len(theirs), "entries": entries, "points": points}
     # part of the core's merge: one entry naming what moved to the kept customer

@@ -83,6 +83,10 @@ members = Table(
     Column("balance", BigInteger, nullable=False),
     Column("clawback_due", BigInteger, nullable=False),
     Column("orders_count", Integer, nullable=False),
+    # at least the customer's paid spend of all time, in 1/10,000 (loyalty0006; NULL:
+    # unknown): a batch reads an order's 12-month spend only when this could reach the
+    # next tier (crmkit_loyalty.bounds)
+    Column("spend_bound", BigInteger),
     # who referred the member: links two people (personal; erasure forgets it both ways)
     Column(
         "referred_by",
@@ -162,6 +166,9 @@ def batch_orders(rules: int) -> Table:
         # 1/10,000) and the tier it moves the member up to, if any
         Column("measure", BigInteger),
         Column("upgrade_to", String(100)),
+        Column("spend", BigInteger, nullable=False),  # the order's amount in 1/10,000 (>= 0)
+        Column("channel", String(20)),
+        Column("seq", Integer, nullable=False),  # the order's number among the member's
         *(Column(f"points_{i}", BigInteger, nullable=False) for i in range(rules)),
         prefixes=["TEMPORARY"],
     )

@@ -48,5 +48,44 @@ def pay(crm: Any, customer_id: int, amount: str, when: dt.datetime, **more: Any)
 
 
 def assert_consistent(service: Any, program: str | None = None) -> None:
+    """Every balance equals its ledger, and every spend bound holds (:func:`assert_bounds`)."""
     for customer_id, (balance, total) in service.ledger_sums(program=program).items():
         assert balance == total, f"customer {customer_id}: balance {balance} != ledger {total}"
+    assert_bounds(service.crm)
+
+
+def paid_spend(crm: Any) -> dict[int, int]:
+    """customer id -> their paid orders' amounts in 1/10,000, summed in Python."""
+    import crmkit.plugin as ck
+
+    spend: dict[int, int] = {}
+    with crm.reading() as connection:
+        rows = connection.execute(
+            ck.orders.select().with_only_columns(ck.orders.c.customer_id, ck.orders.c.amount)
+            .where(ck.orders.c.status == "paid")
+        )  # fmt: skip
+        for customer_id, amount in rows:
+            spend[customer_id] = spend.get(customer_id, 0) + max(int(amount * 10_000), 0)
+    return spend
+
+
+def assert_bounds(crm: Any) -> None:
+    """Every member's ``spend_bound`` is unknown (NULL) or at least its customer's paid
+    spend (erased and merged customers take no points: their bounds are never read)."""
+    import crmkit.plugin as ck
+    from crmkit_loyalty import tables as t
+
+    spend = paid_spend(crm)
+    c = ck.customers.c
+    with crm.reading() as connection:
+        members = connection.execute(
+            t.members.select()
+            .with_only_columns(t.members.c.id, t.members.c.customer_id, t.members.c.spend_bound)
+            .join(ck.customers, c.id == t.members.c.customer_id)
+            .where(c.erased_at.is_(None), c.merged_into.is_(None))
+        ).all()
+    for member_id, customer_id, bound in members:
+        paid = spend.get(customer_id, 0)
+        assert bound is None or bound >= paid, (
+            f"member {member_id}: spend bound {bound} below the paid spend {paid}"
+        )

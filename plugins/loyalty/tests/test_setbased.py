@@ -48,6 +48,19 @@ SPEND_CLUB: dict[str, Any] = {
     ],
 }  # fmt: skip
 
+#: 12-month spend tiers most customers reach late: early batches skip the windows their
+#: spend bound rules out (crmkit_loyalty.bounds), later ones read them
+BOUND_CLUB: dict[str, Any] = {
+    **SPEND_CLUB,
+    "name": "bound-club",
+    "qualification": {"measure": "spend", "window_months": 12},
+    "tiers": [
+        {"name": "member", "threshold": 0},
+        {"name": "silver", "threshold": 1000, "earn_multiplier": "1.25"},
+        {"name": "gold", "threshold": 4000, "earn_multiplier": "1.5"},
+    ],
+}
+
 POINTS_CLUB: dict[str, Any] = {
     "name": "points-club",
     "title": "Points club",
@@ -218,6 +231,8 @@ def _ledger(crm: Any, customer_id: int) -> list[tuple[Any, ...]]:
         (THIRDS, 4, False, "add_many"),
         (SPEND_CLUB, 5, True, "add_rows"),
         (POINTS_CLUB, 6, True, "add_rows"),
+        (BOUND_CLUB, 7, True, "add_many"),
+        (BOUND_CLUB, 8, True, "add_rows"),
     ],
 )
 def test_set_based_earning_equals_order_by_order(
@@ -283,6 +298,38 @@ def test_set_based_import_is_idempotent_and_fires_one_event_per_batch(make_crm: 
     assert {c: service.member(c).balance for c in customers} == before
     assert len(listener.calls) == 3
     assert_consistent(service)
+
+
+def test_sql_add_months_equals_python(make_crm: Any) -> None:
+    """Month ends clamp (31 January + 1 month is 28 or 29 February) in SQL as in Python,
+    days up to the 28th never do, and the time of day is kept."""
+    from crmkit_loyalty.program import add_months
+    from crmkit_loyalty.setbased import add_months as sql_add_months
+
+    crm = make_crm(plugins=["loyalty"])
+    customer = crm.customers.add(name="C")
+    moments = [
+        at(year, month, day, 13, 5, 7)
+        for year in (2024, 2025)
+        for month in (1, 2, 3, 12)
+        for day in (1, 28, 29, 30, 31)
+        if day <= (29 if month == 2 and year == 2024 else 28 if month == 2 else 31)
+    ]
+    ids = [
+        crm.orders.add(customer_id=customer.id, amount="1", occurred_at=when).id for when in moments
+    ]
+    o = ck.orders.c
+    for months in (1, -1, 12, -12, 13, 24, -25):
+        with crm.reading() as connection:
+            dialect = connection.dialect.name
+            found = dict(
+                connection.execute(
+                    select(o.id, sql_add_months(o.occurred_at, months, dialect)).where(
+                        o.id.in_(ids)
+                    )
+                ).all()
+            )
+        assert [found[i] for i in ids] == [add_months(w, months) for w in moments], months
 
 
 def test_batch_filter_selects_exactly_the_batch(make_crm: Any) -> None:
