@@ -215,7 +215,7 @@ def index_only(
 
 
 def timed(
-    methods: list[Any], runs: list[tuple], index_first: bool = False
+    methods: list[Any], runs: list[tuple], first: str = "search"
 ) -> list[tuple[list[float], int, list[float]]]:
     """Per method: wall-clock and this process's CPU milliseconds per query, and how many
     queries found something.
@@ -224,14 +224,18 @@ def timed(
     machine's load falls on all of them alike; ``kb.search`` goes first and meets each query
     new (parsing included: the terms the others get are parsed beforehand and the parser's
     cache of typed words emptied), the index query alone gets the parsed terms and a warmed
-    cache. ``index_first``: the index query goes first instead, and it is the one that meets
-    each query's pages first. CPU time is shown too because load stretches wall time; on
-    SQLite all the work is in this process, on PostgreSQL most of it is in the server's."""
+    cache. ``first="index"``: the index query goes first instead, and it is the one that meets
+    each query's pages first; ``"alternate"``: each of the two goes first for every other
+    query, so neither is charged more than half of the first reads. CPU time is shown too
+    because load stretches wall time; on SQLite all the work is in this process, on
+    PostgreSQL most of it is in the server's."""
     out: list[tuple[list[float], int, list[float]]] = [([], 0, []) for _ in methods]
     terms_of = {q: parse_query(q) for _, q, _ in runs}
     prefix_stem.cache_clear()
-    order = [1, 0, *range(2, len(methods))] if index_first else range(len(methods))
-    for _, q, filters in runs:
+    ahead = list(range(len(methods)))
+    swapped = [1, 0, *range(2, len(methods))]
+    for n, (_, q, filters) in enumerate(runs):
+        order = swapped if first == "index" or (first == "alternate" and n % 2) else ahead
         for i in order:
             fn = methods[i]
             t0, c0 = time.perf_counter(), time.process_time()
@@ -247,7 +251,7 @@ def pct(values: list[float], p: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[int(p) - 1]
 
 
-def bench(url: str, size: int, n_queries: int, seed: int, index_first: bool = False) -> None:
+def bench(url: str, size: int, n_queries: int, seed: int, first: str = "search") -> None:
     rng = random.Random(seed)
     english, chinese = vocabulary(rng)
     crm = crmkit.open(url, plugins=["knowledgebase"], upgrade=True)
@@ -274,7 +278,7 @@ def bench(url: str, size: int, n_queries: int, seed: int, index_first: bool = Fa
             lambda q, _, f: like_search(crm, q, f),
         ]
         timed(methods, warm)  # warm the database's caches (with other queries than those timed)
-        fts_run, index_run, every, like_run = timed(methods, runs, index_first)
+        fts_run, index_run, every, like_run = timed(methods, runs, first)
         fts_times, fts_found, fts_cpu = fts_run
         index_times, index_found, index_cpu = index_run
         like_times, like_found, like_cpu = like_run
@@ -283,9 +287,13 @@ def bench(url: str, size: int, n_queries: int, seed: int, index_first: bool = Fa
             f"\n{name}: {size:,} articles loaded in {load:.1f} s "
             f"({size / load:,.0f}/s, analysis and index included); {len(runs)} queries"
         )
-        first = "the index query alone" if index_first else "kb.search"
-        print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; {first} "
-              "reads each query's pages first")  # fmt: skip
+        reader = {
+            "search": "kb.search reads",
+            "index": "the index query alone reads",
+            "alternate": "kb.search and the index query alone take turns reading",
+        }[first]
+        print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; {reader} "
+              "each query's pages first")  # fmt: skip
         print(f"{'method':<34}{'p50 ms':>9}{'p95 ms':>9}{'max ms':>9}{'cpu p50':>9}{'cpu p95':>9}"
               f"{'with hits':>11}")  # fmt: skip
         engine = "FTS5" if name == "sqlite" else "tsvector + GIN"
@@ -321,21 +329,23 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--no-sqlite", action="store_true", help="only the PostgreSQL run")
     parser.add_argument(
-        "--index-first",
-        action="store_true",
-        help="the index query alone goes first for each query (it reads the query's pages "
-        "first); by default kb.search does",
+        "--first",
+        choices=["search", "index", "alternate"],
+        default="search",
+        help="which of kb.search and the index query alone meets each query (and reads its "
+        "pages) first: kb.search (the default, the floor's favour), the index query, or "
+        "each for every other query",
     )
     args = parser.parse_args()
     if not args.no_sqlite:
         with tempfile.TemporaryDirectory() as tmp:
             bench(f"sqlite:///{Path(tmp) / 'kb.db'}", args.articles, args.queries, args.seed,
-                  args.index_first)  # fmt: skip
+                  args.first)  # fmt: skip
     server = os.environ.get("KB_BENCH_POSTGRES_URL")
     if server:
         url = create_postgres_database(server)
         try:
-            bench(url, args.articles, args.queries, args.seed, args.index_first)
+            bench(url, args.articles, args.queries, args.seed, args.first)
         finally:
             drop_postgres_database(server, url)
 

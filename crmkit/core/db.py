@@ -75,10 +75,17 @@ def _refuse_dropped(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
     """
     if dbapi_connection.closed:
         raise DisconnectionError("the connection was closed")
-    poller = select.poll()
-    poller.register(dbapi_connection.fileno(), select.POLLIN)
-    if poller.poll(0):
+    if _readable(dbapi_connection.fileno()):
         raise DisconnectionError("the database ended the session (restarted or terminated)")
+
+
+def _readable(fd: int) -> bool:
+    """Whether the socket has something to read now (no waiting)."""
+    if hasattr(select, "poll"):  # no descriptor-number limit, unlike select()
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return bool(poller.poll(0))
+    return bool(select.select([fd], [], [], 0)[0])  # Windows: sockets only, which this is
 
 
 def _configure_sqlite(engine: Engine) -> None:
