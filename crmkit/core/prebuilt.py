@@ -16,6 +16,7 @@ audit log's safety net, the token cache watch the statements written).
 
 from __future__ import annotations
 
+import weakref
 from collections import namedtuple
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -82,19 +83,27 @@ class _Unsupported(Exception):
     """A statement the driver path does not run (positional or expanding parameters)."""
 
 
-_PLANS: dict[tuple[Any, ...], _Plan | None] = {}
+#: per dialect (dropped with its engine's dialect): (id(statement), column keys) ->
+#: (statement, plan). The entry holds the statement, so no other statement can take its id
+#: while the plan is kept (a freed statement's id may be reused by a new one).
+_PLANS: weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], tuple[Any, _Plan | None]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def _plan(statement: Any, dialect: Any, column_keys: tuple[str, ...] | None = None) -> Any:
-    key = (id(statement), id(dialect), column_keys)
-    plan = _PLANS.get(key, _MISSING)
-    if plan is _MISSING:
+    plans = _PLANS.get(dialect)
+    if plans is None:
+        plans = _PLANS[dialect] = {}
+    key = (id(statement), column_keys)
+    entry = plans.get(key)
+    if entry is None:
         try:
             plan = _Plan(statement, dialect, column_keys)
         except _Unsupported:
             plan = None
-        _PLANS[key] = plan
-    return plan
+        entry = plans[key] = (statement, plan)
+    return entry[1]
 
 
 def _usable(connection: Connection) -> bool:
@@ -178,6 +187,3 @@ def _run(connection: Connection, plan: _Plan, values: dict[str, Any], *, write: 
             values_[index] = process(values_[index])
         converted.append(make(values_))
     return converted
-
-
-_MISSING: Any = object()

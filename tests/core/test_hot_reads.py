@@ -133,3 +133,29 @@ def test_a_streamed_read_inside_a_scope_works(crm):
         assert len(crm.customers.list()) == 5
         crm.customers.add({"name": "C5"})
     assert len(crm.customers.list()) == 6
+
+
+def test_a_plan_is_kept_with_its_statement_and_dropped_with_its_dialect():
+    """Plans are cached by the statement's id: the cache holds the statement, so a new
+    statement can never take a freed one's id and get its plan; a dialect (an engine's)
+    that is gone takes its plans with it."""
+    import gc
+    import weakref
+
+    from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
+
+    dialect = PGDialect_psycopg()
+    statement = select(t.customers.c.id).where(t.customers.c.id == 1)
+    watch = weakref.ref(statement)
+    plan = prebuilt._plan(statement, dialect)
+    assert plan is not None and "customers" in plan.sql
+    assert prebuilt._plan(statement, dialect) is plan  # compiled once
+    del statement
+    gc.collect()
+    assert watch() is not None  # still held by the cache: its id stays its own
+    other = select(t.customers.c.name)
+    assert prebuilt._plan(other, dialect) is not plan
+    dialect_watch = weakref.ref(dialect)
+    del dialect, plan
+    gc.collect()
+    assert dialect_watch() is None and watch() is None  # the plans went with the dialect
