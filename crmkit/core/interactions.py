@@ -21,7 +21,7 @@ from crmkit.core import access, prebuilt
 from crmkit.core import tables as t
 from crmkit.core.bulk import check_values, chunks, existing_values, insert_many, lock_inserts
 from crmkit.core.entities import Interaction
-from crmkit.core.personal import erased_or_merged, refusal
+from crmkit.core.personal import erased_or_merged, refusal, write_state
 from crmkit.core.prebuilt import with_optional_limit
 from crmkit.errors import Conflict, NotFound
 
@@ -121,8 +121,7 @@ class InteractionService:
     def _customer(ctx: Any, customer_id: int) -> tuple[str | None, dict[int, str]]:
         """The customer's owner and, if it takes no new data, why (one query for what the
         permission check and :meth:`_insert`'s writability check need)."""
-        found = prebuilt.rows(ctx.connection, _CUSTOMER_STATE, {"customer_id": customer_id})
-        row = found[0] if found else None
+        row = write_state(ctx.connection, customer_id)
         if row is None:
             raise NotFound(
                 f"customer {customer_id} not found; interactions need an existing customer"
@@ -294,11 +293,6 @@ class InteractionService:
         with self.crm.reading() as connection:
             return [Interaction(**row._mapping) for row in connection.execute(query)]
 
-
-#: what logging an interaction reads of its customer, built once
-_CUSTOMER_STATE = select(
-    t.customers.c.owner, t.customers.c.erased_at, t.customers.c.merged_into
-).where(t.customers.c.id == bindparam("customer_id"))
 
 # one customer's latest interactions, with and without a limit: what list() builds for
 # them, built once (crmkit.core.prebuilt)

@@ -28,7 +28,7 @@ from crmkit.core.bulk import (
 )
 from crmkit.core.customers import BulkResult
 from crmkit.core.entities import ORDER_STATUSES, Order, OrderLine
-from crmkit.core.personal import erased_or_merged, refusal
+from crmkit.core.personal import erased_or_merged, refusal, write_state
 from crmkit.core.prebuilt import with_optional_limit
 from crmkit.core.types import money_scale
 from crmkit.errors import Conflict, NotFound, ValidationError
@@ -131,17 +131,12 @@ def refuse_unwritable(connection: Any, customer_ids: Iterable[int]) -> None:
 def _check_customer(connection: Any, customer_id: int) -> None:
     """NotFound for no such customer, Conflict when it takes no new data: what the existence
     check and :func:`refuse_unwritable` say for one customer, in one query."""
-    found = prebuilt.rows(connection, _CUSTOMER_STATE, {"customer_id": customer_id})
-    if not found:
+    row = write_state(connection, customer_id)
+    if row is None:
         raise NotFound(f"customer {customer_id} not found; orders need an existing customer")
-    reason = refusal(customer_id, found[0].erased_at, found[0].merged_into)
+    reason = refusal(customer_id, row.erased_at, row.merged_into)
     if reason:
         raise Conflict(reason)
-
-
-_CUSTOMER_STATE = select(
-    t.customers.c.id, t.customers.c.erased_at, t.customers.c.merged_into
-).where(t.customers.c.id == bindparam("customer_id"))
 
 
 def check_signs(amount: Decimal, cost: Decimal | None, status: str) -> None:

@@ -29,11 +29,11 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
-from sqlalchemy import Connection, delete, or_, select, update
+from sqlalchemy import Connection, bindparam, delete, or_, select, update
 
 from crmkit import hooks
 from crmkit import plugins as plugin_loader
-from crmkit.core import access, audit, auditlog, migrate
+from crmkit.core import access, audit, auditlog, migrate, prebuilt
 from crmkit.core import tables as t
 from crmkit.core.bulk import chunks
 from crmkit.core.entities import Customer
@@ -65,6 +65,19 @@ def refusal(customer_id: int, erased_at: dt.datetime | None, merged_into: int | 
             f"write to customer {merged_into} instead"
         )
     return None
+
+
+def write_state(connection: Connection, customer_id: int) -> Any | None:
+    """What a write about one customer reads of it, in one prebuilt query: its ``owner``
+    (for the permission check), ``erased_at`` and ``merged_into`` (for :func:`refusal`);
+    None when there is no such customer. Call it with the write's own connection."""
+    found = prebuilt.rows(connection, _WRITE_STATE, {"customer_id": customer_id})
+    return found[0] if found else None
+
+
+_WRITE_STATE = select(
+    t.customers.c.owner, t.customers.c.erased_at, t.customers.c.merged_into
+).where(t.customers.c.id == bindparam("customer_id"))
 
 
 def erased_or_merged(connection: Connection, customer_ids: Iterable[int]) -> dict[int, str]:
