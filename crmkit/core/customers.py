@@ -18,7 +18,8 @@ import datetime as dt
 import logging
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from decimal import Decimal
-from operator import itemgetter
+from itertools import groupby
+from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -553,18 +554,12 @@ class CustomerService:
         """Customers from rows of customers joined to their consents (``consent_purpose``,
         ``consent_granted``; a customer's rows are adjacent)."""
         found: list[Customer] = []
-        first: Any = None
-        consents: dict[str, bool] = {}
-        for row in rows:
-            if first is not None and row.id != first.id:
-                found.append(self._entity(first, consents))
-                first = None
-            if first is None:
-                first, consents = row, {}
-            if row.consent_purpose:
-                consents[row.consent_purpose] = bool(row.consent_granted)
-        if first is not None:
-            found.append(self._entity(first, consents))
+        for _, group in groupby(rows, key=attrgetter("id")):
+            customer = list(group)
+            consents = {
+                r.consent_purpose: bool(r.consent_granted) for r in customer if r.consent_purpose
+            }
+            found.append(self._entity(customer[0], consents))
         return found
 
     def _get(self, customer_id: int) -> Customer:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal, localcontext
+from itertools import groupby
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any, overload
 
 import attrs
@@ -614,25 +616,19 @@ def _with_lines(rows: list[Any]) -> list[Order]:
     """Orders from rows of orders joined to their lines (``line_*`` columns; an order's
     rows are adjacent, its lines in id order)."""
     found: list[Order] = []
-    first: Any = None
-    lines: list[OrderLine] = []
-    for row in rows:
-        if first is not None and row.id != first.id:
-            found.append(_order_of(first, lines))
-            first = None
-        if first is None:
-            first, lines = row, []
-        if row.line_id is not None:
-            lines.append(
-                OrderLine(
-                    product=row.line_product,
-                    category=row.line_category,
-                    quantity=row.line_quantity,
-                    price=row.line_price,
-                )
+    for _, group in groupby(rows, key=attrgetter("id")):
+        order = list(group)
+        lines = [
+            OrderLine(
+                product=row.line_product,
+                category=row.line_category,
+                quantity=row.line_quantity,
+                price=row.line_price,
             )
-    if first is not None:
-        found.append(_order_of(first, lines))
+            for row in order
+            if row.line_id is not None
+        ]
+        found.append(_order_of(order[0], lines))
     return found
 
 
