@@ -234,6 +234,32 @@ def test_hotel_rooms_works_without_loyalty_and_has_its_own_branch(make_crm, room
         assert compare_metadata(context, metadata) == []
 
 
+def test_enabling_hotel_rooms_keeps_the_help_screen_light(tmp_path):
+    # plugin.py is imported for `crmkit --help`: it must load no database code, nor its commands
+    probe = f"""
+import json, sys
+sys.path.insert(0, {str(EXAMPLE / "hotel_rooms")!r})
+from crmkit.cli import CliState, cli
+import crmkit_hotel_rooms.plugin as rooms
+try:
+    cli.main(["--help"], obj=CliState(config={str(tmp_path / "crmkit.toml")!r},
+             database="sqlite:///{tmp_path / "x.db"}", plugins=[rooms]))
+except SystemExit:
+    pass
+print("\\n" + json.dumps(sorted(sys.modules)))
+"""
+    (tmp_path / "crmkit.toml").write_text("")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CRMKIT_")}
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=env
+    )
+    assert "rooms" in done.stdout and "Guests' room preferences and stays." in done.stdout
+    modules = set(json.loads(done.stdout.strip().splitlines()[-1]))
+    assert "crmkit_hotel_rooms.plugin" in modules
+    heavy = {"sqlalchemy", "alembic", "jinja2", "crmkit_hotel_rooms.cli"}
+    assert not modules & heavy, sorted(modules & heavy)
+
+
 @pytest.mark.slow
 def test_run_script_in_a_fresh_environment_with_the_plugin_installed(tmp_path):
     env_dir = tmp_path / "venv"

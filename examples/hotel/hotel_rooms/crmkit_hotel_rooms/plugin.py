@@ -1,18 +1,19 @@
-"""Hook implementations of crmkit-hotel-rooms."""
+"""Hook implementations of crmkit-hotel-rooms: light wiring.
+
+This module is imported whenever the plugin is enabled, ``crmkit --help`` included, so it
+imports no database code: each hook imports the service (and SQLAlchemy) when it runs, and
+the ``rooms`` commands are listed by name until one of them runs (``lazy_command``).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, select
-
 import crmkit
-from crmkit.plugin import Forbidden
-from crmkit_hotel_rooms import service
-from crmkit_hotel_rooms.tables import preferences
+import crmkit.plugin as ck
 
-CRMKIT_API = ">=1.3,<2"  # crmkit.plugin with permissions, audit and routes
+CRMKIT_API = ">=1.4,<2"  # lazy_command (1.4); permissions, audit and routes (1.3)
 CRMKIT_NAME = "hotel_rooms"  # also when registered as an object (tests, scripts)
 CRMKIT_USES = ("loyalty",)  # adds the `nights` earn rule when loyalty is enabled
 
@@ -52,8 +53,10 @@ def crmkit_register_template_dirs() -> list[str]:
 
 @crmkit.hookimpl
 def crmkit_register_permissions() -> tuple[Any, ...]:
-    """hotel_rooms.read and hotel_rooms.write (see :mod:`crmkit_hotel_rooms.service`)."""
-    return service.PERMISSIONS
+    """hotel_rooms.read and hotel_rooms.write (see :mod:`crmkit_hotel_rooms.access`)."""
+    from crmkit_hotel_rooms.access import PERMISSIONS
+
+    return PERMISSIONS
 
 
 @crmkit.hookimpl
@@ -66,16 +69,17 @@ def crmkit_register_routes() -> list[Any]:
 
 @crmkit.hookimpl
 def crmkit_register_commands(cli: Any) -> None:
-    from crmkit_hotel_rooms.cli import rooms
-
-    cli.add_command(rooms)
+    help = "Guests' room preferences and stays."
+    cli.add_command(ck.lazy_command("rooms", "crmkit_hotel_rooms.cli:rooms", help))
 
 
 @crmkit.hookimpl
 def crmkit_customer_360_section(crm: Any, customer: Any) -> crmkit.Section | None:
+    from crmkit_hotel_rooms import service
+
     try:
         found = service.profile(crm, customer.id)
-    except Forbidden:  # a role without hotel_rooms.read sees no room preferences
+    except ck.Forbidden:  # a role without hotel_rooms.read sees no room preferences
         return None
     if found is None:
         return None
@@ -90,6 +94,11 @@ def crmkit_customer_360_section(crm: Any, customer: Any) -> crmkit.Section | Non
 
 @crmkit.hookimpl
 def crmkit_export_personal_data(ctx: Any, customer: Any) -> dict[str, Any] | None:
+    from sqlalchemy import select
+
+    from crmkit_hotel_rooms import service
+    from crmkit_hotel_rooms.tables import preferences
+
     row = ctx.connection.execute(
         select(preferences).where(preferences.c.customer_id == customer.id)
     ).first()
@@ -100,9 +109,15 @@ def crmkit_export_personal_data(ctx: Any, customer: Any) -> dict[str, Any] | Non
 
 @crmkit.hookimpl
 def crmkit_erase_personal_data(ctx: Any, customer: Any) -> None:
+    from sqlalchemy import delete
+
+    from crmkit_hotel_rooms.tables import preferences
+
     ctx.connection.execute(delete(preferences).where(preferences.c.customer_id == customer.id))
 
 
 @crmkit.hookimpl(optionalhook=True)
 def crmkit_loyalty_register_earn_rule_types() -> dict[str, Any]:
+    from crmkit_hotel_rooms import service
+
     return {"nights": service.NightsRule.from_dict}

@@ -1,10 +1,10 @@
 """Room preferences, stays, and the ``nights`` earn rule for the loyalty plugin.
 
-Permissions (:data:`PERMISSIONS`): ``hotel_rooms.read`` to see a guest's preferences and
-stays, ``hotel_rooms.write`` to record preferences; both scoped to the customers a role
-works on (front desk staff hold the service roles: every guest). Stays are core orders:
-recording them needs the core's ``orders.write``. Every change of preferences records a
-``room_preferences.update`` audit entry with the fields before and after.
+Permissions (:mod:`crmkit_hotel_rooms.access`): ``hotel_rooms.read`` to see a guest's
+preferences and stays, ``hotel_rooms.write`` to record preferences; both scoped to the
+customers a role works on (front desk staff hold the service roles: every guest). Stays are
+core orders: recording them needs the core's ``orders.write``. Every change of preferences
+records a ``room_preferences.update`` audit entry with the fields before and after.
 """
 
 from __future__ import annotations
@@ -26,25 +26,15 @@ import crmkit
 import crmkit.plugin as ck
 from crmkit.plugin import (
     BulkResult,
-    PermissionSpec,
     PreconditionFailed,
     Resource,
     ValidationError,
     to_money,
 )
+from crmkit_hotel_rooms.access import READ, WRITE
 from crmkit_hotel_rooms.tables import preferences
 
 FIELDS = ("floor", "pillow", "bed", "quiet", "note")
-READ = "hotel_rooms.read"
-WRITE = "hotel_rooms.write"
-_SERVICE = {"technical_support": "all", "complaint_handler": "all", "manager": "all"}
-PERMISSIONS = (
-    PermissionSpec(READ, "see guests' room preferences and stays",
-                   default_grants={"sales_rep": "own", "sales_manager": "team",
-                                   "cost_accounting": "all", **_SERVICE}),
-    PermissionSpec(WRITE, "record guests' room preferences",
-                   default_grants={"sales_rep": "own", "sales_manager": "team", **_SERVICE}),
-)  # fmt: skip
 CHECK_IN = dt.time(15, 0)
 CHECK_OUT = dt.time(11, 0)
 
