@@ -4,6 +4,7 @@ reads) give what the general queries give, on both backends."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 from decimal import Decimal
 
 from sqlalchemy import select
@@ -159,3 +160,27 @@ def test_a_plan_is_kept_with_its_statement_and_dropped_with_its_dialect():
     del dialect, plan
     gc.collect()
     assert dialect_watch() is None and watch() is None  # the plans went with the dialect
+
+
+def test_json_values_read_the_same_with_the_empty_object_shortcut(crm):
+    """PostgreSQL connections read a JSON ``{}`` without the parser (db.py); every value,
+    empty or not, reads as the parser gives it, on both backends."""
+    plain = crm.customers.add({"name": "Plain"})
+    rich = crm.customers.add({"name": "Rich", "attributes": {"vip": True, "tier": "gold"}})
+    assert crm.customers.get(plain.id).attributes == {}
+    assert crm.customers.get(rich.id).attributes == {"vip": True, "tier": "gold"}
+    texts = ["{}", "{ }", "[]", '{"a": {}}', '{"n": 1.5, "s": "{}"}', "null"]
+    with crm.reading() as connection:
+        for text in texts:
+            for kind in ("json", "jsonb") if crm.engine.dialect.name == "postgresql" else ():
+                found = connection.exec_driver_sql(f"SELECT CAST('{text}' AS {kind})").scalar()
+                assert found == json.loads(text), (kind, text)
+        if crm.engine.dialect.name == "postgresql":  # the shortcut is in place
+            driver = connection.connection.dbapi_connection
+            loader = driver.adapters.get_loader(driver.adapters.types["json"].oid, 0)
+            assert loader.__name__ == "EmptyFirstJsonLoader"
+        first = connection.execute(select(t.customers.c.attributes)).scalar()
+        assert (
+            first == {}
+            and first is not connection.execute(select(t.customers.c.attributes)).scalar()
+        )  # a new dict each time: a caller may change the one it got
