@@ -7,7 +7,7 @@ import datetime as dt
 import json
 from decimal import Decimal
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from crmkit.core import prebuilt
 from crmkit.core import tables as t
@@ -184,3 +184,41 @@ def test_json_values_read_the_same_with_the_empty_object_shortcut(crm):
             first == {}
             and first is not connection.execute(select(t.customers.c.attributes)).scalar()
         )  # a new dict each time: a caller may change the one it got
+
+
+def _totals_by_query(crm, customer_id):
+    o = t.orders.c
+    query = select(func.count(), func.sum(o.amount), func.max(o.occurred_at)).where(
+        o.customer_id == customer_id, o.status == "paid"
+    )
+    with crm.engine.connect() as connection:
+        count, revenue, last = connection.execute(query).one()
+    return {"paid_orders": count, "revenue": revenue or Decimal(0), "last_order": last}
+
+
+def test_the_360_reads_totals_contacts_and_workflows_with_its_customer(crm):
+    """The 360 reads its customer's paid-order totals and which of contacts and workflows
+    it has in the customer's statement; what it shows equals the separate reads."""
+    full = crm.customers.add({"name": "Full", "type": "organisation"})
+    bare = crm.customers.add({"name": "Bare"})
+    for n, status in enumerate(["paid", "paid", "refunded", "cancelled", "paid"]):
+        crm.orders.add(
+            customer_id=full.id, amount=Decimal("10.25") * (n + 1), status=status,
+            occurred_at=T0 + dt.timedelta(days=n),
+        )  # fmt: skip
+    crm.orders.add(customer_id=bare.id, amount="3", status="refunded", occurred_at=T0)
+    crm.customers.add_contact(full.id, "Wang Fang", email="wang@example.cn")
+    crm.workflows.start("sales", full.id, "Kettles", value="1000")
+    view = crm.customers.view(full.id)
+    assert view.totals == _totals_by_query(crm, full.id)
+    assert view.totals == {
+        "paid_orders": 3, "revenue": Decimal("82.00"), "last_order": T0 + dt.timedelta(days=4)
+    }  # fmt: skip
+    assert str(view.totals["revenue"]) == "82.00"
+    assert view.contacts == crm.customers.contacts(full.id) and len(view.contacts) == 1
+    assert view.workflows == crm.workflows.list(customer_id=full.id) and len(view.workflows) == 1
+    empty = crm.customers.view(bare.id)
+    assert empty.totals == {"paid_orders": 0, "revenue": Decimal(0), "last_order": None}
+    assert empty.totals == _totals_by_query(crm, bare.id)
+    assert empty.contacts == [] and empty.workflows == [] and len(empty.orders) == 1
+    assert crm.customers.view(full.id).customer == crm.customers.get(full.id)
