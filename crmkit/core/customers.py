@@ -581,8 +581,10 @@ class CustomerService:
     def _get_for_view(self, customer_id: int) -> tuple[Customer, Any]:
         """:meth:`get` (the same checks), for the 360 view: with, from the same statement,
         a row holding the customer's paid-order totals (``paid_orders``, ``revenue``,
-        ``last_order``) and whether it has contacts (``has_contacts``) and workflow
-        instances (``has_workflows``): the view skips reading parts it knows are empty."""
+        ``last_order``) and whether it has contacts, workflow instances, interactions,
+        consent history and audit entries (``has_contacts``, ``has_workflows``,
+        ``has_interactions``, ``has_consent_history``, ``has_activity``: its own or a
+        merged record's): the view skips reading parts it knows are empty."""
         access.require(self.crm, "customers.read")
         with self.crm.reading() as connection:
             rows = prebuilt.rows(connection, _GET_FOR_VIEW, {"customer_id": customer_id})
@@ -970,20 +972,26 @@ _PAID = (
 )
 
 
-def _has(table: Any) -> Any:
-    found = select(table.c.customer_id).where(table.c.customer_id == bindparam("customer_id"))
-    return found.exists()
+def _has(column: Any) -> Any:
+    """Whether a row of ``column``'s table has the bound customer in ``column``."""
+    return select(column).where(column == bindparam("customer_id")).exists()
 
 
 # the 360's read of its customer (CustomerService._get_for_view): _GET's rows, each with
-# the paid-order totals and whether the customer has contacts and workflow instances
+# the paid-order totals and whether the customer has rows in the other parts' tables
+# (activity: audit entries of its own or records merged into it)
 _GET_FOR_VIEW = (
     _WITH_CONSENTS.add_columns(
         _PAID.c.paid_orders,
         _PAID.c.revenue,
         _PAID.c.last_order,
-        _has(t.contacts).label("has_contacts"),
-        _has(t.workflow_instances).label("has_workflows"),
+        _has(t.contacts.c.customer_id).label("has_contacts"),
+        _has(t.workflow_instances.c.customer_id).label("has_workflows"),
+        _has(t.interactions.c.customer_id).label("has_interactions"),
+        _has(t.consent_changes.c.customer_id).label("has_consent_history"),
+        or_(_has(t.audit_log.c.customer_id), _has(t.customer_merges.c.kept_id)).label(
+            "has_activity"
+        ),
     )
     .join_from(t.customers, _PAID, true())
     .where(t.customers.c.id == bindparam("customer_id"))

@@ -139,8 +139,11 @@ def _build(
     customer_id = customer.id
     assert customer_id is not None
     found = plugin_sections(crm, customer)
+    # a part the customer's read found empty is not read
     interactions = (
-        crm.interactions.list(customer_id=customer_id, limit=limit) if may["interactions"] else []
+        crm.interactions.list(customer_id=customer_id, limit=limit)
+        if may["interactions"] and extra.has_interactions
+        else []
     )
     workflows = may["workflows"] and extra.has_workflows
     return Customer360(
@@ -154,8 +157,10 @@ def _build(
         timeline=timeline(crm, customer, limit=limit, interactions=interactions)
         if may["interactions"]
         else [],
-        consent_history=crm.customers.consent_history(customer_id),
-        activity=activity(crm, customer_id, may),
+        consent_history=crm.customers.consent_history(customer_id)
+        if extra.has_consent_history
+        else [],
+        activity=activity(crm, customer_id, may) if extra.has_activity else [],
         hidden=[part for part, allowed in may.items() if not allowed],
     )
 

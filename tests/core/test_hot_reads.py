@@ -7,9 +7,9 @@ import datetime as dt
 import json
 from decimal import Decimal
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
-from crmkit.core import prebuilt
+from crmkit.core import auditlog, prebuilt
 from crmkit.core import tables as t
 
 T0 = dt.datetime(2024, 1, 1, 9, 30, tzinfo=dt.UTC)
@@ -222,3 +222,34 @@ def test_the_360_reads_totals_contacts_and_workflows_with_its_customer(crm):
     assert empty.totals == _totals_by_query(crm, bare.id)
     assert empty.contacts == [] and empty.workflows == [] and len(empty.orders) == 1
     assert crm.customers.view(full.id).customer == crm.customers.get(full.id)
+    # the parts it may skip: each equals its own read, empty or not
+    quiet = crm.customers.add({"name": "Quiet"})
+    with crm.engine.begin() as connection:  # no audit entry, no consent history
+        connection.execute(delete(t.audit_log).where(t.audit_log.c.customer_id == quiet.id))
+        connection.execute(
+            delete(t.consent_changes).where(t.consent_changes.c.customer_id == quiet.id)
+        )
+    crm.customers.set_consent(full.id, "marketing", True)
+    crm.interactions.log(full.id, "phone", subject="hello", occurred_at=T0)
+    for customer_id in (full.id, bare.id, quiet.id):
+        view = crm.customers.view(customer_id)
+        assert view.interactions == crm.interactions.list(customer_id=customer_id, limit=100)
+        assert view.consent_history == crm.customers.consent_history(customer_id)
+        assert view.activity == auditlog.of_customer(crm, customer_id, limit=20)
+    view = crm.customers.view(full.id)
+    assert len(view.interactions) == 1 and len(view.timeline) == 1
+    assert len(view.consent_history) == 1 and view.activity
+    quiet_view = crm.customers.view(quiet.id)
+    assert quiet_view.activity == [] and quiet_view.consent_history == []
+    assert quiet_view.interactions == [] and quiet_view.timeline == []
+    # a record merged into another: its entries show on the one kept
+    gone = crm.customers.add({"name": "Gone"})
+    crm.interactions.log(gone.id, "email", subject="before the merge", occurred_at=T0)
+    with crm.engine.begin() as connection:  # the kept one: no entry of its own
+        connection.execute(delete(t.audit_log).where(t.audit_log.c.customer_id == quiet.id))
+    crm.customers.merge(quiet.id, gone.id, prefer={"name": "kept"})
+    with crm.engine.begin() as connection:
+        connection.execute(delete(t.audit_log).where(t.audit_log.c.customer_id == quiet.id))
+    kept = crm.customers.view(quiet.id)
+    assert kept.activity == auditlog.of_customer(crm, quiet.id, limit=20)
+    assert {e.customer_id for e in kept.activity} == {gone.id}
