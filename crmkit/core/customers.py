@@ -34,6 +34,7 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    true,
     update,
 )
 
@@ -566,12 +567,30 @@ class CustomerService:
         """:meth:`get` without a check (for operations that authorised their actor)."""
         with self.crm.reading() as connection:
             rows = prebuilt.rows(connection, _GET, {"customer_id": customer_id})
+        return self._found(customer_id, rows)
+
+    def _found(self, customer_id: int, rows: list[Any]) -> Customer:
+        """The customer of rows of :data:`_GET` (or a statement adding columns to it)."""
         if not rows:
             raise NotFound(
                 f"customer {customer_id} not found; list customers with 'crmkit customer list'"
             )
         consents = {r.consent_purpose: bool(r.consent_granted) for r in rows if r.consent_purpose}
         return self._entity(rows[0], consents)
+
+    def _get_for_view(self, customer_id: int) -> tuple[Customer, Any]:
+        """:meth:`get` (the same checks), for the 360 view: with, from the same statement,
+        a row holding the customer's paid-order totals (``paid_orders``, ``revenue``,
+        ``last_order``) and whether it has contacts, workflow instances, interactions,
+        consent history and audit entries (``has_contacts``, ``has_workflows``,
+        ``has_interactions``, ``has_consent_history``, ``has_activity``: its own or a
+        merged record's): the view skips reading parts it knows are empty."""
+        access.require(self.crm, "customers.read")
+        with self.crm.reading() as connection:
+            rows = prebuilt.rows(connection, _GET_FOR_VIEW, {"customer_id": customer_id})
+        customer = self._found(customer_id, rows)
+        access.authorise(self.crm, "customers.read", customer_id, owner=customer.owner)
+        return customer, rows[0]
 
     def require_writable(self, customer_id: int) -> Customer:
         """The customer, if it may take new data; :class:`Conflict` if it was erased or merged.
@@ -941,6 +960,42 @@ def _consents_pg() -> Select[Any]:
 # Statements of the hot reads built once with bound parameters: building a Core
 # statement costs about as much CPU as SQLAlchemy's and psycopg's work to run it.
 _GET = _WITH_CONSENTS.where(t.customers.c.id == bindparam("customer_id"))
+
+_PAID = (
+    select(
+        func.count().label("paid_orders"),
+        func.sum(t.orders.c.amount).label("revenue"),
+        func.max(t.orders.c.occurred_at).label("last_order"),
+    )
+    .where(t.orders.c.customer_id == bindparam("customer_id"), t.orders.c.status == "paid")
+    .subquery("paid")
+)
+
+
+def _has(column: Any) -> Any:
+    """Whether a row of ``column``'s table has the bound customer in ``column``."""
+    return select(column).where(column == bindparam("customer_id")).exists()
+
+
+# the 360's read of its customer (CustomerService._get_for_view): _GET's rows, each with
+# the paid-order totals and whether the customer has rows in the other parts' tables
+# (activity: audit entries of its own or records merged into it)
+_GET_FOR_VIEW = (
+    _WITH_CONSENTS.add_columns(
+        _PAID.c.paid_orders,
+        _PAID.c.revenue,
+        _PAID.c.last_order,
+        _has(t.contacts.c.customer_id).label("has_contacts"),
+        _has(t.workflow_instances.c.customer_id).label("has_workflows"),
+        _has(t.interactions.c.customer_id).label("has_interactions"),
+        _has(t.consent_changes.c.customer_id).label("has_consent_history"),
+        or_(_has(t.audit_log.c.customer_id), _has(t.customer_merges.c.kept_id)).label(
+            "has_activity"
+        ),
+    )
+    .join_from(t.customers, _PAID, true())
+    .where(t.customers.c.id == bindparam("customer_id"))
+)
 _CONTACTS = (
     select(t.contacts)
     .where(t.contacts.c.customer_id == bindparam("customer_id"))

@@ -57,6 +57,7 @@ def create(url: str, **kwargs: Any) -> Engine:
                 "PostgreSQL needs the psycopg driver: pip install 'crmkit[postgres]'"
             ) from exc
         event.listen(engine, "checkout", _refuse_dropped)
+        event.listen(engine, "connect", _load_empty_json_fast)
         return engine
     raise ConfigError(f"database backend {backend!r} is not supported; use sqlite or postgresql")
 
@@ -77,6 +78,30 @@ def _refuse_dropped(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
         raise DisconnectionError("the connection was closed")
     if _readable(dbapi_connection.fileno()):
         raise DisconnectionError("the database ended the session (restarted or terminated)")
+
+
+def _load_empty_json_fast(dbapi_connection: Any, _record: Any) -> None:
+    """Read JSON ``{}`` without the JSON parser: most customers' ``attributes`` are empty
+    and a page of fifty spent a tenth of its CPU parsing them (the same value either way;
+    anything else goes to psycopg's own loader)."""
+    from psycopg.types.json import JsonbLoader, JsonLoader
+
+    for name, base in (("json", JsonLoader), ("jsonb", JsonbLoader)):
+        dbapi_connection.adapters.register_loader(name, _empty_first(base))
+
+
+def _empty_first(base: type) -> type:
+    found = _EMPTY_FIRST.get(base)
+    if found is None:
+
+        def load(self: Any, data: Any) -> Any:
+            return {} if data == b"{}" else base.load(self, data)
+
+        found = _EMPTY_FIRST[base] = type(f"EmptyFirst{base.__name__}", (base,), {"load": load})
+    return found
+
+
+_EMPTY_FIRST: dict[type, type] = {}
 
 
 def _readable(fd: int) -> bool:

@@ -15,6 +15,8 @@ def jsonable(value: Any) -> Any:
     Decimal becomes a string (never a float, so no money is rounded), dates
     and datetimes ISO 8601 text (datetimes keep their offset).
     """
+    if type(value) in _PLAIN:  # most values: nothing to convert (and no attrs lookup)
+        return value
     if attrs.has(type(value)):
         return jsonable(attrs.asdict(value, recurse=False))
     if isinstance(value, dict):
@@ -26,3 +28,7 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, dt.datetime | dt.date):
         return value.isoformat()
     return value
+
+
+#: types returned as they are (exact types: a subclass goes the long way)
+_PLAIN = frozenset({str, int, bool, float, type(None)})

@@ -23,11 +23,9 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import attrs
-from sqlalchemy import and_, bindparam, func, select
 
 from crmkit import plugins as plugin_loader
-from crmkit.core import access, auditlog, prebuilt
-from crmkit.core import tables as t
+from crmkit.core import access, auditlog
 from crmkit.core.audit import AuditEntry
 from crmkit.core.entities import Contact, Customer, Interaction, Section, TimelineEntry
 from crmkit.core.types import to_decimal
@@ -124,55 +122,58 @@ def build(crm: CRM, customer_id: int, *, limit: int = 100) -> Customer360:
     # in a connection scope (a server request): its connection lent once for every read
     # of the view (each still its own statement), not a lend and its end per part
     with crm.reading() if crm._shared.get() is not None else nullcontext():
-        customer = crm.customers.get(customer_id)
+        # the customer (checked as customers.get checks it), its paid-order totals and
+        # which of contacts and workflows it has, in one statement
+        customer, extra = crm.customers._get_for_view(customer_id)
         may = {
             part: access.may(crm, action, customer_id, owner=customer.owner)
             for part, action in PARTS.items()
         }
         with access.trusted(crm):
-            return _build(crm, customer, may, limit)
+            return _build(crm, customer, extra, may, limit)
 
 
-def _build(crm: CRM, customer: Customer, may: dict[str, bool], limit: int) -> Customer360:
+def _build(
+    crm: CRM, customer: Customer, extra: Any, may: dict[str, bool], limit: int
+) -> Customer360:
     customer_id = customer.id
     assert customer_id is not None
     found = plugin_sections(crm, customer)
+    # a part the customer's read found empty is not read
     interactions = (
-        crm.interactions.list(customer_id=customer_id, limit=limit) if may["interactions"] else []
+        crm.interactions.list(customer_id=customer_id, limit=limit)
+        if may["interactions"] and extra.has_interactions
+        else []
     )
+    workflows = may["workflows"] and extra.has_workflows
     return Customer360(
         customer=customer,
-        contacts=crm.customers.contacts(customer_id),
+        contacts=crm.customers.contacts(customer_id) if extra.has_contacts else [],
         interactions=interactions,
         orders=crm.orders.list(customer_id=customer_id, limit=limit) if may["orders"] else [],
-        workflows=crm.workflows.list(customer_id=customer_id) if may["workflows"] else [],
+        workflows=crm.workflows.list(customer_id=customer_id) if workflows else [],
         sections=sorted(found, key=lambda s: (s.order, s.title)),
-        totals=_totals(crm, customer_id, may["orders"]),
+        totals=_totals(extra, may["orders"]),
         timeline=timeline(crm, customer, limit=limit, interactions=interactions)
         if may["interactions"]
         else [],
-        consent_history=crm.customers.consent_history(customer_id),
-        activity=activity(crm, customer_id, may),
+        consent_history=crm.customers.consent_history(customer_id)
+        if extra.has_consent_history
+        else [],
+        activity=activity(crm, customer_id, may) if extra.has_activity else [],
         hidden=[part for part, allowed in may.items() if not allowed],
     )
 
 
-def _totals(crm: CRM, customer_id: int, allowed: bool) -> dict[str, Any]:
+def _totals(extra: Any, allowed: bool) -> dict[str, Any]:
+    """The paid-order totals read with the customer (``_get_for_view``)."""
     if not allowed:
         return {"paid_orders": None, "revenue": None, "last_order": None}
-    with crm.reading() as connection:
-        totals_row = prebuilt.rows(connection, _TOTALS, {"customer_id": customer_id})[0]
     return {
-        "paid_orders": totals_row[0],
-        "revenue": to_decimal(totals_row[1]) if totals_row[1] is not None else Decimal(0),
-        "last_order": totals_row[2],
+        "paid_orders": extra.paid_orders,
+        "revenue": to_decimal(extra.revenue) if extra.revenue is not None else Decimal(0),
+        "last_order": extra.last_order,
     }
-
-
-# built once, with the customer as a bound parameter (see crmkit.core.customers._GET)
-_TOTALS = select(func.count(), func.sum(t.orders.c.amount), func.max(t.orders.c.occurred_at)).where(
-    and_(t.orders.c.customer_id == bindparam("customer_id"), t.orders.c.status == "paid")
-)
 
 
 def activity(

@@ -4,11 +4,12 @@ reads) give what the general queries give, on both backends."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 from decimal import Decimal
 
-from sqlalchemy import select
+from sqlalchemy import delete, func, select
 
-from crmkit.core import prebuilt
+from crmkit.core import auditlog, prebuilt
 from crmkit.core import tables as t
 
 T0 = dt.datetime(2024, 1, 1, 9, 30, tzinfo=dt.UTC)
@@ -159,3 +160,96 @@ def test_a_plan_is_kept_with_its_statement_and_dropped_with_its_dialect():
     del dialect, plan
     gc.collect()
     assert dialect_watch() is None and watch() is None  # the plans went with the dialect
+
+
+def test_json_values_read_the_same_with_the_empty_object_shortcut(crm):
+    """PostgreSQL connections read a JSON ``{}`` without the parser (db.py); every value,
+    empty or not, reads as the parser gives it, on both backends."""
+    plain = crm.customers.add({"name": "Plain"})
+    rich = crm.customers.add({"name": "Rich", "attributes": {"vip": True, "tier": "gold"}})
+    assert crm.customers.get(plain.id).attributes == {}
+    assert crm.customers.get(rich.id).attributes == {"vip": True, "tier": "gold"}
+    texts = ["{}", "{ }", "[]", '{"a": {}}', '{"n": 1.5, "s": "{}"}', "null"]
+    with crm.reading() as connection:
+        for text in texts:
+            for kind in ("json", "jsonb") if crm.engine.dialect.name == "postgresql" else ():
+                found = connection.exec_driver_sql(f"SELECT CAST('{text}' AS {kind})").scalar()
+                assert found == json.loads(text), (kind, text)
+        if crm.engine.dialect.name == "postgresql":  # the shortcut is in place
+            driver = connection.connection.dbapi_connection
+            loader = driver.adapters.get_loader(driver.adapters.types["json"].oid, 0)
+            assert loader.__name__ == "EmptyFirstJsonLoader"
+        first = connection.execute(select(t.customers.c.attributes)).scalar()
+        assert (
+            first == {}
+            and first is not connection.execute(select(t.customers.c.attributes)).scalar()
+        )  # a new dict each time: a caller may change the one it got
+
+
+def _totals_by_query(crm, customer_id):
+    o = t.orders.c
+    query = select(func.count(), func.sum(o.amount), func.max(o.occurred_at)).where(
+        o.customer_id == customer_id, o.status == "paid"
+    )
+    with crm.engine.connect() as connection:
+        count, revenue, last = connection.execute(query).one()
+    return {"paid_orders": count, "revenue": revenue or Decimal(0), "last_order": last}
+
+
+def test_the_360_reads_totals_contacts_and_workflows_with_its_customer(crm):
+    """The 360 reads its customer's paid-order totals and which of contacts and workflows
+    it has in the customer's statement; what it shows equals the separate reads."""
+    full = crm.customers.add({"name": "Full", "type": "organisation"})
+    bare = crm.customers.add({"name": "Bare"})
+    for n, status in enumerate(["paid", "paid", "refunded", "cancelled", "paid"]):
+        crm.orders.add(
+            customer_id=full.id, amount=Decimal("10.25") * (n + 1), status=status,
+            occurred_at=T0 + dt.timedelta(days=n),
+        )  # fmt: skip
+    crm.orders.add(customer_id=bare.id, amount="3", status="refunded", occurred_at=T0)
+    crm.customers.add_contact(full.id, "Wang Fang", email="wang@example.cn")
+    crm.workflows.start("sales", full.id, "Kettles", value="1000")
+    view = crm.customers.view(full.id)
+    assert view.totals == _totals_by_query(crm, full.id)
+    assert view.totals == {
+        "paid_orders": 3, "revenue": Decimal("82.00"), "last_order": T0 + dt.timedelta(days=4)
+    }  # fmt: skip
+    assert str(view.totals["revenue"]) == "82.00"
+    assert view.contacts == crm.customers.contacts(full.id) and len(view.contacts) == 1
+    assert view.workflows == crm.workflows.list(customer_id=full.id) and len(view.workflows) == 1
+    empty = crm.customers.view(bare.id)
+    assert empty.totals == {"paid_orders": 0, "revenue": Decimal(0), "last_order": None}
+    assert empty.totals == _totals_by_query(crm, bare.id)
+    assert empty.contacts == [] and empty.workflows == [] and len(empty.orders) == 1
+    assert crm.customers.view(full.id).customer == crm.customers.get(full.id)
+    # the parts it may skip: each equals its own read, empty or not
+    quiet = crm.customers.add({"name": "Quiet"})
+    with crm.engine.begin() as connection:  # no audit entry, no consent history
+        connection.execute(delete(t.audit_log).where(t.audit_log.c.customer_id == quiet.id))
+        connection.execute(
+            delete(t.consent_changes).where(t.consent_changes.c.customer_id == quiet.id)
+        )
+    crm.customers.set_consent(full.id, "marketing", True)
+    crm.interactions.log(full.id, "phone", subject="hello", occurred_at=T0)
+    for customer_id in (full.id, bare.id, quiet.id):
+        view = crm.customers.view(customer_id)
+        assert view.interactions == crm.interactions.list(customer_id=customer_id, limit=100)
+        assert view.consent_history == crm.customers.consent_history(customer_id)
+        assert view.activity == auditlog.of_customer(crm, customer_id, limit=20)
+    view = crm.customers.view(full.id)
+    assert len(view.interactions) == 1 and len(view.timeline) == 1
+    assert len(view.consent_history) == 1 and view.activity
+    quiet_view = crm.customers.view(quiet.id)
+    assert quiet_view.activity == [] and quiet_view.consent_history == []
+    assert quiet_view.interactions == [] and quiet_view.timeline == []
+    # a record merged into another: its entries show on the one kept
+    gone = crm.customers.add({"name": "Gone"})
+    crm.interactions.log(gone.id, "email", subject="before the merge", occurred_at=T0)
+    with crm.engine.begin() as connection:  # the kept one: no entry of its own
+        connection.execute(delete(t.audit_log).where(t.audit_log.c.customer_id == quiet.id))
+    crm.customers.merge(quiet.id, gone.id, prefer={"name": "kept"})
+    with crm.engine.begin() as connection:
+        connection.execute(delete(t.audit_log).where(t.audit_log.c.customer_id == quiet.id))
+    kept = crm.customers.view(quiet.id)
+    assert kept.activity == auditlog.of_customer(crm, quiet.id, limit=20)
+    assert {e.customer_id for e in kept.activity} == {gone.id}
