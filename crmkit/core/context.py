@@ -70,8 +70,8 @@ class HookContext:
         they were given; one given while they run runs too."""
         self._before_commit.append(callback)
 
-    def run_before_commit(self) -> None:
-        """The core calls this just before it commits (after which nothing may be added)."""
+    def _run_before_commit(self) -> None:
+        """The core calls this just before it commits (crmkit.crm.CRM.transaction)."""
         while self._before_commit:
             self._before_commit.pop(0)(self)
 
