@@ -4,10 +4,9 @@ rollback, of the transaction or a savepoint, takes them away with the rest."""
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import random
-from pathlib import Path
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -15,8 +14,6 @@ from crmkit_loyalty import loyalty, pending
 from crmkit_loyalty import tables as t
 from crmkit_loyalty.testing import assert_consistent, at, program
 from sqlalchemy import select
-
-from crmkit.transfer import import_file
 
 # spend measure (the spend bound and the order count are read by every batch), an nth-order
 # bonus (the order count), tier multipliers (the tier)
@@ -46,12 +43,17 @@ def _rows(seed: int, count: int) -> list[tuple[str, str, dt.datetime, str]]:
     return sorted(rows, key=lambda r: r[2])
 
 
-def _csv(path: Path, rows: list[tuple[str, str, dt.datetime, str]]) -> Path:
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["external_id", "customer", "occurred_at", "amount"])
-        writer.writerows([(e, "B" + c, when.isoformat(), amount) for e, c, when, amount in rows])
-    return path
+def _import(crm: Any, ids: dict[str, int], rows: list[Any], batch_size: int) -> None:
+    """The B customers' orders through the importer's path: batches of crmkit.StoredOrders
+    (each ``add_rows`` joins the running transaction, as the importer's batches do)."""
+    with crm.transaction():
+        for start in range(0, len(rows), batch_size):
+            crm.orders.add_rows(
+                [
+                    (e, ids["B" + c], when, Decimal(amount), None, "EUR", "paid", None)
+                    for e, c, when, amount in rows[start : start + batch_size]
+                ]
+            )
 
 
 @pytest.fixture
@@ -87,13 +89,13 @@ def _one_by_one(crm: Any, ids: dict[str, int], rows: list[Any]) -> None:
         crm.orders.add(customer_id=ids["S" + customer], amount=amount, occurred_at=when)
 
 
-def test_counters_wait_for_the_commit_and_every_read_sees_them_whole(club, tmp_path: Path):
+def test_counters_wait_for_the_commit_and_every_read_sees_them_whole(club):
     crm, service, ids = club
     rows = _rows(1, 100)
     first, second = rows[:60], rows[60:]
     with crm.transaction() as ctx:
         before = _stored_balances(ctx)
-        import_file(crm, "orders", _csv(tmp_path / "a.csv", first), batch_size=7)
+        _import(crm, ids, first, 7)
         # the batches wrote the ledger; the members' rows wait for the commit ...
         assert _stored_balances(ctx) == before
         assert pending.table(ctx.connection) is not None
@@ -104,39 +106,37 @@ def test_counters_wait_for_the_commit_and_every_read_sees_them_whole(club, tmp_p
         assert _stored_balances(ctx) == {cid: balance for cid, (balance, _) in sums.items()}
         assert pending.table(ctx.connection) is None
         # more batches after that, and one order earning order by order among them
-        import_file(crm, "orders", _csv(tmp_path / "b.csv", second[:20]), batch_size=6)
+        _import(crm, ids, second[:20], 6)
         _, customer, when, amount = second[20]
         crm.orders.add(customer_id=ids["B" + customer], amount=amount, occurred_at=when)
-        import_file(crm, "orders", _csv(tmp_path / "c.csv", second[21:]), batch_size=6)
+        _import(crm, ids, second[21:], 6)
     _one_by_one(crm, ids, first + second)
     _same_both_sides(service, ids)
     assert {service.member(ids[f"B{i}"]).tier for i in range(CUSTOMERS)} - {"bronze"}
 
 
-def test_the_counters_are_written_once_before_the_import_commits(club, tmp_path: Path):
+def test_the_counters_are_written_once_before_the_import_commits(club):
     crm, service, ids = club
     rows = _rows(3, 80)
-    result = import_file(crm, "orders", _csv(tmp_path / "a.csv", rows), batch_size=9)
-    assert result.stored == 80
+    _import(crm, ids, rows, 9)
     _one_by_one(crm, ids, rows)
     _same_both_sides(service, ids)
 
 
-def test_a_rollback_takes_the_pending_counters_with_it(club, tmp_path: Path):
+def test_a_rollback_takes_the_pending_counters_with_it(club):
     crm, service, ids = club
     rows = _rows(4, 50)
-    path = _csv(tmp_path / "a.csv", rows)
     # one connection for every transaction below: nothing of the rolled-back one may stay
     with crm.connection_scope():
         with pytest.raises(RuntimeError), crm.transaction():
-            import_file(crm, "orders", path, batch_size=8)
+            _import(crm, ids, rows, 8)
             raise RuntimeError("abort")
         assert crm.orders.list() == []
         assert {balance for balance, _ in service.ledger_sums().values()} == {0}
         with crm.transaction() as ctx:
             with pytest.raises(RuntimeError), ctx.connection.begin_nested():
-                import_file(crm, "orders", path, batch_size=8)
+                _import(crm, ids, rows, 8)
                 raise RuntimeError("abort the savepoint")
-            import_file(crm, "orders", path, batch_size=8)
+            _import(crm, ids, rows, 8)
     _one_by_one(crm, ids, rows)
     _same_both_sides(service, ids)
