@@ -297,6 +297,10 @@ def rule_points(p: Plan, b: Any) -> list[tuple[str, ColumnElement[Any]]]:
 def batch_filter(column: Any, ids: Sequence[int]) -> ColumnElement[bool]:
     """``column`` is one of ``ids``: ranges of consecutive ids (an import batch is one, or a
     few where other writers took ids in between), a plain list when they are scattered."""
+    if ids:
+        low, high = min(ids), max(ids)
+        if high - low + 1 == len(ids) == len(set(ids)):  # one run: no sort, no Python loop
+            return column.between(low, high)
     ordered = sorted(set(ids))
     runs: list[list[int]] = []
     for value in ordered:
