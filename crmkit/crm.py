@@ -251,6 +251,7 @@ class CRM:
                 with connection.begin():
                     self._plugin_states.during_write(ctx)
                     yield ctx
+                    ctx._run_before_commit()  # plugins' ctx.before_commit work, then the audit
                     audit.close(ctx)
             finally:
                 self._actor.reset(bound)

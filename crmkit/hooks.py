@@ -99,7 +99,9 @@ if TYPE_CHECKING:  # imported for annotations only; keeps this module import-lig
 #: ``crmkit_register_routes``.
 #: 1.4: :func:`crmkit.plugin.lazy_command`: a plugin's command group is listed
 #: by name and help, its module imported only when the command runs.
-API_VERSION = "1.4"
+#: 1.5: :meth:`HookContext.before_commit <crmkit.core.context.HookContext.before_commit>`:
+#: work run once in the transaction, just before it commits.
+API_VERSION = "1.5"
 
 hookspec = pluggy.HookspecMarker("crmkit")
 hookimpl = pluggy.HookimplMarker("crmkit")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -48,7 +49,8 @@ class HookContext:
     through it commit or roll back together with the change that fired the
     event. ``now`` is the timezone-aware time of the change. ``actor`` is who is acting
     (:class:`crmkit.core.actors.Actor`; ``actor.label`` is the name to store in a record's
-    own ``staff``/``actor`` column). Record what you change with :meth:`audit`.
+    own ``staff``/``actor`` column). Record what you change with :meth:`audit`; work
+    to finish once the write is complete goes to :meth:`before_commit`.
     """
 
     crm: CRM
@@ -59,6 +61,19 @@ class HookContext:
     #: set once an audit entry is recorded; tables written (for the audit safety net)
     audited: bool = False
     written_tables: set[str] = attrs.field(factory=set)
+    _before_commit: list[Callable[[HookContext], None]] = attrs.field(factory=list, init=False)
+
+    def before_commit(self, callback: Callable[[HookContext], None]) -> None:
+        """Run ``callback(ctx)`` once, in this transaction, after the write's last event and
+        before its commit (API 1.5): e.g. totals a plugin kept per import batch, written
+        once per import. An error rolls the whole write back. Callbacks run in the order
+        they were given; one given while they run runs too."""
+        self._before_commit.append(callback)
+
+    def _run_before_commit(self) -> None:
+        """The core calls this just before it commits (crmkit.crm.CRM.transaction)."""
+        while self._before_commit:
+            self._before_commit.pop(0)(self)
 
     def audit(
         self,

@@ -16,7 +16,7 @@ from sqlalchemy import func, null, or_, select
 
 import crmkit.plugin as ck
 from crmkit.plugin import Order, StoredOrders
-from crmkit_loyalty import bounds, setbased
+from crmkit_loyalty import bounds, pending, setbased
 from crmkit_loyalty import tables as t
 from crmkit_loyalty.access import audit_batch
 from crmkit_loyalty.ledger import CHUNK, audit_since, end_of_day, mark, post
@@ -54,6 +54,8 @@ def earn_orders(
         batch = [o.id for o in orders if o.id is not None]
     if not set_based:
         batch = None  # no batch: no set-based path
+    if not imported:  # only an import's batches leave counters pending: the rest reads them
+        pending.flush(ctx.connection)
     programs = lc.programs(ctx.connection)
     if not programs:
         return
@@ -101,7 +103,7 @@ def earn_program(
             else setbased.orders_fit(plan, paid())
         )
     ):
-        entries, changes = earn_set_based(lc, ctx, program_id, prog, plan, paid, batch)
+        entries, changes = earn_set_based(lc, ctx, program_id, prog, plan, paid, batch, imported)
     elif paid():
         entries, changes = earn_rows(lc, ctx, program_id, prog, paid(), replay=replay)
     else:
@@ -120,8 +122,10 @@ def earn_set_based(
     plan: setbased.Plan,
     paid: Callable[[], list[Order]],
     batch: list[int],
+    imported: bool = False,
 ) -> tuple[list[LedgerEntry], list[TierChange]]:
-    """Earn in SQL; members needing sequential handling go through :func:`earn_rows`."""
+    """Earn in SQL; members needing sequential handling go through :func:`earn_rows`. An
+    import's batch leaves its members' counters pending (:mod:`crmkit_loyalty.pending`)."""
     connection = ctx.connection
     o, m = ck.orders.c, t.members.c
     in_batch = setbased.batch_filter(o.id, batch)
@@ -159,7 +163,7 @@ def earn_set_based(
             entries += more
             changes += moved
     before = connection.scalar(select(func.max(t.ledger.c.id))) or 0
-    setbased.write_ledger(connection, program_id, plan, ctx.now)
+    setbased.write_ledger(connection, program_id, plan, ctx.now, ctx if imported else None)
     if lc.listened("crmkit_loyalty_after_points_earned"):
         ledger_batch = setbased.batch_filter(t.ledger.c.order_id, batch)
         for row in setbased.new_entries(connection, program_id, before, ledger_batch):
@@ -180,6 +184,9 @@ def earn_rows(
 ) -> tuple[list[LedgerEntry], list[TierChange]]:
     """Earn order by order in Python (any rule type, order lines, claw-backs, referrals)."""
     connection = ctx.connection
+    # these members' counters are read and set below: what an import's earlier batches
+    # left pending for them is written first
+    pending.flush(connection, {o.customer_id for o in paid})
     gone = _gone(connection, {o.customer_id for o in paid})
     if gone:
         paid = [o for o in paid if o.customer_id not in gone]

@@ -43,6 +43,7 @@ from crmkit_loyalty import (
     expiry,
     membership,
     merging,
+    pending,
     privacy,
     reports,
     reversal,
@@ -395,3 +396,11 @@ class LoyaltyService:
             with self.crm.transaction() as own:
                 return catchup.catch_up(self.context, own, since)
         return catchup.catch_up(self.context, ctx, since)
+
+
+# every public method sees the members' counters whole: what the running import's batches
+# left pending is written first (crmkit_loyalty.pending); earn_orders is the batch path
+# itself and writes them where it reads them
+for _name, _method in list(vars(LoyaltyService).items()):
+    if callable(_method) and not _name.startswith("_") and _name != "earn_orders":
+        setattr(LoyaltyService, _name, pending.settled(_method))

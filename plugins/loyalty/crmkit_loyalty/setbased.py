@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 from fractions import Fraction
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from sqlalchemy import (
@@ -59,11 +59,14 @@ from sqlalchemy.types import NullType
 
 import crmkit.plugin as ck
 from crmkit.plugin import Order, UTCDateTime, to_decimal
-from crmkit_loyalty import bounds
+from crmkit_loyalty import bounds, pending
 from crmkit_loyalty import tables as t
 from crmkit_loyalty.program import Program
 from crmkit_loyalty.records import TierChange
 from crmkit_loyalty.rules import CampaignRule, NthOrderRule, SpendRule
+
+if TYPE_CHECKING:
+    from crmkit.plugin import HookContext
 
 #: money is stored with at most 4 decimals: amounts become integers of 1/10,000
 SCALE = 10_000
@@ -294,6 +297,10 @@ def rule_points(p: Plan, b: Any) -> list[tuple[str, ColumnElement[Any]]]:
 def batch_filter(column: Any, ids: Sequence[int]) -> ColumnElement[bool]:
     """``column`` is one of ``ids``: ranges of consecutive ids (an import batch is one, or a
     few where other writers took ids in between), a plain list when they are scattered."""
+    if ids:
+        low, high = min(ids), max(ids)
+        if high - low + 1 == len(ids) == len(set(ids)):  # one run: no sort, no Python loop
+            return column.between(low, high)
     ordered = sorted(set(ids))
     runs: list[list[int]] = []
     for value in ordered:
@@ -459,18 +466,25 @@ def fill(
         .where(in_batch, o.c.status == "paid", o.c.customer_id.not_in(gone_customers()))
         .subquery()
     )  # fmt: skip
+    # the members' counters: the row's plus what earlier batches of the import added
+    # (crmkit_loyalty.pending)
+    waiting = pending.table(connection)
+    orders_count, spend_bound = m.c.orders_count, m.c.spend_bound
+    if waiting is not None:
+        orders_count = orders_count + func.coalesce(waiting.c.orders, 0)
+        spend_bound = spend_bound + func.coalesce(waiting.c.spend, 0)
     # points still to claw back, or a referral bonus due on this first order: these
     # members earn order by order (take_sequential)
     sequential = [m.c.clawback_due > 0]
     if prog.fixed("referral"):
-        sequential.append(and_(m.c.orders_count == 0, m.c.referred_by.is_not(None)))
+        sequential.append(and_(orders_count == 0, m.c.referred_by.is_not(None)))
     measure: Any = cast(null(), BigInteger)
     if tiered:  # members at the top tier need no measure
         top = m.c.tier == prog.tiers[-1].name
         if pruned:
             # nor do orders whose customer's paid spend of all time (the bound) cannot reach
             # the next tier: NULL is below any tier, as at the top (see _fix_tiers)
-            below = (m.c.spend_bound + paid.c.running) < _next_bar(prog, _rank_of(prog, m.c.tier))
+            below = (spend_bound + paid.c.running) < _next_bar(prog, _rank_of(prog, m.c.tier))
             top = or_(top, below)
         measure = case((top, None), else_=_spend_measure(prog, paid, dialect))
     locked = (
@@ -479,7 +493,7 @@ def fill(
             m.c.id.label("member_id"),
             m.c.tier.label("tier0"),
             _rank_of(prog, m.c.tier).label("rank0"),
-            m.c.orders_count.label("count0"),
+            orders_count.label("count0"),
             or_(*sequential).label("sequential"),
             measure.label("measure"),
         )
@@ -491,6 +505,8 @@ def fill(
         # order counts and tiers hold until the batch commits
         .with_for_update(of=m)
     )
+    if waiting is not None:
+        locked = locked.outerjoin(waiting, waiting.c.member_id == m.c.id)
     # every order earns with the member's tier before the batch (_fix_tiers moves the few
     # members an order moves up): one pass, no second sort, each measure read once
     locked = locked.subquery()
@@ -573,8 +589,12 @@ def take(connection: Any, p: Plan, customers: set[int]) -> set[int]:
     return customers
 
 
-def write_ledger(connection: Any, program_id: int, p: Plan, now: dt.datetime) -> None:
-    """One INSERT ... SELECT per rule (rows with points only), then the members' totals."""
+def write_ledger(
+    connection: Any, program_id: int, p: Plan, now: dt.datetime, defer: HookContext | None = None
+) -> None:
+    """One INSERT ... SELECT per rule (rows with points only), then the members' totals:
+    with ``defer`` (an import's batch) added to its transaction's pending counters
+    (:mod:`crmkit_loyalty.pending`), written to the members before it commits."""
     b = p.scratch
     names = p.rule_names
     columns = [
@@ -608,6 +628,9 @@ def write_ledger(connection: Any, program_id: int, p: Plan, now: dt.datetime) ->
         .group_by(b.c.member_id)
         .subquery()
     )
+    if defer is not None:
+        pending.add(defer, sums)
+        return
     m = t.members
     _without_nested_loops(
         connection,

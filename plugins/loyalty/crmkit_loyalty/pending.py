@@ -1,0 +1,210 @@
+"""The members' counters an import's batches moved, written to the members once per import.
+
+A batch earning set-based adds to its members' balance, earning order count and spend
+bound. Written to ``loyalty_members`` at once, every batch of an import writes a new
+version of tens of thousands of member rows in the import's one transaction (on
+PostgreSQL none can be pruned before the commit, so no update after the first is HOT and
+each writes every member index). Instead each batch adds its sums to a scratch table
+(:data:`counts`, one row per member) and one ``UPDATE ... FROM`` writes them just before
+the import commits (``ctx.before_commit``, crmkit API 1.5).
+
+Until then a member's counters are the row's plus its pending row. The batch path reads
+them so (:func:`crmkit_loyalty.setbased.fill`); every other path writes them first:
+order-by-order earning its members' (:func:`flush`), every public method of the service
+all of them (:func:`settle`). A savepoint or transaction rolled back takes the pending rows
+it added with it (the table is transactional like any other).
+"""
+
+from __future__ import annotations
+
+import functools
+import weakref
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import attrs
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Integer,
+    MetaData,
+    Table,
+    delete,
+    func,
+    insert,
+    select,
+    text,
+    true,
+    update,
+)
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.schema import CreateTable, DropTable
+
+from crmkit_loyalty import tables as t
+
+if TYPE_CHECKING:
+    from crmkit.plugin import CRM, HookContext
+
+NAME = "loyalty_tmp_pending_counts"
+
+
+def _counts(name: str, *, keyed: bool) -> Table:
+    return Table(
+        name,
+        MetaData(),
+        Column("member_id", Integer, primary_key=keyed, autoincrement=False, nullable=False),
+        Column("orders", Integer, nullable=False),
+        Column("points", BigInteger, nullable=False),
+        Column("spend", BigInteger, nullable=False),  # 1/10,000 units
+        prefixes=["TEMPORARY"],
+    )
+
+
+#: a per-connection scratch table (no migration): the deltas not yet in loyalty_members,
+#: one row per member. SQLite adds each batch's sums in place (looked up by the key);
+#: PostgreSQL builds it again without a key (:func:`_rebuild`)
+counts = _counts(NAME, keyed=True)
+_heap = _counts(NAME, keyed=False)
+_next = _counts(f"{NAME}_next", keyed=False)
+
+
+@attrs.define(eq=False)
+class _Open:
+    """A transaction with pending rows (``dirty``) and its before-commit write."""
+
+    transaction: weakref.ref[Any]
+    dirty: bool = False
+
+
+#: connection -> its transaction that may hold pending rows (weak: a closed connection goes)
+_open: weakref.WeakKeyDictionary[Any, _Open] = weakref.WeakKeyDictionary()
+
+
+def _current(connection: Any) -> _Open | None:
+    """The record of ``connection``'s running transaction (a record of an earlier one,
+    rolled back, is dropped: its rows went with it)."""
+    found = _open.get(connection)
+    if found is None:
+        return None
+    running = connection.get_transaction()
+    if running is None or found.transaction() is not running:
+        del _open[connection]
+        return None
+    return found
+
+
+def table(connection: Any) -> Table | None:
+    """:data:`counts` when ``connection``'s transaction may have pending rows, else None."""
+    found = _current(connection)
+    if found is None or not found.dirty:
+        return None
+    # a savepoint rolled back since may have taken the table with its rows (created in it)
+    _create(connection)
+    return counts
+
+
+def _create(connection: Any) -> None:
+    keyed = connection.dialect.name != "postgresql"
+    connection.execute(CreateTable(counts if keyed else _heap, if_not_exists=True))
+
+
+def add(ctx: HookContext, sums: Any) -> None:
+    """Add ``sums`` (a subquery: ``member_id``, ``orders``, ``points``, ``spend``, one row per
+    member) to the pending rows of ``ctx``'s transaction, written before it commits."""
+    connection = ctx.connection
+    _create(connection)  # (a savepoint rolled back may have taken it: see table())
+    found = _current(connection)
+    if found is None:
+        found = _open[connection] = _Open(weakref.ref(connection.get_transaction()))
+        ctx.before_commit(lambda c: flush(c.connection))
+    found.dirty = True
+    if connection.dialect.name == "postgresql":
+        _rebuild(connection, sums)
+        return
+    names = ["member_id", "orders", "points", "spend"]
+    # (the WHERE: SQLite would read ON CONFLICT as a join's ON without one)
+    source = select(*(sums.c[n] for n in names)).where(true())
+    statement = sqlite.insert(counts).from_select(names, source)
+    added = statement.excluded
+    connection.execute(
+        statement.on_conflict_do_update(
+            index_elements=[counts.c.member_id],
+            set_={
+                "orders": counts.c.orders + added.orders,
+                "points": counts.c.points + added.points,
+                "spend": counts.c.spend + added.spend,
+            },
+        )
+    )
+
+
+def _rebuild(connection: Any, sums: Any) -> None:
+    """PostgreSQL: the pending rows and ``sums`` joined into a new table that takes the
+    old one's name. Updated in place, every row would get a new version each batch that no
+    one can prune before the commit (an index entry too): the cost this module saves on
+    the members. Writing ~50,000 short rows anew, with no index, is cheaper; the readers
+    join them by hash. Like any DDL here, it rolls back with the transaction or savepoint."""
+    old = _heap.c
+    merged = select(
+        func.coalesce(old.member_id, sums.c.member_id),
+        func.coalesce(old.orders, 0) + func.coalesce(sums.c.orders, 0),
+        func.coalesce(old.points, 0) + func.coalesce(sums.c.points, 0),
+        func.coalesce(old.spend, 0) + func.coalesce(sums.c.spend, 0),
+    ).select_from(_heap.join(sums, old.member_id == sums.c.member_id, full=True))
+    connection.execute(CreateTable(_next))
+    connection.execute(insert(_next).from_select(list(_next.c.keys()), merged))
+    connection.execute(DropTable(_heap))
+    connection.execute(text(f"ALTER TABLE {_next.name} RENAME TO {NAME}"))
+
+
+def flush(connection: Any, customer_ids: Iterable[int] | None = None) -> None:
+    """Write the pending rows (of these customers' members, else all) to ``loyalty_members``."""
+    pending = table(connection)
+    if pending is None:
+        return
+    if customer_ids is None:
+        _write(connection, pending, [])
+        _open[connection].dirty = False
+        return
+    ids = sorted(set(customer_ids))
+    m = t.members.c
+    for start in range(0, len(ids), 5_000):
+        theirs = select(m.id).where(m.customer_id.in_(ids[start : start + 5_000]))
+        _write(connection, pending, [pending.c.member_id.in_(theirs)])
+
+
+def _write(connection: Any, p: Table, where: list[Any]) -> None:
+    m = t.members
+    connection.execute(
+        update(m)
+        .where(m.c.id == p.c.member_id, *where)
+        .values(
+            balance=m.c.balance + p.c.points,
+            orders_count=m.c.orders_count + p.c.orders,
+            spend_bound=m.c.spend_bound + p.c.spend,  # NULL (unknown) stays NULL
+        )
+    )
+    connection.execute(delete(p).where(*where))
+
+
+def settle(crm: CRM) -> None:
+    """Write every pending row of the running transaction of this thread, if any."""
+    if not _open:  # no transaction of this process has any: no connection to look at
+        return
+    with crm.reading() as connection:
+        flush(connection)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def settled(method: F) -> F:
+    """A :class:`~crmkit_loyalty.service.LoyaltyService` method that first writes the
+    running transaction's pending rows (:func:`settle`): it sees whole counters."""
+
+    @functools.wraps(method)
+    def run(self: Any, *args: Any, **kwargs: Any) -> Any:
+        settle(self.crm)
+        return method(self, *args, **kwargs)
+
+    return run  # type: ignore[return-value]
