@@ -483,7 +483,7 @@ def _plain(value: Any) -> Any:
         return [_plain(v) for v in value]
     if isinstance(value, int) and not isinstance(value, bool) and value not in _INT64:
         return orjson.Fragment(int.__repr__(value))
-    if value is None or isinstance(value, str | int | float):
+    if value is None or isinstance(value, str | int | float | orjson.Fragment):
         return value
     return _plain(_encodable(value))
 
@@ -521,6 +521,8 @@ def _converter(cls: type) -> Callable[[Any], Any]:
         return _fields_converter(cls)
     if issubclass(cls, Decimal):
         return str
+    if cls is dt.datetime:
+        return _moment
     if issubclass(cls, dt.datetime | dt.date):
         return cls.isoformat
     if issubclass(cls, set | frozenset):
@@ -528,18 +530,36 @@ def _converter(cls: type) -> Callable[[Any], Any]:
     raise TypeError(f"{cls.__name__} is not JSON serialisable")
 
 
-#: what a field annotated with one of these types is written as, when it holds exactly
-#: that type (anything else is left to the encoder, which gives the same)
-_INLINE = {dt.datetime: "isoformat", dt.date: "isoformat", Decimal: "str"}
+def _moment(value: dt.datetime) -> Any:
+    """A datetime as ``isoformat`` writes it: in UTC (what the database gives) orjson
+    writes the same text at a fifth of the cost (a property test holds that)."""
+    if value.tzinfo is _UTC:
+        return _Fragment(_dumps(value))
+    return value.isoformat()
+
+
+_UTC = dt.UTC
+_Fragment = orjson.Fragment
+_dumps = orjson.dumps
+
+#: how a field annotated with one of these types is written when it holds exactly that
+#: type (anything else is left to the encoder, which gives the same)
+_INLINE = {
+    dt.datetime: "(_Fragment(_dumps(x)) if x.tzinfo is _UTC else x.isoformat())",
+    dt.date: "x.isoformat()",
+    Decimal: "str(x)",
+}
 
 
 def _fields_converter(cls: type) -> Callable[[Any], Any]:
     """An attrs class's converter, compiled once: one dict display of its fields in
-    order, with the Decimal, date and datetime fields (by annotation) written as text in
-    place, not by a call back from the encoder for each (a third of the CPU of encoding
-    a page of customers)."""
+    order, with the Decimal, date and datetime fields (by annotation) written in place,
+    not by a call back from the encoder for each (a third of the CPU of encoding a page
+    of customers)."""
     hints = type_hints(cls)
-    namespace: dict[str, Any] = {"_getattr": getattr}
+    namespace: dict[str, Any] = {
+        "_getattr": getattr, "_Fragment": _Fragment, "_dumps": _dumps, "_UTC": _UTC,
+    }  # fmt: skip
     items = []
     for n, field in enumerate(attrs.fields(cls)):
         name = field.name
@@ -548,8 +568,7 @@ def _fields_converter(cls: type) -> Callable[[Any], Any]:
         kind = _inline_type(hints.get(name))
         if kind is not None:
             namespace[f"_t{n}"] = kind
-            how = "str(x)" if _INLINE[kind] == "str" else "x.isoformat()"
-            get = f"({how} if type(x := {get}) is _t{n} else x)"
+            get = f"({_INLINE[kind]} if type(x := {get}) is _t{n} else x)"
         items.append(f"{name!r}: {get}")
     source = "def convert(v):\n    return {" + ", ".join(items) + "}\n"
     exec(compile(source, f"<crmkit encoder of {cls.__qualname__}>", "exec"), namespace)  # noqa: S102 - our own source, from field names

@@ -532,7 +532,7 @@ class _Typed:
 
 _leaves = (
     st.none() | st.booleans() | st.integers() | st.text(max_size=6)
-    | st.decimals(allow_nan=False, places=4) | st.datetimes(timezones=st.timezones())
+    | st.decimals(allow_nan=False, places=4) | st.datetimes(timezones=st.timezones() | st.just(dt.UTC))
     | st.dates() | st.floats(allow_nan=False, allow_infinity=False)
 )  # fmt: skip
 _trees = st.recursive(
@@ -624,3 +624,20 @@ def test_new_request_ids_are_uuid4_hex() -> None:
     for text in made:
         parsed = uuid.UUID(hex=text)
         assert (parsed.version, parsed.variant, parsed.hex) == (4, uuid.RFC_4122, text)
+
+
+def test_customer_out_copies_every_field_by_name() -> None:
+    """convert.customer_out builds CustomerOut by position: each of its fields holds the
+    customer's field of the same name, whatever order either class lists them in."""
+    import types
+
+    from crmkit.core.entities import Customer
+    from crmkit.server.api import convert, schemas
+
+    names = [f.name for f in attrs.fields(schemas.CustomerOut)]
+    assert set(names) <= {f.name for f in attrs.fields(Customer)}
+    values = {name: f"<{name}>" for name in names}
+    values.update(id=5, version=7, attributes={"tier": "gold"}, consents={"email": True})
+    out = convert.customer_out(None, types.SimpleNamespace(**values))  # type: ignore[arg-type]
+    assert {name: getattr(out, name) for name in names} == values
+    assert convert.customer_out(None, types.SimpleNamespace(**values), 9).version == 9  # type: ignore[arg-type]
