@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
-import operator
+import keyword
 import re
 import types
 import typing
@@ -28,8 +28,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import attrs
+import orjson
 
-from crmkit.core.serialize import jsonable
 from crmkit.server.problems import Problem
 
 INT_MIN, INT_MAX = -(2**63), 2**63 - 1
@@ -453,14 +453,51 @@ def _is_sequence(annotation: Any) -> bool:
 
 def encode(value: Any) -> bytes:
     """JSON bytes of a handler's result (attrs instances, Decimal as string, ISO times):
-    what ``json.dumps(jsonable(value))`` gives, with the tree walked by the json module's
-    C encoder (it asks :func:`_encodable` only for what JSON has no type for) instead of
-    copied first in Python. Dict keys JSON does not take (dates ...) go the slow way."""
+    what ``json.dumps(jsonable(value))`` gave, byte for byte but for floats, which are
+    spelled the shortest way (``1e-7`` for ``1e-07``), and infinities, which are
+    ``null`` (``Infinity`` is not JSON).
+
+    orjson walks the tree (a third of the standard library's CPU on a page of
+    customers) and asks :func:`_encodable` for what JSON has no type for. Dates and
+    times go through it too (``OPT_PASSTHROUGH_DATETIME``): orjson drops the seconds of
+    an offset such as LMT's +08:05:43, ``isoformat`` keeps them. What orjson refuses
+    (dict keys that are not text, integers past 64 bits) is made plain first."""
     try:
-        text = _ENCODER.encode(value)
-    except TypeError:
-        text = json.dumps(jsonable(value), ensure_ascii=False, separators=(",", ":"))
-    return text.encode("utf-8")
+        return orjson.dumps(value, default=_encodable, option=_OPTIONS)
+    except TypeError:  # orjson.JSONEncodeError
+        return orjson.dumps(_plain(value), option=_OPTIONS)
+
+
+_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME
+_INT64 = range(-(2**63), 2**64)  # the integers orjson writes itself
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with dict keys as text (as the json module writes them: ``1``,
+    ``true``, ``null``; any other key as ``str(key)``, as ``jsonable`` did), integers
+    past 64 bits as preformatted JSON, everything else converted as :func:`encode`
+    does."""
+    if isinstance(value, dict):
+        return {_key(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool) and value not in _INT64:
+        return orjson.Fragment(int.__repr__(value))
+    if value is None or isinstance(value, str | int | float | orjson.Fragment):
+        return value
+    return _plain(_encodable(value))
+
+
+def _key(key: Any) -> str:
+    if isinstance(key, str):
+        return key
+    if key is None or isinstance(key, bool):
+        return {None: "null", True: "true", False: "false"}[key]
+    if isinstance(key, int):
+        return int.__repr__(key)
+    if isinstance(key, float):
+        return float.__repr__(key)
+    return str(key)
 
 
 def _encodable(value: Any) -> Any:
@@ -481,16 +518,11 @@ def _converter(cls: type) -> Callable[[Any], Any]:
     gives it (its fields in order), Decimal as text, dates and times as ISO 8601, a set
     as a list."""
     if attrs.has(cls):
-        names = tuple(field.name for field in attrs.fields(cls))
-        if not names:
-            return lambda _value: {}
-        if len(names) == 1:
-            name = names[0]
-            return lambda value: {name: getattr(value, name)}
-        values = operator.attrgetter(*names)
-        return lambda value: dict(zip(names, values(value), strict=True))
+        return _fields_converter(cls)
     if issubclass(cls, Decimal):
         return str
+    if cls is dt.datetime:
+        return _moment
     if issubclass(cls, dt.datetime | dt.date):
         return cls.isoformat
     if issubclass(cls, set | frozenset):
@@ -498,9 +530,62 @@ def _converter(cls: type) -> Callable[[Any], Any]:
     raise TypeError(f"{cls.__name__} is not JSON serialisable")
 
 
+def _moment(value: dt.datetime) -> Any:
+    """A datetime as ``isoformat`` writes it: in UTC (what the database gives) orjson
+    writes the same text at a fifth of the cost (a property test holds that)."""
+    if value.tzinfo is _UTC:
+        return _Fragment(_dumps(value))
+    return value.isoformat()
+
+
+_UTC = dt.UTC
+_Fragment = orjson.Fragment
+_dumps = orjson.dumps
+
+#: how a field annotated with one of these types is written when it holds exactly that
+#: type (anything else is left to the encoder, which gives the same)
+_INLINE = {
+    dt.datetime: "(_Fragment(_dumps(x)) if x.tzinfo is _UTC else x.isoformat())",
+    dt.date: "x.isoformat()",
+    Decimal: "str(x)",
+}
+
+
+def _fields_converter(cls: type) -> Callable[[Any], Any]:
+    """An attrs class's converter, compiled once: one dict display of its fields in
+    order, with the Decimal, date and datetime fields (by annotation) written in place,
+    not by a call back from the encoder for each (a quarter of the CPU of encoding a
+    page of customers)."""
+    hints = type_hints(cls)
+    namespace: dict[str, Any] = {
+        "_getattr": getattr, "_Fragment": _Fragment, "_dumps": _dumps, "_UTC": _UTC,
+    }  # fmt: skip
+    items = []
+    for n, field in enumerate(attrs.fields(cls)):
+        name = field.name
+        plain = name.isidentifier() and not keyword.iskeyword(name)
+        get = f"v.{name}" if plain else f"_getattr(v, {name!r})"
+        kind = _inline_type(hints.get(name))
+        if kind is not None:
+            namespace[f"_t{n}"] = kind
+            get = f"({_INLINE[kind]} if type(x := {get}) is _t{n} else x)"
+        items.append(f"{name!r}: {get}")
+    source = "def convert(v):\n    return {" + ", ".join(items) + "}\n"
+    exec(compile(source, f"<crmkit encoder of {cls.__qualname__}>", "exec"), namespace)  # noqa: S102 - our own source, from field names
+    return namespace["convert"]
+
+
+def _inline_type(annotation: Any) -> type | None:
+    """The one type of :data:`_INLINE` an annotation names (alone or with None)."""
+    options = [annotation]
+    origin = typing.get_origin(annotation)
+    if origin is typing.Union or origin is types.UnionType:
+        options = [a for a in typing.get_args(annotation) if a is not _NONE]
+    if len(options) == 1 and options[0] in _INLINE:
+        return options[0]
+    return None
+
+
 #: converters by type (a bounded number: classes made at run time are not all kept)
 _CONVERTERS: dict[type, Callable[[Any], Any]] = {}
 _MAX_CONVERTERS = 1000
-
-
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_encodable)

@@ -7,7 +7,6 @@ import datetime as dt
 import zoneinfo
 from typing import TYPE_CHECKING, Any
 
-from crmkit.core.customers import PROFILE_FIELDS
 from crmkit.errors import ValidationError
 from crmkit.server.api import common
 from crmkit.server.api import schemas as s
@@ -30,17 +29,15 @@ def customer_etag(version: int) -> str:
 
 def customer_out(crm: CRM, customer: Customer, version: int | None = None) -> s.CustomerOut:
     assert customer.id is not None
+    c = customer
+    # by position, in CustomerOut's order (a test holds it): a call naming 23 fields
+    # costs three times as much, and a page of customers makes fifty
     return s.CustomerOut(
-        id=customer.id,
-        **{f: getattr(customer, f) for f in PROFILE_FIELDS},
-        attributes=dict(customer.attributes),
-        consents=dict(customer.consents),
-        created_at=customer.created_at,
-        updated_at=customer.updated_at,
-        erased_at=customer.erased_at,
-        merged_into=customer.merged_into,
-        version=version if version is not None else customer_version(crm, customer),
-    )
+        c.id, c.name, c.type, c.kind, c.status, c.external_id, c.email, c.phone, c.address,
+        c.region, c.province, c.city, c.industry, c.occupation, c.birth_date, c.owner,
+        dict(c.attributes), dict(c.consents), c.created_at, c.updated_at, c.erased_at,
+        c.merged_into, version if version is not None else customer_version(crm, c),
+    )  # fmt: skip
 
 
 def contact_etag(contact: Contact) -> str:
