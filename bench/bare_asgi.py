@@ -2,11 +2,18 @@
 
 No framework, no authentication, no permission check, no audit entry, no validation
 beyond what the SQL needs: a raw ASGI callable, psycopg 3's async connections (a small
-pool per worker process) and ``json.dumps``. It answers the same paths and bodies as the
-crmkit API calls the load generator makes, with the same statements crmkit's services
-run for them (read from crmkit/core: customers.get, customers.list, view360.build,
-interactions.log, orders.add), so the difference in throughput is what crmkit's
-framework, identity, permission checks, audit log and entities cost.
+pool per worker process) and orjson, the JSON encoder crmkit's server uses. It answers
+the same paths and bodies as the crmkit API calls the load generator makes, with the
+statements crmkit's services run for them (read from crmkit/core: customers.get,
+customers.list, view360.build, interactions.log, orders.add), reads in autocommit and
+writes in a transaction as crmkit runs them, so the difference in throughput is what
+crmkit's framework, identity, permission checks, audit log and entities cost.
+
+The 360 follows crmkit's view360.build: one statement reads the customer with its
+consents, its paid-order totals and whether it has contacts, workflow instances,
+interactions and consent history, and only the parts that have rows are read; orders come
+with their lines in one statement. (crmkit also reads the customer's audit entries, the
+"activity" part; the bare app keeps no audit log.)
 
 Run (bench/api_load.py does it for you)::
 
@@ -23,6 +30,7 @@ import re
 from decimal import Decimal
 from typing import Any
 
+import orjson
 import psycopg
 from psycopg.rows import dict_row
 
@@ -37,15 +45,26 @@ LIST_SQL = "SELECT * FROM customers WHERE region = %s AND id > %s ORDER BY id LI
 INTERACTIONS_SQL = (
     "SELECT * FROM interactions WHERE customer_id = %s ORDER BY occurred_at DESC, id DESC LIMIT %s"
 )
-TOTALS_SQL = (
-    "SELECT count(*), sum(amount), max(occurred_at) FROM orders "
-    "WHERE customer_id = %s AND status = 'paid'"
+VIEW_CUSTOMER_SQL = (
+    "SELECT c.*, (SELECT coalesce(json_object_agg(purpose, granted), '{}') FROM consents"
+    " WHERE customer_id = c.id) AS consents, paid.paid_orders, paid.revenue, paid.last_order,"
+    " EXISTS (SELECT 1 FROM contacts WHERE customer_id = c.id) AS has_contacts,"
+    " EXISTS (SELECT 1 FROM workflow_instances WHERE customer_id = c.id) AS has_workflows,"
+    " EXISTS (SELECT 1 FROM interactions WHERE customer_id = c.id) AS has_interactions,"
+    " EXISTS (SELECT 1 FROM consent_changes WHERE customer_id = c.id) AS has_consent_history"
+    " FROM customers c, (SELECT count(*) AS paid_orders, sum(amount) AS revenue,"
+    " max(occurred_at) AS last_order FROM orders WHERE customer_id = %(id)s AND status = 'paid')"
+    " AS paid WHERE c.id = %(id)s"
 )
 CONTACTS_SQL = "SELECT * FROM contacts WHERE customer_id = %s ORDER BY id"
 ORDERS_SQL = (
-    "SELECT * FROM orders WHERE customer_id = %s ORDER BY occurred_at DESC, id DESC LIMIT %s"
+    "SELECT page.*, l.id AS line_id, l.product AS line_product, l.category AS line_category,"
+    " l.quantity AS line_quantity, l.price AS line_price FROM (SELECT * FROM orders"
+    " WHERE customer_id = %s ORDER BY occurred_at DESC, id DESC LIMIT %s) AS page"
+    " LEFT JOIN order_lines l ON l.order_id = page.id"
+    " ORDER BY page.occurred_at DESC, page.id DESC, l.id"
 )
-LINES_SQL = "SELECT * FROM order_lines WHERE order_id = ANY(%s) ORDER BY id"
+LINE_KEYS = ("line_id", "line_product", "line_category", "line_quantity", "line_price")
 WORKFLOWS_SQL = "SELECT * FROM workflow_instances WHERE customer_id = %s ORDER BY id"
 CONSENT_HISTORY_SQL = "SELECT * FROM consent_changes WHERE customer_id = %s ORDER BY changed_at, id"
 WRITABLE_SQL = "SELECT erased_at, merged_into FROM customers WHERE id = %s"
@@ -62,13 +81,11 @@ INSERT_ORDER = (
 def _default(value: Any) -> Any:
     if isinstance(value, Decimal):
         return str(value)
-    if isinstance(value, dt.datetime | dt.date):
-        return value.isoformat()
     raise TypeError(type(value).__name__)
 
 
 def dumps(value: Any) -> bytes:
-    return json.dumps(value, default=_default, separators=(",", ":")).encode()
+    return orjson.dumps(value, default=_default)
 
 
 class Pool:
@@ -87,7 +104,9 @@ class Pool:
             queue: asyncio.Queue[psycopg.AsyncConnection[Any]] = asyncio.Queue()
             for _ in range(self.size):
                 queue.put_nowait(
-                    await psycopg.AsyncConnection.connect(self.url, row_factory=dict_row)
+                    await psycopg.AsyncConnection.connect(
+                        self.url, row_factory=dict_row, autocommit=True
+                    )
                 )
             self.queue = queue
 
@@ -132,35 +151,47 @@ async def list_customers(cur: Any, query: dict[str, str]) -> list[dict[str, Any]
 
 
 async def view360(cur: Any, customer_id: int, limit: int = 100) -> dict[str, Any] | None:
-    customer = await get_customer(cur, customer_id)
+    await cur.execute(VIEW_CUSTOMER_SQL, {"id": customer_id})
+    customer = await cur.fetchone()
     if customer is None:
         return None
-    await cur.execute(INTERACTIONS_SQL, (customer_id, limit))
-    interactions = await cur.fetchall()
-    await cur.execute(TOTALS_SQL, (customer_id,))
-    count, revenue, last = (await cur.fetchone()).values()
-    await cur.execute(CONTACTS_SQL, (customer_id,))
-    contacts = await cur.fetchall()
+    interactions: list[Any] = []
+    if customer.pop("has_interactions"):
+        await cur.execute(INTERACTIONS_SQL, (customer_id, limit))
+        interactions = await cur.fetchall()
+    contacts: list[Any] = []
+    if customer.pop("has_contacts"):
+        await cur.execute(CONTACTS_SQL, (customer_id,))
+        contacts = await cur.fetchall()
     await cur.execute(ORDERS_SQL, (customer_id, limit))
-    orders = await cur.fetchall()
-    lines: dict[int, list[Any]] = {}
-    if orders:
-        await cur.execute(LINES_SQL, ([o["id"] for o in orders],))
-        for line in await cur.fetchall():
-            lines.setdefault(line["order_id"], []).append(line)
-    for order in orders:
-        order["lines"] = lines.get(order["id"], [])
-    await cur.execute(WORKFLOWS_SQL, (customer_id,))
-    workflows = await cur.fetchall()
-    await cur.execute(CONSENT_HISTORY_SQL, (customer_id,))
-    history = await cur.fetchall()
+    orders: list[dict[str, Any]] = []
+    for row in await cur.fetchall():  # an order's rows are adjacent, one a line
+        line = {key[5:]: row.pop(key) for key in LINE_KEYS}
+        if not orders or orders[-1]["id"] != row["id"]:
+            row["lines"] = []
+            orders.append(row)
+        if line["id"] is not None:
+            orders[-1]["lines"].append(line)
+    workflows: list[Any] = []
+    if customer.pop("has_workflows"):
+        await cur.execute(WORKFLOWS_SQL, (customer_id,))
+        workflows = await cur.fetchall()
+    history: list[Any] = []
+    if customer.pop("has_consent_history"):
+        await cur.execute(CONSENT_HISTORY_SQL, (customer_id,))
+        history = await cur.fetchall()
+    totals = {
+        "paid_orders": customer.pop("paid_orders"),
+        "revenue": customer.pop("revenue") or Decimal(0),
+        "last_order": customer.pop("last_order"),
+    }
     return {
         "customer": customer,
         "contacts": contacts,
         "interactions": interactions,
         "orders": orders,
         "workflows": workflows,
-        "totals": {"paid_orders": count, "revenue": revenue or Decimal(0), "last_order": last},
+        "totals": totals,
         "timeline": interactions,
         "consent_history": history,
     }
@@ -252,8 +283,13 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     )
     connection = await POOL.get()
     try:
-        async with connection.transaction(), connection.cursor() as cur:
-            status, payload = await _handle(cur, scope["method"], scope["path"], query, body)
+        # reads in autocommit, writes in a transaction: as crmkit runs them
+        if scope["method"] == "GET":
+            async with connection.cursor() as cur:
+                status, payload = await _handle(cur, scope["method"], scope["path"], query, body)
+        else:
+            async with connection.transaction(), connection.cursor() as cur:
+                status, payload = await _handle(cur, scope["method"], scope["path"], query, body)
     finally:
         POOL.put(connection)
     await _respond(send, status, payload)
