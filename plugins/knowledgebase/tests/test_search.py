@@ -173,3 +173,19 @@ def test_english_prefix_of_a_word_matches_its_stem(word: str) -> None:
         (term,) = parse_query(word[:n])
         assert term.prefix and indexed.startswith(term.tokens[0]), (word[:n], term, indexed)
         assert re.fullmatch(r"[a-z]+", term.tokens[0])
+
+
+def test_a_search_inside_a_transaction_reads_through_it(kb: Any) -> None:
+    """kb.search in a transaction reads through its connection (on SQLite its statement runs
+    on that connection's driver cursor): an article added in it is found, and is gone once
+    the transaction is rolled back."""
+
+    class Undo(Exception):
+        pass
+
+    with pytest.raises(Undo), kb.crm.transaction():
+        article = kb.add("Descaling the kettle", "Use citric acid once a month.")
+        assert [h.article.id for h in kb.search("descaling")] == [article.id]
+        raise Undo
+    assert kb.search("descaling") == []
+    assert kb.search("kettle") == []
