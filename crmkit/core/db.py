@@ -126,6 +126,11 @@ def _configure_sqlite(engine: Engine) -> None:
         # 64 MiB page cache (allocated on demand) instead of 2 MiB: index B-trees of a
         # million-row table stay in memory during bulk imports and reports
         cursor.execute("PRAGMA cache_size=-65536")
+        # read the first 256 MiB of the file through a memory map: a page not in this
+        # connection's cache is mapped from the OS's file cache (which every connection
+        # shares) instead of read() and copied, so the first touch of an index page costs
+        # little; SQLite caps it at its build's limit (0 where it has no memory maps)
+        cursor.execute("PRAGMA mmap_size=268435456")
         cursor.close()
 
     @event.listens_for(engine, "begin")

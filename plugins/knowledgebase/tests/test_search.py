@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
+import os
+import random
 import re
 from typing import Any
 
 import pytest
+from crmkit_knowledgebase import text as text_module
 from crmkit_knowledgebase.text import analyse, fts5_query, parse_query, prefix_stem, tsquery
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -51,6 +55,32 @@ def test_a_word_being_typed_is_not_lost_inside_a_suffix(kb: Any) -> None:
     quickly = kb.add("Answer quickly", "We reply to flies and parties.")
     for typed in ("quic", "quick", "quickl", "quickly", "flie", "partie"):
         assert quickly.id in [h.article.id for h in kb.search(typed)], typed
+
+
+#: the letters stem() tells apart (vowels, the suffixes' letters, "sz" of the doubling rule)
+#: and two other consonants (a doubled letter and two different ones)
+_STEM_LETTERS = "aoeiuysnglzdbc"
+
+
+def _prefix_stem_by_definition(word: str) -> str:
+    """prefix_stem() without its short cut: the 138 completions stemmed."""
+    stems = {text_module._stem_uncached(word + c) for c in text_module._COMPLETIONS}
+    return os.path.commonprefix([text_module.stem(word), *stems])
+
+
+def test_a_word_ending_outside_every_suffix_is_its_own_prefix_stem() -> None:
+    """prefix_stem()'s short cut (a word no completion's stemming cuts into is its own prefix
+    stem) agrees with the definition on every word of up to four of the letters stem() tells
+    apart, on longer ones and on words not of ASCII letters; and it is taken."""
+    words = ["".join(w) for n in range(1, 5) for w in itertools.product(_STEM_LETTERS, repeat=n)]
+    rng = random.Random(16)
+    words += ["".join(rng.choices(_STEM_LETTERS, k=rng.randint(5, 14))) for _ in range(3000)]
+    words += ["mentport", "refund", "shipp", "3d", "x2", "café", "naïve", "退款", "ab-c"]
+    short = [w for w in words if text_module._untouched_by_completions(w)]
+    assert len(short) > len(words) / 3
+    assert [w for w in short if _prefix_stem_by_definition(w) != w] == []
+    assert [prefix_stem(w) for w in ("mentport", "refund", "shipp")] == ["mentport", "refund",
+                                                                         "ship"]  # fmt: skip
 
 
 def test_ranking_title_beats_body_and_snippets_are_highlighted(kb: Any) -> None:
@@ -143,3 +173,19 @@ def test_english_prefix_of_a_word_matches_its_stem(word: str) -> None:
         (term,) = parse_query(word[:n])
         assert term.prefix and indexed.startswith(term.tokens[0]), (word[:n], term, indexed)
         assert re.fullmatch(r"[a-z]+", term.tokens[0])
+
+
+def test_a_search_inside_a_transaction_reads_through_it(kb: Any) -> None:
+    """kb.search in a transaction reads through its connection (on SQLite its statement runs
+    on that connection's driver cursor): an article added in it is found, and is gone once
+    the transaction is rolled back."""
+
+    class Undo(Exception):
+        pass
+
+    with pytest.raises(Undo), kb.crm.transaction():
+        article = kb.add("Descaling the kettle", "Use citric acid once a month.")
+        assert [h.article.id for h in kb.search("descaling")] == [article.id]
+        raise Undo
+    assert kb.search("descaling") == []
+    assert kb.search("kettle") == []
