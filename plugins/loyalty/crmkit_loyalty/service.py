@@ -28,6 +28,7 @@ bulk paths, with counts).
 from __future__ import annotations
 
 import datetime as dt
+import types
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
@@ -402,5 +403,10 @@ class LoyaltyService:
 # left pending is written first (crmkit_loyalty.pending); earn_orders is the batch path
 # itself and writes them where it reads them
 for _name, _method in list(vars(LoyaltyService).items()):
-    if callable(_method) and not _name.startswith("_") and _name != "earn_orders":
+    # (plain functions only: a property, staticmethod or classmethod is left as it is)
+    if (
+        isinstance(_method, types.FunctionType)
+        and not _name.startswith("_")
+        and _name != "earn_orders"
+    ):
         setattr(LoyaltyService, _name, pending.settled(_method))
