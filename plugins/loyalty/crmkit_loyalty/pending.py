@@ -22,7 +22,6 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import attrs
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -68,35 +67,27 @@ _heap = _counts(NAME, keyed=False)
 _next = _counts(f"{NAME}_next", keyed=False)
 
 
-@attrs.define(eq=False)
-class _Open:
-    """A transaction with pending rows (``dirty``) and its before-commit write."""
-
-    transaction: weakref.ref[Any]
-    dirty: bool = False
+#: connection -> its transaction, while that transaction has pending rows (weak: a closed
+#: connection goes; written out, the entry goes too, so a process with none has an empty map)
+_open: weakref.WeakKeyDictionary[Any, weakref.ref[Any]] = weakref.WeakKeyDictionary()
 
 
-#: connection -> its transaction that may hold pending rows (weak: a closed connection goes)
-_open: weakref.WeakKeyDictionary[Any, _Open] = weakref.WeakKeyDictionary()
-
-
-def _current(connection: Any) -> _Open | None:
-    """The record of ``connection``'s running transaction (a record of an earlier one,
-    rolled back, is dropped: its rows went with it)."""
-    found = _open.get(connection)
-    if found is None:
-        return None
+def _pending(connection: Any) -> bool:
+    """Whether ``connection``'s running transaction has pending rows (the entry of an
+    earlier transaction, rolled back, is dropped: its rows went with it)."""
+    recorded = _open.get(connection)
+    if recorded is None:
+        return False
     running = connection.get_transaction()
-    if running is None or found.transaction() is not running:
+    if running is None or recorded() is not running:
         del _open[connection]
-        return None
-    return found
+        return False
+    return True
 
 
 def table(connection: Any) -> Table | None:
     """:data:`counts` when ``connection``'s transaction may have pending rows, else None."""
-    found = _current(connection)
-    if found is None or not found.dirty:
+    if not _pending(connection):
         return None
     # a savepoint rolled back since may have taken the table with its rows (created in it)
     _create(connection)
@@ -113,11 +104,9 @@ def add(ctx: HookContext, sums: Any) -> None:
     member) to the pending rows of ``ctx``'s transaction, written before it commits."""
     connection = ctx.connection
     _create(connection)  # (a savepoint rolled back may have taken it: see table())
-    found = _current(connection)
-    if found is None:
-        found = _open[connection] = _Open(weakref.ref(connection.get_transaction()))
+    if not _pending(connection):
+        _open[connection] = weakref.ref(connection.get_transaction())
         ctx.before_commit(lambda c: flush(c.connection))
-    found.dirty = True
     if connection.dialect.name == "postgresql":
         _rebuild(connection, sums)
         return
@@ -164,7 +153,7 @@ def flush(connection: Any, customer_ids: Iterable[int] | None = None) -> None:
         return
     if customer_ids is None:
         _write(connection, pending, [])
-        _open[connection].dirty = False
+        del _open[connection]  # nothing pending: settle() has nothing to look at
         return
     ids = sorted(set(customer_ids))
     m = t.members.c
