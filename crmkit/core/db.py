@@ -74,10 +74,19 @@ def _refuse_dropped(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
     (one per server request); a session that ends between this check and the first
     statement fails that statement, as it would after a ping.
     """
+    reason = dropped(dbapi_connection)
+    if reason is not None:
+        raise DisconnectionError(reason)
+
+
+def dropped(dbapi_connection: Any) -> str | None:
+    """Why an idle PostgreSQL driver connection is of no more use (closed, or its session
+    ended by the server: see :func:`_refuse_dropped`), or None when it is usable."""
     if dbapi_connection.closed:
-        raise DisconnectionError("the connection was closed")
+        return "the connection was closed"
     if _readable(dbapi_connection.fileno()):
-        raise DisconnectionError("the database ended the session (restarted or terminated)")
+        return "the database ended the session (restarted or terminated)"
+    return None
 
 
 def _load_empty_json_fast(dbapi_connection: Any, _record: Any) -> None:

@@ -103,6 +103,8 @@ class Server:
     def close(self) -> None:
         self.threads.close()
         self.tokens.close()
+        # the handler threads' connections (graceful shutdown: no request runs any more)
+        self.crm.release_kept_connections()
         if self.owns_crm:
             self.crm.close()
 

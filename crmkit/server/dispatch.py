@@ -272,13 +272,18 @@ class Dispatch:
         raw = b""
         if self.request.method.upper() in UNSAFE:
             raw = await self.request.body()
-        # one trip to a handler thread: identity, decoding, the handler
-        return await self.server.threads.run(self._serve, None, raw)
+        # one trip to a handler thread: identity, decoding, the handler (on the thread's
+        # own connection, kept from its last request)
+        return await self.server.threads.run(self._serve, None, raw, True)
 
-    def _serve(self, identity: tuple[Actor, str | None] | None, raw: bytes) -> Rendered:
+    def _serve(
+        self, identity: tuple[Actor, str | None] | None, raw: bytes, keep: bool = False
+    ) -> Rendered:
         """In a worker thread, on one database connection for the whole request (the
-        identity lookup, the handler's reads and its write): see :meth:`_answer`."""
-        with self.crm.connection_scope():
+        identity lookup, the handler's reads and its write): see :meth:`_answer`. With
+        ``keep`` (the handler threads), the thread keeps that connection for its next
+        request (:meth:`CRM.connection_scope`)."""
+        with self.crm.connection_scope(keep=keep):
             return self._answer(identity, raw)
 
     def _answer(self, identity: tuple[Actor, str | None] | None, raw: bytes) -> Rendered:
