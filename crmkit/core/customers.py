@@ -148,7 +148,7 @@ class CustomerService:
     def build(data: Customer | Mapping[str, Any]) -> Customer:
         """A Customer from an entity or a mapping of profile fields plus attributes."""
         if isinstance(data, Customer):
-            return data
+            return attrs.evolve(data)  # made again: a field set by assignment is checked
         values = dict(data)
         attributes = dict(values.pop("attributes", None) or {})
         consents = dict(values.pop("consents", None) or {})

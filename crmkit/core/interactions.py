@@ -56,7 +56,7 @@ class InteractionService:
     def build(data: Interaction | Mapping[str, Any], now: dt.datetime | None = None) -> Interaction:
         """An :class:`Interaction` from a mapping (validated), without storing it."""
         if isinstance(data, Interaction):
-            return data
+            return attrs.evolve(data)  # made again: a field set by assignment is checked
         values = dict(data)
         if values.get("occurred_at") is None:
             values["occurred_at"] = now or dt.datetime.now(dt.UTC)

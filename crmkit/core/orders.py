@@ -241,7 +241,8 @@ class OrderService:
     def build(self, data: Order | Mapping[str, Any]) -> Order:
         """An :class:`Order` from a mapping (validated, money as Decimal), without storing it."""
         if isinstance(data, Order):
-            return data
+            # made again: a field set by assignment is converted and checked
+            return attrs.evolve(data, lines=[attrs.evolve(line) for line in data.lines])
         values = dict(data)
         values.setdefault("currency", self.crm.config.currency)
         values["lines"] = [

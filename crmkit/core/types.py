@@ -37,8 +37,8 @@ class UTCDateTime(TypeDecorator):
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: Any, dialect: Any) -> Any:
-        if value is None:
-            return None
+        if value is None or value.__class__ is dt.datetime and value.tzinfo is dt.UTC:
+            return value  # PostgreSQL's answer in a UTC session: already what we return
         if isinstance(value, str):  # raw SQL text results on SQLite
             value = dt.datetime.fromisoformat(value)
         if value.tzinfo is None:

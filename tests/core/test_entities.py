@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from crmkit import AttributeDefinition, Customer, Order, ValidationError
-from crmkit.core.entities import to_money
+from crmkit import AttributeDefinition, Customer, Interaction, Order, ValidationError
+from crmkit.core.entities import OrderLine, to_money
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
@@ -160,3 +160,34 @@ def test_order_amounts_in_the_one_format():
     for bad in ("1,50", "1.234,50", "1e3", "١٢"):
         with pytest.raises(ValidationError, match="is not a decimal number"):
             Order(customer_id=1, occurred_at=NOW, amount=bad)
+
+
+def test_an_entity_changed_by_assignment_is_checked_before_it_is_stored(crm):
+    """Entities check their fields when made, not on assignment; a service taking an
+    entity checks it again, so a bad value set by assignment is refused and nothing stored."""
+    customer = Customer(name="Ada")
+    customer.email = "not an address"  # no check here (attrs' setters are off)
+    with pytest.raises(ValidationError, match="email"):
+        crm.customers.add(customer)
+    assert crm.customers.count() == 0
+
+    ada = crm.customers.add(Customer(name="Ada"))
+    interaction = Interaction(
+        customer_id=ada.id, channel="phone", occurred_at=dt.datetime.now(dt.UTC)
+    )
+    interaction.occurred_at = dt.datetime(2024, 1, 1)  # naive
+    with pytest.raises(ValidationError, match="time zone"):
+        crm.interactions.log_many([interaction])
+    order = Order(customer_id=ada.id, occurred_at=dt.datetime.now(dt.UTC), amount="10.00")
+    order.amount = 10.5  # a float: money is Decimal
+    with pytest.raises(ValidationError, match="amount must be a Decimal"):
+        crm.orders.add(order)
+    order.amount = Decimal("10.00")
+    order.lines.append(OrderLine(product="tea", price="10.00"))
+    order.lines[0].price = 10.0
+    with pytest.raises(ValidationError, match="price must be a Decimal"):
+        crm.orders.add(order)
+    order.lines[0].price = "10.00"  # text is converted, as when made
+    assert crm.orders.add(order).lines[0].price == Decimal("10.00")
+    assert len(crm.orders.list(customer_id=ada.id)) == 1
+    assert crm.interactions.list(customer_id=ada.id) == []
