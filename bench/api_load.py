@@ -393,7 +393,7 @@ def report(name: str, tally: Tally, seconds: float) -> dict[str, float]:
     cpu_ms = tally.cpu * 1000 / done if done else float("nan")
     print(
         f"\n{name}: {rate:,.0f} requests/s ({done:,} in {seconds:.0f} s), errors {errors}; "
-        f"server CPU {cpu_ms:.1f} ms a request"
+        f"server CPU {cpu_ms:.2f} ms a request"
     )
     print(f"  {'kind':<12}{'count':>8}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'errors':>8}")
     for kind in KINDS:
@@ -496,7 +496,7 @@ def main() -> None:
         bare_cpu = sum(r["cpu_ms"] for r in results["bare"]) / len(results["bare"])
         our_cpu = sum(r["cpu_ms"] for r in results["crmkit"]) / len(results["crmkit"])
         print(
-            f"server CPU a request: crmkit {our_cpu:.1f} ms, bare {bare_cpu:.1f} ms: "
+            f"server CPU a request: crmkit {our_cpu:.2f} ms, bare {bare_cpu:.2f} ms: "
             f"{bare_cpu / our_cpu:.0%} (the throughput ratio on an idle machine with CPU "
             "the limit; the database's own CPU not counted)"
         )
