@@ -304,6 +304,7 @@ class Tally:
         self.errors: dict[str, int] = {k: 0 for k in KINDS}
         self.examples: list[str] = []
         self.cpu = 0.0  # CPU seconds the server's processes used while measured
+        self.system = 0.0  # the part of it in the kernel (sockets, scheduling)
 
     def error(self, kind: str, what: str) -> None:
         self.errors[kind] += 1
@@ -339,10 +340,11 @@ async def client(
     connection.close()
 
 
-def cpu_seconds(root: int) -> float:
-    """CPU time (user + system) used so far by process ``root`` and its descendants."""
+def cpu_seconds(root: int) -> tuple[float, float]:
+    """CPU time used so far by process ``root`` and its descendants: user + system, and
+    system alone."""
     parents: dict[int, int] = {}
-    times: dict[int, float] = {}
+    times: dict[int, tuple[float, float]] = {}
     tick = os.sysconf("SC_CLK_TCK")
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -352,7 +354,10 @@ def cpu_seconds(root: int) -> float:
         except OSError:
             continue
         parents[int(entry.name)] = int(fields[1])
-        times[int(entry.name)] = (int(fields[11]) + int(fields[12])) / tick
+        times[int(entry.name)] = (
+            (int(fields[11]) + int(fields[12])) / tick,
+            int(fields[12]) / tick,
+        )
     tree, todo = {root}, [root]
     while todo:
         parent = todo.pop()
@@ -360,7 +365,8 @@ def cpu_seconds(root: int) -> float:
             if ppid == parent and pid not in tree:
                 tree.add(pid)
                 todo.append(pid)
-    return sum(times.get(pid, 0.0) for pid in tree)
+    found = [times.get(pid, (0.0, 0.0)) for pid in tree]
+    return sum(f[0] for f in found), sum(f[1] for f in found)
 
 
 async def drive(port: int, headers: dict[str, str], customers: int, clients: int,
@@ -369,13 +375,14 @@ async def drive(port: int, headers: dict[str, str], customers: int, clients: int
     loop = asyncio.get_running_loop()
     started = loop.time()
     until = started + warmup + seconds
-    marks: list[float] = []
+    marks: list[tuple[float, float]] = []
     loop.call_at(started + warmup, lambda: marks.append(cpu_seconds(server)))
     await asyncio.gather(*(
         client(port, headers, customers, 1000 + n, started, warmup, until, tally)
         for n in range(clients)
     ))  # fmt: skip
-    tally.cpu = cpu_seconds(server) - marks[0]
+    total, system = cpu_seconds(server)
+    tally.cpu, tally.system = total - marks[0][0], system - marks[0][1]
     return tally
 
 
@@ -391,9 +398,10 @@ def report(name: str, tally: Tally, seconds: float) -> dict[str, float]:
     errors = sum(tally.errors.values())
     rate = done / seconds
     cpu_ms = tally.cpu * 1000 / done if done else float("nan")
+    system_ms = tally.system * 1000 / done if done else float("nan")
     print(
         f"\n{name}: {rate:,.0f} requests/s ({done:,} in {seconds:.0f} s), errors {errors}; "
-        f"server CPU {cpu_ms:.2f} ms a request"
+        f"server CPU {cpu_ms:.2f} ms a request ({system_ms:.2f} ms of it in the kernel)"
     )
     print(f"  {'kind':<12}{'count':>8}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'errors':>8}")
     for kind in KINDS:

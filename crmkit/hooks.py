@@ -101,7 +101,11 @@ if TYPE_CHECKING:  # imported for annotations only; keeps this module import-lig
 #: by name and help, its module imported only when the command runs.
 #: 1.5: :meth:`HookContext.before_commit <crmkit.core.context.HookContext.before_commit>`:
 #: work run once in the transaction, just before it commits.
-API_VERSION = "1.5"
+#: 1.6: ``crm.connection_scope(keep=True)`` and ``crm.release_kept_connections()`` (a
+#: thread keeps its connection from one scope to the next: the server's handler threads).
+#: Entities are converted and checked when made and when a service takes them, no longer
+#: on each assignment to a field (what is stored is checked as before).
+API_VERSION = "1.6"
 
 hookspec = pluggy.HookspecMarker("crmkit")
 hookimpl = pluggy.HookimplMarker("crmkit")
