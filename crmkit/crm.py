@@ -114,7 +114,7 @@ class CRM:
         #: connections kept between :meth:`connection_scope` blocks (``keep=True``): this
         #: thread's, and every thread's (for :meth:`release_kept_connections`)
         self._kept = threading.local()
-        self._kept_all: list[_SharedConnection] = []
+        self._kept_all: set[_SharedConnection] = set()
         self._kept_lock = threading.Lock()
         self._watch_writes()
         if self.engine.dialect.name == "postgresql":
@@ -312,17 +312,17 @@ class CRM:
         shared: _SharedConnection | None = getattr(self._kept, "shared", None)
         if shared is None:
             shared = self._kept.shared = _SharedConnection(self.engine)
-            with self._kept_lock:
-                self._kept_all.append(shared)
         else:
             shared.check_alive()
+        with self._kept_lock:  # (again after a release: it is released again next time)
+            self._kept_all.add(shared)
         return shared
 
     def release_kept_connections(self) -> None:
         """Give the connections kept by ``connection_scope(keep=True)`` back to the pool
         (call it when the threads that kept them serve no more: the server at shutdown)."""
         with self._kept_lock:
-            kept, self._kept_all = self._kept_all, []
+            kept, self._kept_all = self._kept_all, set()
         for shared in kept:
             shared.close()
 

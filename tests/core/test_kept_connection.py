@@ -54,8 +54,13 @@ def test_a_thread_keeps_its_connection_from_scope_to_scope(crm):
     with crm.connection_scope(keep=True):  # a kept scope after the release: a new one
         assert crm.customers.get(1).name == "Ada"
     assert crm.engine.pool.checkedout() == 1
-    crm.close()
+    crm.release_kept_connections()  # released again
     assert crm.engine.pool.checkedout() == 0
+    with crm.connection_scope(keep=True):
+        assert crm.customers.get(1).name == "Ada"
+    pool = crm.engine.pool
+    crm.close()  # releases it too
+    assert pool.checkedout() == 0
 
 
 def test_nothing_stays_open_between_kept_scopes(crm, crmkit_backend):
