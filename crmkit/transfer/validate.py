@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from itertools import filterfalse
 from operator import itemgetter
 from typing import Any
@@ -42,32 +42,43 @@ def validate(
     and how many good records were found already stored (left out of the spool).
     """
     pending = _Pending(crm, converter, result, sink, spool, skip_invalid)
-    # the loop runs once per record: the lists and the flush are plain local names here
+    # the loop runs once per run of records (once per record outside the common runs): the
+    # lists and the flush are plain local names here
     values, origins, problems = pending.values, pending.origins, pending.problems
     flush = pending.flush
     convert: Callable[[Any], Any] | None = None
+    convert_run: Callable[[list[Any]], list[Any] | None] | None = None
     read = 0
     left = batch = LOOKUP_BATCH  # records until the next flush
     try:
-        for line, record in records(reader, "validating", progress):
+        for lines, run, uniform in records(reader, "validating", progress, reader.blocks(), 1):
             if convert is None:
                 converter.check_header(reader.path, reader.fieldnames)
                 convert = converter.bind(reader.fieldnames)
-            read += 1
-            if record.__class__ is RowError:
-                problem = Problem(line, record.column, record.reason)
-                problems.append((line, problem, record.record))
-            else:
-                try:
-                    values.append(convert(record))
-                except RowError as exc:
-                    problems.append((line, Problem(line, exc.column, exc.reason), record))
+                convert_run = converter.bind_runs()
+            size = len(run)
+            start = 0
+            while start < size:
+                # a flush every LOOKUP_BATCH records, wherever the runs end
+                take = min(left, size - start)
+                if take < size:
+                    part, part_lines = run[start : start + take], lines[start : start + take]
                 else:
-                    origins.append((line, record))
-            left -= 1
-            if not left:
-                flush()
-                left = batch
+                    part, part_lines = run, lines
+                start += take
+                read += take
+                left -= take
+                # a uniform run column by column when the converter can (None: it cannot
+                # tell every row good that way, and the rows go one by one)
+                converted = convert_run(part) if uniform and convert_run is not None else None
+                if converted is not None:
+                    values.extend(converted)
+                    origins.extend(zip(part_lines, part, strict=True))
+                else:
+                    _one_by_one(convert, part_lines, part, values, origins, problems)
+                if not left:
+                    flush()
+                    left = batch
         result.read = read
         if convert is None:
             converter.check_header(reader.path, reader.fieldnames)
@@ -75,6 +86,28 @@ def validate(
     finally:
         pending.close()
     return set(pending.customers.values()), pending.present
+
+
+def _one_by_one(
+    convert: Callable[[Any], Any],
+    lines: Sequence[int],
+    run: list[Any],
+    values: list[Any],
+    origins: list[tuple[int, Any]],
+    problems: list[tuple[int, Problem, Any]],
+) -> None:
+    """Convert ``run`` record by record: the good ones to ``values`` (and ``origins``), the
+    bad ones (and the records the reader could not read) to ``problems``."""
+    for line, record in zip(lines, run, strict=True):
+        if record.__class__ is RowError:
+            problems.append((line, Problem(line, record.column, record.reason), record.record))
+            continue
+        try:
+            values.append(convert(record))
+        except RowError as exc:
+            problems.append((line, Problem(line, exc.column, exc.reason), record))
+        else:
+            origins.append((line, record))
 
 
 class _Pending:

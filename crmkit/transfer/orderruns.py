@@ -1,0 +1,168 @@
+"""Runs of CSV order rows converted column by column into SQLite's driver form (the hot path).
+
+A run's rows are turned into columns; each check then runs over a whole column in C
+(lengths, whitespace, NUL), and what repeats in a file -- days, times of day, amounts,
+currencies, statuses, channels -- is checked once per distinct value. The function answers
+only when every row of the run is in the common form whose conversion it knows: keys
+without surrounding whitespace, times written ``YYYY-MM-DDTHH:MM:SS+00:00``, amounts and
+costs in their canonical text (:data:`~crmkit.transfer.orderrows.CANONICAL_MONEY`). For
+those rows it gives what :func:`~crmkit.transfer.orderrows.sqlite_order_rows` gives row by
+row (a property test holds the two equal, ``tests/core/test_import_fast_paths.py``); for
+any other run it answers None, and the rows go one by one through that function, which
+says what is wrong with a bad one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable, Iterable
+from itertools import repeat
+from operator import itemgetter
+from typing import Any
+
+from crmkit.core.entities import ORDER_STATUSES
+from crmkit.transfer.columns import REQUIRED
+from crmkit.transfer.convert import (
+    CUSTOMER_REF_LENGTH,
+    ID_LENGTH,
+    Converter,
+    _channel,
+    _currency_code,
+    _status,
+)
+from crmkit.transfer.orderrows import _plain_money
+from crmkit.transfer.results import RowError
+
+#: a time's day and its time of day in UTC, as the run path takes them (ASCII digits only)
+_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_CLOCK = re.compile(r"T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]\+00:00")
+#: distinct days remembered per import (times of day are at most 86,400)
+DAYS_REMEMBERED = 100_000
+_NONE_IF_EMPTY = {"": None}
+
+Run = Callable[[list[list[str]]], list[tuple[Any, ...]] | None]
+
+
+def _plain_keys(column: tuple[str, ...], limit: int) -> bool:
+    """Every key of ``column`` taken as it is by the row path: not empty, at most ``limit``
+    characters, no whitespace around (strip gives the text itself back), no NUL."""
+    return (
+        min(map(len, column)) > 0
+        and max(map(len, column)) <= limit
+        and tuple(map(str.strip, column)) == column
+        and "\x00" not in "".join(column)
+    )
+
+
+def _good_day(text: str) -> bool:
+    """``YYYY-MM-DD``, a real day, neither in year 1 nor 9999 (the row path's exceptions)."""
+    if _DAY.fullmatch(text) is None or text[:4] in ("0001", "9999"):
+        return False
+    try:
+        dt.date.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _known(raws: Iterable[str], table: dict[str, Any], check: Callable[[str], Any]) -> bool:
+    """Every one of ``raws`` in ``table`` (raw cell -> value), the new ones checked by
+    ``check`` first; False when one is refused (the row path then says why)."""
+    for raw in raws:
+        if raw not in table:
+            try:
+                table[raw] = check(raw)
+            except RowError:
+                return False
+    return True
+
+
+def _mapped(column: tuple[str, ...], table: dict[str, Any]) -> Iterable[Any]:
+    """``column`` through ``table``; the column itself when every cell maps to itself."""
+    if all(table[raw] == raw for raw in set(column)):
+        return column
+    return map(table.__getitem__, column)
+
+
+def sqlite_order_runs(converter: Converter, names: list[str]) -> Run:  # noqa: C901, PLR0915
+    """The function converting a run of CSV order rows (lists of strings in ``names`` order,
+    all of that width) into the driver form ``sqlite_order_rows`` gives; None when a row
+    is out of the common form (see the module)."""
+    position = {name: i for i, name in enumerate(names)}
+    i_ext, i_cust, i_at, i_amount = (position[c] for c in REQUIRED["orders"])
+    i_cost, i_currency, i_status, i_channel = (
+        position.get(name, -1) for name in ("cost", "currency", "status", "channel")
+    )
+    default = converter.currency
+    currencies: dict[str, str] = {"": default} if default else {}  # as written -> the code
+
+    def currency_code(raw: str) -> str:
+        return _currency_code(raw, currencies)
+
+    statuses: dict[str, str] = {status: status for status in ORDER_STATUSES}
+    statuses[""] = "paid"
+    channels: dict[str, str | None] = {"": None}
+    days: set[str] = set()
+    clocks: set[str] = set()
+    plain_seen, plain = _plain_money()
+    day_of, clock_of = itemgetter(slice(0, 10)), itemgetter(slice(10, None))
+    id_length, ref_length = ID_LENGTH or 0, CUSTOMER_REF_LENGTH or 0
+
+    def convert(rows: list[list[str]]) -> list[tuple[Any, ...]] | None:  # noqa: C901
+        count = len(rows)
+        columns = list(zip(*rows, strict=True))
+        ext, customer, at = columns[i_ext], columns[i_cust], columns[i_at]
+        if not (_plain_keys(ext, id_length) and _plain_keys(customer, ref_length)):
+            return None
+        # times: YYYY-MM-DD (a real day) and THH:MM:SS+00:00, stored as
+        # YYYY-MM-DD HH:MM:SS.000000
+        new = set(map(day_of, at)).difference(days)
+        if new:
+            if not all(map(_good_day, new)):
+                return None
+            if len(days) > DAYS_REMEMBERED:
+                days.clear()
+            days.update(new)
+        new = set(map(clock_of, at)).difference(clocks)
+        if new:
+            if not all(map(_CLOCK.fullmatch, new)):
+                return None
+            clocks.update(new)
+        # each time holds one T and one +00:00 (checked above) and no line end
+        times = "\n".join(at).replace("T", " ").replace("+00:00", ".000000").split("\n")
+        # money: canonical texts (their own driver form, never negative)
+        amount = columns[i_amount]
+        if not all(map(plain, set(amount).difference(plain_seen))):
+            return None
+        cost: Iterable[Any] = repeat(None, count)
+        if i_cost >= 0:
+            cost = columns[i_cost]
+            given = set(cost).difference(plain_seen)
+            given.discard("")
+            if not all(map(plain, given)):
+                return None
+            if "" in cost:
+                cost = map(_NONE_IF_EMPTY.get, cost, cost)
+        currency: Iterable[Any] = repeat(default, count)
+        if i_currency >= 0:
+            column = columns[i_currency]
+            if not _known(set(column), currencies, currency_code):
+                return None
+            currency = _mapped(column, currencies)
+        status: Iterable[Any] = repeat("paid", count)
+        if i_status >= 0:
+            column = columns[i_status]
+            if not _known(set(column), statuses, _status):
+                return None
+            status = _mapped(column, statuses)
+        channel: Iterable[Any] = repeat(None, count)
+        if i_channel >= 0:
+            column = columns[i_channel]
+            if not _known(set(column), channels, _channel):
+                return None
+            channel = map(channels.__getitem__, column)
+        # (a zip of columns of one length: strict would only check that again)
+        return list(zip(ext, customer, times, amount, cost, currency, status, channel))  # noqa: B905
+
+    return convert
