@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from itertools import filterfalse
 from operator import itemgetter
 from typing import Any
 
@@ -226,8 +225,8 @@ class _Pending:
         ids are then in :attr:`customers`); those whose customer is not stored, or was erased
         or merged into another (``crm.customers.require_writable``), become problems."""
         customers, refused = self.customers, self.refused
-        # one pass in C: the references not resolved so far (mostly none)
-        unresolved = set(filterfalse(customers.__contains__, map(ref_of, good)))
+        # in C: the references not resolved so far (mostly none)
+        unresolved = set(map(ref_of, good)).difference(customers)
         if not unresolved:
             return good, where
         if unknown := unresolved.difference(refused):
