@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Callable, Iterable
-from itertools import repeat
+from collections.abc import Callable, Iterable, Sequence
 from operator import itemgetter
 from typing import Any
 
@@ -41,7 +40,9 @@ _CLOCK = re.compile(r"T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]\+00:00")
 DAYS_REMEMBERED = 100_000
 _NONE_IF_EMPTY = {"": None}
 
-Run = Callable[[list[list[str]]], list[tuple[Any, ...]] | None]
+#: a run's converted columns, in ``sqlite_order_rows``'s order (each a sequence of the
+#: run's length): row ``i`` converted is ``tuple(column[i] for column in columns)``
+Run = Callable[[list[list[str]]], list[Sequence[Any]] | None]
 
 
 def _plain_keys(column: tuple[str, ...], limit: int) -> bool:
@@ -78,17 +79,18 @@ def _known(raws: Iterable[str], table: dict[str, Any], check: Callable[[str], An
     return True
 
 
-def _mapped(column: tuple[str, ...], table: dict[str, Any]) -> Iterable[Any]:
+def _mapped(column: tuple[str, ...], table: dict[str, Any]) -> Sequence[Any]:
     """``column`` through ``table``; the column itself when every cell maps to itself."""
     if all(table[raw] == raw for raw in set(column)):
         return column
-    return map(table.__getitem__, column)
+    return list(map(table.__getitem__, column))
 
 
 def sqlite_order_runs(converter: Converter, names: list[str]) -> Run:  # noqa: C901, PLR0915
     """The function converting a run of CSV order rows (lists of strings in ``names`` order,
-    all of that width) into the driver form ``sqlite_order_rows`` gives; None when a row
-    is out of the common form (see the module)."""
+    all of that width) into the columns (:data:`Run`) of the driver form
+    ``sqlite_order_rows`` gives; None when a row is out of the common form (see the
+    module)."""
     position = {name: i for i, name in enumerate(names)}
     i_ext, i_cust, i_at, i_amount = (position[c] for c in REQUIRED["orders"])
     i_cost, i_currency, i_status, i_channel = (
@@ -109,7 +111,7 @@ def sqlite_order_runs(converter: Converter, names: list[str]) -> Run:  # noqa: C
     day_of, clock_of = itemgetter(slice(0, 10)), itemgetter(slice(10, None))
     id_length, ref_length = ID_LENGTH or 0, CUSTOMER_REF_LENGTH or 0
 
-    def convert(rows: list[list[str]]) -> list[tuple[Any, ...]] | None:  # noqa: C901
+    def convert(rows: list[list[str]]) -> list[Sequence[Any]] | None:  # noqa: C901
         count = len(rows)
         columns = list(zip(*rows, strict=True))
         ext, customer, at = columns[i_ext], columns[i_cust], columns[i_at]
@@ -135,7 +137,7 @@ def sqlite_order_runs(converter: Converter, names: list[str]) -> Run:  # noqa: C
         amount = columns[i_amount]
         if not all(map(plain, set(amount).difference(plain_seen))):
             return None
-        cost: Iterable[Any] = repeat(None, count)
+        cost: Sequence[Any] = (None,) * count
         if i_cost >= 0:
             cost = columns[i_cost]
             given = set(cost).difference(plain_seen)
@@ -143,26 +145,25 @@ def sqlite_order_runs(converter: Converter, names: list[str]) -> Run:  # noqa: C
             if not all(map(plain, given)):
                 return None
             if "" in cost:
-                cost = map(_NONE_IF_EMPTY.get, cost, cost)
-        currency: Iterable[Any] = repeat(default, count)
+                cost = list(map(_NONE_IF_EMPTY.get, cost, cost))
+        currency: Sequence[Any] = (default,) * count
         if i_currency >= 0:
             column = columns[i_currency]
             if not _known(set(column), currencies, currency_code):
                 return None
             currency = _mapped(column, currencies)
-        status: Iterable[Any] = repeat("paid", count)
+        status: Sequence[Any] = ("paid",) * count
         if i_status >= 0:
             column = columns[i_status]
             if not _known(set(column), statuses, _status):
                 return None
             status = _mapped(column, statuses)
-        channel: Iterable[Any] = repeat(None, count)
+        channel: Sequence[Any] = (None,) * count
         if i_channel >= 0:
             column = columns[i_channel]
             if not _known(set(column), channels, _channel):
                 return None
-            channel = map(channels.__getitem__, column)
-        # (a zip of columns of one length: strict would only check that again)
-        return list(zip(ext, customer, times, amount, cost, currency, status, channel))  # noqa: B905
+            channel = list(map(channels.__getitem__, column))
+        return [ext, customer, times, amount, cost, currency, status, channel]
 
     return convert

@@ -404,7 +404,8 @@ def test_order_runs_column_by_column_equal_the_row_function(crm, data, rows, run
         converted = run_function(run)
         assert run == given_run
         if converted is not None:
-            assert [("ok", v) for v in converted] == outcomes
+            assert all(len(column) == rows for column in converted)
+            assert [("ok", v) for v in zip(*converted, strict=True)] == outcomes
         elif not odd:
             # good cells: only a year 1 or 9999 time (the row path's own exception) declines
             assert any(r[names.index("occurred_at")][:4] in ("0001", "9999") for r in run)
