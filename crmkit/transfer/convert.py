@@ -295,11 +295,11 @@ class Converter:
         """After :meth:`bind`: the function converting a run of CSV records (all lists of
         the header's width) column by column into what the bound function gives each, or
         None when it cannot tell every record good that way (the records then go one by
-        one); None when this kind has no such function (SQLite's CSV orders have)."""
-        if self.driver_form and self.fieldnames is not None:
-            from crmkit.transfer.orderruns import sqlite_order_runs  # (it uses us)
+        one); None when this kind has no such function (CSV orders have)."""
+        if self.kind == "orders" and self.fieldnames is not None and not self.decimal_comma:
+            from crmkit.transfer.orderruns import order_runs  # (it uses us)
 
-            return sqlite_order_runs(self, self.fieldnames)
+            return order_runs(self, self.fieldnames, driver_form=self.driver_form)
         return None
 
     fieldnames: list[str] | None = None

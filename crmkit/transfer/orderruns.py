@@ -1,4 +1,4 @@
-"""Runs of CSV order rows converted column by column into SQLite's driver form (the hot path).
+"""Runs of CSV order rows converted column by column (the importer's hot path).
 
 A run's rows are turned into columns; each check then runs over a whole column in C
 (lengths, whitespace, NUL), and what repeats in a file -- days, times of day, amounts,
@@ -6,10 +6,11 @@ currencies, statuses, channels -- is checked once per distinct value. The functi
 only when every row of the run is in the common form whose conversion it knows: keys
 without surrounding whitespace, times written ``YYYY-MM-DDTHH:MM:SS+00:00``, amounts and
 costs in their canonical text (:data:`~crmkit.transfer.orderrows.CANONICAL_MONEY`). For
-those rows it gives what :func:`~crmkit.transfer.orderrows.sqlite_order_rows` gives row by
-row (a property test holds the two equal, ``tests/core/test_import_fast_paths.py``); for
-any other run it answers None, and the rows go one by one through that function, which
-says what is wrong with a bad one.
+those rows it gives what :func:`~crmkit.transfer.orderrows.order_rows` (PostgreSQL) or
+:func:`~crmkit.transfer.orderrows.sqlite_order_rows` (SQLite's driver form) gives row by
+row (property tests hold them equal, ``tests/core/test_import_fast_paths.py``); for any
+other run it answers None, and the rows go one by one through that function, which says
+what is wrong with a bad one.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Callable, Collection, Iterable, Sequence
+from decimal import Decimal
 from operator import itemgetter
 from typing import Any
 
@@ -79,6 +81,29 @@ def _one_a_line(column: tuple[str, ...], pattern: re.Pattern[str]) -> bool:
     return pattern.fullmatch(joined) is not None and joined.count("\n") == len(column) - 1
 
 
+def _checked_once(
+    values: set[str], good: set[str], check: Callable[[set[str]], bool], limit: int
+) -> bool:
+    """Every one of ``values`` good: in ``good`` (those checked before, at most ``limit``
+    remembered) or passing ``check`` now (then remembered)."""
+    new = values.difference(good)
+    if new:
+        if not check(new):
+            return False
+        if len(good) > limit:
+            good.clear()
+        good.update(new)
+    return True
+
+
+def _plain_refs(refs: set[str]) -> bool:
+    return _plain_keys(tuple(refs), CUSTOMER_REF_LENGTH or 0)
+
+
+def _good_days(days: set[str]) -> bool:
+    return all(map(_good_day, days))
+
+
 def _good_day(text: str) -> bool:
     """``YYYY-MM-DD``, a real day, neither in year 1 nor 9999 (the row path's exceptions)."""
     if _DAY.fullmatch(text) is None or text[:4] in ("0001", "9999"):
@@ -112,11 +137,44 @@ def _mapped(column: tuple[str, ...], raws: Collection[str], table: dict[str, Any
     return list(map(table.__getitem__, column))
 
 
-def sqlite_order_runs(converter: Converter, names: list[str]) -> Run:  # noqa: C901, PLR0915
+def _coded(
+    column: tuple[str, ...], table: dict[str, Any], check: Callable[[str], Any]
+) -> Sequence[Any] | None:
+    """``column`` through ``table`` (raw cell -> value; a new cell checked by ``check`` and
+    remembered); None when ``check`` refuses a cell."""
+    raws = _distinct(column)
+    if not _known(raws, table, check):
+        return None
+    return _mapped(column, raws, table)
+
+
+def _decimal_or_none(text: str) -> Decimal | None:
+    return Decimal(text) if text else None
+
+
+def _money(
+    amount: tuple[str, ...], cost: tuple[str, ...] | None, driver_form: bool
+) -> tuple[Sequence[Any], Sequence[Any]] | None:
+    """The amounts and costs of a run when all are canonical texts (never negative): as they
+    are (SQLite's driver form) or Decimals, an empty cost None; None when one is not."""
+    if not _one_a_line(amount, _MONEY):
+        return None
+    if cost is None:
+        costs: Sequence[Any] = (None,) * len(amount)
+    elif not _one_a_line(cost, _MONEY_OR_EMPTY):
+        return None
+    elif not driver_form:
+        costs = list(map(_decimal_or_none, cost))
+    else:
+        costs = list(map(_NONE_IF_EMPTY.get, cost, cost)) if "" in cost else cost
+    return (amount if driver_form else list(map(Decimal, amount))), costs
+
+
+def order_runs(converter: Converter, names: list[str], driver_form: bool = False) -> Run:
     """The function converting a run of CSV order rows (lists of strings in ``names`` order,
-    all of that width) into the columns (:data:`Run`) of the driver form
-    ``sqlite_order_rows`` gives; None when a row is out of the common form (see the
-    module)."""
+    all of that width) into the columns (:data:`Run`) of what ``order_rows`` gives, or with
+    ``driver_form`` of what ``sqlite_order_rows`` gives (SQLite's driver form); None when a
+    row is out of the common form (see the module)."""
     position = {name: i for i, name in enumerate(names)}
     i_ext, i_cust, i_at, i_amount = (position[c] for c in REQUIRED["orders"])
     i_cost, i_currency, i_status, i_channel = (
@@ -134,68 +192,47 @@ def sqlite_order_runs(converter: Converter, names: list[str]) -> Run:  # noqa: C
     days: set[str] = set()
     refs: set[str] = set()  # customer references checked so far
     day_of = itemgetter(slice(0, 10))
-    id_length, ref_length = ID_LENGTH or 0, CUSTOMER_REF_LENGTH or 0
+    id_length = ID_LENGTH or 0
+    fromisoformat = dt.datetime.fromisoformat
 
-    def convert(rows: list[list[str]]) -> list[Sequence[Any]] | None:  # noqa: C901
+    def convert(rows: list[list[str]]) -> list[Sequence[Any]] | None:
         count = len(rows)
         columns = list(zip(*rows, strict=True))
         ext, customer, at = columns[i_ext], columns[i_cust], columns[i_at]
         if not _plain_keys(ext, id_length):
             return None
         # customers repeat: each checked once
-        new = set(customer).difference(refs)
-        if new:
-            if not _plain_keys(tuple(new), ref_length):
-                return None
-            if len(refs) > REFS_REMEMBERED:
-                refs.clear()
-            refs.update(new)
-        # times: YYYY-MM-DD (a real day) and THH:MM:SS+00:00, stored as
-        # YYYY-MM-DD HH:MM:SS.000000
+        if not _checked_once(set(customer), refs, _plain_refs, REFS_REMEMBERED):
+            return None
+        # times: YYYY-MM-DDTHH:MM:SS+00:00, and each day a real one (checked once)
         joined = "\n".join(at)
         if _TIMES.fullmatch(joined) is None or joined.count("\n") != count - 1:
             return None  # (a line end in a cell would make more lines than cells)
-        new = set(map(day_of, at)).difference(days)
-        if new:
-            if not all(map(_good_day, new)):
-                return None
-            if len(days) > DAYS_REMEMBERED:
-                days.clear()
-            days.update(new)
-        # each time holds one T and one +00:00 (checked above)
-        times = joined.replace("T", " ").replace("+00:00", ".000000").split("\n")
-        # money: canonical texts (their own driver form, never negative)
-        amount = columns[i_amount]
-        if not _one_a_line(amount, _MONEY):
+        if not _checked_once(set(map(day_of, at)), days, _good_days, DAYS_REMEMBERED):
             return None
-        cost: Sequence[Any] = (None,) * count
-        if i_cost >= 0:
-            cost = columns[i_cost]
-            if not _one_a_line(cost, _MONEY_OR_EMPTY):
+        money = _money(columns[i_amount], columns[i_cost] if i_cost >= 0 else None, driver_form)
+        if money is None:
+            return None
+        if driver_form:
+            # each time holds one T and one +00:00 (checked above): YYYY-MM-DD HH:MM:SS.000000
+            times: Sequence[Any] = joined.replace("T", " ").replace("+00:00", ".000000").split("\n")
+        else:
+            times = list(map(fromisoformat, at))
+        optional = []
+        for i, table, check, absent in (
+            (i_currency, currencies, currency_code, default),
+            (i_status, statuses, _status, "paid"),
+            (i_channel, channels, _channel, None),
+        ):
+            values = (absent,) * count if i < 0 else _coded(columns[i], table, check)
+            if values is None:
                 return None
-            if "" in cost:
-                cost = list(map(_NONE_IF_EMPTY.get, cost, cost))
-        currency: Sequence[Any] = (default,) * count
-        if i_currency >= 0:
-            column = columns[i_currency]
-            raws = _distinct(column)
-            if not _known(raws, currencies, currency_code):
-                return None
-            currency = _mapped(column, raws, currencies)
-        status: Sequence[Any] = ("paid",) * count
-        if i_status >= 0:
-            column = columns[i_status]
-            raws = _distinct(column)
-            if not _known(raws, statuses, _status):
-                return None
-            status = _mapped(column, raws, statuses)
-        channel: Sequence[Any] = (None,) * count
-        if i_channel >= 0:
-            column = columns[i_channel]
-            raws = _distinct(column)
-            if not _known(raws, channels, _channel):
-                return None
-            channel = _mapped(column, raws, channels)
-        return [ext, customer, times, amount, cost, currency, status, channel]
+            optional.append(values)
+        return [ext, customer, times, *money, *optional]
 
     return convert
+
+
+def sqlite_order_runs(converter: Converter, names: list[str]) -> Run:
+    """:func:`order_runs` giving SQLite's driver form (what ``sqlite_order_rows`` gives)."""
+    return order_runs(converter, names, driver_form=True)

@@ -220,6 +220,8 @@ class _Pending:
         if stored:
             kept = [i for i, key in enumerate(keys) if key not in stored]
             values, lines = [values[i] for i in kept], [lines[i] for i in kept]
+        if self.order_format is not None and not self.converter.driver_form:
+            values = self.order_format.to_driver(values)  # (as flush does)
         self.spool.write(values, lines)
         return True
 

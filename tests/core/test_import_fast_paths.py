@@ -25,6 +25,7 @@ from crmkit.core import bulk, db
 from crmkit.transfer import duplicates
 from crmkit.transfer.convert import Converter
 from crmkit.transfer.orderrows import order_rows
+from crmkit.transfer.orderruns import order_runs
 from crmkit.transfer.results import RowError
 from crmkit.transfer.spool import Spool
 
@@ -383,7 +384,8 @@ odd_cells = {
 @given(data=st.data(), rows=st.integers(1, 6), runs=st.integers(1, 3))
 def test_order_runs_column_by_column_equal_the_row_function(crm, data, rows, runs):
     """Mostly good cells (the runs path takes them), now and then any cell (it must then
-    answer None or the same as the row function); runs one after the other share caches."""
+    answer None or the same as the row function); runs one after the other share caches.
+    Both forms: SQLite's driver form and PostgreSQL's values."""
     crm.config.timezone = "UTC"
     optional = data.draw(st.lists(st.sampled_from(OPTIONAL), unique=True))
     names = data.draw(st.permutations(["external_id", "customer", "occurred_at", "amount"]))
@@ -392,6 +394,8 @@ def test_order_runs_column_by_column_equal_the_row_function(crm, data, rows, run
     row_function = converter.bind(names)
     run_function = converter.bind_runs()
     assert run_function is not None
+    # PostgreSQL's form (Python values) against order_rows, its own caches
+    python_rows, python_runs = order_rows(converter, names), order_runs(converter, names)
     for _ in range(runs):
         odd = data.draw(st.booleans())
         run = []
@@ -400,12 +404,13 @@ def test_order_runs_column_by_column_equal_the_row_function(crm, data, rows, run
             odd_one = data.draw(st.sampled_from(names)) if odd and data.draw(st.booleans()) else ""
             run.append([data.draw((odd_cells if n == odd_one else good_cells)[n]) for n in names])
         given_run = [list(r) for r in run]
-        outcomes = [_outcome(row_function, r) for r in run]
-        converted = run_function(run)
-        assert run == given_run
-        if converted is not None:
-            assert all(len(column) == rows for column in converted)
-            assert [("ok", v) for v in zip(*converted, strict=True)] == outcomes
-        elif not odd:
-            # good cells: only a year 1 or 9999 time (the row path's own exception) declines
-            assert any(r[names.index("occurred_at")][:4] in ("0001", "9999") for r in run)
+        for rows_of, runs_of in ((row_function, run_function), (python_rows, python_runs)):
+            outcomes = [_outcome(rows_of, r) for r in run]
+            converted = runs_of(run)
+            assert run == given_run
+            if converted is not None:
+                assert all(len(column) == rows for column in converted)
+                assert [("ok", v) for v in zip(*converted, strict=True)] == outcomes
+            elif not odd:
+                # good cells: only a year 1 or 9999 time (the row path's exception) declines
+                assert any(r[names.index("occurred_at")][:4] in ("0001", "9999") for r in run)
