@@ -410,22 +410,36 @@ def _header_names(path: str, header: list[str]) -> list[str]:
     return names
 
 
-def records(
-    source: Any, label: str, progress: Any, items: Iterable[Any] | None = None, every: int = 4096
-) -> Iterator[Any]:
-    """The items of ``source`` (or ``items``, read from it); with ``progress``, ticking it
-    every ``every`` of them (a power of two)."""
+def records(source: Any, label: str, progress: Any) -> Iterator[Any]:
+    """The items of ``source``; with ``progress``, ticking it every 4,096 of them."""
     if progress is None:
-        return iter(source if items is None else items)
-    return _ticking(source, label, progress, source if items is None else items, every - 1)
+        return iter(source)
+    return _ticking(source, label, progress)
 
 
-def _ticking(
-    source: Any, label: str, progress: Any, items: Iterable[Any], mask: int
-) -> Iterator[Any]:
+def _ticking(source: Any, label: str, progress: Any) -> Iterator[Any]:
     with progress(label, source) as tick:
-        for count, item in enumerate(items, start=1):
+        for count, item in enumerate(source, start=1):
             yield item
-            if count & mask == 0:
+            if count & 4095 == 0:
                 tick()
+        tick()
+
+
+def blocks(reader: RecordReader, label: str, progress: Any) -> Iterator[Block]:
+    """``reader.blocks()``; with ``progress``, ticking it every 4,096 records or so."""
+    if progress is None:
+        return reader.blocks()
+    return _ticking_blocks(reader, label, progress)
+
+
+def _ticking_blocks(reader: RecordReader, label: str, progress: Any) -> Iterator[Block]:
+    with progress(label, reader) as tick:
+        due = 4096
+        for block in reader.blocks():
+            yield block
+            due -= len(block[1])
+            if due <= 0:
+                tick()
+                due = 4096
         tick()

@@ -12,7 +12,7 @@ from crmkit.core.bulk import existing_values
 from crmkit.core.personal import erased_or_merged
 from crmkit.transfer.convert import Converter
 from crmkit.transfer.duplicates import SeenKeys
-from crmkit.transfer.read import RecordReader, records
+from crmkit.transfer.read import RecordReader, blocks
 from crmkit.transfer.rejects import Rejects
 from crmkit.transfer.results import ImportResult, Problem, RowError
 from crmkit.transfer.spool import Spool
@@ -51,7 +51,7 @@ def validate(
     read = 0
     left = batch = LOOKUP_BATCH  # records until the next flush
     try:
-        for lines, run, uniform in records(reader, "validating", progress, reader.blocks(), 1):
+        for lines, run, uniform in blocks(reader, "validating", progress):
             if convert is None:
                 converter.check_header(reader.path, reader.fieldnames)
                 convert = converter.bind(reader.fieldnames)
