@@ -22,8 +22,9 @@ _SAMPLE_BYTES = 64 * 1024
 _DELIMITERS = ",;\t|"
 #: characters of CSV text read and split at a time while it holds no quote (see _CsvRecords)
 BLOCK_CHARS = 1 << 20
-#: JSON Lines records handed on together (see RecordReader.blocks)
-_JSON_BLOCK = 1000
+#: JSON Lines records, and CSV records the csv module parsed, handed on together (see
+#: RecordReader.blocks)
+_JSON_BLOCK = _PARSED_RUN = 1000
 
 #: a run of consecutive records: their lines, the records, and whether every one of them is a
 #: list of the header's width (then a converter may take the run column by column)
@@ -256,8 +257,12 @@ class _CsvRecords:
             taken.clear()
             line = yield from self._split_blocks(line, width)
             if line:  # a block with a quote: the csv module parses from there on
-                for start, record in self._parsed(line, width):
-                    yield (start,), [record], False
+                records = self._parsed(line, width)
+                while chunk := list(itertools.islice(records, _PARSED_RUN)):
+                    lines, values = zip(*chunk, strict=True)
+                    # (a record the csv module parsed is a list of the header's width)
+                    uniform = not any(value.__class__ is RowError for value in values)
+                    yield lines, list(values), uniform
         except UnicodeDecodeError as exc:
             raise self.reader._decode_failure(exc) from None
         finally:
