@@ -137,8 +137,8 @@ class _Pending:
         self.values: list[Any] = []
         self.origins: list[tuple[int, Any]] = []  # (line, record) of each value, for rejects
         self.problems: list[tuple[int, Problem, Any]] = []  # (line, problem, record)
-        # or, while nothing else is pending, runs converted column by column (SQLite's CSV
-        # orders): (lines, records, columns); see _flush_columns
+        # or, while nothing else is pending, runs converted column by column (CSV orders):
+        # (lines, records, columns); see _flush_columns
         self.columns: list[tuple[Sequence[int], list[Any], list[Sequence[Any]]]] = []
         self.firsts: list[bool] | None = None  # the duplicate check's answer, once asked
         self.key_of = converter.key
