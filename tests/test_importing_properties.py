@@ -310,3 +310,80 @@ def test_every_line_is_stored_present_or_rejected_whole(
     assert [",".join(r[2:]) for r in rejected] == [lines[n - 2] for n in bad]
     again = import_file(crm, "orders", path, skip_invalid=True)
     assert (again.stored, again.already_present, again.rejected) == (0, len(good), len(bad))
+
+
+# -- orders checked column by column end as they end row by row --------------------------
+
+
+@st.composite
+def common_form_orders(draw):
+    """(rows, stored before): orders mostly in the common form (UTC times to the second,
+    canonical amounts), some repeating an id, naming a missing customer or a bad day."""
+    count = draw(st.integers(min_value=1, max_value=20))
+    numbers = st.integers(min_value=0, max_value=25)
+    ids = sorted(draw(st.lists(numbers, min_size=count, max_size=count)))
+    if draw(st.booleans()):
+        ids = draw(st.permutations(ids))
+    rows = []
+    for n in ids:
+        moment = draw(st.datetimes(min_value=dt.datetime(2020, 1, 1),
+                                   max_value=dt.datetime(2030, 1, 1)))  # fmt: skip
+        when = moment.isoformat(timespec="seconds") + "+00:00"
+        rows.append(
+            [
+                f"O{n:03d}",
+                draw(st.sampled_from([*KNOWN_CUSTOMERS * 4, "missing"])),
+                draw(st.sampled_from([when] * 12 + ["2025-02-30T10:00:00+00:00", "2025-03-01"])),
+                draw(st.sampled_from(["0", "12.50", "7.1"] * 4 + ["-3.00"])),
+                draw(st.sampled_from(["", "paid", "refunded"])),
+            ]
+        )
+    stored = draw(st.sets(st.sampled_from([f"O{n:03d}" for n in range(26)]), max_size=13))
+    return rows, sorted(stored)
+
+
+@settings(SETTINGS, max_examples=60)
+@given(data=common_form_orders(), atomic=st.booleans(), batch=st.sampled_from([2, 3, 10_000]))
+def test_orders_checked_column_by_column_end_as_row_by_row(
+    crm_with_customers, tmp_path_factory, data, atomic, batch
+):
+    from crmkit.transfer import validate
+    from crmkit.transfer.convert import Converter
+
+    crm = crm_with_customers
+    rows, stored = data
+    folder = tmp_path_factory.mktemp("runs")
+    outcomes = []
+    for runs in (True, False):
+        prefix = f"{next(_counter)}~"
+        before = folder / f"before-{prefix}.csv"
+        before.write_text(
+            "external_id,customer,occurred_at,amount\n"
+            + "".join(f"{prefix}{ext},K1,2021-06-01T00:00:00+00:00,1\n" for ext in stored),
+            encoding="utf-8",
+        )
+        assert import_file(crm, "orders", before).committed
+        path = folder / f"orders-{prefix}.csv"
+        path.write_text(
+            "external_id,customer,occurred_at,amount,status\n"
+            + "".join(",".join([prefix + row[0], *row[1:]]) + "\n" for row in rows),
+            encoding="utf-8",
+        )
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(validate, "LOOKUP_BATCH", batch)
+            if not runs:
+                patch.setattr(Converter, "bind_runs", lambda self: None)
+            result = import_file(crm, "orders", path, skip_invalid=not atomic)
+        kept = stored_orders(crm, [prefix + row[0] for row in rows])
+        outcomes.append(
+            (
+                (result.read, result.stored, result.already_present, result.rejected),
+                result.committed,
+                [(p.line, p.column, p.reason.replace(prefix, "")) for p in result.problems],
+                {
+                    ext.removeprefix(prefix): (o.customer_id, o.occurred_at, o.amount, o.status)
+                    for ext, o in kept.items()
+                },
+            )
+        )
+    assert outcomes[0] == outcomes[1]

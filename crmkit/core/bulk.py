@@ -372,11 +372,17 @@ def _none_or_all(
         count == len(chunk)
         and low.__class__ is str
         and high.__class__ is str
-        and sorted(text.split("\x1f")) == sorted(chunk)
+        and _same_values(text.split("\x1f"), chunk)
     ):
         found.update(chunk)
         return True
     return False
+
+
+def _same_values(stored: list[str], chunk: list[str]) -> bool:
+    """The same values in both lists (each without repeats); the index gives them in order,
+    as ``chunk`` mostly is already (ids ascending in the file), so that is asked first."""
+    return stored == chunk or sorted(stored) == sorted(chunk)
 
 
 def _last_id(connection: Connection, table: Table) -> int:

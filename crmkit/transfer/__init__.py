@@ -8,7 +8,8 @@ Reusable from Python::
     result = import_file(crm, "orders", "orders.csv", skip_invalid=True, rejects="bad.csv")
     print(result.summary())       # read N, stored N, already present N, rejected N
 
-Import reads the file once and never holds it in memory:
+Import reads the file once and never holds it in memory (CSV text without quotes is
+split a block at a time, and runs of order rows are checked column by column):
 
 * pass 1 reads every record, converts and validates it (types, required
   columns, declared custom attributes, external ids repeated in the file,
@@ -43,6 +44,7 @@ The modules, one job each:
 * :mod:`~crmkit.transfer.read` -- :class:`RecordReader` (format, encoding, delimiter), progress;
 * :mod:`~crmkit.transfer.convert` -- :class:`Converter`: records into what the services store;
 * :mod:`~crmkit.transfer.orderrows` -- CSV order rows converted fast (SQLite: its driver form);
+* :mod:`~crmkit.transfer.orderruns` -- runs of CSV order rows converted column by column;
 * :mod:`~crmkit.transfer.duplicates` -- the external ids met so far (memory, then SQLite);
 * :mod:`~crmkit.transfer.rejects` -- the rejects file;
 * :mod:`~crmkit.transfer.spool` -- the converted records between the two passes;

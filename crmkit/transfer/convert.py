@@ -291,6 +291,17 @@ class Converter:
             return order_rows(self, fieldnames)
         return self.convert
 
+    def bind_runs(self) -> Callable[[list[Any]], list[Any] | None] | None:
+        """After :meth:`bind`: the function converting a run of CSV records (all lists of
+        the header's width) column by column into what the bound function gives each, or
+        None when it cannot tell every record good that way (the records then go one by
+        one); None when this kind has no such function (CSV orders have)."""
+        if self.kind == "orders" and self.fieldnames is not None and not self.decimal_comma:
+            from crmkit.transfer.orderruns import order_runs  # (it uses us)
+
+            return order_runs(self, self.fieldnames, driver_form=self.driver_form)
+        return None
+
     fieldnames: list[str] | None = None
     #: the bound function gives orders in their driver form (see :meth:`bind`)
     driver_form = False

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from itertools import filterfalse
+from collections.abc import Callable, Sequence
+from itertools import chain
 from operator import itemgetter
 from typing import Any
 
@@ -12,7 +12,7 @@ from crmkit.core.bulk import existing_values
 from crmkit.core.personal import erased_or_merged
 from crmkit.transfer.convert import Converter
 from crmkit.transfer.duplicates import SeenKeys
-from crmkit.transfer.read import RecordReader, records
+from crmkit.transfer.read import RecordReader, blocks
 from crmkit.transfer.rejects import Rejects
 from crmkit.transfer.results import ImportResult, Problem, RowError
 from crmkit.transfer.spool import Spool
@@ -42,32 +42,44 @@ def validate(
     and how many good records were found already stored (left out of the spool).
     """
     pending = _Pending(crm, converter, result, sink, spool, skip_invalid)
-    # the loop runs once per record: the lists and the flush are plain local names here
+    # the loop runs once per run of records (once per record outside the common runs): the
+    # lists and the flush are plain local names here
     values, origins, problems = pending.values, pending.origins, pending.problems
     flush = pending.flush
     convert: Callable[[Any], Any] | None = None
+    convert_run: Callable[[list[Any]], list[Any] | None] | None = None
     read = 0
     left = batch = LOOKUP_BATCH  # records until the next flush
     try:
-        for line, record in records(reader, "validating", progress):
+        for lines, run, uniform in blocks(reader, "validating", progress):
             if convert is None:
                 converter.check_header(reader.path, reader.fieldnames)
                 convert = converter.bind(reader.fieldnames)
-            read += 1
-            if record.__class__ is RowError:
-                problem = Problem(line, record.column, record.reason)
-                problems.append((line, problem, record.record))
-            else:
-                try:
-                    values.append(convert(record))
-                except RowError as exc:
-                    problems.append((line, Problem(line, exc.column, exc.reason), record))
+                convert_run = converter.bind_runs()
+            size = len(run)
+            start = 0
+            while start < size:
+                # a flush every LOOKUP_BATCH records, wherever the runs end
+                take = min(left, size - start)
+                if take < size:
+                    part, part_lines = run[start : start + take], lines[start : start + take]
                 else:
-                    origins.append((line, record))
-            left -= 1
-            if not left:
-                flush()
-                left = batch
+                    part, part_lines = run, lines
+                start += take
+                read += take
+                left -= take
+                # a uniform run column by column when the converter can (None: it cannot
+                # tell every row good that way, and the rows go one by one)
+                columns = convert_run(part) if uniform and convert_run is not None else None
+                if columns is not None:
+                    pending.add_columns(part_lines, part, columns)
+                else:
+                    if pending.columns:  # (values stay in file order)
+                        pending.materialise()
+                    _one_by_one(convert, part_lines, part, values, origins, problems)
+                if not left:
+                    flush()
+                    left = batch
         result.read = read
         if convert is None:
             converter.check_header(reader.path, reader.fieldnames)
@@ -75,6 +87,28 @@ def validate(
     finally:
         pending.close()
     return set(pending.customers.values()), pending.present
+
+
+def _one_by_one(
+    convert: Callable[[Any], Any],
+    lines: Sequence[int],
+    run: list[Any],
+    values: list[Any],
+    origins: list[tuple[int, Any]],
+    problems: list[tuple[int, Problem, Any]],
+) -> None:
+    """Convert ``run`` record by record: the good ones to ``values`` (and ``origins``), the
+    bad ones (and the records the reader could not read) to ``problems``."""
+    for line, record in zip(lines, run, strict=True):
+        if record.__class__ is RowError:
+            problems.append((line, Problem(line, record.column, record.reason), record.record))
+            continue
+        try:
+            values.append(convert(record))
+        except RowError as exc:
+            problems.append((line, Problem(line, exc.column, exc.reason), record))
+        else:
+            origins.append((line, record))
 
 
 class _Pending:
@@ -103,13 +137,38 @@ class _Pending:
         self.values: list[Any] = []
         self.origins: list[tuple[int, Any]] = []  # (line, record) of each value, for rejects
         self.problems: list[tuple[int, Problem, Any]] = []  # (line, problem, record)
+        # or, while nothing else is pending, runs converted column by column (CSV orders):
+        # (lines, records, columns); see _flush_columns
+        self.columns: list[tuple[Sequence[int], list[Any], list[Sequence[Any]]]] = []
+        self.firsts: list[bool] | None = None  # the duplicate check's answer, once asked
         self.key_of = converter.key
         self.ref_of = converter.customer_ref
         self.order_format = crm.orders.row_format() if converter.kind == "orders" else None
         self.present = 0  # records found already stored (see _not_stored)
 
+    def add_columns(
+        self, lines: Sequence[int], records: list[Any], columns: list[Sequence[Any]]
+    ) -> None:
+        """A run converted column by column (see :data:`~crmkit.transfer.orderruns.Run`):
+        kept as columns while nothing else is pending, else as values (file order)."""
+        self.columns.append((lines, records, columns))
+        if self.values or self.problems:
+            self.materialise()
+
+    def materialise(self) -> None:
+        """The pending column runs as values and origins, the form the general checks take."""
+        for lines, run, columns in self.columns:
+            self.values.extend(zip(*columns, strict=True))
+            self.origins.extend(zip(lines, run, strict=True))
+        self.columns.clear()
+
     def flush(self) -> None:
         """Check the pending records, reject the bad ones, spool the good ones; then empty."""
+        if self.columns:
+            if self._flush_columns():
+                self.columns.clear()
+                return
+            self.materialise()
         good, where = self._first_times()
         if self.ref_of is not None:
             good, where = self._with_known_customers(good, where, self.ref_of)
@@ -127,6 +186,44 @@ class _Pending:
         self.values.clear()
         self.origins.clear()
         self.problems.clear()
+        self.firsts = None
+
+    def _flush_columns(self) -> bool:
+        """Check and spool the pending column runs, making tuples only of the rows spooled
+        (none when the file was imported before). True when done; False when a row repeats
+        an earlier external id or names a customer not stored or not writable: then the
+        general checks take the rows (the duplicate check's answer kept in :attr:`firsts`)."""
+        runs = self.columns
+        keys = list(chain.from_iterable(columns[0] for _, _, columns in runs))
+        self.firsts = self.seen.first_times(keys)
+        if not all(self.firsts):
+            return False
+        refs = set(chain.from_iterable(columns[1] for _, _, columns in runs))
+        unresolved = refs.difference(self.customers)
+        if unresolved:
+            self._resolve(unresolved)
+            if not self.customers.keys() >= unresolved:
+                return False
+        self.firsts = None
+        if not self.skip_invalid and self.result.rejected:
+            return True  # atomic mode stores nothing once a row is bad
+        stored = self._stored(keys)
+        self.present += len(stored)
+        if len(stored) == len(keys):
+            return True
+        # the rows with their customers' ids, in crm.orders.add_rows order (as resolved)
+        ids = self.customers.__getitem__
+        values = list(
+            chain.from_iterable(zip(c[0], map(ids, c[1]), *c[2:], strict=True) for *_, c in runs)
+        )
+        lines = list(chain.from_iterable(lines for lines, _, _ in runs))
+        if stored:
+            kept = [i for i, key in enumerate(keys) if key not in stored]
+            values, lines = [values[i] for i in kept], [lines[i] for i in kept]
+        if self.order_format is not None and not self.converter.driver_form:
+            values = self.order_format.to_driver(values)  # (as flush does)
+        self.spool.write(values, lines)
+        return True
 
     def _first_times(self) -> tuple[list[Any], list[tuple[int, Any]]]:
         """The pending values (and origins) whose external id is met for the first time; the
@@ -134,7 +231,9 @@ class _Pending:
         values, origins, key_of = self.values, self.origins, self.key_of
         if key_of is None:
             return values, origins
-        firsts = self.seen.first_times(list(map(key_of, values)))
+        firsts = self.firsts
+        if firsts is None:
+            firsts = self.seen.first_times(list(map(key_of, values)))
         if all(firsts):
             return values, origins
         derived = self.converter.derived_key
@@ -162,13 +261,10 @@ class _Pending:
         an interaction goes with an erasure, which the storing transaction refuses (its
         customers are checked again there). Customers are left to the storing pass: an
         erasure between the passes takes their external id away."""
-        column = _STORED_KEYS.get(self.converter.kind)
-        if column is None or not good:
-            return good, where
         key_of = self.key_of
-        with self.crm.reading() as connection:
-            # distinct: the repeats in the file were refused before
-            stored = existing_values(connection, column, map(key_of, good), distinct=True)
+        if not good or _STORED_KEYS.get(self.converter.kind) is None:
+            return good, where
+        stored = self._stored(list(map(key_of, good)))  # type: ignore[arg-type]
         if not stored:
             return good, where
         self.present += len(stored)
@@ -176,6 +272,15 @@ class _Pending:
             return [], []
         kept = [i for i, value in enumerate(good) if key_of(value) not in stored]
         return [good[i] for i in kept], [where[i] for i in kept]
+
+    def _stored(self, keys: list[Any]) -> set[Any]:
+        """The ones of ``keys`` (distinct: the repeats in the file were refused before)
+        stored already, for the kinds whose stored records pass 1 leaves out."""
+        column = _STORED_KEYS.get(self.converter.kind)
+        if column is None or not keys:
+            return set()
+        with self.crm.reading() as connection:
+            return existing_values(connection, column, keys, distinct=True)
 
     def _next_free_key(self, value: Any) -> Any:
         """A content-keyed record met again: the same content again is another record
@@ -193,20 +298,11 @@ class _Pending:
         ids are then in :attr:`customers`); those whose customer is not stored, or was erased
         or merged into another (``crm.customers.require_writable``), become problems."""
         customers, refused = self.customers, self.refused
-        # one pass in C: the references not resolved so far (mostly none)
-        unresolved = set(filterfalse(customers.__contains__, map(ref_of, good)))
+        # in C: the references not resolved so far (mostly none)
+        unresolved = set(map(ref_of, good)).difference(customers)
         if not unresolved:
             return good, where
-        if unknown := unresolved.difference(refused):
-            found = self.crm.customers.ids_by_external_id(unknown)
-            if found:
-                with self.crm.reading() as connection:
-                    reasons = erased_or_merged(connection, found.values())
-                for ref, customer_id in found.items():
-                    if customer_id in reasons:
-                        refused[ref] = reasons[customer_id]
-                    else:
-                        customers[ref] = customer_id
+        self._resolve(unresolved)
         if not customers.keys() >= unresolved:  # (set.issubset would copy the dict into a set)
             kept, kept_where = [], []
             for value, origin in zip(good, where, strict=True):
@@ -220,6 +316,20 @@ class _Pending:
                 self.problems.append((line, Problem(line, "customer", reason), record))
             good, where = kept, kept_where
         return good, where
+
+    def _resolve(self, unresolved: set[str]) -> None:
+        """Look up the customers ``unresolved`` names that were not looked up before: their
+        ids to :attr:`customers`, or why they take no new data to :attr:`refused`."""
+        if unknown := unresolved.difference(self.refused):
+            found = self.crm.customers.ids_by_external_id(unknown)
+            if found:
+                with self.crm.reading() as connection:
+                    reasons = erased_or_merged(connection, found.values())
+                for ref, customer_id in found.items():
+                    if customer_id in reasons:
+                        self.refused[ref] = reasons[customer_id]
+                    else:
+                        self.customers[ref] = customer_id
 
     def _reject(self) -> None:
         """Count the problems, list the first MAX_LISTED and write them to the rejects file."""

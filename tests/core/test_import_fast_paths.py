@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
 import string
 from decimal import Decimal
 
@@ -24,6 +25,7 @@ from crmkit.core import bulk, db
 from crmkit.transfer import duplicates
 from crmkit.transfer.convert import Converter
 from crmkit.transfer.orderrows import order_rows
+from crmkit.transfer.orderruns import order_runs
 from crmkit.transfer.results import RowError
 from crmkit.transfer.spool import Spool
 
@@ -268,3 +270,147 @@ def test_money_that_is_its_own_text_is_the_decimal_text():
         assert str(Decimal(text)) == text
     for text in ("007", "+5", "-1", ".5", "5.", "1.23456", "100000000000000", "1e3"):
         assert not CANONICAL_MONEY.fullmatch(text)
+
+
+# --------------------------------------------------------------------------
+# CSV text read a block at a time (split on line ends and the delimiter) gives the records
+# the csv module gives, line for line; order runs converted column by column give what the
+# row function gives.
+# --------------------------------------------------------------------------
+
+csv_text = st.lists(
+    st.lists(st.text(alphabet="ab ,;'=\"\r\n\t\x00-", max_size=4), min_size=0, max_size=4).map(
+        lambda cells: ",".join(cells)
+    ),
+    max_size=12,
+).flatmap(
+    lambda lines: st.tuples(
+        st.just(lines),
+        st.lists(
+            st.sampled_from(["\n", "\r\n", "\r"]), min_size=len(lines), max_size=len(lines)
+        ),  # fmt: skip
+    )
+)
+
+
+def _parsed_by_the_csv_module(path):
+    """The records of ``path`` as the csv module parses them (the reader's general path)."""
+    from crmkit.transfer.read import RecordReader, _CsvRecords
+
+    reader = RecordReader(path, input_format="csv")
+    raw = open(path, "rb")  # noqa: SIM115 - closed by the records
+    records = _CsvRecords(reader, io.TextIOWrapper(raw, encoding="utf-8-sig", newline=""))
+    try:
+        width = len(records._header())
+        line = 1 + len(records.taken)
+        records.taken.clear()
+        return reader.fieldnames, [
+            (n, r if isinstance(r, list) else (r.reason, r.record))
+            for n, r in records._parsed(line, width)
+        ]
+    finally:
+        records.text.close()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    header=st.sampled_from(["a,b,c", "a", "a,b", '"a",b']),
+    body=csv_text,
+    last_end=st.booleans(),
+    block=st.sampled_from([1, 2, 5, 16, 1 << 20]),
+)
+def test_csv_read_in_blocks_gives_the_records_the_csv_module_gives(
+    tmp_path_factory, monkeypatch_module, header, body, last_end, block
+):
+    from crmkit.transfer import read
+
+    lines, ends = body
+    text = header + "\n" + "".join(line + end for line, end in zip(lines, ends, strict=True))
+    if not last_end:
+        text = text.rstrip("\r\n")
+    path = tmp_path_factory.mktemp("blocks") / "rows.csv"
+    path.write_text(text, encoding="utf-8", newline="")
+    expected_names, expected = _parsed_by_the_csv_module(path)
+    monkeypatch_module.setattr(read, "BLOCK_CHARS", block)
+    reader = read.RecordReader(path, input_format="csv")
+    got = []
+    for lines_of, run, uniform in reader.blocks():
+        assert len(lines_of) == len(run)
+        if uniform:
+            width = len(reader.fieldnames)
+            assert all(isinstance(r, list) and len(r) == width for r in run)
+        got.extend(
+            (n, r if isinstance(r, list) else (r.reason, r.record))
+            for n, r in zip(lines_of, run, strict=True)
+        )
+    assert reader.fieldnames == expected_names
+    assert got == expected
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    patch = pytest.MonkeyPatch()
+    yield patch
+    patch.undo()
+
+
+good_cells = {
+    "external_id": st.sampled_from(["O1", "O2", "订单-3", "x" * 100]),
+    "customer": st.sampled_from(["C1", "C 2", "客户"]),
+    "occurred_at": st.builds(
+        lambda m: m.isoformat(timespec="seconds") + "+00:00",
+        st.datetimes(min_value=dt.datetime(1, 1, 1), max_value=dt.datetime(9999, 12, 31)),
+    ),
+    "amount": st.sampled_from(["0", "12.50", "99999999999999.9999", "7.1"]),
+    "cost": st.sampled_from(["", "0.0001", "3"]),
+    "currency": st.sampled_from(["", "CNY", "usd", " EUR "]),
+    "status": st.sampled_from(["", "paid", "refunded", "cancelled", " paid"]),
+    "channel": st.sampled_from(["", "web", " shop "]),
+}
+#: any cell, and times next to the common form (the runs path must decline them)
+odd_cells = {
+    **cells,
+    "occurred_at": st.sampled_from(
+        ["2026-01-01T24:00:00+00:00", "2026-01-01T23:60:00+00:00", "2026-01-01T23:59:60+00:00",
+         "2026-02-29T10:00:00+00:00", "2026-02-28T10:00:00+01:00", "2026-02-28T10:00:00Z",
+         "2026-02-28 10:00:00+00:00", "2026-02-28T10:00:00+00:00 ", "٢٠٢٦-02-28T10:00:00+00:00",
+         "2026-02-28T10:00:00.5+00:00", "0001-01-01T10:00:00+00:00", "2026-02-28T10:00:00"]
+    )
+    | times(),
+}  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), rows=st.integers(1, 6), runs=st.integers(1, 3))
+def test_order_runs_column_by_column_equal_the_row_function(crm, data, rows, runs):
+    """Mostly good cells (the runs path takes them), now and then any cell (it must then
+    answer None or the same as the row function); runs one after the other share caches.
+    Both forms: SQLite's driver form and PostgreSQL's values."""
+    crm.config.timezone = "UTC"
+    optional = data.draw(st.lists(st.sampled_from(OPTIONAL), unique=True))
+    names = data.draw(st.permutations(["external_id", "customer", "occurred_at", "amount"]))
+    names = [*names, *optional]
+    converter = Converter(crm, "orders")
+    row_function = converter.bind(names)
+    run_function = converter.bind_runs()
+    assert run_function is not None
+    # PostgreSQL's form (Python values) against order_rows, its own caches
+    python_rows, python_runs = order_rows(converter, names), order_runs(converter, names)
+    for _ in range(runs):
+        odd = data.draw(st.booleans())
+        run = []
+        for _ in range(rows):
+            # an odd row has one odd cell, the others good (so the odd one decides)
+            odd_one = data.draw(st.sampled_from(names)) if odd and data.draw(st.booleans()) else ""
+            run.append([data.draw((odd_cells if n == odd_one else good_cells)[n]) for n in names])
+        given_run = [list(r) for r in run]
+        for rows_of, runs_of in ((row_function, run_function), (python_rows, python_runs)):
+            outcomes = [_outcome(rows_of, r) for r in run]
+            converted = runs_of(run)
+            assert run == given_run
+            if converted is not None:
+                assert all(len(column) == rows for column in converted)
+                assert [("ok", v) for v in zip(*converted, strict=True)] == outcomes
+            elif not odd:
+                # good cells: only a year 1 or 9999 time (the row path's exception) declines
+                assert any(r[names.index("occurred_at")][:4] in ("0001", "9999") for r in run)
