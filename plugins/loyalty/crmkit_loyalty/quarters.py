@@ -86,27 +86,6 @@ def pack(lane_number: Any, units: Any, dialect: str) -> list[ColumnElement[Any]]
     ]
 
 
-def pack_orders(lane_number: Any, units: Any, spend: Any, orders: Any) -> list[ColumnElement[Any]]:
-    """:func:`pack` from one row per order (PostgreSQL, whose sums of integers never
-    overflow): 0 when the member's lanes may overflow (``spend`` and ``orders``: its sums)."""
-    shifted = cast(units, BigInteger).op("<<", return_type=BigInteger)(
-        BITS * (lane_number % PER_WORD)
-    )
-    zero = literal(0, BigInteger)
-    return [
-        case(
-            (
-                fits(spend, orders),
-                cast(
-                    func.sum(case((lane_number // PER_WORD == i, shifted), else_=zero)), BigInteger
-                ),
-            ),
-            else_=zero,
-        )
-        for i in range(WORDS)
-    ]
-
-
 def fits(spend: Any, orders: Any) -> ColumnElement[bool]:
     """Whether no lane of a pending row with this spend (1/10,000) and order count can
     have overflowed: each order rounded up adds less than one whole unit."""

@@ -632,7 +632,7 @@ def write_ledger(
         func.sum(b.c.spend).label("spend"),
     ]
     if defer is not None:  # the import's pending rows also keep the spend per quarter
-        pending.add(defer, pending_sums(b, total, connection.dialect.name))
+        pending.add(defer, _sums_by_quarter(b, total, connection.dialect.name))
         return
     sums = select(*sums_of).group_by(b.c.member_id).subquery()
     m = t.members
@@ -648,26 +648,10 @@ def write_ledger(
     )
 
 
-def pending_sums(b: Any, points: Any, dialect: str) -> Any:
+def _sums_by_quarter(b: Any, points: Any, dialect: str) -> Any:
     """The members' sums of the scratch table for :func:`crmkit_loyalty.pending.add`,
     with their spend per quarter packed (:mod:`crmkit_loyalty.quarters`)."""
     lane = quarters.lane(b.c.quarter)
-    if dialect == "postgresql":
-        # one grouping: PostgreSQL sums integers exactly (as numeric), past any overflow
-        orders, spend = func.count(), func.sum(b.c.spend)
-        packed = quarters.pack_orders(lane, quarters.whole(b.c.spend), spend, orders)
-        return (
-            select(
-                b.c.member_id,
-                orders.label("orders"),
-                func.sum(points).label("points"),
-                spend.label("spend"),
-                *(value.label(name) for name, value in zip(quarters.COLUMNS, packed, strict=True)),
-            )
-            .group_by(b.c.member_id)
-            .subquery()
-        )
-    # SQLite's sum() fails past 64 bits: add each lane's units up first, then pack them
     per_lane = (
         select(
             b.c.member_id,

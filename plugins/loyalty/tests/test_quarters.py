@@ -11,9 +11,8 @@ from typing import Any
 import pytest
 from crmkit_loyalty import loyalty, pending, quarters
 from crmkit_loyalty import tables as t
-from crmkit_loyalty.setbased import pending_sums
 from crmkit_loyalty.testing import assert_bounds, assert_consistent, at
-from sqlalchemy import BigInteger, Integer, literal, select, union_all, update
+from sqlalchemy import BigInteger, Integer, func, literal, select, union_all, update
 
 SILVER_AT_500: dict[str, Any] = {
     "name": "spend-tiers",
@@ -64,12 +63,29 @@ def test_the_lanes_in_sql_bound_the_window_as_python_does(make_crm: Any, seed: i
         v = union_all(
             *(
                 select(literal(m, Integer).label("member_id"), literal(q, Integer).label("quarter"),
-                       literal(units, BigInteger).label("spend"))
+                       literal(units, BigInteger).label("units"))
                 for m, q, units in rows
             )
         ).subquery()  # fmt: skip
-        # the members' sums as an import's batch adds them to its pending rows
-        members = pending_sums(v, literal(0, BigInteger), dialect)
+        lane = quarters.lane(v.c.quarter)
+        per_lane = (
+            select(v.c.member_id, lane.label("lane"), func.count().label("orders"),
+                   func.sum(v.c.units).label("spend"),
+                   func.sum(quarters.whole(v.c.units)).label("whole"))
+            .group_by(v.c.member_id, lane)
+            .subquery()
+        )  # fmt: skip
+        packed = quarters.pack(per_lane.c.lane, per_lane.c.whole, dialect)
+        members = (
+            select(
+                per_lane.c.member_id,
+                func.sum(per_lane.c.orders).label("orders"),
+                func.sum(per_lane.c.spend).label("spend"),
+                *(p.label(name) for name, p in zip(quarters.COLUMNS, packed, strict=True)),
+            )
+            .group_by(per_lane.c.member_id)
+            .subquery()
+        )
         lanes = [members.c[name] for name in quarters.COLUMNS]
         for back in (0, 1, 4, 8):
             for q in range(8094, 8112):
