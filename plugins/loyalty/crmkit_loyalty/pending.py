@@ -39,7 +39,6 @@ from sqlalchemy import (
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.schema import CreateTable, DropTable
 
-from crmkit_loyalty import quarters
 from crmkit_loyalty import tables as t
 
 if TYPE_CHECKING:
@@ -56,8 +55,6 @@ def _counts(name: str, *, keyed: bool) -> Table:
         Column("orders", Integer, nullable=False),
         Column("points", BigInteger, nullable=False),
         Column("spend", BigInteger, nullable=False),  # 1/10,000 units
-        # the spend per quarter, packed (crmkit_loyalty.quarters)
-        *(Column(name, BigInteger, nullable=False) for name in quarters.COLUMNS),
         prefixes=["TEMPORARY"],
     )
 
@@ -103,9 +100,8 @@ def _create(connection: Any) -> None:
 
 
 def add(ctx: HookContext, sums: Any) -> None:
-    """Add ``sums`` (a subquery: ``member_id``, ``orders``, ``points``, ``spend`` and the
-    :data:`crmkit_loyalty.quarters.COLUMNS`, one row per member) to the pending rows of
-    ``ctx``'s transaction, written before it commits."""
+    """Add ``sums`` (a subquery: ``member_id``, ``orders``, ``points``, ``spend``, one row per
+    member) to the pending rows of ``ctx``'s transaction, written before it commits."""
     connection = ctx.connection
     _create(connection)  # (a savepoint rolled back may have taken it: see table())
     if not _pending(connection):
@@ -114,23 +110,18 @@ def add(ctx: HookContext, sums: Any) -> None:
     if connection.dialect.name == "postgresql":
         _rebuild(connection, sums)
         return
-    names = list(counts.c.keys())
+    names = ["member_id", "orders", "points", "spend"]
     # (the WHERE: SQLite would read ON CONFLICT as a join's ON without one)
     source = select(*(sums.c[n] for n in names)).where(true())
     statement = sqlite.insert(counts).from_select(names, source)
     added = statement.excluded
-    orders, spend = counts.c.orders + added.orders, counts.c.spend + added.spend
-    lanes = quarters.merged(
-        [counts.c[n] for n in quarters.COLUMNS], [added[n] for n in quarters.COLUMNS], spend, orders
-    )
     connection.execute(
         statement.on_conflict_do_update(
             index_elements=[counts.c.member_id],
             set_={
-                "orders": orders,
+                "orders": counts.c.orders + added.orders,
                 "points": counts.c.points + added.points,
-                "spend": spend,
-                **dict(zip(quarters.COLUMNS, lanes, strict=True)),
+                "spend": counts.c.spend + added.spend,
             },
         )
     )
@@ -143,18 +134,11 @@ def _rebuild(connection: Any, sums: Any) -> None:
     the members. Writing ~50,000 short rows anew, with no index, is cheaper; the readers
     join them by hash. Like any DDL here, it rolls back with the transaction or savepoint."""
     old = _heap.c
-    both = {
-        n: func.coalesce(old[n], 0) + func.coalesce(sums.c[n], 0)
-        for n in ("orders", "points", "spend")
-    }
-    lanes = quarters.merged(
-        [func.coalesce(old[n], 0) for n in quarters.COLUMNS],
-        [func.coalesce(sums.c[n], 0) for n in quarters.COLUMNS],
-        both["spend"],
-        both["orders"],
-    )
     merged = select(
-        func.coalesce(old.member_id, sums.c.member_id), *both.values(), *lanes
+        func.coalesce(old.member_id, sums.c.member_id),
+        func.coalesce(old.orders, 0) + func.coalesce(sums.c.orders, 0),
+        func.coalesce(old.points, 0) + func.coalesce(sums.c.points, 0),
+        func.coalesce(old.spend, 0) + func.coalesce(sums.c.spend, 0),
     ).select_from(_heap.join(sums, old.member_id == sums.c.member_id, full=True))
     connection.execute(CreateTable(_next))
     connection.execute(insert(_next).from_select(list(_next.c.keys()), merged))

@@ -59,7 +59,7 @@ from sqlalchemy.types import NullType
 
 import crmkit.plugin as ck
 from crmkit.plugin import Order, UTCDateTime, to_decimal
-from crmkit_loyalty import bounds, pending, quarters
+from crmkit_loyalty import bounds, pending
 from crmkit_loyalty import tables as t
 from crmkit_loyalty.program import Program
 from crmkit_loyalty.records import TierChange
@@ -462,8 +462,7 @@ def fill(
     running = cast(func.sum(spend).over(**by_customer), BigInteger) if pruned else null()
     paid = (
         select(o.c.id, o.c.customer_id, o.c.occurred_at, o.c.amount, o.c.channel,
-               rank.label("n"), spend.label("spend"), running.label("running"),
-               quarters.quarter(o.c.occurred_at, dialect).label("quarter"))
+               rank.label("n"), spend.label("spend"), running.label("running"))
         .where(in_batch, o.c.status == "paid", o.c.customer_id.not_in(gone_customers()))
         .subquery()
     )  # fmt: skip
@@ -473,13 +472,7 @@ def fill(
     orders_count, spend_bound = m.c.orders_count, m.c.spend_bound
     if waiting is not None:
         orders_count = orders_count + func.coalesce(waiting.c.orders, 0)
-        added: Any = func.coalesce(waiting.c.spend, 0)
-        back = quarters.span(prog.window_months)
-        if back is not None:  # only what they added in the quarters the window touches
-            lanes = [func.coalesce(waiting.c[n], 0) for n in quarters.COLUMNS]
-            count = func.coalesce(waiting.c.orders, 0)
-            added = quarters.window_spend(lanes, count, added, paid.c.quarter, back)
-        spend_bound = spend_bound + added
+        spend_bound = spend_bound + func.coalesce(waiting.c.spend, 0)
     # points still to claw back, or a referral bonus due on this first order: these
     # members earn order by order (take_sequential)
     sequential = [m.c.clawback_due > 0]
@@ -533,11 +526,11 @@ def fill(
     source = select(
         rows.c.id, rows.c.member_id, rows.c.customer_id, rows.c.occurred_at, expires,
         rows.c.tier, rows.c.sequential, rows.c.measure, rows.c.upgrade_to, rows.c.spend,
-        rows.c.channel, rows.c.count0 + rows.c.n, rows.c.quarter, *points,
+        rows.c.channel, rows.c.count0 + rows.c.n, *points,
     )  # fmt: skip
     columns = [
         "order_id", "member_id", "customer_id", "occurred_at", "expires_at", "tier",
-        "sequential", "measure", "upgrade_to", "spend", "channel", "seq", "quarter",
+        "sequential", "measure", "upgrade_to", "spend", "channel", "seq",
         *(f"points_{i}" for i in range(len(points))),
     ]  # fmt: skip
     count = _without_nested_loops(connection, insert(b).from_select(columns, source))
@@ -625,16 +618,19 @@ def write_ledger(
     total: ColumnElement[Any] = literal(0, BigInteger)
     for i in range(len(names)):
         total = total + b.c[f"points_{i}"]
-    sums_of = [
-        b.c.member_id,
-        func.count().label("orders"),
-        func.sum(total).label("points"),
-        func.sum(b.c.spend).label("spend"),
-    ]
-    if defer is not None:  # the import's pending rows also keep the spend per quarter
-        pending.add(defer, _sums_by_quarter(b, total, connection.dialect.name))
+    sums = (
+        select(
+            b.c.member_id,
+            func.count().label("orders"),
+            func.sum(total).label("points"),
+            func.sum(b.c.spend).label("spend"),
+        )
+        .group_by(b.c.member_id)
+        .subquery()
+    )
+    if defer is not None:
+        pending.add(defer, sums)
         return
-    sums = select(*sums_of).group_by(b.c.member_id).subquery()
     m = t.members
     _without_nested_loops(
         connection,
@@ -645,37 +641,6 @@ def write_ledger(
             orders_count=m.c.orders_count + sums.c.orders,
             spend_bound=m.c.spend_bound + sums.c.spend,  # NULL (unknown) stays NULL
         ),
-    )
-
-
-def _sums_by_quarter(b: Any, points: Any, dialect: str) -> Any:
-    """The members' sums of the scratch table for :func:`crmkit_loyalty.pending.add`,
-    with their spend per quarter packed (:mod:`crmkit_loyalty.quarters`)."""
-    lane = quarters.lane(b.c.quarter)
-    per_lane = (
-        select(
-            b.c.member_id,
-            lane.label("lane"),
-            func.count().label("orders"),
-            func.sum(points).label("points"),
-            func.sum(b.c.spend).label("spend"),
-            func.sum(quarters.whole(b.c.spend)).label("whole"),
-        )
-        .group_by(b.c.member_id, lane)
-        .subquery()
-    )
-    c = per_lane.c
-    packed = quarters.pack(c.lane, c.whole, dialect)
-    return (
-        select(
-            c.member_id,
-            func.sum(c.orders).label("orders"),
-            func.sum(c.points).label("points"),
-            func.sum(c.spend).label("spend"),
-            *(value.label(name) for name, value in zip(quarters.COLUMNS, packed, strict=True)),
-        )
-        .group_by(c.member_id)
-        .subquery()
     )
 
 

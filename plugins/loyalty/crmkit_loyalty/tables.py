@@ -169,7 +169,6 @@ def batch_orders(rules: int) -> Table:
         Column("spend", BigInteger, nullable=False),  # the order's amount in 1/10,000 (>= 0)
         Column("channel", String(20)),
         Column("seq", Integer, nullable=False),  # the order's number among the member's
-        Column("quarter", Integer, nullable=False),  # of occurred_at (crmkit_loyalty.quarters)
         *(Column(f"points_{i}", BigInteger, nullable=False) for i in range(rules)),
         prefixes=["TEMPORARY"],
     )
