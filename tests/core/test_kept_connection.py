@@ -87,35 +87,40 @@ def test_nothing_stays_open_between_kept_scopes(crm, crmkit_backend):
         assert len(crm.interactions.list(customer_id=ada.id)) == 1
 
 
-def test_a_kept_connection_whose_session_ended_is_replaced(database_url, crmkit_backend):
+@pytest.fixture
+def pg(database_url, crmkit_backend):
+    """A CRM of its own on PostgreSQL, and its URL (ending sessions is PostgreSQL's matter)."""
     if crmkit_backend != "postgresql":
         pytest.skip("ending the server's sessions is a PostgreSQL matter")
     with crmkit.open(database_url, plugins=[], upgrade=True) as crm:
-        ada = crm.customers.add({"name": "Ada"})
-        with crm.connection_scope(keep=True):
-            before = _driver(crm)
-        assert _terminate_others(database_url) >= 1
-        with crm.connection_scope(keep=True):  # no error: the scope takes another
-            assert crm.customers.get(ada.id).name == "Ada"
-            crm.interactions.log(ada.id, "phone", subject="after")
-            after = _driver(crm)
-        assert after is not before and before.closed
-        assert crm.engine.pool.checkedout() == 1
+        yield crm, database_url
 
 
-def test_a_kept_connection_that_broke_mid_scope_is_let_go(database_url, crmkit_backend):
-    if crmkit_backend != "postgresql":
-        pytest.skip("ending the server's sessions is a PostgreSQL matter")
+def test_a_kept_connection_whose_session_ended_is_replaced(pg):
+    crm, pg_url = pg
+    ada = crm.customers.add({"name": "Ada"})
+    with crm.connection_scope(keep=True):
+        before = _driver(crm)
+    assert _terminate_others(pg_url) >= 1
+    with crm.connection_scope(keep=True):  # no error: the scope takes another
+        assert crm.customers.get(ada.id).name == "Ada"
+        crm.interactions.log(ada.id, "phone", subject="after")
+        after = _driver(crm)
+    assert after is not before and before.closed
+    assert crm.engine.pool.checkedout() == 1
+
+
+def test_a_kept_connection_that_broke_mid_scope_is_let_go(pg):
     from sqlalchemy.exc import OperationalError
 
-    with crmkit.open(database_url, plugins=[], upgrade=True) as crm:
-        ada = crm.customers.add({"name": "Ada"})
-        with crm.connection_scope(keep=True):
-            broken = _driver(crm)
-            _terminate_others(database_url)
-            with pytest.raises(OperationalError):
-                crm.customers.get(ada.id)
-        assert crm._kept.shared.connection is None  # let go at the scope's end
-        with crm.connection_scope(keep=True):
-            assert crm.customers.get(ada.id).name == "Ada"
-            assert _driver(crm) is not broken
+    crm, pg_url = pg
+    ada = crm.customers.add({"name": "Ada"})
+    with crm.connection_scope(keep=True):
+        broken = _driver(crm)
+        _terminate_others(pg_url)
+        with pytest.raises(OperationalError):
+            crm.customers.get(ada.id)
+    assert crm._kept.shared.connection is None  # let go at the scope's end
+    with crm.connection_scope(keep=True):
+        assert crm.customers.get(ada.id).name == "Ada"
+        assert _driver(crm) is not broken
