@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from decimal import Decimal
 from itertools import groupby
-from operator import attrgetter, itemgetter
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -127,7 +127,7 @@ class CustomerService:
     def _entity(self, row: Any, consents: dict[str, bool] | None = None) -> Customer:
         # the row's values in Customer's field order, picked by position (a list reads
         # fifty rows: by name, the picking cost as much as building the entities)
-        values = _picker(row._fields)(row)
+        values = prebuilt.picker(row._fields, _ENTITY_COLUMNS)(row)
         return Customer(
             *values[:15],
             self._decode_attributes(values[15]),
@@ -1006,16 +1006,6 @@ _CONTACTS = (
 #: Customer's fields as a row of ``customers`` holds them, in the entity's order (the
 #: consents come from their own table, between ``attributes`` and ``id``)
 _ENTITY_COLUMNS = tuple(f.name for f in attrs.fields(Customer) if f.name != "consents")
-_PICKERS: dict[tuple[str, ...], Callable[[Any], tuple[Any, ...]]] = {}
-
-
-def _picker(fields: tuple[str, ...]) -> Callable[[Any], tuple[Any, ...]]:
-    """What takes Customer's values from a row with these columns (by position)."""
-    found = _PICKERS.get(fields)
-    if found is None:
-        found = itemgetter(*(fields.index(name) for name in _ENTITY_COLUMNS))
-        _PICKERS[fields] = found
-    return found
 
 
 #: the filters of :meth:`CustomerService.query` that compare a column for equality

@@ -12,7 +12,7 @@ import datetime as dt
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal, localcontext
 from itertools import groupby
-from operator import attrgetter, itemgetter
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any, overload
 
 import attrs
@@ -636,18 +636,13 @@ def _with_lines(rows: list[Any]) -> list[Order]:
 def _order_of(row: Any, lines: list[OrderLine]) -> Order:
     # the row's values in Order's field order, picked by position (the 360 builds a
     # hundred orders at most: by name, the picking cost a third of building them)
-    pick = _ORDER_PICKERS.get(row._fields)
-    if pick is None:
-        pick = itemgetter(*(row._fields.index(name) for name in _ORDER_FIELDS))
-        _ORDER_PICKERS[row._fields] = pick
-    return Order(*pick(row), lines, row.id)
+    return Order(*prebuilt.picker(row._fields, _ORDER_FIELDS)(row), lines, row.id)
 
 
 #: Order's fields a row of ``orders`` holds, in the entity's order (``lines`` and ``id``
 #: follow them)
 _ORDER_FIELDS = tuple(f.name for f in attrs.fields(Order) if f.name not in ("lines", "id"))
 assert tuple(f.name for f in attrs.fields(Order))[-2:] == ("lines", "id")
-_ORDER_PICKERS: dict[tuple[str, ...], Callable[[Any], tuple[Any, ...]]] = {}
 
 
 def _latest_with_lines(page: Select[Any]) -> Select[Any]:

@@ -19,9 +19,23 @@ from __future__ import annotations
 import weakref
 from collections import namedtuple
 from collections.abc import Callable, Mapping, Sequence
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Connection, Integer, Select, bindparam
+
+
+def picker(columns: tuple[str, ...], names: tuple[str, ...]) -> Callable[[Any], tuple[Any, ...]]:
+    """What takes the values named ``names`` (in that order) from a row whose columns are
+    ``columns``, by position: building an entity from fifty rows by name cost as much as
+    building the entities. Made once per pair (a statement's rows all share one)."""
+    found = _PICKERS.get((columns, names))
+    if found is None:
+        found = _PICKERS[columns, names] = itemgetter(*(columns.index(n) for n in names))
+    return found
+
+
+_PICKERS: dict[tuple[tuple[str, ...], tuple[str, ...]], Callable[[Any], tuple[Any, ...]]] = {}
 
 
 def with_optional_limit(query: Select[Any]) -> dict[bool, Select[Any]]:

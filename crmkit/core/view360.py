@@ -123,7 +123,7 @@ def build(crm: CRM, customer_id: int, *, limit: int = 100) -> Customer360:
     # of the view (each still its own statement), not a lend and its end per part
     with crm.reading() if crm._shared.get() is not None else nullcontext():
         # the customer (checked as customers.get checks it), its paid-order totals and
-        # which of contacts and workflows it has, in one statement
+        # which of the other parts have rows, in one statement
         customer, extra = crm.customers._get_for_view(customer_id)
         may = {
             part: access.may(crm, action, customer_id, owner=customer.owner)
