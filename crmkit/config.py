@@ -60,6 +60,10 @@ class ServerSettings:
     #: threads per worker running request handlers (service code is synchronous); more
     #: threads wait on the GIL more than they gain (bench/api_load.py)
     threads: int = 8
+    #: how long a quick route (run on the worker's event loop thread: Route.quick) waits
+    #: for a lock another transaction holds before it answers 503 busy, in milliseconds;
+    #: routes in the handler threads wait as long as the database lets them
+    quick_lock_wait_ms: int = 2000
     #: set the cookie's Secure flag (on behind HTTPS; off for http://127.0.0.1)
     secure_cookies: bool = False
     session_idle_minutes: int = 60

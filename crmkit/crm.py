@@ -280,7 +280,9 @@ class CRM:
             yield connection
 
     @contextmanager
-    def connection_scope(self, *, keep: bool = False) -> Iterator[None]:
+    def connection_scope(
+        self, *, keep: bool = False, lock_wait_ms: int | None = None
+    ) -> Iterator[None]:
         """Within the block, this thread's reads and its transaction share one database
         connection: one pool checkout (and liveness check) instead of one per read. The
         server opens one per request; each read still ends its own snapshot, so a read
@@ -293,11 +295,18 @@ class CRM:
         CPU). Nothing stays open between the scopes (every read ends its snapshot, every
         transaction commits or rolls back), and :meth:`release_kept_connections` (or
         :meth:`close`) gives the connections back to the pool.
+
+        With ``lock_wait_ms``, a statement in the block waits at most that long for a lock
+        (a row another transaction is changing; SQLite's write lock), then fails: see
+        :func:`crmkit.core.db.lock_wait_expired` (API 1.7). The server gives it to the
+        requests it runs on its event loop's thread, so that one request waiting on
+        another's long transaction never holds up the rest.
         """
         if self._shared.get() is not None:
             yield
             return
         shared = self._kept_connection() if keep else _SharedConnection(self.engine)
+        shared.lock_wait_ms = lock_wait_ms
         token = self._shared.set(shared)
         try:
             yield
@@ -548,10 +557,23 @@ class _SharedConnection:
         #: the driver connection was switched to autocommit (switched back before the pool
         #: gets it: the pool's connections are in transaction mode)
         self.switched = False
+        #: the lock wait the scope asks for, and the one the connection has (set when it
+        #: differs, reset before the pool gets the connection back)
+        self.lock_wait_ms: int | None = None
+        self._lock_wait_set: int | None = None
 
     def connect(self) -> Connection:
         if self.connection is None:
             self.connection = self.engine.connect()
+            self._lock_wait_set = None
+        if self.lock_wait_ms != self._lock_wait_set:
+            connection = self.connection
+            if connection.in_transaction():
+                connection.rollback()
+            db.set_lock_wait(
+                connection.connection.dbapi_connection, self.engine.dialect.name, self.lock_wait_ms
+            )
+            self._lock_wait_set = self.lock_wait_ms
         return self.connection
 
     @contextmanager
@@ -610,11 +632,18 @@ class _SharedConnection:
         if self.connection is None:
             return
         connection, self.connection = self.connection, None
-        if self.switched and not connection.invalidated:
+        if (self.switched or self._lock_wait_set is not None) and not connection.invalidated:
             try:
-                connection.connection.dbapi_connection.autocommit = False  # type: ignore[union-attr]
+                driver = connection.connection.dbapi_connection
+                if self._lock_wait_set is not None:
+                    if connection.in_transaction():
+                        connection.rollback()
+                    db.set_lock_wait(driver, self.engine.dialect.name, None)
+                if self.switched:
+                    driver.autocommit = False  # type: ignore[union-attr]
             except Exception:  # a broken connection: never back into the pool
                 connection.invalidate()
+        self._lock_wait_set = None
         connection.close()
 
 

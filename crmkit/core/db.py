@@ -122,6 +122,39 @@ def _readable(fd: int) -> bool:
     return bool(select.select([fd], [], [], 0)[0])  # Windows: sockets only, which this is
 
 
+#: SQLite's wait for a lock when a connection does not set its own (PRAGMA busy_timeout)
+SQLITE_BUSY_MS = 30000
+
+
+def set_lock_wait(dbapi_connection: Any, dialect: str, milliseconds: int | None) -> None:
+    """How long statements on this driver connection wait for a lock (a row another
+    transaction is changing; SQLite's write lock) before they fail: ``milliseconds``, or
+    the default (PostgreSQL: no limit; SQLite: 30 s) for None. Called between
+    transactions: it is the session's setting, not one transaction's."""
+    if dialect == "postgresql":
+        autocommit = dbapi_connection.autocommit
+        dbapi_connection.autocommit = True  # a SET in a transaction is undone by its rollback
+        try:
+            if milliseconds is None:
+                dbapi_connection.execute("RESET lock_timeout")
+            else:
+                dbapi_connection.execute(f"SET lock_timeout = {int(milliseconds)}")
+        finally:
+            dbapi_connection.autocommit = autocommit
+    else:
+        wait = SQLITE_BUSY_MS if milliseconds is None else int(milliseconds)
+        dbapi_connection.execute(f"PRAGMA busy_timeout={wait}")
+
+
+def lock_wait_expired(exc: BaseException) -> bool:
+    """``exc`` is a statement that gave up waiting for a lock (:func:`set_lock_wait`)."""
+    orig = getattr(exc, "orig", exc)
+    if getattr(orig, "sqlstate", None) == "55P03":  # PostgreSQL: lock_not_available
+        return True
+    name = type(orig).__name__
+    return name == "OperationalError" and "database is locked" in str(orig)
+
+
 def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -131,7 +164,7 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
         # 64 MiB page cache (allocated on demand) instead of 2 MiB: index B-trees of a
         # million-row table stay in memory during bulk imports and reports
         cursor.execute("PRAGMA cache_size=-65536")

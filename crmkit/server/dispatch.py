@@ -16,6 +16,7 @@ same operation id, stop the server at start-up naming the plugins.
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import hmac
 import json
@@ -36,6 +37,7 @@ from starlette.responses import Response
 from starlette.routing import Route as StarletteRoute
 
 from crmkit import plugins as plugin_loader
+from crmkit.core import db
 from crmkit.core.actors import Actor
 from crmkit.errors import PluginError, Unauthenticated
 from crmkit.server import codec, problems
@@ -272,18 +274,27 @@ class Dispatch:
         raw = b""
         if self.request.method.upper() in UNSAFE:
             raw = await self.request.body()
+        if self.route.quick:
+            # bounded work: on the loop's thread, on its own kept connection, in a copy of
+            # the task's context as a handler thread would run it (Route.quick)
+            wait = self.server.crm.config.server.quick_lock_wait_ms
+            return contextvars.copy_context().run(self._serve, None, raw, True, wait)
         # one trip to a handler thread: identity, decoding, the handler (on the thread's
         # own connection, kept from its last request)
         return await self.server.threads.run(self._serve, None, raw, True)
 
     def _serve(
-        self, identity: tuple[Actor, str | None] | None, raw: bytes, keep: bool = False
+        self,
+        identity: tuple[Actor, str | None] | None,
+        raw: bytes,
+        keep: bool = False,
+        lock_wait_ms: int | None = None,
     ) -> Rendered:
-        """In a worker thread, on one database connection for the whole request (the
-        identity lookup, the handler's reads and its write): see :meth:`_answer`. With
-        ``keep`` (the handler threads), the thread keeps that connection for its next
-        request (:meth:`CRM.connection_scope`)."""
-        with self.crm.connection_scope(keep=keep):
+        """On one database connection for the whole request (the identity lookup, the
+        handler's reads and its write): see :meth:`_answer`. With ``keep`` (the handler
+        threads, the loop's thread), the thread keeps that connection for its next request;
+        ``lock_wait_ms`` bounds its waits for locks (:meth:`CRM.connection_scope`)."""
+        with self.crm.connection_scope(keep=keep, lock_wait_ms=lock_wait_ms):
             return self._answer(identity, raw)
 
     def _answer(self, identity: tuple[Actor, str | None] | None, raw: bytes) -> Rendered:
@@ -622,6 +633,14 @@ def _encodable(text: str) -> bool:
 
 def _database_problem(exc: BaseException) -> Problem | None:
     """A database refusal the codec did not foresee: never a 500 for the client's input."""
+    if db.lock_wait_expired(exc):
+        log.warning("a lock wait ran out; answered 503 busy: %s", getattr(exc, "orig", exc))
+        return Problem(
+            "busy",
+            "another change holds this record (or the database) and this request stopped "
+            "waiting for it; nothing was written: try again shortly",
+            headers={"Retry-After": "1"},
+        )
     if isinstance(exc, sa_exc.IntegrityError):
         log.warning("integrity error answered as 409: %s", exc.orig)
         return Problem("conflict", "the write conflicts with stored data; nothing was written")

@@ -97,6 +97,11 @@ TYPES: dict[str, ProblemType] = {
             "The server failed; the log holds the details under the request id.",
         ),
         ProblemType(
+            "busy", 503, "Busy",
+            "Another change holds the record (or the database file) longer than this "
+            "request waits; nothing was written. Retry after 'Retry-After' seconds.",
+        ),
+        ProblemType(
             "not-ready", 503, "Service not ready",
             "The database is unreachable or its schema is not at head (run crmkit db upgrade).",
         ),

@@ -124,3 +124,32 @@ def test_a_kept_connection_that_broke_mid_scope_is_let_go(pg):
     with crm.connection_scope(keep=True):
         assert crm.customers.get(ada.id).name == "Ada"
         assert _driver(crm) is not broken
+
+
+def _lock_wait(crm) -> int:
+    """The lock wait of the connection the current scope's reads run on, in ms."""
+    with crm.reading() as connection:
+        if connection.dialect.name == "sqlite":
+            return int(connection.exec_driver_sql("PRAGMA busy_timeout").scalar())
+        shown = connection.exec_driver_sql("SHOW lock_timeout").scalar()
+        return int(shown.removesuffix("ms")) if shown != "0" else 0
+
+
+def test_a_scopes_lock_wait_is_set_and_reset_before_the_pool_gets_it_back(crm):
+    default = 30000 if crm.engine.dialect.name == "sqlite" else 0
+    with crm.connection_scope(keep=True, lock_wait_ms=250):
+        kept = _driver(crm)
+        assert _lock_wait(crm) == 250
+    with crm.connection_scope(keep=True, lock_wait_ms=250):  # kept: not set again
+        assert _driver(crm) is kept and _lock_wait(crm) == 250
+    with crm.connection_scope(keep=True):  # the same thread without a wait: reset
+        assert _driver(crm) is kept and _lock_wait(crm) == default
+    with crm.connection_scope(keep=True, lock_wait_ms=400):
+        assert _lock_wait(crm) == 400
+    crm.release_kept_connections()
+    with crm.engine.connect() as connection:  # the pool hands back the one just released
+        assert connection.connection.dbapi_connection is kept
+    assert _lock_wait(crm) == default
+    with crm.connection_scope(lock_wait_ms=120):  # an unkept scope: reset at its end
+        assert _lock_wait(crm) == 120
+    assert _lock_wait(crm) == default

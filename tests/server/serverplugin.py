@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 import time
 from decimal import Decimal
 from typing import Any, Literal
@@ -16,7 +17,7 @@ import crmkit
 from crmkit.plugin import ApiRequest, ApiResponse, Page, PermissionSpec, Route
 
 CRMKIT_NAME = "servertest"
-CRMKIT_API = ">=1.3,<2"
+CRMKIT_API = ">=1.7,<2"
 
 log = logging.getLogger("crmkit.servertest")
 
@@ -131,6 +132,10 @@ def slow(req: ApiRequest) -> dict[str, Any]:
     return {"slept": req.query.seconds}
 
 
+def thread_name(req: ApiRequest) -> dict[str, str]:
+    return {"thread": threading.current_thread().name}
+
+
 def stream_count(req: ApiRequest) -> dict[str, int]:
     total = 0
     for chunk in req.stream:
@@ -193,6 +198,16 @@ def crmkit_register_routes() -> list[Route]:
             **public,
         ),
         Route("GET", "/slow", slow, "Answers after a while", query=SlowQuery, **public),
+        Route("GET", "/thread", thread_name, "The thread that ran the handler", **public),
+        Route(
+            "GET",
+            "/thread-quick",
+            thread_name,
+            "The thread that ran a quick handler",
+            operation_id="thread_quick",
+            quick=True,
+            **public,
+        ),
         Route(
             "POST", "/stream", stream_count, "Counts a streamed body", body_kind="stream", **public
         ),

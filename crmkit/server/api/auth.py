@@ -120,6 +120,6 @@ def routes() -> list[Route]:
               errors=(401, 429)),
         Route("POST", "/auth/logout", logout, "Sign out (ends the session, clears the cookie)",
               status=204, public=True, tags=TAGS, operation_id="logout"),
-        Route("GET", "/auth/me", me, "Who is signed in", response=MeOut, tags=TAGS,
+        Route("GET", "/auth/me", me, "Who is signed in", response=MeOut, tags=TAGS, quick=True,
               operation_id="me"),
     ]  # fmt: skip

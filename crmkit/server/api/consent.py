@@ -44,7 +44,7 @@ def routes() -> list[Route]:
     path = "/customers/{customer_id:int}/consent"
     return [
         Route("GET", path, get_consent, "A customer's consent", response=s.ConsentOut,
-              tags=TAGS, errors=(404,)),
+              tags=TAGS, quick=True, errors=(404,)),
         Route("POST", path, set_consent, "Record consent or its withdrawal", body=s.ConsentIn,
-              response=s.ConsentOut, status=201, tags=TAGS, errors=(404, 409)),
+              response=s.ConsentOut, status=201, tags=TAGS, quick=True, errors=(404, 409)),
     ]  # fmt: skip

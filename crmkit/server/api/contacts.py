@@ -78,14 +78,14 @@ def routes() -> list[Route]:
     owner = "/customers/{customer_id:int}/contacts"
     return [
         Route("GET", owner, list_contacts, "List a customer's contacts",
-              response=list[s.ContactOut], tags=TAGS, errors=(404,)),
+              response=list[s.ContactOut], tags=TAGS, quick=True, errors=(404,)),
         Route("POST", owner, add_contact, "Add a contact person", body=s.ContactIn,
-              response=s.ContactOut, status=201, tags=TAGS, errors=(404, 409)),
+              response=s.ContactOut, status=201, tags=TAGS, quick=True, errors=(404, 409)),
         Route("GET", ONE, get_contact, "Get a contact person", response=s.ContactOut,
-              tags=TAGS, errors=(404,)),
+              tags=TAGS, quick=True, errors=(404,)),
         Route("PATCH", ONE, update_contact, "Change a contact person (If-Match)",
-              body=s.ContactPatch, response=s.ContactOut, tags=TAGS,
+              body=s.ContactPatch, response=s.ContactOut, tags=TAGS, quick=True,
               errors=(404, 409, 412, 428)),
         Route("DELETE", ONE, remove_contact, "Remove a contact person", status=204,
-              tags=TAGS, errors=(404, 409, 412)),
+              tags=TAGS, quick=True, errors=(404, 409, 412)),
     ]  # fmt: skip

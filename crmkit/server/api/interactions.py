@@ -80,13 +80,14 @@ def get_interaction(req: ApiRequest) -> s.InteractionOut:
 def routes() -> list[Route]:
     return [
         Route("GET", "/interactions", list_interactions, "List interactions",
-              query=s.InteractionQuery, response=list[s.InteractionOut], tags=TAGS),
+              query=s.InteractionQuery, response=list[s.InteractionOut], tags=TAGS, quick=True),
         Route("POST", "/interactions", log_interaction, "Log an interaction",
-              body=s.InteractionIn, response=s.InteractionOut, status=201, tags=TAGS,
+              body=s.InteractionIn, response=s.InteractionOut, status=201, tags=TAGS, quick=True,
               errors=(404, 409)),
         Route("GET", "/interactions/{interaction_id:int}", get_interaction,
-              "Get an interaction", response=s.InteractionOut, tags=TAGS, errors=(404,)),
+              "Get an interaction", response=s.InteractionOut, tags=TAGS, quick=True,
+              errors=(404,)),
         Route("GET", "/customers/{customer_id:int}/interactions", customer_interactions,
               "List a customer's interactions", query=s.CustomerInteractionQuery,
-              response=list[s.InteractionOut], tags=TAGS, errors=(404,)),
+              response=list[s.InteractionOut], tags=TAGS, quick=True, errors=(404,)),
     ]  # fmt: skip

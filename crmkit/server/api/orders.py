@@ -113,11 +113,11 @@ def routes() -> list[Route]:
     one = "/orders/{order_id:int}"
     return [
         Route("GET", "/orders", list_orders, "List orders", query=s.OrderQuery,
-              response=list[s.OrderOut], tags=TAGS),
+              response=list[s.OrderOut], tags=TAGS, quick=True),
         Route("POST", "/orders", add_order, "Add an order", body=s.OrderIn,
-              response=s.OrderOut, status=201, tags=TAGS, errors=(404, 409)),
-        Route("GET", one, get_order, "Get an order", response=s.OrderOut, tags=TAGS,
+              response=s.OrderOut, status=201, tags=TAGS, quick=True, errors=(404, 409)),
+        Route("GET", one, get_order, "Get an order", response=s.OrderOut, tags=TAGS, quick=True,
               errors=(404,)),
         Route("POST", one + "/status", set_order_status, "Change an order's status",
-              body=s.OrderStatusIn, response=s.OrderOut, tags=TAGS, errors=(404,)),
+              body=s.OrderStatusIn, response=s.OrderOut, tags=TAGS, quick=True, errors=(404,)),
     ]  # fmt: skip

@@ -97,11 +97,11 @@ def routes() -> list[Route]:
     one = "/staff/{username}"
     return [
         Route("GET", "/staff", list_staff, "List staff members", query=s.StaffQuery,
-              response=list[s.StaffOut], tags=TAGS),
+              response=list[s.StaffOut], tags=TAGS, quick=True),
         Route("POST", "/staff", add_staff, "Add a staff member", body=s.StaffIn,
               response=s.StaffOut, status=201, tags=TAGS, errors=(409,)),
         Route("GET", one, get_staff, "Get a staff member", response=s.StaffOut, tags=TAGS,
-              errors=(404,)),
+              quick=True, errors=(404,)),
         Route("PATCH", one, update_staff, "Change a staff member (If-Match)",
               body=s.StaffPatch, response=s.StaffOut, tags=TAGS, errors=(404, 412, 428)),
     ]  # fmt: skip
