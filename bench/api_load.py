@@ -192,7 +192,8 @@ def wait_ready(port: int, process: subprocess.Popen[bytes], timeout: float = 60)
 
 
 def start_bare(url: str, port: int, workers: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "BARE_DATABASE_URL": url}
+    # accepting one connection at a time, as crmkit serve's workers do (crmkit/cli/serve.py)
+    env = {"UV_TCP_SINGLE_ACCEPT": "1", **os.environ, "BARE_DATABASE_URL": url}
     command = [
         sys.executable, "-m", "uvicorn", "bare_asgi:app", "--app-dir", str(HERE),
         "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),

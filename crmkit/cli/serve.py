@@ -94,6 +94,12 @@ def serve(
     if quiet:
         log_config["loggers"]["crmkit.access"] = {"level": "WARNING", "propagate": False}
     click.echo(f"crmkit serve: http://{host}:{port}/api/v1/docs ({workers} worker(s))", err=True)
+    if workers > 1:
+        # the workers share one listening socket and a worker that wakes first took every
+        # waiting connection; one accept at a time (libuv's switch, read by uvloop in each
+        # worker) spreads keep-alive clients over the workers, which matters because a
+        # worker serves its quick routes one at a time (docs/architecture.md)
+        os.environ.setdefault("UV_TCP_SINGLE_ACCEPT", "1")
     try:
         uvicorn.run(
             "crmkit.server.app:create_app",
