@@ -175,7 +175,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_ready(port: int, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
+#: what uvicorn logs when a worker is ready to serve
+STARTED = b"Application startup complete."
+
+
+def wait_ready(
+    port: int, process: subprocess.Popen[bytes], log: Path, workers: int, timeout: float = 60
+) -> None:
+    """Until /healthz answers and every worker logged its start: a worker still starting
+    when the clients connect gets none of them (they share one listening socket), and the
+    run would measure one worker instead of ``workers``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -183,12 +192,13 @@ def wait_ready(port: int, process: subprocess.Popen[bytes], timeout: float = 60)
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
                 sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                if sock.recv(100).startswith(b"HTTP/1.1 200"):
-                    return
+                answered = sock.recv(100).startswith(b"HTTP/1.1 200")
+            if answered and log.read_bytes().count(STARTED) >= workers:
+                return
         except OSError:
             pass
         time.sleep(0.2)
-    raise SystemExit(f"no server answered /healthz on port {port} within {timeout} s")
+    raise SystemExit(f"the server on port {port} was not ready within {timeout} s (see {log})")
 
 
 def start_bare(url: str, port: int, workers: int) -> subprocess.Popen[bytes]:
@@ -197,16 +207,21 @@ def start_bare(url: str, port: int, workers: int) -> subprocess.Popen[bytes]:
     command = [
         sys.executable, "-m", "uvicorn", "bare_asgi:app", "--app-dir", str(HERE),
         "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
-        "--no-access-log", "--log-level", "warning",
+        "--no-access-log", "--log-level", "info",
     ]  # fmt: skip
-    log = (Path(tempfile.gettempdir()) / f"bare-asgi-{port}.log").open("wb")
+    log = server_log(Path(tempfile.gettempdir()), port).open("wb")
     return subprocess.Popen(command, env=env, start_new_session=True, stdout=log, stderr=log)
+
+
+def server_log(folder: Path, port: int) -> Path:
+    """Where a server's output goes (crmkit's: its access log, one JSON line a request)."""
+    return folder / f"server-{port}.log"
 
 
 def start_crmkit(folder: Path, port: int, workers: int) -> subprocess.Popen[bytes]:
     crmkit = Path(sys.executable).with_name("crmkit")
     command = [str(crmkit), "serve", "--port", str(port), "--workers", str(workers)]
-    log = (folder / f"server-{port}.log").open("wb")  # its access log: one JSON line a request
+    log = server_log(folder, port).open("wb")
     return subprocess.Popen(command, cwd=folder, start_new_session=True, stdout=log, stderr=log)
 
 
@@ -424,12 +439,12 @@ def report(name: str, tally: Tally, seconds: float) -> dict[str, float]:
     return {"rate": rate, "errors": errors, "read_p95": percentile(reads, 0.95), "cpu_ms": cpu_ms}
 
 
-def run_one(name: str, start: Callable[[int], subprocess.Popen[bytes]], headers: dict[str, str],
-            args: argparse.Namespace) -> dict[str, float]:  # fmt: skip
+def run_one(name: str, start: Callable[[int], subprocess.Popen[bytes]], log_folder: Path,
+            headers: dict[str, str], args: argparse.Namespace) -> dict[str, float]:  # fmt: skip
     port = free_port()
     process = start(port)
     try:
-        wait_ready(port, process)
+        wait_ready(port, process, server_log(log_folder, port), args.workers)
         tally = asyncio.run(
             drive(
                 port, headers, args.customers, args.clients, args.seconds, args.warmup, process.pid
@@ -487,13 +502,23 @@ def main() -> None:
     for _ in range(args.rounds):
         if args.only != "crmkit":
             results["bare"].append(
-                run_one("bare ASGI", lambda p: start_bare(url, p, args.workers), {}, args)
+                run_one(
+                    "bare ASGI",
+                    lambda p: start_bare(url, p, args.workers),
+                    Path(tempfile.gettempdir()),
+                    {},
+                    args,
+                )  # fmt: skip
             )
         if args.only != "bare":
             results["crmkit"].append(
                 run_one(
-                    "crmkit serve", lambda p: start_crmkit(folder, p, args.workers), headers, args
-                )
+                    "crmkit serve",
+                    lambda p: start_crmkit(folder, p, args.workers),
+                    folder,
+                    headers,
+                    args,
+                )  # fmt: skip
             )
     print(f"\nload after: {os.getloadavg()}")
     if results["bare"] and results["crmkit"]:
