@@ -297,10 +297,10 @@ class CRM:
         :meth:`close`) gives the connections back to the pool.
 
         With ``lock_wait_ms``, a statement in the block waits at most that long for a lock
-        (a row another transaction is changing; SQLite's write lock), then fails: see
-        :func:`crmkit.core.db.lock_wait_expired` (API 1.7). The server gives it to the
-        requests it runs on its event loop's thread, so that one request waiting on
-        another's long transaction never holds up the rest.
+        (a row another transaction is changing; SQLite's write lock), then fails with the
+        database's lock error (API 1.7; the server answers it 503 busy). The server gives
+        it to the requests it runs on its event loop's thread, so that one request waiting
+        on another's long transaction never holds up the rest.
         """
         if self._shared.get() is not None:
             yield

@@ -106,7 +106,7 @@ if TYPE_CHECKING:  # imported for annotations only; keeps this module import-lig
 #: Entities are converted and checked when made and when a service takes them, no longer
 #: on each assignment to a field (what is stored is checked as before).
 #: 1.7: ``Route(quick=True)``: bounded handlers run on the worker's event loop thread;
-#: ``crm.connection_scope(lock_wait_ms=...)`` and ``crmkit.core.db.lock_wait_expired``.
+#: ``crm.connection_scope(lock_wait_ms=...)``.
 API_VERSION = "1.7"
 
 hookspec = pluggy.HookspecMarker("crmkit")
