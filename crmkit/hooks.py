@@ -106,7 +106,8 @@ if TYPE_CHECKING:  # imported for annotations only; keeps this module import-lig
 #: Entities are converted and checked when made and when a service takes them, no longer
 #: on each assignment to a field (what is stored is checked as before).
 #: 1.7: ``Route(quick=True)``: bounded handlers run on the worker's event loop thread;
-#: ``crm.connection_scope(lock_wait_ms=...)``.
+#: ``crm.connection_scope(lock_wait_ms=...)``; :func:`crmkit.plugin.driver_rows` (a hot
+#: read on the driver's cursor).
 API_VERSION = "1.7"
 
 hookspec = pluggy.HookspecMarker("crmkit")

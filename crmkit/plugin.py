@@ -76,6 +76,7 @@ if TYPE_CHECKING:  # the lazy names below, for type checkers and editors
     )
     from crmkit.core.orders import StoredOrders
     from crmkit.core.permissions import PermissionSpec, Resource
+    from crmkit.core.prebuilt import driver_rows
     from crmkit.core.serialize import jsonable
     from crmkit.core.tables import (
         consent_changes,
@@ -138,6 +139,7 @@ _LAZY = {
     "to_money": "crmkit.core.entities",
     "StoredOrders": "crmkit.core.orders",
     "PermissionSpec": "crmkit.core.permissions",
+    "driver_rows": "crmkit.core.prebuilt",
     "Resource": "crmkit.core.permissions",
     "jsonable": "crmkit.core.serialize",
     "consent_changes": "crmkit.core.tables",
@@ -265,6 +267,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
         "to_money",
         "jsonable",
         "insert_many",
+        "driver_rows",
     ),
     "CSV files people open in spreadsheets": (
         "csv_writer",
@@ -362,6 +365,7 @@ __all__ = [  # the same names as GROUPS (a test checks)
     "to_money",
     "jsonable",
     "insert_many",
+    "driver_rows",
     "csv_writer",
     "neutralise_cell",
     "restore_cell",

@@ -128,6 +128,27 @@ def _usable(connection: Connection) -> bool:
     return (transaction is None or transaction.is_active) and (nested is None or nested.is_active)
 
 
+def driver_rows(connection: Connection, sql: str, params: Mapping[str, Any]) -> list[Any]:
+    """The rows of one read, as the driver's tuples, run on the driver's cursor: for a hot
+    read whose values need no conversion, SQLAlchemy's per-call work (execution context,
+    result metadata, a ``Row`` per row) is skipped (0.17 ms for 20 rows of 23 columns).
+    ``sql`` is in the driver's parameter style (SQLite's ``:name``, psycopg's
+    ``%(name)s``). Driver errors still go through SQLAlchemy's handling, and in a failed
+    transaction SQLAlchemy raises its own error; ``before_cursor_execute`` listeners do not
+    see the statement. Since API 1.7."""
+    if not _usable(connection):
+        return list(connection.exec_driver_sql(sql, dict(params)))  # raises SQLAlchemy's error
+    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+    except Exception as exc:
+        connection._handle_dbapi_exception(exc, sql, params, cursor, None)
+        raise  # not reached: the handler raises
+    finally:
+        cursor.close()
+
+
 def write(connection: Connection, statement: Any, params: Mapping[str, Any]) -> list[Any]:
     """Run one INSERT (built once, given every column in ``params``) with ``params``; its
     RETURNING rows as named tuples. On the driver's cursor on PostgreSQL, inside the

@@ -253,3 +253,34 @@ def test_the_360_reads_totals_contacts_and_workflows_with_its_customer(crm):
     kept = crm.customers.view(quiet.id)
     assert kept.activity == auditlog.of_customer(crm, quiet.id, limit=20)
     assert {e.customer_id for e in kept.activity} == {gone.id}
+
+
+def test_the_public_driver_rows_read_equals_sqlalchemys_and_errors_stay_sqlalchemys(crm):
+    import pytest
+    from sqlalchemy import exc, text
+
+    from crmkit.plugin import driver_rows
+
+    for n in range(3):
+        crm.customers.add({"name": f"D{n}", "region": "north" if n else "south"})
+    postgresql = crm.engine.dialect.name == "postgresql"
+    sql = "SELECT id, name FROM customers WHERE region = {} ORDER BY id"
+    driver_sql = sql.format("%(region)s" if postgresql else ":region")
+    with crm.engine.connect() as connection:
+        expected = connection.execute(text(sql.format(":region")), {"region": "north"}).all()
+        found = driver_rows(connection, driver_sql, {"region": "north"})
+        assert [tuple(row) for row in found] == [tuple(row) for row in expected]
+        assert [row[1] for row in found] == ["D1", "D2"]
+        # a driver error is SQLAlchemy's (the statement and parameters named), not the driver's
+        with pytest.raises(exc.DBAPIError) as raised:
+            driver_rows(connection, "SELECT nothing FROM no_such_table", {})
+        assert "no_such_table" in str(raised.value)
+    with crm.engine.connect() as connection:
+        connection.begin()
+        with pytest.raises(exc.DBAPIError):
+            connection.exec_driver_sql("SELECT * FROM no_such_table")
+        if postgresql:  # a failed transaction refuses the read, with SQLAlchemy's error
+            with pytest.raises(exc.InternalError, match="transaction is aborted"):
+                driver_rows(connection, driver_sql, {"region": "north"})
+        else:  # SQLite's transaction goes on after a failed statement
+            assert len(driver_rows(connection, driver_sql, {"region": "north"})) == 2

@@ -12,7 +12,7 @@ from crmkit_knowledgebase.limit_settings import validate_settings as validate_li
 # The plugin's other modules (SQLAlchemy tables, the service) are imported inside the
 # hooks that use them: loading the plugin for ``crmkit --help`` stays cheap.
 
-CRMKIT_API = ">=1.4,<2"  # lazy_command (1.4); permissions, audit, routes (1.3)
+CRMKIT_API = ">=1.7,<2"  # driver_rows (1.7); lazy_command (1.4); routes (1.3)
 
 DEFAULTS: dict[str, Any] = {
     "site_title": "Help centre",

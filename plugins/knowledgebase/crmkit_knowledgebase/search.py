@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 from sqlalchemy import Connection, Dialect, bindparam, select, text
 
-from crmkit.plugin import UTCDateTime, ValidationError
+from crmkit.plugin import UTCDateTime, ValidationError, driver_rows
 from crmkit_knowledgebase import access
 from crmkit_knowledgebase import tables as t
 from crmkit_knowledgebase.content import AUDIENCES, STATUSES, choice
@@ -307,7 +307,7 @@ class ArticleSearch:
                 where, params = _filters(category, tag, audience, status)
                 params.update(limit=limit, offset=offset)
                 ranked = _fts5_sql(terms, mode, params, where, CANDIDATES)
-                rows = _driver_rows(connection, _with_articles(ranked), params)
+                rows = driver_rows(connection, _with_articles(ranked), params)
                 # the ranked order (score, then id) here: in SQL, sorting carried each row
                 # with its article's texts through SQLite's sorter
                 rows.sort(key=lambda row: (-row[_SCORE], row[0]))
@@ -330,30 +330,6 @@ class ArticleSearch:
                 count += len(chunk)
             ctx.audit("kb.reindex", "kb_index", changes={"articles": [None, count]})
             return count
-
-
-def _driver_rows(connection: Connection, sql: str, params: dict[str, Any]) -> list[Any]:
-    """The rows of a SQLite read, as tuples, run on the driver's cursor (``sql`` in its
-    ``:name`` style): SQLAlchemy's per-call work (execution context, result metadata, a Row
-    per row) cost 0.17 ms for 20 articles' 23 columns, a third of what kb.search adds to
-    its index query. No value needs converting (the articles' are converted by
-    :func:`_converters`); driver errors go through SQLAlchemy's handling, as in
-    :mod:`crmkit.core.prebuilt` (whose reads, like this one, ``before_cursor_execute``
-    listeners do not see)."""
-    if any(
-        t is not None and not t.is_active
-        for t in (connection.get_transaction(), connection.get_nested_transaction())
-    ):
-        return connection.execute(text(sql), params).all()  # raises SQLAlchemy's error
-    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    try:
-        cursor.execute(sql, params)
-        return cursor.fetchall()
-    except Exception as exc:
-        connection._handle_dbapi_exception(exc, sql, params, cursor, None)
-        raise  # not reached: the handler raises
-    finally:
-        cursor.close()
 
 
 def hits(
