@@ -23,10 +23,13 @@ the load generator costs little CPU on the same machine) send a seeded mix for
 list ``?region=..&limit=50``, 25% the customer 360 JSON) and 30% writes (15% POST an
 interaction, 15% POST an order). Prints per server requests/s, p50/p95/p99 per kind and
 errors (any non-2xx or failed request; must be 0) and the CPU time the server's processes
-spent per request, then crmkit's throughput as a percentage of the bare app's and crmkit's
-read p95 beside the issue's targets (>= 70%, <= 50 ms). Record ``uptime`` beside the
-figures: on a shared machine the throughput ratio moves with the load, the CPU per request
-much less. ``--rounds 2`` alternates the servers twice.
+spent per request, and how many of the clients' connections each worker took (the
+workers share one listening socket, and a worker serves only the connections it took;
+the clients connect once every worker has logged its start), then crmkit's throughput
+as a percentage of the bare app's and crmkit's read p95 beside the issue's targets
+(>= 70%, <= 50 ms). Record ``uptime`` beside the figures: on a shared machine the
+throughput ratio moves with the load, the CPU per request much less. ``--rounds 2``
+alternates the servers twice.
 """
 
 from __future__ import annotations
@@ -320,6 +323,7 @@ class Tally:
         self.errors: dict[str, int] = {k: 0 for k in KINDS}
         self.examples: list[str] = []
         self.cpu = 0.0  # CPU seconds the server's processes used while measured
+        self.split: list[int] = []  # the clients' connections each worker holds
         self.system = 0.0  # the part of it in the kernel (sockets, scheduling)
 
     def error(self, kind: str, what: str) -> None:
@@ -359,21 +363,29 @@ async def client(
 def cpu_seconds(root: int) -> tuple[float, float]:
     """CPU time used so far by process ``root`` and its descendants: user + system, and
     system alone."""
-    parents: dict[int, int] = {}
-    times: dict[int, tuple[float, float]] = {}
     tick = os.sysconf("SC_CLK_TCK")
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    total = system = 0.0
+    for pid in process_tree(root):
         try:
-            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
         except OSError:
             continue
-        parents[int(entry.name)] = int(fields[1])
-        times[int(entry.name)] = (
-            (int(fields[11]) + int(fields[12])) / tick,
-            int(fields[12]) / tick,
-        )
+        total += (int(fields[11]) + int(fields[12])) / tick
+        system += int(fields[12]) / tick
+    return total, system
+
+
+def process_tree(root: int) -> set[int]:
+    """Process ``root`` and its descendants."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int(
+                    (entry / "stat").read_text().rpartition(")")[2].split()[1]
+                )
+            except OSError:
+                continue
     tree, todo = {root}, [root]
     while todo:
         parent = todo.pop()
@@ -381,8 +393,27 @@ def cpu_seconds(root: int) -> tuple[float, float]:
             if ppid == parent and pid not in tree:
                 tree.add(pid)
                 todo.append(pid)
-    found = [times.get(pid, (0.0, 0.0)) for pid in tree]
-    return sum(f[0] for f in found), sum(f[1] for f in found)
+    return tree
+
+
+def connections_per_worker(root: int, port: int) -> list[int]:
+    """How many of the clients' connections each server process holds, most first: the
+    workers share one listening socket, and a worker serves only the connections it took."""
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[3] == "01" and int(fields[1].rpartition(":")[2], 16) == port:  # established
+            inodes.add(f"socket:[{fields[9]}]")
+    counts = []
+    for pid in process_tree(root):
+        try:
+            links = [os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()]
+        except OSError:
+            continue
+        held = sum(1 for link in links if link in inodes)
+        if held:
+            counts.append(held)
+    return sorted(counts, reverse=True)
 
 
 async def drive(port: int, headers: dict[str, str], customers: int, clients: int,
@@ -392,7 +423,12 @@ async def drive(port: int, headers: dict[str, str], customers: int, clients: int
     started = loop.time()
     until = started + warmup + seconds
     marks: list[tuple[float, float]] = []
-    loop.call_at(started + warmup, lambda: marks.append(cpu_seconds(server)))
+
+    def mark() -> None:
+        marks.append(cpu_seconds(server))
+        tally.split = connections_per_worker(server, port)
+
+    loop.call_at(started + warmup, mark)
     await asyncio.gather(*(
         client(port, headers, customers, 1000 + n, started, warmup, until, tally)
         for n in range(clients)
@@ -417,7 +453,8 @@ def report(name: str, tally: Tally, seconds: float) -> dict[str, float]:
     system_ms = tally.system * 1000 / done if done else float("nan")
     print(
         f"\n{name}: {rate:,.0f} requests/s ({done:,} in {seconds:.0f} s), errors {errors}; "
-        f"server CPU {cpu_ms:.2f} ms a request ({system_ms:.2f} ms of it in the kernel)"
+        f"server CPU {cpu_ms:.2f} ms a request ({system_ms:.2f} ms of it in the kernel); "
+        f"connections per worker: {', '.join(map(str, tally.split)) or 'not seen'}"
     )
     print(f"  {'kind':<12}{'count':>8}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'errors':>8}")
     for kind in KINDS:
