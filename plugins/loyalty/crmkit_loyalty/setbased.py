@@ -43,6 +43,7 @@ from sqlalchemy import (
     case,
     cast,
     delete,
+    false,
     func,
     insert,
     literal,
@@ -51,6 +52,7 @@ from sqlalchemy import (
     select,
     text,
     type_coerce,
+    union_all,
     update,
 )
 from sqlalchemy.schema import CreateTable
@@ -68,6 +70,11 @@ from crmkit_loyalty.rules import CampaignRule, NthOrderRule, SpendRule
 if TYPE_CHECKING:
     from crmkit.plugin import HookContext
 
+#: the ledger's columns the set-based statements write
+LEDGER_COLUMNS = [
+    "program_id", "member_id", "kind", "points", "occurred_at", "recorded_at",
+    "expires_at", "order_id", "rule",
+]  # fmt: skip
 #: money is stored with at most 4 decimals: amounts become integers of 1/10,000
 SCALE = 10_000
 _INT64 = 2**63 - 1
@@ -433,10 +440,17 @@ def fill(
     prog: Program,
     p: Plan,
     in_batch: ColumnElement[bool],
+    direct: dt.datetime | None = None,
 ) -> int:
     """Put the batch's paid orders of members, with each rule's points, into the scratch
     table (:attr:`Plan.scratch`); with a spend or orders measure also the tier each
-    order earns with and the upgrades (see :func:`_fix_tiers`)."""
+    order earns with and the upgrades (see :func:`_fix_tiers`).
+
+    ``direct`` (the time recorded; only on PostgreSQL, and not with a points measure: see
+    :func:`one_pass`): the orders of members whose tier holds through the batch and who
+    earn set-based go straight to the ledger and their sums to :data:`tables.batch_sums`
+    in the same statement; only the others' (a few per batch) go to the scratch table.
+    Returns the number of orders (or, direct, of members plus orders) written."""
     b, o, m = p.scratch, ck.orders, t.members
     dialect = connection.dialect.name
     connection.execute(CreateTable(b, if_not_exists=True))
@@ -523,20 +537,91 @@ def fill(
         if prog.expiry_months
         else literal(None, UTCDateTime)
     )
-    source = select(
+    values = [
         rows.c.id, rows.c.member_id, rows.c.customer_id, rows.c.occurred_at, expires,
         rows.c.tier, rows.c.sequential, rows.c.measure, rows.c.upgrade_to, rows.c.spend,
         rows.c.channel, rows.c.count0 + rows.c.n, *points,
-    )  # fmt: skip
+    ]  # fmt: skip
     columns = [
         "order_id", "member_id", "customer_id", "occurred_at", "expires_at", "tier",
         "sequential", "measure", "upgrade_to", "spend", "channel", "seq",
         *(f"points_{i}" for i in range(len(points))),
     ]  # fmt: skip
+    if direct is not None:
+        count = _fill_direct(connection, program_id, prog, p, values, columns, direct)
+        if tiered:
+            _fix_tiers(connection, prog, p)
+        return count
+    source = select(*values)
     count = _without_nested_loops(connection, insert(b).from_select(columns, source))
     if tiered and count:
         _fix_tiers(connection, prog, p)
     return count
+
+
+def one_pass(connection: Any, prog: Program) -> bool:
+    """Whether an import's batch earns through :func:`_fill_direct`: on PostgreSQL (its
+    data-modifying ``WITH``), unless tiers move on points, where :func:`rising` reads the
+    whole batch's points from the scratch table."""
+    return connection.dialect.name == "postgresql" and not (prog.tiers and prog.measure == "points")
+
+
+def _fill_direct(
+    connection: Any,
+    program_id: int,
+    prog: Program,
+    p: Plan,
+    values: list[Any],
+    columns: list[str],
+    now: dt.datetime,
+) -> int:
+    """The fill in one pass over the batch (PostgreSQL): the rows computed once (a ``WITH``
+    query, kept in memory) and written from there to three tables, instead of every row to
+    the scratch table and read back by the ledger's and the sums' statements.
+
+    A member's orders go to the ledger at once when the member earns set-based
+    (``sequential`` is false: the same for all its rows) and no order's measure meets a
+    tier above the member's (then every order earns with the tier before the batch, as
+    :func:`_fix_tiers` would leave it); their sums go to :data:`tables.batch_sums`. The
+    other members' orders go to the scratch table, for :func:`_fix_tiers`,
+    :func:`take_sequential`, :func:`write_ledger` and :func:`upgrades` as before."""
+    b, sums = p.scratch, t.batch_sums
+    connection.execute(CreateTable(sums, if_not_exists=True))
+    connection.execute(text(f"TRUNCATE {sums.name}"))
+    named = [value.label(name) for value, name in zip(values, columns, strict=True)]
+    tiered = bool(prog.tiers) and prog.measure != "points"
+    source = select(*named).subquery()
+    hit = _met(prog, source.c.measure) > _rank_of(prog, source.c.tier) if tiered else false()
+    rows = select(source, hit.label("hit")).cte("batch_rows")
+    movers = select(rows.c.member_id).where(rows.c.hit)
+    later = or_(rows.c.sequential, rows.c.member_id.in_(movers))
+    now_ = literal(now, UTCDateTime)
+    earned = [
+        select(
+            literal(program_id, Integer), rows.c.member_id, literal("earn", String),
+            rows.c[f"points_{i}"], rows.c.occurred_at, now_, rows.c.expires_at,
+            rows.c.order_id, literal(name, String),
+        ).where(~later, rows.c[f"points_{i}"] > 0)
+        for i, name in enumerate(p.rule_names)
+    ]  # fmt: skip
+    ledger = insert(t.ledger).from_select(LEDGER_COLUMNS, union_all(*earned)).cte("batch_ledger")
+    scratch = insert(b).from_select(columns, select(*(rows.c[n] for n in columns)).where(later))
+    total: ColumnElement[Any] = literal(0, BigInteger)
+    for i in range(len(p.rule_names)):
+        total = total + rows.c[f"points_{i}"]
+    grouped = (
+        select(rows.c.member_id, func.count(), func.sum(total), func.sum(rows.c.spend))
+        .where(~later)
+        .group_by(rows.c.member_id)
+    )
+    statement = (
+        insert(sums)
+        .from_select(["member_id", "orders", "points", "spend"], grouped)
+        .add_cte(ledger)
+        .add_cte(scratch.cte("batch_scratch"))
+    )
+    members = _without_nested_loops(connection, statement)
+    return members + int(connection.scalar(select(func.count()).select_from(b)) or 0)
 
 
 def _without_nested_loops(connection: Any, statement: Any) -> int:
@@ -590,17 +675,21 @@ def take(connection: Any, p: Plan, customers: set[int]) -> set[int]:
 
 
 def write_ledger(
-    connection: Any, program_id: int, p: Plan, now: dt.datetime, defer: HookContext | None = None
+    connection: Any,
+    program_id: int,
+    p: Plan,
+    now: dt.datetime,
+    defer: HookContext | None = None,
+    *,
+    direct: bool = False,
 ) -> None:
     """One INSERT ... SELECT per rule (rows with points only), then the members' totals:
     with ``defer`` (an import's batch) added to its transaction's pending counters
-    (:mod:`crmkit_loyalty.pending`), written to the members before it commits."""
+    (:mod:`crmkit_loyalty.pending`), written to the members before it commits.
+    ``direct``: the fill wrote the other members' rows and sums (:func:`_fill_direct`)."""
     b = p.scratch
     names = p.rule_names
-    columns = [
-        "program_id", "member_id", "kind", "points", "occurred_at", "recorded_at",
-        "expires_at", "order_id", "rule",
-    ]  # fmt: skip
+    columns = LEDGER_COLUMNS
     for i, name in enumerate(names):
         points = b.c[f"points_{i}"]
         source = select(
@@ -618,16 +707,16 @@ def write_ledger(
     total: ColumnElement[Any] = literal(0, BigInteger)
     for i in range(len(names)):
         total = total + b.c[f"points_{i}"]
-    sums = (
-        select(
-            b.c.member_id,
-            func.count().label("orders"),
-            func.sum(total).label("points"),
-            func.sum(b.c.spend).label("spend"),
-        )
-        .group_by(b.c.member_id)
-        .subquery()
-    )
+    sums = select(
+        b.c.member_id,
+        func.count().label("orders"),
+        func.sum(total).label("points"),
+        func.sum(b.c.spend).label("spend"),
+    ).group_by(b.c.member_id)
+    if direct:  # the sums of the members the fill wrote the ledger of (disjoint)
+        s_ = t.batch_sums.c
+        sums = union_all(sums, select(s_.member_id, s_.orders, s_.points, s_.spend))
+    sums = sums.subquery()
     if defer is not None:
         pending.add(defer, sums)
         return
