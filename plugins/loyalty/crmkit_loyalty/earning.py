@@ -147,8 +147,7 @@ def earn_set_based(
     # itself (setbased.one_pass), so the rows of the event are those after this mark
     direct = imported and setbased.one_pass(connection, prog)
     start = connection.scalar(select(func.max(t.ledger.c.id))) or 0 if direct else 0
-    now = ctx.now if direct else None
-    if not setbased.fill(connection, program_id, prog, plan, in_batch, now):
+    if not setbased.fill(connection, program_id, prog, plan, in_batch, ctx if direct else None):
         return [], []
     # members with points to claw back, or a referral bonus on this first order, earn
     # order by order (before the set-based rows, so those are the rows after `before`);

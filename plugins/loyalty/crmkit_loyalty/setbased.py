@@ -440,29 +440,19 @@ def fill(
     prog: Program,
     p: Plan,
     in_batch: ColumnElement[bool],
-    direct: dt.datetime | None = None,
+    direct: HookContext | None = None,
 ) -> int:
     """Put the batch's paid orders of members, with each rule's points, into the scratch
     table (:attr:`Plan.scratch`); with a spend or orders measure also the tier each
     order earns with and the upgrades (see :func:`_fix_tiers`).
 
-    ``direct`` (the time recorded; only on PostgreSQL, and not with a points measure: see
-    :func:`one_pass`): the orders of members whose tier holds through the batch and who
-    earn set-based go straight to the ledger and their sums to :data:`tables.batch_sums`
-    in the same statement; only the others' (a few per batch) go to the scratch table.
-    Returns the number of orders (or, direct, of members plus orders) written."""
+    ``direct`` (an import's batch, only where :func:`one_pass`): the orders of members whose
+    tier holds through the batch and who earn set-based go straight to the ledger and
+    their sums to the import's pending counters, in the same statement; only the
+    others' (a few per batch) go to the scratch table. Returns the number of orders."""
     b, o, m = p.scratch, ck.orders, t.members
     dialect = connection.dialect.name
-    connection.execute(CreateTable(b, if_not_exists=True))
-    if dialect == "postgresql":
-        connection.execute(text(f"TRUNCATE {b.name}"))  # no dead rows left to scan
-        # the batch's sorts, hashes and groups fit in memory (the 4 MB default spills
-        # them to disk); no JIT: compiling this statement's expressions took 50-100 ms a
-        # batch, more than it saved on 50,000 rows; for the rest of this transaction only
-        connection.execute(text("SET LOCAL work_mem = '64MB'"))
-        connection.execute(text("SET LOCAL jit = off"))
-    else:
-        connection.execute(delete(b))  # SQLite truncates a table deleted without WHERE
+    _empty(connection, b)
     tiered = bool(prog.tiers) and prog.measure != "points"
     # each order's number among the customer's paid orders of the batch, in the order they
     # were stored (the nth-order rules need it); numbering sorts the batch by customer, so
@@ -482,6 +472,8 @@ def fill(
     )  # fmt: skip
     # the members' counters: the row's plus what earlier batches of the import added
     # (crmkit_loyalty.pending)
+    if direct is not None:
+        pending.begin(direct)  # the fill adds to the pending rows: they exist from now on
     waiting = pending.table(connection)
     orders_count, spend_bound = m.c.orders_count, m.c.spend_bound
     if waiting is not None:
@@ -548,7 +540,7 @@ def fill(
         *(f"points_{i}" for i in range(len(points))),
     ]  # fmt: skip
     if direct is not None:
-        count = _fill_direct(connection, program_id, prog, p, values, columns, direct)
+        count = _fill_direct(direct, program_id, prog, p, values, columns)
         if tiered:
             _fix_tiers(connection, prog, p)
         return count
@@ -559,6 +551,20 @@ def fill(
     return count
 
 
+def _empty(connection: Any, b: Any) -> None:
+    """Create or empty the scratch table (and set this transaction up for the fill)."""
+    connection.execute(CreateTable(b, if_not_exists=True))
+    if connection.dialect.name == "postgresql":
+        connection.execute(text(f"TRUNCATE {b.name}"))  # no dead rows left to scan
+        # the batch's sorts, hashes and groups fit in memory (the 4 MB default spills
+        # them to disk); no JIT: compiling this statement's expressions took 50-100 ms a
+        # batch, more than it saved on 50,000 rows; for the rest of this transaction only
+        connection.execute(text("SET LOCAL work_mem = '64MB'"))
+        connection.execute(text("SET LOCAL jit = off"))
+    else:
+        connection.execute(delete(b))  # SQLite truncates a table deleted without WHERE
+
+
 def one_pass(connection: Any, prog: Program) -> bool:
     """Whether an import's batch earns through :func:`_fill_direct`: on PostgreSQL (its
     data-modifying ``WITH``), unless tiers move on points, where :func:`rising` reads the
@@ -567,13 +573,12 @@ def one_pass(connection: Any, prog: Program) -> bool:
 
 
 def _fill_direct(
-    connection: Any,
+    ctx: HookContext,
     program_id: int,
     prog: Program,
     p: Plan,
     values: list[Any],
     columns: list[str],
-    now: dt.datetime,
 ) -> int:
     """The fill in one pass over the batch (PostgreSQL): the rows computed once (a ``WITH``
     query, kept in memory) and written from there to three tables, instead of every row to
@@ -582,12 +587,11 @@ def _fill_direct(
     A member's orders go to the ledger at once when the member earns set-based
     (``sequential`` is false: the same for all its rows) and no order's measure meets a
     tier above the member's (then every order earns with the tier before the batch, as
-    :func:`_fix_tiers` would leave it); their sums go to :data:`tables.batch_sums`. The
-    other members' orders go to the scratch table, for :func:`_fix_tiers`,
-    :func:`take_sequential`, :func:`write_ledger` and :func:`upgrades` as before."""
-    b, sums = p.scratch, t.batch_sums
-    connection.execute(CreateTable(sums, if_not_exists=True))
-    connection.execute(text(f"TRUNCATE {sums.name}"))
+    :func:`_fix_tiers` would leave it); their sums join the pending rows (rebuilt by the
+    same statement: :func:`crmkit_loyalty.pending.rebuilt`). The other members' orders go
+    to the scratch table, for :func:`_fix_tiers`, :func:`take_sequential`,
+    :func:`write_ledger` and :func:`upgrades` as before."""
+    connection, b = ctx.connection, p.scratch
     named = [value.label(name) for value, name in zip(values, columns, strict=True)]
     tiered = bool(prog.tiers) and prog.measure != "points"
     source = select(*named).subquery()
@@ -595,7 +599,7 @@ def _fill_direct(
     rows = select(source, hit.label("hit")).cte("batch_rows")
     movers = select(rows.c.member_id).where(rows.c.hit)
     later = or_(rows.c.sequential, rows.c.member_id.in_(movers))
-    now_ = literal(now, UTCDateTime)
+    now_ = literal(ctx.now, UTCDateTime)
     earned = [
         select(
             literal(program_id, Integer), rows.c.member_id, literal("earn", String),
@@ -610,21 +614,24 @@ def _fill_direct(
     for i in range(len(p.rule_names)):
         total = total + rows.c[f"points_{i}"]
     grouped = (
-        select(rows.c.member_id, func.count(), func.sum(total), func.sum(rows.c.spend))
+        select(
+            rows.c.member_id, func.count().label("orders"), func.sum(total).label("points"),
+            func.sum(rows.c.spend).label("spend"),
+        )
         .where(~later)
         .group_by(rows.c.member_id)
-    )
+        .subquery()
+    )  # fmt: skip
+    merged = pending.rebuilt(connection, grouped).cte("batch_pending")
     statement = (
-        insert(sums)
-        .from_select(["member_id", "orders", "points", "spend"], grouped)
-        .add_cte(ledger)
-        .add_cte(scratch.cte("batch_scratch"))
+        select(func.count()).select_from(rows).add_cte(ledger, scratch.cte("batch_scratch"), merged)
     )
-    members = _without_nested_loops(connection, statement)
-    return members + int(connection.scalar(select(func.count()).select_from(b)) or 0)
+    count = _without_nested_loops(connection, statement, scalar=True)
+    pending.swap(connection)
+    return count
 
 
-def _without_nested_loops(connection: Any, statement: Any) -> int:
+def _without_nested_loops(connection: Any, statement: Any, *, scalar: bool = False) -> int:
     """Run a statement joining the batch to its members (the fill, the balance update);
     on PostgreSQL with the members joined by hash, not looked up one by one: each batch
     of an import updates its members again in the same transaction, and every row
@@ -633,11 +640,16 @@ def _without_nested_loops(connection: Any, statement: Any) -> int:
     of its balance update's join; reading all versions once: 0.05 s, the hash join of
     the update 0.18 s). The planner, which expects a handful of batch rows, would pick
     the look-ups; the setting is restored after the statement."""
+
+    def run() -> int:  # the rows written, or (scalar) the statement's one value
+        result = connection.execute(statement)
+        return int(result.scalar() or 0) if scalar else int(result.rowcount)
+
     if connection.dialect.name != "postgresql":
-        return int(connection.execute(statement).rowcount)
+        return run()
     was = connection.scalar(text("SELECT current_setting('enable_nestloop')"))
     connection.execute(text("SELECT set_config('enable_nestloop', 'off', true)"))
-    count = int(connection.execute(statement).rowcount)
+    count = run()
     # (a failed statement rolls the transaction or savepoint back, and the setting with it)
     connection.execute(text("SELECT set_config('enable_nestloop', :was, true)"), {"was": was})
     return count
@@ -713,12 +725,9 @@ def write_ledger(
         func.sum(total).label("points"),
         func.sum(b.c.spend).label("spend"),
     ).group_by(b.c.member_id)
-    if direct:  # the sums of the members the fill wrote the ledger of (disjoint)
-        s_ = t.batch_sums.c
-        sums = union_all(sums, select(s_.member_id, s_.orders, s_.points, s_.spend))
     sums = sums.subquery()
-    if defer is not None:
-        pending.add(defer, sums)
+    if defer is not None:  # (direct: the fill added the others' sums, these are a few)
+        pending.add(defer, sums, in_place=direct)
         return
     m = t.members
     _without_nested_loops(

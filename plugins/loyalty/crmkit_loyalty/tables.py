@@ -172,16 +172,3 @@ def batch_orders(rules: int) -> Table:
         *(Column(f"points_{i}", BigInteger, nullable=False) for i in range(rules)),
         prefixes=["TEMPORARY"],
     )
-
-
-#: a per-connection scratch table (no migration): an import batch's sums of the members
-#: whose ledger rows the fill wrote itself (PostgreSQL, crmkit_loyalty.setbased.fill)
-batch_sums = Table(
-    "loyalty_tmp_batch_sums",
-    MetaData(),
-    Column("member_id", Integer, nullable=False),
-    Column("orders", Integer, nullable=False),
-    Column("points", BigInteger, nullable=False),
-    Column("spend", BigInteger, nullable=False),  # 1/10,000 units
-    prefixes=["TEMPORARY"],
-)
