@@ -143,11 +143,7 @@ def earn_set_based(
         )
         if first:
             enrol_rows(lc, ctx, program_id, prog, sorted(first), {}, first)
-    # an import's batch on PostgreSQL: most members' ledger rows are written by the fill
-    # itself (setbased.one_pass), so the rows of the event are those after this mark
-    direct = imported and setbased.one_pass(connection, prog)
-    start = connection.scalar(select(func.max(t.ledger.c.id))) or 0 if direct else 0
-    if not setbased.fill(connection, program_id, prog, plan, in_batch, ctx if direct else None):
+    if not setbased.fill(connection, program_id, prog, plan, in_batch):
         return [], []
     # members with points to claw back, or a referral bonus on this first order, earn
     # order by order (before the set-based rows, so those are the rows after `before`);
@@ -166,16 +162,12 @@ def earn_set_based(
             more, moved = earn_rows(lc, ctx, program_id, prog, slow_orders, replay=False)
             entries += more
             changes += moved
-    before = start if direct else connection.scalar(select(func.max(t.ledger.c.id))) or 0
-    setbased.write_ledger(
-        connection, program_id, plan, ctx.now, ctx if imported else None, direct=direct
-    )
+    before = connection.scalar(select(func.max(t.ledger.c.id))) or 0
+    setbased.write_ledger(connection, program_id, plan, ctx.now, ctx if imported else None)
     if lc.listened("crmkit_loyalty_after_points_earned"):
         ledger_batch = setbased.batch_filter(t.ledger.c.order_id, batch)
-        seen = {e.id for e in entries}  # (direct: the rows of earn_rows are after the mark too)
         for row in setbased.new_entries(connection, program_id, before, ledger_batch):
-            if row.id not in seen:
-                entries.append(entry_from_row(row, prog.name))
+            entries.append(entry_from_row(row, prog.name))
     if prog.tiers and prog.measure != "points":
         changes += setbased.upgrades(connection, prog, plan)
     return entries, changes  # the scratch rows stay until the next batch empties them

@@ -99,26 +99,16 @@ def _create(connection: Any) -> None:
     connection.execute(CreateTable(counts if keyed else _heap, if_not_exists=True))
 
 
-def begin(ctx: HookContext) -> None:
-    """Make sure ``ctx``'s transaction has the table and writes it before it commits."""
+def add(ctx: HookContext, sums: Any) -> None:
+    """Add ``sums`` (a subquery: ``member_id``, ``orders``, ``points``, ``spend``, one row per
+    member) to the pending rows of ``ctx``'s transaction, written before it commits."""
     connection = ctx.connection
     _create(connection)  # (a savepoint rolled back may have taken it: see table())
     if not _pending(connection):
         _open[connection] = weakref.ref(connection.get_transaction())
         ctx.before_commit(lambda c: flush(c.connection))
-
-
-def add(ctx: HookContext, sums: Any, *, in_place: bool = False) -> None:
-    """Add ``sums`` (a subquery: ``member_id``, ``orders``, ``points``, ``spend``, one row per
-    member) to the pending rows of ``ctx``'s transaction, written before it commits.
-    ``in_place`` (PostgreSQL, a few members): update and insert rather than rebuild."""
-    connection = ctx.connection
-    begin(ctx)
     if connection.dialect.name == "postgresql":
-        if in_place:
-            _add_in_place(connection, sums)
-        else:
-            _rebuild(connection, sums)
+        _rebuild(connection, sums)
         return
     names = ["member_id", "orders", "points", "spend"]
     # (the WHERE: SQLite would read ON CONFLICT as a join's ON without one)
@@ -143,13 +133,6 @@ def _rebuild(connection: Any, sums: Any) -> None:
     one can prune before the commit (an index entry too): the cost this module saves on
     the members. Writing ~50,000 short rows anew, with no index, is cheaper; the readers
     join them by hash. Like any DDL here, it rolls back with the transaction or savepoint."""
-    connection.execute(rebuilt(connection, sums))
-    swap(connection)
-
-
-def rebuilt(connection: Any, sums: Any) -> Any:
-    """PostgreSQL: the ``INSERT`` of the pending rows plus ``sums`` into a new table (created
-    here), to run alone or within a larger statement; then :func:`swap`."""
     old = _heap.c
     merged = select(
         func.coalesce(old.member_id, sums.c.member_id),
@@ -158,33 +141,9 @@ def rebuilt(connection: Any, sums: Any) -> Any:
         func.coalesce(old.spend, 0) + func.coalesce(sums.c.spend, 0),
     ).select_from(_heap.join(sums, old.member_id == sums.c.member_id, full=True))
     connection.execute(CreateTable(_next))
-    return insert(_next).from_select(list(_next.c.keys()), merged)
-
-
-def swap(connection: Any) -> None:
-    """PostgreSQL: the table :func:`rebuilt` filled takes the pending table's place."""
+    connection.execute(insert(_next).from_select(list(_next.c.keys()), merged))
     connection.execute(DropTable(_heap))
     connection.execute(text(f"ALTER TABLE {_next.name} RENAME TO {NAME}"))
-
-
-def _add_in_place(connection: Any, sums: Any) -> None:
-    """PostgreSQL: add a few members' sums to their rows, new rows for the others (the
-    dead versions go with the table when the next batch rebuilds it)."""
-    p = _heap
-    connection.execute(
-        update(p)
-        .where(p.c.member_id == sums.c.member_id)
-        .values(
-            orders=p.c.orders + sums.c.orders,
-            points=p.c.points + sums.c.points,
-            spend=p.c.spend + sums.c.spend,
-        )
-    )
-    names = ["member_id", "orders", "points", "spend"]
-    new = select(*(sums.c[n] for n in names)).where(
-        ~select(p.c.member_id).where(p.c.member_id == sums.c.member_id).exists()
-    )
-    connection.execute(insert(p).from_select(names, new))
 
 
 def flush(connection: Any, customer_ids: Iterable[int] | None = None) -> None:

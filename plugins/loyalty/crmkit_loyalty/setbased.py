@@ -43,7 +43,6 @@ from sqlalchemy import (
     case,
     cast,
     delete,
-    false,
     func,
     insert,
     literal,
@@ -52,7 +51,6 @@ from sqlalchemy import (
     select,
     text,
     type_coerce,
-    union_all,
     update,
 )
 from sqlalchemy.schema import CreateTable
@@ -70,11 +68,6 @@ from crmkit_loyalty.rules import CampaignRule, NthOrderRule, SpendRule
 if TYPE_CHECKING:
     from crmkit.plugin import HookContext
 
-#: the ledger's columns the set-based statements write
-LEDGER_COLUMNS = [
-    "program_id", "member_id", "kind", "points", "occurred_at", "recorded_at",
-    "expires_at", "order_id", "rule",
-]  # fmt: skip
 #: money is stored with at most 4 decimals: amounts become integers of 1/10,000
 SCALE = 10_000
 _INT64 = 2**63 - 1
@@ -440,19 +433,22 @@ def fill(
     prog: Program,
     p: Plan,
     in_batch: ColumnElement[bool],
-    direct: HookContext | None = None,
 ) -> int:
     """Put the batch's paid orders of members, with each rule's points, into the scratch
     table (:attr:`Plan.scratch`); with a spend or orders measure also the tier each
-    order earns with and the upgrades (see :func:`_fix_tiers`).
-
-    ``direct`` (an import's batch, only where :func:`one_pass`): the orders of members whose
-    tier holds through the batch and who earn set-based go straight to the ledger and
-    their sums to the import's pending counters, in the same statement; only the
-    others' (a few per batch) go to the scratch table. Returns the number of orders."""
+    order earns with and the upgrades (see :func:`_fix_tiers`)."""
     b, o, m = p.scratch, ck.orders, t.members
     dialect = connection.dialect.name
-    _empty(connection, b)
+    connection.execute(CreateTable(b, if_not_exists=True))
+    if dialect == "postgresql":
+        connection.execute(text(f"TRUNCATE {b.name}"))  # no dead rows left to scan
+        # the batch's sorts, hashes and groups fit in memory (the 4 MB default spills
+        # them to disk); no JIT: compiling this statement's expressions took 50-100 ms a
+        # batch, more than it saved on 50,000 rows; for the rest of this transaction only
+        connection.execute(text("SET LOCAL work_mem = '64MB'"))
+        connection.execute(text("SET LOCAL jit = off"))
+    else:
+        connection.execute(delete(b))  # SQLite truncates a table deleted without WHERE
     tiered = bool(prog.tiers) and prog.measure != "points"
     # each order's number among the customer's paid orders of the batch, in the order they
     # were stored (the nth-order rules need it); numbering sorts the batch by customer, so
@@ -472,8 +468,6 @@ def fill(
     )  # fmt: skip
     # the members' counters: the row's plus what earlier batches of the import added
     # (crmkit_loyalty.pending)
-    if direct is not None:
-        pending.begin(direct)  # the fill adds to the pending rows: they exist from now on
     waiting = pending.table(connection)
     orders_count, spend_bound = m.c.orders_count, m.c.spend_bound
     if waiting is not None:
@@ -529,109 +523,23 @@ def fill(
         if prog.expiry_months
         else literal(None, UTCDateTime)
     )
-    values = [
+    source = select(
         rows.c.id, rows.c.member_id, rows.c.customer_id, rows.c.occurred_at, expires,
         rows.c.tier, rows.c.sequential, rows.c.measure, rows.c.upgrade_to, rows.c.spend,
         rows.c.channel, rows.c.count0 + rows.c.n, *points,
-    ]  # fmt: skip
+    )  # fmt: skip
     columns = [
         "order_id", "member_id", "customer_id", "occurred_at", "expires_at", "tier",
         "sequential", "measure", "upgrade_to", "spend", "channel", "seq",
         *(f"points_{i}" for i in range(len(points))),
     ]  # fmt: skip
-    if direct is not None:
-        count = _fill_direct(direct, program_id, prog, p, values, columns)
-        if tiered:
-            _fix_tiers(connection, prog, p)
-        return count
-    source = select(*values)
     count = _without_nested_loops(connection, insert(b).from_select(columns, source))
     if tiered and count:
         _fix_tiers(connection, prog, p)
     return count
 
 
-def _empty(connection: Any, b: Any) -> None:
-    """Create or empty the scratch table (and set this transaction up for the fill)."""
-    connection.execute(CreateTable(b, if_not_exists=True))
-    if connection.dialect.name == "postgresql":
-        connection.execute(text(f"TRUNCATE {b.name}"))  # no dead rows left to scan
-        # the batch's sorts, hashes and groups fit in memory (the 4 MB default spills
-        # them to disk); no JIT: compiling this statement's expressions took 50-100 ms a
-        # batch, more than it saved on 50,000 rows; for the rest of this transaction only
-        connection.execute(text("SET LOCAL work_mem = '64MB'"))
-        connection.execute(text("SET LOCAL jit = off"))
-    else:
-        connection.execute(delete(b))  # SQLite truncates a table deleted without WHERE
-
-
-def one_pass(connection: Any, prog: Program) -> bool:
-    """Whether an import's batch earns through :func:`_fill_direct`: on PostgreSQL (its
-    data-modifying ``WITH``), unless tiers move on points, where :func:`rising` reads the
-    whole batch's points from the scratch table."""
-    return connection.dialect.name == "postgresql" and not (prog.tiers and prog.measure == "points")
-
-
-def _fill_direct(
-    ctx: HookContext,
-    program_id: int,
-    prog: Program,
-    p: Plan,
-    values: list[Any],
-    columns: list[str],
-) -> int:
-    """The fill in one pass over the batch (PostgreSQL): the rows computed once (a ``WITH``
-    query, kept in memory) and written from there to three tables, instead of every row to
-    the scratch table and read back by the ledger's and the sums' statements.
-
-    A member's orders go to the ledger at once when the member earns set-based
-    (``sequential`` is false: the same for all its rows) and no order's measure meets a
-    tier above the member's (then every order earns with the tier before the batch, as
-    :func:`_fix_tiers` would leave it); their sums join the pending rows (rebuilt by the
-    same statement: :func:`crmkit_loyalty.pending.rebuilt`). The other members' orders go
-    to the scratch table, for :func:`_fix_tiers`, :func:`take_sequential`,
-    :func:`write_ledger` and :func:`upgrades` as before."""
-    connection, b = ctx.connection, p.scratch
-    named = [value.label(name) for value, name in zip(values, columns, strict=True)]
-    tiered = bool(prog.tiers) and prog.measure != "points"
-    source = select(*named).subquery()
-    hit = _met(prog, source.c.measure) > _rank_of(prog, source.c.tier) if tiered else false()
-    rows = select(source, hit.label("hit")).cte("batch_rows")
-    movers = select(rows.c.member_id).where(rows.c.hit)
-    later = or_(rows.c.sequential, rows.c.member_id.in_(movers))
-    now_ = literal(ctx.now, UTCDateTime)
-    earned = [
-        select(
-            literal(program_id, Integer), rows.c.member_id, literal("earn", String),
-            rows.c[f"points_{i}"], rows.c.occurred_at, now_, rows.c.expires_at,
-            rows.c.order_id, literal(name, String),
-        ).where(~later, rows.c[f"points_{i}"] > 0)
-        for i, name in enumerate(p.rule_names)
-    ]  # fmt: skip
-    ledger = insert(t.ledger).from_select(LEDGER_COLUMNS, union_all(*earned)).cte("batch_ledger")
-    scratch = insert(b).from_select(columns, select(*(rows.c[n] for n in columns)).where(later))
-    total: ColumnElement[Any] = literal(0, BigInteger)
-    for i in range(len(p.rule_names)):
-        total = total + rows.c[f"points_{i}"]
-    grouped = (
-        select(
-            rows.c.member_id, func.count().label("orders"), func.sum(total).label("points"),
-            func.sum(rows.c.spend).label("spend"),
-        )
-        .where(~later)
-        .group_by(rows.c.member_id)
-        .subquery()
-    )  # fmt: skip
-    merged = pending.rebuilt(connection, grouped).cte("batch_pending")
-    statement = (
-        select(func.count()).select_from(rows).add_cte(ledger, scratch.cte("batch_scratch"), merged)
-    )
-    count = _without_nested_loops(connection, statement, scalar=True)
-    pending.swap(connection)
-    return count
-
-
-def _without_nested_loops(connection: Any, statement: Any, *, scalar: bool = False) -> int:
+def _without_nested_loops(connection: Any, statement: Any) -> int:
     """Run a statement joining the batch to its members (the fill, the balance update);
     on PostgreSQL with the members joined by hash, not looked up one by one: each batch
     of an import updates its members again in the same transaction, and every row
@@ -640,16 +548,11 @@ def _without_nested_loops(connection: Any, statement: Any, *, scalar: bool = Fal
     of its balance update's join; reading all versions once: 0.05 s, the hash join of
     the update 0.18 s). The planner, which expects a handful of batch rows, would pick
     the look-ups; the setting is restored after the statement."""
-
-    def run() -> int:  # the rows written, or (scalar) the statement's one value
-        result = connection.execute(statement)
-        return int(result.scalar() or 0) if scalar else int(result.rowcount)
-
     if connection.dialect.name != "postgresql":
-        return run()
+        return int(connection.execute(statement).rowcount)
     was = connection.scalar(text("SELECT current_setting('enable_nestloop')"))
     connection.execute(text("SELECT set_config('enable_nestloop', 'off', true)"))
-    count = run()
+    count = int(connection.execute(statement).rowcount)
     # (a failed statement rolls the transaction or savepoint back, and the setting with it)
     connection.execute(text("SELECT set_config('enable_nestloop', :was, true)"), {"was": was})
     return count
@@ -687,21 +590,17 @@ def take(connection: Any, p: Plan, customers: set[int]) -> set[int]:
 
 
 def write_ledger(
-    connection: Any,
-    program_id: int,
-    p: Plan,
-    now: dt.datetime,
-    defer: HookContext | None = None,
-    *,
-    direct: bool = False,
+    connection: Any, program_id: int, p: Plan, now: dt.datetime, defer: HookContext | None = None
 ) -> None:
     """One INSERT ... SELECT per rule (rows with points only), then the members' totals:
     with ``defer`` (an import's batch) added to its transaction's pending counters
-    (:mod:`crmkit_loyalty.pending`), written to the members before it commits.
-    ``direct``: the fill wrote the other members' rows and sums (:func:`_fill_direct`)."""
+    (:mod:`crmkit_loyalty.pending`), written to the members before it commits."""
     b = p.scratch
     names = p.rule_names
-    columns = LEDGER_COLUMNS
+    columns = [
+        "program_id", "member_id", "kind", "points", "occurred_at", "recorded_at",
+        "expires_at", "order_id", "rule",
+    ]  # fmt: skip
     for i, name in enumerate(names):
         points = b.c[f"points_{i}"]
         source = select(
@@ -719,15 +618,18 @@ def write_ledger(
     total: ColumnElement[Any] = literal(0, BigInteger)
     for i in range(len(names)):
         total = total + b.c[f"points_{i}"]
-    sums = select(
-        b.c.member_id,
-        func.count().label("orders"),
-        func.sum(total).label("points"),
-        func.sum(b.c.spend).label("spend"),
-    ).group_by(b.c.member_id)
-    sums = sums.subquery()
-    if defer is not None:  # (direct: the fill added the others' sums, these are a few)
-        pending.add(defer, sums, in_place=direct)
+    sums = (
+        select(
+            b.c.member_id,
+            func.count().label("orders"),
+            func.sum(total).label("points"),
+            func.sum(b.c.spend).label("spend"),
+        )
+        .group_by(b.c.member_id)
+        .subquery()
+    )
+    if defer is not None:
+        pending.add(defer, sums)
         return
     m = t.members
     _without_nested_loops(
