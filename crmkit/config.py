@@ -68,6 +68,9 @@ class ServerSettings:
     secure_cookies: bool = False
     session_idle_minutes: int = 60
     session_absolute_hours: int = 12
+    #: responses on one keep-alive connection before the server closes it (the client
+    #: reconnects, to whichever worker is free to accept: spreads clients over workers)
+    keepalive_requests: int = 100
     #: largest request body accepted (bulk imports included), in bytes
     max_body_bytes: int = 50 * 1024 * 1024
     #: the language of messages and pages when the request does not say ("en" or "zh")

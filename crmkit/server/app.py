@@ -45,7 +45,7 @@ from crmkit.crm import CRM
 from crmkit.errors import ConfigError, SchemaOutOfDate
 from crmkit.server import dispatch, openapi, problems
 from crmkit.server.front import Front
-from crmkit.server.middleware import ServerMiddleware
+from crmkit.server.middleware import KeepAlive, ServerMiddleware
 from crmkit.server.problems import Problem
 from crmkit.server.threads import HandlerThreads
 
@@ -176,16 +176,20 @@ def create_app(crm: CRM | None = None) -> Front:
         *openapi.routes(server),
         *dispatch.starlette_routes(server, server.mounted),
     ]
+    settings = server.crm.config.server
+    # the front's layer and Starlette's count one connection's responses together
+    layer = {
+        "max_body_bytes": settings.max_body_bytes,
+        "keepalive": KeepAlive(settings.keepalive_requests),
+    }
     app = Starlette(
         routes=routes,
-        middleware=[
-            Middleware(ServerMiddleware, max_body_bytes=server.crm.config.server.max_body_bytes)
-        ],
+        middleware=[Middleware(ServerMiddleware, **layer)],
         exception_handlers={HTTPException: http_problem, Exception: internal_problem},
         lifespan=lifespan,
     )
     app.state.server = server
-    return Front(server, app, max_body_bytes=server.crm.config.server.max_body_bytes)
+    return Front(server, app, **layer)
 
 
 async def healthz(_request: Request) -> Response:

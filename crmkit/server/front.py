@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.routing import Route as StarletteRoute
 
 from crmkit.server.dispatch import Dispatch, Mounted
-from crmkit.server.middleware import Scope, ServerMiddleware
+from crmkit.server.middleware import KeepAlive, Scope, ServerMiddleware
 
 
 class RouteTable:
@@ -67,11 +67,13 @@ class RouteTable:
 class Front:
     """The ASGI application ``crmkit serve`` runs (see the module's docstring)."""
 
-    def __init__(self, server: Any, app: Starlette, *, max_body_bytes: int) -> None:
+    def __init__(
+        self, server: Any, app: Starlette, *, max_body_bytes: int, keepalive: KeepAlive
+    ) -> None:
         self.server = server
         self.app = app
         self.table = RouteTable(list(app.router.routes))
-        self.middleware = ServerMiddleware(app, max_body_bytes=max_body_bytes)
+        self.middleware = ServerMiddleware(app, max_body_bytes=max_body_bytes, keepalive=keepalive)
 
     @property
     def state(self) -> Any:

@@ -11,6 +11,12 @@ One pure-ASGI layer (no buffering of responses, so streamed bodies stay streamed
   raises :class:`~crmkit.server.problems.Problem` ``payload-too-large``.
 * **Security headers**: ``X-Content-Type-Options: nosniff``, ``Referrer-Policy``,
   ``X-Frame-Options: DENY`` on every response, ``Cache-Control: no-store`` on the API's.
+* **Connections recycled**: after ``keepalive_requests`` responses on one connection the
+  next says ``Connection: close``, so the client reconnects. The workers share one
+  listening socket and a worker serves only the connections it accepted; a worker that
+  took most of the clients (all 32 of the bench's, now and then) hands them back this
+  way, and the reconnections go to a worker free to accept (what nginx's
+  ``keepalive_requests`` does). About one connect in that many requests.
 * **Access log**: one JSON line per request on the logger ``crmkit.access``: request id,
   actor, method, path (no query string), status, milliseconds. Never headers, cookies,
   passwords or bodies.
@@ -32,6 +38,9 @@ access_log = logging.getLogger("crmkit.access")
 log = logging.getLogger("crmkit.server")
 
 REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+#: connections whose responses are counted at most (a client's port, once its connection
+#: closed, may come back on a new one: the count then ends that one sooner, harmless)
+_MAX_TRACKED = 10_000
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -69,12 +78,39 @@ def content_length(scope: Scope) -> int | None:
     return None
 
 
+class KeepAlive:
+    """Counts the responses on each open connection (by the client's address and port)
+    and says which one ends it: the ``limit``-th."""
+
+    def __init__(self, limit: int = 100) -> None:
+        self.limit = limit
+        self._served: dict[Any, int] = {}
+
+    def ends(self, scope: Scope) -> bool:
+        """Whether this response ends its connection (``Connection: close``)."""
+        client = scope.get("client")
+        if client is None:
+            return False
+        served = self._served
+        count = served.get(client, 0) + 1
+        if count >= self.limit:
+            served.pop(client, None)
+            return True
+        if len(served) >= _MAX_TRACKED and client not in served:
+            served.clear()  # connections that closed before their count
+        served[client] = count
+        return False
+
+
 class ServerMiddleware:
     """The layer described in the module's docstring, around the Starlette app."""
 
-    def __init__(self, app: Any, *, max_body_bytes: int) -> None:
+    def __init__(
+        self, app: Any, *, max_body_bytes: int, keepalive: KeepAlive | None = None
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.keepalive = keepalive or KeepAlive()
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -106,6 +142,8 @@ class ServerMiddleware:
                         headers.append((name, value))
                 if api and b"cache-control" not in names:
                     headers.append((b"cache-control", b"no-store"))
+                if self.keepalive.ends(scope) and b"connection" not in names:
+                    headers.append((b"connection", b"close"))
                 message = {**message, "headers": headers}
             await send(message)
 

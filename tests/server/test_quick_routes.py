@@ -1,7 +1,9 @@
 """Quick routes (``Route(quick=True)``) run on the worker's event loop thread, the others
 in its handler threads; a quick route waits a bounded time for a lock and answers 503
 busy with nothing written, while a route in a handler thread waits as long as the
-database lets it (real ``crmkit serve`` processes, SQLite and PostgreSQL)."""
+database lets it; a keep-alive connection is closed after ``keepalive_requests``
+responses, so clients spread over the workers again (real ``crmkit serve`` processes,
+SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -65,7 +67,7 @@ def test_a_slow_route_in_a_handler_thread_does_not_hold_up_quick_ones(
 @pytest.fixture(scope="module", params=BACKENDS)
 def api(request: pytest.FixtureRequest, tmp_path_factory: Any) -> Iterator[Api]:
     folder = tmp_path_factory.mktemp(f"quick-{request.param}")
-    extra = f"\n[server]\nquick_lock_wait_ms = {LOCK_WAIT_MS}\n"
+    extra = f"\n[server]\nquick_lock_wait_ms = {LOCK_WAIT_MS}\nkeepalive_requests = 3\n"
     with running_api(request.param, folder, config_extra=extra) as running:
         yield running
 
@@ -130,3 +132,18 @@ def test_a_quick_write_stops_waiting_for_a_lock_a_handler_thread_waits(api: Api)
         "/audit", params={"customer": first.json()["id"], "action": "customer.update"}
     ).json()
     assert [entry["changes"]["phone"] for entry in updates] == [["111", "222"]]
+
+
+def test_a_connection_is_closed_after_keepalive_requests_responses(api: Api) -> None:
+    with httpx.Client(
+        base_url=api.base, headers={"Authorization": f"Bearer {api.tokens['boss']}"}
+    ) as client:
+        answers = [client.get("/workflows") for _ in range(7)]
+    assert [a.status_code for a in answers] == [200] * 7
+    closing = [a.headers.get("connection") == "close" for a in answers]
+    assert closing == [False, False, True, False, False, True, False]
+    # the same with an answer the dispatcher does not give (Starlette's 404)
+    with httpx.Client(base_url=api.base) as client:
+        missing = [client.get("/no-such-route") for _ in range(3)]
+    assert [a.status_code for a in missing] == [404] * 3
+    assert missing[2].headers.get("connection") == "close"
