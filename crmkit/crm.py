@@ -567,14 +567,18 @@ class _SharedConnection:
             self.connection = self.engine.connect()
             self._lock_wait_set = None
         if self.lock_wait_ms != self._lock_wait_set:
-            connection = self.connection
-            if connection.in_transaction():
-                connection.rollback()
-            db.set_lock_wait(
-                connection.connection.dbapi_connection, self.engine.dialect.name, self.lock_wait_ms
-            )
-            self._lock_wait_set = self.lock_wait_ms
+            self._set_lock_wait(self.connection, self.lock_wait_ms)
         return self.connection
+
+    def _set_lock_wait(self, connection: Connection, milliseconds: int | None) -> None:
+        """The session's lock wait, set between transactions (a SET inside one would be
+        undone with it)."""
+        if connection.in_transaction():
+            connection.rollback()
+        db.set_lock_wait(
+            connection.connection.dbapi_connection, self.engine.dialect.name, milliseconds
+        )
+        self._lock_wait_set = milliseconds
 
     @contextmanager
     def lend(self, *, write: bool) -> Iterator[Connection]:
@@ -634,13 +638,10 @@ class _SharedConnection:
         connection, self.connection = self.connection, None
         if (self.switched or self._lock_wait_set is not None) and not connection.invalidated:
             try:
-                driver = connection.connection.dbapi_connection
                 if self._lock_wait_set is not None:
-                    if connection.in_transaction():
-                        connection.rollback()
-                    db.set_lock_wait(driver, self.engine.dialect.name, None)
+                    self._set_lock_wait(connection, None)
                 if self.switched:
-                    driver.autocommit = False  # type: ignore[union-attr]
+                    connection.connection.dbapi_connection.autocommit = False  # type: ignore[union-attr]
             except Exception:  # a broken connection: never back into the pool
                 connection.invalidate()
         self._lock_wait_set = None
