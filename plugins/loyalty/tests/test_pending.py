@@ -140,3 +140,49 @@ def test_a_rollback_takes_the_pending_counters_with_it(club):
             _import(crm, ids, rows, 8)
     _one_by_one(crm, ids, rows)
     _same_both_sides(service, ids)
+
+
+def _locked(url: str, member_ids: list[int]) -> set[int]:
+    """The members another session cannot lock now (PostgreSQL: FOR UPDATE NOWAIT each)."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import OperationalError
+
+    engine = create_engine(url)
+    locked = set()
+    try:
+        with engine.connect() as other:
+            for member_id in member_ids:
+                with other.begin():
+                    try:
+                        other.execute(
+                            text("SELECT id FROM loyalty_members WHERE id = :id FOR UPDATE NOWAIT"),
+                            {"id": member_id},
+                        )
+                    except OperationalError as exc:
+                        assert "could not obtain lock" in str(exc)
+                        locked.add(member_id)
+    finally:
+        engine.dispose()
+    return locked
+
+
+def test_every_member_of_an_import_stays_locked_until_it_commits(
+    club: Any, database_url: str
+) -> None:
+    """Each batch locks the members no earlier batch locked (setbased._lock_members); a
+    member locked by the first batch is not locked again and stays locked through the
+    second, so no other transaction changes a counter or tier the batches read."""
+    crm, service, ids = club
+    if crm.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite's write transaction locks the whole database")
+    member = {i: service.member(ids[f"B{i}"]).id for i in range(CUSTOMERS)}
+    when = at(2025, 3, 1)
+    first = [("L1", "0", when, "10.00"), ("L2", "1", when, "20.00")]
+    second = [("L3", "1", when, "30.00"), ("L4", "2", when, "40.00")]
+    with crm.transaction():
+        _import(crm, ids, first, 10)
+        assert _locked(database_url, list(member.values())) == {member[0], member[1]}
+        _import(crm, ids, second, 10)
+        assert _locked(database_url, list(member.values())) == {member[0], member[1], member[2]}
+    assert _locked(database_url, list(member.values())) == set()
+    assert [service.member(ids[f"B{i}"]).orders_count for i in range(4)] == [1, 2, 1, 0]
