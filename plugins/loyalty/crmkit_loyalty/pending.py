@@ -52,6 +52,9 @@ def _counts(name: str, *, keyed: bool) -> Table:
         name,
         MetaData(),
         Column("member_id", Integer, primary_key=keyed, autoincrement=False, nullable=False),
+        # the member's customer: a batch's new members are its customers without a row
+        # (crmkit_loyalty.setbased._lock_members)
+        Column("customer_id", Integer, nullable=False),
         Column("orders", Integer, nullable=False),
         Column("points", BigInteger, nullable=False),
         Column("spend", BigInteger, nullable=False),  # 1/10,000 units
@@ -100,8 +103,9 @@ def _create(connection: Any) -> None:
 
 
 def add(ctx: HookContext, sums: Any) -> None:
-    """Add ``sums`` (a subquery: ``member_id``, ``orders``, ``points``, ``spend``, one row per
-    member) to the pending rows of ``ctx``'s transaction, written before it commits."""
+    """Add ``sums`` (a subquery: ``member_id``, ``customer_id``, ``orders``, ``points``,
+    ``spend``, one row per member) to the pending rows of ``ctx``'s transaction, written
+    before it commits."""
     connection = ctx.connection
     _create(connection)  # (a savepoint rolled back may have taken it: see table())
     if not _pending(connection):
@@ -110,7 +114,7 @@ def add(ctx: HookContext, sums: Any) -> None:
     if connection.dialect.name == "postgresql":
         _rebuild(connection, sums)
         return
-    names = ["member_id", "orders", "points", "spend"]
+    names = ["member_id", "customer_id", "orders", "points", "spend"]
     # (the WHERE: SQLite would read ON CONFLICT as a join's ON without one)
     source = select(*(sums.c[n] for n in names)).where(true())
     statement = sqlite.insert(counts).from_select(names, source)
@@ -136,6 +140,7 @@ def _rebuild(connection: Any, sums: Any) -> None:
     old = _heap.c
     merged = select(
         func.coalesce(old.member_id, sums.c.member_id),
+        func.coalesce(old.customer_id, sums.c.customer_id),
         func.coalesce(old.orders, 0) + func.coalesce(sums.c.orders, 0),
         func.coalesce(old.points, 0) + func.coalesce(sums.c.points, 0),
         func.coalesce(old.spend, 0) + func.coalesce(sums.c.spend, 0),

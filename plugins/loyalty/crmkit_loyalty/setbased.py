@@ -25,10 +25,11 @@ computes it when no intermediate result is rounded.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import decimal
 import zoneinfo
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from decimal import Decimal
 from fractions import Fraction
 from types import SimpleNamespace
@@ -546,19 +547,39 @@ def _lock_members(
     import locked, before :func:`fill` reads them: their order counts and tiers hold until
     the import commits.
 
-    A member with pending counters (:mod:`crmkit_loyalty.pending`) was read, and locked,
-    by an earlier batch of this transaction. ``FOR UPDATE`` in the fill itself locked
-    every member again for each of its orders in every batch (0.7-1.6 s of the server's
-    CPU in a 1,000,000-order import; this statement: 0.9 s). The fill, a new statement
-    with a new snapshot, reads every member locked: their latest committed counters,
-    which no other transaction can change before this one ends."""
+    A customer with pending counters (:mod:`crmkit_loyalty.pending`) had orders in an
+    earlier batch of this transaction, which read and locked their member. ``FOR UPDATE``
+    in the fill itself locked every member again for each of its orders in every batch
+    (0.7-1.6 s of the server's CPU in a 1,000,000-order import). The fill, a new
+    statement with a new snapshot, reads every member locked: their latest committed
+    counters, which no other transaction can change before this one ends."""
     o, m = ck.orders.c, t.members
-    customers = select(o.customer_id).where(in_batch, o.status == "paid")
-    query = select(m.c.id).where(m.c.program_id == program_id, m.c.customer_id.in_(customers))
-    if waiting is not None:
-        locked = select(waiting.c.member_id).where(waiting.c.member_id == m.c.id)
-        query = query.where(~locked.exists())
-    _without_nested_loops(connection, query.with_for_update(of=m))
+    customers: Any = select(o.customer_id).where(in_batch, o.status == "paid")
+    if waiting is None:  # the import's first batch (or no import): every member is new
+        query = select(m.c.id).where(m.c.program_id == program_id, m.c.customer_id.in_(customers))
+        _without_nested_loops(connection, query.with_for_update(of=m))
+        return
+    seen = select(waiting.c.customer_id).where(waiting.c.customer_id == o.customer_id)
+    with _hash_joins(connection):  # (the planner would probe the pending rows per order)
+        fresh = sorted(set(connection.scalars(customers.where(~seen.exists()))))
+    for start in range(0, len(fresh), 5_000):  # few after the first batches: by the index
+        chunk = fresh[start : start + 5_000]
+        query = select(m.c.id).where(m.c.program_id == program_id, m.c.customer_id.in_(chunk))
+        connection.execute(query.with_for_update(of=m))
+
+
+@contextlib.contextmanager
+def _hash_joins(connection: Any) -> Iterator[None]:
+    """PostgreSQL: no nested loops in the statements run inside (see
+    :func:`_without_nested_loops`); the setting is restored after them."""
+    if connection.dialect.name != "postgresql":
+        yield
+        return
+    was = connection.scalar(text("SELECT current_setting('enable_nestloop')"))
+    connection.execute(text("SELECT set_config('enable_nestloop', 'off', true)"))
+    yield
+    # (a failed statement rolls the transaction or savepoint back, and the setting with it)
+    connection.execute(text("SELECT set_config('enable_nestloop', :was, true)"), {"was": was})
 
 
 def _without_nested_loops(connection: Any, statement: Any) -> int:
@@ -569,15 +590,9 @@ def _without_nested_loops(connection: Any, statement: Any) -> int:
     one more version per batch (0.5 s of a late 50,000-order batch's 1.4 s fill, 0.45 s
     of its balance update's join; reading all versions once: 0.05 s, the hash join of
     the update 0.18 s). The planner, which expects a handful of batch rows, would pick
-    the look-ups; the setting is restored after the statement."""
-    if connection.dialect.name != "postgresql":
+    the look-ups."""
+    with _hash_joins(connection):
         return int(connection.execute(statement).rowcount)
-    was = connection.scalar(text("SELECT current_setting('enable_nestloop')"))
-    connection.execute(text("SELECT set_config('enable_nestloop', 'off', true)"))
-    count = int(connection.execute(statement).rowcount)
-    # (a failed statement rolls the transaction or savepoint back, and the setting with it)
-    connection.execute(text("SELECT set_config('enable_nestloop', :was, true)"), {"was": was})
-    return count
 
 
 def _inputs(rows: Any, dialect: str) -> SimpleNamespace:
@@ -643,11 +658,12 @@ def write_ledger(
     sums = (
         select(
             b.c.member_id,
+            b.c.customer_id,
             func.count().label("orders"),
             func.sum(total).label("points"),
             func.sum(b.c.spend).label("spend"),
         )
-        .group_by(b.c.member_id)
+        .group_by(b.c.member_id, b.c.customer_id)
         .subquery()
     )
     if defer is not None:
