@@ -104,14 +104,31 @@ def earn_program(
         )
     ):
         entries, changes = earn_set_based(lc, ctx, program_id, prog, plan, paid, batch, imported)
+        unread = upgrades_unread(lc, prog)
     elif paid():
         entries, changes = earn_rows(lc, ctx, program_id, prog, paid(), replay=replay)
+        unread = False
     else:
         return
     lc.fire(
         ctx, "crmkit_loyalty_after_points_earned", entries=[e for e in entries if e.kind == "earn"]
     )
     apply_tier_changes(lc, ctx, changes)
+    if unread:
+        setbased.write_upgrades(ctx.connection, prog, plan)
+
+
+def upgrades_unread(lc: LoyaltyContext, prog: Program) -> bool:
+    """Whether the set-based path's upgrades (spend or orders measure) go to the database
+    in SQL (:func:`crmkit_loyalty.setbased.write_upgrades`): no one receives them, nor the
+    points earned before them (no listener between the batch and its upgrades, which
+    could read the members' tiers or earn on another batch in the scratch table)."""
+    return (
+        bool(prog.tiers)
+        and prog.measure != "points"
+        and not lc.listened("crmkit_loyalty_after_tiers_changed")
+        and not lc.listened("crmkit_loyalty_after_points_earned")
+    )
 
 
 def earn_set_based(
@@ -168,7 +185,7 @@ def earn_set_based(
         ledger_batch = setbased.batch_filter(t.ledger.c.order_id, batch)
         for row in setbased.new_entries(connection, program_id, before, ledger_batch):
             entries.append(entry_from_row(row, prog.name))
-    if prog.tiers and prog.measure != "points":
+    if prog.tiers and prog.measure != "points" and not upgrades_unread(lc, prog):
         changes += setbased.upgrades(connection, prog, plan)
     return entries, changes  # the scratch rows stay until the next batch empties them
 

@@ -376,3 +376,56 @@ def test_an_import_batch_earns_without_building_its_order_entities(
     assert list(ck.StoredOrders([1], list)) == [] and read == ["__iter__"]  # the spy works
     assert sum(service.member(c).balance for c in customers) > 0
     assert_consistent(service)
+
+
+class _TierListener:
+    """Receives the tier changes as records: the set-based path builds them."""
+
+    def __init__(self) -> None:
+        self.changes: list[Any] = []
+
+    @crmkit.hookimpl(optionalhook=True)
+    def crmkit_loyalty_after_tiers_changed(self, ctx: Any, changes: Any) -> None:
+        self.changes += changes
+
+
+@pytest.mark.parametrize(("definition", "seed"), [(SPEND_CLUB, 11), (BOUND_CLUB, 12)])
+def test_upgrades_written_in_sql_equal_the_records_a_listener_gets(
+    make_crm: Any, definition: dict[str, Any], seed: int
+) -> None:
+    """With no one to receive them, an import's upgrades go to the database in SQL
+    (setbased.write_upgrades); with a listener, as records (tiers.apply_tier_changes).
+    The "A" customers import without a listener, their mirror "B" customers with one:
+    the same tier history (times and measures too) and the same members."""
+    listener = _TierListener()
+    quiet = make_crm(plugins=["loyalty"])
+    heard = make_crm(plugins=["loyalty", listener])
+    loyalty(quiet).load_program(definition)
+    quiet.customers.add_many(
+        {"external_id": f"{side}{i}", "name": f"{side}{i}"} for side in "AB" for i in range(6)
+    )
+    ids = {c.external_id: c.id for c in quiet.customers.iterate()}
+    loyalty(quiet).enrol_many(sorted(ids.values()), at=at(2024, 12, 1))
+    history = [o for o in _history(random.Random(seed), 200) if o["customer"] < 6]
+    statements: list[str] = []
+    event.listen(quiet.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    for side, crm in (("A", quiet), ("B", heard)):
+        rows = [
+            (f"{side}-{o['n']}", ids[f"{side}{o['customer']}"], o["occurred_at"],
+             Decimal(o["amount"]), None, "EUR", o["status"], o["channel"])
+            for o in history
+        ]  # fmt: skip
+        for start in range(0, len(rows), 23):
+            crm.orders.add_rows(rows[start : start + 23])
+    assert any("INSERT INTO loyalty_tier_changes" in s and "loyalty_tmp" in s for s in statements)
+    service = loyalty(heard)
+    moved = 0
+    for i in range(6):
+        a, b = ids[f"A{i}"], ids[f"B{i}"]
+        assert service.tier_history(a) == service.tier_history(b), i
+        ma, mb = service.member(a), service.member(b)
+        assert (ma.tier, ma.tier_since, ma.balance) == (mb.tier, mb.tier_since, mb.balance), i
+        moved += len(service.tier_history(b))
+    assert moved and len(listener.changes) == moved  # upgrades happened, each heard once
+    assert {c.customer_id for c in listener.changes} <= {ids[f"B{i}"] for i in range(6)}
+    assert_consistent(service)
