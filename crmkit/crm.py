@@ -234,7 +234,8 @@ class CRM:
     def transaction(
         self, actor: Actor | str | None = None, now: dt.datetime | None = None
     ) -> Iterator[HookContext]:
-        """One unit of work. Nested calls join the outer transaction.
+        """One unit of work. Nested calls join the outer transaction (after the work
+        plugins kept for the next write: :meth:`HookContext.before_next_write`).
 
         It runs as the current actor (:attr:`actor`); ``actor`` may name another
         :class:`Actor`, or a staff username the operator records the work for
@@ -245,6 +246,7 @@ class CRM:
         """
         outer = self._current.get()
         if outer is not None:
+            outer._run_before_next_write()  # (work kept from earlier events goes first)
             yield outer
             return
         who = self._resolve_actor(actor)

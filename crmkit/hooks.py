@@ -108,7 +108,10 @@ if TYPE_CHECKING:  # imported for annotations only; keeps this module import-lig
 #: 1.7: ``Route(quick=True)``: bounded handlers run on the worker's event loop thread;
 #: ``crm.connection_scope(lock_wait_ms=...)``; :func:`crmkit.plugin.driver_rows` (a hot
 #: read on the driver's cursor).
-API_VERSION = "1.7"
+#: 1.8: :meth:`HookContext.before_next_write
+#: <crmkit.core.context.HookContext.before_next_write>`: work a plugin keeps from one
+#: event runs before any other write joins the transaction, or before it commits.
+API_VERSION = "1.8"
 
 hookspec = pluggy.HookspecMarker("crmkit")
 hookimpl = pluggy.HookimplMarker("crmkit")

@@ -62,6 +62,7 @@ class HookContext:
     audited: bool = False
     written_tables: set[str] = attrs.field(factory=set)
     _before_commit: list[Callable[[HookContext], None]] = attrs.field(factory=list, init=False)
+    _before_next_write: list[Callable[[HookContext], None]] = attrs.field(factory=list, init=False)
 
     def before_commit(self, callback: Callable[[HookContext], None]) -> None:
         """Run ``callback(ctx)`` once, in this transaction, after the write's last event and
@@ -72,8 +73,24 @@ class HookContext:
 
     def _run_before_commit(self) -> None:
         """The core calls this just before it commits (crmkit.crm.CRM.transaction)."""
+        self._run_before_next_write()
         while self._before_commit:
             self._before_commit.pop(0)(self)
+
+    def before_next_write(self, callback: Callable[[HookContext], None]) -> None:
+        """Run ``callback(ctx)`` once, in this transaction, before the next write that
+        joins it, or else before it commits (API 1.8): work a plugin keeps from an event
+        to do later (e.g. an import's batches, earned together), done before any other
+        write (a service method called inside the transaction: an order's status set, a
+        merge, an erasure) could change what that work reads. The core's importer stores
+        its batches without joining again; each batch's event may keep work for later.
+        Callbacks run in the order they were given, before :meth:`before_commit`'s."""
+        self._before_next_write.append(callback)
+
+    def _run_before_next_write(self) -> None:
+        """The core calls this when a write joins the transaction, and before it commits."""
+        while self._before_next_write:
+            self._before_next_write.pop(0)(self)
 
     def audit(
         self,

@@ -105,3 +105,58 @@ def test_a_callback_given_while_callbacks_run_runs_too(make_crm):
     with crm.transaction() as ctx:
         ctx.before_commit(lambda c: (ran.append("first"), c.before_commit(ran.append)))
     assert ran[0] == "first" and len(ran) == 2 and ran[1] is ctx
+
+
+class Keeper:
+    """Keeps each orders event's work for later (``ctx.before_next_write``) and records
+    when it runs: how many orders the transaction held then."""
+
+    CRMKIT_NAME = "keeper"
+
+    def __init__(self) -> None:
+        self.runs: list[tuple[str, int]] = []
+
+    @crmkit.hookimpl
+    def crmkit_after_orders_created(self, ctx: Any, orders: Any) -> None:
+        ctx.before_next_write(lambda c: self.runs.append(("kept", _orders(c))))
+        ctx.before_commit(lambda c: self.runs.append(("commit", _orders(c))))
+
+
+def _orders(ctx: Any) -> int:
+    return int(ctx.connection.scalar(select(func.count()).select_from(t.orders)))
+
+
+def test_kept_work_runs_before_the_next_write_joins_and_before_the_commit(make_crm) -> None:
+    keeper = Keeper()
+    crm = make_crm(plugins=[keeper])
+    alice = crm.customers.add(name="Alice")
+    with crm.transaction():
+        crm.orders.add(customer_id=alice.id, amount="10", occurred_at=T0)
+        assert keeper.runs == []  # kept
+        crm.orders.add(customer_id=alice.id, amount="20", occurred_at=T0)  # joins: runs first
+        assert keeper.runs == [("kept", 1)]
+    # the second order's work: before the commit, ahead of the before_commit callbacks
+    assert keeper.runs == [("kept", 1), ("kept", 2), ("commit", 2), ("commit", 2)]
+
+
+def test_an_import_stores_its_batches_without_joining_again(make_crm, tmp_path: Path) -> None:
+    keeper = Keeper()
+    crm = make_crm(plugins=[keeper])
+    crm.customers.add(name="Alice", external_id="A")
+    path = tmp_path / "orders.csv"
+    rows = [f"O{n},A,2025-01-01T00:00:00+00:00,{n}.00" for n in range(1, 8)]
+    path.write_text("external_id,customer,occurred_at,amount\n" + "\n".join(rows) + "\n")
+    import_file(crm, "orders", str(path), batch_size=3)
+    # three batches, each kept work: all of it runs before the commit, none before
+    assert [kind for kind, _ in keeper.runs] == ["kept"] * 3 + ["commit"] * 3
+    assert {count for _, count in keeper.runs} == {7}
+
+
+def test_kept_work_of_a_rolled_back_write_never_runs(make_crm) -> None:
+    keeper = Keeper()
+    crm = make_crm(plugins=[keeper])
+    alice = crm.customers.add(name="Alice")
+    with pytest.raises(RuntimeError), crm.transaction():
+        crm.orders.add(customer_id=alice.id, amount="10", occurred_at=T0)
+        raise RuntimeError("abort")
+    assert keeper.runs == []

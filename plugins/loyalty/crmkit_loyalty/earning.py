@@ -16,7 +16,7 @@ from sqlalchemy import func, null, or_, select
 
 import crmkit.plugin as ck
 from crmkit.plugin import Order, StoredOrders
-from crmkit_loyalty import bounds, pending, setbased
+from crmkit_loyalty import bounds, deferred, pending, setbased
 from crmkit_loyalty import tables as t
 from crmkit_loyalty.access import audit_batch
 from crmkit_loyalty.ledger import CHUNK, audit_since, end_of_day, mark, post
@@ -38,8 +38,10 @@ def earn_orders(
     *,
     replay: bool = False,
     set_based: bool = True,
+    chunked: bool = False,
 ) -> None:
-    """``set_based=False``: earn order by order only (see :func:`earn_program`)."""
+    """``set_based=False``: earn order by order only (see :func:`earn_program`).
+    ``chunked``: the batches an import kept, earning together (:mod:`crmkit_loyalty.deferred`)."""
     # the paid orders, filtered once and only when read: an import's batch (StoredOrders)
     # is in the database with no lines, UTC times and at most 4 decimals, and the
     # set-based path reads it there without building its entities
@@ -47,6 +49,10 @@ def earn_orders(
     imported = False
     batch: list[int] | None = None
     if not replay and isinstance(orders, StoredOrders):
+        if set_based and not chunked:  # an import's batch: kept until a chunk is full
+            if not deferred.keep(lc, ctx, orders):
+                deferred.run(lc, ctx)
+            return
         imported, batch = True, list(orders.ids)
     elif not paid():
         return
@@ -54,7 +60,10 @@ def earn_orders(
         batch = [o.id for o in orders if o.id is not None]
     if not set_based:
         batch = None  # no batch: no set-based path
-    if not imported:  # only an import's batches leave counters pending: the rest reads them
+    if not imported:
+        # the batches an import keeps earn first (orders earn in the order they were
+        # stored); only an import's batches leave counters pending: the rest reads them
+        deferred.run(lc, ctx)
         pending.flush(ctx.connection)
     programs = lc.programs(ctx.connection)
     if not programs:

@@ -11,16 +11,16 @@ the import commits (``ctx.before_commit``, crmkit API 1.5).
 Until then a member's counters are the row's plus its pending row. The batch path reads
 them so (:func:`crmkit_loyalty.setbased.fill`); every other path writes them first:
 order-by-order earning its members' (:func:`flush`), every public method of the service
-all of them (:func:`settle`). A savepoint or transaction rolled back takes the pending rows
-it added with it (the table is transactional like any other).
+all of them (:func:`settle`, through :func:`crmkit_loyalty.deferred.settled`). A
+savepoint or transaction rolled back takes the pending rows it added with it (the table
+is transactional like any other).
 """
 
 from __future__ import annotations
 
-import functools
 import weakref
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     BigInteger,
@@ -187,18 +187,3 @@ def settle(crm: CRM) -> None:
         return
     with crm.reading() as connection:
         flush(connection)
-
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def settled(method: F) -> F:
-    """A :class:`~crmkit_loyalty.service.LoyaltyService` method that first writes the
-    running transaction's pending rows (:func:`settle`): it sees whole counters."""
-
-    @functools.wraps(method)
-    def run(self: Any, *args: Any, **kwargs: Any) -> Any:
-        settle(self.crm)
-        return method(self, *args, **kwargs)
-
-    return run  # type: ignore[return-value]

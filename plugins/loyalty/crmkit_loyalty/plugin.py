@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from crmkit_loyalty.service import LoyaltyService
 
 # permissions, audit, routes (1.3), crmkit.plugin (1.2), StoredOrders.ids (1.1)
-CRMKIT_API = ">=1.5,<2"  # ctx.before_commit (1.5); lazy_command (1.4)
+CRMKIT_API = ">=1.8,<2"  # ctx.before_next_write (1.8), ctx.before_commit (1.5), lazy_command (1.4)
 
 HERE = Path(__file__).parent
 EXAMPLES = HERE / "examples"

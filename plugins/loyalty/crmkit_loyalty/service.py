@@ -40,11 +40,11 @@ from crmkit_loyalty import (
     access,
     catalogue,
     catchup,
+    deferred,
     earning,
     expiry,
     membership,
     merging,
-    pending,
     privacy,
     reports,
     reversal,
@@ -399,9 +399,9 @@ class LoyaltyService:
         return catchup.catch_up(self.context, ctx, since)
 
 
-# every public method sees the members' counters whole: what the running import's batches
-# left pending is written first (crmkit_loyalty.pending); earn_orders is the batch path
-# itself and writes them where it reads them
+# every public method sees every order stored and the members' counters whole: the batches
+# the running import keeps earn first (crmkit_loyalty.deferred), and what its batches left
+# pending is written (crmkit_loyalty.pending); earn_orders is the batch path itself
 for _name, _method in list(vars(LoyaltyService).items()):
     # (plain functions only: a property, staticmethod or classmethod is left as it is)
     if (
@@ -409,4 +409,4 @@ for _name, _method in list(vars(LoyaltyService).items()):
         and not _name.startswith("_")
         and _name != "earn_orders"
     ):
-        setattr(LoyaltyService, _name, pending.settled(_method))
+        setattr(LoyaltyService, _name, deferred.settled(_method))

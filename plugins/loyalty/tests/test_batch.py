@@ -1,4 +1,5 @@
-"""Earning on the core's bulk import: one pass per batch, the same result as order by order."""
+"""Earning on the core's bulk import: one pass per chunk of batches, the same result as order by
+order."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import random
 from pathlib import Path
 from typing import Any
 
-from crmkit_loyalty import loyalty
+import pytest
+from crmkit_loyalty import deferred, loyalty
 from crmkit_loyalty import tables as t
 from crmkit_loyalty.testing import assert_consistent, at, program
 from sqlalchemy import Engine, event, select
@@ -45,9 +47,26 @@ def _orders(rng: random.Random, customers: int, count: int) -> list[tuple[Any, .
     return sorted(rows, key=lambda r: r[2])  # in time order: the Nth order is the same both ways
 
 
-def test_import_earns_once_per_batch_like_single_orders(
-    make_crm: Any, database_url: str, tmp_path: Path
+@pytest.mark.parametrize(
+    ("chunk", "calls"),
+    [
+        (1, 8),  # every batch earns as it is stored: ceil(150 / 20) calls
+        (50, 3),  # kept until 50 orders wait: 3 batches (60 orders), 3 more, the last 2
+        (deferred.CHUNK_ORDERS, 1),  # all kept until the import commits
+    ],
+)
+def test_import_earns_once_per_chunk_like_single_orders(
+    make_crm: Any,
+    database_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    chunk: int,
+    calls: int,
 ) -> None:
+    """An import's batches of 20 earn set-based, kept until ``chunk`` orders wait
+    (crmkit_loyalty.deferred): one points-earned event and a fixed number of statements
+    per chunk, the same points as orders stored one by one."""
+    monkeypatch.setattr(deferred, "CHUNK_ORDERS", chunk)
     rng = random.Random(11)
     rows = _orders(rng, customers=12, count=150)
     counter = Counter()
@@ -82,14 +101,14 @@ def test_import_earns_once_per_batch_like_single_orders(
         event.remove(Engine, "before_cursor_execute", record)
     assert result.exit_code == 0, result.output
     assert "read 150, stored 150," in result.output
-    assert len(counter.calls) == 8  # ceil(150 / 20) batches, one event each
+    assert len(counter.calls) == calls  # one event per chunk
     assert sum(counter.calls) == len(_earn_entries(crm))
-    # the plugin's writes per batch do not grow with the batch: no statement per order
+    # the plugin's writes per chunk do not grow with the chunk: no statement per order
     ledger = [s for s in statements if s.lstrip().startswith("INSERT INTO loyalty_ledger")]
-    # per batch: one INSERT ... SELECT per rule (2), and one executemany (SQLite; a page or
+    # per chunk: one INSERT ... SELECT per rule (2), and one executemany (SQLite; a page or
     # two on PostgreSQL) for the members earning order by order: with a points measure,
-    # those whose tier moves up within the batch
-    assert len(ledger) <= 8 * 4
+    # those whose tier moves up within the chunk
+    assert len(ledger) <= calls * 4
 
     for _, customer, when, amount in rows:
         crm.orders.add(customer_id=ids["S" + customer], amount=amount, occurred_at=when)
