@@ -6,7 +6,8 @@ for ``nth_order`` and the upgrades it triggers. Hypothesis draws order files (in
 random time order, with refunds, several channels, month ends) and imports each
 one with ``crmkit import orders FILE --batch-size N`` for several N into mirror
 customers of one database; every ledger row, balance, order count, tier and tier
-change must be the same.
+change must be the same. The batches are kept and earn together once a drawn number of
+orders wait (crmkit_loyalty.deferred), so chunks of batches start and end anywhere.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import itertools
 from pathlib import Path
 from typing import Any
 
-from crmkit_loyalty import loyalty
+from crmkit_loyalty import deferred, loyalty
 from crmkit_loyalty import tables as t
 from crmkit_loyalty.testing import assert_consistent, at
 from hypothesis import HealthCheck, given, settings
@@ -146,7 +147,18 @@ def _state(crm: Any, customer_id: int) -> tuple[Any, ...]:
 
 
 def _check(make_crm: Any, database_url: str, tmp_path: Path, definition: dict[str, Any],
-           rows: list[tuple[Any, ...]], sizes: list[int]) -> None:  # fmt: skip
+           rows: list[tuple[Any, ...]], sizes: list[int], chunk: int) -> None:  # fmt: skip
+    """Import ``rows`` once per batch size, the batches kept until ``chunk`` orders wait
+    (crmkit_loyalty.deferred): every customer's state must be the same."""
+    was, deferred.CHUNK_ORDERS = deferred.CHUNK_ORDERS, chunk
+    try:
+        _check_sizes(make_crm, database_url, tmp_path, definition, rows, sizes)
+    finally:
+        deferred.CHUNK_ORDERS = was
+
+
+def _check_sizes(make_crm: Any, database_url: str, tmp_path: Path, definition: dict[str, Any],
+                 rows: list[tuple[Any, ...]], sizes: list[int]) -> None:  # fmt: skip
     key = f"_batch_{definition['name']}"
     crm = getattr(make_crm, key, None) or _setup(make_crm, definition)
     setattr(make_crm, key, crm)
@@ -186,17 +198,23 @@ def _check(make_crm: Any, database_url: str, tmp_path: Path, definition: dict[st
 
 @SETTINGS
 @given(rows=order_rows, cuts=st.lists(st.integers(min_value=1, max_value=12), min_size=2,
-                                      max_size=2, unique=True))  # fmt: skip
+                                      max_size=2, unique=True),
+       chunk=st.integers(min_value=1, max_value=30))  # fmt: skip
 def test_spend_tiers_earn_the_same_whatever_the_batch_size(
-    make_crm: Any, database_url: str, tmp_path: Path, rows: list[Any], cuts: list[int]
-) -> None:
-    _check(make_crm, database_url, tmp_path, SPEND, rows, [len(rows) + 1, *cuts])
+    make_crm: Any, database_url: str, tmp_path: Path, rows: list[Any], cuts: list[int],
+    chunk: int,
+) -> None:  # fmt: skip
+    _check(make_crm, database_url, tmp_path, SPEND, rows, [len(rows) + 1, *cuts],
+           chunk)  # fmt: skip
 
 
 @SETTINGS
 @given(rows=order_rows, cuts=st.lists(st.integers(min_value=1, max_value=12), min_size=2,
-                                      max_size=2, unique=True))  # fmt: skip
+                                      max_size=2, unique=True),
+       chunk=st.integers(min_value=1, max_value=30))  # fmt: skip
 def test_points_tiers_earn_the_same_whatever_the_batch_size(
-    make_crm: Any, database_url: str, tmp_path: Path, rows: list[Any], cuts: list[int]
-) -> None:
-    _check(make_crm, database_url, tmp_path, POINTS, rows, [len(rows) + 1, *cuts])
+    make_crm: Any, database_url: str, tmp_path: Path, rows: list[Any], cuts: list[int],
+    chunk: int,
+) -> None:  # fmt: skip
+    _check(make_crm, database_url, tmp_path, POINTS, rows, [len(rows) + 1, *cuts],
+           chunk)  # fmt: skip
