@@ -731,8 +731,13 @@ def write_upgrades(connection: Any, prog: Program, p: Plan) -> None:
     names = ["member_id", "from_tier", "to_tier", "at", "reason", "measure"]
     if not connection.execute(insert(history).from_select(names, rows)).rowcount:
         return
+    # (only this batch's members, which the batch locked: not a row another transaction
+    # committed meanwhile)
+    moved = select(b.c.member_id).where(b.c.upgrade_to.is_not(None))
     latest = (
-        select(func.max(history.c.id)).where(history.c.id > before).group_by(history.c.member_id)
+        select(func.max(history.c.id))
+        .where(history.c.id > before, history.c.member_id.in_(moved))
+        .group_by(history.c.member_id)
     )
     connection.execute(
         update(m)
