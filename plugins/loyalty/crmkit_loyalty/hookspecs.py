@@ -86,8 +86,9 @@ def crmkit_loyalty_register_earn_rule_types() -> dict[str, EarnRuleFactory]:
 def crmkit_loyalty_after_points_earned(ctx: HookContext, entries: Sequence[LedgerEntry]) -> None:
     """Points were earned: on paid orders, sign-up, birthday and referral bonuses.
 
-    When: after the earn rows are written: an order paid (a bulk import: once per imported
-    batch, one call per program), an enrolment with a sign-up bonus, a birthday run.
+    When: after the earn rows are written: an order paid (a bulk import: once per chunk
+    of its batches, up to 200,000 orders, one call per program), an enrolment with a
+    sign-up bonus, a birthday run.
     Transaction: the write that earned them; raise to roll it back. ``entries`` are
     :class:`LedgerEntry` of kind ``earn`` (``order_id`` and ``rule`` name the cause).
     Returns: nothing. Replaces ``crmkit_loyalty_points_earned`` (deprecated).
