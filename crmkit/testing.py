@@ -191,6 +191,17 @@ def cli_runner(database_url: str) -> Callable[..., Any]:
     return invoke
 
 
+def import_file(crm: crmkit.CRM, kind: str, path: str | Path, **options: Any) -> Any:
+    """Import a file in-process as ``crmkit import KIND FILE`` does (``batch_size``,
+    ``skip_invalid`` ...: the command's options); returns its result (``stored``,
+    ``summary()``). Called inside ``crm.transaction()`` it joins that transaction once
+    and stores every batch in it without joining again, as the command does: a test
+    can write before and after an import in one transaction."""
+    from crmkit.transfer import import_file as run
+
+    return run(crm, kind, str(path), **options)
+
+
 def generate_demo_data(crm: crmkit.CRM, **options: Any) -> Any:
     """Fill an empty ``crm`` with the seeded data set ``crmkit demo`` builds (customers,
     orders, interactions, deals; enabled plugins add theirs). Options: ``customers``

@@ -22,7 +22,7 @@ from crmkit_loyalty import tables as t
 from crmkit_loyalty.testing import assert_consistent, at, program
 from sqlalchemy import select
 
-from crmkit.transfer import import_file
+from crmkit.testing import import_file
 
 # spend measure (the spend bound and the order count are read by every batch), an nth-order
 # bonus (the order count), tier multipliers (the tier)
@@ -213,14 +213,14 @@ def _earned(ctx: Any) -> int:
 
 
 def _import_file(crm: Any, rows: list[Any], batch_size: int, folder: Path) -> None:
-    """The B customers' orders through the importer (crmkit.transfer.import_file): it
+    """The B customers' orders through the importer (crmkit.testing.import_file): it
     joins the running transaction once and stores its batches without joining again."""
     path = folder / f"{rows[0][0]}.csv"
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["external_id", "customer", "occurred_at", "amount"])
         writer.writerows([(e, "B" + c, when.isoformat(), amount) for e, c, when, amount in rows])
-    assert import_file(crm, "orders", str(path), batch_size=batch_size).stored == len(rows)
+    assert import_file(crm, "orders", path, batch_size=batch_size).stored == len(rows)
 
 
 def test_kept_batches_earn_before_a_read_before_another_write_and_at_the_commit(
