@@ -32,8 +32,7 @@ it, and only batches whose ranges are still there earn.
 from __future__ import annotations
 
 import functools
-import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Column, Integer, MetaData, Table, delete, insert, select
@@ -42,7 +41,8 @@ from sqlalchemy.schema import CreateTable
 import crmkit.plugin as ck
 from crmkit.plugin import Order, StoredOrders
 from crmkit_loyalty import pending
-from crmkit_loyalty.setbased import batch_filter
+from crmkit_loyalty.per_transaction import PerTransaction
+from crmkit_loyalty.setbased import batch_filter, id_runs
 
 if TYPE_CHECKING:
     from crmkit.plugin import HookContext
@@ -67,49 +67,26 @@ ranges = Table(
 class _Kept:
     """What one transaction keeps: the orders counted (the ids are in :data:`ranges`)."""
 
-    def __init__(self, transaction: Any) -> None:
-        self.transaction = weakref.ref(transaction)
+    def __init__(self) -> None:
         self.orders = 0
 
 
-#: connection -> what its running transaction keeps (weak: a closed connection goes)
-_kept: weakref.WeakKeyDictionary[Any, _Kept] = weakref.WeakKeyDictionary()
-
-
-def _running(connection: Any) -> _Kept | None:
-    """What ``connection``'s running transaction keeps (an earlier transaction's entry,
-    rolled back, is dropped)."""
-    kept = _kept.get(connection)
-    if kept is None:
-        return None
-    if kept.transaction() is not connection.get_transaction():
-        del _kept[connection]
-        return None
-    return kept
-
-
-def _runs(ids: Sequence[int]) -> list[tuple[int, int]]:
-    """``ids`` as ranges of consecutive ids (an import's batch is one range, or a few)."""
-    out: list[list[int]] = []
-    for value in sorted(set(ids)):
-        if out and value == out[-1][1] + 1:
-            out[-1][1] = value
-        else:
-            out.append([value, value])
-    return [(low, high) for low, high in out]
+#: connection -> what its running transaction keeps
+_kept: PerTransaction[_Kept] = PerTransaction()
 
 
 def keep(lc: LoyaltyContext, ctx: HookContext, orders: StoredOrders) -> bool:
     """Keep an import's batch to earn later; False when the batch and those kept before
     it make a chunk: then they all earn now (:func:`run`)."""
     connection = ctx.connection
-    kept = _running(connection)
+    kept = _kept.get(connection)
     if kept is None:
-        kept = _kept[connection] = _Kept(connection.get_transaction())
+        kept = _Kept()
+        _kept.set(connection, kept)
         ctx.before_next_write(lambda c: run(lc, c))
     connection.execute(CreateTable(ranges, if_not_exists=True))
     connection.execute(
-        insert(ranges), [{"first_id": lo, "last_id": hi} for lo, hi in _runs(orders.ids)]
+        insert(ranges), [{"first_id": lo, "last_id": hi} for lo, hi in id_runs(orders.ids)]
     )
     kept.orders += len(orders.ids)
     return kept.orders < CHUNK_ORDERS
@@ -118,9 +95,9 @@ def keep(lc: LoyaltyContext, ctx: HookContext, orders: StoredOrders) -> bool:
 def run(lc: LoyaltyContext, ctx: HookContext) -> None:
     """Earn on every batch ``ctx``'s transaction keeps (those a rollback left), as one."""
     connection = ctx.connection
-    if _running(connection) is None:
+    if _kept.get(connection) is None:
         return
-    del _kept[connection]  # (earning below keeps nothing more: it is no import's batch)
+    _kept.drop(connection)  # (earning below keeps nothing more: it is no import's batch)
     connection.execute(CreateTable(ranges, if_not_exists=True))  # (a savepoint took it?)
     spans = connection.execute(select(ranges.c.first_id, ranges.c.last_id)).all()
     connection.execute(delete(ranges))
@@ -144,7 +121,7 @@ def settle(lc: LoyaltyContext) -> None:
     write its pending counters (:func:`crmkit_loyalty.pending.settle`)."""
     if _kept:  # some transaction of this process keeps batches: is it this thread's?
         with lc.crm.reading() as connection:
-            waiting = _running(connection) is not None
+            waiting = _kept.get(connection) is not None
         if waiting:
             with lc.crm.transaction() as ctx:  # (the running one)
                 run(lc, ctx)

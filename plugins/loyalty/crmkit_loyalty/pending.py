@@ -18,7 +18,6 @@ is transactional like any other).
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +39,7 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.schema import CreateTable, DropTable
 
 from crmkit_loyalty import tables as t
+from crmkit_loyalty.per_transaction import PerTransaction
 
 if TYPE_CHECKING:
     from crmkit.plugin import CRM, HookContext
@@ -70,22 +70,15 @@ _heap = _counts(NAME, keyed=False)
 _next = _counts(f"{NAME}_next", keyed=False)
 
 
-#: connection -> its transaction, while that transaction has pending rows (weak: a closed
-#: connection goes; written out, the entry goes too, so a process with none has an empty map)
-_open: weakref.WeakKeyDictionary[Any, weakref.ref[Any]] = weakref.WeakKeyDictionary()
+#: connection -> True while its running transaction has pending rows (written out, the
+#: entry goes, so a process with none has an empty map)
+_open: PerTransaction[bool] = PerTransaction()
 
 
 def _pending(connection: Any) -> bool:
     """Whether ``connection``'s running transaction has pending rows (the entry of an
     earlier transaction, rolled back, is dropped: its rows went with it)."""
-    recorded = _open.get(connection)
-    if recorded is None:
-        return False
-    running = connection.get_transaction()
-    if running is None or recorded() is not running:
-        del _open[connection]
-        return False
-    return True
+    return _open.get(connection) is not None
 
 
 def table(connection: Any) -> Table | None:
@@ -109,7 +102,7 @@ def add(ctx: HookContext, sums: Any) -> None:
     connection = ctx.connection
     _create(connection)  # (a savepoint rolled back may have taken it: see table())
     if not _pending(connection):
-        _open[connection] = weakref.ref(connection.get_transaction())
+        _open.set(connection, True)
         ctx.before_commit(lambda c: flush(c.connection))
     if connection.dialect.name == "postgresql":
         _rebuild(connection, sums)
@@ -158,7 +151,7 @@ def flush(connection: Any, customer_ids: Iterable[int] | None = None) -> None:
         return
     if customer_ids is None:
         _write(connection, pending, [])
-        del _open[connection]  # nothing pending: settle() has nothing to look at
+        _open.drop(connection)  # nothing pending: settle() has nothing to look at
         return
     ids = sorted(set(customer_ids))
     m = t.members.c

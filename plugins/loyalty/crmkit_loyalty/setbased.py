@@ -304,16 +304,21 @@ def batch_filter(column: Any, ids: Sequence[int]) -> ColumnElement[bool]:
         low, high = min(ids), max(ids)
         if high - low + 1 == len(ids) == len(set(ids)):  # one run: no sort, no Python loop
             return column.between(low, high)
-    ordered = sorted(set(ids))
+    runs = id_runs(ids)
+    if len(runs) > 50:
+        return column.in_(sorted(set(ids)))
+    return or_(*(column.between(low, high) for low, high in runs))
+
+
+def id_runs(ids: Sequence[int]) -> list[tuple[int, int]]:
+    """``ids`` as ``[(first, last), ...]`` ranges of consecutive ids, ascending."""
     runs: list[list[int]] = []
-    for value in ordered:
+    for value in sorted(set(ids)):
         if runs and value == runs[-1][1] + 1:
             runs[-1][1] = value
         else:
             runs.append([value, value])
-    if len(runs) > 50:
-        return column.in_(ordered)
-    return or_(*(column.between(low, high) for low, high in runs))
+    return [(low, high) for low, high in runs]
 
 
 def gone_customers() -> Any:

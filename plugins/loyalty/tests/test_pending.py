@@ -235,15 +235,15 @@ def test_kept_batches_earn_before_a_read_before_another_write_and_at_the_commit(
         _import_file(crm, rows[:30], 7, tmp_path)
         assert _earned(ctx) == 0  # kept: 30 orders wait
         assert sum(total for _, total in service.ledger_sums().values()) > 0  # a read
-        assert _earned(ctx) > 0 and deferred._running(ctx.connection) is None
+        assert _earned(ctx) > 0 and deferred._kept.get(ctx.connection) is None
         _import_file(crm, rows[30:50], 7, tmp_path)
         before = _earned(ctx)
-        assert deferred._running(ctx.connection) is not None  # kept again
+        assert deferred._kept.get(ctx.connection) is not None  # kept again
         _, customer, when, amount = rows[50]  # another write: the kept batches go first
         crm.orders.add(customer_id=ids["B" + customer], amount=amount, occurred_at=when)
         assert _earned(ctx) > before
         _import_file(crm, rows[51:], 7, tmp_path)
-        assert deferred._running(ctx.connection) is not None  # kept until the commit
+        assert deferred._kept.get(ctx.connection) is not None  # kept until the commit
     _one_by_one(crm, ids, rows)
     _same_both_sides(service, ids)
 
